@@ -1,0 +1,272 @@
+// Package affinity keeps the source-address affinity of L4 mode: a table from
+// client Key to the id of the backend the client is pinned to, bounded by
+// capacity (least recently used entries are evicted) and by a sliding TTL
+// (every hit renews it).
+//
+// The table is sharded so that lookups from many connections do not queue on
+// one lock, and expiry is done by the table's own sweeper in small batches so
+// that a burst of entries expiring together never holds a shard for long.
+package affinity
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+)
+
+// Defaults used for zero Options fields.
+const (
+	DefaultTTL      = time.Hour
+	DefaultCapacity = 65536
+)
+
+// Sharding and sweeping parameters.
+const (
+	maxShards     = 256  // upper bound on shards; a power of two
+	minPerShard   = 1024 // small tables keep one exact LRU
+	sweepBatch    = 64   // expired entries removed per lock hold
+	minSweepEvery = 10 * time.Millisecond
+	maxSweepEvery = time.Second
+)
+
+// Options configures a Table. The zero value is usable: a one hour TTL, 65536
+// entries, and keys on whole addresses.
+type Options struct {
+	// TTL is how long an entry lives after its last use. Zero means
+	// DefaultTTL.
+	TTL time.Duration
+	// Capacity bounds the number of entries; past it the least recently
+	// used entry of the key's shard is evicted. Zero means DefaultCapacity.
+	Capacity int
+	// IPv4Prefix and IPv6Prefix are the number of leading address bits that
+	// form a key. Zero means the whole address (32 and 128).
+	IPv4Prefix, IPv6Prefix int
+}
+
+// Stats counts what the table has done since it was created.
+type Stats struct {
+	Hits        uint64 // lookups that found a live entry
+	Misses      uint64 // lookups that found none (including expired ones)
+	Repins      uint64 // pins that moved a live key to another backend
+	Evictions   uint64 // entries dropped to stay within capacity
+	Expirations uint64 // entries dropped because their TTL ran out
+	Size        int    // entries held now, live or awaiting the sweeper
+}
+
+// Table maps client keys to backend ids. It is safe for concurrent use.
+// Create it with New and stop its sweeper with Close.
+type Table struct {
+	ttl     int64 // nanoseconds
+	slack   int64 // a hit renews the TTL only when it is older than this
+	v4, v6  int
+	mask    uint64
+	limit   int64        // capacity over all shards
+	size    atomic.Int64 // entries over all shards
+	shards  []shard
+	stop    chan struct{}
+	done    chan struct{}
+	closing sync.Once
+}
+
+// pin is the value stored per key. Expiry is kept here rather than in the
+// LRU's own TTL machinery, whose cleanup goroutine cannot be stopped.
+type pin struct {
+	id      string
+	expires int64 // unix nanoseconds
+}
+
+// shard is one independently locked part of the table.
+type shard struct {
+	// mu guards lru and the counters below. The LRU has a lock of its own,
+	// but check-then-remove during sweeps and lookups must be atomic, so
+	// every access goes through mu (the inner lock is then uncontended).
+	mu          sync.Mutex
+	lru         *expirable.LRU[Key, pin]
+	hits        uint64
+	misses      uint64
+	repins      uint64
+	evictions   uint64
+	expirations uint64
+	_           [64]byte // keep neighbouring shards off one cache line
+}
+
+// New returns a table configured by opts and starts its sweeper.
+func New(opts Options) *Table {
+	ttl := opts.TTL
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	capacity := opts.Capacity
+	if capacity <= 0 {
+		capacity = DefaultCapacity
+	}
+	v4, v6 := opts.IPv4Prefix, opts.IPv6Prefix
+	if v4 <= 0 {
+		v4 = 32
+	}
+	if v6 <= 0 {
+		v6 = 128
+	}
+	n := 1
+	for n < maxShards && capacity/(n*2) >= minPerShard {
+		n *= 2
+	}
+	t := &Table{
+		ttl:    int64(ttl),
+		slack:  int64(ttl) / 128,
+		v4:     v4,
+		v6:     v6,
+		mask:   uint64(n - 1),
+		limit:  int64(capacity),
+		shards: make([]shard, n),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	for i := range t.shards {
+		// A zero TTL turns off the LRU's own expiry and, with it, the
+		// goroutine it would start and never stop. A zero size leaves the
+		// shard unbounded: capacity is enforced over the whole table in Pin,
+		// since hashing never fills shards evenly.
+		t.shards[i].lru = expirable.NewLRU[Key, pin](0, nil, 0)
+	}
+	go t.sweep(min(max(ttl/64, minSweepEvery), maxSweepEvery))
+	return t
+}
+
+// Key returns the key for a client address, masked to the table's prefixes.
+func (t *Table) Key(addr netip.Addr) Key { return KeyOf(addr, t.v4, t.v6) }
+
+func (t *Table) shard(k Key) *shard { return &t.shards[k.hash()&t.mask] }
+
+// Lookup returns the backend id pinned to k. A hit renews the entry's TTL and
+// makes it the most recently used.
+//
+// Renewal rewrites the entry and moves it in the LRU list, which touches two
+// neighbours in memory; it is skipped while the TTL is still almost whole
+// (within ttl/128), which keeps hot keys on a read-only path. Recency is
+// therefore tracked to that granularity, and LRU order stays exactly expiry
+// order, which the sweeper relies on.
+func (t *Table) Lookup(k Key) (id string, ok bool) {
+	now := time.Now().UnixNano()
+	s := t.shard(k)
+	s.mu.Lock()
+	p, ok := s.lru.Peek(k)
+	switch {
+	case !ok:
+		s.misses++
+	case now >= p.expires:
+		s.lru.Remove(k)
+		t.size.Add(-1)
+		s.expirations++
+		s.misses++
+		ok = false
+	default:
+		if p.expires-now < t.ttl-t.slack {
+			p.expires = now + t.ttl
+			s.lru.Add(k, p)
+		}
+		s.hits++
+		id = p.id
+	}
+	s.mu.Unlock()
+	return id, ok
+}
+
+// Pin points k at backend id with a fresh TTL. It reports whether this moved
+// a live entry from another backend, which is counted as a re-pin.
+//
+// When a new key takes the table past its capacity, the least recently used
+// entry of the key's shard is evicted. Keys hash evenly over shards, so that
+// entry is among the oldest of the whole table; with a single shard (tables
+// below 2048 entries) it is exactly the oldest.
+func (t *Table) Pin(k Key, id string) (repinned bool) {
+	now := time.Now().UnixNano()
+	s := t.shard(k)
+	s.mu.Lock()
+	old, existed := s.lru.Peek(k)
+	if existed {
+		if now >= old.expires {
+			s.expirations++
+		} else if old.id != id {
+			s.repins++
+			repinned = true
+		}
+	}
+	s.lru.Add(k, pin{id: id, expires: now + t.ttl})
+	if !existed && t.size.Add(1) > t.limit && s.lru.Len() > 1 {
+		s.lru.RemoveOldest()
+		t.size.Add(-1)
+		s.evictions++
+	}
+	s.mu.Unlock()
+	return repinned
+}
+
+// Stats returns the table's counters summed over its shards.
+func (t *Table) Stats() Stats {
+	var st Stats
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		st.Hits += s.hits
+		st.Misses += s.misses
+		st.Repins += s.repins
+		st.Evictions += s.evictions
+		st.Expirations += s.expirations
+		st.Size += s.lru.Len()
+		s.mu.Unlock()
+	}
+	return st
+}
+
+// Close stops the sweeper and waits for it to exit. Lookups and pins keep
+// working afterwards, with expired entries dropped lazily. Close is
+// idempotent.
+func (t *Table) Close() {
+	t.closing.Do(func() { close(t.stop) })
+	<-t.done
+}
+
+// sweep drops expired entries every interval until Close.
+func (t *Table) sweep(every time.Duration) {
+	defer close(t.done)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-tick.C:
+			for i := range t.shards {
+				t.shards[i].expire(time.Now().UnixNano(), &t.size)
+			}
+		}
+	}
+}
+
+// expire removes the shard's expired entries, oldest first, releasing the
+// lock after every batch so that lookups never wait behind a mass expiry.
+// Every TTL renewal moves its entry to the front of the LRU list, so the list
+// is in expiry order and the sweep stops at the first live entry.
+func (s *shard) expire(now int64, size *atomic.Int64) {
+	for {
+		s.mu.Lock()
+		n := 0
+		for ; n < sweepBatch; n++ {
+			_, p, ok := s.lru.GetOldest()
+			if !ok || now < p.expires {
+				break
+			}
+			s.lru.RemoveOldest()
+			s.expirations++
+		}
+		size.Add(int64(-n))
+		s.mu.Unlock()
+		if n < sweepBatch {
+			return
+		}
+	}
+}

@@ -1,0 +1,101 @@
+package affinity
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+)
+
+func v4key(i int) Key {
+	return KeyOf(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32, 128)
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// BenchmarkLookupParallel1M measures hits on a table of one million entries
+// from every core at once, and the heap the entries take.
+func BenchmarkLookupParallel1M(b *testing.B) {
+	const n = 1 << 20
+	before := heapInUse()
+	tb := New(Options{Capacity: n})
+	defer tb.Close()
+	ids := []string{"app-01", "app-02", "app-03"}
+	for i := range n {
+		tb.Pin(v4key(i), ids[i%3])
+	}
+	perEntry := float64(heapInUse()-before) / n
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		for pb.Next() {
+			if _, ok := tb.Lookup(v4key(r.IntN(n))); !ok {
+				b.Error("miss on a full table")
+				return
+			}
+		}
+	})
+	b.ReportMetric(perEntry, "B/entry")
+}
+
+// BenchmarkPinParallel measures new pins, with capacity evictions, from every
+// core at once.
+func BenchmarkPinParallel(b *testing.B) {
+	tb := New(Options{Capacity: 1 << 16})
+	defer tb.Close()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		for pb.Next() {
+			tb.Pin(v4key(r.IntN(1<<22)), "app-01")
+		}
+	})
+}
+
+// BenchmarkWorstLookup pins 100k entries at one instant, then looks up
+// other keys while all of them expire together, and reports the slowest
+// single lookup seen. The "quiet" case runs the same loop with nothing
+// expiring, so that scheduler and GC noise can be told apart from the table.
+func BenchmarkWorstLookup(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		ttl  time.Duration
+	}{{"MassExpiry", 200 * time.Millisecond}, {"Quiet", time.Hour}} {
+		b.Run(bc.name, func(b *testing.B) {
+			const burst = 100_000
+			var worst time.Duration
+			for range b.N {
+				tb := New(Options{TTL: bc.ttl, Capacity: 1 << 20})
+				live := make([]Key, 1024)
+				for i := range live {
+					live[i] = KeyOf(netip.AddrFrom4([4]byte{192, 168, byte(i >> 8), byte(i)}), 32, 128)
+				}
+				for i := range burst {
+					tb.Pin(v4key(i), "app-01")
+				}
+				start := time.Now()
+				for i := 0; time.Since(start) < 2*200*time.Millisecond; i++ {
+					k := live[i%len(live)]
+					t0 := time.Now()
+					if _, ok := tb.Lookup(k); !ok {
+						tb.Pin(k, "app-02")
+					}
+					worst = max(worst, time.Since(t0))
+				}
+				if st := tb.Stats(); bc.ttl < time.Second && st.Expirations < burst {
+					b.Errorf("expirations = %d, want at least %d", st.Expirations, burst)
+				}
+				tb.Close()
+			}
+			b.ReportMetric(float64(worst.Microseconds()), "worst-µs")
+		})
+	}
+}

@@ -1,0 +1,126 @@
+// Package backend holds the backend pool that both front doors share: each
+// Backend's identity and live state, the Registry that groups them, the
+// Selector policies that choose among available backends, and the Prober that
+// keeps their health current.
+package backend
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Backend is one server of the pool. Its identity (ID, Address, Weight) is
+// fixed at construction; its live state (health, drain, active connections)
+// is kept in atomics so that selectors read it without locks while the prober
+// and the data path write it.
+type Backend struct {
+	// ID names the backend in configs, cookies and logs ("app-01").
+	ID string
+	// Address is the host:port the data path and the prober dial.
+	Address string
+	// Weight is the backend's share under weighted policies; values below
+	// 1 are treated as 1.
+	Weight int
+
+	down    atomic.Bool // inverted so that the zero value is up
+	drained atomic.Bool
+	active  atomic.Int64
+
+	// mu guards the consecutive pass and fail counts while a check result is
+	// folded into the health state; fails mirrors the failure count for
+	// lock-free readers.
+	mu     sync.Mutex
+	passes int
+	fails  atomic.Int32
+}
+
+// New returns a backend that is up, not drained and idle.
+func New(id, address string, weight int) *Backend {
+	return &Backend{ID: id, Address: address, Weight: weight}
+}
+
+// Up reports whether health checks consider the backend healthy. A backend
+// without health checks is always up.
+func (b *Backend) Up() bool { return !b.down.Load() }
+
+// Drained reports whether the backend has been taken out of selection by an
+// operator while keeping its health state.
+func (b *Backend) Drained() bool { return b.drained.Load() }
+
+// SetDrained takes the backend out of selection (true) or puts it back.
+func (b *Backend) SetDrained(drained bool) { b.drained.Store(drained) }
+
+// Available reports whether new clients may be sent to the backend: it is up
+// and not drained.
+func (b *Backend) Available() bool { return !b.down.Load() && !b.drained.Load() }
+
+// Active returns the number of connections currently open to the backend.
+func (b *Backend) Active() int64 { return b.active.Load() }
+
+// Acquire records a new connection to the backend. Every Acquire must be
+// matched by one Release when the connection ends.
+func (b *Backend) Acquire() { b.active.Add(1) }
+
+// Release records the end of a connection counted by Acquire.
+func (b *Backend) Release() { b.active.Add(-1) }
+
+// ConsecutiveFailures returns the number of failed checks (active or passive)
+// since the last passing one.
+func (b *Backend) ConsecutiveFailures() int { return int(b.fails.Load()) }
+
+// weight returns the effective weight, at least 1.
+func (b *Backend) weight() int {
+	if b.Weight < 1 {
+		return 1
+	}
+	return b.Weight
+}
+
+// Transition says how one check result changed a backend's health.
+type Transition int
+
+const (
+	// Unchanged means the backend kept its state.
+	Unchanged Transition = iota
+	// WentUp means the backend reached rise consecutive passes while down.
+	WentUp
+	// WentDown means the backend reached fall consecutive failures while up.
+	WentDown
+)
+
+// String returns "unchanged", "up" or "down".
+func (t Transition) String() string {
+	switch t {
+	case WentUp:
+		return "up"
+	case WentDown:
+		return "down"
+	}
+	return "unchanged"
+}
+
+// Observe folds one check result into the backend's health: rise consecutive
+// passes mark a down backend up, fall consecutive failures mark an up backend
+// down. It returns the transition, if any, so that the caller logs each change
+// exactly once. Thresholds below 1 are treated as 1.
+func (b *Backend) Observe(pass bool, rise, fall int) Transition {
+	rise, fall = max(rise, 1), max(fall, 1)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if pass {
+		b.fails.Store(0)
+		b.passes++
+		if b.down.Load() && b.passes >= rise {
+			b.down.Store(false)
+			return WentUp
+		}
+		return Unchanged
+	}
+	b.passes = 0
+	n := b.fails.Add(1)
+	if !b.down.Load() && int(n) >= fall {
+		b.down.Store(true)
+		return WentDown
+	}
+	return Unchanged
+}

@@ -1,0 +1,16 @@
+// Command lbctl is a load balancer with two front doors over one backend
+// pool: an L4 TCP proxy with source-IP affinity and an L7 HTTP proxy with
+// cookie persistence. See the README for its commands and config.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "lbctl:", err)
+		os.Exit(1)
+	}
+}

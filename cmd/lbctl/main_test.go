@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets a test run the real command in a child process: with
+// LBCTL_TEST_MAIN set, the test binary is lbctl.
+func TestMain(m *testing.M) {
+	if os.Getenv("LBCTL_TEST_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// lbctl returns a command that runs this test binary as lbctl with args.
+func lbctl(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "LBCTL_TEST_MAIN=1")
+	return cmd
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "lbctl.toml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// echoBackend accepts connections, writes id and a newline, then echoes.
+func echoBackend(t *testing.T, id string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				fmt.Fprintln(c, id)
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestCheckPrintsEffectiveConfig(t *testing.T) {
+	path := writeConfig(t, `
+[cookie]
+secret = ["new", "old"]
+[[backend]]
+id = "app-01"
+address = "127.0.0.1:9001"
+`)
+	out, err := lbctl(t, "check", "--config", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	for _, want := range []string{`policy = "roundrobin"`, `capacity    = 65536`, `id      = "app-01"`, `<redacted>`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), `"old"`) {
+		t.Errorf("check printed a secret:\n%s", out)
+	}
+}
+
+func TestConfigErrorExitsNonZeroWithoutListening(t *testing.T) {
+	listen := freeAddr(t)
+	path := writeConfig(t, fmt.Sprintf(`
+listen = %q
+[[backend]]
+id = "app-01"
+address = "10.0.0.1:80"
+[[backend]]
+id = "app-02"
+address = "10.0.0.2"
+`, listen))
+	for _, sub := range []string{"check", "serve"} {
+		t.Run(sub, func(t *testing.T) {
+			cmd := lbctl(t, sub, "--config", path)
+			done := make(chan struct{})
+			var out []byte
+			var err error
+			go func() { out, err = cmd.CombinedOutput(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				<-done
+				t.Fatal("lbctl did not exit on a config error")
+			}
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+				t.Errorf("exit: %v, want status 1", err)
+			}
+			want := `backend[1].address: "10.0.0.2" has no port`
+			if !strings.Contains(string(out), want) {
+				t.Errorf("output %q lacks %q", out, want)
+			}
+		})
+	}
+	if c, err := net.DialTimeout("tcp", listen, time.Second); err == nil {
+		c.Close()
+		t.Errorf("something listens on %s after a config error", listen)
+	}
+}
+
+func TestServeL4AndStopOnSIGTERM(t *testing.T) {
+	listen := freeAddr(t)
+	path := writeConfig(t, fmt.Sprintf(`
+listen = %q
+[health]
+interval = "100ms"
+[[backend]]
+id = "app-01"
+address = %q
+[[backend]]
+id = "app-02"
+address = %q
+`, listen, echoBackend(t, "app-01"), echoBackend(t, "app-02")))
+	cmd := lbctl(t, "serve", "--config", path, "--grace", "5s")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	var c net.Conn
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		if c, err = net.DialTimeout("tcp", listen, time.Second); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lbctl never listened on %s: %v\n%s", listen, err, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	if id, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(id, "app-0") {
+		t.Fatalf("greeting through lbctl = %q, %v", id, err)
+	}
+
+	// SIGTERM while a connection is open: lbctl stops accepting, the open
+	// connection keeps working, and lbctl exits 0 once it ends.
+	cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(200 * time.Millisecond)
+	fmt.Fprintln(c, "still here")
+	if line, err := r.ReadString('\n'); err != nil || line != "still here\n" {
+		t.Errorf("echo after SIGTERM = %q, %v", line, err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	io.Copy(io.Discard, r)
+
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("lbctl exited with %v, want 0\n%s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("lbctl did not exit after SIGTERM\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "shutting down") {
+		t.Errorf("log lacks the shutdown line:\n%s", stderr.String())
+	}
+}
+
+func TestServeDemo(t *testing.T) {
+	listen := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		errc <- runServe(ctx, serveOptions{demo: true, listen: listen, grace: time.Second, logLevel: "warn"})
+	}()
+	var resp string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", listen, time.Second)
+		if err == nil {
+			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n")
+			b, _ := io.ReadAll(c)
+			c.Close()
+			resp = string(b)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("demo never listened: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.HasPrefix(resp, "HTTP/1.1 200") || !strings.Contains(resp, "app-0") {
+		t.Errorf("demo response:\n%s", resp)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Errorf("runServe after cancel = %v, want nil", err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := lbctl(t, "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "lbctl ") {
+		t.Errorf("version = %q, %v", out, err)
+	}
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lbctl/lbctl/config"
+	"github.com/lbctl/lbctl/l4"
+)
+
+// serveOptions are serve's flags.
+type serveOptions struct {
+	config   string
+	mode     string
+	listen   string
+	demo     bool
+	grace    time.Duration
+	logLevel string
+}
+
+func newServeCmd() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the load balancer",
+		Long: `serve loads the config, starts health checks and accepts clients until
+SIGINT or SIGTERM; then it stops accepting, lets open connections finish
+for up to --grace, and exits 0.
+
+With --demo it needs no config: three demo HTTP backends start on loopback
+and lbctl balances over them on 127.0.0.1:8080 (or --listen).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runServe(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.config, "config", "c", defaultConfigPath, "config file")
+	f.StringVar(&o.mode, "mode", "", "front door, overriding the config: l4 or l7")
+	f.StringVar(&o.listen, "listen", "", "host:port to accept on, overriding the config")
+	f.BoolVar(&o.demo, "demo", false, "serve three built-in demo backends; no config file needed")
+	f.DurationVar(&o.grace, "grace", 10*time.Second, "how long open connections may finish after SIGTERM")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.MarkFlagsMutuallyExclusive("demo", "config")
+	return cmd
+}
+
+// runServe is serve's body: everything between the flags and the exit code.
+func runServe(ctx context.Context, o serveOptions) error {
+	log, err := newLogger(o.logLevel)
+	if err != nil {
+		return err
+	}
+	var cfg *config.Config
+	if o.demo {
+		demo, err := startDemo(3, o.listen)
+		if err != nil {
+			return err
+		}
+		defer demo.Close()
+		cfg = &demo.cfg
+		if o.mode != "" {
+			cfg.Mode = o.mode
+		}
+	} else {
+		if cfg, err = loadConfig(o.config, o.mode); err != nil {
+			return err
+		}
+		if o.listen != "" {
+			cfg.Listen = o.listen
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.Mode != "l4" {
+		return errL7NotBuilt
+	}
+
+	p, err := newPool(cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	proxy, table := newL4(cfg, p, log)
+	defer table.Close()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	probeCtx, stopProbes := context.WithCancel(context.Background())
+	defer stopProbes()
+	if p.prober != nil {
+		p.prober.Round(probeCtx) // know who is up before the first client
+		wg.Go(func() { p.prober.Run(probeCtx) })
+	}
+	served := make(chan error, 1)
+	go func() { served <- proxy.Serve(ln) }()
+
+	log.Info("lbctl serving", "mode", cfg.Mode, "listen", ln.Addr().String(),
+		"backends", p.registry.Len(), "policy", cfg.Balance.Policy, "health", cfg.Health.Check)
+	if o.demo {
+		fmt.Fprintf(os.Stderr, "\ndemo: three backends behind %s; try\n  curl -s http://%s/\n\n", ln.Addr(), ln.Addr())
+	}
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", o.grace)
+	sctx, cancel := context.WithTimeout(context.Background(), o.grace)
+	defer cancel()
+	if err := proxy.Shutdown(sctx); err != nil {
+		log.Warn("grace period over; open connections closed", "error", err)
+	}
+	if err := <-served; err != nil && !errors.Is(err, l4.ErrProxyClosed) {
+		return err
+	}
+	st := table.Stats()
+	log.Info("stopped", slog.Group("affinity", "size", st.Size, "hits", st.Hits, "misses", st.Misses,
+		"repins", st.Repins, "evictions", st.Evictions, "expirations", st.Expirations))
+	return nil
+}

@@ -1,0 +1,168 @@
+// Package config is lbctl's TOML schema: the types a config file decodes
+// into, their defaults, and the validation that runs before anything starts.
+// It knows nothing of sockets and imports no other lbctl package; the
+// packages that serve traffic copy what they need out of a Config.
+package config
+
+import "time"
+
+// Config is one lbctl.toml file after defaults have been applied. The toml
+// tags are the file's keys; DESIGN.md documents each of them.
+type Config struct {
+	// Mode selects the front door: "l4" (TCP, source-IP affinity) or "l7"
+	// (HTTP/1.1, cookie persistence).
+	Mode string `toml:"mode"`
+	// Listen is the host:port to accept on. An empty host means every
+	// local address.
+	Listen string `toml:"listen"`
+
+	Balance  Balance  `toml:"balance"`
+	Affinity Affinity `toml:"affinity"`
+	Cookie   Cookie   `toml:"cookie"`
+	Health   Health   `toml:"health"`
+	Timeouts Timeouts `toml:"timeouts"`
+	Limits   Limits   `toml:"limits"`
+
+	// Backends is the pool, in file order ([[backend]] tables).
+	Backends []Backend `toml:"backend"`
+}
+
+// Balance is the [balance] table.
+type Balance struct {
+	// Policy picks a backend when no affinity or cookie applies:
+	// "roundrobin", "leastconn" or "random2" (power of two choices).
+	Policy string `toml:"policy"`
+}
+
+// Affinity is the [affinity] table: L4 source-IP affinity.
+type Affinity struct {
+	// TTL is how long an idle pin lasts; every connection renews it.
+	TTL Duration `toml:"ttl"`
+	// Capacity is the number of pins kept; past it the least recently
+	// used one is evicted.
+	Capacity int `toml:"capacity"`
+	// IPv4Prefix is how many leading bits of an IPv4 source address form
+	// the key: 32 keys on the whole address, 24 groups a /24 like nginx's
+	// ip_hash.
+	IPv4Prefix int `toml:"ipv4_prefix"`
+	// IPv6Prefix is the same for IPv6 source addresses; 64 groups one
+	// household's or site's prefix.
+	IPv6Prefix int `toml:"ipv6_prefix"`
+}
+
+// Cookie is the [cookie] table: L7 cookie persistence.
+type Cookie struct {
+	// Name is the cookie's name, an RFC 6265 token.
+	Name string `toml:"name"`
+	// Expires sets Max-Age (and Expires) on the cookie; zero makes it a
+	// session cookie.
+	Expires Duration `toml:"expires"`
+	// Path is the cookie's Path attribute.
+	Path string `toml:"path"`
+	// Domain is the cookie's Domain attribute; empty omits it.
+	Domain string `toml:"domain"`
+	// HTTPOnly adds the HttpOnly attribute.
+	HTTPOnly bool `toml:"http_only"`
+	// Secure adds the Secure attribute.
+	Secure bool `toml:"secure"`
+	// SameSite is "lax", "strict", "none", or empty to omit the attribute.
+	SameSite string `toml:"same_site"`
+	// Secret, when set, makes the cookie value an opaque HMAC token rather
+	// than the backend id. The first secret signs; all of them verify.
+	Secret Secrets `toml:"secret"`
+}
+
+// Health is the [health] table: the active health check.
+type Health struct {
+	// Check is the probe kind: "tcp" (connect), "http" (GET Path, 2xx or
+	// 3xx is healthy) or "none" (every backend is always up).
+	Check string `toml:"check"`
+	// Path is the request path of the http check.
+	Path string `toml:"path"`
+	// Interval is the time between two probes of one backend.
+	Interval Duration `toml:"interval"`
+	// Timeout bounds one probe.
+	Timeout Duration `toml:"timeout"`
+	// Rise is how many consecutive passes mark a backend up.
+	Rise int `toml:"rise"`
+	// Fall is how many consecutive failures mark a backend down.
+	Fall int `toml:"fall"`
+}
+
+// Timeouts is the [timeouts] table.
+type Timeouts struct {
+	// Connect bounds dialing a backend.
+	Connect Duration `toml:"connect"`
+	// Idle closes a connection after this long without traffic (L4: no
+	// bytes either way; L7: keep-alive idle). Zero means no idle timeout.
+	Idle Duration `toml:"idle"`
+	// Header is the time a client has to send its whole request head (L7).
+	Header Duration `toml:"header"`
+	// Server is the time a backend has to start its response before the
+	// client gets 504 (L7).
+	Server Duration `toml:"server"`
+}
+
+// Limits is the [limits] table.
+type Limits struct {
+	// HeaderBytes is the largest request head accepted; larger ones get
+	// 431 (L7).
+	HeaderBytes int `toml:"header_bytes"`
+}
+
+// Backend is one [[backend]] table.
+type Backend struct {
+	// ID names the backend in cookies and logs; unique, made of letters,
+	// digits, '-', '_' and '.'.
+	ID string `toml:"id"`
+	// Address is the backend's host:port.
+	Address string `toml:"address"`
+	// Weight is the backend's share under roundrobin, 1..256. A file that
+	// leaves it out gets 1.
+	Weight int `toml:"weight"`
+}
+
+// Default returns the configuration that an empty file yields, apart from
+// Backends, which has no default and is nil.
+func Default() Config {
+	return Config{
+		Mode:   "l4",
+		Listen: "127.0.0.1:8080",
+		Balance: Balance{
+			Policy: "roundrobin",
+		},
+		Affinity: Affinity{
+			TTL:        Duration(time.Hour),
+			Capacity:   65536,
+			IPv4Prefix: 32,
+			IPv6Prefix: 128,
+		},
+		Cookie: Cookie{
+			Name:     "SERVERID",
+			Expires:  Duration(time.Hour),
+			Path:     "/",
+			HTTPOnly: true,
+			SameSite: "lax",
+		},
+		Health: Health{
+			Check:    "tcp",
+			Path:     "/healthz",
+			Interval: Duration(2 * time.Second),
+			Timeout:  Duration(time.Second),
+			Rise:     2,
+			Fall:     3,
+		},
+		Timeouts: Timeouts{
+			Connect: Duration(3 * time.Second),
+			Idle:    Duration(60 * time.Second),
+			Header:  Duration(10 * time.Second),
+			Server:  Duration(60 * time.Second),
+		},
+		Limits: Limits{
+			HeaderBytes: 65536,
+		},
+	}
+}
+
+// defaultWeight is the weight of a [[backend]] that does not set one.
+const defaultWeight = 1

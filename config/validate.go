@@ -1,0 +1,216 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Validate checks every key of c and returns all the problems found, joined
+// with errors.Join, one per line in the form `key.path: "value" reason`.
+// Backends are numbered from 0 in file order: `backend[1].address:
+// "10.0.0.2" has no port`. Secrets are never quoted in messages.
+func (c *Config) Validate() error {
+	v := validator{}
+
+	v.oneOf("mode", c.Mode, "l4", "l7")
+	if msg := checkHostPort(c.Listen, true); msg != "" {
+		v.fail("listen", "%q %s", c.Listen, msg)
+	}
+
+	v.oneOf("balance.policy", c.Balance.Policy, "roundrobin", "leastconn", "random2")
+
+	v.positive("affinity.ttl", c.Affinity.TTL)
+	v.atLeast("affinity.capacity", c.Affinity.Capacity, 1)
+	v.between("affinity.ipv4_prefix", c.Affinity.IPv4Prefix, 1, 32)
+	v.between("affinity.ipv6_prefix", c.Affinity.IPv6Prefix, 1, 128)
+
+	v.cookie(&c.Cookie)
+
+	v.oneOf("health.check", c.Health.Check, "tcp", "http", "none")
+	if c.Health.Check == "http" {
+		switch p := c.Health.Path; {
+		case !strings.HasPrefix(p, "/"):
+			v.fail("health.path", `%q must start with "/" when health.check is http`, p)
+		case strings.IndexFunc(p, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
+			v.fail("health.path", "%q must not contain spaces or control characters", p)
+		}
+	}
+	v.positive("health.interval", c.Health.Interval)
+	v.positive("health.timeout", c.Health.Timeout)
+	v.atLeast("health.rise", c.Health.Rise, 1)
+	v.atLeast("health.fall", c.Health.Fall, 1)
+
+	v.positive("timeouts.connect", c.Timeouts.Connect)
+	if c.Timeouts.Idle < 0 {
+		v.fail("timeouts.idle", "%q must not be negative (0 means no idle timeout)", c.Timeouts.Idle)
+	}
+	v.positive("timeouts.header", c.Timeouts.Header)
+	v.positive("timeouts.server", c.Timeouts.Server)
+
+	v.between("limits.header_bytes", c.Limits.HeaderBytes, 1024, 1<<20)
+
+	v.backends(c.Backends)
+
+	return errors.Join(v.errs...)
+}
+
+// validator collects the problems Validate finds.
+type validator struct {
+	errs []error
+}
+
+func (v *validator) fail(path, format string, args ...any) {
+	v.errs = append(v.errs, &fieldError{path: path, err: fmt.Errorf(format, args...)})
+}
+
+func (v *validator) oneOf(path, value string, allowed ...string) {
+	for _, a := range allowed {
+		if value == a {
+			return
+		}
+	}
+	v.fail(path, "%q is not one of %s", value, strings.Join(allowed, ", "))
+}
+
+func (v *validator) positive(path string, d Duration) {
+	if d <= 0 {
+		v.fail(path, "%q must be positive", d)
+	}
+}
+
+func (v *validator) atLeast(path string, n, lo int) {
+	if n < lo {
+		v.fail(path, "%d must be at least %d", n, lo)
+	}
+}
+
+func (v *validator) between(path string, n, lo, hi int) {
+	if n < lo || n > hi {
+		v.fail(path, "%d is out of range %d..%d", n, lo, hi)
+	}
+}
+
+func (v *validator) cookie(c *Cookie) {
+	switch {
+	case c.Name == "":
+		v.fail("cookie.name", `"" must not be empty`)
+	case !isToken(c.Name):
+		v.fail("cookie.name", "%q is not a valid cookie name (an RFC 6265 token: no spaces, control characters or any of ()<>@,;:\\\"/[]?={})", c.Name)
+	}
+	if c.Expires < 0 {
+		v.fail("cookie.expires", "%q must not be negative (0 means a session cookie)", c.Expires)
+	}
+	// Path and Domain go into the Set-Cookie header as they are, so they
+	// must not be able to end the attribute or the header.
+	switch {
+	case !strings.HasPrefix(c.Path, "/"):
+		v.fail("cookie.path", `%q must start with "/"`, c.Path)
+	case strings.IndexFunc(c.Path, func(r rune) bool { return r < ' ' || r == 0x7f || r == ';' }) >= 0:
+		v.fail("cookie.path", "%q must not contain ';' or control characters", c.Path)
+	}
+	if c.Domain != "" && !isHostname(strings.TrimPrefix(c.Domain, ".")) {
+		v.fail("cookie.domain", "%q is not a domain name (letters, digits, '-' and '.')", c.Domain)
+	}
+	v.oneOf("cookie.same_site", c.SameSite, "lax", "strict", "none", "")
+	if c.SameSite == "none" && !c.Secure {
+		v.fail("cookie.same_site", `"none" requires cookie.secure = true: browsers drop SameSite=None cookies that are not Secure`)
+	}
+	for i, s := range c.Secret {
+		if s == "" {
+			v.fail("cookie.secret", "element %d is empty", i)
+		}
+	}
+}
+
+func (v *validator) backends(bs []Backend) {
+	if len(bs) == 0 {
+		v.errs = append(v.errs, &fieldError{path: backendKey, err: errors.New("no backends configured")})
+		return
+	}
+	seen := make(map[string]int, len(bs)) // id -> index of its first backend
+	for i, b := range bs {
+		prefix := fmt.Sprintf("%s[%d].", backendKey, i)
+		switch first, dup := seen[b.ID]; {
+		case b.ID == "":
+			v.fail(prefix+"id", `"" must not be empty`)
+		case !isID(b.ID):
+			v.fail(prefix+"id", "%q may only hold letters, digits, '-', '_' and '.'", b.ID)
+		case dup:
+			v.fail(prefix+"id", "%q duplicates %s[%d].id", b.ID, backendKey, first)
+		default:
+			seen[b.ID] = i
+		}
+		if msg := checkHostPort(b.Address, false); msg != "" {
+			v.fail(prefix+"address", "%q %s", b.Address, msg)
+		}
+		v.between(prefix+"weight", b.Weight, 1, 256)
+	}
+}
+
+// checkHostPort checks that addr is host:port with a numeric port in
+// 1..65535 and returns what is wrong with it, or "". An empty host, which
+// means every local address, is allowed only when emptyHost is set.
+func checkHostPort(addr string, emptyHost bool) string {
+	if addr == "" {
+		return "must not be empty"
+	}
+	if !strings.Contains(addr, ":") || (strings.HasPrefix(addr, "[") && !strings.Contains(addr, "]:")) {
+		return "has no port"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "is not host:port (write IPv6 addresses in brackets: [::1]:80)"
+	}
+	switch {
+	case port == "":
+		return "has no port"
+	case strings.Trim(port, "0123456789") != "" || len(port) > 5:
+		return fmt.Sprintf("has port %q, which is not a number 1..65535", port)
+	}
+	if n, _ := strconv.Atoi(port); n < 1 || n > 65535 {
+		return fmt.Sprintf("has port %s, out of range 1..65535", port)
+	}
+	switch {
+	case host == "":
+		if !emptyHost {
+			return "has no host"
+		}
+	case strings.HasPrefix(addr, "["):
+		if ip, err := netip.ParseAddr(host); err != nil || !ip.Is6() {
+			return fmt.Sprintf("has %q in brackets, which is not an IPv6 address", host)
+		}
+	case !isHostname(host):
+		return fmt.Sprintf("has host %q, which is neither an IP address nor a host name", host)
+	}
+	return ""
+}
+
+// isHostname reports whether s is made only of ASCII letters, digits, '-',
+// '_' and '.', which covers IPv4 addresses and the host names in use.
+func isHostname(s string) bool {
+	return s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") == "" &&
+		!strings.Contains(s, "..")
+}
+
+// isID reports whether s is a valid backend id: ASCII letters, digits, '-',
+// '_' and '.'. Ids appear as cookie values, so they stay within the
+// characters RFC 6265 allows there.
+func isID(s string) bool {
+	return strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") == ""
+}
+
+// isToken reports whether s is an RFC 6265 cookie name: an RFC 2616 token,
+// visible ASCII without separators.
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
+			return false
+		}
+	}
+	return s != ""
+}
