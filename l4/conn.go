@@ -8,14 +8,16 @@ import (
 
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/accept"
+	"github.com/lbctl/lbctl/internal/splice"
 )
 
 // errNoBackend means every backend is unavailable or failed its dial.
 var errNoBackend = errors.New("no backend available")
 
 // handle serves one client connection from pin to the end of the splice.
-func (p *Proxy) handle(client *net.TCPConn) {
-	defer p.trackConn(client, false)
+func (p *Proxy) handle(c *accept.Conn) {
+	client := c.TCPConn
 	defer client.Close()
 	key := p.key(client)
 	b, server, err := p.connect(key)
@@ -25,7 +27,7 @@ func (p *Proxy) handle(client *net.TCPConn) {
 	}
 	defer b.Release()
 	defer server.Close()
-	p.relay(client, server)
+	splice.Relay(client, server, p.IdleTimeout)
 }
 
 // key derives the affinity key from the client's source address.
@@ -79,12 +81,6 @@ func (p *Proxy) connect(key affinity.Key) (*backend.Backend, *net.TCPConn, error
 
 // dial connects to b within the connect timeout.
 func (p *Proxy) dial(b *backend.Backend) (*net.TCPConn, error) {
-	p.dialerSet.Do(func() {
-		p.dialer.Timeout = p.ConnectTimeout
-		if p.dialer.Timeout <= 0 {
-			p.dialer.Timeout = DefaultConnectTimeout
-		}
-	})
 	c, err := p.dialer.DialContext(context.Background(), "tcp", b.Address)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s (%s): %w", b.ID, b.Address, err)

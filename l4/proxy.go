@@ -9,15 +9,15 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/accept"
 )
 
 // ErrProxyClosed is returned by Serve after Shutdown or Close.
-var ErrProxyClosed = errors.New("l4: proxy closed")
+var ErrProxyClosed = accept.ErrClosed
 
 // DefaultConnectTimeout bounds a backend dial when Proxy.ConnectTimeout is zero.
 const DefaultConnectTimeout = 3 * time.Second
@@ -42,19 +42,13 @@ type Proxy struct {
 	// IdleTimeout closes a connection after this long with no bytes in
 	// either direction. Zero means no idle timeout.
 	IdleTimeout time.Duration
-	// Logger receives the few events worth a line: accept errors, and
-	// clients refused because no backend is available. Nil means
-	// slog.Default().
+	// Logger receives accept errors, and refused clients at debug level.
+	// Nil means slog.Default().
 	Logger *slog.Logger
 
-	closing atomic.Bool
-	mu      sync.Mutex // guards listeners and conns
-	lns     map[net.Listener]struct{}
-	conns   map[*net.TCPConn]struct{}
-	wg      sync.WaitGroup // one per live connection handler
-
-	dialer    net.Dialer
-	dialerSet sync.Once
+	init   sync.Once
+	loop   accept.Loop
+	dialer net.Dialer
 }
 
 func (p *Proxy) logger() *slog.Logger {
@@ -64,6 +58,17 @@ func (p *Proxy) logger() *slog.Logger {
 	return slog.Default()
 }
 
+func (p *Proxy) setup() {
+	p.init.Do(func() {
+		p.loop.Handle = p.handle
+		p.loop.Logger = p.Logger
+		p.dialer.Timeout = p.ConnectTimeout
+		if p.dialer.Timeout <= 0 {
+			p.dialer.Timeout = DefaultConnectTimeout
+		}
+	})
+}
+
 // Serve accepts connections on ln and handles each in its own goroutine
 // until ln fails or the proxy is shut down, in which case it returns
 // ErrProxyClosed. Temporary accept errors (such as running out of file
@@ -71,127 +76,24 @@ func (p *Proxy) logger() *slog.Logger {
 // closes ln when it returns.
 func (p *Proxy) Serve(ln net.Listener) error {
 	if p.Registry == nil || p.Selector == nil || p.Table == nil {
+		ln.Close()
 		return errors.New("l4: Proxy needs Registry, Selector and Table")
 	}
-	if !p.track(ln, true) {
-		ln.Close()
-		return ErrProxyClosed
-	}
-	defer p.track(ln, false)
-	defer ln.Close()
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if p.closing.Load() {
-				return ErrProxyClosed
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return err
-			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			p.logger().Warn("accept failed; retrying", "listener", ln.Addr().String(), "error", err, "retry_in", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		tc, ok := c.(*net.TCPConn)
-		if !ok {
-			c.Close()
-			continue
-		}
-		if !p.trackConn(tc, true) {
-			tc.Close()
-			return ErrProxyClosed
-		}
-		go p.handle(tc)
-	}
+	p.setup()
+	return p.loop.Serve(ln)
 }
 
 // Shutdown stops accepting, then waits for open connections to finish on
 // their own. When ctx ends first, the remaining connections are closed and
 // ctx's error is returned once their handlers have exited.
 func (p *Proxy) Shutdown(ctx context.Context) error {
-	p.closing.Store(true)
-	p.closeListeners()
-	done := make(chan struct{})
-	go func() {
-		p.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		p.closeConns()
-		<-done
-		return ctx.Err()
-	}
+	p.setup()
+	return p.loop.Shutdown(ctx)
 }
 
 // Close stops accepting and closes every open connection at once, returning
 // after their handlers have exited.
 func (p *Proxy) Close() error {
-	p.closing.Store(true)
-	p.closeListeners()
-	p.closeConns()
-	p.wg.Wait()
-	return nil
-}
-
-// track adds or removes a listener; adding fails once the proxy is closing.
-func (p *Proxy) track(ln net.Listener, add bool) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !add {
-		delete(p.lns, ln)
-		return true
-	}
-	if p.closing.Load() {
-		return false
-	}
-	if p.lns == nil {
-		p.lns = make(map[net.Listener]struct{})
-	}
-	p.lns[ln] = struct{}{}
-	return true
-}
-
-// trackConn adds or removes a live connection and keeps wg in step; adding
-// fails once the proxy is closing.
-func (p *Proxy) trackConn(c *net.TCPConn, add bool) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !add {
-		delete(p.conns, c)
-		p.wg.Done()
-		return true
-	}
-	if p.closing.Load() {
-		return false
-	}
-	if p.conns == nil {
-		p.conns = make(map[*net.TCPConn]struct{})
-	}
-	p.conns[c] = struct{}{}
-	p.wg.Add(1)
-	return true
-}
-
-func (p *Proxy) closeListeners() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for ln := range p.lns {
-		ln.Close()
-	}
-}
-
-// closeConns closes client connections; each handler then sees an error on
-// both directions and closes its backend connection itself.
-func (p *Proxy) closeConns() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.conns {
-		c.Close()
-	}
+	p.setup()
+	return p.loop.Close()
 }

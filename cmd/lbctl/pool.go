@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -9,6 +8,7 @@ import (
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/l4"
+	"github.com/lbctl/lbctl/l7"
 )
 
 // defaultConfigPath is where serve and check look without --config.
@@ -92,4 +92,28 @@ func newL4(cfg *config.Config, p *pool, log *slog.Logger) (*l4.Proxy, *affinity.
 	}, table
 }
 
-var errL7NotBuilt = errors.New("mode l7 is not available in this build yet; use --mode=l4")
+// newL7 builds the L7 proxy from cfg over p.
+func newL7(cfg *config.Config, p *pool, log *slog.Logger) *l7.Proxy {
+	c := cfg.Cookie
+	return &l7.Proxy{
+		Registry: p.registry,
+		Selector: p.selector,
+		Health:   p.prober,
+		Cookie: l7.CookieOptions{
+			Name:     c.Name,
+			MaxAge:   c.Expires.D(),
+			Path:     c.Path,
+			Domain:   c.Domain,
+			HTTPOnly: c.HTTPOnly,
+			Secure:   c.Secure,
+			SameSite: c.SameSite,
+			Secrets:  c.Secret,
+		},
+		ConnectTimeout: cfg.Timeouts.Connect.D(),
+		IdleTimeout:    cfg.Timeouts.Idle.D(),
+		HeaderTimeout:  cfg.Timeouts.Header.D(),
+		ServerTimeout:  cfg.Timeouts.Server.D(),
+		MaxHeaderBytes: cfg.Limits.HeaderBytes,
+		Logger:         log,
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/l4"
 )
@@ -85,10 +86,6 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if cfg.Mode != "l4" {
-		return errL7NotBuilt
-	}
-
 	p, err := newPool(cfg, log)
 	if err != nil {
 		return err
@@ -97,8 +94,17 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	proxy, table := newL4(cfg, p, log)
-	defer table.Close()
+	var proxy frontDoor
+	var table *affinity.Table
+	switch cfg.Mode {
+	case "l7":
+		proxy = newL7(cfg, p, log)
+	default:
+		var l4p *l4.Proxy
+		l4p, table = newL4(cfg, p, log)
+		defer table.Close()
+		proxy = l4p
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -114,7 +120,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 	log.Info("lbctl serving", "mode", cfg.Mode, "listen", ln.Addr().String(),
 		"backends", p.registry.Len(), "policy", cfg.Balance.Policy, "health", cfg.Health.Check)
 	if o.demo {
-		fmt.Fprintf(os.Stderr, "\ndemo: three backends behind %s; try\n  curl -s http://%s/\n\n", ln.Addr(), ln.Addr())
+		try := "curl -s http://%s/"
+		if cfg.Mode == "l7" {
+			try = "curl -si -c /tmp/lbctl-jar -b /tmp/lbctl-jar http://%s/"
+		}
+		fmt.Fprintf(os.Stderr, "\ndemo: three backends behind %s (%s); try\n  "+try+"\n\n", ln.Addr(), cfg.Mode, ln.Addr())
 	}
 
 	select {
@@ -131,8 +141,18 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err := <-served; err != nil && !errors.Is(err, l4.ErrProxyClosed) {
 		return err
 	}
-	st := table.Stats()
-	log.Info("stopped", slog.Group("affinity", "size", st.Size, "hits", st.Hits, "misses", st.Misses,
-		"repins", st.Repins, "evictions", st.Evictions, "expirations", st.Expirations))
+	if table != nil {
+		st := table.Stats()
+		log.Info("stopped", slog.Group("affinity", "size", st.Size, "hits", st.Hits, "misses", st.Misses,
+			"repins", st.Repins, "evictions", st.Evictions, "expirations", st.Expirations))
+	} else {
+		log.Info("stopped")
+	}
 	return nil
+}
+
+// frontDoor is what serve needs of either proxy.
+type frontDoor interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
 }

@@ -1,4 +1,7 @@
-package l4
+// Package splice relays bytes both ways between two TCP connections with
+// half-close, the way both the L4 proxy and L7 upgrades (WebSocket) need it.
+// Both sides stay *net.TCPConn so that Linux splices the bytes in the kernel.
+package splice
 
 import (
 	"errors"
@@ -8,16 +11,19 @@ import (
 	"time"
 )
 
-// relay copies bytes both ways until both directions have ended. A clean
-// end of one direction half-closes the other side and leaves the opposite
-// direction running; an error or the idle timeout aborts both.
-func (p *Proxy) relay(client, server *net.TCPConn) {
+// Relay copies bytes both ways between client and server until both
+// directions have ended, and returns then. A clean end of one direction
+// (FIN) half-closes the other side's write half and leaves the opposite
+// direction running; an error on either side, or idle (when positive) with
+// no bytes in either direction, closes both connections. The caller still
+// closes both when Relay returns.
+func Relay(client, server *net.TCPConn, idle time.Duration) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		p.proxyCopy(server, client, client, server)
+		proxyCopy(server, client, client, server, idle)
 	}()
-	p.proxyCopy(client, server, client, server)
+	proxyCopy(client, server, client, server, idle)
 	<-done
 }
 
@@ -31,8 +37,7 @@ func (p *Proxy) relay(client, server *net.TCPConn) {
 // timeout (the other direction may be busy), otherwise the deadline moves
 // and copying resumes. Deadlines fire between splice rounds, so no byte is
 // lost when copying resumes.
-func (p *Proxy) proxyCopy(dst, src, client, server *net.TCPConn) {
-	idle := p.IdleTimeout
+func proxyCopy(dst, src, client, server *net.TCPConn, idle time.Duration) {
 	if idle > 0 {
 		src.SetReadDeadline(time.Now().Add(idle))
 	}

@@ -1,4 +1,4 @@
-package l4
+package splice
 
 import (
 	"net"

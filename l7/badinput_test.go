@@ -1,0 +1,296 @@
+package l7
+
+import (
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lbctl/lbctl/backend"
+)
+
+// countingBackend accepts connections and counts every byte it receives,
+// answering nothing: a request that reaches it at all shows up as bytes.
+type countingBackend struct {
+	addr  string
+	bytes atomic.Int64
+}
+
+func startCountingBackend(t *testing.T) *countingBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb := &countingBackend{addr: ln.Addr().String()}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				n, _ := io.Copy(io.Discard, c)
+				cb.bytes.Add(n)
+			})
+		}
+	})
+	return cb
+}
+
+func newRawFixture(t *testing.T, addr string, configure func(*Proxy)) string {
+	t.Helper()
+	reg, err := backend.NewRegistry([]*backend.Backend{backend.New("app-01", addr, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Cookie: defaultCookie(), ConnectTimeout: time.Second, ServerTimeout: 2 * time.Second}
+	if configure != nil {
+		configure(p)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.Serve(ln)
+	t.Cleanup(func() { p.Close() })
+	return ln.Addr().String()
+}
+
+func TestAmbiguousFramingIsRejectedBeforeTheBackend(t *testing.T) {
+	cb := startCountingBackend(t)
+	addr := newRawFixture(t, cb.addr, nil)
+	const h = "POST / HTTP/1.1\r\nHost: x\r\n"
+	tests := []struct{ name, raw, status string }{
+		{"CL and TE", h + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"two different CL", h + "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", "400"},
+		{"TE chunked twice", h + "Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"TE gzip, chunked", h + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"TE xchunked", h + "Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", "400"},
+		{"two TE fields", h + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"empty CL", h + "Content-Length: \r\n\r\n", "400"},
+		{"signed CL", h + "Content-Length: +5\r\n\r\nhello", "400"},
+		{"non-numeric CL", h + "Content-Length: 5a\r\n\r\nhello", "400"},
+		{"space before colon", h + "Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"NUL in value", h + "X-A: a\x00b\r\n\r\n", "400"},
+		{"control byte in value", h + "X-A: a\x01b\r\n\r\n", "400"},
+		{"bare LF", "GET / HTTP/1.1\nHost: x\n\n", "400"},
+		{"bare CR in value", h + "X-A: a\rb\r\n\r\n", "400"},
+		{"obs-fold", h + "X-A: a\r\n b\r\n\r\n", "400"},
+		{"bad chunk size", h + "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", "400"},
+		{"chunk size overflow", h + "Transfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n", "400"},
+		{"no Host", "GET / HTTP/1.1\r\n\r\n", "400"},
+		{"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"},
+		{"HTTP/2 version", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", "505"},
+		{"garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", "400"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := cb.bytes.Load()
+			got := rawExchange(t, addr, tt.raw)
+			if !strings.HasPrefix(got, "HTTP/1.1 "+tt.status+" ") {
+				t.Errorf("answer %.60q, want status %s", got, tt.status)
+			}
+			if !strings.Contains(got, "Connection: close") {
+				t.Errorf("answer %.200q does not close the connection", got)
+			}
+			time.Sleep(20 * time.Millisecond)
+			if n := cb.bytes.Load() - before; n != 0 {
+				t.Errorf("%d bytes reached the backend", n)
+			}
+		})
+	}
+}
+
+func TestOversizedHeadGets431(t *testing.T) {
+	cb := startCountingBackend(t)
+	addr := newRawFixture(t, cb.addr, func(p *Proxy) { p.MaxHeaderBytes = 4096 })
+	got := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 5000)+"\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 431 ") {
+		t.Errorf("answer %.60q, want 431", got)
+	}
+	if cb.bytes.Load() != 0 {
+		t.Errorf("%d bytes reached the backend", cb.bytes.Load())
+	}
+}
+
+func TestSlowHeadIsCutAtHeaderTimeout(t *testing.T) {
+	cb := startCountingBackend(t)
+	addr := newRawFixture(t, cb.addr, func(p *Proxy) { p.HeaderTimeout = 200 * time.Millisecond })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n")
+	start := time.Now()
+	got, _ := io.ReadAll(c)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("cut after %v, want about 200ms", took)
+	}
+	if !strings.HasPrefix(string(got), "HTTP/1.1 408 ") {
+		t.Errorf("answer %.60q, want 408", got)
+	}
+
+	// A connection that sends nothing is closed silently at the same limit.
+	c2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetDeadline(time.Now().Add(5 * time.Second))
+	if got, _ := io.ReadAll(c2); len(got) != 0 {
+		t.Errorf("silent client got %q, want the connection closed with nothing", got)
+	}
+}
+
+func TestNoBackendGets503AtOnce(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 2})
+	for _, b := range f.registry.All() {
+		b.SetDrained(true)
+	}
+	start := time.Now()
+	got := rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 503 ") {
+		t.Errorf("answer %.60q, want 503", got)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("503 after %v, want at once", took)
+	}
+	f.registry.Get("app-02").SetDrained(false)
+	if id, _ := get(t, f.client(t), f.url("/")); id != "app-02" {
+		t.Errorf("after app-02 returned: answered by %q", id)
+	}
+}
+
+func TestAllBackendsDownGets503(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 2})
+	for _, b := range f.backends {
+		b.kill()
+	}
+	got := rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 503 ") {
+		t.Errorf("answer %.60q, want 503 when every connect fails", got)
+	}
+}
+
+// scriptedBackend runs fn on every connection it accepts, after reading the
+// request head.
+func scriptedBackend(t *testing.T, fn func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				buf := make([]byte, 0, 4096)
+				tmp := make([]byte, 4096)
+				for !strings.Contains(string(buf), "\r\n\r\n") {
+					n, err := c.Read(tmp)
+					if err != nil {
+						return
+					}
+					buf = append(buf, tmp[:n]...)
+				}
+				fn(c)
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+func TestBackendFailingAfterRequestGets502(t *testing.T) {
+	addr := scriptedBackend(t, func(c net.Conn) {}) // reads the head, closes
+	proxy := newRawFixture(t, addr, nil)
+	got := rawExchange(t, proxy, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 502 ") {
+		t.Errorf("answer %.60q, want 502", got)
+	}
+}
+
+func TestIdempotentRequestIsRetriedOnAnotherBackend(t *testing.T) {
+	var broken atomic.Int64
+	bad := scriptedBackend(t, func(c net.Conn) { broken.Add(1) })
+	good := scriptedBackend(t, func(c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\ngood\n")
+	})
+	reg, _ := backend.NewRegistry([]*backend.Backend{backend.New("bad", bad, 1), backend.New("good", good, 1)})
+	// With fall=1 the failure marks "bad" down, so only the first GET
+	// meets it.
+	health := &backend.Prober{Registry: reg, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1}
+	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Cookie: defaultCookie(), Health: health}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go p.Serve(ln)
+	defer p.Close()
+	for i := range 2 { // the first goes to "bad" (round robin) and is retried
+		got := rawExchange(t, ln.Addr().String(), "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if !strings.HasPrefix(got, "HTTP/1.1 200 ") || !strings.Contains(got, "Set-Cookie: SERVERID=good;") {
+			t.Errorf("GET %d: answer %q, want 200 from good with its cookie", i, got)
+		}
+	}
+	if broken.Load() != 1 {
+		t.Errorf("bad backend saw %d requests, want 1", broken.Load())
+	}
+	if reg.Get("bad").Available() {
+		t.Error("bad backend still available after failing an exchange with fall=1")
+	}
+	// A POST is not replayed: it gets 502.
+	reg.Get("bad").Observe(true, 1, 1)
+	p2 := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Cookie: defaultCookie()}
+	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
+	go p2.Serve(ln2)
+	defer p2.Close()
+	got := rawExchange(t, ln2.Addr().String(), "POST / HTTP/1.1\r\nHost: x\r\nCookie: SERVERID=bad\r\nContent-Length: 2\r\n\r\nhi")
+	if !strings.HasPrefix(got, "HTTP/1.1 502 ") {
+		t.Errorf("POST to a failing backend: %.60q, want 502", got)
+	}
+}
+
+func TestSlowBackendGets504(t *testing.T) {
+	addr := scriptedBackend(t, func(c net.Conn) { time.Sleep(time.Second) })
+	proxy := newRawFixture(t, addr, func(p *Proxy) { p.ServerTimeout = 200 * time.Millisecond })
+	start := time.Now()
+	got := rawExchange(t, proxy, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 504 ") {
+		t.Errorf("answer %.60q, want 504", got)
+	}
+	if took := time.Since(start); took > 900*time.Millisecond {
+		t.Errorf("504 after %v, want about 200ms", took)
+	}
+}
+
+func TestBadResponseFromBackendGets502(t *testing.T) {
+	for name, resp := range map[string]string{
+		"garbage":  "NOT HTTP\r\n\r\n",
+		"CL+TE":    "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"two CL":   "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+		"too long": "HTTP/1.1 200 OK\r\nX: " + strings.Repeat("a", 70000) + "\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			addr := scriptedBackend(t, func(c net.Conn) { io.WriteString(c, resp) })
+			proxy := newRawFixture(t, addr, nil)
+			got := rawExchange(t, proxy, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			if !strings.HasPrefix(got, "HTTP/1.1 502 ") {
+				t.Errorf("answer %.60q, want 502", got)
+			}
+		})
+	}
+}

@@ -1,0 +1,254 @@
+package l7
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"time"
+)
+
+// Body framing limits.
+const (
+	maxChunkLine = 4096 // a chunk-size line with its extensions
+	maxTrailers  = 100  // trailer fields after the last chunk
+)
+
+// errBadChunk is a malformed chunked body: a bad size line, a missing CRLF
+// after the data, or a bad trailer.
+var errBadChunk = errors.New("malformed chunked body")
+
+// timedWriter writes to a connection with a write deadline moved ahead by
+// idle before every write, so a peer that stops reading is cut off.
+type timedWriter struct {
+	c    *net.TCPConn
+	idle time.Duration
+	err  error // the first write error, so callers can tell write from read failures
+}
+
+func (w *timedWriter) Write(p []byte) (int, error) {
+	if w.idle > 0 {
+		w.c.SetWriteDeadline(time.Now().Add(w.idle))
+	}
+	n, err := w.c.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// copyFixed copies exactly n bytes of body from src to dst.
+func copyFixed(dst io.Writer, src *connReader, n int64) error {
+	for n > 0 {
+		p, err := src.next(n)
+		if err != nil {
+			return unexpectedEOF(err)
+		}
+		if _, err := dst.Write(p); err != nil {
+			return err
+		}
+		n -= int64(len(p))
+	}
+	return nil
+}
+
+// copyUntilEOF copies src to dst until src ends: a response body that is
+// delimited by the backend closing its connection.
+func copyUntilEOF(dst io.Writer, src *connReader) error {
+	for {
+		p, err := src.next(1 << 62)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := dst.Write(p); err != nil {
+			return err
+		}
+	}
+}
+
+// copyChunked copies one chunked body from src to dst. With framed, every
+// size line, chunk and trailer is forwarded as received, after it has been
+// checked, so that a malformed body never passes as a well-formed one;
+// without, only the chunks' data is written (for an HTTP/1.0 client, whose
+// response then ends with the connection).
+func copyChunked(dst io.Writer, src *connReader, framed bool) error {
+	if !framed {
+		dst = discardFraming{dst}
+	}
+	for {
+		line, err := src.readLine(maxChunkLine)
+		if err != nil {
+			return chunkErr(err)
+		}
+		size, ok := parseChunkSize(line)
+		if !ok {
+			return errBadChunk
+		}
+		if _, err := dst.Write(line); err != nil {
+			return err
+		}
+		if size == 0 {
+			return copyTrailers(dst, src)
+		}
+		if d, ok := dst.(discardFraming); ok {
+			if err := copyFixed(d.w, src, size); err != nil {
+				return err
+			}
+		} else if err := copyFixed(dst, src, size); err != nil {
+			return err
+		}
+		crlf, err := src.readLine(2)
+		if err != nil {
+			return chunkErr(err)
+		}
+		if !bytes.Equal(crlf, crlfBytes) {
+			return errBadChunk
+		}
+		if _, err := dst.Write(crlf); err != nil {
+			return err
+		}
+	}
+}
+
+var crlfBytes = []byte("\r\n")
+
+// discardFraming swallows the framing lines of a chunked body that is being
+// unwrapped; the chunks' data is written to w directly.
+type discardFraming struct{ w io.Writer }
+
+func (d discardFraming) Write(p []byte) (int, error) { return len(p), nil }
+
+// copyTrailers forwards the trailer section after the last chunk, through
+// the empty line that ends the body.
+func copyTrailers(dst io.Writer, src *connReader) error {
+	for range maxTrailers + 1 {
+		line, err := src.readLine(maxChunkLine)
+		if err != nil {
+			return chunkErr(err)
+		}
+		if !validTrailer(line) {
+			return errBadChunk
+		}
+		if _, err := dst.Write(line); err != nil {
+			return err
+		}
+		if len(line) == 2 {
+			return nil
+		}
+	}
+	return errBadChunk
+}
+
+// parseChunkSize reads a chunk-size line: 1 to 15 hex digits, optional
+// extensions after ";" made of visible ASCII, spaces and tabs, then CRLF.
+func parseChunkSize(line []byte) (int64, bool) {
+	if len(line) < 3 || line[len(line)-2] != '\r' {
+		return 0, false
+	}
+	line = line[:len(line)-2]
+	var n int64
+	i := 0
+	for ; i < len(line); i++ {
+		c := line[i]
+		var d byte
+		switch {
+		case '0' <= c && c <= '9':
+			d = c - '0'
+		case 'a' <= c && c <= 'f':
+			d = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			goto ext
+		}
+		if i >= 15 {
+			return 0, false
+		}
+		n = n<<4 | int64(d)
+	}
+ext:
+	if i == 0 {
+		return 0, false
+	}
+	rest := line[i:]
+	// Optional whitespace, then ";" extensions.
+	j := 0
+	for j < len(rest) && (rest[j] == ' ' || rest[j] == '\t') {
+		j++
+	}
+	if j < len(rest) && rest[j] != ';' {
+		return 0, false
+	}
+	for _, c := range rest[j:] {
+		if c != '\t' && (c < 0x20 || c > 0x7e) {
+			return 0, false
+		}
+	}
+	return n, true
+}
+
+// validTrailer accepts the empty line or "name: value" with a token name and
+// no control bytes, ending in CRLF.
+func validTrailer(line []byte) bool {
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return false
+	}
+	line = line[:len(line)-2]
+	if len(line) == 0 {
+		return true
+	}
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return false
+	}
+	for _, c := range line[:colon] {
+		if !isTokenByte(c) {
+			return false
+		}
+	}
+	for _, c := range line[colon+1:] {
+		if c != '\t' && (c < 0x20 || c == 0x7f) {
+			return false
+		}
+	}
+	return true
+}
+
+// isTokenByte reports whether c may appear in an RFC 9110 token.
+func isTokenByte(c byte) bool {
+	return tokenTable[c]
+}
+
+var tokenTable = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// chunkErr maps reader errors met inside a chunked body.
+func chunkErr(err error) error {
+	if errors.Is(err, errLineTooLong) {
+		return errBadChunk
+	}
+	return unexpectedEOF(err)
+}
+
+// unexpectedEOF turns an EOF in the middle of a body into
+// io.ErrUnexpectedEOF, so that callers can tell a cut body from a whole one.
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

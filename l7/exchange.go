@@ -1,0 +1,410 @@
+package l7
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"os"
+	"time"
+
+	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/splice"
+)
+
+// outcome is how one attempt to forward a request ended.
+type outcome int
+
+const (
+	relayed    outcome = iota // a response (or an error answer) reached the client
+	retryFresh                // a kept-alive backend connection was stale: try a new one
+	retryOther                // the backend failed before answering a retryable request
+)
+
+// exchange forwards the request in s.req to a backend and relays the
+// response. It reports whether the client connection can carry another
+// request.
+func (s *session) exchange() bool {
+	p := s.p
+	req := &s.req
+	hasBody := req.chunked || req.contentLength > 0
+	retryable := !hasBody && idempotent(req.method)
+	// The body copy may reuse the buffer the head's slices point into, so
+	// what the response needs from the request is taken now.
+	s.isHead = string(req.method) == "HEAD"
+	s.http10 = string(req.proto) == "HTTP/1.0"
+
+	// The first chunk-size line is checked before anything is sent, so a
+	// malformed one never reaches a backend. A client that waits for
+	// 100 Continue sends no body before the backend asks for it.
+	if req.chunked && !req.expectContinue {
+		if err := s.checkFirstChunk(); err != nil {
+			s.reject(400)
+			return false
+		}
+	}
+
+	b, sticky := s.pinned()
+	s.avoid = s.avoid[:0]
+	retriedOther, retriedFresh := false, false
+	for {
+		if b == nil {
+			if b = p.Selector.Select(p.Registry.All(), s.avoid); b == nil {
+				return s.answer(503, hasBody)
+			}
+			sticky = false
+		}
+		up, reused, err := p.upstream(b, retryable && !retriedFresh)
+		if err != nil {
+			// Nothing was sent: any request may go to the next backend.
+			p.Health.ReportFailure(b, err)
+			p.logger().Debug("backend connect failed", "backend", b.ID, "error", err)
+			s.avoid = append(s.avoid, b)
+			b = nil
+			continue
+		}
+		keep, out := s.roundTrip(b, up, reused, retryable, !sticky)
+		switch out {
+		case relayed:
+			return keep
+		case retryFresh:
+			retriedFresh = true
+		case retryOther:
+			if retriedOther {
+				return s.answer(502, hasBody)
+			}
+			retriedOther, retriedFresh = true, false
+			s.avoid = append(s.avoid, b)
+			b = nil
+		}
+	}
+}
+
+// pinned returns the available backend the request's persistence cookie
+// names, if any.
+func (s *session) pinned() (*backend.Backend, bool) {
+	name := s.p.Cookie.Name
+	for i := range s.req.fields {
+		f := &s.req.fields[i]
+		if !asciiEqualFold(f.name, "cookie") {
+			continue
+		}
+		if v, ok := findCookie(f.value, name); ok {
+			if b := s.p.codec.backendFor(v); b != nil && b.Available() {
+				return b, true
+			}
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// answer writes a canned error and reports whether the connection can go
+// on: not when the request's body is still unread.
+func (s *session) answer(status int, hasBody bool) bool {
+	resp := cannedFor(status)
+	keep := !hasBody && !s.req.close && !s.p.loop.Closing()
+	msg := resp.close
+	if keep {
+		msg = resp.keepAlive
+	}
+	if _, err := s.cw.Write(msg); err != nil {
+		return false
+	}
+	return keep
+}
+
+// roundTrip sends the request to b over up and relays the answer. It owns
+// up: it either returns it to the pool or closes it.
+func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryable, setCookie bool) (keep bool, out outcome) {
+	p := s.p
+	req := &s.req
+	b.Acquire()
+	defer b.Release()
+
+	uw := timedWriter{c: up, idle: p.cfg.server}
+	s.out = s.appendRequestHead(s.out[:0], b)
+	if _, err := uw.Write(s.out); err != nil {
+		up.Close()
+		return s.failed(b, err, reused, retryable, false)
+	}
+
+	var bodyDone chan error
+	if req.chunked || req.contentLength > 0 {
+		bodyDone = make(chan error, 1)
+		s.client.SetReadDeadline(deadline(p.cfg.idle))
+		s.in.idle = p.cfg.idle
+		go s.sendBody(&uw, up, bodyDone)
+	}
+
+	s.up.reset(up, s.upBuf)
+	up.SetReadDeadline(time.Now().Add(p.cfg.server))
+	for {
+		head, partial, err := s.up.readHead()
+		if err != nil {
+			up.Close()
+			bodyErr := s.stopBody(bodyDone)
+			var gone *clientGone
+			switch {
+			case errors.Is(bodyErr, errBadChunk):
+				return s.answer(400, true), relayed
+			case errors.As(bodyErr, &gone):
+				// The client's side failed; it gets nothing more.
+				return false, relayed
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				return s.answer(504, bodyDone != nil), relayed
+			case errors.Is(err, errHeadTooLarge):
+				return s.answer(502, bodyDone != nil), relayed
+			}
+			return s.failed(b, err, reused && !partial, retryable, true)
+		}
+		if err := parseResponseHead(head, &s.resp); err != nil {
+			up.Close()
+			s.stopBody(bodyDone)
+			p.logger().Debug("bad response head", "backend", b.ID, "error", err)
+			return s.answer(502, bodyDone != nil), relayed
+		}
+		if s.resp.status >= 200 {
+			break
+		}
+		if s.resp.status == 101 {
+			if !req.upgrade {
+				up.Close()
+				s.stopBody(bodyDone)
+				return s.answer(502, bodyDone != nil), relayed
+			}
+			s.stopBody(bodyDone)
+			return s.tunnel(b, up, setCookie), relayed
+		}
+		// An interim response (100 Continue, 103 Early Hints) goes to the
+		// client as it is; the final one follows.
+		s.out = s.appendResponseHead(s.out[:0], nil, false, false)
+		if _, err := s.cw.Write(s.out); err != nil {
+			up.Close()
+			s.stopBody(bodyDone)
+			return false, relayed
+		}
+		up.SetReadDeadline(time.Now().Add(p.cfg.server))
+	}
+	return s.relayResponse(b, up, setCookie, bodyDone), relayed
+}
+
+// failed handles a backend that broke before answering: a stale kept-alive
+// connection is retried fresh, a retryable request goes to another
+// backend, anything else gets 502.
+func (s *session) failed(b *backend.Backend, err error, stale, retryable, sent bool) (bool, outcome) {
+	if stale && retryable {
+		return false, retryFresh
+	}
+	s.p.Health.ReportFailure(b, err)
+	s.p.logger().Debug("backend failed", "backend", b.ID, "error", err, "request_sent", sent)
+	if retryable {
+		return false, retryOther
+	}
+	return s.answer(502, s.req.chunked || s.req.contentLength > 0), relayed
+}
+
+// relayResponse writes the final response head in s.resp and its body to
+// the client, then settles both connections.
+func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie bool, bodyDone chan error) bool {
+	p := s.p
+	req, resp := &s.req, &s.resp
+	http10 := s.http10
+
+	// The body's framing towards the client.
+	const (
+		none = iota
+		fixed
+		chunked
+		untilClose
+	)
+	framing := untilClose
+	switch {
+	case s.isHead || resp.status == 204 || resp.status == 304:
+		framing = none
+	case resp.chunked:
+		framing = chunked
+	case resp.contentLength >= 0:
+		framing = fixed
+	}
+	dechunk := framing == chunked && http10
+	closeAfter := req.close || p.loop.Closing() || framing == untilClose || dechunk
+
+	var cookieFor *backend.Backend
+	if setCookie {
+		cookieFor = b
+	}
+	s.out = s.appendResponseHead(s.out[:0], cookieFor, closeAfter, framing == chunked && !dechunk)
+	// A small body already in the buffer goes out with the head, in one
+	// write.
+	bodyLeft := resp.contentLength
+	if framing == fixed && int64(s.up.buffered()) >= bodyLeft && int(bodyLeft) <= cap(s.out)-len(s.out) {
+		s.out = append(s.out, s.up.buf[s.up.r:s.up.r+int(bodyLeft)]...)
+		s.up.r += int(bodyLeft)
+		bodyLeft = 0
+	}
+	if _, err := s.cw.Write(s.out); err != nil {
+		up.Close()
+		s.stopBody(bodyDone)
+		return false
+	}
+
+	s.up.idle = p.cfg.server
+	var err error
+	switch framing {
+	case fixed:
+		err = copyFixed(&s.cw, &s.up, bodyLeft)
+	case chunked:
+		err = copyChunked(&s.cw, &s.up, !dechunk)
+	case untilClose:
+		err = copyUntilEOF(&s.cw, &s.up)
+	}
+	s.up.idle = 0
+	if err != nil {
+		up.Close()
+		s.stopBody(bodyDone)
+		return false
+	}
+
+	bodyOK := s.joinBody(bodyDone, up)
+	if bodyOK && !resp.close && framing != untilClose && s.up.buffered() == 0 {
+		up.SetReadDeadline(time.Time{})
+		p.release(b, up)
+	} else {
+		up.Close()
+	}
+	return bodyOK && !closeAfter
+}
+
+// tunnel turns the exchange into a byte relay after 101 Switching
+// Protocols: the response head goes to the client, bytes already buffered
+// on either side go across, then both directions are spliced until they
+// end. The client connection is done afterwards.
+func (s *session) tunnel(b *backend.Backend, up *net.TCPConn, setCookie bool) bool {
+	defer up.Close()
+	var cookieFor *backend.Backend
+	if setCookie {
+		cookieFor = b
+	}
+	s.out = s.appendResponseHead(s.out[:0], cookieFor, false, false)
+	if _, err := s.cw.Write(s.out); err != nil {
+		return false
+	}
+	if n := s.up.buffered(); n > 0 {
+		if _, err := s.cw.Write(s.up.buf[s.up.r:s.up.w]); err != nil {
+			return false
+		}
+	}
+	if n := s.in.buffered(); n > 0 {
+		if _, err := up.Write(s.in.buf[s.in.r:s.in.w]); err != nil {
+			return false
+		}
+		s.in.r = s.in.w
+	}
+	s.client.SetDeadline(time.Time{})
+	up.SetDeadline(time.Time{})
+	splice.Relay(s.client, up, s.p.cfg.idle)
+	return false
+}
+
+// sendBody copies the request body from the client to the backend and
+// reports how it ended: nil, errBadChunk, a *clientGone when reading the
+// client failed, or the backend write error. On failure it closes up, so
+// that the exchange waiting for the response head learns of it at once.
+func (s *session) sendBody(uw *timedWriter, up *net.TCPConn, done chan<- error) {
+	var err error
+	if s.req.chunked {
+		err = copyChunked(uw, &s.in, true)
+	} else {
+		err = copyFixed(uw, &s.in, s.req.contentLength)
+	}
+	if err != nil {
+		up.Close()
+		if uw.err == nil && !errors.Is(err, errBadChunk) {
+			err = &clientGone{err}
+		}
+	}
+	done <- err
+}
+
+// clientGone is a request body that could not be read from the client.
+type clientGone struct{ err error }
+
+func (e *clientGone) Error() string { return "reading request body: " + e.err.Error() }
+func (e *clientGone) Unwrap() error { return e.err }
+
+// joinBody waits for the request body to finish after the response has
+// been relayed. A backend may answer before reading the whole body (a 413,
+// say); then, after a short grace, the copy is stopped, and the client
+// connection cannot be reused. It reports whether the body was sent whole.
+func (s *session) joinBody(done chan error, up *net.TCPConn) bool {
+	if done == nil {
+		return true
+	}
+	var err error
+	select {
+	case err = <-done:
+	default:
+		t := time.NewTimer(time.Second)
+		select {
+		case err = <-done:
+			t.Stop()
+		case <-t.C:
+			up.Close()
+			s.stopBody(done)
+			err = errBodyStopped
+		}
+	}
+	s.in.idle = 0
+	return err == nil
+}
+
+// stopBody ends a request body copy that is still running. It returns the
+// copy's error when the copy had already ended on its own, and nil when
+// there was none or it had to be stopped. The caller closes up first, which
+// unblocks the copy's writes; this unblocks its reads.
+func (s *session) stopBody(done chan error) error {
+	if done == nil {
+		return nil
+	}
+	defer func() { s.in.idle = 0 }()
+	select {
+	case err := <-done:
+		return err
+	default:
+	}
+	s.client.SetReadDeadline(time.Unix(1, 0))
+	<-done
+	return nil
+}
+
+// checkFirstChunk waits, within the header timeout already set on the
+// client, for the first chunk-size line and checks it without consuming it.
+func (s *session) checkFirstChunk() error {
+	for {
+		if i := bytes.IndexByte(s.in.buf[s.in.r:s.in.w], '\n'); i >= 0 {
+			if _, ok := parseChunkSize(s.in.buf[s.in.r : s.in.r+i+1]); !ok {
+				return errBadChunk
+			}
+			return nil
+		}
+		if s.in.buffered() > maxChunkLine {
+			return errBadChunk
+		}
+		if err := s.in.fill(); err != nil {
+			return err
+		}
+	}
+}
+
+// errBodyStopped means the backend answered before taking the whole body.
+var errBodyStopped = errors.New("request body stopped after the response")
+
+// idempotent reports whether a request with this method may be sent twice
+// (RFC 9110 9.2.2).
+func idempotent(method []byte) bool {
+	switch string(method) {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,261 @@
+package l7
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lbctl/lbctl/backend"
+)
+
+// httpBackend is a real HTTP server on loopback that answers with its id
+// and remembers the last request's header, so tests can see what lbctl
+// forwarded. It can be killed (listener and connections closed, as a crash
+// would) and revived on the same address.
+type httpBackend struct {
+	id      string
+	addr    string
+	healthy atomic.Bool
+	served  atomic.Int64
+	conns   atomic.Int64 // connections accepted
+
+	mu   sync.Mutex
+	srv  *http.Server
+	last http.Header
+}
+
+func startHTTPBackend(t testing.TB, id string) *httpBackend {
+	t.Helper()
+	hb := &httpBackend{id: id}
+	hb.healthy.Store(true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb.addr = ln.Addr().String()
+	hb.serve(ln)
+	t.Cleanup(hb.kill)
+	return hb
+}
+
+func (hb *httpBackend) serve(ln net.Listener) {
+	srv := &http.Server{Handler: hb, ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				hb.conns.Add(1)
+			}
+		}}
+	hb.mu.Lock()
+	hb.srv = srv
+	hb.mu.Unlock()
+	go srv.Serve(ln)
+}
+
+func (hb *httpBackend) kill() {
+	hb.mu.Lock()
+	srv := hb.srv
+	hb.srv = nil
+	hb.mu.Unlock()
+	if srv != nil {
+		srv.Close()
+	}
+}
+
+func (hb *httpBackend) revive(t testing.TB) {
+	t.Helper()
+	ln, err := net.Listen("tcp", hb.addr)
+	if err != nil {
+		t.Fatalf("revive %s on %s: %v", hb.id, hb.addr, err)
+	}
+	hb.serve(ln)
+}
+
+func (hb *httpBackend) lastHeader() http.Header {
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	return hb.last
+}
+
+func (hb *httpBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/healthz" {
+		if !hb.healthy.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+		return
+	}
+	hb.served.Add(1)
+	hb.mu.Lock()
+	hb.last = r.Header.Clone()
+	hb.mu.Unlock()
+	w.Header().Set("X-Backend", hb.id)
+	switch r.URL.Path {
+	case "/echo":
+		// Echo while the body still arrives; net/http needs to be told.
+		http.NewResponseController(w).EnableFullDuplex()
+		w.Header().Set("Content-Type", "application/octet-stream")
+		io.Copy(w, r.Body)
+	case "/sink":
+		n, err := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%s %d %v\n", hb.id, n, err)
+	case "/204":
+		w.WriteHeader(http.StatusNoContent)
+	case "/304":
+		w.WriteHeader(http.StatusNotModified)
+	case "/chunked":
+		for i := range 3 {
+			fmt.Fprintf(w, "%s part %d\n", hb.id, i)
+			w.(http.Flusher).Flush()
+		}
+	case "/cached":
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintln(w, hb.id)
+	case "/slow":
+		time.Sleep(2 * time.Second)
+		fmt.Fprintln(w, hb.id)
+	default:
+		fmt.Fprintln(w, hb.id)
+	}
+}
+
+// fixture is an L7 proxy over n httpBackends.
+type fixture struct {
+	addr     string
+	proxy    *Proxy
+	registry *backend.Registry
+	backends []*httpBackend
+	byID     map[string]*httpBackend
+}
+
+type fixtureOpts struct {
+	n         int
+	cookie    CookieOptions
+	prober    bool
+	configure func(p *Proxy)
+}
+
+func newFixture(t testing.TB, o fixtureOpts) *fixture {
+	t.Helper()
+	f := &fixture{byID: map[string]*httpBackend{}}
+	var bs []*backend.Backend
+	for i := range o.n {
+		hb := startHTTPBackend(t, fmt.Sprintf("app-%02d", i+1))
+		f.backends = append(f.backends, hb)
+		f.byID[hb.id] = hb
+		bs = append(bs, backend.New(hb.id, hb.addr, 1))
+	}
+	reg, err := backend.NewRegistry(bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.registry = reg
+	if o.cookie.Name == "" {
+		o.cookie = defaultCookie()
+	}
+	f.proxy = &Proxy{
+		Registry:       reg,
+		Selector:       &backend.RoundRobin{},
+		Cookie:         o.cookie,
+		ConnectTimeout: time.Second,
+		IdleTimeout:    10 * time.Second,
+	}
+	if o.prober {
+		f.proxy.Health = &backend.Prober{Registry: reg, Checker: &backend.HTTPCheck{Path: "/healthz"}, Rise: 1, Fall: 1, Timeout: time.Second}
+	}
+	if o.configure != nil {
+		o.configure(f.proxy)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = ln.Addr().String()
+	served := make(chan error, 1)
+	go func() { served <- f.proxy.Serve(ln) }()
+	t.Cleanup(func() {
+		f.proxy.Close()
+		if err := <-served; !errors.Is(err, ErrProxyClosed) {
+			t.Errorf("Serve returned %v, want ErrProxyClosed", err)
+		}
+	})
+	return f
+}
+
+func defaultCookie() CookieOptions {
+	return CookieOptions{Name: "SERVERID", MaxAge: time.Hour, Path: "/", HTTPOnly: true, SameSite: "lax"}
+}
+
+// client returns an HTTP client with its own cookie jar and keep-alive
+// connections, as a browser would be.
+func (f *fixture) client(t testing.TB) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Jar: jar, Transport: tr, Timeout: 10 * time.Second}
+}
+
+func (f *fixture) url(path string) string { return "http://" + f.addr + path }
+
+// get performs a GET and returns the backend id that answered, and the
+// response (body read and closed).
+func get(t testing.TB, c *http.Client, url string, hdr ...string) (string, *http.Response) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("GET %s: reading body: %v", url, err)
+	}
+	return strings.TrimSpace(string(body)), resp
+}
+
+// rawExchange writes raw to a new connection and returns everything the
+// proxy sends back until it closes the connection (or 5s pass).
+func rawExchange(t testing.TB, addr, raw string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+// readResponse reads one response from r, for raw pipelined tests.
+func readResponse(t testing.TB, r *bufio.Reader, method string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.ReadResponse(r, &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("reading response: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("reading response body: %v", err)
+	}
+	return resp, string(b)
+}

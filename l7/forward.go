@@ -1,0 +1,201 @@
+package l7
+
+import (
+	"bytes"
+	"strconv"
+	"time"
+
+	"github.com/lbctl/lbctl/backend"
+)
+
+// appendRequestHead appends the head forwarded to backend b: the request
+// line as HTTP/1.1, every end-to-end field except the persistence cookie
+// and the forwarding fields lbctl sets itself, the framing lbctl will send,
+// and X-Forwarded-For, X-Real-IP and X-Forwarded-Proto from the connection.
+func (s *session) appendRequestHead(dst []byte, b *backend.Backend) []byte {
+	req := &s.req
+	dst = append(dst, req.method...)
+	dst = append(dst, ' ')
+	dst = append(dst, req.target...)
+	dst = append(dst, " HTTP/1.1\r\n"...)
+	named := namesFields(req.fields)
+	for i := range req.fields {
+		f := &req.fields[i]
+		switch {
+		case req.upgrade && asciiEqualFold(f.name, "upgrade"):
+			// kept: this request asks to switch protocols
+		case dropped(f.name) || named && connectionNamed(req.fields, f.name):
+			continue
+		case asciiEqualFold(f.name, "cookie"):
+			stripped, removed := stripCookie(s.tmp[:0], f.value, s.p.Cookie.Name)
+			s.tmp = stripped[:0]
+			if removed {
+				if len(stripped) > 0 {
+					dst = appendField(dst, f.name, stripped)
+				}
+				continue
+			}
+		}
+		dst = appendField(dst, f.name, f.value)
+	}
+	if req.host == nil && s.http10 {
+		dst = append(dst, "Host: "...)
+		dst = append(dst, b.Address...)
+		dst = append(dst, "\r\n"...)
+	}
+	if req.chunked {
+		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
+	}
+	if req.upgrade {
+		dst = append(dst, "Connection: Upgrade\r\n"...)
+	}
+	dst = append(dst, "X-Forwarded-For: "...)
+	dst = append(dst, s.ip...)
+	dst = append(dst, "\r\nX-Real-IP: "...)
+	dst = append(dst, s.ip...)
+	dst = append(dst, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
+	return dst
+}
+
+// appendResponseHead appends the head of s.resp as the client gets it: the
+// status line as HTTP/1.1, every end-to-end field, the framing lbctl sends
+// (chunked when chunkedOut), "Connection: close" when the connection ends
+// after this response, and, when cookieFor is set, the persistence cookie
+// for that backend with Cache-Control: private so that shared caches keep
+// neither.
+func (s *session) appendResponseHead(dst []byte, cookieFor *backend.Backend, closeAfter, chunkedOut bool) []byte {
+	resp := &s.resp
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = strconv.AppendInt(dst, int64(resp.status), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, resp.reason...)
+	dst = append(dst, "\r\n"...)
+	private := false
+	named := namesFields(resp.fields)
+	for i := range resp.fields {
+		f := &resp.fields[i]
+		if resp.status == 101 && (asciiEqualFold(f.name, "upgrade") || asciiEqualFold(f.name, "connection")) {
+			dst = appendField(dst, f.name, f.value)
+			continue
+		}
+		if dropped(f.name) || named && connectionNamed(resp.fields, f.name) {
+			continue
+		}
+		if cookieFor != nil && asciiEqualFold(f.name, "cache-control") {
+			private = true
+			dst = appendCacheControl(dst, f)
+			continue
+		}
+		dst = appendField(dst, f.name, f.value)
+	}
+	if chunkedOut {
+		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
+	}
+	if cookieFor != nil {
+		dst = s.p.codec.appendSetCookie(dst, cookieFor, time.Now())
+		if !private {
+			dst = append(dst, "Cache-Control: private\r\n"...)
+		}
+	}
+	switch {
+	case resp.status == 101:
+	case closeAfter:
+		dst = append(dst, "Connection: close\r\n"...)
+	case s.http10:
+		dst = append(dst, "Connection: keep-alive\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+// appendCacheControl appends a Cache-Control field that keeps shared caches
+// from storing a response that sets the persistence cookie: "private" is
+// added unless the field already forbids shared storage.
+func appendCacheControl(dst []byte, f *field) []byte {
+	dst = append(dst, f.name...)
+	dst = append(dst, ": "...)
+	dst = append(dst, f.value...)
+	if !hasToken(f.value, "private") && !hasToken(f.value, "no-store") && !hasToken(f.value, "no-cache") {
+		if len(f.value) > 0 {
+			dst = append(dst, ", "...)
+		}
+		dst = append(dst, "private"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+func appendField(dst, name, value []byte) []byte {
+	dst = append(dst, name...)
+	dst = append(dst, ": "...)
+	dst = append(dst, value...)
+	return append(dst, "\r\n"...)
+}
+
+// dropped reports whether lbctl removes a field when forwarding: the
+// hop-by-hop fields of RFC 9110 7.6.1 (framing is re-added by lbctl as it
+// sends), and the forwarding fields lbctl sets itself instead of trusting
+// the client's.
+func dropped(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return asciiEqualFold(name, "te")
+	case 7:
+		return asciiEqualFold(name, "trailer") || asciiEqualFold(name, "upgrade")
+	case 9:
+		return asciiEqualFold(name, "x-real-ip")
+	case 10:
+		return asciiEqualFold(name, "connection") || asciiEqualFold(name, "keep-alive")
+	case 15:
+		return asciiEqualFold(name, "x-forwarded-for")
+	case 16:
+		return asciiEqualFold(name, "proxy-connection")
+	case 17:
+		return asciiEqualFold(name, "transfer-encoding") || asciiEqualFold(name, "x-forwarded-proto")
+	}
+	return false
+}
+
+// namesFields reports whether a Connection field of fields lists anything
+// but the options close, keep-alive and upgrade, that is, names other fields
+// as hop-by-hop. Most heads do not, and skip the per-field check.
+func namesFields(fields []field) bool {
+	for i := range fields {
+		if !asciiEqualFold(fields[i].name, "connection") {
+			continue
+		}
+		for v := fields[i].value; len(v) > 0; {
+			var tok []byte
+			if j := bytes.IndexByte(v, ','); j >= 0 {
+				tok, v = v[:j], v[j+1:]
+			} else {
+				tok, v = v, nil
+			}
+			tok = bytes.Trim(tok, " \t")
+			if len(tok) > 0 && !asciiEqualFold(tok, "close") && !asciiEqualFold(tok, "keep-alive") && !asciiEqualFold(tok, "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// connectionNamed reports whether a Connection field of fields lists name:
+// such fields are hop-by-hop too.
+func connectionNamed(fields []field, name []byte) bool {
+	for i := range fields {
+		if !asciiEqualFold(fields[i].name, "connection") {
+			continue
+		}
+		for v := fields[i].value; len(v) > 0; {
+			var tok []byte
+			if j := bytes.IndexByte(v, ','); j >= 0 {
+				tok, v = v[:j], v[j+1:]
+			} else {
+				tok, v = v, nil
+			}
+			if bytes.EqualFold(bytes.Trim(tok, " \t"), name) {
+				return true
+			}
+		}
+	}
+	return false
+}

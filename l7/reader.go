@@ -1,0 +1,146 @@
+package l7
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"time"
+)
+
+// errHeadTooLarge means a head did not fit in the reader's buffer.
+var errHeadTooLarge = errors.New("head larger than the buffer")
+
+// connReader is one connection's input buffer. It is sized to the largest
+// head accepted, so that a head is always parsed in place, contiguous and
+// without copying; bytes after a head (a body, or pipelined requests) stay
+// in the buffer for the next read.
+type connReader struct {
+	rd   deadlineReader
+	buf  []byte
+	r, w int // unread bytes are buf[r:w]
+	scan int // offset within buf[r:w] from which headEnd resumes
+
+	// idle, when positive, is a per-read inactivity limit: every read
+	// first moves the read deadline this far ahead. Heads are read with
+	// it off, under one deadline for the whole head.
+	idle time.Duration
+}
+
+// deadlineReader is the connection a connReader reads from.
+type deadlineReader interface {
+	io.Reader
+	SetReadDeadline(time.Time) error
+}
+
+// reset points the reader at rd with an empty buffer.
+func (b *connReader) reset(rd deadlineReader, buf []byte) {
+	*b = connReader{rd: rd, buf: buf}
+}
+
+// buffered returns how many unread bytes the buffer holds.
+func (b *connReader) buffered() int { return b.w - b.r }
+
+// fill reads once from the underlying reader into the free end of the
+// buffer, first moving unread bytes to its start when the end is full.
+func (b *connReader) fill() error {
+	if b.w == len(b.buf) {
+		if b.r == 0 {
+			return errHeadTooLarge
+		}
+		b.w = copy(b.buf, b.buf[b.r:b.w])
+		b.r = 0
+	}
+	if b.idle > 0 {
+		b.rd.SetReadDeadline(time.Now().Add(b.idle))
+	}
+	n, err := b.rd.Read(b.buf[b.w:])
+	b.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// readHead returns the next complete head, through the empty line that ends
+// it. The slice is valid until the next call that reads. It returns
+// errHeadTooLarge when the buffer fills without a complete head, and the
+// underlying reader's error otherwise; partial reports whether any byte of
+// the head had arrived.
+func (b *connReader) readHead() (head []byte, partial bool, err error) {
+	for {
+		if n := headEnd(b.buf[b.r:b.w], b.scan); n >= 0 {
+			head = b.buf[b.r : b.r+n]
+			b.r += n
+			b.scan = 0
+			return head, true, nil
+		}
+		// Resume the search a few bytes back, where a split CRLF CRLF
+		// may start.
+		b.scan = max(b.w-b.r-3, 0)
+		if err := b.fill(); err != nil {
+			return nil, b.buffered() > 0, err
+		}
+	}
+}
+
+// waitByte blocks until at least one unread byte is buffered.
+func (b *connReader) waitByte() error {
+	for b.buffered() == 0 {
+		b.r, b.w, b.scan = 0, 0, 0
+		if err := b.fill(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readLine returns the next line, through its LF, when it is at most max
+// bytes long. The slice is valid until the next call that reads.
+func (b *connReader) readLine(max int) ([]byte, error) {
+	from := 0
+	for {
+		if i := bytes.IndexByte(b.buf[b.r+from:b.w], '\n'); i >= 0 {
+			n := from + i + 1
+			if n > max {
+				return nil, errLineTooLong
+			}
+			line := b.buf[b.r : b.r+n]
+			b.r += n
+			return line, nil
+		}
+		from = b.buffered()
+		if from > max {
+			return nil, errLineTooLong
+		}
+		if err := b.fill(); err != nil {
+			if errors.Is(err, errHeadTooLarge) {
+				return nil, errLineTooLong
+			}
+			return nil, err
+		}
+	}
+}
+
+// errLineTooLong means a chunk-size or trailer line exceeded its limit.
+var errLineTooLong = errors.New("line too long")
+
+// next returns up to n unread bytes, reading when none is buffered; the
+// bytes are consumed. The slice is valid until the next call that reads.
+func (b *connReader) next(n int64) ([]byte, error) {
+	if b.buffered() == 0 {
+		b.r, b.w, b.scan = 0, 0, 0
+		if err := b.fill(); err != nil {
+			return nil, err
+		}
+	}
+	k := b.buffered()
+	if int64(k) > n {
+		k = int(n)
+	}
+	p := b.buf[b.r : b.r+k]
+	b.r += k
+	return p, nil
+}

@@ -1,0 +1,142 @@
+package l7
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/accept"
+)
+
+// session is the state of one client connection, reused across its
+// requests and, through Proxy.sessions, across connections, so that a
+// request allocates nothing once the pool is warm.
+type session struct {
+	p      *Proxy
+	client *net.TCPConn
+	ip     []byte // the client's address, as X-Forwarded-For shows it
+
+	in  connReader  // client input; holds whole request heads
+	up  connReader  // backend input; holds whole response heads
+	cw  timedWriter // client output
+	out []byte      // heads being written
+	tmp []byte      // a Cookie value with the persistence cookie removed
+
+	req   requestHead
+	resp  responseHead
+	avoid []*backend.Backend
+
+	isHead, http10 bool // facts of s.req that outlive its buffer
+
+	inBuf, upBuf []byte
+}
+
+func (p *Proxy) getSession(c *net.TCPConn) *session {
+	s, _ := p.sessions.Get().(*session)
+	if s == nil {
+		s = &session{
+			p:     p,
+			inBuf: make([]byte, p.cfg.maxHead),
+			upBuf: make([]byte, 64<<10),
+			out:   make([]byte, 0, 4096),
+			tmp:   make([]byte, 0, 1024),
+			avoid: make([]*backend.Backend, 0, 4),
+			ip:    make([]byte, 0, 64),
+		}
+	}
+	s.client = c
+	s.in.reset(c, s.inBuf)
+	s.cw = timedWriter{c: c, idle: p.cfg.idle}
+	s.ip = s.ip[:0]
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		s.ip = a.AddrPort().Addr().Unmap().AppendTo(s.ip)
+	}
+	return s
+}
+
+func (p *Proxy) putSession(s *session) {
+	s.client = nil
+	s.in.reset(nil, s.inBuf)
+	s.up.reset(nil, s.upBuf)
+	s.cw = timedWriter{}
+	s.req.reset()
+	s.resp.reset()
+	p.sessions.Put(s)
+}
+
+// handle serves one client connection: requests in order until the client
+// or a response closes it, the idle timeout passes, or the proxy shuts down.
+func (p *Proxy) handle(ac *accept.Conn) {
+	c := ac.TCPConn
+	defer c.Close()
+	s := p.getSession(c)
+	defer p.putSession(s)
+
+	// The first request's head must arrive within the header timeout of
+	// the accept; later ones within the idle timeout, then the header
+	// timeout from their first byte.
+	c.SetReadDeadline(time.Now().Add(p.cfg.header))
+	for first := true; ; first = false {
+		if !first {
+			if s.in.buffered() == 0 {
+				ac.SetIdle(true)
+				if p.loop.Closing() {
+					return
+				}
+				c.SetReadDeadline(deadline(p.cfg.idle))
+				if err := s.in.waitByte(); err != nil {
+					return
+				}
+				ac.SetIdle(false)
+			}
+			c.SetReadDeadline(time.Now().Add(p.cfg.header))
+		}
+		head, partial, err := s.in.readHead()
+		if err != nil {
+			switch {
+			case errors.Is(err, errHeadTooLarge):
+				s.reject(431)
+			case errors.Is(err, os.ErrDeadlineExceeded) && partial:
+				s.reject(408)
+			}
+			return
+		}
+		if err := parseRequestHead(head, &s.req); err != nil {
+			var he *headError
+			status := 400
+			if errors.As(err, &he) {
+				status = he.status
+			}
+			s.reject(status)
+			return
+		}
+		if !s.exchange() {
+			return
+		}
+	}
+}
+
+// deadline returns now+d, or no deadline when d is zero.
+func deadline(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
+}
+
+// reject answers a request that will not be forwarded with a canned error
+// and closes the connection gracefully: the write side first, then a short
+// wait for the client to read the answer before the socket goes (closing
+// with unread input would reset the connection and could lose the answer).
+func (s *session) reject(status int) {
+	s.client.SetWriteDeadline(time.Now().Add(time.Second))
+	if _, err := s.client.Write(cannedFor(status).close); err != nil {
+		return
+	}
+	s.client.CloseWrite()
+	s.client.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.CopyN(io.Discard, s.client, 256<<10)
+}

@@ -1,0 +1,364 @@
+package l7
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestPipelinedRequestsAnsweredInOrder(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 1})
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	var all strings.Builder
+	for i := range 5 {
+		fmt.Fprintf(&all, "GET /p%d HTTP/1.1\r\nHost: x\r\nCookie: SERVERID=app-01\r\n\r\n", i)
+	}
+	all.WriteString("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+	all.WriteString("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+	all.WriteString("GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	io.WriteString(c, all.String())
+	r := bufio.NewReader(c)
+	for i := range 5 {
+		resp, body := readResponse(t, r, "GET")
+		if resp.StatusCode != 200 || body != "app-01\n" {
+			t.Fatalf("pipelined %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if resp, body := readResponse(t, r, "POST"); body != "hello" {
+		t.Errorf("pipelined POST: %d %q, want the echoed body", resp.StatusCode, body)
+	}
+	if resp, body := readResponse(t, r, "HEAD"); body != "" || resp.StatusCode != 200 {
+		t.Errorf("pipelined HEAD: %d %q, want no body", resp.StatusCode, body)
+	}
+	if _, body := readResponse(t, r, "GET"); body != "app-01\n" {
+		t.Errorf("last: %q", body)
+	}
+	if rest, _ := io.ReadAll(r); len(rest) != 0 {
+		t.Errorf("bytes after the last response: %q", rest)
+	}
+}
+
+func TestBodilessResponses(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 1})
+	c := f.client(t)
+	for _, path := range []string{"/204", "/304"} {
+		_, resp := get(t, c, f.url(path))
+		if resp.ContentLength > 0 {
+			t.Errorf("%s: Content-Length %d", path, resp.ContentLength)
+		}
+	}
+	// The connection is still in step: a normal request follows.
+	if id, _ := get(t, c, f.url("/")); id != "app-01" {
+		t.Errorf("after 204/304: %q", id)
+	}
+}
+
+func TestChunkedBothWays(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 1})
+	raw := "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n" +
+		"GET /chunked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+	got := rawExchange(t, f.addr, raw)
+	r := bufio.NewReader(strings.NewReader(got))
+	if resp, body := readResponse(t, r, "POST"); body != "hello, world" {
+		t.Errorf("chunked upload echoed %q (status %d)", body, resp.StatusCode)
+	}
+	resp, body := readResponse(t, r, "GET")
+	if want := "app-01 part 0\napp-01 part 1\napp-01 part 2\n"; body != want {
+		t.Errorf("chunked download %q, want %q", body, want)
+	}
+	if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+		t.Errorf("download framing %v, want chunked", resp.TransferEncoding)
+	}
+}
+
+func TestHTTP10ClientGetsUnchunkedBody(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 1})
+	got := rawExchange(t, f.addr, "GET /chunked HTTP/1.0\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 200 ") || strings.Contains(got, "Transfer-Encoding") {
+		t.Fatalf("answer %q, want 200 without chunked framing", got)
+	}
+	if !strings.HasSuffix(got, "\r\n\r\napp-01 part 0\napp-01 part 1\napp-01 part 2\n") {
+		t.Errorf("answer %q, want the parts as a plain body", got)
+	}
+}
+
+func TestExpectContinue(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 1})
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {
+		t.Fatalf("first line %q, %v; want 100 Continue before the body is sent", line, err)
+	}
+	for line != "\r\n" {
+		line, _ = r.ReadString('\n')
+	}
+	io.WriteString(c, "hello")
+	resp, body := readResponse(t, r, "POST")
+	if resp.StatusCode != 200 || body != "app-01 5 <nil>\n" {
+		t.Errorf("final answer %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestBackendConnectionsAreReused(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 1})
+	c := f.client(t)
+	for range 50 {
+		get(t, c, f.url("/"))
+	}
+	if n := f.backends[0].conns.Load(); n > 2 {
+		t.Errorf("50 sequential requests opened %d backend connections, want them kept alive", n)
+	}
+}
+
+// wsBackend completes an Upgrade handshake and then echoes bytes until the
+// client half-closes, then sends "bye" and closes.
+func wsBackend(t *testing.T) string {
+	t.Helper()
+	return scriptedBackend(t, func(c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		io.Copy(c, c)
+		io.WriteString(c, "bye")
+	})
+}
+
+func TestUpgradeBecomesTunnel(t *testing.T) {
+	addr := newRawFixture(t, wsBackend(t), nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	r := bufio.NewReader(c)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	if resp.Header.Get("Upgrade") != "websocket" || !strings.EqualFold(resp.Header.Get("Connection"), "upgrade") {
+		t.Errorf("101 header %v lacks Upgrade/Connection", resp.Header)
+	}
+	if !strings.HasPrefix(resp.Header.Get("Set-Cookie"), "SERVERID=app-01;") {
+		t.Errorf("101 without persistence cookie: %v", resp.Header)
+	}
+	for i := range 3 {
+		msg := fmt.Sprintf("frame %d", i)
+		io.WriteString(c, msg)
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(r, buf); err != nil || string(buf) != msg {
+			t.Fatalf("echo %d = %q, %v", i, buf, err)
+		}
+	}
+	c.(*net.TCPConn).CloseWrite()
+	rest, err := io.ReadAll(r)
+	if err != nil || string(rest) != "bye" {
+		t.Errorf("after half-close got %q, %v; want bye", rest, err)
+	}
+}
+
+// memWatch samples the heap in use until stopped and reports its peak.
+func memWatch() (stop func() uint64) {
+	var peak uint64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse+ms.StackInuse)
+			select {
+			case <-done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+	return func() uint64 { close(done); wg.Wait(); return peak }
+}
+
+func TestOneGiBStreamsBothWaysInBoundedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 2 GiB")
+	}
+	size := int64(1 << 30)
+	if raceEnabled {
+		size = 256 << 20 // the race detector slows copying tenfold
+	}
+	f := newFixture(t, fixtureOpts{n: 1})
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse + ms.StackInuse
+	stop := memWatch()
+
+	// Upload: the backend hashes what it receives.
+	sum := sha256.New()
+	body := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{1}), size), sum)
+	req, _ := http.NewRequest("POST", f.url("/sink"), body)
+	req.ContentLength = size
+	resp, err := f.client(t).Do(req)
+	if err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf("app-01 %d <nil>\n", size); string(got) != want {
+		t.Fatalf("upload answer %q, want %q", got, want)
+	}
+
+	// Download through /echo of a chunked upload: both directions at once.
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := io.Copy(pw, io.LimitReader(rand.NewChaCha8([32]byte{3}), size))
+		pw.CloseWithError(err)
+	}()
+	req, _ = http.NewRequest("POST", f.url("/echo"), pr)
+	resp, err = f.client(t).Do(req)
+	if err != nil {
+		t.Fatalf("echo: %v", err)
+	}
+	want := sha256.New()
+	io.Copy(want, io.LimitReader(rand.NewChaCha8([32]byte{3}), size))
+	have := sha256.New()
+	n, err := io.Copy(have, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != size || !bytes.Equal(have.Sum(nil), want.Sum(nil)) {
+		t.Fatalf("echo: %d bytes, %v, hash match %v", n, err, bytes.Equal(have.Sum(nil), want.Sum(nil)))
+	}
+	peak := stop()
+	if grew := int64(peak) - int64(base); grew > 64<<20 {
+		t.Errorf("heap grew by %d MiB while streaming, want under 64 MiB", grew>>20)
+	}
+}
+
+func TestShutdownClosesIdleAndFinishesInFlight(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 1})
+	idle, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	idle.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	readResponse(t, bufio.NewReader(idle), "GET")
+
+	busy, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busy.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+
+	done := make(chan error, 1)
+	go func() { done <- f.proxy.Shutdown(context.Background()) }()
+	if got, _ := io.ReadAll(idle); len(got) != 0 {
+		t.Errorf("idle connection got %q at shutdown, want a plain close", got)
+	}
+	resp, body := readResponse(t, bufio.NewReader(busy), "GET")
+	if body != "app-01\n" || !resp.Close {
+		t.Errorf("in-flight request: %q, close=%v; want its answer with Connection: close", body, resp.Close)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown = %v", err)
+	}
+}
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(target, "pipe:") {
+			continue // the runtime's splice pipe pool
+		}
+		n++
+	}
+	return n
+}
+
+func TestNoGoroutineOrFDOutlivesItsConnection(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) { p.MaxIdlePerBackend = -1 }})
+	ws := newRawFixture(t, wsBackend(t), nil)
+	get(t, &http.Client{}, f.url("/"))
+	time.Sleep(50 * time.Millisecond)
+	baseG, baseFD := runtime.NumGoroutine(), countFDs(t)
+
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Go(func() {
+			switch i % 6 {
+			case 0:
+				rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			case 1:
+				rawExchange(t, f.addr, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+			case 2:
+				rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+			case 3: // client vanishes mid-upload
+				c, err := net.Dial("tcp", f.addr)
+				if err == nil {
+					io.WriteString(c, "POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npartial")
+					time.Sleep(20 * time.Millisecond)
+					c.Close()
+				}
+			case 4:
+				c, err := net.Dial("tcp", ws)
+				if err == nil {
+					io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+					time.Sleep(20 * time.Millisecond)
+					c.(*net.TCPConn).CloseWrite()
+					io.Copy(io.Discard, c)
+					c.Close()
+				}
+			case 5: // kept alive, then closed by the client
+				c := f.client(t)
+				get(t, c, f.url("/"))
+				c.Transport.(*http.Transport).CloseIdleConnections()
+			}
+		})
+	}
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		g, fd := runtime.NumGoroutine(), countFDs(t)
+		if g <= baseG && fd <= baseFD {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines %d (baseline %d), fds %d (baseline %d)\n%s", g, baseG, fd, baseFD, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,88 @@
+package l7
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/lbctl/lbctl/backend"
+)
+
+// upstreamPool holds one backend's kept-alive connections, most recently
+// used last.
+type upstreamPool struct {
+	mu   sync.Mutex // guards idle
+	idle []idleConn
+}
+
+type idleConn struct {
+	c     *net.TCPConn
+	since time.Time
+}
+
+// upstream returns a connection to b: a kept-alive one when reuse is
+// allowed and one is fresh enough, otherwise a new dial. reused tells the
+// caller that the backend may have closed it meanwhile.
+func (p *Proxy) upstream(b *backend.Backend, reuse bool) (c *net.TCPConn, reused bool, err error) {
+	if reuse {
+		if c := p.pools[b].get(p.cfg.idle); c != nil {
+			return c, true, nil
+		}
+	}
+	nc, err := p.dialer.DialContext(context.Background(), "tcp", b.Address)
+	if err != nil {
+		return nil, false, fmt.Errorf("dial %s (%s): %w", b.ID, b.Address, err)
+	}
+	return nc.(*net.TCPConn), false, nil
+}
+
+// release returns c to b's pool for reuse, or closes it when the pool is
+// full or the proxy is closing.
+func (p *Proxy) release(b *backend.Backend, c *net.TCPConn) {
+	if p.loop.Closing() || !p.pools[b].put(c, p.cfg.maxIdle) {
+		c.Close()
+	}
+}
+
+// get pops the most recently used connection, closing any that idled past
+// maxIdle (when positive).
+func (u *upstreamPool) get(maxIdle time.Duration) *net.TCPConn {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for n := len(u.idle); n > 0; n = len(u.idle) {
+		ic := u.idle[n-1]
+		u.idle[n-1] = idleConn{}
+		u.idle = u.idle[:n-1]
+		if maxIdle > 0 && time.Since(ic.since) > maxIdle {
+			ic.c.Close()
+			continue
+		}
+		return ic.c
+	}
+	return nil
+}
+
+// put keeps c unless limit connections are already kept.
+func (u *upstreamPool) put(c *net.TCPConn, limit int) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.idle) >= limit {
+		return false
+	}
+	u.idle = append(u.idle, idleConn{c: c, since: time.Now()})
+	return true
+}
+
+// closeIdleUpstreams closes every kept-alive backend connection.
+func (p *Proxy) closeIdleUpstreams() {
+	for _, u := range p.pools {
+		u.mu.Lock()
+		for _, ic := range u.idle {
+			ic.c.Close()
+		}
+		u.idle = nil
+		u.mu.Unlock()
+	}
+}
