@@ -16,6 +16,7 @@ import (
 
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/config"
+	"github.com/lbctl/lbctl/internal/assemble"
 	"github.com/lbctl/lbctl/l4"
 )
 
@@ -86,7 +87,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	p, err := newPool(cfg, log)
+	p, err := assemble.NewPool(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -98,10 +99,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 	var table *affinity.Table
 	switch cfg.Mode {
 	case "l7":
-		proxy = newL7(cfg, p, log)
+		proxy = assemble.L7(cfg, p, log)
 	default:
 		var l4p *l4.Proxy
-		l4p, table = newL4(cfg, p, log)
+		l4p, table = assemble.L4(cfg, p, log)
 		defer table.Close()
 		proxy = l4p
 	}
@@ -110,15 +111,15 @@ func runServe(ctx context.Context, o serveOptions) error {
 	defer wg.Wait()
 	probeCtx, stopProbes := context.WithCancel(context.Background())
 	defer stopProbes()
-	if p.prober != nil {
-		p.prober.Round(probeCtx) // know who is up before the first client
-		wg.Go(func() { p.prober.Run(probeCtx) })
+	if p.Prober != nil {
+		p.Prober.Round(probeCtx) // know who is up before the first client
+		wg.Go(func() { p.Prober.Run(probeCtx) })
 	}
 	served := make(chan error, 1)
 	go func() { served <- proxy.Serve(ln) }()
 
 	log.Info("lbctl serving", "mode", cfg.Mode, "listen", ln.Addr().String(),
-		"backends", p.registry.Len(), "policy", cfg.Balance.Policy, "health", cfg.Health.Check)
+		"backends", p.Registry.Len(), "policy", cfg.Balance.Policy, "health", cfg.Health.Check)
 	if o.demo {
 		try := "curl -s http://%s/"
 		if cfg.Mode == "l7" {

@@ -1,7 +1,10 @@
-package main
+// Package assemble builds lbctl's parts from a config: the backend pool
+// both front doors share, the L4 proxy with its affinity table, and the L7
+// proxy. serve and bench both start their servers through it, so the lab
+// measures exactly what serve runs.
+package assemble
 
 import (
-	"fmt"
 	"log/slog"
 
 	"github.com/lbctl/lbctl/affinity"
@@ -11,36 +14,17 @@ import (
 	"github.com/lbctl/lbctl/l7"
 )
 
-// defaultConfigPath is where serve and check look without --config.
-const defaultConfigPath = "lbctl.toml"
-
-// loadConfig loads path and applies a --mode override, validating again so
-// that a bad override is reported like a bad file.
-func loadConfig(path, mode string) (*config.Config, error) {
-	cfg, err := config.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	if mode != "" {
-		cfg.Mode = mode
-		if err := cfg.Validate(); err != nil {
-			return nil, fmt.Errorf("--mode: %w", err)
-		}
-	}
-	return cfg, nil
-}
-
-// pool is what both front doors share: the backends, the policy that picks
+// Pool is what both front doors share: the backends, the policy that picks
 // among them, and the prober that keeps their health (nil when the config
 // turns health checks off).
-type pool struct {
-	registry *backend.Registry
-	selector backend.Selector
-	prober   *backend.Prober
+type Pool struct {
+	Registry *backend.Registry
+	Selector backend.Selector
+	Prober   *backend.Prober
 }
 
-// newPool builds the shared backend pool from cfg.
-func newPool(cfg *config.Config, log *slog.Logger) (*pool, error) {
+// NewPool builds the shared backend pool from cfg.
+func NewPool(cfg *config.Config, log *slog.Logger) (*Pool, error) {
 	bs := make([]*backend.Backend, 0, len(cfg.Backends))
 	for _, b := range cfg.Backends {
 		bs = append(bs, backend.New(b.ID, b.Address, b.Weight))
@@ -57,9 +41,9 @@ func newPool(cfg *config.Config, log *slog.Logger) (*pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pool{registry: reg, selector: sel}
+	p := &Pool{Registry: reg, Selector: sel}
 	if checker != nil {
-		p.prober = &backend.Prober{
+		p.Prober = &backend.Prober{
 			Registry: reg,
 			Checker:  checker,
 			Interval: cfg.Health.Interval.D(),
@@ -72,9 +56,9 @@ func newPool(cfg *config.Config, log *slog.Logger) (*pool, error) {
 	return p, nil
 }
 
-// newL4 builds the L4 proxy and its affinity table from cfg over p. The
+// L4 builds the L4 proxy and its affinity table from cfg over p. The
 // caller closes the table after the proxy has stopped.
-func newL4(cfg *config.Config, p *pool, log *slog.Logger) (*l4.Proxy, *affinity.Table) {
+func L4(cfg *config.Config, p *Pool, log *slog.Logger) (*l4.Proxy, *affinity.Table) {
 	table := affinity.New(affinity.Options{
 		TTL:        cfg.Affinity.TTL.D(),
 		Capacity:   cfg.Affinity.Capacity,
@@ -82,23 +66,23 @@ func newL4(cfg *config.Config, p *pool, log *slog.Logger) (*l4.Proxy, *affinity.
 		IPv6Prefix: cfg.Affinity.IPv6Prefix,
 	})
 	return &l4.Proxy{
-		Registry:       p.registry,
-		Selector:       p.selector,
+		Registry:       p.Registry,
+		Selector:       p.Selector,
 		Table:          table,
-		Health:         p.prober,
+		Health:         p.Prober,
 		ConnectTimeout: cfg.Timeouts.Connect.D(),
 		IdleTimeout:    cfg.Timeouts.Idle.D(),
 		Logger:         log,
 	}, table
 }
 
-// newL7 builds the L7 proxy from cfg over p.
-func newL7(cfg *config.Config, p *pool, log *slog.Logger) *l7.Proxy {
+// L7 builds the L7 proxy from cfg over p.
+func L7(cfg *config.Config, p *Pool, log *slog.Logger) *l7.Proxy {
 	c := cfg.Cookie
 	return &l7.Proxy{
-		Registry: p.registry,
-		Selector: p.selector,
-		Health:   p.prober,
+		Registry: p.Registry,
+		Selector: p.Selector,
+		Health:   p.Prober,
 		Cookie: l7.CookieOptions{
 			Name:     c.Name,
 			MaxAge:   c.Expires.D(),
