@@ -121,9 +121,9 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 	b.Acquire()
 	defer b.Release()
 
-	uw := timedWriter{c: up, idle: p.cfg.server}
+	s.uw = timedWriter{c: up, idle: p.cfg.server}
 	s.out = s.appendRequestHead(s.out[:0], b)
-	if _, err := uw.Write(s.out); err != nil {
+	if _, err := s.uw.Write(s.out); err != nil {
 		up.Close()
 		return s.failed(b, err, reused, retryable, false)
 	}
@@ -133,7 +133,7 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 		bodyDone = make(chan error, 1)
 		s.client.SetReadDeadline(deadline(p.cfg.idle))
 		s.in.idle = p.cfg.idle
-		go s.sendBody(&uw, up, bodyDone)
+		go s.sendBody(&s.uw, up, bodyDone)
 	}
 
 	s.up.reset(up, s.upBuf)

@@ -22,6 +22,7 @@ type session struct {
 	in  connReader  // client input; holds whole request heads
 	up  connReader  // backend input; holds whole response heads
 	cw  timedWriter // client output
+	uw  timedWriter // backend output, for the exchange in progress
 	out []byte      // heads being written
 	tmp []byte      // a Cookie value with the persistence cookie removed
 
@@ -62,6 +63,7 @@ func (p *Proxy) putSession(s *session) {
 	s.in.reset(nil, s.inBuf)
 	s.up.reset(nil, s.upBuf)
 	s.cw = timedWriter{}
+	s.uw = timedWriter{}
 	s.req.reset()
 	s.resp.reset()
 	p.sessions.Put(s)
