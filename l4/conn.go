@@ -81,9 +81,5 @@ func (p *Proxy) connect(key affinity.Key) (*backend.Backend, *net.TCPConn, error
 
 // dial connects to b within the connect timeout.
 func (p *Proxy) dial(b *backend.Backend) (*net.TCPConn, error) {
-	c, err := p.dialer.DialContext(context.Background(), "tcp", b.Address)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s (%s): %w", b.ID, b.Address, err)
-	}
-	return c.(*net.TCPConn), nil
+	return b.Dial(context.Background(), &p.dialer)
 }

@@ -66,6 +66,9 @@ func (p *Proxy) setup() {
 		if p.dialer.Timeout <= 0 {
 			p.dialer.Timeout = DefaultConnectTimeout
 		}
+		// Dead peers are found by the idle timeout; TCP keep-alive
+		// would only add three system calls to every dial.
+		p.dialer.KeepAlive = -1
 	})
 }
 

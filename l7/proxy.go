@@ -100,6 +100,9 @@ func (p *Proxy) setup() {
 		p.loop.Handle = p.handle
 		p.loop.Logger = p.Logger
 		p.dialer.Timeout = orDefault(p.ConnectTimeout, DefaultConnectTimeout)
+		// Dead peers are found by the timeouts; TCP keep-alive would
+		// only add three system calls to every dial.
+		p.dialer.KeepAlive = -1
 		p.cfg = settings{
 			header:  orDefault(p.HeaderTimeout, DefaultHeaderTimeout),
 			server:  orDefault(p.ServerTimeout, DefaultServerTimeout),

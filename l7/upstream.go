@@ -2,7 +2,6 @@ package l7
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -31,11 +30,8 @@ func (p *Proxy) upstream(b *backend.Backend, reuse bool) (c *net.TCPConn, reused
 			return c, true, nil
 		}
 	}
-	nc, err := p.dialer.DialContext(context.Background(), "tcp", b.Address)
-	if err != nil {
-		return nil, false, fmt.Errorf("dial %s (%s): %w", b.ID, b.Address, err)
-	}
-	return nc.(*net.TCPConn), false, nil
+	c, err = b.Dial(context.Background(), &p.dialer)
+	return c, false, err
 }
 
 // release returns c to b's pool for reuse, or closes it when the pool is

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -27,22 +28,41 @@ func Relay(client, server *net.TCPConn, idle time.Duration) {
 	<-done
 }
 
+// smallBuf is the buffer of the copy loop for small messages. A read that
+// fills it marks the direction as bulk, which then splices.
+const smallBuf = 4 << 10
+
+var bufPool = sync.Pool{New: func() any { return new([smallBuf]byte) }}
+
 // proxyCopy copies src to dst. It is a named function so that each
-// direction shows up as such in stack dumps. Both arguments stay
-// *net.TCPConn so that io.Copy reaches TCPConn.ReadFrom and Linux splices
-// the bytes without copying them through user space.
+// direction shows up as such in stack dumps.
+//
+// Small messages (request/response protocols) go through a small buffer,
+// one read and one write each. Once a read fills the buffer, the direction
+// carries bulk data and the rest is handed to io.Copy between the two
+// *net.TCPConn, which Linux splices in the kernel without copying through
+// user space (what HAProxy's splice-auto does). Splicing a few hundred bytes
+// would cost more than it saves: a pipe and two more system calls.
 //
 // With an idle timeout, src carries a read deadline; when it fires, the
 // connection is idle only if neither socket has received data for the whole
 // timeout (the other direction may be busy), otherwise the deadline moves
-// and copying resumes. Deadlines fire between splice rounds, so no byte is
-// lost when copying resumes.
+// and copying resumes. Deadlines fire between reads and between splice
+// rounds, so no byte is lost when copying resumes.
 func proxyCopy(dst, src, client, server *net.TCPConn, idle time.Duration) {
 	if idle > 0 {
 		src.SetReadDeadline(time.Now().Add(idle))
 	}
+	buf := bufPool.Get().(*[smallBuf]byte)
+	defer bufPool.Put(buf)
+	bulk := false
 	for {
-		_, err := io.Copy(dst, src)
+		var err error
+		if bulk {
+			_, err = io.Copy(dst, src)
+		} else if bulk, err = copySmall(dst, src, buf[:]); bulk {
+			continue
+		}
 		if err == nil {
 			dst.CloseWrite()
 			return
@@ -58,6 +78,28 @@ func proxyCopy(dst, src, client, server *net.TCPConn, idle time.Duration) {
 		client.Close()
 		server.Close()
 		return
+	}
+}
+
+// copySmall copies src to dst through buf until src ends (nil), an error
+// occurs, or a read fills buf (bulk is then true and the caller splices the
+// rest).
+func copySmall(dst, src *net.TCPConn, buf []byte) (bulk bool, err error) {
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return false, err
+			}
+		}
+		switch {
+		case rerr == io.EOF:
+			return false, nil
+		case rerr != nil:
+			return false, rerr
+		case n == len(buf):
+			return true, nil
+		}
 	}
 }
 
