@@ -139,6 +139,8 @@ func (v *validator) backends(bs []Backend) {
 			v.fail(prefix+"id", `"" must not be empty`)
 		case !isID(b.ID):
 			v.fail(prefix+"id", "%q may only hold letters, digits, '-', '_' and '.'", b.ID)
+		case len(b.ID) > maxIDLen:
+			v.fail(prefix+"id", "%q is longer than %d characters", b.ID, maxIDLen)
 		case dup:
 			v.fail(prefix+"id", "%q duplicates %s[%d].id", b.ID, backendKey, first)
 		default:
@@ -195,6 +197,10 @@ func isHostname(s string) bool {
 	return s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") == "" &&
 		!strings.Contains(s, "..")
 }
+
+// maxIDLen bounds backend ids: an id is a cookie value, and the L7 proxy
+// ignores cookie values longer than 256 bytes; 64 is ample for a name.
+const maxIDLen = 64
 
 // isID reports whether s is a valid backend id: ASCII letters, digits, '-',
 // '_' and '.'. Ids appear as cookie values, so they stay within the

@@ -71,6 +71,7 @@ func TestValidateRejects(t *testing.T) {
 		{"empty id", func(c *Config) { c.Backends[1].ID = "" }, `backend[1].id: "" must not be empty`},
 		{"bad id", func(c *Config) { c.Backends[0].ID = "app 01" }, `backend[0].id: "app 01" may only hold letters, digits, '-', '_' and '.'`},
 		{"non-ASCII id", func(c *Config) { c.Backends[0].ID = "äpp" }, `backend[0].id: "äpp" may only hold letters, digits, '-', '_' and '.'`},
+		{"long id", func(c *Config) { c.Backends[0].ID = strings.Repeat("a", 65) }, `backend[0].id: "` + strings.Repeat("a", 65) + `" is longer than 64 characters`},
 		{"duplicate id", func(c *Config) { c.Backends[1].ID = "app-01" }, `backend[1].id: "app-01" duplicates backend[0].id`},
 		{"address no port", func(c *Config) { c.Backends[1].Address = "10.0.0.2" }, `backend[1].address: "10.0.0.2" has no port`},
 		{"address no host", func(c *Config) { c.Backends[0].Address = ":80" }, `backend[0].address: ":80" has no host`},
