@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 )
@@ -26,10 +25,6 @@ type Backend struct {
 	// 1 are treated as 1.
 	Weight int
 
-	// addr is Address parsed once when it is an IP literal, so that dials
-	// skip parsing and resolving it every time.
-	addr netip.AddrPort
-
 	down    atomic.Bool // inverted so that the zero value is up
 	drained atomic.Bool
 	active  atomic.Int64
@@ -44,30 +39,21 @@ type Backend struct {
 
 // New returns a backend that is up, not drained and idle.
 func New(id, address string, weight int) *Backend {
-	b := &Backend{ID: id, Address: address, Weight: weight}
-	b.addr, _ = netip.ParseAddrPort(address)
-	return b
+	return &Backend{ID: id, Address: address, Weight: weight}
 }
 
-// Dial opens a TCP connection to the backend with d. An address that is an
-// IP literal is dialed directly; a host name is resolved by d on every dial.
-// The error names the backend: "dial app-02 (10.0.0.2:80): connection
-// refused".
+// Dial opens a TCP connection to the backend with d. The error names the
+// backend: "dial app-02 (10.0.0.2:80): connection refused".
+//
+// Dialer.DialTCP would skip parsing an IP literal, but it binds the socket
+// to the zero address first, one more system call per connection than
+// letting connect pick the source port.
 func (b *Backend) Dial(ctx context.Context, d *net.Dialer) (*net.TCPConn, error) {
-	var c *net.TCPConn
-	var err error
-	if b.addr.IsValid() {
-		c, err = d.DialTCP(ctx, "tcp", netip.AddrPort{}, b.addr)
-	} else {
-		var nc net.Conn
-		if nc, err = d.DialContext(ctx, "tcp", b.Address); err == nil {
-			c = nc.(*net.TCPConn)
-		}
-	}
+	c, err := d.DialContext(ctx, "tcp", b.Address)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s (%s): %w", b.ID, b.Address, err)
 	}
-	return c, nil
+	return c.(*net.TCPConn), nil
 }
 
 // Up reports whether health checks consider the backend healthy. A backend

@@ -175,13 +175,16 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 			s.stopBody(bodyDone)
 			return s.tunnel(b, up, setCookie), relayed
 		}
-		// An interim response (100 Continue, 103 Early Hints) goes to the
-		// client as it is; the final one follows.
-		s.out = s.appendResponseHead(s.out[:0], nil, false, false)
-		if _, err := s.cw.Write(s.out); err != nil {
-			up.Close()
-			s.stopBody(bodyDone)
-			return false, relayed
+		// An interim response (100 Continue, 103 Early Hints) goes to an
+		// HTTP/1.1 client as it is (HTTP/1.0 has none, RFC 9110 15.2);
+		// the final one follows.
+		if !s.http10 {
+			s.out = s.appendResponseHead(s.out[:0], nil, false, false)
+			if _, err := s.cw.Write(s.out); err != nil {
+				up.Close()
+				s.stopBody(bodyDone)
+				return false, relayed
+			}
 		}
 		up.SetReadDeadline(time.Now().Add(p.cfg.server))
 	}

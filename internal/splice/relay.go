@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,12 +20,13 @@ import (
 // no bytes in either direction, closes both connections. The caller still
 // closes both when Relay returns.
 func Relay(client, server *net.TCPConn, idle time.Duration) {
+	var ended atomic.Int32
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		proxyCopy(server, client, client, server, idle)
+		proxyCopy(server, client, client, server, idle, &ended)
 	}()
-	proxyCopy(client, server, client, server, idle)
+	proxyCopy(client, server, client, server, idle, &ended)
 	<-done
 }
 
@@ -44,12 +46,14 @@ var bufPool = sync.Pool{New: func() any { return new([smallBuf]byte) }}
 // user space (what HAProxy's splice-auto does). Splicing a few hundred bytes
 // would cost more than it saves: a pipe and two more system calls.
 //
+// ended counts the directions that have ended cleanly.
+//
 // With an idle timeout, src carries a read deadline; when it fires, the
 // connection is idle only if neither socket has received data for the whole
 // timeout (the other direction may be busy), otherwise the deadline moves
 // and copying resumes. Deadlines fire between reads and between splice
 // rounds, so no byte is lost when copying resumes.
-func proxyCopy(dst, src, client, server *net.TCPConn, idle time.Duration) {
+func proxyCopy(dst, src, client, server *net.TCPConn, idle time.Duration, ended *atomic.Int32) {
 	if idle > 0 {
 		src.SetReadDeadline(time.Now().Add(idle))
 	}
@@ -64,7 +68,12 @@ func proxyCopy(dst, src, client, server *net.TCPConn, idle time.Duration) {
 			continue
 		}
 		if err == nil {
-			dst.CloseWrite()
+			// The second direction to end skips the half-close: both
+			// sockets are closed next, and close sends the FIN itself
+			// (nothing is left unread on dst, whose own input has ended).
+			if ended.Add(1) == 1 {
+				dst.CloseWrite()
+			}
 			return
 		}
 		if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) {

@@ -1,0 +1,93 @@
+package l7
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// memConn is an in-memory deadlineReader for body tests.
+type memConn struct{ io.Reader }
+
+func (memConn) SetReadDeadline(time.Time) error { return nil }
+
+func readerOf(s string, size int) *connReader {
+	var r connReader
+	r.reset(memConn{strings.NewReader(s)}, make([]byte, size))
+	return &r
+}
+
+func TestCopyChunked(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     error
+		data     string // the unwrapped data, when valid
+	}{
+		{"simple", "5\r\nhello\r\n0\r\n\r\n", nil, "hello"},
+		{"extensions and trailers", "5;a=b\r\nhello\r\n6 ; c\r\n world\r\n0\r\nX-T: 1\r\n\r\n", nil, "hello world"},
+		{"upper-case hex", "A\r\n0123456789\r\n0\r\n\r\n", nil, "0123456789"},
+		{"bad size", "zz\r\nhello\r\n0\r\n\r\n", errBadChunk, ""},
+		{"empty size", "\r\nhello\r\n0\r\n\r\n", errBadChunk, ""},
+		{"size overflow", "1000000000000000\r\n", errBadChunk, ""},
+		{"bare LF after size", "5\nhello\r\n0\r\n\r\n", errBadChunk, ""},
+		{"data longer than size", "3\r\nhello\r\n0\r\n\r\n", errBadChunk, ""},
+		{"control byte in extension", "5;\x01\r\nhello\r\n0\r\n\r\n", errBadChunk, ""},
+		{"bad trailer", "0\r\nno colon\r\n\r\n", errBadChunk, ""},
+		{"cut in data", "5\r\nhel", io.ErrUnexpectedEOF, ""},
+		{"cut before last chunk", "5\r\nhello\r\n", io.ErrUnexpectedEOF, ""},
+		{"long size line", strings.Repeat("0", 5000) + "5\r\nhello\r\n0\r\n\r\n", errBadChunk, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var framed, data bytes.Buffer
+			err := copyChunked(&framed, readerOf(tt.in, 8192), true)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("copyChunked = %v, want %v", err, tt.want)
+			}
+			if err != nil {
+				return
+			}
+			if framed.String() != tt.in {
+				t.Errorf("forwarded %q, want the body unchanged %q", framed.String(), tt.in)
+			}
+			if err := copyChunked(&data, readerOf(tt.in, 8192), false); err != nil || data.String() != tt.data {
+				t.Errorf("unwrapped %q, %v; want %q", data.String(), err, tt.data)
+			}
+		})
+	}
+}
+
+func TestCopyFixedLeavesTheRest(t *testing.T) {
+	r := readerOf("helloGET / HTTP/1.1\r\n", 64)
+	var out bytes.Buffer
+	if err := copyFixed(&out, r, 5); err != nil || out.String() != "hello" {
+		t.Fatalf("copyFixed = %q, %v", out.String(), err)
+	}
+	if got := string(r.buf[r.r:r.w]); !strings.HasPrefix("GET / HTTP/1.1\r\n", got) {
+		t.Errorf("left in the buffer %q, want the next request", got)
+	}
+	if err := copyFixed(io.Discard, readerOf("abc", 64), 5); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("short body: %v, want unexpected EOF", err)
+	}
+}
+
+// FuzzChunkedBody feeds arbitrary bytes to the chunked body copier: it must
+// never panic, and whatever it accepts it forwards unchanged.
+func FuzzChunkedBody(f *testing.F) {
+	for _, s := range []string{
+		"5\r\nhello\r\n0\r\n\r\n", "5;a=b\r\nhello\r\n0\r\nX: y\r\n\r\n", "zz\r\n", "\r\n",
+		"ffffffffffffffffff\r\n", "5\nhello", "0\r\n\r\n", "3\r\nabc\r\n0\r\nbad\r\n\r\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		var out bytes.Buffer
+		err := copyChunked(&out, readerOf(in, 4096), true)
+		if err == nil && !strings.HasPrefix(in, out.String()) {
+			t.Errorf("accepted body forwarded as %q, not a prefix of %q", out.String(), in)
+		}
+	})
+}
