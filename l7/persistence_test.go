@@ -3,6 +3,8 @@ package l7
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -238,5 +240,40 @@ func TestCacheControlOnRepinKeepsBackendDirectives(t *testing.T) {
 	_, resp := get(t, &http.Client{}, f.url("/cached"))
 	if got := resp.Header.Values("Cache-Control"); len(got) != 1 || got[0] != "max-age=60, private" {
 		t.Errorf("Cache-Control = %q, want [max-age=60, private]", got)
+	}
+}
+
+func TestHopByHopFieldsAreRemoved(t *testing.T) {
+	addr := scriptedBackend(t, func(c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: X-Private, keep-alive\r\n"+
+			"X-Private: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTrailer: X-T\r\n"+
+			"Upgrade: h2c\r\nX-Kept: yes\r\n\r\nok\n")
+	})
+	// The scripted backend does not echo the request, so a second backend
+	// records what a request looks like after forwarding.
+	f := newFixture(t, fixtureOpts{n: 1})
+	// Raw, so that every field is sent exactly as written.
+	rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: X-Hop, close\r\nX-Hop: 1\r\n"+
+		"Keep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: X-T\r\nProxy-Connection: keep-alive\r\n"+
+		"Upgrade: websocket\r\nX-End-To-End: kept\r\n\r\n")
+	h := f.backends[0].lastHeader()
+	for _, name := range []string{"X-Hop", "Keep-Alive", "Te", "Trailer", "Proxy-Connection", "Upgrade"} {
+		if v := h.Values(name); len(v) > 0 {
+			t.Errorf("request field %s reached the backend: %q", name, v)
+		}
+	}
+	if h.Get("X-End-To-End") != "kept" {
+		t.Errorf("end-to-end field lost: %v", h)
+	}
+
+	proxy := newRawFixture(t, addr, nil)
+	got := rawExchange(t, proxy, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	for _, name := range []string{"X-Private", "Keep-Alive", "Proxy-Connection", "Trailer", "Upgrade", "keep-alive"} {
+		if strings.Contains(got, name) {
+			t.Errorf("response field %s reached the client:\n%s", name, got)
+		}
+	}
+	if !strings.Contains(got, "X-Kept: yes") || !strings.HasSuffix(got, "ok\n") {
+		t.Errorf("response lost its end-to-end parts:\n%s", got)
 	}
 }
