@@ -99,3 +99,25 @@ func BenchmarkWorstLookup(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSweepBatch measures one lock hold of the sweeper: removing a full
+// batch of expired entries from a shard. This bounds how long a lookup can
+// wait behind a mass expiry, however many entries expire together.
+func BenchmarkSweepBatch(b *testing.B) {
+	tb := New(Options{TTL: time.Hour, Capacity: 1 << 20})
+	defer tb.Close()
+	s := &tb.shards[0]
+	past := time.Now().Add(-2 * time.Hour).UnixNano()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		s.mu.Lock()
+		for j := range sweepBatch {
+			s.lru.Add(v4key(i*sweepBatch+j), pin{id: "app-01", expires: past})
+		}
+		s.mu.Unlock()
+		tb.size.Add(sweepBatch)
+		b.StartTimer()
+		s.expire(time.Now().UnixNano(), &tb.size)
+	}
+}
