@@ -112,11 +112,14 @@ func runServe(ctx context.Context, o serveOptions) error {
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	probeCtx, stopProbes := context.WithCancel(context.Background())
-	defer stopProbes()
+	bgCtx, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
 	if p.Prober != nil {
-		p.Prober.Round(probeCtx) // know who is up before the first client
-		wg.Go(func() { p.Prober.Run(probeCtx) })
+		p.Prober.Round(bgCtx) // know who is up before the first client
+		wg.Go(func() { p.Prober.Run(bgCtx) })
+	}
+	if table != nil {
+		wg.Go(func() { logAffinity(bgCtx, log, table, time.Minute) })
 	}
 	served := make(chan error, 1)
 	go func() { served <- proxy.Serve(ln) }()
@@ -159,4 +162,28 @@ func runServe(ctx context.Context, o serveOptions) error {
 type frontDoor interface {
 	Serve(net.Listener) error
 	Shutdown(context.Context) error
+}
+
+// logAffinity logs the affinity table's counters every interval in which
+// clients were re-pinned or pins were evicted or expired, until ctx ends:
+// the one line an operator needs to see failover and table pressure.
+func logAffinity(ctx context.Context, log *slog.Logger, table *affinity.Table, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var last affinity.Stats
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := table.Stats()
+		if st.Repins == last.Repins && st.Evictions == last.Evictions && st.Expirations == last.Expirations {
+			continue
+		}
+		log.Info("affinity", "size", st.Size, "repins", st.Repins-last.Repins,
+			"evictions", st.Evictions-last.Evictions, "expirations", st.Expirations-last.Expirations,
+			"hits", st.Hits-last.Hits, "misses", st.Misses-last.Misses)
+		last = st
+	}
 }
