@@ -205,7 +205,7 @@ func validTrailer(line []byte) bool {
 		return false
 	}
 	for _, c := range line[:colon] {
-		if !isTokenByte(c) {
+		if !headTchar[c] {
 			return false
 		}
 	}
@@ -216,25 +216,6 @@ func validTrailer(line []byte) bool {
 	}
 	return true
 }
-
-// isTokenByte reports whether c may appear in an RFC 9110 token.
-func isTokenByte(c byte) bool {
-	return tokenTable[c]
-}
-
-var tokenTable = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
 
 // chunkErr maps reader errors met inside a chunked body.
 func chunkErr(err error) error {

@@ -162,14 +162,7 @@ func namesFields(fields []field) bool {
 		if !asciiEqualFold(fields[i].name, "connection") {
 			continue
 		}
-		for v := fields[i].value; len(v) > 0; {
-			var tok []byte
-			if j := bytes.IndexByte(v, ','); j >= 0 {
-				tok, v = v[:j], v[j+1:]
-			} else {
-				tok, v = v, nil
-			}
-			tok = bytes.Trim(tok, " \t")
+		for tok, rest := nextToken(fields[i].value); tok != nil || len(rest) > 0; tok, rest = nextToken(rest) {
 			if len(tok) > 0 && !asciiEqualFold(tok, "close") && !asciiEqualFold(tok, "keep-alive") && !asciiEqualFold(tok, "upgrade") {
 				return true
 			}
@@ -185,17 +178,25 @@ func connectionNamed(fields []field, name []byte) bool {
 		if !asciiEqualFold(fields[i].name, "connection") {
 			continue
 		}
-		for v := fields[i].value; len(v) > 0; {
-			var tok []byte
-			if j := bytes.IndexByte(v, ','); j >= 0 {
-				tok, v = v[:j], v[j+1:]
-			} else {
-				tok, v = v, nil
-			}
-			if bytes.EqualFold(bytes.Trim(tok, " \t"), name) {
+		for tok, rest := nextToken(fields[i].value); tok != nil || len(rest) > 0; tok, rest = nextToken(rest) {
+			if bytes.EqualFold(tok, name) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// nextToken splits the first element off a comma-separated list, without
+// the spaces and tabs around it; tok is nil once v is empty.
+func nextToken(v []byte) (tok, rest []byte) {
+	if len(v) == 0 {
+		return nil, nil
+	}
+	if j := bytes.IndexByte(v, ','); j >= 0 {
+		tok, rest = v[:j], v[j+1:]
+	} else {
+		tok = v
+	}
+	return bytes.Trim(tok, " \t"), rest
 }
