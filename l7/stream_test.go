@@ -363,3 +363,36 @@ func TestNoGoroutineOrFDOutlivesItsConnection(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestUpstreamPoolDropsStaleConnections(t *testing.T) {
+	var u upstreamPool
+	conns := make([]*net.TCPConn, 3)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for i := range conns {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c.(*net.TCPConn)
+		defer c.Close()
+	}
+	u.put(conns[0], 10, time.Hour)
+	u.idle[0].since = time.Now().Add(-2 * time.Hour) // idled past the limit
+	u.put(conns[1], 10, time.Hour)
+	if len(u.idle) != 1 || u.idle[0].c != conns[1] {
+		t.Fatalf("pool holds %d connections, want only the fresh one", len(u.idle))
+	}
+	if _, err := conns[0].Write([]byte("x")); err == nil {
+		t.Error("stale connection was not closed")
+	}
+	if !u.put(conns[2], 2, time.Hour) || u.put(conns[0], 2, time.Hour) {
+		t.Error("limit of 2 not enforced")
+	}
+	if got := u.get(time.Hour); got != conns[2] {
+		t.Error("get did not return the most recently used connection")
+	}
+}

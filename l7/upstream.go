@@ -37,7 +37,7 @@ func (p *Proxy) upstream(b *backend.Backend, reuse bool) (c *net.TCPConn, reused
 // release returns c to b's pool for reuse, or closes it when the pool is
 // full or the proxy is closing.
 func (p *Proxy) release(b *backend.Backend, c *net.TCPConn) {
-	if p.loop.Closing() || !p.pools[b].put(c, p.cfg.maxIdle) {
+	if p.loop.Closing() || !p.pools[b].put(c, p.cfg.maxIdle, p.cfg.idle) {
 		c.Close()
 	}
 }
@@ -60,14 +60,29 @@ func (u *upstreamPool) get(maxIdle time.Duration) *net.TCPConn {
 	return nil
 }
 
-// put keeps c unless limit connections are already kept.
-func (u *upstreamPool) put(c *net.TCPConn, limit int) bool {
+// put keeps c unless limit connections are already kept. It also closes
+// the least recently used connections once they have idled past maxIdle
+// (when positive), so that connections the backend has since closed do not
+// linger at the bottom of the stack while traffic goes on.
+func (u *upstreamPool) put(c *net.TCPConn, limit int, maxIdle time.Duration) bool {
+	now := time.Now()
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if maxIdle > 0 {
+		n := 0
+		for n < len(u.idle) && now.Sub(u.idle[n].since) > maxIdle {
+			u.idle[n].c.Close()
+			n++
+		}
+		if n > 0 {
+			u.idle = append(u.idle[:0], u.idle[n:]...)
+			clear(u.idle[len(u.idle):cap(u.idle)][:n])
+		}
+	}
 	if len(u.idle) >= limit {
 		return false
 	}
-	u.idle = append(u.idle, idleConn{c: c, since: time.Now()})
+	u.idle = append(u.idle, idleConn{c: c, since: now})
 	return true
 }
 
