@@ -183,17 +183,39 @@ func (t *Table) Lookup(k Key) (id string, ok bool) {
 // entry is among the oldest of the whole table; with a single shard (tables
 // below 2048 entries) it is exactly the oldest.
 func (t *Table) Pin(k Key, id string) (repinned bool) {
+	_, repinned = t.pin(k, "", id, false)
+	return repinned
+}
+
+// PinIf points k at backend id unless another connection got there first:
+// it pins when k has no live entry or its entry is still old (the id the
+// caller saw, "" for none), and returns the id k is pinned to afterwards.
+// When that is not id, the caller lost a race with another connection of
+// the same client and should follow the returned pin, so that clients that
+// arrive together, or fail over together, all land on one backend. Moving a
+// live entry from old to another backend counts as a re-pin.
+func (t *Table) PinIf(k Key, old, id string) (current string) {
+	current, _ = t.pin(k, old, id, true)
+	return current
+}
+
+// pin stores k -> id with a fresh TTL; when conditional, only if k's live
+// entry (if any) is old, returning the live id otherwise.
+func (t *Table) pin(k Key, old, id string, conditional bool) (current string, repinned bool) {
 	now := time.Now().UnixNano()
 	s := t.shard(k)
 	s.mu.Lock()
-	old, existed := s.lru.Peek(k)
-	if existed {
-		if now >= old.expires {
-			s.expirations++
-		} else if old.id != id {
-			s.repins++
-			repinned = true
-		}
+	defer s.mu.Unlock()
+	prev, existed := s.lru.Peek(k)
+	live := existed && now < prev.expires
+	switch {
+	case live && conditional && prev.id != old:
+		return prev.id, false
+	case existed && !live:
+		s.expirations++
+	case live && prev.id != id:
+		s.repins++
+		repinned = true
 	}
 	s.lru.Add(k, pin{id: id, expires: now + t.ttl})
 	if !existed && t.size.Add(1) > t.limit && s.lru.Len() > 1 {
@@ -201,8 +223,7 @@ func (t *Table) Pin(k Key, id string) (repinned bool) {
 		t.size.Add(-1)
 		s.evictions++
 	}
-	s.mu.Unlock()
-	return repinned
+	return id, repinned
 }
 
 // Stats returns the table's counters summed over its shards.

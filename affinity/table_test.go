@@ -209,3 +209,45 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("hits %d + misses %d != 20000 lookups", st.Hits, st.Misses)
 	}
 }
+
+func TestPinIfFollowsTheWinner(t *testing.T) {
+	tb := New(Options{})
+	defer tb.Close()
+	k := key(t, "127.0.0.30")
+	// Two connections of one new client race: the first pins, the second
+	// is told where the first went.
+	if got := tb.PinIf(k, "", "app-01"); got != "app-01" {
+		t.Fatalf("first PinIf = %q, want app-01", got)
+	}
+	if got := tb.PinIf(k, "", "app-02"); got != "app-01" {
+		t.Fatalf("second PinIf = %q, want the winner app-01", got)
+	}
+	// Failover: both saw app-01; the first moves the pin, the second
+	// follows it instead of moving it again.
+	if got := tb.PinIf(k, "app-01", "app-03"); got != "app-03" {
+		t.Fatalf("failover PinIf = %q, want app-03", got)
+	}
+	if got := tb.PinIf(k, "app-01", "app-02"); got != "app-03" {
+		t.Fatalf("racing failover PinIf = %q, want app-03", got)
+	}
+	if st := tb.Stats(); st.Repins != 1 || st.Size != 1 {
+		t.Errorf("Stats = %+v, want 1 re-pin and size 1", st)
+	}
+}
+
+func TestPinIfAfterExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tb := New(Options{TTL: time.Minute})
+		defer tb.Close()
+		k := key(t, "127.0.0.31")
+		tb.Pin(k, "app-01")
+		time.Sleep(2 * time.Minute)
+		// The old pin is gone: a new client's pin is not a re-pin.
+		if got := tb.PinIf(k, "", "app-02"); got != "app-02" {
+			t.Errorf("PinIf over an expired entry = %q, want app-02", got)
+		}
+		if st := tb.Stats(); st.Repins != 0 {
+			t.Errorf("repins = %d, want 0", st.Repins)
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
@@ -41,42 +42,45 @@ func (p *Proxy) key(c *net.TCPConn) affinity.Key {
 // unavailable one, or its dial fails, to the next backend the selector
 // offers, pinning key to whichever answered. Every failed dial is reported
 // to passive health and excluded from the rest of the attempt.
+//
+// Connections of one client may arrive, or fail over, together. Each new
+// pin is therefore conditional on the pin this connection saw; when another
+// connection moved it first, this one follows that pin instead of choosing
+// on its own, so the client ends on one backend.
 func (p *Proxy) connect(key affinity.Key) (*backend.Backend, *net.TCPConn, error) {
-	var b *backend.Backend
-	pinned := false
-	if id, ok := p.Table.Lookup(key); ok {
-		if b = p.Registry.Get(id); b != nil && b.Available() {
-			pinned = true
-		} else {
-			b = nil
-		}
-	}
+	seen, _ := p.Table.Lookup(key) // "" on a miss
 	var avoidBuf [4]*backend.Backend
 	avoid := avoidBuf[:0]
 	var lastErr error
-	for {
-		if b == nil {
-			if b = p.Selector.Select(p.Registry.All(), avoid); b == nil {
-				if lastErr != nil {
-					return nil, nil, fmt.Errorf("%w: %w", errNoBackend, lastErr)
-				}
-				return nil, nil, errNoBackend
+	// Each round either dials or moves the pin; a bound keeps a pathological
+	// race from looping.
+	for range 2*p.Registry.Len() + 4 {
+		b := p.Registry.Get(seen)
+		if b == nil || !b.Available() || slices.Contains(avoid, b) {
+			next := p.Selector.Select(p.Registry.All(), avoid)
+			if next == nil {
+				break
 			}
+			if cur := p.Table.PinIf(key, seen, next.ID); cur != next.ID {
+				seen = cur // another connection of this client moved it first
+				continue
+			}
+			seen, b = next.ID, next
 		}
 		b.Acquire()
 		server, err := p.dial(b)
 		if err == nil {
-			if !pinned {
-				p.Table.Pin(key, b.ID)
-			}
 			return b, server, nil
 		}
 		b.Release()
 		p.Health.ReportFailure(b, err)
 		lastErr = err
 		avoid = append(avoid, b)
-		b, pinned = nil, false
 	}
+	if lastErr != nil {
+		return nil, nil, fmt.Errorf("%w: %w", errNoBackend, lastErr)
+	}
+	return nil, nil, errNoBackend
 }
 
 // dial connects to b within the connect timeout.
