@@ -19,7 +19,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newCheckCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newCheckCmd(), newBenchCmd(), newVersionCmd())
 	return root
 }
 

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/lbctl/lbctl/bench"
+)
+
+// benchFlags are bench's flags, as given.
+type benchFlags struct {
+	backends, users, gateways, requests, concurrency int
+	skew, mode, config, json, plot, logLevel         string
+	zipfS, rate                                      float64
+	fail, recover                                    []string
+	seed                                             uint64
+	keepAlive                                        bool
+	duration                                         time.Duration
+}
+
+func newBenchCmd() *cobra.Command {
+	d := bench.DefaultOptions()
+	f := benchFlags{
+		backends: d.Backends, users: d.Users, gateways: d.Gateways, requests: d.Requests,
+		concurrency: d.Concurrency, skew: string(d.Skew), zipfS: d.ZipfS, mode: "both",
+		seed: d.Seed, rate: d.Rate, logLevel: "error",
+	}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Compare IP affinity with cookie persistence behind NATs, with failover",
+		Long: `bench is the NAT-skew and failover lab. It starts in-process backends and
+lbctl's own L4 and L7 front doors over one backend pool, then plays a
+population of browsers behind NAT gateways (each gateway its own 127.x.y.z
+source address) against each front door in turn, and reports per backend
+the users, requests and share, the balance (max_over_mean, cov, jain),
+broken sessions, re-pinned users, failed requests, failover time and
+latency, side by side.
+
+  lbctl bench
+  lbctl bench --users 5000 --gateways 200 --skew zipf --zipf-s 1.1 --backends 4 \
+              --requests 20 --mode both --fail app-02@5s --json report.json --plot report.svg
+  lbctl bench --config lbctl.toml    # [balance], [affinity], [cookie], [health] from a config
+
+Each mode's requests are spread evenly over its run, which lasts
+users*requests/--rate seconds (or --duration): every user sends its requests
+at a steady pace, at a phase of its own. --fail and --recover times count
+from the start of each mode's run and must fall within it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := f.options()
+			if err != nil {
+				return err
+			}
+			if f.plot != "" {
+				if _, err := bench.PlotFormat(f.plot); err != nil {
+					return fmt.Errorf("--plot: %w", err)
+				}
+			}
+			if term.IsTerminal(int(os.Stderr.Fd())) {
+				o.Progress = os.Stderr
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			rep, err := bench.Run(ctx, o)
+			if err != nil {
+				return err
+			}
+			if err := rep.WriteText(cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			if f.json != "" {
+				if err := writeFile(f.json, rep.WriteJSON); err != nil {
+					return fmt.Errorf("--json: %w", err)
+				}
+			}
+			if f.plot != "" {
+				if err := writeFile(f.plot, func(w io.Writer) error { return rep.Plot(w, f.plot) }); err != nil {
+					return fmt.Errorf("--plot: %w", err)
+				}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&f.backends, "backends", f.backends, "number of in-process backends, app-01..app-NN")
+	fl.IntVar(&f.users, "users", f.users, "number of users (browsers)")
+	fl.IntVar(&f.gateways, "gateways", f.gateways, "number of NAT gateways (source addresses) the users sit behind")
+	fl.StringVar(&f.skew, "skew", f.skew, "how users spread over gateways: zipf or uniform")
+	fl.Float64Var(&f.zipfS, "zipf-s", f.zipfS, "zipf exponent: gateway g holds a share proportional to 1/(g+1)^s")
+	fl.IntVar(&f.requests, "requests", f.requests, "requests per user")
+	fl.StringVar(&f.mode, "mode", f.mode, "front doors to measure: l4, l7 or both")
+	fl.StringArrayVar(&f.fail, "fail", nil, "kill a backend this far into each run, as `ID@DURATION` such as app-02@5s (repeatable)")
+	fl.StringArrayVar(&f.recover, "recover", nil, "bring a killed backend back on its address, as `ID@DURATION` (repeatable)")
+	fl.StringVar(&f.json, "json", "", "write the report as JSON to `FILE`")
+	fl.StringVar(&f.plot, "plot", "", "draw the report to `FILE` (.svg or .png)")
+	fl.Uint64Var(&f.seed, "seed", f.seed, "seed of the population: same seed, same users behind the same gateways")
+	fl.StringVarP(&f.config, "config", "c", "", "take [balance], [affinity], [cookie] and [health] from this config `FILE`")
+	fl.IntVar(&f.concurrency, "concurrency", f.concurrency, "most requests in flight at once")
+	fl.BoolVar(&f.keepAlive, "keepalive", false, "each user keeps one connection open instead of a new one per request")
+	fl.Float64Var(&f.rate, "rate", f.rate, "requests per second offered; sets how long each run lasts; 0 = as fast as possible")
+	fl.DurationVar(&f.duration, "duration", 0, "spread each mode's requests over this long instead of pacing by --rate")
+	fl.StringVar(&f.logLevel, "log-level", f.logLevel, "level of lbctl's own logs on stderr: debug, info, warn or error")
+	return cmd
+}
+
+// options turns the flags into a scenario.
+func (f *benchFlags) options() (bench.Options, error) {
+	o := bench.DefaultOptions()
+	o.Backends, o.Users, o.Gateways, o.Requests = f.backends, f.users, f.gateways, f.requests
+	o.Skew, o.ZipfS, o.Seed = bench.Skew(f.skew), f.zipfS, f.seed
+	o.Concurrency, o.KeepAlive, o.Rate, o.Duration = f.concurrency, f.keepAlive, f.rate, f.duration
+	modes, err := bench.ParseModes(f.mode)
+	if err != nil {
+		return o, err
+	}
+	o.Modes = modes
+	for _, s := range f.fail {
+		e, err := bench.ParseEvent(s)
+		if err != nil {
+			return o, fmt.Errorf("--fail: %w", err)
+		}
+		o.Failures = append(o.Failures, e)
+	}
+	for _, s := range f.recover {
+		e, err := bench.ParseEvent(s)
+		if err != nil {
+			return o, fmt.Errorf("--recover: %w", err)
+		}
+		o.Recoveries = append(o.Recoveries, e)
+	}
+	if err := o.Validate(); err != nil {
+		return o, err
+	}
+	if f.config != "" {
+		if o.Config, err = bench.LoadConfig(f.config); err != nil {
+			return o, err
+		}
+	}
+	if o.Logger, err = newLogger(f.logLevel); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// writeFile creates path and fills it with write.
+func writeFile(path string, write func(io.Writer) error) error {
+	file, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(file); err != nil {
+		file.Close()
+		return err
+	}
+	return file.Close()
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestBenchPrintsBothModesAndWritesFiles(t *testing.T) {
+	dir := t.TempDir()
+	report, picture := filepath.Join(dir, "report.json"), filepath.Join(dir, "report.svg")
+	cmd := lbctl(t, "bench", "--users", "60", "--gateways", "6", "--requests", "3", "--backends", "3",
+		"--rate", "0", "--concurrency", "4", "--json", report, "--plot", picture)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bench: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{"60 users behind 6 gateways", "l4 (source IP)", "l7 (cookie)", "app-03",
+		"max_over_mean", "broken_sessions", "failed_requests", "0/180", "l4: app-0", "l7: app-0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if stderr.Len() > 0 {
+		t.Errorf("stderr is not a terminal, yet bench wrote to it:\n%s", stderr.String())
+	}
+
+	data, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Runs []struct {
+			Mode     string `json:"mode"`
+			Backends []struct {
+				ID       string `json:"id"`
+				Users    *int   `json:"users"`
+				Requests *int   `json:"requests"`
+			} `json:"backends"`
+			MaxOverMean    *float64 `json:"max_over_mean"`
+			CoV            *float64 `json:"cov"`
+			Jain           *float64 `json:"jain"`
+			BrokenSessions *int     `json:"broken_sessions"`
+			RepinnedUsers  *int     `json:"repinned_users"`
+			FailedRequests *int     `json:"failed_requests"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("--json: %v", err)
+	}
+	if len(doc.Runs) != 2 || doc.Runs[0].Mode != "l4" || doc.Runs[1].Mode != "l7" {
+		t.Fatalf("--json runs: %+v, want l4 then l7", doc.Runs)
+	}
+	for _, r := range doc.Runs {
+		if r.MaxOverMean == nil || r.CoV == nil || r.Jain == nil || r.BrokenSessions == nil ||
+			r.RepinnedUsers == nil || r.FailedRequests == nil || len(r.Backends) != 3 {
+			t.Errorf("--json run %s lacks a key: %s", r.Mode, data)
+		}
+		sum := 0
+		for _, b := range r.Backends {
+			if b.ID == "" || b.Users == nil || b.Requests == nil {
+				t.Fatalf("--json backend lacks id, users or requests: %s", data)
+			}
+			sum += *b.Requests
+		}
+		if sum+*r.FailedRequests != 180 {
+			t.Errorf("%s: %d served + %d failed, want 180 requests", r.Mode, sum, *r.FailedRequests)
+		}
+	}
+	if fi, err := os.Stat(picture); err != nil || fi.Size() < 5000 {
+		t.Errorf("--plot: %v, %d bytes", err, fi.Size())
+	}
+}
+
+func TestBenchRejectsBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--skew", "foo"}, `--skew: "foo" is not a skew (want zipf or uniform)`},
+		{[]string{"--fail", "nobody@1s"}, `--fail nobody@1s: no backend "nobody" (the lab runs app-01..app-04)`},
+		{[]string{"--fail", "app-02"}, `--fail: "app-02" is not ID@DURATION`},
+		{[]string{"--fail", "app-02@1m"}, "--fail app-02@1m0s: each run lasts 10s"},
+		{[]string{"--recover", "app-02@1s"}, "app-02 has not failed by then"},
+		{[]string{"--mode", "l5"}, `--mode: "l5" is not l4, l7 or both`},
+		{[]string{"--plot", "report.jpg"}, `--plot: "report.jpg": want a .svg or .png file name`},
+		{[]string{"--users", "0", "--backends", "100"}, "--backends: 100 is out of range 1..99\n--users: 0 must be at least 1"},
+		{[]string{"--config", "/nonexistent/lbctl.toml"}, "read config"},
+		{[]string{"--log-level", "loud"}, "--log-level"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			out, err := lbctl(t, append([]string{"bench"}, tc.args...)...).CombinedOutput()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+				t.Errorf("exit: %v, want status 1", err)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Errorf("output %q lacks %q", out, tc.want)
+			}
+		})
+	}
+}
