@@ -294,3 +294,42 @@ func TestBadResponseFromBackendGets502(t *testing.T) {
 		})
 	}
 }
+
+func TestFirstChunkLineIsCheckedWithoutDisturbingTheHead(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) { p.MaxHeaderBytes = 4096 }})
+	pad := func(n int) string { return "X-Pad: " + strings.Repeat("p", n) + "\r\n" }
+	head := "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+
+	// The body follows the head a moment later: the size line is read
+	// into the free end of the buffer and the request goes through intact.
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, head+pad(3000)+"\r\n")
+	time.Sleep(50 * time.Millisecond)
+	io.WriteString(c, "5\r\nhello\r\n0\r\n\r\n")
+	got, _ := io.ReadAll(c)
+	if !strings.HasPrefix(string(got), "HTTP/1.1 200 ") || !strings.HasSuffix(string(got), "hello") {
+		t.Errorf("answer %q, want 200 echoing hello", got)
+	}
+	if h := f.backends[0].lastHeader(); len(h.Get("X-Pad")) != 3000 {
+		t.Errorf("X-Pad reached the backend with %d bytes, want 3000", len(h.Get("X-Pad")))
+	}
+
+	// A size line that cannot fit behind a head that fills the buffer is
+	// refused rather than moved over the head: not one byte is forwarded.
+	cb := startCountingBackend(t)
+	addr := newRawFixture(t, cb.addr, func(p *Proxy) { p.MaxHeaderBytes = 4096 })
+	big := head + pad(4096-len(head)-len("X-Pad: \r\n")-2-1) + "\r\n"
+	got2 := rawExchange(t, addr, big+"5\r\nhello\r\n0\r\n\r\n")
+	if !strings.HasPrefix(got2, "HTTP/1.1 400 ") {
+		t.Errorf("answer %.60q, want 400", got2)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := cb.bytes.Load(); n != 0 {
+		t.Errorf("%d bytes reached the backend", n)
+	}
+}

@@ -38,7 +38,12 @@ func (s *session) exchange() bool {
 	// 100 Continue sends no body before the backend asks for it.
 	if req.chunked && !req.expectContinue {
 		if err := s.checkFirstChunk(); err != nil {
-			s.reject(400)
+			switch {
+			case errors.Is(err, errBadChunk):
+				s.reject(400)
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				s.reject(408)
+			}
 			return false
 		}
 	}
@@ -382,6 +387,9 @@ func (s *session) stopBody(done chan error) error {
 
 // checkFirstChunk waits, within the header timeout already set on the
 // client, for the first chunk-size line and checks it without consuming it.
+// It reads only into the free end of the buffer: moving the buffered bytes
+// would overwrite the head that s.req still points into, so a line that
+// does not fit behind the head is refused.
 func (s *session) checkFirstChunk() error {
 	for {
 		if i := bytes.IndexByte(s.in.buf[s.in.r:s.in.w], '\n'); i >= 0 {
@@ -390,7 +398,7 @@ func (s *session) checkFirstChunk() error {
 			}
 			return nil
 		}
-		if s.in.buffered() > maxChunkLine {
+		if s.in.buffered() > maxChunkLine || s.in.w == len(s.in.buf) {
 			return errBadChunk
 		}
 		if err := s.in.fill(); err != nil {
