@@ -285,7 +285,20 @@ unit_of() {
 
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print "n/a"; exit } if (NR % 2) print a[(NR + 1) / 2]; else printf "%.4g\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-declare -A results
+# cpu_ticks PID: user and system CPU ticks of PID and its children (nginx
+# works in a child of its master).
+cpu_ticks() {
+	local total=0 p
+	for p in "$1" $(pgrep -P "$1" || true); do
+		total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$total"
+}
+HZ=$(getconf CLK_TCK)
+
+work_of() { case $1 in l4-bulk) echo "Mbit" ;; *) echo "request" ;; esac; }
+
+declare -A results cost
 echo "rounds=$ROUNDS duration=${DURATION}s connections=$CONNS proxy_cpu=$PROXY_CPU load_cpu=$LOAD_CPU" >&2
 for round in $(seq "$ROUNDS"); do
 	for w in $WORKLOADS; do
@@ -298,11 +311,20 @@ for round in $(seq "$ROUNDS"); do
 		fi
 		for p in $(proxies_for "$w"); do
 			start_proxy "$p" "$w"
+			t0=$(cpu_ticks "$proxy_pid")
 			v=$(measure "$w" || true)
+			t1=$(cpu_ticks "$proxy_pid")
 			stop_proxy
 			v=${v:-0}
 			results[$w,$p]+="$v "
-			printf 'round %d  %-14s %-8s %s %s\n' "$round" "$w" "$p" "$v" "$(unit_of "$w")" >&2
+			# CPU the proxy spent per unit of work: the requests (or Mbit)
+			# it moved, or at a fixed rate the requests offered.
+			units=$(awk -v v="$v" -v d="$DURATION" -v w="$w" -v r="${tail_rate:-0}" \
+				'BEGIN { if (w == "l7-tail") print r * d; else print v * d }')
+			c=$(awk -v t="$((t1 - t0))" -v hz="$HZ" -v n="$units" \
+				'BEGIN { if (n > 0) printf "%.2f\n", t / hz * 1e6 / n; else print 0 }')
+			cost[$w,$p]+="$c "
+			printf 'round %d  %-14s %-8s %s %s, %s µs CPU per %s\n' "$round" "$w" "$p" "$v" "$(unit_of "$w")" "$c" "$(work_of "$w")" >&2
 		done
 	done
 done
@@ -324,6 +346,26 @@ for w in $WORKLOADS; do
 	printf '| %s | %s | %s | %s | %s | %s | %sx |\n' "$w" "$(unit_of "$w")" \
 		"$(med "${results[$w,haproxy]}")" "$(med "${results[$w,nginx]}")" "$caddy" \
 		"$(med "${results[$w,lbctl]}")" "$(grep -v '^$' <<<"$ratios" | median)"
+done
+echo
+echo "CPU each proxy spent per unit of work, from /proc (lower is better). On two cores the"
+echo "load tools and backends share one core and can cap every proxy's rate alike; the CPU"
+echo "a proxy needs for the same work is then the sharper comparison."
+echo
+echo "| workload | CPU per | HAProxy µs | nginx µs | Caddy µs | lbctl µs | best of HAProxy, nginx / lbctl (median of rounds) |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+for w in $WORKLOADS; do
+	h=(${cost[$w,haproxy]}) n=(${cost[$w,nginx]}) l=(${cost[$w,lbctl]})
+	ratios=""
+	for i in "${!l[@]}"; do
+		ratios+=$(awk -v l="${l[$i]}" -v h="${h[$i]}" -v n="${n[$i]}" \
+			'BEGIN { b = (h < n ? h : n); if (l > 0) printf "%.3f\n", b / l }')$'\n'
+	done
+	caddy="-"
+	[ -n "${cost[$w,caddy]:-}" ] && caddy=$(med "${cost[$w,caddy]}")
+	printf '| %s | %s | %s | %s | %s | %s | %sx |\n' "$w" "$(work_of "$w")" \
+		"$(med "${cost[$w,haproxy]}")" "$(med "${cost[$w,nginx]}")" "$caddy" \
+		"$(med "${cost[$w,lbctl]}")" "$(grep -v '^$' <<<"$ratios" | median)"
 done
 echo
 echo "$(date -u +%Y-%m-%d), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(haproxy -v | head -1 | cut -d' ' -f1-3), nginx $(nginx -v 2>&1 | cut -d/ -f2), caddy $(caddy version | cut -d' ' -f1)"
