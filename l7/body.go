@@ -18,17 +18,24 @@ const (
 // after the data, or a bad trailer.
 var errBadChunk = errors.New("malformed chunked body")
 
-// timedWriter writes to a connection with a write deadline moved ahead by
-// idle before every write, so a peer that stops reading is cut off.
+// timedWriter writes to a connection under a write deadline kept about idle
+// ahead, so a peer that stops reading is cut off after between 7/8 of idle
+// and idle. Moving a deadline costs a timer update under a lock, so it is
+// moved only once it has fallen an eighth of idle behind, not on every
+// write of every request.
 type timedWriter struct {
-	c    *net.TCPConn
-	idle time.Duration
-	err  error // the first write error, so callers can tell write from read failures
+	c     *net.TCPConn
+	idle  time.Duration
+	until time.Time // the deadline now set on c, zero when none
+	err   error     // the first write error, so callers can tell write from read failures
 }
 
 func (w *timedWriter) Write(p []byte) (int, error) {
 	if w.idle > 0 {
-		w.c.SetWriteDeadline(time.Now().Add(w.idle))
+		if now := time.Now(); w.until.Sub(now) < w.idle-w.idle/8 {
+			w.until = now.Add(w.idle)
+			w.c.SetWriteDeadline(w.until)
+		}
 	}
 	n, err := w.c.Write(p)
 	if err != nil && w.err == nil {

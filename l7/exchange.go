@@ -275,7 +275,8 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 
 	bodyOK := s.joinBody(bodyDone, up)
 	if bodyOK && !resp.close && framing != untilClose && s.up.buffered() == 0 {
-		up.SetReadDeadline(time.Time{})
+		// The read deadline stays: nothing reads a kept connection until
+		// its next exchange sets a fresh one.
 		p.release(b, up)
 	} else {
 		up.Close()

@@ -27,6 +27,7 @@ type httpBackend struct {
 	healthy atomic.Bool
 	served  atomic.Int64
 	conns   atomic.Int64 // connections accepted
+	bigDone chan error   // how the last /big response ended
 
 	mu   sync.Mutex
 	srv  *http.Server
@@ -35,7 +36,7 @@ type httpBackend struct {
 
 func startHTTPBackend(t testing.TB, id string) *httpBackend {
 	t.Helper()
-	hb := &httpBackend{id: id}
+	hb := &httpBackend{id: id, bigDone: make(chan error, 1)}
 	hb.healthy.Store(true)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -118,6 +119,18 @@ func (hb *httpBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/cached":
 		w.Header().Set("Cache-Control", "max-age=60")
 		fmt.Fprintln(w, hb.id)
+	case "/big":
+		// 256 MiB, far more than socket buffers hold; reports how the
+		// write ended.
+		chunk := make([]byte, 1<<20)
+		var err error
+		for i := 0; i < 256 && err == nil; i++ {
+			_, err = w.Write(chunk)
+		}
+		select {
+		case hb.bigDone <- err:
+		default:
+		}
 	case "/slow":
 		time.Sleep(2 * time.Second)
 		fmt.Fprintln(w, hb.id)

@@ -396,3 +396,24 @@ func TestUpstreamPoolDropsStaleConnections(t *testing.T) {
 		t.Error("get did not return the most recently used connection")
 	}
 }
+
+func TestClientThatStopsReadingIsCutAtIdleTimeout(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) { p.IdleTimeout = 300 * time.Millisecond }})
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	// The client reads nothing: the proxy's writes block, its write
+	// deadline passes, and it drops both connections, which the backend
+	// sees as a failed write.
+	select {
+	case err := <-f.backends[0].bigDone:
+		if err == nil {
+			t.Error("the backend wrote all 256 MiB to a client that read nothing")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the proxy kept a client that stopped reading past 5s with a 300ms idle timeout")
+	}
+}
