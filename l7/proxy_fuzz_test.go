@@ -1,0 +1,60 @@
+package l7
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/lbctl/lbctl/backend"
+)
+
+// FuzzProxy sends arbitrary bytes to a running proxy over a real socket, as
+// a client could. Whatever arrives, the process must not crash (a panic in
+// a connection's goroutine ends the fuzzing run), and the proxy must answer
+// or close within its timeouts.
+func FuzzProxy(f *testing.F) {
+	for _, seed := range []string{
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nCookie: SERVERID=app-01\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+		"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+		"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nframes",
+		"POST /sink HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+		"GET / HTTP/1.0\r\n\r\n",
+		"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"\r\n\r\n", "GET", "\x00\xff\x16\x03", "GET / HTTP/1.1\r\nHost: x\r\nCookie: ;;%%%\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	hb := startHTTPBackend(f, "app-01")
+	reg, err := backend.NewRegistry([]*backend.Backend{backend.New("app-01", hb.addr, 1)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Cookie: defaultCookie(),
+		HeaderTimeout: 200 * time.Millisecond, IdleTimeout: 200 * time.Millisecond, ServerTimeout: time.Second}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	go p.Serve(ln)
+	f.Cleanup(func() { p.Close() })
+	addr := ln.Addr().String()
+
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write(in)
+		c.(*net.TCPConn).CloseWrite()
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Fatalf("the proxy neither answered nor closed within 5s: %v", err)
+		}
+	})
+}
