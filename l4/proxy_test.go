@@ -11,8 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/leakcheck"
 )
 
 // testBackend is a TCP server on loopback that greets every connection with
@@ -504,36 +503,12 @@ func TestShutdownGraceExpiresClosesConnections(t *testing.T) {
 	}
 }
 
-// countFDs counts the process's open file descriptors other than pipes.
-// Linux splice borrows pipe pairs from a pool in the runtime that keeps them
-// across connections (closing them only when the pool is collected), so they
-// are not per-connection state.
-func countFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skip("no /proc/self/fd:", err)
-	}
-	n := 0
-	for _, e := range ents {
-		target, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err == nil && strings.HasPrefix(target, "pipe:") {
-			continue
-		}
-		n++
-	}
-	return n
-}
-
 func TestNoGoroutineOrFDOutlivesItsConnection(t *testing.T) {
-	// The runtime closes a lost socket when its owner is collected; with the
-	// collector off, only an explicit Close brings the count back.
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	f := newFixture(t, fixtureOpts{n: 2, idle: 200 * time.Millisecond})
 	// Warm up: the first connections start runtime pollers and the like.
 	greeting(t, "127.0.0.20", f.addr)
 	time.Sleep(50 * time.Millisecond)
-	baseG, baseFD := runtime.NumGoroutine(), countFDs(t)
+	base := leakcheck.Take(t)
 
 	var wg sync.WaitGroup
 	for i := range 20 {
@@ -578,17 +553,5 @@ func TestNoGoroutineOrFDOutlivesItsConnection(t *testing.T) {
 		b.revive(t) // listeners are part of the baseline
 	}
 
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		g, fd := runtime.NumGoroutine(), countFDs(t)
-		if g <= baseG && fd <= baseFD {
-			break
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("goroutines %d (baseline %d), fds %d (baseline %d) after all connections ended\n%s",
-				g, baseG, fd, baseFD, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	base.Wait(t, 5*time.Second)
 }

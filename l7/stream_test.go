@@ -10,13 +10,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/leakcheck"
 )
 
 func TestPipelinedRequestsAnsweredInOrder(t *testing.T) {
@@ -292,29 +292,12 @@ func TestShutdownClosesIdleAndFinishesInFlight(t *testing.T) {
 	}
 }
 
-func countFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skip("no /proc/self/fd")
-	}
-	n := 0
-	for _, e := range ents {
-		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(target, "pipe:") {
-			continue // the runtime's splice pipe pool
-		}
-		n++
-	}
-	return n
-}
-
 func TestNoGoroutineOrFDOutlivesItsConnection(t *testing.T) {
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) { p.MaxIdlePerBackend = -1 }})
 	ws := newRawFixture(t, wsBackend(t), nil)
 	get(t, &http.Client{}, f.url("/"))
 	time.Sleep(50 * time.Millisecond)
-	baseG, baseFD := runtime.NumGoroutine(), countFDs(t)
+	base := leakcheck.Take(t)
 
 	var wg sync.WaitGroup
 	for i := range 12 {
@@ -350,18 +333,7 @@ func TestNoGoroutineOrFDOutlivesItsConnection(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		g, fd := runtime.NumGoroutine(), countFDs(t)
-		if g <= baseG && fd <= baseFD {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("goroutines %d (baseline %d), fds %d (baseline %d)\n%s", g, baseG, fd, baseFD, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	base.Wait(t, 5*time.Second)
 }
 
 func TestUpstreamPoolDropsStaleConnections(t *testing.T) {
