@@ -87,7 +87,7 @@ func (s *session) exchange() bool {
 // pinned returns the available backend the request's persistence cookie
 // names, if any.
 func (s *session) pinned() (*backend.Backend, bool) {
-	name := s.p.Cookie.Name
+	name := s.p.cfg.cookie
 	for i := range s.req.fields {
 		f := &s.req.fields[i]
 		if !asciiEqualFold(f.name, "cookie") {

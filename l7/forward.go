@@ -27,7 +27,7 @@ func (s *session) appendRequestHead(dst []byte, b *backend.Backend) []byte {
 		case dropped(f.name) || named && connectionNamed(req.fields, f.name):
 			continue
 		case asciiEqualFold(f.name, "cookie"):
-			stripped, removed := stripCookie(s.tmp[:0], f.value, s.p.Cookie.Name)
+			stripped, removed := stripCookie(s.tmp[:0], f.value, s.p.cfg.cookie)
 			s.tmp = stripped[:0]
 			if removed {
 				if len(stripped) > 0 {

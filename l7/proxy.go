@@ -86,6 +86,7 @@ type Proxy struct {
 type settings struct {
 	header, server, idle time.Duration
 	maxHead, maxIdle     int
+	cookie               string // the persistence cookie's name
 }
 
 func (p *Proxy) logger() *slog.Logger {
@@ -117,7 +118,7 @@ func (p *Proxy) setup() {
 		if opts.Name == "" {
 			opts.Name = "SERVERID"
 		}
-		p.Cookie = opts
+		p.cfg.cookie = opts.Name
 		p.codec = newCookieCodec(opts, p.Registry.All())
 		p.pools = make(map[*backend.Backend]*upstreamPool, p.Registry.Len())
 		for _, b := range p.Registry.All() {
