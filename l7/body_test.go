@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -16,7 +17,7 @@ func (memConn) SetReadDeadline(time.Time) error { return nil }
 
 func readerOf(s string, size int) *connReader {
 	var r connReader
-	r.reset(memConn{strings.NewReader(s)}, make([]byte, size))
+	r.reset(memConn{strings.NewReader(s)}, make([]byte, size), nil)
 	return &r
 }
 
@@ -90,4 +91,54 @@ func FuzzChunkedBody(f *testing.F) {
 			t.Errorf("accepted body forwarded as %q, not a prefix of %q", out.String(), in)
 		}
 	})
+}
+
+func TestReaderGrowsForALargeHeadAndReleasesAfter(t *testing.T) {
+	pool := &sync.Pool{New: func() any { b := make([]byte, 1024); return &b }}
+	big := "GET / HTTP/1.1\r\nX-Big: " + strings.Repeat("b", 300) + "\r\n\r\n"
+	next := "GET /next HTTP/1.1\r\n\r\n"
+	var r connReader
+	small := make([]byte, 64)
+	r.reset(memConn{strings.NewReader(big + next)}, small, pool)
+	head, _, err := r.readHead()
+	if err != nil || string(head) != big {
+		t.Fatalf("readHead = %q, %v; want the large head", head, err)
+	}
+	if r.large == nil {
+		t.Fatal("the reader did not move to a large buffer")
+	}
+	r.release()
+	if r.large != nil || &r.buf[0] != &small[0] {
+		t.Fatal("release did not return to the small buffer")
+	}
+	if got, _, err := r.readHead(); err != nil || string(got) != next {
+		t.Errorf("after release readHead = %q, %v; want the pipelined request", got, err)
+	}
+
+	// A head larger than the large buffer is refused.
+	r.reset(memConn{strings.NewReader("GET / HTTP/1.1\r\nX: " + strings.Repeat("x", 2000) + "\r\n\r\n")}, small, pool)
+	if _, _, err := r.readHead(); !errors.Is(err, errHeadTooLarge) {
+		t.Errorf("oversized head: %v, want errHeadTooLarge", err)
+	}
+}
+
+func TestGrowKeepsOffsetsAndTheSmallBuffer(t *testing.T) {
+	pool := &sync.Pool{New: func() any { b := make([]byte, 256); return &b }}
+	small := make([]byte, 16)
+	var r connReader
+	r.reset(memConn{strings.NewReader("0123456789abcdefMORE")}, small, pool)
+	if err := r.fill(); err != nil {
+		t.Fatal(err)
+	}
+	r.r = 10 // as if a head of 10 bytes had been parsed from small
+	headBefore := string(small[:10])
+	if !r.grow() {
+		t.Fatal("grow refused")
+	}
+	if err := r.fill(); err != nil {
+		t.Fatal(err)
+	}
+	if string(small[:10]) != headBefore || string(r.buf[r.r:r.w]) != "abcdefMORE" {
+		t.Errorf("after grow and fill: small %q, unread %q", small[:10], r.buf[r.r:r.w])
+	}
 }

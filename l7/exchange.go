@@ -141,7 +141,14 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 		go s.sendBody(&s.uw, up, bodyDone)
 	}
 
-	s.up.reset(up, s.upBuf)
+	// The response is read through a pooled buffer, held only for the
+	// exchange.
+	upBuf := p.ups.Get().(*[]byte)
+	defer func() {
+		s.up.reset(nil, nil, nil)
+		p.ups.Put(upBuf)
+	}()
+	s.up.reset(up, *upBuf, nil)
 	up.SetReadDeadline(time.Now().Add(p.cfg.server))
 	for {
 		head, partial, err := s.up.readHead()
@@ -320,6 +327,11 @@ func (s *session) tunnel(b *backend.Backend, up *net.TCPConn, setCookie bool) bo
 // client failed, or the backend write error. On failure it closes up, so
 // that the exchange waiting for the response head learns of it at once.
 func (s *session) sendBody(uw *timedWriter, up *net.TCPConn, done chan<- error) {
+	// A body larger than the small buffer streams through a large one:
+	// fewer, larger reads. The head's slices stay valid (see grow).
+	if s.req.chunked || s.req.contentLength > int64(len(s.in.small)) {
+		s.in.grow()
+	}
 	var err error
 	if s.req.chunked {
 		err = copyChunked(uw, &s.in, true)
@@ -388,9 +400,10 @@ func (s *session) stopBody(done chan error) error {
 
 // checkFirstChunk waits, within the header timeout already set on the
 // client, for the first chunk-size line and checks it without consuming it.
-// It reads only into the free end of the buffer: moving the buffered bytes
-// would overwrite the head that s.req still points into, so a line that
-// does not fit behind the head is refused.
+// It reads only into the free end of the buffer, growing it if it can:
+// moving the buffered bytes would overwrite the head that s.req still
+// points into, so a line that does not fit behind a head of the largest
+// size is refused.
 func (s *session) checkFirstChunk() error {
 	for {
 		if i := bytes.IndexByte(s.in.buf[s.in.r:s.in.w], '\n'); i >= 0 {
@@ -399,7 +412,7 @@ func (s *session) checkFirstChunk() error {
 			}
 			return nil
 		}
-		if s.in.buffered() > maxChunkLine || s.in.w == len(s.in.buf) {
+		if s.in.buffered() > maxChunkLine || s.in.w == len(s.in.buf) && !s.in.grow() {
 			return errBadChunk
 		}
 		if err := s.in.fill(); err != nil {

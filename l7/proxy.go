@@ -79,6 +79,8 @@ type Proxy struct {
 	codec    *cookieCodec
 	pools    map[*backend.Backend]*upstreamPool
 	sessions sync.Pool
+	heads    sync.Pool // buffers of maxHead bytes, for heads that outgrow a session's own
+	ups      sync.Pool // buffers of upBufSize bytes, one per exchange in progress
 	cfg      settings
 }
 
@@ -120,11 +122,22 @@ func (p *Proxy) setup() {
 		}
 		p.cfg.cookie = opts.Name
 		p.codec = newCookieCodec(opts, p.Registry.All())
+		p.heads.New = func() any { b := make([]byte, p.cfg.maxHead); return &b }
+		p.ups.New = func() any { b := make([]byte, upBufSize); return &b }
 		p.pools = make(map[*backend.Backend]*upstreamPool, p.Registry.Len())
 		for _, b := range p.Registry.All() {
 			p.pools[b] = &upstreamPool{}
 		}
 	})
+}
+
+// headBufs returns the pool a client reader grows into, or nil when a
+// session's own buffer already holds the largest head.
+func (p *Proxy) headBufs() *sync.Pool {
+	if p.cfg.maxHead <= smallHead {
+		return nil
+	}
+	return &p.heads
 }
 
 func orDefault[T int | time.Duration](v, def T) T {

@@ -4,21 +4,31 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sync"
 	"time"
 )
 
 // errHeadTooLarge means a head did not fit in the reader's buffer.
 var errHeadTooLarge = errors.New("head larger than the buffer")
 
-// connReader is one connection's input buffer. It is sized to the largest
-// head accepted, so that a head is always parsed in place, contiguous and
-// without copying; bytes after a head (a body, or pipelined requests) stay
-// in the buffer for the next read.
+// connReader is one connection's input buffer. A head is always parsed in
+// place, contiguous and without copying; bytes after a head (a body, or
+// pipelined requests) stay in the buffer for the next read.
+//
+// It starts on a small buffer of the connection's own, which holds nearly
+// every head, so that a kept-alive connection waiting for its next request
+// holds a few KiB. A head that does not fit moves to a buffer of the largest
+// head accepted, taken from a pool and given back (release) once the
+// connection is between requests again; bodies stream through it too.
 type connReader struct {
 	rd   deadlineReader
 	buf  []byte
 	r, w int // unread bytes are buf[r:w]
 	scan int // offset within buf[r:w] from which headEnd resumes
+
+	small []byte     // the buffer of its own
+	large *[]byte    // the pooled buffer in use, if any
+	pool  *sync.Pool // gives large buffers; nil means buf never grows
 
 	// idle, when positive, is a per-read inactivity limit: every read
 	// first moves the read deadline this far ahead. Heads are read with
@@ -32,9 +42,38 @@ type deadlineReader interface {
 	SetReadDeadline(time.Time) error
 }
 
-// reset points the reader at rd with an empty buffer.
-func (b *connReader) reset(rd deadlineReader, buf []byte) {
-	*b = connReader{rd: rd, buf: buf}
+// reset points the reader at rd with small as its empty buffer, growing
+// into buffers from pool when it must (nil: never).
+func (b *connReader) reset(rd deadlineReader, small []byte, pool *sync.Pool) {
+	b.release()
+	*b = connReader{rd: rd, buf: small, small: small, pool: pool}
+}
+
+// grow moves the reader onto a large buffer. The bytes keep their offsets
+// and the small buffer is left as it was, so slices of a head parsed from it
+// stay valid. It reports false when there is no larger buffer to move to.
+func (b *connReader) grow() bool {
+	if b.pool == nil || b.large != nil {
+		return false
+	}
+	b.large = b.pool.Get().(*[]byte)
+	copy(*b.large, b.buf[:b.w])
+	b.buf = *b.large
+	return true
+}
+
+// release moves the unread bytes back to the small buffer and returns the
+// large one to its pool, when they fit. Call it only between requests: a
+// parsed head's slices may point into either buffer.
+func (b *connReader) release() {
+	if b.large == nil || b.w-b.r > len(b.small) {
+		return
+	}
+	b.w = copy(b.small, b.buf[b.r:b.w])
+	b.r, b.scan = 0, 0
+	b.buf = b.small
+	b.pool.Put(b.large)
+	b.large = nil
 }
 
 // buffered returns how many unread bytes the buffer holds.
@@ -44,11 +83,13 @@ func (b *connReader) buffered() int { return b.w - b.r }
 // buffer, first moving unread bytes to its start when the end is full.
 func (b *connReader) fill() error {
 	if b.w == len(b.buf) {
-		if b.r == 0 {
+		switch {
+		case b.r > 0:
+			b.w = copy(b.buf, b.buf[b.r:b.w])
+			b.r = 0
+		case !b.grow():
 			return errHeadTooLarge
 		}
-		b.w = copy(b.buf, b.buf[b.r:b.w])
-		b.r = 0
 	}
 	if b.idle > 0 {
 		b.rd.SetReadDeadline(time.Now().Add(b.idle))

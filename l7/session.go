@@ -32,16 +32,23 @@ type session struct {
 
 	isHead, http10 bool // facts of s.req that outlive its buffer
 
-	inBuf, upBuf []byte
+	inBuf []byte // the client reader's small buffer
 }
+
+// smallHead is the size of a connection's own input buffer: most request
+// heads fit, and a connection waiting for its next request holds no more.
+const smallHead = 4 << 10
+
+// upBufSize is the buffer a backend response is read through: its head
+// must fit.
+const upBufSize = 64 << 10
 
 func (p *Proxy) getSession(c *net.TCPConn) *session {
 	s, _ := p.sessions.Get().(*session)
 	if s == nil {
 		s = &session{
 			p:     p,
-			inBuf: make([]byte, p.cfg.maxHead),
-			upBuf: make([]byte, 64<<10),
+			inBuf: make([]byte, min(smallHead, p.cfg.maxHead)),
 			out:   make([]byte, 0, 4096),
 			tmp:   make([]byte, 0, 1024),
 			avoid: make([]*backend.Backend, 0, 4),
@@ -49,7 +56,7 @@ func (p *Proxy) getSession(c *net.TCPConn) *session {
 		}
 	}
 	s.client = c
-	s.in.reset(c, s.inBuf)
+	s.in.reset(c, s.inBuf, p.headBufs())
 	s.cw = timedWriter{c: c, idle: p.cfg.idle}
 	s.ip = s.ip[:0]
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
@@ -60,8 +67,7 @@ func (p *Proxy) getSession(c *net.TCPConn) *session {
 
 func (p *Proxy) putSession(s *session) {
 	s.client = nil
-	s.in.reset(nil, s.inBuf)
-	s.up.reset(nil, s.upBuf)
+	s.in.reset(nil, s.inBuf, nil)
 	s.cw = timedWriter{}
 	s.uw = timedWriter{}
 	s.req.reset()
@@ -83,6 +89,7 @@ func (p *Proxy) handle(ac *accept.Conn) {
 	c.SetReadDeadline(time.Now().Add(p.cfg.header))
 	for first := true; ; first = false {
 		if !first {
+			s.in.release()
 			if s.in.buffered() == 0 {
 				ac.SetIdle(true)
 				if p.loop.Closing() {

@@ -389,3 +389,66 @@ func TestClientThatStopsReadingIsCutAtIdleTimeout(t *testing.T) {
 		t.Fatal("the proxy kept a client that stopped reading past 5s with a 300ms idle timeout")
 	}
 }
+
+func TestLargeHeadThenSmallOnOneConnection(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 1})
+	big := strings.Repeat("v", 20000) // past a session's own 4 KiB buffer
+	got := rawExchange(t, f.addr, "GET /1 HTTP/1.1\r\nHost: x\r\nX-Big: "+big+"\r\n\r\n"+
+		"GET /2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	r := bufio.NewReader(strings.NewReader(got))
+	for i := range 2 {
+		if resp, body := readResponse(t, r, "GET"); resp.StatusCode != 200 || body != "app-01\n" {
+			t.Fatalf("response %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if h := f.backends[0].lastHeader(); h.Get("X-Big") != "" {
+		t.Errorf("the second request carried X-Big")
+	}
+	// The first request's large field arrived whole: ask for it again.
+	got = rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: "+big+"\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 200 ") || f.backends[0].lastHeader().Get("X-Big") != big {
+		t.Errorf("a 20 KB field did not reach the backend whole")
+	}
+}
+
+// TestIdleKeptAliveConnectionsAreCheap holds 200 kept-alive client
+// connections between requests: each must cost the proxy a few KiB (its
+// small input buffer, output buffer and goroutine stack), not the largest
+// head and a response buffer.
+func TestIdleKeptAliveConnectionsAreCheap(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector inflates memory")
+	}
+	f := newFixture(t, fixtureOpts{n: 1})
+	const n = 200
+	inUse := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse + ms.StackInuse
+	}
+	// Warm up pools and the backend connection.
+	rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	before := inUse()
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nCookie: SERVERID=app-01\r\n\r\n")
+		readResponse(t, bufio.NewReader(c), "GET")
+	}
+	per := (int64(inUse()) - int64(before)) / n
+	t.Logf("%d idle kept-alive connections: %.1f KiB each, client side included", n, float64(per)/1024)
+	if per > 32<<10 {
+		t.Errorf("each idle kept-alive connection costs %d KiB, want under 32", per>>10)
+	}
+}
