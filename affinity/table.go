@@ -28,8 +28,9 @@ const (
 	maxShards     = 256  // upper bound on shards; a power of two
 	minPerShard   = 1024 // small tables keep one exact LRU
 	sweepBatch    = 64   // expired entries removed per lock hold
+	sweepBudget   = 256  // expired entries removed per sweep round
 	minSweepEvery = 10 * time.Millisecond
-	maxSweepEvery = time.Second
+	maxSweepEvery = 100 * time.Millisecond
 )
 
 // Options configures a Table. The zero value is usable: a one hour TTL, 65536
@@ -219,9 +220,15 @@ func (t *Table) pin(k Key, old, id string, conditional bool) (current string, re
 	}
 	s.lru.Add(k, pin{id: id, expires: now + t.ttl})
 	if !existed && t.size.Add(1) > t.limit && s.lru.Len() > 1 {
+		// The oldest entry may already have expired, waiting for the
+		// sweeper; then it goes as an expiration, not an eviction.
+		if _, p, _ := s.lru.GetOldest(); now >= p.expires {
+			s.expirations++
+		} else {
+			s.evictions++
+		}
 		s.lru.RemoveOldest()
 		t.size.Add(-1)
-		s.evictions++
 	}
 	return id, repinned
 }
@@ -252,42 +259,51 @@ func (t *Table) Close() {
 }
 
 // sweep drops expired entries every interval until Close.
+//
+// Each round removes at most sweepBudget entries, resuming at the shard
+// where the last round stopped. A burst of pins that expire together is
+// therefore cleared over several rounds instead of keeping this goroutine
+// inside one shard lock after another: on a small machine the kernel may
+// take its CPU away for a whole scheduling tick, and a lookup that needs the
+// shard it holds would wait that long. Expired entries still in the table
+// are already misses, so clearing them later only delays the memory.
 func (t *Table) sweep(every time.Duration) {
 	defer close(t.done)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	next := 0 // the shard the next round starts with
 	for {
 		select {
 		case <-t.stop:
 			return
 		case <-tick.C:
-			for i := range t.shards {
-				t.shards[i].expire(time.Now().UnixNano(), &t.size)
+			budget := sweepBudget
+			for range t.shards {
+				budget -= t.shards[next].expire(time.Now().UnixNano(), &t.size, min(budget, sweepBatch))
+				if budget <= 0 {
+					break
+				}
+				next = (next + 1) % len(t.shards)
 			}
 		}
 	}
 }
 
-// expire removes the shard's expired entries, oldest first, releasing the
-// lock after every batch so that lookups never wait behind a mass expiry.
-// Every TTL renewal moves its entry to the front of the LRU list, so the list
-// is in expiry order and the sweep stops at the first live entry.
-func (s *shard) expire(now int64, size *atomic.Int64) {
-	for {
-		s.mu.Lock()
-		n := 0
-		for ; n < sweepBatch; n++ {
-			_, p, ok := s.lru.GetOldest()
-			if !ok || now < p.expires {
-				break
-			}
-			s.lru.RemoveOldest()
-			s.expirations++
+// expire removes up to max of the shard's expired entries, oldest first,
+// in one lock hold, and returns how many it removed. Every TTL renewal moves
+// its entry to the front of the LRU list, so the list is in expiry order
+// and the sweep stops at the first live entry.
+func (s *shard) expire(now int64, size *atomic.Int64, max int) (removed int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ; removed < max; removed++ {
+		_, p, ok := s.lru.GetOldest()
+		if !ok || now < p.expires {
+			break
 		}
-		size.Add(int64(-n))
-		s.mu.Unlock()
-		if n < sweepBatch {
-			return
-		}
+		s.lru.RemoveOldest()
+		s.expirations++
 	}
+	size.Add(int64(-removed))
+	return removed
 }

@@ -115,21 +115,45 @@ func TestSlidingTTL(t *testing.T) {
 
 func TestExpiryWithoutLookupsIsSwept(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		tb := New(Options{TTL: 10 * time.Second, Capacity: 1 << 20})
+		const ttl = 10 * time.Second
+		tb := New(Options{TTL: ttl, Capacity: 1 << 20})
 		defer tb.Close()
 		const n = 5000
 		for i := range n {
 			tb.Pin(KeyOf(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 32, 128), "app-01")
 		}
-		time.Sleep(9 * time.Second)
+		time.Sleep(ttl - time.Second)
 		synctest.Wait()
 		if st := tb.Stats(); st.Size != n || st.Expirations != 0 {
 			t.Fatalf("before TTL: Stats = %+v, want size %d and no expirations", st, n)
 		}
-		time.Sleep(2 * time.Second)
+		// The burst expires at once; each sweep round (every ttl/64,
+		// at most 100ms) removes at most sweepBudget of it, so the
+		// sweeper never holds shards for long.
+		time.Sleep(time.Second + 100*time.Millisecond)
+		synctest.Wait()
+		st := tb.Stats()
+		if cleared := n - st.Size; cleared == 0 || cleared > 2*sweepBudget {
+			t.Errorf("one round after the TTL, %d of %d entries cleared; want some, at most %d", cleared, n, 2*sweepBudget)
+		}
+		time.Sleep(time.Duration(n/sweepBudget+1) * 100 * time.Millisecond)
 		synctest.Wait()
 		if st := tb.Stats(); st.Size != 0 || st.Expirations != n {
-			t.Errorf("after TTL: Stats = %+v, want size 0 and %d expirations", st, n)
+			t.Errorf("after enough rounds: Stats = %+v, want size 0 and %d expirations", st, n)
+		}
+	})
+}
+
+func TestEvictingAnExpiredEntryCountsAsExpiration(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tb := New(Options{TTL: time.Minute, Capacity: 2})
+		tb.Close() // no sweeper: expired entries wait in the table
+		tb.Pin(key(t, "127.0.0.1"), "app-01")
+		tb.Pin(key(t, "127.0.0.2"), "app-01")
+		time.Sleep(2 * time.Minute)
+		tb.Pin(key(t, "127.0.0.3"), "app-01") // over capacity: the oldest goes
+		if st := tb.Stats(); st.Evictions != 0 || st.Expirations != 1 || st.Size != 2 {
+			t.Errorf("Stats = %+v, want the expired oldest entry counted as an expiration", st)
 		}
 	})
 }
