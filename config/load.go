@@ -30,7 +30,14 @@ func Load(path string) (*Config, error) {
 // "name:line: key.path: reason", in document order. The line is that of the
 // key, or of its table when the key is absent, and is left out when neither
 // is in the document. On error the returned Config is nil.
-func Parse(data []byte, name string) (*Config, error) {
+func Parse(data []byte, name string) (*Config, error) { return parse(data, name, true) }
+
+// ParseSettings is Parse for tools that bring their own backends, such as
+// the lab: the file may leave out [[backend]]; every other key is checked
+// as Parse checks it, and backends the file does have are checked too.
+func ParseSettings(data []byte, name string) (*Config, error) { return parse(data, name, false) }
+
+func parse(data []byte, name string, needBackends bool) (*Config, error) {
 	// The document is decoded to a generic tree and copied onto the Config
 	// by hand rather than decoded into it: the library matches struct
 	// fields case-insensitively (it would take "Mode" for "mode"), cannot
@@ -48,7 +55,7 @@ func Parse(data []byte, name string) (*Config, error) {
 	d := decoder{lines: keyLines(data), failed: make(map[string]bool)}
 	cfg := Default()
 	d.config(tree, &cfg)
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.validate(needBackends); err != nil {
 		for _, e := range unjoin(err) {
 			var fe *fieldError
 			if errors.As(e, &fe) {

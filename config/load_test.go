@@ -391,3 +391,21 @@ func TestLoad(t *testing.T) {
 		t.Errorf("Load(missing) error = %v, want os.ErrNotExist", err)
 	}
 }
+
+func TestParseSettingsAllowsNoBackends(t *testing.T) {
+	cfg, err := ParseSettings([]byte("[balance]\npolicy = \"leastconn\"\n"), "lab.toml")
+	if err != nil || cfg.Balance.Policy != "leastconn" || len(cfg.Backends) != 0 {
+		t.Fatalf("ParseSettings = %+v, %v; want leastconn and no backends", cfg, err)
+	}
+	// Everything else is still checked, backends included when present.
+	_, err = ParseSettings([]byte("[balance]\npolicy = \"fastest\"\n[[backend]]\nid = \"a\"\naddress = \"x\"\n"), "lab.toml")
+	for _, want := range []string{`balance.policy: "fastest"`, `backend[0].address: "x"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseSettings error %v lacks %q", err, want)
+		}
+	}
+	if _, err := Parse([]byte("[balance]\npolicy = \"leastconn\"\n"), "lbctl.toml"); err == nil ||
+		!strings.Contains(err.Error(), "no backends configured") {
+		t.Errorf("Parse without backends = %v, want the no-backends error", err)
+	}
+}

@@ -13,7 +13,11 @@ import (
 // with errors.Join, one per line in the form `key.path: "value" reason`.
 // Backends are numbered from 0 in file order: `backend[1].address:
 // "10.0.0.2" has no port`. Secrets are never quoted in messages.
-func (c *Config) Validate() error {
+func (c *Config) Validate() error { return c.validate(true) }
+
+// validate is Validate, with an empty backend list allowed unless
+// needBackends.
+func (c *Config) validate(needBackends bool) error {
 	v := validator{}
 
 	v.oneOf("mode", c.Mode, "l4", "l7")
@@ -53,7 +57,9 @@ func (c *Config) Validate() error {
 
 	v.between("limits.header_bytes", c.Limits.HeaderBytes, 1024, 1<<20)
 
-	v.backends(c.Backends)
+	if needBackends || len(c.Backends) > 0 {
+		v.backends(c.Backends)
+	}
 
 	return errors.Join(v.errs...)
 }
