@@ -107,11 +107,10 @@ type fixture struct {
 }
 
 type fixtureOpts struct {
-	n           int
-	policy      string
-	idle        time.Duration
-	prober      bool
-	addBackends func(t *testing.T) []*testBackend
+	n      int
+	policy string
+	idle   time.Duration
+	prober bool
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
