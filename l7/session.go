@@ -85,22 +85,26 @@ func (p *Proxy) handle(ac *accept.Conn) {
 
 	// The first request's head must arrive within the header timeout of
 	// the accept; later ones within the idle timeout, then the header
-	// timeout from their first byte.
-	c.SetReadDeadline(time.Now().Add(p.cfg.header))
+	// timeout from their first byte. Until a request's first byte the
+	// connection counts as idle, so that Shutdown closes it at once.
 	for first := true; ; first = false {
-		if !first {
-			s.in.release()
-			if s.in.buffered() == 0 {
-				ac.SetIdle(true)
-				if p.loop.Closing() {
-					return
-				}
-				c.SetReadDeadline(deadline(p.cfg.idle))
-				if err := s.in.waitByte(); err != nil {
-					return
-				}
-				ac.SetIdle(false)
+		s.in.release()
+		if s.in.buffered() == 0 {
+			ac.SetIdle(true)
+			if p.loop.Closing() {
+				return
 			}
+			if first {
+				c.SetReadDeadline(time.Now().Add(p.cfg.header))
+			} else {
+				c.SetReadDeadline(deadline(p.cfg.idle))
+			}
+			if err := s.in.waitByte(); err != nil {
+				return
+			}
+			ac.SetIdle(false)
+		}
+		if !first {
 			c.SetReadDeadline(time.Now().Add(p.cfg.header))
 		}
 		head, partial, err := s.in.readHead()

@@ -452,3 +452,20 @@ func TestIdleKeptAliveConnectionsAreCheap(t *testing.T) {
 		t.Errorf("each idle kept-alive connection costs %d KiB, want under 32", per>>10)
 	}
 }
+
+func TestShutdownClosesAConnectionThatSentNothing(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) { p.HeaderTimeout = time.Minute }})
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(50 * time.Millisecond) // accepted, waiting for a first request
+	start := time.Now()
+	if err := f.proxy.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Shutdown waited %v for a client that never sent a byte", took)
+	}
+}
