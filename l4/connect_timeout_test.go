@@ -1,0 +1,77 @@
+package l4
+
+import (
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lbctl/lbctl/affinity"
+	"github.com/lbctl/lbctl/backend"
+)
+
+// unansweredAddr returns a loopback address whose listener has an accept
+// queue of one that is already full and never drained: the kernel drops
+// further SYNs, so a connect to it hangs until the dialer gives up.
+func unansweredAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*unix.SockaddrInet4).Port))
+	// Fill the queue; these connections are never accepted.
+	for range 2 {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+		c.Close()
+		t.Skip("this kernel answered past a full accept queue; cannot make a connect hang")
+	}
+	return addr
+}
+
+func TestConnectTimeoutMovesTheClientOn(t *testing.T) {
+	hung := unansweredAddr(t)
+	good := startBackend(t, "app-02")
+	reg, err := backend.NewRegistry([]*backend.Backend{backend.New("app-01", hung, 1), backend.New("app-02", good.addr, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := affinity.New(affinity.Options{})
+	defer table.Close()
+	const connect = 300 * time.Millisecond
+	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Table: table, ConnectTimeout: connect}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.Serve(ln)
+	defer p.Close()
+
+	start := time.Now()
+	// Round robin offers app-01 first: its dial hangs until the connect
+	// timeout, then the client is moved to app-02 within the same
+	// connection.
+	if got := greeting(t, "127.0.0.40", ln.Addr().String()); got != "app-02" {
+		t.Fatalf("greeting from %q, want app-02 after app-01's connect timed out", got)
+	}
+	if took := time.Since(start); took < connect-50*time.Millisecond || took > 3*time.Second {
+		t.Errorf("answered after %v, want about the connect timeout %v", took, connect)
+	}
+}
