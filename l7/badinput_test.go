@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,26 +20,10 @@ type countingBackend struct {
 
 func startCountingBackend(t *testing.T) *countingBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb := &countingBackend{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				n, _ := io.Copy(io.Discard, c)
-				cb.bytes.Add(n)
-			})
-		}
+	cb := &countingBackend{}
+	cb.addr = rawBackend(t, func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		cb.bytes.Add(n)
 	})
 	return cb
 }
@@ -124,12 +107,7 @@ func TestOversizedHeadGets431(t *testing.T) {
 func TestSlowHeadIsCutAtHeaderTimeout(t *testing.T) {
 	cb := startCountingBackend(t)
 	addr := newRawFixture(t, cb.addr, func(p *Proxy) { p.HeaderTimeout = 200 * time.Millisecond })
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialProxy(t, addr)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n")
 	start := time.Now()
 	got, _ := io.ReadAll(c)
@@ -141,12 +119,7 @@ func TestSlowHeadIsCutAtHeaderTimeout(t *testing.T) {
 	}
 
 	// A connection that sends nothing is closed silently at the same limit.
-	c2, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
-	c2.SetDeadline(time.Now().Add(5 * time.Second))
+	c2 := dialProxy(t, addr)
 	if got, _ := io.ReadAll(c2); len(got) != 0 {
 		t.Errorf("silent client got %q, want the connection closed with nothing", got)
 	}
@@ -186,35 +159,18 @@ func TestAllBackendsDownGets503(t *testing.T) {
 // request head.
 func scriptedBackend(t *testing.T, fn func(c net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
+	return rawBackend(t, func(c net.Conn) {
+		buf := make([]byte, 0, 4096)
+		tmp := make([]byte, 4096)
+		for !strings.Contains(string(buf), "\r\n\r\n") {
+			n, err := c.Read(tmp)
 			if err != nil {
 				return
 			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				buf := make([]byte, 0, 4096)
-				tmp := make([]byte, 4096)
-				for !strings.Contains(string(buf), "\r\n\r\n") {
-					n, err := c.Read(tmp)
-					if err != nil {
-						return
-					}
-					buf = append(buf, tmp[:n]...)
-				}
-				fn(c)
-			})
+			buf = append(buf, tmp[:n]...)
 		}
+		fn(c)
 	})
-	return ln.Addr().String()
 }
 
 func TestBackendFailingAfterRequestGets502(t *testing.T) {
@@ -302,12 +258,7 @@ func TestFirstChunkLineIsCheckedWithoutDisturbingTheHead(t *testing.T) {
 
 	// The body follows the head a moment later: the size line is read
 	// into the free end of the buffer and the request goes through intact.
-	c, err := net.Dial("tcp", f.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialProxy(t, f.addr)
 	io.WriteString(c, head+pad(3000)+"\r\n")
 	time.Sleep(50 * time.Millisecond)
 	io.WriteString(c, "5\r\nhello\r\n0\r\n\r\n")

@@ -245,12 +245,8 @@ func get(t testing.TB, c *http.Client, url string, hdr ...string) (string, *http
 // proxy sends back until it closes the connection (or 5s pass).
 func rawExchange(t testing.TB, addr, raw string) string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialProxy(t, addr)
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
 	}
@@ -271,4 +267,43 @@ func readResponse(t testing.TB, r *bufio.Reader, method string) (*http.Response,
 		t.Fatalf("reading response body: %v", err)
 	}
 	return resp, string(b)
+}
+
+// rawBackend accepts connections on loopback and serves each with fn, under
+// a 5 s deadline, until the test ends; it returns the address.
+func rawBackend(t testing.TB, fn func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				fn(c)
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// dialProxy connects to addr with a 5 s deadline on everything; the
+// connection is closed when the test ends.
+func dialProxy(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c
 }

@@ -45,12 +45,8 @@ func FuzzProxy(f *testing.F) {
 	addr := ln.Addr().String()
 
 	f.Fuzz(func(t *testing.T, in []byte) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dialProxy(t, addr)
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
 		c.Write(in)
 		c.(*net.TCPConn).CloseWrite()
 		if _, err := io.Copy(io.Discard, c); err != nil {

@@ -21,12 +21,7 @@ import (
 
 func TestPipelinedRequestsAnsweredInOrder(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 1})
-	c, err := net.Dial("tcp", f.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialProxy(t, f.addr)
 	var all strings.Builder
 	for i := range 5 {
 		fmt.Fprintf(&all, "GET /p%d HTTP/1.1\r\nHost: x\r\nCookie: SERVERID=app-01\r\n\r\n", i)
@@ -103,12 +98,7 @@ func TestHTTP10ClientGetsUnchunkedBody(t *testing.T) {
 
 func TestExpectContinue(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 1})
-	c, err := net.Dial("tcp", f.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialProxy(t, f.addr)
 	io.WriteString(c, "POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
 	r := bufio.NewReader(c)
 	line, err := r.ReadString('\n')
@@ -149,12 +139,7 @@ func wsBackend(t *testing.T) string {
 
 func TestUpgradeBecomesTunnel(t *testing.T) {
 	addr := newRawFixture(t, wsBackend(t), nil)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialProxy(t, addr)
 	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n")
 	r := bufio.NewReader(c)
 	resp, err := http.ReadResponse(r, nil)
@@ -260,21 +245,11 @@ func TestOneGiBStreamsBothWaysInBoundedMemory(t *testing.T) {
 
 func TestShutdownClosesIdleAndFinishesInFlight(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 1})
-	idle, err := net.Dial("tcp", f.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
-	idle.SetDeadline(time.Now().Add(5 * time.Second))
+	idle := dialProxy(t, f.addr)
 	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	readResponse(t, bufio.NewReader(idle), "GET")
 
-	busy, err := net.Dial("tcp", f.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
-	busy.SetDeadline(time.Now().Add(5 * time.Second))
+	busy := dialProxy(t, f.addr)
 	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(100 * time.Millisecond)
 
