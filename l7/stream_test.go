@@ -444,3 +444,21 @@ func TestShutdownClosesAConnectionThatSentNothing(t *testing.T) {
 		t.Errorf("Shutdown waited %v for a client that never sent a byte", took)
 	}
 }
+
+func TestKeptAliveClientIsClosedAfterIdleTimeout(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) { p.IdleTimeout = idle }})
+	c := dialProxy(t, f.addr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	r := bufio.NewReader(c)
+	if resp, _ := readResponse(t, r, "GET"); resp.Close {
+		t.Fatal("the first response closed the connection")
+	}
+	start := time.Now()
+	if b, err := r.ReadByte(); err != io.EOF {
+		t.Fatalf("waiting on the idle connection: %q, %v; want the proxy to close it", b, err)
+	}
+	if took := time.Since(start); took < idle-50*time.Millisecond || took > 2*time.Second {
+		t.Errorf("closed after %v, want about %v", took, idle)
+	}
+}
