@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -31,21 +32,34 @@ func main() {
 	req := []byte("GET / HTTP/1.1\r\nHost: lbctl\r\nConnection: close\r\n\r\n")
 	ctx, cancel := context.WithTimeout(context.Background(), *duration)
 	defer cancel()
+	// running reports whether the run is still on. The context's own
+	// error turns only when its timer fires, which on a busy core lags
+	// its deadline; dials in that gap fail at once and are not failures.
+	end, _ := ctx.Deadline()
+	running := func() bool { return time.Now().Before(end) }
 	var done, failed atomic.Int64
 	var firstErr atomic.Value
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	base := rand.IntN(40000)
 	start := time.Now()
 	for range *conns {
 		wg.Go(func() {
 			buf := make([]byte, 4096)
-			for ctx.Err() == nil {
-				i := int(next.Add(1)) % *sources
+			for running() {
+				k := int(next.Add(1))
+				i := k % *sources
 				src := net.IPv4(127, 10, byte(i/250), byte(i%250+1))
-				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 3 * time.Second}
+				// Each use of a source takes the next port, from a random
+				// start. Left to the kernel, a source gets the same few
+				// ports again, run after run, and a SYN that meets the
+				// proxy's TIME_WAIT socket of the same four-tuple goes
+				// unanswered for a second.
+				port := 20000 + (base+k/(*sources))%40000
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src, Port: port}, Timeout: 3 * time.Second}
 				c, err := d.DialContext(ctx, "tcp", *addr)
 				if err != nil {
-					if ctx.Err() == nil {
+					if running() {
 						failed.Add(1)
 						firstErr.CompareAndSwap(nil, err.Error())
 					}
@@ -62,7 +76,7 @@ func main() {
 				c.Close()
 				if err == io.EOF && n > 0 {
 					done.Add(1)
-				} else if ctx.Err() == nil {
+				} else if running() {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, fmt.Sprintf("after %d bytes: %v", n, err))
 				}
