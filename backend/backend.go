@@ -51,9 +51,15 @@ func New(id, address string, weight int) *Backend {
 func (b *Backend) Dial(ctx context.Context, d *net.Dialer) (*net.TCPConn, error) {
 	c, err := d.DialContext(ctx, "tcp", b.Address)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s (%s): %w", b.ID, b.Address, err)
+		return nil, b.DialError(err)
 	}
 	return c.(*net.TCPConn), nil
+}
+
+// DialError wraps err, a failed connection attempt to b, so that it names
+// the backend the way Dial's errors do.
+func (b *Backend) DialError(err error) error {
+	return fmt.Errorf("dial %s (%s): %w", b.ID, b.Address, err)
 }
 
 // Up reports whether health checks consider the backend healthy. A backend

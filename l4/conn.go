@@ -42,30 +42,15 @@ func (p *Proxy) key(c *net.TCPConn) affinity.Key {
 // unavailable one, or its dial fails, to the next backend the selector
 // offers, pinning key to whichever answered. Every failed dial is reported
 // to passive health and excluded from the rest of the attempt.
-//
-// Connections of one client may arrive, or fail over, together. Each new
-// pin is therefore conditional on the pin this connection saw; when another
-// connection moved it first, this one follows that pin instead of choosing
-// on its own, so the client ends on one backend.
 func (p *Proxy) connect(key affinity.Key) (*backend.Backend, *net.TCPConn, error) {
 	seen, _ := p.Table.Lookup(key) // "" on a miss
 	var avoidBuf [4]*backend.Backend
 	avoid := avoidBuf[:0]
 	var lastErr error
-	// Each round either dials or moves the pin; a bound keeps a pathological
-	// race from looping.
-	for range 2*p.Registry.Len() + 4 {
-		b := p.Registry.Get(seen)
-		if b == nil || !b.Available() || slices.Contains(avoid, b) {
-			next := p.Selector.Select(p.Registry.All(), avoid)
-			if next == nil {
-				break
-			}
-			if cur := p.Table.PinIf(key, seen, next.ID); cur != next.ID {
-				seen = cur // another connection of this client moved it first
-				continue
-			}
-			seen, b = next.ID, next
+	for {
+		var b *backend.Backend
+		if b, seen = p.choose(key, seen, avoid); b == nil {
+			break
 		}
 		b.Acquire()
 		server, err := p.dial(b)
@@ -77,10 +62,45 @@ func (p *Proxy) connect(key affinity.Key) (*backend.Backend, *net.TCPConn, error
 		lastErr = err
 		avoid = append(avoid, b)
 	}
-	if lastErr != nil {
-		return nil, nil, fmt.Errorf("%w: %w", errNoBackend, lastErr)
+	return nil, nil, refused(lastErr)
+}
+
+// choose returns the backend key should be connected to next, and the pin
+// it now has: the backend seen (the pin this connection last saw) when that
+// is available and not in avoid, or else the selector's choice, pinned in
+// its place. It returns nil when no backend outside avoid is available.
+//
+// Connections of one client may arrive, or fail over, together. Each new
+// pin is therefore conditional on the pin this connection saw; when another
+// connection moved it first, this one follows that pin instead of choosing
+// on its own, so the client ends on one backend.
+func (p *Proxy) choose(key affinity.Key, seen string, avoid []*backend.Backend) (*backend.Backend, string) {
+	// Each round either returns or follows a pin another connection moved;
+	// a bound keeps a pathological race from looping.
+	for range 2*p.Registry.Len() + 4 {
+		if b := p.Registry.Get(seen); b != nil && b.Available() && !slices.Contains(avoid, b) {
+			return b, seen
+		}
+		next := p.Selector.Select(p.Registry.All(), avoid)
+		if next == nil {
+			return nil, seen
+		}
+		if cur := p.Table.PinIf(key, seen, next.ID); cur != next.ID {
+			seen = cur // another connection of this client moved it first
+			continue
+		}
+		return next, next.ID
 	}
-	return nil, nil, errNoBackend
+	return nil, seen
+}
+
+// refused is the error of a client that no backend took; lastErr is the
+// last failed dial, if any.
+func refused(lastErr error) error {
+	if lastErr != nil {
+		return fmt.Errorf("%w: %w", errNoBackend, lastErr)
+	}
+	return errNoBackend
 }
 
 // dial connects to b within the connect timeout.

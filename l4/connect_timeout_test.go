@@ -56,7 +56,7 @@ func TestConnectTimeoutMovesTheClientOn(t *testing.T) {
 	table := affinity.New(affinity.Options{})
 	defer table.Close()
 	const connect = 300 * time.Millisecond
-	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Table: table, ConnectTimeout: connect}
+	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Table: table, ConnectTimeout: connect, goroutines: portableEngine}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

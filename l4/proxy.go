@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lbctl/lbctl/affinity"
@@ -46,9 +47,21 @@ type Proxy struct {
 	// Nil means slog.Default().
 	Logger *slog.Logger
 
+	// goroutines makes Serve use a goroutine per connection over
+	// net.TCPConn even where the event loop could serve; tests set it to
+	// cover the portable engine on Linux.
+	goroutines bool
+
 	init   sync.Once
-	loop   accept.Loop
+	loop   accept.Loop // the portable engine
 	dialer net.Dialer
+
+	// The event loops serving listeners (one per Serve call), and the
+	// requests they act on when woken.
+	mu       sync.Mutex
+	loops    map[*eventLoop]struct{}
+	stopping atomic.Bool // stop accepting; end once connections have
+	aborting atomic.Bool // close every connection now
 }
 
 func (p *Proxy) logger() *slog.Logger {
@@ -72,17 +85,29 @@ func (p *Proxy) setup() {
 	})
 }
 
-// Serve accepts connections on ln and handles each in its own goroutine
-// until ln fails or the proxy is shut down, in which case it returns
-// ErrProxyClosed. Temporary accept errors (such as running out of file
-// descriptors) are retried with a backoff from 5ms doubling to 1s. Serve
-// closes ln when it returns.
+// Serve accepts connections on ln and relays each to its backend until ln
+// fails or the proxy is shut down, in which case it returns ErrProxyClosed.
+// Temporary accept errors (such as running out of file descriptors) are
+// retried with a backoff from 5ms doubling to 1s. Serve closes ln when it
+// returns.
+//
+// On Linux, when ln is a TCP listener and every backend address is an IP
+// literal, one event loop in the calling goroutine serves every connection
+// of ln (see eventLoop); otherwise each connection gets its own goroutine.
 func (p *Proxy) Serve(ln net.Listener) error {
 	if p.Registry == nil || p.Selector == nil || p.Table == nil {
 		ln.Close()
 		return errors.New("l4: Proxy needs Registry, Selector and Table")
 	}
 	p.setup()
+	if !p.goroutines {
+		if l, err := p.newEventLoop(ln); err != nil {
+			ln.Close()
+			return err
+		} else if l != nil {
+			return l.run()
+		}
+	}
 	return p.loop.Serve(ln)
 }
 
@@ -91,12 +116,75 @@ func (p *Proxy) Serve(ln net.Listener) error {
 // ctx's error is returned once their handlers have exited.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.setup()
-	return p.loop.Shutdown(ctx)
+	p.stopping.Store(true)
+	p.wakeLoops()
+	err := p.loop.Shutdown(ctx)
+	for _, l := range p.liveLoops() {
+		select {
+		case <-l.done:
+			continue
+		case <-ctx.Done():
+		}
+		p.aborting.Store(true)
+		p.wakeLoops()
+		for _, l := range p.liveLoops() {
+			<-l.done
+		}
+		return ctx.Err()
+	}
+	return err
 }
 
 // Close stops accepting and closes every open connection at once, returning
 // after their handlers have exited.
 func (p *Proxy) Close() error {
 	p.setup()
-	return p.loop.Close()
+	p.stopping.Store(true)
+	p.aborting.Store(true)
+	p.wakeLoops()
+	err := p.loop.Close()
+	for _, l := range p.liveLoops() {
+		<-l.done
+	}
+	return err
+}
+
+// addLoop registers a new event loop, unless the proxy is stopping.
+func (p *Proxy) addLoop(l *eventLoop) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopping.Load() {
+		return false
+	}
+	if p.loops == nil {
+		p.loops = make(map[*eventLoop]struct{})
+	}
+	p.loops[l] = struct{}{}
+	return true
+}
+
+func (p *Proxy) removeLoop(l *eventLoop) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.loops, l)
+}
+
+// liveLoops returns the event loops running now.
+func (p *Proxy) liveLoops() []*eventLoop {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ls := make([]*eventLoop, 0, len(p.loops))
+	for l := range p.loops {
+		ls = append(ls, l)
+	}
+	return ls
+}
+
+// wakeLoops makes every event loop look at stopping and aborting.
+func (p *Proxy) wakeLoops() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for l := range p.loops {
+		l.wake()
+	}
 }

@@ -136,7 +136,8 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	f.registry = reg
 	f.table = affinity.New(affinity.Options{})
 	t.Cleanup(f.table.Close)
-	f.proxy = &Proxy{Registry: reg, Selector: sel, Table: f.table, IdleTimeout: o.idle, ConnectTimeout: time.Second}
+	f.proxy = &Proxy{Registry: reg, Selector: sel, Table: f.table, IdleTimeout: o.idle, ConnectTimeout: time.Second,
+		goroutines: portableEngine}
 	if o.prober {
 		f.proxy.Health = &backend.Prober{Registry: reg, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1, Timeout: time.Second}
 	}
@@ -338,7 +339,7 @@ func TestHalfCloseDeliversWholeReply(t *testing.T) {
 	reg := newRegistry(t, ln.Addr().String())
 	table := affinity.New(affinity.Options{})
 	defer table.Close()
-	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Table: table}
+	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Table: table, goroutines: portableEngine}
 	pl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

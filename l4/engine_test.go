@@ -1,0 +1,156 @@
+package l4
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lbctl/lbctl/affinity"
+	"github.com/lbctl/lbctl/backend"
+)
+
+// portableEngine makes the tests' proxies use a goroutine per connection
+// even where the event loop could serve.
+var portableEngine bool
+
+// TestPortableEngine runs the behaviour tests again on the goroutine per
+// connection engine, which serves wherever the event loop cannot (other
+// systems, backend names that need DNS).
+func TestPortableEngine(t *testing.T) {
+	portableEngine = true
+	defer func() { portableEngine = false }()
+	for name, test := range map[string]func(*testing.T){
+		"OneSourceIPStaysOnOneBackend":          TestOneSourceIPStaysOnOneBackend,
+		"NewSourceIPsSpreadByPolicy":            TestNewSourceIPsSpreadByPolicy,
+		"FailoverRepinsWithoutFlapBack":         TestFailoverRepinsWithoutFlapBack,
+		"UnavailablePinnedBackendIsSkipped":     TestUnavailablePinnedBackendIsSkipped,
+		"NoBackendClosesAtOnceAndRecovers":      TestNoBackendClosesAtOnceAndRecovers,
+		"HalfCloseDeliversWholeReply":           TestHalfCloseDeliversWholeReply,
+		"64MiBArriveIntact":                     Test64MiBArriveIntact,
+		"IdleTimeout":                           TestIdleTimeout,
+		"ShutdownWaitsForOpenConnections":       TestShutdownWaitsForOpenConnections,
+		"ShutdownGraceExpiresClosesConnections": TestShutdownGraceExpiresClosesConnections,
+		"NoGoroutineOrFDOutlivesItsConnection":  TestNoGoroutineOrFDOutlivesItsConnection,
+		"ConnectTimeoutMovesTheClientOn":        TestConnectTimeoutMovesTheClientOn,
+		"ConcurrentFirstConnections":            TestConcurrentFirstConnectionsOfOneClientShareABackend,
+		"ConcurrentFailover":                    TestConcurrentFailoverOfOneClientRepinsToOneBackend,
+		"SlowClientGetsEveryByte":               TestSlowClientGetsEveryByte,
+		"BackendNameUsesPortableEngine":         TestBackendNamedByHostname,
+	} {
+		t.Run(name, test)
+	}
+}
+
+// A client that reads slowly, behind a small receive window, makes the
+// proxy hold what the backend sent until the client takes it; every byte
+// must still arrive, in order, and the backend's FIN after them.
+func TestSlowClientGetsEveryByte(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var want bytes.Buffer
+	for i := range 2000 {
+		fmt.Fprintf(&want, "%05d %s\n", i, bytes.Repeat([]byte{'a' + byte(i%26)}, 200))
+	}
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		// Lines of about 200 bytes, a few at a time with pauses, so that
+		// most proxy reads are small ones and not a full buffer.
+		msg := want.Bytes()
+		for len(msg) > 0 {
+			n := min(len(msg), 4*207)
+			if _, err := c.Write(msg[:n]); err != nil {
+				return
+			}
+			msg = msg[n:]
+			time.Sleep(50 * time.Microsecond)
+		}
+	}()
+	// The proxy's send buffer towards the client is small too, so that it
+	// fills and the proxy must hold bytes back (the event loop's pending
+	// path); by default it would take the whole reply at once.
+	testHookAccepted = func(fd int) { syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096) }
+	defer func() { testHookAccepted = nil }()
+	table := affinity.New(affinity.Options{})
+	defer table.Close()
+	p := &Proxy{Registry: newRegistry(t, ln.Addr().String()), Selector: &backend.RoundRobin{}, Table: table,
+		goroutines: portableEngine}
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.Serve(pl)
+	defer p.Close()
+
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		// A small receive buffer, set before connecting so that the
+		// window stays small.
+		rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
+		return nil
+	}}
+	c, err := d.Dial("tcp", pl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	time.Sleep(200 * time.Millisecond) // the backend has sent it all by now
+	var got bytes.Buffer
+	buf := make([]byte, 512)
+	for {
+		n, err := c.Read(buf)
+		got.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", got.Len(), err)
+		}
+		time.Sleep(10 * time.Microsecond)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Errorf("got %d bytes, want %d; first difference at %d", got.Len(), want.Len(), firstDiff(got.Bytes(), want.Bytes()))
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// A backend named by host name instead of IP literal is served (by the
+// portable engine, which resolves it on every dial).
+func TestBackendNamedByHostname(t *testing.T) {
+	tb := startBackend(t, "app-01")
+	_, port, _ := net.SplitHostPort(tb.addr)
+	reg, err := backend.NewRegistry([]*backend.Backend{backend.New("app-01", net.JoinHostPort("localhost", port), 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := affinity.New(affinity.Options{})
+	defer table.Close()
+	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Table: table, goroutines: portableEngine}
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.Serve(pl)
+	defer p.Close()
+	if got := greeting(t, "127.0.0.30", pl.Addr().String()); got != "app-01" {
+		t.Errorf("greeting through a named backend = %q, want app-01", got)
+	}
+}

@@ -1,0 +1,17 @@
+//go:build !linux
+
+package l4
+
+import "net"
+
+// eventLoop exists on Linux only; elsewhere every connection has its own
+// goroutine.
+type eventLoop struct{ done chan struct{} }
+
+func (p *Proxy) newEventLoop(net.Listener) (*eventLoop, error) { return nil, nil }
+
+func (l *eventLoop) run() error { return nil }
+
+func (l *eventLoop) wake() {}
+
+var testHookAccepted func(fd int)

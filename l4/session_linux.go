@@ -1,0 +1,463 @@
+//go:build linux
+
+package l4
+
+import (
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lbctl/lbctl/affinity"
+	"github.com/lbctl/lbctl/backend"
+)
+
+// testHookAccepted, when set before Serve, sees every accepted client
+// socket (tests shrink its send buffer to make a client slow).
+var testHookAccepted func(fd int)
+
+// session is one client connection in the event loop: the client socket,
+// the backend socket once dialled, and a direction each way.
+type session struct {
+	client, server endpoint
+	up, down       direction // client to server, server to client
+
+	key     affinity.Key
+	addr    netip.AddrPort // the client's, for logs
+	seen    string         // the pin this session last saw
+	avoid   []*backend.Backend
+	avoidBf [4]*backend.Backend
+	b       *backend.Backend // the backend dialled or connected, acquired
+	lastErr error            // the last failed dial
+
+	relaying   bool
+	deadline   int64 // of the dial in progress
+	last       int64 // when a byte was last received, either side
+	prev, next *session
+}
+
+// endpoint is one socket of a session with what its events have told.
+type endpoint struct {
+	fd       int
+	gen      uint32
+	s        *session
+	readable bool // may have data (or an end) to read
+	writable bool // may take more bytes
+	rdhup    bool // the peer has sent its FIN (or the socket hung up)
+}
+
+// direction moves the bytes one way.
+type direction struct {
+	src, dst *endpoint
+	buf      []byte // a buffer from the loop's spares while pending is not empty
+	pending  []byte // read but not yet written, within buf
+	bulk     bool   // a read filled the buffer; splice from now on
+	piped    bool   // pipe is open
+	pipe     [2]int
+	inPipe   int  // bytes spliced into pipe and not yet out
+	eof      bool // src has ended
+	done     bool // and everything, the end included, went to dst
+}
+
+// startSession begins serving an accepted client: it looks up the pin and
+// dials the backend.
+func (l *eventLoop) startSession(fd int, peer netip.AddrPort) {
+	s := l.newSession()
+	s.client.fd = fd
+	s.addr = peer
+	s.key = l.p.Table.Key(s.addr.Addr())
+	s.seen, _ = l.p.Table.Lookup(s.key)
+	setNoDelay(fd)
+	if testHookAccepted != nil {
+		testHookAccepted(fd)
+	}
+	if err := l.register(&s.client); err != 0 {
+		s.lastErr = err
+		l.refuse(s)
+		return
+	}
+	l.dial(s)
+}
+
+// dial starts a connection to the backend s should use next, failing over
+// in selector order while connect fails at once; with none left, the
+// client is refused.
+func (l *eventLoop) dial(s *session) {
+	for {
+		b, seen := l.p.choose(s.key, s.seen, s.avoid)
+		s.seen = seen
+		if b == nil {
+			l.refuse(s)
+			return
+		}
+		t := l.targets[b]
+		fd, err := sysSocket(t.family)
+		if err != 0 {
+			// Out of descriptors here says nothing of the backend.
+			s.lastErr = b.DialError(err)
+			l.refuse(s)
+			return
+		}
+		b.Acquire()
+		err = sysConnect(fd, t)
+		if err == 0 || err == unix.EINPROGRESS {
+			s.b, s.server.fd = b, fd
+			if err := l.register(&s.server); err != 0 {
+				sysClose(fd)
+				s.server.fd = -1
+				s.b = nil
+				b.Release()
+				s.lastErr = err
+				l.refuse(s)
+				return
+			}
+			s.deadline = l.now + l.connect
+			l.connecting.pushBack(s)
+			return
+		}
+		sysClose(fd)
+		b.Release()
+		l.failed(s, b, err)
+	}
+}
+
+// dialFailed ends the dial in progress (refused, reset, or past the
+// connect timeout) and moves on to the next backend.
+func (l *eventLoop) dialFailed(s *session, err error) {
+	l.connecting.remove(s)
+	l.forget(&s.server)
+	b := s.b
+	s.b = nil
+	b.Release()
+	l.failed(s, b, err)
+	l.dial(s)
+}
+
+// failed records a failed dial to b: passive health, and b is avoided for
+// the rest of this session's attempt.
+func (l *eventLoop) failed(s *session, b *backend.Backend, err error) {
+	s.lastErr = b.DialError(err)
+	l.p.Health.ReportFailure(b, s.lastErr)
+	s.avoid = append(s.avoid, b)
+}
+
+// refuse closes a client no backend took.
+func (l *eventLoop) refuse(s *session) {
+	l.p.logger().Debug("client refused", "client", s.addr.String(), "error", refused(s.lastErr))
+	l.closeSession(s)
+}
+
+// event folds one epoll event into the endpoint's state and acts on it.
+func (l *eventLoop) event(fd int, gen uint32, ev uint32) {
+	if fd >= len(l.eps) || l.eps[fd] == nil || l.eps[fd].gen != gen {
+		return // the descriptor was closed (and perhaps reused) since
+	}
+	ep := l.eps[fd]
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		ep.readable = true
+	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		ep.rdhup = true
+	}
+	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		ep.writable = true
+	}
+	s := ep.s
+	if s.relaying && ev&unix.EPOLLERR != 0 {
+		l.closeSession(s) // reset: nothing more can be delivered either way
+		return
+	}
+	if !s.relaying {
+		if ep != &s.server {
+			return // the client waits for its backend
+		}
+		if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			err := unix.ECONNREFUSED
+			if n, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && n != 0 {
+				err = unix.Errno(n)
+			}
+			l.dialFailed(s, err)
+			return
+		}
+		if ev&unix.EPOLLOUT == 0 {
+			return
+		}
+		l.connecting.remove(s)
+		s.relaying = true
+		s.last = l.now
+		l.active.pushBack(s)
+	}
+	l.relay(s)
+}
+
+// relay moves what can be moved both ways, and closes the session when
+// both directions have ended or either failed.
+func (l *eventLoop) relay(s *session) {
+	if !l.pump(s, &s.up, &s.down) || !l.pump(s, &s.down, &s.up) || (s.up.done && s.down.done) {
+		l.closeSession(s)
+	}
+}
+
+// pump moves bytes from d.src to d.dst until one of them would block. It
+// reports false when either socket failed: the session is then closed.
+//
+// Small messages (request/response protocols) go through the loop's
+// scratch buffer: one read and one write each, copied aside only when the
+// destination cannot take them all. A read that fills the buffer marks the
+// direction as bulk, which then splices through a pipe in the kernel (what
+// HAProxy's splice-auto does); splicing a few hundred bytes would cost more
+// than it saves.
+func (l *eventLoop) pump(s *session, d, other *direction) bool {
+	for !d.done {
+		switch {
+		case len(d.pending) > 0:
+			if !d.dst.writable {
+				return true
+			}
+			n, err := sysWrite(d.dst.fd, d.pending)
+			if err == unix.EAGAIN {
+				d.dst.writable = false
+				return true
+			} else if err != 0 {
+				return false
+			}
+			if d.pending = d.pending[n:]; len(d.pending) > 0 {
+				d.dst.writable = false // a short write: the socket is full
+				return true
+			}
+			l.putBuf(d.buf)
+			d.buf, d.pending = nil, nil
+		case d.inPipe > 0:
+			if !d.dst.writable {
+				return true
+			}
+			n, err := sysSplice(d.pipe[0], d.dst.fd, d.inPipe)
+			if err == unix.EAGAIN {
+				d.dst.writable = false
+				return true
+			} else if err != 0 {
+				return false
+			}
+			d.inPipe -= n
+		case d.eof:
+			// Forward the end. When the other way has ended too, the
+			// session closes next, and close sends the FIN itself.
+			d.done = true
+			if !other.done {
+				sysShutdownWrite(d.dst.fd)
+			}
+		case !d.src.readable:
+			return true
+		case d.bulk:
+			if !d.piped && !l.getPipe(d) {
+				return false
+			}
+			n, err := sysSplice(d.src.fd, d.pipe[1], pipeSize)
+			switch {
+			case err == unix.EAGAIN: // the pipe is empty, so the socket is
+				d.src.readable = false
+			case err != 0:
+				return false
+			case n == 0:
+				d.eof = true
+			default:
+				d.inPipe = n
+				l.touch(s)
+			}
+		default:
+			n, err := sysRead(d.src.fd, l.scratch)
+			switch {
+			case err == unix.EAGAIN:
+				d.src.readable = false
+				continue
+			case err != 0:
+				return false
+			case n == 0:
+				d.eof = true
+				continue
+			}
+			l.touch(s)
+			data := l.scratch[:n]
+			if d.dst.writable {
+				w, err := sysWrite(d.dst.fd, data)
+				if err != 0 && err != unix.EAGAIN {
+					return false
+				}
+				if err == 0 {
+					data = data[w:]
+				}
+			}
+			if len(data) > 0 {
+				d.dst.writable = false
+				d.buf = l.getBuf()
+				d.pending = d.buf[:copy(d.buf, data)]
+			}
+			if n == len(l.scratch) {
+				d.bulk = true
+			} else if !d.src.rdhup {
+				// A short read emptied the socket; more data brings
+				// another edge. After the peer's FIN, read on to see it.
+				d.src.readable = false
+			}
+		}
+	}
+	return true
+}
+
+// touch records that s received bytes now, for the idle timeout.
+func (l *eventLoop) touch(s *session) {
+	if l.idle > 0 && s.last != l.now {
+		s.last = l.now
+		l.active.remove(s)
+		l.active.pushBack(s)
+	}
+}
+
+// register adds ep's socket to the epoll set, edge-triggered.
+func (l *eventLoop) register(ep *endpoint) unix.Errno {
+	if l.gen++; l.gen == 0 {
+		l.gen = 1 // 0 marks the listener and the wake-up descriptor
+	}
+	ep.gen = l.gen
+	ev := unix.EpollEvent{
+		Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
+		Fd:     int32(ep.fd),
+		Pad:    int32(ep.gen),
+	}
+	if err := sysEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ep.fd, &ev); err != 0 {
+		return err
+	}
+	for ep.fd >= len(l.eps) {
+		l.eps = append(l.eps, make([]*endpoint, max(len(l.eps), 64))...)
+	}
+	l.eps[ep.fd] = ep
+	return 0
+}
+
+// forget closes ep's socket, which also drops it from the epoll set.
+func (l *eventLoop) forget(ep *endpoint) {
+	if ep.fd < 0 {
+		return
+	}
+	if ep.fd < len(l.eps) && l.eps[ep.fd] == ep {
+		l.eps[ep.fd] = nil
+	}
+	sysClose(ep.fd)
+	*ep = endpoint{fd: -1, s: ep.s}
+}
+
+func (l *eventLoop) newSession() *session {
+	var s *session
+	if n := len(l.free); n > 0 {
+		s, l.free = l.free[n-1], l.free[:n-1]
+	} else {
+		s = new(session)
+	}
+	s.client = endpoint{fd: -1, s: s}
+	s.server = endpoint{fd: -1, s: s}
+	s.up = direction{src: &s.client, dst: &s.server}
+	s.down = direction{src: &s.server, dst: &s.client}
+	s.avoid = s.avoidBf[:0]
+	l.sessions++
+	return s
+}
+
+// closeSession closes both sockets, returns what s borrowed, and keeps s
+// for reuse.
+func (l *eventLoop) closeSession(s *session) {
+	unlink(s)
+	l.forget(&s.client)
+	l.forget(&s.server)
+	if s.b != nil {
+		s.b.Release()
+	}
+	for _, d := range []*direction{&s.up, &s.down} {
+		if d.buf != nil {
+			l.putBuf(d.buf)
+		}
+		l.putPipe(d)
+	}
+	clear(s.avoidBf[:])
+	*s = session{}
+	l.sessions--
+	if len(l.free) < 1024 {
+		l.free = append(l.free, s)
+	}
+}
+
+func (l *eventLoop) getBuf() []byte {
+	if n := len(l.bufs); n > 0 {
+		b := l.bufs[n-1]
+		l.bufs = l.bufs[:n-1]
+		return b
+	}
+	return make([]byte, bufSize)
+}
+
+func (l *eventLoop) putBuf(b []byte) {
+	if len(l.bufs) < spares {
+		l.bufs = append(l.bufs, b)
+	}
+}
+
+// getPipe gives d an empty pipe.
+func (l *eventLoop) getPipe(d *direction) bool {
+	if n := len(l.pipes); n > 0 {
+		d.pipe, l.pipes = l.pipes[n-1], l.pipes[:n-1]
+		d.piped = true
+		return true
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return false
+	}
+	// A larger pipe moves more per splice; the default (64 KiB) is the
+	// fallback when the system limit is lower.
+	unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, pipeSize)
+	d.pipe, d.piped = p, true
+	return true
+}
+
+// putPipe keeps d's pipe for reuse when it is empty, and closes it if not.
+func (l *eventLoop) putPipe(d *direction) {
+	if !d.piped {
+		return
+	}
+	if d.inPipe == 0 && len(l.pipes) < spares {
+		l.pipes = append(l.pipes, d.pipe)
+	} else {
+		sysClose(d.pipe[0])
+		sysClose(d.pipe[1])
+	}
+	d.pipe, d.piped = [2]int{}, false
+}
+
+// list is an intrusive doubly linked list of sessions with a sentinel, so
+// that moving a session costs no allocation.
+type list struct{ root session }
+
+func (q *list) init() { q.root.next, q.root.prev = &q.root, &q.root }
+
+func (q *list) front() *session {
+	if q.root.next == &q.root {
+		return nil
+	}
+	return q.root.next
+}
+
+func (q *list) pushBack(s *session) {
+	s.prev, s.next = q.root.prev, &q.root
+	q.root.prev.next = s
+	q.root.prev = s
+}
+
+// remove takes s off q; s must be on q, or on no list.
+func (q *list) remove(s *session) { unlink(s) }
+
+// unlink takes s off whichever list it is on.
+func unlink(s *session) {
+	if s.prev == nil {
+		return
+	}
+	s.prev.next, s.next.prev = s.next, s.prev
+	s.prev, s.next = nil, nil
+}
