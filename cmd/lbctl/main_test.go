@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,10 +22,30 @@ import (
 // LBCTL_TEST_MAIN set, the test binary is lbctl.
 func TestMain(m *testing.M) {
 	if os.Getenv("LBCTL_TEST_MAIN") == "1" {
+		if n := os.Getenv("LBCTL_TEST_NOFILE"); n != "" {
+			limitFiles(n)
+		}
 		main()
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// limitFiles lowers the process's soft limit on open files to n, so that a
+// test can make lbctl run out of descriptors.
+func limitFiles(n string) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		panic(err)
+	}
+	v, err := strconv.ParseUint(n, 10, 64)
+	if err != nil {
+		panic(err)
+	}
+	lim.Cur = v
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		panic(err)
+	}
 }
 
 // lbctl returns a command that runs this test binary as lbctl with args.
@@ -203,6 +225,145 @@ address = %q
 	if !strings.Contains(stderr.String(), "shutting down") {
 		t.Errorf("log lacks the shutdown line:\n%s", stderr.String())
 	}
+}
+
+// Out of file descriptors, lbctl keeps serving the clients it has, turns
+// away (or leaves queued) the ones it cannot take, says why, and serves new
+// clients once descriptors are free again.
+//
+// A session holds two descriptors, so with one limit every accept
+// succeeds and the backend's socket is what fails, and with the next limit
+// up accept itself fails, and is retried after a backoff. Both are run, and
+// one must show the accept retry.
+func TestServeL4SurvivesRunningOutOfDescriptors(t *testing.T) {
+	var logs []string
+	for _, limit := range []int{64, 65} {
+		t.Run(fmt.Sprint(limit), func(t *testing.T) { logs = append(logs, outOfDescriptors(t, limit)) })
+	}
+	if !strings.Contains(strings.Join(logs, ""), "accept failed; retrying") {
+		t.Errorf("neither limit made accept fail:\n%s", strings.Join(logs, ""))
+	}
+}
+
+// outOfDescriptors runs lbctl with at most limit open files against more
+// clients than that allows, and returns its log.
+func outOfDescriptors(t *testing.T, limit int) string {
+	listen := freeAddr(t)
+	path := writeConfig(t, fmt.Sprintf(`
+listen = %q
+[health]
+check = "none"
+[[backend]]
+id = "app-01"
+address = %q
+`, listen, echoBackend(t, "app-01")))
+	cmd := lbctl(t, "serve", "--config", path, "--log-level", "debug")
+	cmd.Env = append(cmd.Env, fmt.Sprintf("LBCTL_TEST_NOFILE=%d", limit))
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	greet := func() (net.Conn, error) {
+		c, err := net.DialTimeout("tcp", listen, time.Second)
+		if err != nil {
+			return nil, err
+		}
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if id, err := bufio.NewReader(c).ReadString('\n'); err != nil || id != "app-01\n" {
+			c.Close()
+			return nil, fmt.Errorf("greeting %q, %v", id, err)
+		}
+		c.SetDeadline(time.Time{})
+		return c, nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := greet()
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lbctl never served on %s: %v\n%s", listen, err, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// 40 clients need more descriptors than lbctl has. Whether accept or
+	// the backend's socket runs out, the log says so (a refused client at
+	// debug level).
+	var open []net.Conn
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	for range 40 {
+		c, err := greet()
+		if err != nil {
+			break
+		}
+		open = append(open, c)
+	}
+	if len(open) < 10 || len(open) == 40 {
+		t.Fatalf("%d of 40 clients served with %d descriptors, want some but not all\n%s", len(open), limit, stderr.String())
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(stderr.String(), "too many open files") {
+		if time.Now().After(deadline) {
+			t.Fatalf("running out of descriptors was not logged\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("%d clients served with %d descriptors", len(open), limit)
+	// The clients served before still are.
+	for i, c := range open {
+		fmt.Fprintf(c, "ping %d\n", i)
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != fmt.Sprintf("ping %d\n", i) {
+			t.Fatalf("client %d after the limit: echo %q, %v", i, line, err)
+		}
+	}
+	for _, c := range open {
+		c.Close()
+	}
+	open = nil
+	// Descriptors are free again: a new client is served within the
+	// backoff (at most a second).
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		c, err := greet()
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not served after descriptors were freed: %v\n%s", err, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return stderr.String()
+}
+
+// syncBuffer is a bytes.Buffer that a child's output can be copied into
+// while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func TestServeDemo(t *testing.T) {
