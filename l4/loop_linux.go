@@ -54,6 +54,9 @@ type eventLoop struct {
 	scratch  []byte   // every read of the small-message path lands here
 	targets  map[*backend.Backend]*target
 
+	ready      []readyRef // sessions whose pump left work, run next
+	spare      []readyRef // the other ready buffer, swapped each round
+	serial     uint64
 	connecting list // sessions dialling, oldest deadline first
 	active     list // relaying sessions, least recently active first
 
@@ -240,6 +243,7 @@ func (l *eventLoop) run() (err error) {
 				l.event(fd, uint32(ev.Pad), ev.Events)
 			}
 		}
+		l.runReady()
 		if l.p.aborting.Load() {
 			l.closeAll()
 			return ErrProxyClosed
@@ -261,11 +265,28 @@ func (l *eventLoop) run() (err error) {
 	}
 }
 
+// runReady gives the sessions whose pump ran out of budget another turn.
+func (l *eventLoop) runReady() {
+	if len(l.ready) == 0 {
+		return
+	}
+	ready := l.ready
+	l.ready = l.spare[:0]
+	for _, r := range ready {
+		if r.s.serial == r.serial && r.s.queued {
+			r.s.queued = false
+			l.relay(r.s)
+		}
+	}
+	clear(ready)
+	l.spare = ready[:0]
+}
+
 // timeout returns how long epoll_wait may sleep, in milliseconds: until
 // the next connect deadline, idle deadline or accept retry, or forever.
 func (l *eventLoop) timeout() int {
-	if l.lnfd >= 0 && l.lnReady && l.acceptAt <= l.now {
-		return 0 // an accept batch was cut short
+	if l.lnfd >= 0 && l.lnReady && l.acceptAt <= l.now || len(l.ready) > 0 {
+		return 0 // an accept batch or a pump was cut short
 	}
 	next := int64(-1)
 	soonest := func(t int64) {

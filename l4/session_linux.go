@@ -29,7 +29,9 @@ type session struct {
 	b       *backend.Backend // the backend dialled or connected, acquired
 	lastErr error            // the last failed dial
 
+	serial     uint64 // tells this use of the session from later ones
 	relaying   bool
+	queued     bool  // on the loop's ready list: pump stopped with work left
 	deadline   int64 // of the dial in progress
 	last       int64 // when a byte was last received, either side
 	prev, next *session
@@ -192,13 +194,38 @@ func (l *eventLoop) event(fd int, gen uint32, ev uint32) {
 // relay moves what can be moved both ways, and closes the session when
 // both directions have ended or either failed.
 func (l *eventLoop) relay(s *session) {
-	if !l.pump(s, &s.up, &s.down) || !l.pump(s, &s.down, &s.up) || (s.up.done && s.down.done) {
+	upMore, ok := l.pump(s, &s.up, &s.down)
+	var downMore bool
+	if ok {
+		downMore, ok = l.pump(s, &s.down, &s.up)
+	}
+	if !ok || (s.up.done && s.down.done) {
 		l.closeSession(s)
+		return
+	}
+	if (upMore || downMore) && !s.queued {
+		s.queued = true
+		l.ready = append(l.ready, readyRef{s, s.serial})
 	}
 }
 
-// pump moves bytes from d.src to d.dst until one of them would block. It
-// reports false when either socket failed: the session is then closed.
+// readyRef is a session with work left after its pump's budget ran out;
+// serial tells whether the session has been closed (and reused) since.
+type readyRef struct {
+	s      *session
+	serial uint64
+}
+
+// pumpSteps bounds the system calls one pump makes before it lets the
+// other connections have their turn, so that a fast bulk transfer cannot
+// starve them; what is left is carried on the loop's ready list. (A
+// variable, so that tests can make every pump run out.)
+var pumpSteps = 32
+
+// pump moves bytes from d.src to d.dst until one of them would block or
+// the budget of pumpSteps system calls is spent (more is then true: there
+// may be work left that no new event will announce). ok is false when
+// either socket failed: the session is then closed.
 //
 // Small messages (request/response protocols) go through the loop's
 // scratch buffer: one read and one write each, copied aside only when the
@@ -206,36 +233,39 @@ func (l *eventLoop) relay(s *session) {
 // direction as bulk, which then splices through a pipe in the kernel (what
 // HAProxy's splice-auto does); splicing a few hundred bytes would cost more
 // than it saves.
-func (l *eventLoop) pump(s *session, d, other *direction) bool {
-	for !d.done {
+func (l *eventLoop) pump(s *session, d, other *direction) (more, ok bool) {
+	for steps := 0; !d.done; steps++ {
+		if steps == pumpSteps {
+			return true, true
+		}
 		switch {
 		case len(d.pending) > 0:
 			if !d.dst.writable {
-				return true
+				return false, true
 			}
 			n, err := sysWrite(d.dst.fd, d.pending)
 			if err == unix.EAGAIN {
 				d.dst.writable = false
-				return true
+				return false, true
 			} else if err != 0 {
-				return false
+				return false, false
 			}
 			if d.pending = d.pending[n:]; len(d.pending) > 0 {
 				d.dst.writable = false // a short write: the socket is full
-				return true
+				return false, true
 			}
 			l.putBuf(d.buf)
 			d.buf, d.pending = nil, nil
 		case d.inPipe > 0:
 			if !d.dst.writable {
-				return true
+				return false, true
 			}
 			n, err := sysSplice(d.pipe[0], d.dst.fd, d.inPipe)
 			if err == unix.EAGAIN {
 				d.dst.writable = false
-				return true
+				return false, true
 			} else if err != 0 {
-				return false
+				return false, false
 			}
 			d.inPipe -= n
 		case d.eof:
@@ -246,17 +276,17 @@ func (l *eventLoop) pump(s *session, d, other *direction) bool {
 				sysShutdownWrite(d.dst.fd)
 			}
 		case !d.src.readable:
-			return true
+			return false, true
 		case d.bulk:
 			if !d.piped && !l.getPipe(d) {
-				return false
+				return false, false
 			}
 			n, err := sysSplice(d.src.fd, d.pipe[1], pipeSize)
 			switch {
 			case err == unix.EAGAIN: // the pipe is empty, so the socket is
 				d.src.readable = false
 			case err != 0:
-				return false
+				return false, false
 			case n == 0:
 				d.eof = true
 			default:
@@ -270,7 +300,7 @@ func (l *eventLoop) pump(s *session, d, other *direction) bool {
 				d.src.readable = false
 				continue
 			case err != 0:
-				return false
+				return false, false
 			case n == 0:
 				d.eof = true
 				continue
@@ -280,7 +310,7 @@ func (l *eventLoop) pump(s *session, d, other *direction) bool {
 			if d.dst.writable {
 				w, err := sysWrite(d.dst.fd, data)
 				if err != 0 && err != unix.EAGAIN {
-					return false
+					return false, false
 				}
 				if err == 0 {
 					data = data[w:]
@@ -300,7 +330,7 @@ func (l *eventLoop) pump(s *session, d, other *direction) bool {
 			}
 		}
 	}
-	return true
+	return false, true
 }
 
 // touch records that s received bytes now, for the idle timeout.
@@ -357,6 +387,8 @@ func (l *eventLoop) newSession() *session {
 	s.up = direction{src: &s.client, dst: &s.server}
 	s.down = direction{src: &s.server, dst: &s.client}
 	s.avoid = s.avoidBf[:0]
+	l.serial++
+	s.serial = l.serial
 	l.sessions++
 	return s
 }
