@@ -150,12 +150,16 @@ func orDefault[T int | time.Duration](v, def T) T {
 // Serve accepts connections on ln and serves each in its own goroutine
 // until ln fails or the proxy is shut down, in which case it returns
 // ErrProxyClosed. Serve closes ln when it returns.
+//
+// On Linux, a TCP listener hands a connection over only once its client
+// has sent something (see deferAccept).
 func (p *Proxy) Serve(ln net.Listener) error {
 	if p.Registry == nil || p.Selector == nil {
 		ln.Close()
 		return errors.New("l7: Proxy needs Registry and Selector")
 	}
 	p.setup()
+	deferAccept(ln)
 	return p.loop.Serve(ln)
 }
 

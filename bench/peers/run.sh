@@ -108,7 +108,12 @@ haproxy_conf() {
 		echo "  timeout server 60s"
 		echo "  timeout http-request 10s"
 		echo "listen front"
-		echo "  bind $FRONT"
+		# HTTP clients speak first: every proxy defers accept until the
+		# request arrives, as lbctl's L7 does on Linux.
+		case $w in
+		l4-*) echo "  bind $FRONT" ;;
+		*) echo "  bind $FRONT defer-accept" ;;
+		esac
 		case $w in
 		l4-bulk)
 			echo "  mode tcp"
@@ -165,7 +170,7 @@ nginx_conf() {
 		*)
 			echo "http { access_log off; keepalive_requests 10000000;"
 			echo "  upstream b { hash \$cookie_SERVERID consistent; server $BACKEND1; server $BACKEND2; keepalive 64; }"
-			echo "  server { listen $FRONT backlog=4096; location / { proxy_pass http://b;"
+			echo "  server { listen $FRONT backlog=4096 deferred; location / { proxy_pass http://b;"
 			echo "    proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }"
 			;;
 		esac
