@@ -33,7 +33,7 @@ type session struct {
 	relaying   bool
 	queued     bool  // on the loop's ready list: pump stopped with work left
 	deadline   int64 // of the dial in progress
-	last       int64 // when a byte was last received, either side
+	last       int64 // when bytes last moved, either way
 	prev, next *session
 }
 
@@ -250,6 +250,7 @@ func (l *eventLoop) pump(s *session, d, other *direction) (more, ok bool) {
 			} else if err != 0 {
 				return false, false
 			}
+			l.touch(s) // a slow reader that takes bytes is not idle
 			if d.pending = d.pending[n:]; len(d.pending) > 0 {
 				d.dst.writable = false // a short write: the socket is full
 				return false, true
@@ -268,6 +269,7 @@ func (l *eventLoop) pump(s *session, d, other *direction) (more, ok bool) {
 				return false, false
 			}
 			d.inPipe -= n
+			l.touch(s)
 		case d.eof:
 			// Forward the end. When the other way has ended too, the
 			// session closes next, and close sends the FIN itself.
@@ -333,7 +335,7 @@ func (l *eventLoop) pump(s *session, d, other *direction) (more, ok bool) {
 	return false, true
 }
 
-// touch records that s received bytes now, for the idle timeout.
+// touch records that s moved bytes now, for the idle timeout.
 func (l *eventLoop) touch(s *session) {
 	if l.idle > 0 && s.last != l.now {
 		s.last = l.now
