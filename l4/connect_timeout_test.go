@@ -8,7 +8,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
 )
 
@@ -53,22 +52,14 @@ func TestConnectTimeoutMovesTheClientOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	table := affinity.New(affinity.Options{})
-	defer table.Close()
 	const connect = 300 * time.Millisecond
-	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Table: table, ConnectTimeout: connect, goroutines: portableEngine}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(ln)
-	defer p.Close()
+	addr := serveProxy(t, reg, func(p *Proxy) { p.ConnectTimeout = connect })
 
 	start := time.Now()
 	// Round robin offers app-01 first: its dial hangs until the connect
 	// timeout, then the client is moved to app-02 within the same
 	// connection.
-	if got := greeting(t, "127.0.0.40", ln.Addr().String()); got != "app-02" {
+	if got := greeting(t, "127.0.0.40", addr); got != "app-02" {
 		t.Fatalf("greeting from %q, want app-02 after app-01's connect timed out", got)
 	}
 	if took := time.Since(start); took < connect-50*time.Millisecond || took > 3*time.Second {

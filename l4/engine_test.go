@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
 )
 
@@ -50,21 +49,11 @@ func TestPortableEngine(t *testing.T) {
 // proxy hold what the backend sent until the client takes it; every byte
 // must still arrive, in order, and the backend's FIN after them.
 func TestSlowClientGetsEveryByte(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	var want bytes.Buffer
 	for i := range 2000 {
 		fmt.Fprintf(&want, "%05d %s\n", i, bytes.Repeat([]byte{'a' + byte(i%26)}, 200))
 	}
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	backendAddr := oneShotBackend(t, func(c net.Conn) {
 		// Lines of about 200 bytes, a few at a time with pauses, so that
 		// most proxy reads are small ones and not a full buffer.
 		msg := want.Bytes()
@@ -76,34 +65,10 @@ func TestSlowClientGetsEveryByte(t *testing.T) {
 			msg = msg[n:]
 			time.Sleep(50 * time.Microsecond)
 		}
-	}()
-	// The proxy's send buffer towards the client is small too, so that it
-	// fills and the proxy must hold bytes back (the event loop's pending
-	// path); by default it would take the whole reply at once.
-	testHookAccepted = func(fd int) { syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096) }
-	defer func() { testHookAccepted = nil }()
-	table := affinity.New(affinity.Options{})
-	defer table.Close()
-	p := &Proxy{Registry: newRegistry(t, ln.Addr().String()), Selector: &backend.RoundRobin{}, Table: table,
-		goroutines: portableEngine}
-	pl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(pl)
-	defer p.Close()
-
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		// A small receive buffer, set before connecting so that the
-		// window stays small.
-		rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
-		return nil
-	}}
-	c, err := d.Dial("tcp", pl.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+		c.(*net.TCPConn).CloseWrite()
+	})
+	shrinkSendBuffers(t)
+	c := dialSlowClient(t, serveProxy(t, newRegistry(t, backendAddr), nil))
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	time.Sleep(200 * time.Millisecond) // the backend has sent it all by now
 	var got bytes.Buffer
@@ -124,6 +89,31 @@ func TestSlowClientGetsEveryByte(t *testing.T) {
 	}
 }
 
+// shrinkSendBuffers makes the event loop's send buffer towards each client
+// small, so that a slow client makes the proxy hold bytes back; by default
+// the kernel would take a whole reply at once. Call it before the proxy
+// starts.
+func shrinkSendBuffers(t *testing.T) {
+	testHookAccepted = func(fd int) { syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096) }
+	t.Cleanup(func() { testHookAccepted = nil })
+}
+
+// dialSlowClient connects to the proxy at addr with a small receive window.
+func dialSlowClient(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		// Set before connecting, so that the window stays small.
+		rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
+		return nil
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func firstDiff(a, b []byte) int {
 	for i := range min(len(a), len(b)) {
 		if a[i] != b[i] {
@@ -142,16 +132,7 @@ func TestBackendNamedByHostname(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	table := affinity.New(affinity.Options{})
-	defer table.Close()
-	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Table: table, goroutines: portableEngine}
-	pl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(pl)
-	defer p.Close()
-	if got := greeting(t, "127.0.0.30", pl.Addr().String()); got != "app-01" {
+	if got := greeting(t, "127.0.0.30", serveProxy(t, reg, nil)); got != "app-01" {
 		t.Errorf("greeting through a named backend = %q, want app-01", got)
 	}
 }
@@ -161,43 +142,10 @@ func TestBackendNamedByHostname(t *testing.T) {
 // than the idle timeout.
 func TestSlowSteadyReaderIsNotIdle(t *testing.T) {
 	const idle = 300 * time.Millisecond
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	reply := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		c.Write(reply)
-		io.Copy(io.Discard, c)
-	}()
-	testHookAccepted = func(fd int) { syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096) }
-	defer func() { testHookAccepted = nil }()
-	table := affinity.New(affinity.Options{})
-	defer table.Close()
-	p := &Proxy{Registry: newRegistry(t, ln.Addr().String()), Selector: &backend.RoundRobin{}, Table: table, IdleTimeout: idle,
-		goroutines: portableEngine}
-	pl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(pl)
-	defer p.Close()
-
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
-		return nil
-	}}
-	c, err := d.Dial("tcp", pl.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	backendAddr := oneShotBackend(t, func(c net.Conn) { c.Write(reply) })
+	shrinkSendBuffers(t)
+	c := dialSlowClient(t, serveProxy(t, newRegistry(t, backendAddr), func(p *Proxy) { p.IdleTimeout = idle }))
 	// 2 KiB every 50 ms: a 16 KiB buffer held for this client takes
 	// longer than the idle timeout to drain.
 	got := make([]byte, 0, len(reply))

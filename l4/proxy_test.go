@@ -156,6 +156,61 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	return f
 }
 
+// serveProxy starts a proxy over reg, with a fresh affinity table, on the
+// engine the tests are running (see portableEngine); configure, when not
+// nil, adjusts it first. It returns the proxy's address and closes it when
+// the test ends.
+func serveProxy(t testing.TB, reg *backend.Registry, configure func(p *Proxy)) string {
+	t.Helper()
+	table := affinity.New(affinity.Options{})
+	t.Cleanup(table.Close)
+	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Table: table, goroutines: portableEngine}
+	if configure != nil {
+		configure(p)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ln) }()
+	t.Cleanup(func() {
+		p.Close()
+		<-served
+	})
+	return ln.Addr().String()
+}
+
+// oneShotBackend accepts one connection, writes reply, then waits until
+// the test ends (or the client closes) before closing; it returns its
+// address.
+func oneShotBackend(t testing.TB, reply func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		close(done)
+		ln.Close()
+	})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		reply(c)
+		go func() {
+			<-done
+			c.Close()
+		}()
+		io.Copy(io.Discard, c)
+	}()
+	return ln.Addr().String()
+}
+
 // newRegistry returns a registry of one backend "app-01" at addr.
 func newRegistry(t testing.TB, addr string) *backend.Registry {
 	t.Helper()
@@ -336,18 +391,9 @@ func TestHalfCloseDeliversWholeReply(t *testing.T) {
 			}()
 		}
 	}()
-	reg := newRegistry(t, ln.Addr().String())
-	table := affinity.New(affinity.Options{})
-	defer table.Close()
-	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Table: table, goroutines: portableEngine}
-	pl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(pl)
-	defer p.Close()
+	addr := serveProxy(t, newRegistry(t, ln.Addr().String()), nil)
 
-	c := dialFrom(t, "127.0.0.10", pl.Addr().String())
+	c := dialFrom(t, "127.0.0.10", addr)
 	defer c.Close()
 	if _, err := c.Write([]byte("hello, half-closed world")); err != nil {
 		t.Fatal(err)
