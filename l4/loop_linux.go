@@ -33,8 +33,7 @@ import (
 // The loop's state belongs to its goroutine alone; other goroutines reach
 // it only through the proxy's stopping and aborting flags and wake.
 type eventLoop struct {
-	p    *Proxy
-	done chan struct{} // closed when run returns
+	p *Proxy
 
 	epfd   int
 	lnfd   int // -1 once closed
@@ -47,6 +46,9 @@ type eventLoop struct {
 	// back on return, which on one core costs more than the proxying.
 	poller   *os.File
 	pollerRC syscall.RawConn
+	pollFn   func(uintptr) bool // l.pollOnce
+	ready0   int                // what the last pollOnce found
+	pollErr  error
 	deadline int64 // the poller's read deadline, as loop time; 0 for none
 
 	eps      []*endpoint // by descriptor
@@ -105,7 +107,6 @@ func (p *Proxy) newEventLoop(ln net.Listener) (*eventLoop, error) {
 	}
 	l := &eventLoop{
 		p:       p,
-		done:    make(chan struct{}),
 		epfd:    -1,
 		lnfd:    -1,
 		wakefd:  -1,
@@ -167,6 +168,7 @@ func (l *eventLoop) open(ln *net.TCPListener) error {
 	if l.pollerRC, err = l.poller.SyscallConn(); err != nil {
 		return fmt.Errorf("epoll: %w", err)
 	}
+	l.pollFn = l.pollOnce
 	return nil
 }
 
@@ -176,26 +178,35 @@ func (l *eventLoop) wait(timeout int) (int, error) {
 	if timeout == 0 {
 		return l.poll()
 	}
-	if d := l.now + int64(timeout)*int64(time.Millisecond); timeout < 0 && l.deadline != 0 {
-		l.deadline = 0
-		l.poller.SetReadDeadline(time.Time{})
-	} else if timeout > 0 && d != l.deadline {
-		l.deadline = d
-		l.poller.SetReadDeadline(l.start.Add(time.Duration(d)))
+	var until int64 // the poller's deadline in loop time; 0 for none
+	if timeout > 0 {
+		until = l.now + int64(timeout)*int64(time.Millisecond)
 	}
-	var n int
-	var err error
-	rerr := l.pollerRC.Read(func(uintptr) bool {
-		n, err = l.poll()
-		return n != 0 || err != nil
-	})
+	if until != l.deadline {
+		l.deadline = until
+		if until == 0 {
+			l.poller.SetReadDeadline(time.Time{})
+		} else {
+			l.poller.SetReadDeadline(l.start.Add(time.Duration(until)))
+		}
+	}
+	l.ready0, l.pollErr = 0, nil
+	rerr := l.pollerRC.Read(l.pollFn)
 	if errors.Is(rerr, os.ErrDeadlineExceeded) {
 		return 0, nil
 	}
 	if rerr != nil {
 		return 0, rerr
 	}
-	return n, err
+	return l.ready0, l.pollErr
+}
+
+// pollOnce is what the runtime's poller calls while the loop waits: it
+// reports true once events are ready (or polling failed), and false to
+// wait on. Bound once as pollFn, so that a wait allocates nothing.
+func (l *eventLoop) pollOnce(uintptr) bool {
+	l.ready0, l.pollErr = l.poll()
+	return l.ready0 != 0 || l.pollErr != nil
 }
 
 // wake makes the loop return from epoll_wait and look at the proxy's
@@ -219,13 +230,14 @@ func (l *eventLoop) poll() (int, error) {
 // run serves until the proxy is shut down (returning ErrProxyClosed) or
 // the loop fails.
 func (l *eventLoop) run() (err error) {
-	defer close(l.done)
 	if !l.p.addLoop(l) {
 		l.closeFDs()
 		return ErrProxyClosed
 	}
 	// Leave the proxy's set before closing the wake-up descriptor, which
-	// wakeLoops writes to under the same lock.
+	// wakeLoops writes to under the same lock, and tell Shutdown and
+	// Close only once every descriptor is closed.
+	defer l.p.running.Done()
 	defer l.closeFDs()
 	defer l.p.removeLoop(l)
 	for {

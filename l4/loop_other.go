@@ -6,7 +6,7 @@ import "net"
 
 // eventLoop exists on Linux only; elsewhere every connection has its own
 // goroutine.
-type eventLoop struct{ done chan struct{} }
+type eventLoop struct{}
 
 func (p *Proxy) newEventLoop(net.Listener) (*eventLoop, error) { return nil, nil }
 

@@ -59,9 +59,10 @@ type Proxy struct {
 	// The event loops serving listeners (one per Serve call), and the
 	// requests they act on when woken.
 	mu       sync.Mutex
-	loops    map[*eventLoop]struct{}
-	stopping atomic.Bool // stop accepting; end once connections have
-	aborting atomic.Bool // close every connection now
+	loops    map[*eventLoop]struct{} // to wake
+	running  sync.WaitGroup          // one per loop, until its descriptors are closed
+	stopping atomic.Bool             // stop accepting; end once connections have
+	aborting atomic.Bool             // close every connection now
 }
 
 func (p *Proxy) logger() *slog.Logger {
@@ -94,6 +95,8 @@ func (p *Proxy) setup() {
 // On Linux, when ln is a TCP listener and every backend address is an IP
 // literal, one event loop in the calling goroutine serves every connection
 // of ln (see eventLoop); otherwise each connection gets its own goroutine.
+// The event loop takes ln's socket over at once: ln itself is closed when
+// the loop starts, and the socket when Serve returns.
 func (p *Proxy) Serve(ln net.Listener) error {
 	if p.Registry == nil || p.Selector == nil || p.Table == nil {
 		ln.Close()
@@ -119,20 +122,20 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.stopping.Store(true)
 	p.wakeLoops()
 	err := p.loop.Shutdown(ctx)
-	for _, l := range p.liveLoops() {
-		select {
-		case <-l.done:
-			continue
-		case <-ctx.Done():
-		}
-		p.aborting.Store(true)
-		p.wakeLoops()
-		for _, l := range p.liveLoops() {
-			<-l.done
-		}
-		return ctx.Err()
+	done := make(chan struct{})
+	go func() {
+		p.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return err
+	case <-ctx.Done():
 	}
-	return err
+	p.aborting.Store(true)
+	p.wakeLoops()
+	<-done
+	return ctx.Err()
 }
 
 // Close stops accepting and closes every open connection at once, returning
@@ -143,13 +146,13 @@ func (p *Proxy) Close() error {
 	p.aborting.Store(true)
 	p.wakeLoops()
 	err := p.loop.Close()
-	for _, l := range p.liveLoops() {
-		<-l.done
-	}
+	p.running.Wait()
 	return err
 }
 
-// addLoop registers a new event loop, unless the proxy is stopping.
+// addLoop registers a new event loop, unless the proxy is stopping. A loop
+// added here is one that Shutdown and Close, which set stopping before
+// they wake the loops (under the same lock), will wait for.
 func (p *Proxy) addLoop(l *eventLoop) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -160,24 +163,15 @@ func (p *Proxy) addLoop(l *eventLoop) bool {
 		p.loops = make(map[*eventLoop]struct{})
 	}
 	p.loops[l] = struct{}{}
+	p.running.Add(1)
 	return true
 }
 
+// removeLoop takes l out of the set that wakeLoops writes to.
 func (p *Proxy) removeLoop(l *eventLoop) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.loops, l)
-}
-
-// liveLoops returns the event loops running now.
-func (p *Proxy) liveLoops() []*eventLoop {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	ls := make([]*eventLoop, 0, len(p.loops))
-	for l := range p.loops {
-		ls = append(ls, l)
-	}
-	return ls
 }
 
 // wakeLoops makes every event loop look at stopping and aborting.

@@ -3,6 +3,8 @@
 package l4
 
 import (
+	"context"
+	"log/slog"
 	"net/netip"
 
 	"golang.org/x/sys/unix"
@@ -125,7 +127,7 @@ func (l *eventLoop) dial(s *session) {
 // dialFailed ends the dial in progress (refused, reset, or past the
 // connect timeout) and moves on to the next backend.
 func (l *eventLoop) dialFailed(s *session, err error) {
-	l.connecting.remove(s)
+	unlink(s)
 	l.forget(&s.server)
 	b := s.b
 	s.b = nil
@@ -144,7 +146,11 @@ func (l *eventLoop) failed(s *session, b *backend.Backend, err error) {
 
 // refuse closes a client no backend took.
 func (l *eventLoop) refuse(s *session) {
-	l.p.logger().Debug("client refused", "client", s.addr.String(), "error", refused(s.lastErr))
+	// In an outage every client is refused: build the line only when it
+	// is logged.
+	if lg := l.p.logger(); lg.Enabled(context.Background(), slog.LevelDebug) {
+		lg.Debug("client refused", "client", s.addr.String(), "error", refused(s.lastErr))
+	}
 	l.closeSession(s)
 }
 
@@ -183,7 +189,7 @@ func (l *eventLoop) event(fd int, gen uint32, ev uint32) {
 		if ev&unix.EPOLLOUT == 0 {
 			return
 		}
-		l.connecting.remove(s)
+		unlink(s)
 		s.relaying = true
 		s.last = l.now
 		l.active.pushBack(s)
@@ -339,7 +345,7 @@ func (l *eventLoop) pump(s *session, d, other *direction) (more, ok bool) {
 func (l *eventLoop) touch(s *session) {
 	if l.idle > 0 && s.last != l.now {
 		s.last = l.now
-		l.active.remove(s)
+		unlink(s)
 		l.active.pushBack(s)
 	}
 }
@@ -483,9 +489,6 @@ func (q *list) pushBack(s *session) {
 	q.root.prev.next = s
 	q.root.prev = s
 }
-
-// remove takes s off q; s must be on q, or on no list.
-func (q *list) remove(s *session) { unlink(s) }
 
 // unlink takes s off whichever list it is on.
 func unlink(s *session) {

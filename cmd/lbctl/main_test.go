@@ -176,7 +176,7 @@ id = "app-02"
 address = %q
 `, listen, echoBackend(t, "app-01"), echoBackend(t, "app-02")))
 	cmd := lbctl(t, "serve", "--config", path, "--grace", "5s")
-	var stderr bytes.Buffer
+	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -279,18 +279,23 @@ address = %q
 		c.SetDeadline(time.Time{})
 		return c, nil
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := greet()
-		if err == nil {
-			c.Close()
-			break
+	// servedWithin fails the test unless a client is served within d.
+	servedWithin := func(d time.Duration, when string) {
+		t.Helper()
+		deadline := time.Now().Add(d)
+		for {
+			c, err := greet()
+			if err == nil {
+				c.Close()
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no client served on %s %s: %v\n%s", listen, when, err, stderr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lbctl never served on %s: %v\n%s", listen, err, stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	servedWithin(10*time.Second, "after start")
 	// 40 clients need more descriptors than lbctl has. Whether accept or
 	// the backend's socket runs out, the log says so (a refused client at
 	// debug level).
@@ -310,7 +315,7 @@ address = %q
 	if len(open) < 10 || len(open) == 40 {
 		t.Fatalf("%d of 40 clients served with %d descriptors, want some but not all\n%s", len(open), limit, stderr.String())
 	}
-	deadline = time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(stderr.String(), "too many open files") {
 		if time.Now().After(deadline) {
 			t.Fatalf("running out of descriptors was not logged\n%s", stderr.String())
@@ -332,18 +337,7 @@ address = %q
 	open = nil
 	// Descriptors are free again: a new client is served within the
 	// backoff (at most a second).
-	deadline = time.Now().Add(5 * time.Second)
-	for {
-		c, err := greet()
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not served after descriptors were freed: %v\n%s", err, stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	servedWithin(5*time.Second, "after descriptors were freed")
 	return stderr.String()
 }
 
