@@ -15,7 +15,12 @@ import (
 // could be framed two ways by two parsers (request smuggling): bare CR or LF, line
 // folding, whitespace before a colon, control bytes in a value, conflicting or
 // malformed Content-Length, any Transfer-Encoding but a single "chunked", and both
-// at once.
+// at once. It also rejects what could be routed two ways: a request target that is
+// not one of the forms of RFC 9112 3.2, and a Host that is not an authority.
+//
+// Framing and Host are what the parser says they are, never fields to forward:
+// the proxy writes Content-Length, Transfer-Encoding and Host from the parsed
+// head (see forward.go), so no Connection option can remove them.
 
 // maxFields is the most field lines a head may carry; one more is a 431 for a
 // request (a 502 for a response).
@@ -27,14 +32,17 @@ type field struct{ name, value []byte }
 
 // requestHead is a parsed request head. Its slices point into the parsed bytes.
 type requestHead struct {
-	method, target, proto []byte  // proto is "HTTP/1.1" or "HTTP/1.0"
-	fields                []field // in arrival order, every field
-	contentLength         int64   // -1 when absent
-	chunked               bool    // Transfer-Encoding: chunked
-	close                 bool    // the client asked to close after this exchange: "Connection: close", or HTTP/1.0 without "Connection: keep-alive"
-	upgrade               bool    // a Connection token "upgrade" AND an Upgrade field are present (HTTP/1.1 only)
-	expectContinue        bool    // Expect: 100-continue (case-insensitive; HTTP/1.1 only, RFC 9110 10.1.1)
-	host                  []byte  // the Host field value
+	method, proto  []byte  // proto is "HTTP/1.0", "HTTP/1.1", or a later HTTP/1.x served as 1.1
+	target         []byte  // in origin-form ("/p?q"), or "*" for OPTIONS; see slash
+	slash          bool    // the target of an absolute-form request had an empty path: forward "/" before target
+	fields         []field // in arrival order, every field
+	contentLength  int64   // -1 when absent
+	chunked        bool    // Transfer-Encoding: chunked
+	close          bool    // the client asked to close after this exchange: "Connection: close", or HTTP/1.0 without "Connection: keep-alive"
+	upgrade        bool    // a Connection token "upgrade" AND an Upgrade field are present (HTTP/1.1 only)
+	expectContinue bool    // Expect: 100-continue (case-insensitive; HTTP/1.1 only, RFC 9110 10.1.1)
+	host           []byte  // the authority the request is for: an absolute-form target's, else the Host field's; nil without either (HTTP/1.0)
+	upgradeValue   []byte  // the Upgrade field value, when upgrade is set
 }
 
 // responseHead is a parsed response head. Its slices point into the parsed bytes.
@@ -46,9 +54,11 @@ type responseHead struct {
 	status        int    // 100..599
 	reason        []byte // may be empty
 	fields        []field
-	contentLength int64 // -1 when absent
-	chunked       bool
-	close         bool // "Connection: close", HTTP/1.0 without keep-alive, or a body that runs until close
+	contentLength int64  // -1 when absent
+	chunked       bool   // chunked is the final transfer coding, and the only chunked
+	te            []byte // the Transfer-Encoding field value (its codings), nil when absent
+	upgrade       []byte // the Upgrade field value, nil when absent
+	close         bool   // "Connection: close", HTTP/1.0 without keep-alive, or a body that runs until close
 }
 
 // headError is a rejected head: status is the HTTP status to answer with
@@ -119,10 +129,14 @@ func headEnd(b []byte, from int) int {
 }
 
 // parseRequestHead parses b, exactly one complete request head ending in
-// CRLF CRLF, into h (reset first). On error, the error is a *headError and h holds
-// a partial parse that must not be used.
+// CRLF CRLF, into h (reset first). Empty lines before the request line are
+// skipped (RFC 9112 2.2). On error, the error is a *headError and h holds a
+// partial parse that must not be used.
 func parseRequestHead(b []byte, h *requestHead) error {
 	h.reset()
+	for len(b) >= 2 && b[0] == '\r' && b[1] == '\n' {
+		b = b[2:]
+	}
 	line, pos, err := headFirstLine(b, 400, "request line")
 	if err != nil {
 		return err
@@ -144,9 +158,6 @@ func parseRequestHead(b []byte, h *requestHead) error {
 	if !headIsToken(h.method) {
 		return headReject(400, "invalid method")
 	}
-	if !headIsTarget(h.target) {
-		return headReject(400, "invalid request target")
-	}
 	http10, status := headVersion(h.proto)
 	switch status {
 	case 0:
@@ -154,6 +165,15 @@ func parseRequestHead(b []byte, h *requestHead) error {
 		return headReject(505, "unsupported HTTP version")
 	default:
 		return headReject(400, "malformed HTTP version")
+	}
+	if string(h.method) == "CONNECT" {
+		// lbctl is a reverse proxy: it opens no tunnels to where a client
+		// asks.
+		return headReject(501, "CONNECT is not supported")
+	}
+	authority, reason := h.parseTarget()
+	if reason != "" {
+		return headReject(400, reason)
 	}
 
 	var fr headFraming
@@ -175,18 +195,149 @@ func parseRequestHead(b []byte, h *requestHead) error {
 	}
 	h.chunked = fr.teFields == 1
 
+	// RFC 9112 3.2: a request without Host (HTTP/1.1), with more than one,
+	// or with one that is not an authority, is a 400. The authority of an
+	// absolute-form target replaces Host (RFC 9112 3.2.2).
 	switch {
 	case fr.hostFields > 1:
 		return headReject(400, "multiple Host fields")
 	case fr.hostFields == 0 && !http10:
 		return headReject(400, "missing Host field in an HTTP/1.1 request")
+	case fr.hostFields == 1 && !headValidHost(fr.host):
+		return headReject(400, "invalid Host field")
 	}
 	h.host = fr.host
+	if authority != nil {
+		h.host = authority
+	}
 
 	h.close = fr.connClose || http10 && !fr.connKeepAlive
 	h.upgrade = !http10 && fr.connUpgrade && fr.upgradeField
+	if h.upgrade {
+		h.upgradeValue = fr.upgrade
+	}
 	h.expectContinue = !http10 && fr.expectContinue
 	return nil
+}
+
+// asterisk is the target of a server-wide OPTIONS request.
+var asterisk = []byte("*")
+
+// parseTarget checks h.target against the forms of RFC 9112 3.2 and leaves it
+// in the form lbctl forwards. Origin-form ("/path?query") stays as it is; "*"
+// is accepted for OPTIONS only; an absolute-form target ("http://host/path")
+// is reduced to its path and query, and its authority is returned to replace
+// Host. Authority-form is CONNECT's, which the caller has refused already.
+// reason says why a target is refused.
+func (h *requestHead) parseTarget() (authority []byte, reason string) {
+	t := h.target
+	if !headIsTarget(t) {
+		return nil, "invalid request target"
+	}
+	if bytes.IndexByte(t, '#') >= 0 {
+		return nil, "fragment in request target"
+	}
+	switch {
+	case t[0] == '/':
+		return nil, ""
+	case len(t) == 1 && t[0] == '*':
+		if string(h.method) != "OPTIONS" {
+			return nil, "asterisk-form request target on a method other than OPTIONS"
+		}
+		return nil, ""
+	}
+	rest, ok := cutHTTPScheme(t)
+	if !ok {
+		return nil, "request target is neither origin-form nor an http(s) absolute-form"
+	}
+	end := len(rest)
+	if i := bytes.IndexAny(rest, "/?"); i >= 0 {
+		end = i
+	}
+	authority, path := rest[:end], rest[end:]
+	if bytes.IndexByte(authority, '@') >= 0 {
+		return nil, "userinfo in request target"
+	}
+	if !headValidHost(authority) {
+		return nil, "invalid authority in request target"
+	}
+	switch {
+	case len(path) > 0 && path[0] == '/':
+	case len(path) == 0 && string(h.method) == "OPTIONS":
+		path = asterisk
+	default:
+		h.slash = true // RFC 9112 3.2.1: an empty path is sent as "/"
+	}
+	h.target = path
+	return authority, ""
+}
+
+// cutHTTPScheme removes a leading "http://" or "https://" (scheme in any
+// case) from t.
+func cutHTTPScheme(t []byte) (rest []byte, ok bool) {
+	for _, scheme := range [...]string{"http://", "https://"} {
+		if len(t) >= len(scheme) && asciiEqualFold(t[:len(scheme)], scheme) {
+			return t[len(scheme):], true
+		}
+	}
+	return nil, false
+}
+
+// headValidHost reports whether v is uri-host [":" port] (RFC 9110 7.2,
+// RFC 3986 3.2.2): an IP literal in brackets, or a reg-name (which includes
+// IPv4 addresses) of unreserved characters, sub-delims and percent-encoded
+// octets; the port is up to five digits. An empty value is refused: lbctl
+// needs an authority to forward the request with.
+func headValidHost(v []byte) bool {
+	i := 0
+	if len(v) > 0 && v[0] == '[' {
+		j := bytes.IndexByte(v, ']')
+		if j < 2 {
+			return false
+		}
+		for _, c := range v[1:j] {
+			if !headIsHex(c) && c != ':' && c != '.' {
+				return false
+			}
+		}
+		i = j + 1
+	} else {
+		for i < len(v) && v[i] != ':' {
+			switch c := v[i]; {
+			case headRegName[c]:
+				i++
+			case c == '%' && i+2 < len(v) && headIsHex(v[i+1]) && headIsHex(v[i+2]):
+				i += 3
+			default:
+				return false
+			}
+		}
+		if i == 0 {
+			return false
+		}
+	}
+	if i == len(v) {
+		return true
+	}
+	port := v[i+1:]
+	if v[i] != ':' || len(port) > 5 {
+		return false
+	}
+	for _, c := range port {
+		if !headIsDigit(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// headBlank reports whether b, a head as readHead returns it, holds only empty
+// lines: what a client may send between requests (RFC 9112 2.2).
+func headBlank(b []byte) bool {
+	for len(b) >= 2 && b[0] == '\r' && b[1] == '\n' {
+		b = b[2:]
+	}
+	return len(b) == 0
 }
 
 // parseResponseHead parses b, exactly one complete response head ending in
@@ -230,6 +381,9 @@ func parseResponseHead(b []byte, h *responseHead) error {
 
 	h.contentLength = fr.contentLength
 	h.close = fr.connClose || http10 && !fr.connKeepAlive
+	if fr.upgradeField {
+		h.upgrade = fr.upgrade
+	}
 	if fr.teFields > 0 {
 		switch {
 		case fr.contentLength >= 0:
@@ -238,7 +392,13 @@ func parseResponseHead(b []byte, h *responseHead) error {
 			// RFC 9112 6.1: the framing of an HTTP/1.0 message with
 			// Transfer-Encoding is faulty.
 			return headReject(502, "Transfer-Encoding in an HTTP/1.0 response")
+		case fr.teFields > 1:
+			return headReject(502, "multiple Transfer-Encoding fields in response")
+		case headCountToken(fr.teValue, "chunked") > 1:
+			// RFC 9112 6.1: chunked is applied at most once.
+			return headReject(502, "chunked applied more than once in response")
 		}
+		h.te = fr.teValue
 		// RFC 9112 6.3: chunked must be the final coding, or the body runs
 		// until the server closes.
 		h.chunked = asciiEqualFold(fr.teLast, "chunked")
@@ -295,6 +455,7 @@ type headFraming struct {
 	connKeepAlive  bool
 	connUpgrade    bool
 	upgradeField   bool
+	upgrade        []byte // the value of the last Upgrade field
 	expectContinue bool
 }
 
@@ -398,6 +559,7 @@ func (fr *headFraming) add(f *field) string {
 	case 7:
 		if asciiEqualFold(f.name, "upgrade") {
 			fr.upgradeField = true
+			fr.upgrade = f.value
 		}
 	case 10:
 		if asciiEqualFold(f.name, "connection") {
@@ -444,8 +606,10 @@ func headContentLength(v []byte) (int64, bool) {
 	return n, true
 }
 
-// headVersion checks an HTTP-version. status is 0 for HTTP/1.1 and HTTP/1.0,
-// 505 for another well-formed HTTP/d.d, 400 for anything else.
+// headVersion checks an HTTP-version. status is 0 for HTTP/1.0 and HTTP/1.1,
+// and for a later HTTP/1.x, which is served as HTTP/1.1 (RFC 9110 2.5: a minor
+// version above the highest implemented is treated as that one); 505 for
+// another well-formed HTTP/d.d; 400 for anything else.
 func headVersion(p []byte) (http10 bool, status int) {
 	switch string(p) { // no allocation: the conversion only feeds the comparison
 	case "HTTP/1.1":
@@ -454,6 +618,9 @@ func headVersion(p []byte) (http10 bool, status int) {
 		return true, 0
 	}
 	if len(p) == 8 && string(p[:5]) == "HTTP/" && headIsDigit(p[5]) && p[6] == '.' && headIsDigit(p[7]) {
+		if p[5] == '1' {
+			return false, 0
+		}
 		return false, 505
 	}
 	return false, 400
@@ -477,7 +644,12 @@ func asciiEqualFold(b []byte, s string) bool {
 
 // hasToken reports whether the comma-separated list v contains token tok
 // (case-insensitive, OWS around elements ignored).
-func hasToken(v []byte, tok string) bool {
+func hasToken(v []byte, tok string) bool { return headCountToken(v, tok) > 0 }
+
+// headCountToken counts the elements of the comma-separated list v that equal
+// tok (case-insensitive, OWS around elements ignored).
+func headCountToken(v []byte, tok string) int {
+	n := 0
 	for len(v) > 0 {
 		elem := v
 		if i := bytes.IndexByte(v, ','); i >= 0 {
@@ -486,10 +658,10 @@ func hasToken(v []byte, tok string) bool {
 			v = nil
 		}
 		if asciiEqualFold(headTrimOWS(elem), tok) {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 // headLastElement returns the last non-empty element of the comma-separated list
@@ -583,6 +755,26 @@ func headIsTarget(b []byte) bool {
 }
 
 func headIsDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func headIsHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// headRegName holds the bytes of a reg-name other than percent-encoding:
+// unreserved and sub-delims (RFC 3986 3.2.2).
+var headRegName = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "-._~!$&'()*+,;=" {
+		t[c] = true
+	}
+	return t
+}()
 
 // headTchar holds the bytes of an RFC 9110 token (tchar).
 var headTchar = func() (t [256]bool) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -34,7 +35,7 @@ func FuzzParseRequestHead(f *testing.F) {
 			if !errors.As(err, &he) {
 				t.Fatalf("error %v is not a *headError", err)
 			}
-			if !slices.Contains([]int{400, 431, 505}, he.status) || he.reason == "" {
+			if !slices.Contains([]int{400, 431, 501, 505}, he.status) || he.reason == "" {
 				t.Fatalf("error %v: status %d, reason %q", err, he.status, he.reason)
 			}
 			return
@@ -42,17 +43,27 @@ func FuzzParseRequestHead(f *testing.F) {
 		if n := headEnd(b, 0); n != len(b) {
 			t.Fatalf("accepted a head of %d bytes, but headEnd = %d", len(b), n)
 		}
-		if !headIsToken(h.method) || !headIsTarget(h.target) {
+		if !headIsToken(h.method) || !headIsTarget(h.target) && !h.slash {
 			t.Fatalf("accepted method %q, target %q", h.method, h.target)
 		}
-		if p := string(h.proto); p != "HTTP/1.1" && p != "HTTP/1.0" {
-			t.Fatalf("accepted proto %q", p)
+		http10 := string(h.proto) == "HTTP/1.0"
+		if _, status := headVersion(h.proto); status != 0 {
+			t.Fatalf("accepted proto %q", h.proto)
+		}
+		if string(h.method) == "CONNECT" {
+			t.Fatalf("accepted CONNECT")
+		}
+		if h.slash && len(h.target) > 0 && h.target[0] != '?' || !h.slash && h.target[0] != '/' && string(h.target) != "*" {
+			t.Fatalf("accepted target %q (slash %v): not origin-form", h.target, h.slash)
+		}
+		if h.host != nil && !headValidHost(h.host) || h.host == nil && !http10 {
+			t.Fatalf("accepted host %q in an %s request", h.host, h.proto)
 		}
 		hosts := headCheckFields(t, h.fields, h.contentLength, h.chunked)
-		if hosts > 1 || hosts == 0 && string(h.proto) == "HTTP/1.1" {
+		if hosts > 1 || hosts == 0 && !http10 {
 			t.Fatalf("accepted %d Host fields in an %s request", hosts, h.proto)
 		}
-		if h.chunked && string(h.proto) != "HTTP/1.1" {
+		if h.chunked && http10 {
 			t.Fatalf("accepted chunked in an %s request", h.proto)
 		}
 		headCompareRequest(t, b, &h)
@@ -184,8 +195,20 @@ func headCompareRequest(t *testing.T, b []byte, h *requestHead) {
 	if req.Close != h.close {
 		t.Fatalf("close %v, net/http says %v", h.close, req.Close)
 	}
-	if req.Method != string(h.method) || req.RequestURI != string(h.target) {
-		t.Fatalf("%q %q, net/http says %q %q", h.method, h.target, req.Method, req.RequestURI)
+	// An absolute-form target is forwarded in origin-form, for the
+	// authority it names.
+	target, path := string(h.target), string(h.target)
+	switch {
+	case h.slash:
+		target = "/" + target
+	case target == "*" && req.RequestURI != "*":
+		path = "" // absolute-form OPTIONS with an empty path
+	}
+	if req.Method != string(h.method) || req.RequestURI != target && !strings.HasSuffix(req.RequestURI, "://"+req.Host+path) {
+		t.Fatalf("%q %q, net/http says %q %q", h.method, target, req.Method, req.RequestURI)
+	}
+	if req.Host != string(h.host) {
+		t.Fatalf("host %q, net/http says %q", h.host, req.Host)
 	}
 }
 

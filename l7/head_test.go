@@ -29,6 +29,7 @@ func headRequest(requestLine string, fields ...string) string {
 // headRequestSummary is what a test checks of an accepted request head.
 type headRequestSummary struct {
 	method, target, proto, host     string
+	slash                           bool
 	fields                          int
 	contentLength                   int64
 	chunked, close, upgrade, expect bool
@@ -36,7 +37,7 @@ type headRequestSummary struct {
 
 func headSummarizeRequest(h *requestHead) headRequestSummary {
 	return headRequestSummary{
-		method: string(h.method), target: string(h.target), proto: string(h.proto), host: string(h.host),
+		method: string(h.method), target: string(h.target), slash: h.slash, proto: string(h.proto), host: string(h.host),
 		fields: len(h.fields), contentLength: h.contentLength,
 		chunked: h.chunked, close: h.close, upgrade: h.upgrade, expect: h.expectContinue,
 	}
@@ -73,14 +74,28 @@ var headRequestCases = []struct {
 		want: headRequestSummary{method: "GET", target: "/assets/app.js?v=3", proto: "HTTP/1.1", host: "shop.example.com", fields: 12, contentLength: -1}},
 	{name: "obs-text in value", in: headRequest("GET / HTTP/1.1", "Host: a", "X-Name: caf\xc3\xa9 \xff\x80"),
 		want: headRequestSummary{method: "GET", target: "/", proto: "HTTP/1.1", host: "a", fields: 2, contentLength: -1}},
-	{name: "absolute-form target", in: headRequest("GET http://example.com:8080/a/b?c=d&e=%20 HTTP/1.1", "Host: example.com:8080"),
-		want: headRequestSummary{method: "GET", target: "http://example.com:8080/a/b?c=d&e=%20", proto: "HTTP/1.1", host: "example.com:8080", fields: 1, contentLength: -1}},
+	{name: "absolute-form target becomes origin-form", in: headRequest("GET http://example.com:8080/a/b?c=d&e=%20 HTTP/1.1", "Host: example.com:8080"),
+		want: headRequestSummary{method: "GET", target: "/a/b?c=d&e=%20", proto: "HTTP/1.1", host: "example.com:8080", fields: 1, contentLength: -1}},
+	{name: "absolute-form authority replaces Host", in: headRequest("GET HTTPS://b/x HTTP/1.1", "Host: a"),
+		want: headRequestSummary{method: "GET", target: "/x", proto: "HTTP/1.1", host: "b", fields: 1, contentLength: -1}},
+	{name: "absolute-form with an empty path", in: headRequest("GET http://b?q=1 HTTP/1.1", "Host: b"),
+		want: headRequestSummary{method: "GET", target: "?q=1", slash: true, proto: "HTTP/1.1", host: "b", fields: 1, contentLength: -1}},
+	{name: "absolute-form OPTIONS with an empty path", in: headRequest("OPTIONS http://b:81 HTTP/1.1", "Host: b:81"),
+		want: headRequestSummary{method: "OPTIONS", target: "*", proto: "HTTP/1.1", host: "b:81", fields: 1, contentLength: -1}},
+	{name: "absolute-form in HTTP/1.0 gives the Host", in: headRequest("GET http://b/ HTTP/1.0"),
+		want: headRequestSummary{method: "GET", target: "/", proto: "HTTP/1.0", host: "b", contentLength: -1, close: true}},
+	{name: "Host with IPv6 literal and port", in: headRequest("GET / HTTP/1.1", "Host: [::1]:8080"),
+		want: headRequestSummary{method: "GET", target: "/", proto: "HTTP/1.1", host: "[::1]:8080", fields: 1, contentLength: -1}},
+	{name: "Host with sub-delims and percent-encoding", in: headRequest("GET / HTTP/1.1", "Host: a-b.c_d~e!$&'()*+,;=%41:"),
+		want: headRequestSummary{method: "GET", target: "/", proto: "HTTP/1.1", host: "a-b.c_d~e!$&'()*+,;=%41:", fields: 1, contentLength: -1}},
+	{name: "leading empty line", in: "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		want: headRequestSummary{method: "GET", target: "/", proto: "HTTP/1.1", host: "a", fields: 1, contentLength: -1}},
+	{name: "HTTP/1.2 is served as HTTP/1.1", in: headRequest("GET / HTTP/1.2", "Host: a"),
+		want: headRequestSummary{method: "GET", target: "/", proto: "HTTP/1.2", host: "a", fields: 1, contentLength: -1}},
 	{name: "OPTIONS asterisk", in: headRequest("OPTIONS * HTTP/1.1", "Host: a"),
 		want: headRequestSummary{method: "OPTIONS", target: "*", proto: "HTTP/1.1", host: "a", fields: 1, contentLength: -1}},
-	{name: "CONNECT authority-form", in: headRequest("CONNECT example.com:443 HTTP/1.1", "Host: example.com:443"),
-		want: headRequestSummary{method: "CONNECT", target: "example.com:443", proto: "HTTP/1.1", host: "example.com:443", fields: 1, contentLength: -1}},
-	{name: "extension method", in: headRequest("M-SEARCH * HTTP/1.1", "Host: a"),
-		want: headRequestSummary{method: "M-SEARCH", target: "*", proto: "HTTP/1.1", host: "a", fields: 1, contentLength: -1}},
+	{name: "extension method", in: headRequest("PROPFIND /d HTTP/1.1", "Host: a"),
+		want: headRequestSummary{method: "PROPFIND", target: "/d", proto: "HTTP/1.1", host: "a", fields: 1, contentLength: -1}},
 	{name: "HTTP/1.0 without Host closes", in: headRequest("GET / HTTP/1.0"),
 		want: headRequestSummary{method: "GET", target: "/", proto: "HTTP/1.0", contentLength: -1, close: true}},
 	{name: "HTTP/1.0 keep-alive", in: headRequest("GET / HTTP/1.0", "Host: a", "Connection: Keep-Alive"),
@@ -119,8 +134,6 @@ var headRequestCases = []struct {
 		want: headRequestSummary{method: "POST", target: "/f", proto: "HTTP/1.1", host: "a", fields: 2, contentLength: -1, chunked: true}},
 	{name: "Chunked in capitals with OWS", in: headRequest("POST /f HTTP/1.1", "Host: a", "transfer-encoding:\t CHUNKED \t"),
 		want: headRequestSummary{method: "POST", target: "/f", proto: "HTTP/1.1", host: "a", fields: 2, contentLength: -1, chunked: true}},
-	{name: "empty Host", in: headRequest("GET http://a/ HTTP/1.1", "Host:"),
-		want: headRequestSummary{method: "GET", target: "http://a/", proto: "HTTP/1.1", fields: 1, contentLength: -1}},
 	{name: "empty value and tab inside value", in: headRequest("GET / HTTP/1.1", "Host: a", "X-Empty:", "X-Tab: a\tb  "),
 		want: headRequestSummary{method: "GET", target: "/", proto: "HTTP/1.1", host: "a", fields: 3, contentLength: -1}},
 	{name: "every tchar in a name", in: headRequest("GET / HTTP/1.1", "Host: a", "!#$%&'*+-.^_`|~09azAZ: v"),
@@ -167,8 +180,8 @@ var headRequestCases = []struct {
 	{name: "whitespace before the first field", in: "GET / HTTP/1.1\r\n Host: a\r\n\r\n", status: 400},
 
 	// Request line.
-	{name: "leading empty line", in: "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", status: 400},
 	{name: "empty head", in: "\r\n\r\n", status: 400},
+	{name: "bare LF line before the request line", in: "\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", status: 400},
 	{name: "double SP after method", in: headRequest("GET  / HTTP/1.1", "Host: a"), status: 400},
 	{name: "double SP before version", in: headRequest("GET /  HTTP/1.1", "Host: a"), status: 400},
 	{name: "leading SP", in: headRequest(" GET / HTTP/1.1", "Host: a"), status: 400},
@@ -183,7 +196,6 @@ var headRequestCases = []struct {
 	{name: "control in target", in: headRequest("GET /\x01 HTTP/1.1", "Host: a"), status: 400},
 	{name: "NUL in target", in: headRequest("GET /\x00 HTTP/1.1", "Host: a"), status: 400},
 	{name: "HTTP/2.0", in: headRequest("GET / HTTP/2.0", "Host: a"), status: 505},
-	{name: "HTTP/1.2", in: headRequest("GET / HTTP/1.2", "Host: a"), status: 505},
 	{name: "HTTP/0.9", in: headRequest("GET / HTTP/0.9", "Host: a"), status: 505},
 	{name: "lower-case version", in: headRequest("GET / http/1.1", "Host: a"), status: 400},
 	{name: "HTTP/1.1x", in: headRequest("GET / HTTP/1.1x", "Host: a"), status: 400},
@@ -198,8 +210,39 @@ var headRequestCases = []struct {
 	{name: "non-ASCII name", in: headRequest("GET / HTTP/1.1", "Host: a", "X-\xc3\xa9: b"), status: 400},
 	{name: "101 fields", in: headRequest("GET / HTTP/1.1", append([]string{"Host: a"}, headManyFields(maxFields)...)...), status: 431},
 
+	// Request-target forms (RFC 9112 3.2).
+	{name: "CONNECT authority-form", in: headRequest("CONNECT example.com:443 HTTP/1.1", "Host: example.com:443"), status: 501},
+	{name: "CONNECT origin-form", in: headRequest("CONNECT / HTTP/1.1", "Host: a"), status: 501},
+	{name: "CONNECT hostname", in: headRequest("CONNECT hostname HTTP/1.1", "Host: a"), status: 501},
+	{name: "asterisk on GET", in: headRequest("GET * HTTP/1.1", "Host: a"), status: 400},
+	{name: "asterisk on an extension method", in: headRequest("M-SEARCH * HTTP/1.1", "Host: a"), status: 400},
+	{name: "bang target", in: headRequest("GET ! HTTP/1.1", "Host: a"), status: 400},
+	{name: "relative target", in: headRequest("GET admin HTTP/1.1", "Host: a"), status: 400},
+	{name: "dot-dot target", in: headRequest("GET ../../../../etc/passwd HTTP/1.1", "Host: a"), status: 400},
+	{name: "fragment in absolute-form", in: headRequest("GET http://hostname#frag HTTP/1.1", "Host: hostname"), status: 400},
+	{name: "fragment in origin-form", in: headRequest("GET /a#b HTTP/1.1", "Host: a"), status: 400},
+	{name: "userinfo in absolute-form", in: headRequest("GET http://user@b/ HTTP/1.1", "Host: b"), status: 400},
+	{name: "other scheme", in: headRequest("GET ftp://b/ HTTP/1.1", "Host: b"), status: 400},
+	{name: "absolute-form without authority", in: headRequest("GET http:///x HTTP/1.1", "Host: b"), status: 400},
+	{name: "absolute-form with a bad authority", in: headRequest("GET http://a\"b/ HTTP/1.1", "Host: b"), status: 400},
+	{name: "absolute-form without Host in HTTP/1.1", in: headRequest("GET http://b/ HTTP/1.1"), status: 400},
+
 	// Host.
 	{name: "missing Host", in: headRequest("GET / HTTP/1.1", "X-A: b"), status: 400},
+	{name: "empty Host", in: headRequest("GET / HTTP/1.1", "Host:"), status: 400},
+	{name: "empty Host with absolute-form", in: headRequest("GET http://a/ HTTP/1.1", "Host:"), status: 400},
+	{name: "Host with a space", in: headRequest("GET / HTTP/1.1", "Host: a b"), status: 400},
+	{name: "Host with a path", in: headRequest("GET / HTTP/1.1", "Host: a/../admin"), status: 400},
+	{name: "Host list", in: headRequest("GET / HTTP/1.1", "Host: a, b"), status: 400},
+	{name: "Host with userinfo", in: headRequest("GET / HTTP/1.1", "Host: u@a"), status: 400},
+	{name: "Host with a bad port", in: headRequest("GET / HTTP/1.1", "Host: a:8x"), status: 400},
+	{name: "Host with a long port", in: headRequest("GET / HTTP/1.1", "Host: a:123456"), status: 400},
+	{name: "Host port only", in: headRequest("GET / HTTP/1.1", "Host: :80"), status: 400},
+	{name: "Host with a bad percent-encoding", in: headRequest("GET / HTTP/1.1", "Host: a%4"), status: 400},
+	{name: "Host with an unclosed IP literal", in: headRequest("GET / HTTP/1.1", "Host: [::1"), status: 400},
+	{name: "Host with an empty IP literal", in: headRequest("GET / HTTP/1.1", "Host: []"), status: 400},
+	{name: "Host with bytes after an IP literal", in: headRequest("GET / HTTP/1.1", "Host: [::1]x"), status: 400},
+	{name: "Host with obs-text", in: headRequest("GET / HTTP/1.1", "Host: caf\xc3\xa9"), status: 400},
 	{name: "two Host fields", in: headRequest("GET / HTTP/1.1", "Host: a", "Host: a"), status: 400},
 	{name: "two Host fields in HTTP/1.0", in: headRequest("GET / HTTP/1.0", "Host: a", "host: b"), status: 400},
 
@@ -380,8 +423,8 @@ var headResponseCases = []struct {
 		want: headResponseSummary{proto: "HTTP/1.1", reason: "OK", status: 200, fields: 1, contentLength: -1, chunked: true}},
 	{name: "gzip, chunked", in: headCRLF("HTTP/1.1 200 OK", "Transfer-Encoding: gzip, Chunked"),
 		want: headResponseSummary{proto: "HTTP/1.1", reason: "OK", status: 200, fields: 1, contentLength: -1, chunked: true}},
-	{name: "gzip then chunked in two fields", in: headCRLF("HTTP/1.1 200 OK", "Transfer-Encoding: gzip", "Transfer-Encoding: chunked,"),
-		want: headResponseSummary{proto: "HTTP/1.1", reason: "OK", status: 200, fields: 2, contentLength: -1, chunked: true}},
+	{name: "HTTP/1.2 is read as HTTP/1.1", in: headCRLF("HTTP/1.2 200 OK", "Content-Length: 2"),
+		want: headResponseSummary{proto: "HTTP/1.2", reason: "OK", status: 200, fields: 1, contentLength: 2}},
 	{name: "chunked, gzip runs until close", in: headCRLF("HTTP/1.1 200 OK", "Transfer-Encoding: chunked, gzip"),
 		want: headResponseSummary{proto: "HTTP/1.1", reason: "OK", status: 200, fields: 1, contentLength: -1, close: true}},
 	{name: "gzip runs until close", in: headCRLF("HTTP/1.1 200 OK", "Transfer-Encoding: gzip"),
@@ -406,6 +449,9 @@ var headResponseCases = []struct {
 		want: headResponseSummary{proto: "HTTP/1.1", reason: "OK", status: 200, fields: maxFields, contentLength: -1}},
 
 	{name: "CL+TE", in: headCRLF("HTTP/1.1 200 OK", "Content-Length: 5", "Transfer-Encoding: chunked"), status: 502},
+	{name: "chunked, chunked", in: headCRLF("HTTP/1.1 200 OK", "Transfer-Encoding: chunked, chunked"), status: 502},
+	{name: "chunked twice around gzip", in: headCRLF("HTTP/1.1 200 OK", "Transfer-Encoding: chunked, gzip, Chunked"), status: 502},
+	{name: "two TE fields", in: headCRLF("HTTP/1.1 200 OK", "Transfer-Encoding: gzip", "Transfer-Encoding: chunked"), status: 502},
 	{name: "CL+TE not chunked", in: headCRLF("HTTP/1.1 200 OK", "Transfer-Encoding: gzip", "Content-Length: 5"), status: 502},
 	{name: "two different CL", in: headCRLF("HTTP/1.1 200 OK", "Content-Length: 5", "Content-Length: 6"), status: 502},
 	{name: "Content-Length: +5", in: headCRLF("HTTP/1.1 200 OK", "Content-Length: +5"), status: 502},

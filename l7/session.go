@@ -87,6 +87,7 @@ func (p *Proxy) handle(ac *accept.Conn) {
 	// the accept; later ones within the idle timeout, then the header
 	// timeout from their first byte. Until a request's first byte the
 	// connection counts as idle, so that Shutdown closes it at once.
+	blank := 0 // heads in a row that were only empty lines
 	for first := true; ; first = false {
 		s.in.release()
 		if s.in.buffered() == 0 {
@@ -117,6 +118,16 @@ func (p *Proxy) handle(ac *accept.Conn) {
 			}
 			return
 		}
+		if headBlank(head) {
+			// Empty lines before a request are ignored (RFC 9112 2.2), a
+			// few of them: a client sending nothing else is not one.
+			if blank++; blank > maxBlankHeads {
+				s.reject(400)
+				return
+			}
+			continue
+		}
+		blank = 0
 		if err := parseRequestHead(head, &s.req); err != nil {
 			var he *headError
 			status := 400
@@ -131,6 +142,10 @@ func (p *Proxy) handle(ac *accept.Conn) {
 		}
 	}
 }
+
+// maxBlankHeads is how many heads of empty lines alone a connection may send
+// in a row; each holds at least two.
+const maxBlankHeads = 4
 
 // deadline returns now+d, or no deadline when d is zero.
 func deadline(d time.Duration) time.Time {
