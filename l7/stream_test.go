@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -187,6 +188,52 @@ func memWatch() (stop func() uint64) {
 	return func() uint64 { close(done); wg.Wait(); return peak }
 }
 
+// countingReader counts the bytes read through it into moved.
+type countingReader struct {
+	r     io.Reader
+	moved *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.moved.Add(int64(n))
+	return n, err
+}
+
+// stallWatch returns a context that is cancelled, with the reason as its
+// cause, once moved has stood still for stall: a transfer watched this way
+// fails when it stops, however slowly a busy machine runs it.
+func stallWatch(t *testing.T, moved *atomic.Int64, stall time.Duration) context.Context {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(stop); wg.Wait(); cancel(nil) })
+	wg.Go(func() {
+		tick := time.NewTicker(stall / 20)
+		defer tick.Stop()
+		last, since := moved.Load(), time.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-tick.C:
+				if n := moved.Load(); n != last {
+					last, since = n, now
+				} else if now.Sub(since) >= stall {
+					cancel(fmt.Errorf("no byte moved for %v, after %d bytes", stall, n))
+					return
+				}
+			}
+		}
+	})
+	return ctx
+}
+
+// TestOneGiBStreamsBothWaysInBoundedMemory streams 1 GiB up, then 1 GiB
+// through an echo both ways at once, and holds the proxy's memory to a
+// bound. A slow machine may take as long as it needs: the transfer fails
+// only when no byte has moved for 30 s (longer than the proxy's own idle
+// timeout, which would end a stalled exchange first).
 func TestOneGiBStreamsBothWaysInBoundedMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("moves 2 GiB")
@@ -196,45 +243,65 @@ func TestOneGiBStreamsBothWaysInBoundedMemory(t *testing.T) {
 		size = 256 << 20 // the race detector slows copying tenfold
 	}
 	f := newFixture(t, fixtureOpts{n: 1})
+	client := f.client(t)
+	client.Timeout = 0 // stallWatch bounds the transfers instead
+	var moved atomic.Int64
+	ctx := stallWatch(t, &moved, 30*time.Second)
+	fail := func(what string, err error) {
+		t.Helper()
+		if cause := context.Cause(ctx); cause != nil {
+			err = fmt.Errorf("%w (%v)", err, cause)
+		}
+		t.Fatalf("%s: %v", what, err)
+	}
+	// What the echo must return, computed before the exchange: the
+	// echo stalls while the client is not reading.
+	want := sha256.New()
+	io.Copy(want, io.LimitReader(rand.NewChaCha8([32]byte{3}), size))
+
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	base := ms.HeapInuse + ms.StackInuse
 	stop := memWatch()
 
-	// Upload: the backend hashes what it receives.
-	sum := sha256.New()
-	body := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{1}), size), sum)
-	req, _ := http.NewRequest("POST", f.url("/sink"), body)
+	// Upload: the backend counts what it receives.
+	body := countingReader{io.LimitReader(rand.NewChaCha8([32]byte{1}), size), &moved}
+	req, _ := http.NewRequestWithContext(ctx, "POST", f.url("/sink"), body)
 	req.ContentLength = size
-	resp, err := f.client(t).Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("upload: %v", err)
+		fail("upload", err)
 	}
-	got, _ := io.ReadAll(resp.Body)
+	got, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if err != nil {
+		fail("upload answer", err)
+	}
 	if want := fmt.Sprintf("app-01 %d <nil>\n", size); string(got) != want {
 		t.Fatalf("upload answer %q, want %q", got, want)
 	}
 
 	// Download through /echo of a chunked upload: both directions at once.
 	pr, pw := io.Pipe()
+	defer pr.Close()
 	go func() {
-		_, err := io.Copy(pw, io.LimitReader(rand.NewChaCha8([32]byte{3}), size))
+		_, err := io.Copy(pw, countingReader{io.LimitReader(rand.NewChaCha8([32]byte{3}), size), &moved})
 		pw.CloseWithError(err)
 	}()
-	req, _ = http.NewRequest("POST", f.url("/echo"), pr)
-	resp, err = f.client(t).Do(req)
+	req, _ = http.NewRequestWithContext(ctx, "POST", f.url("/echo"), pr)
+	resp, err = client.Do(req)
 	if err != nil {
-		t.Fatalf("echo: %v", err)
+		fail("echo", err)
 	}
-	want := sha256.New()
-	io.Copy(want, io.LimitReader(rand.NewChaCha8([32]byte{3}), size))
 	have := sha256.New()
-	n, err := io.Copy(have, resp.Body)
+	n, err := io.Copy(have, countingReader{resp.Body, &moved})
 	resp.Body.Close()
-	if err != nil || n != size || !bytes.Equal(have.Sum(nil), want.Sum(nil)) {
-		t.Fatalf("echo: %d bytes, %v, hash match %v", n, err, bytes.Equal(have.Sum(nil), want.Sum(nil)))
+	if err != nil {
+		fail(fmt.Sprintf("echo after %d bytes", n), err)
+	}
+	if n != size || !bytes.Equal(have.Sum(nil), want.Sum(nil)) {
+		t.Fatalf("echo: %d bytes, hash match %v", n, bytes.Equal(have.Sum(nil), want.Sum(nil)))
 	}
 	peak := stop()
 	t.Logf("streamed %d MiB each way; heap and stacks grew by %.1f MiB at the peak", size>>20, float64(int64(peak)-int64(base))/(1<<20))
