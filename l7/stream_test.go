@@ -334,43 +334,107 @@ func TestShutdownClosesIdleAndFinishesInFlight(t *testing.T) {
 	}
 }
 
+// answerIs sends raw to addr on a new connection and checks that the answer
+// starts with prefix; it returns an error rather than failing the test, so
+// that any goroutine may call it.
+func answerIs(addr, raw, prefix string) error {
+	got, err := tryRawExchange(addr, raw)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(got, prefix) {
+		return fmt.Errorf("answer %.60q, want %q", got, prefix)
+	}
+	return nil
+}
+
 func TestNoGoroutineOrFDOutlivesItsConnection(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) { p.MaxIdlePerBackend = -1 }})
 	ws := newRawFixture(t, wsBackend(t), nil)
-	get(t, &http.Client{}, f.url("/"))
-	time.Sleep(50 * time.Millisecond)
+	// Short limits over a backend that never answers, for the paths that
+	// end in a timeout or a rejection.
+	strict := newRawFixture(t, scriptedBackend(t, func(c net.Conn) { io.Copy(io.Discard, c) }), func(p *Proxy) {
+		p.ServerTimeout = 100 * time.Millisecond
+		p.HeaderTimeout = 200 * time.Millisecond
+		p.MaxHeaderBytes = 4096
+	})
+	// The baseline is taken once a first exchange on each proxy has
+	// come and gone, so that what a proxy sets up once is in it.
+	warm := leakcheck.Take(t)
+	for _, addr := range []string{f.addr, ws, strict} {
+		rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	}
+	warm.Wait(t, 5*time.Second)
 	base := leakcheck.Take(t)
 
+	var vanished atomic.Int64
+	cases := []struct {
+		name string
+		run  func() error
+	}{
+		{"closed by the proxy", func() error {
+			return answerIs(f.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "HTTP/1.1 200 ")
+		}},
+		{"chunked echo", func() error {
+			return answerIs(f.addr, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "HTTP/1.1 200 ")
+		}},
+		{"ambiguous framing", func() error {
+			return answerIs(f.addr, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "HTTP/1.1 400 ")
+		}},
+		{"bad first chunk line", func() error {
+			return answerIs(f.addr, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "HTTP/1.1 400 ")
+		}},
+		{"client vanishes mid-upload", func() error {
+			c, err := dialDeadline(f.addr)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			target := fmt.Sprintf("/sink?vanished=%d", vanished.Add(1))
+			io.WriteString(c, "POST "+target+" HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npartial")
+			// Gone once the backend is reading the body.
+			return f.backends[0].awaitArrivals(target, 1, 10*time.Second)
+		}},
+		{"tunnel half-closed by the client", func() error {
+			c, err := dialDeadline(ws)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+			r := bufio.NewReader(c)
+			resp, err := http.ReadResponse(r, nil)
+			if err != nil || resp.StatusCode != 101 {
+				return fmt.Errorf("handshake: %v, %v", resp, err)
+			}
+			c.(*net.TCPConn).CloseWrite()
+			if rest, err := io.ReadAll(r); err != nil || string(rest) != "bye" {
+				return fmt.Errorf("after the half-close: %q, %v; want bye", rest, err)
+			}
+			return nil
+		}},
+		{"kept alive, then closed by the client", func() error {
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			_, _, err := tryGet(&http.Client{Transport: tr, Timeout: 5 * time.Second}, f.url("/"))
+			return err
+		}},
+		{"backend never answers", func() error {
+			return answerIs(strict, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "HTTP/1.1 504 ")
+		}},
+		{"head too slow", func() error {
+			return answerIs(strict, "GET / HTTP/1.1\r\nHost: x\r\n", "HTTP/1.1 408 ")
+		}},
+		{"head too large", func() error {
+			return answerIs(strict, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 5000)+"\r\n\r\n", "HTTP/1.1 431 ")
+		}},
+	}
 	var wg sync.WaitGroup
-	for i := range 12 {
+	for i := range 2 * len(cases) {
+		tc := cases[i%len(cases)]
 		wg.Go(func() {
-			switch i % 6 {
-			case 0:
-				rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-			case 1:
-				rawExchange(t, f.addr, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
-			case 2:
-				rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
-			case 3: // client vanishes mid-upload
-				c, err := net.Dial("tcp", f.addr)
-				if err == nil {
-					io.WriteString(c, "POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npartial")
-					time.Sleep(20 * time.Millisecond)
-					c.Close()
-				}
-			case 4:
-				c, err := net.Dial("tcp", ws)
-				if err == nil {
-					io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
-					time.Sleep(20 * time.Millisecond)
-					c.(*net.TCPConn).CloseWrite()
-					io.Copy(io.Discard, c)
-					c.Close()
-				}
-			case 5: // kept alive, then closed by the client
-				c := f.client(t)
-				get(t, c, f.url("/"))
-				c.Transport.(*http.Transport).CloseIdleConnections()
+			if err := tc.run(); err != nil {
+				t.Errorf("%s: %v", tc.name, err)
 			}
 		})
 	}
