@@ -311,6 +311,7 @@ func TestOneGiBStreamsBothWaysInBoundedMemory(t *testing.T) {
 }
 
 func TestShutdownClosesIdleAndFinishesInFlight(t *testing.T) {
+	base := baselineBeforeFixture(t)
 	f := newFixture(t, fixtureOpts{n: 1})
 	idle := dialProxy(t, f.addr)
 	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -318,7 +319,10 @@ func TestShutdownClosesIdleAndFinishesInFlight(t *testing.T) {
 
 	busy := dialProxy(t, f.addr)
 	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-	time.Sleep(100 * time.Millisecond)
+	// In flight once the backend has it; it answers 2 s later.
+	if err := f.backends[0].awaitArrivals("/slow", 1, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 
 	done := make(chan error, 1)
 	go func() { done <- f.proxy.Shutdown(context.Background()) }()
@@ -332,6 +336,27 @@ func TestShutdownClosesIdleAndFinishesInFlight(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Shutdown = %v", err)
 	}
+	// Shut down, the proxy holds nothing more: once the clients and the
+	// backend are gone too, so is everything the test started.
+	idle.Close()
+	busy.Close()
+	f.backends[0].kill()
+	base.Wait(t, 5*time.Second)
+}
+
+// baselineBeforeFixture is leakcheck.Take for a test that shuts its proxy
+// down: taken before the fixture starts, it does not count the proxy's
+// listener and accept loop, which Shutdown ends and which would otherwise
+// hide as much of a leak. The network poller, which lives as long as the
+// process, is started first.
+func baselineBeforeFixture(t *testing.T) *leakcheck.Baseline {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	return leakcheck.Take(t)
 }
 
 // answerIs sends raw to addr on a new connection and checks that the answer
@@ -560,13 +585,14 @@ func TestIdleKeptAliveConnectionsAreCheap(t *testing.T) {
 }
 
 func TestShutdownClosesAConnectionThatSentNothing(t *testing.T) {
+	base := baselineBeforeFixture(t)
 	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) { p.HeaderTimeout = time.Minute }})
-	c, err := net.Dial("tcp", f.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	time.Sleep(50 * time.Millisecond) // accepted, waiting for a first request
+	c := dialProxy(t, f.addr)
+	// The kernel hands the connection over after deferAcceptSeconds; its
+	// handler then waits for a first request.
+	waitFor(t, "a handler waiting for its connection's first request", func() bool {
+		return goroutineIn("(*connReader).waitByte")
+	})
 	start := time.Now()
 	if err := f.proxy.Shutdown(context.Background()); err != nil {
 		t.Fatalf("Shutdown = %v", err)
@@ -574,6 +600,12 @@ func TestShutdownClosesAConnectionThatSentNothing(t *testing.T) {
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("Shutdown waited %v for a client that never sent a byte", took)
 	}
+	if got, err := io.ReadAll(c); err != nil || len(got) != 0 {
+		t.Errorf("after Shutdown the client read %q, %v; want the connection closed with nothing", got, err)
+	}
+	c.Close()
+	f.backends[0].kill()
+	base.Wait(t, 5*time.Second)
 }
 
 func TestKeptAliveClientIsClosedAfterIdleTimeout(t *testing.T) {
