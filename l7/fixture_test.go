@@ -172,6 +172,7 @@ func (hb *httpBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // fixture is an L7 proxy over n httpBackends.
 type fixture struct {
 	addr     string
+	ln       net.Listener // the listener the proxy serves
 	proxy    *Proxy
 	registry *backend.Registry
 	backends []*httpBackend
@@ -227,6 +228,7 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	if o.accepted != nil {
 		ln = acceptWatch{ln.(*net.TCPListener), o.accepted}
 	}
+	f.ln = ln
 	served := make(chan error, 1)
 	go func() { served <- f.proxy.Serve(ln) }()
 	t.Cleanup(func() {
@@ -428,6 +430,8 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 // goroutineIn reports whether some goroutine's stack has a frame whose
 // function name contains fn, such as "(*connReader).waitByte": the only way
 // to see from outside that a connection's handler has reached a given wait.
+// It sees every proxy in the process; tests in this package do not run in
+// parallel, and each closes its proxies when it ends.
 func goroutineIn(fn string) bool {
 	buf := make([]byte, 1<<20)
 	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), fn)
