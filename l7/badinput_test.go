@@ -359,7 +359,9 @@ func TestSlowBackendGets504(t *testing.T) {
 	if !strings.HasPrefix(got, "HTTP/1.1 504 ") {
 		t.Errorf("answer %.60q, want 504", got)
 	}
-	if took := time.Since(start); took > 900*time.Millisecond {
+	// The backend never ends the exchange itself (its deadline is 5 s):
+	// an answer within 2 s is the proxy's timeout.
+	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("504 after %v, want about 200ms", took)
 	}
 }
