@@ -1,9 +1,11 @@
 package l7
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,21 +13,144 @@ import (
 	"github.com/lbctl/lbctl/backend"
 )
 
-// countingBackend accepts connections and counts every byte it receives,
-// answering nothing: a request that reaches it at all shows up as bytes.
+// countingBackend accepts connections and records every byte each one
+// carries, answering nothing: a request that reaches it at all shows up as
+// bytes. The one request it answers is a marker (see forwarded), which
+// lets a test know when lbctl has passed on everything it was sent before.
 type countingBackend struct {
 	addr  string
-	bytes atomic.Int64
+	bytes atomic.Int64 // received so far, on connections that carried no marker
+
+	markers atomic.Int64 // markers sent, to name each
+	mu      sync.Mutex
+	conns   []*countedConn // in the order they were accepted
+	byConn  map[net.Conn]*countedConn
 }
+
+// countedConn is what one connection to a countingBackend carried.
+type countedConn struct {
+	bytes  atomic.Int64
+	marker string        // the marker's target, if it carried one; under mu
+	done   chan struct{} // closed once the connection has ended
+}
+
+// markerPath starts the target of every marker request.
+const markerPath = "/lbctl-test-marker/"
 
 func startCountingBackend(t *testing.T) *countingBackend {
 	t.Helper()
-	cb := &countingBackend{}
-	cb.addr = rawBackend(t, func(c net.Conn) {
-		n, _ := io.Copy(io.Discard, c)
-		cb.bytes.Add(n)
-	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb := &countingBackend{addr: ln.Addr().String(), byConn: map[net.Conn]*countedConn{}}
+	serveRaw(t, countedListener{ln, cb}, cb.serve)
 	return cb
+}
+
+// countedListener registers each connection as it is accepted, in the
+// order the connections were opened.
+type countedListener struct {
+	net.Listener
+	cb *countingBackend
+}
+
+func (l countedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.cb.mu.Lock()
+	rec := &countedConn{done: make(chan struct{})}
+	l.cb.conns = append(l.cb.conns, rec)
+	l.cb.byConn[c] = rec
+	l.cb.mu.Unlock()
+	return c, nil
+}
+
+// serve counts what c carries, as it arrives, until c ends; a connection
+// that starts with a marker request gets 204 and is closed instead.
+func (cb *countingBackend) serve(c net.Conn) {
+	cb.mu.Lock()
+	rec := cb.byConn[c]
+	cb.mu.Unlock()
+	defer close(rec.done)
+	marker := "GET " + markerPath
+	var head []byte
+	buf := make([]byte, 4096)
+	for len(head) < len(marker) && strings.HasPrefix(marker, string(head)) {
+		n, err := c.Read(buf)
+		head = append(head, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	if strings.HasPrefix(string(head), marker) {
+		for !strings.Contains(string(head), "\r\n\r\n") {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			head = append(head, buf[:n]...)
+		}
+		target, _, _ := strings.Cut(string(head[len("GET "):]), " ")
+		cb.mu.Lock()
+		rec.marker = target
+		cb.mu.Unlock()
+		io.WriteString(c, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+		return
+	}
+	rec.bytes.Add(int64(len(head)))
+	cb.bytes.Add(int64(len(head)))
+	for {
+		n, err := c.Read(buf)
+		rec.bytes.Add(int64(n))
+		cb.bytes.Add(int64(n))
+		if err != nil {
+			return
+		}
+	}
+}
+
+// forwarded sends a marker request through the proxy at proxyAddr on a new
+// connection and, once the backend has answered it, waits for every
+// connection accepted before the marker's to end (lbctl closes it, or its
+// 5 s deadline passes); it returns how many bytes those connections
+// carried. lbctl handles a request before it answers it, and connections
+// are accepted in the order they were opened, so bytes sent for any
+// request answered before the call are counted, however late they arrive.
+// Only the test's goroutine may call it.
+func (cb *countingBackend) forwarded(t *testing.T, proxyAddr string) int64 {
+	t.Helper()
+	target := fmt.Sprintf("%s%d", markerPath, cb.markers.Add(1))
+	got := rawExchange(t, proxyAddr, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 204 ") {
+		t.Fatalf("marker %s: answer %.80q, want the backend's 204", target, got)
+	}
+	cb.mu.Lock()
+	var before []*countedConn
+	found := false
+	for _, rec := range cb.conns {
+		if rec.marker == target {
+			found = true
+			break
+		}
+		before = append(before, rec)
+	}
+	cb.mu.Unlock()
+	if !found {
+		t.Fatalf("marker %s was answered but the backend has no record of it", target)
+	}
+	var n int64
+	for _, rec := range before {
+		<-rec.done
+		cb.mu.Lock()
+		if rec.marker == "" {
+			n += rec.bytes.Load()
+		}
+		cb.mu.Unlock()
+	}
+	return n
 }
 
 func newRawFixture(t *testing.T, addr string, configure func(*Proxy)) string {
@@ -48,8 +173,6 @@ func newRawFixture(t *testing.T, addr string, configure func(*Proxy)) string {
 }
 
 func TestAmbiguousFramingIsRejectedBeforeTheBackend(t *testing.T) {
-	cb := startCountingBackend(t)
-	addr := newRawFixture(t, cb.addr, nil)
 	const h = "POST / HTTP/1.1\r\nHost: x\r\n"
 	tests := []struct{ name, raw, status string }{
 		{"CL and TE", h + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
@@ -76,7 +199,8 @@ func TestAmbiguousFramingIsRejectedBeforeTheBackend(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := cb.bytes.Load()
+			cb := startCountingBackend(t)
+			addr := newRawFixture(t, cb.addr, nil)
 			got := rawExchange(t, addr, tt.raw)
 			if !strings.HasPrefix(got, "HTTP/1.1 "+tt.status+" ") {
 				t.Errorf("answer %.60q, want status %s", got, tt.status)
@@ -84,8 +208,7 @@ func TestAmbiguousFramingIsRejectedBeforeTheBackend(t *testing.T) {
 			if !strings.Contains(got, "Connection: close") {
 				t.Errorf("answer %.200q does not close the connection", got)
 			}
-			time.Sleep(20 * time.Millisecond)
-			if n := cb.bytes.Load() - before; n != 0 {
+			if n := cb.forwarded(t, addr); n != 0 {
 				t.Errorf("%d bytes reached the backend", n)
 			}
 		})
@@ -99,8 +222,8 @@ func TestOversizedHeadGets431(t *testing.T) {
 	if !strings.HasPrefix(got, "HTTP/1.1 431 ") {
 		t.Errorf("answer %.60q, want 431", got)
 	}
-	if cb.bytes.Load() != 0 {
-		t.Errorf("%d bytes reached the backend", cb.bytes.Load())
+	if n := cb.forwarded(t, addr); n != 0 {
+		t.Errorf("%d bytes reached the backend", n)
 	}
 }
 
@@ -118,10 +241,16 @@ func TestSlowHeadIsCutAtHeaderTimeout(t *testing.T) {
 		t.Errorf("answer %.60q, want 408", got)
 	}
 
-	// A connection that sends nothing is closed silently at the same limit.
+	// A connection that sends nothing is closed silently at the same limit
+	// (counted from when the kernel hands it over: see deferAccept),
+	// well before the client's own 5 s deadline.
 	c2 := dialProxy(t, addr)
-	if got, _ := io.ReadAll(c2); len(got) != 0 {
-		t.Errorf("silent client got %q, want the connection closed with nothing", got)
+	got, err := io.ReadAll(c2)
+	if err != nil || len(got) != 0 {
+		t.Errorf("silent client got %q, %v; want the connection closed with nothing", got, err)
+	}
+	if n := cb.forwarded(t, addr); n != 0 {
+		t.Errorf("%d bytes reached the backend", n)
 	}
 }
 
@@ -221,14 +350,18 @@ func TestIdempotentRequestIsRetriedOnAnotherBackend(t *testing.T) {
 }
 
 func TestSlowBackendGets504(t *testing.T) {
-	addr := scriptedBackend(t, func(c net.Conn) { time.Sleep(time.Second) })
+	// The backend reads the request and answers nothing until the proxy
+	// gives up and closes the connection.
+	addr := scriptedBackend(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	proxy := newRawFixture(t, addr, func(p *Proxy) { p.ServerTimeout = 200 * time.Millisecond })
 	start := time.Now()
 	got := rawExchange(t, proxy, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	if !strings.HasPrefix(got, "HTTP/1.1 504 ") {
 		t.Errorf("answer %.60q, want 504", got)
 	}
-	if took := time.Since(start); took > 900*time.Millisecond {
+	// The backend never ends the exchange itself (its deadline is 5 s):
+	// an answer within 2 s is the proxy's timeout.
+	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("504 after %v, want about 200ms", took)
 	}
 }
@@ -252,15 +385,17 @@ func TestBadResponseFromBackendGets502(t *testing.T) {
 }
 
 func TestFirstChunkLineIsCheckedWithoutDisturbingTheHead(t *testing.T) {
-	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) { p.MaxHeaderBytes = 4096 }})
+	accepted := make(chan *net.TCPConn, 1)
+	f := newFixture(t, fixtureOpts{n: 1, accepted: accepted, configure: func(p *Proxy) { p.MaxHeaderBytes = 4096 }})
 	pad := func(n int) string { return "X-Pad: " + strings.Repeat("p", n) + "\r\n" }
 	head := "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
 
-	// The body follows the head a moment later: the size line is read
-	// into the free end of the buffer and the request goes through intact.
+	// The body follows once the proxy has read the head: the size line is
+	// read into the free end of the buffer and the request goes through
+	// intact.
 	c := dialProxy(t, f.addr)
 	io.WriteString(c, head+pad(3000)+"\r\n")
-	time.Sleep(50 * time.Millisecond)
+	waitReadByProxy(t, c, <-accepted)
 	io.WriteString(c, "5\r\nhello\r\n0\r\n\r\n")
 	got, _ := io.ReadAll(c)
 	if !strings.HasPrefix(string(got), "HTTP/1.1 200 ") || !strings.HasSuffix(string(got), "hello") {
@@ -279,8 +414,7 @@ func TestFirstChunkLineIsCheckedWithoutDisturbingTheHead(t *testing.T) {
 	if !strings.HasPrefix(got2, "HTTP/1.1 400 ") {
 		t.Errorf("answer %.60q, want 400", got2)
 	}
-	time.Sleep(20 * time.Millisecond)
-	if n := cb.bytes.Load(); n != 0 {
+	if n := cb.forwarded(t, addr); n != 0 {
 		t.Errorf("%d bytes reached the backend", n)
 	}
 }

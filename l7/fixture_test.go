@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,14 +30,16 @@ type httpBackend struct {
 	conns   atomic.Int64 // connections accepted
 	bigDone chan error   // how the last /big response ended
 
-	mu   sync.Mutex
-	srv  *http.Server
-	last http.Header
+	mu       sync.Mutex
+	srv      *http.Server
+	last     http.Header
+	arrivals map[string]int // requests that reached the handler, by target
+	arrival  chan struct{}  // closed and replaced on every arrival
 }
 
 func startHTTPBackend(t testing.TB, id string) *httpBackend {
 	t.Helper()
-	hb := &httpBackend{id: id, bigDone: make(chan error, 1)}
+	hb := &httpBackend{id: id, bigDone: make(chan error, 1), arrivals: map[string]int{}, arrival: make(chan struct{})}
 	hb.healthy.Store(true)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -86,6 +89,28 @@ func (hb *httpBackend) lastHeader() http.Header {
 	return hb.last
 }
 
+// awaitArrivals waits until n requests for target (path and query as
+// sent) have reached the handler, which is when lbctl has forwarded their
+// heads. It returns an error after within, and never fails the test
+// itself, so any goroutine may call it.
+func (hb *httpBackend) awaitArrivals(target string, n int, within time.Duration) error {
+	timeout := time.NewTimer(within)
+	defer timeout.Stop()
+	for {
+		hb.mu.Lock()
+		got, next := hb.arrivals[target], hb.arrival
+		hb.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-next:
+		case <-timeout.C:
+			return fmt.Errorf("%s: %d requests for %s arrived within %v, want %d", hb.id, got, target, within, n)
+		}
+	}
+}
+
 func (hb *httpBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/healthz" {
 		if !hb.healthy.Load() {
@@ -96,6 +121,9 @@ func (hb *httpBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hb.served.Add(1)
 	hb.mu.Lock()
 	hb.last = r.Header.Clone()
+	hb.arrivals[r.RequestURI]++
+	close(hb.arrival)
+	hb.arrival = make(chan struct{})
 	hb.mu.Unlock()
 	w.Header().Set("X-Backend", hb.id)
 	switch r.URL.Path {
@@ -132,6 +160,8 @@ func (hb *httpBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 		}
 	case "/slow":
+		// A backend that takes its time, on purpose: the request stays
+		// in flight while a test acts on the proxy.
 		time.Sleep(2 * time.Second)
 		fmt.Fprintln(w, hb.id)
 	default:
@@ -142,6 +172,7 @@ func (hb *httpBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // fixture is an L7 proxy over n httpBackends.
 type fixture struct {
 	addr     string
+	ln       net.Listener // the listener the proxy serves
 	proxy    *Proxy
 	registry *backend.Registry
 	backends []*httpBackend
@@ -153,6 +184,9 @@ type fixtureOpts struct {
 	cookie    CookieOptions
 	prober    bool
 	configure func(p *Proxy)
+	// accepted, when not nil, receives the proxy's side of every
+	// connection it accepts (see acceptWatch).
+	accepted chan *net.TCPConn
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -191,6 +225,10 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		t.Fatal(err)
 	}
 	f.addr = ln.Addr().String()
+	if o.accepted != nil {
+		ln = acceptWatch{ln.(*net.TCPListener), o.accepted}
+	}
+	f.ln = ln
 	served := make(chan error, 1)
 	go func() { served <- f.proxy.Serve(ln) }()
 	t.Cleanup(func() {
@@ -219,39 +257,65 @@ func (f *fixture) client(t testing.TB) *http.Client {
 func (f *fixture) url(path string) string { return "http://" + f.addr + path }
 
 // get performs a GET and returns the backend id that answered, and the
-// response (body read and closed).
+// response (body read and closed). It fails the test on an error, so only
+// the test's goroutine may call it; others call tryGet.
 func get(t testing.TB, c *http.Client, url string, hdr ...string) (string, *http.Response) {
 	t.Helper()
-	req, err := http.NewRequest("GET", url, nil)
+	id, resp, err := tryGet(c, url, hdr...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return id, resp
+}
+
+// tryGet is get returning its error instead of failing the test.
+func tryGet(c *http.Client, url string, hdr ...string) (string, *http.Response, error) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return "", nil, err
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Add(hdr[i], hdr[i+1])
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		return "", nil, fmt.Errorf("GET %s: %w", url, err)
 	}
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
-		t.Fatalf("GET %s: reading body: %v", url, err)
+		return "", nil, fmt.Errorf("GET %s: reading body: %w", url, err)
 	}
-	return strings.TrimSpace(string(body)), resp
+	return strings.TrimSpace(string(body)), resp, nil
 }
 
 // rawExchange writes raw to a new connection and returns everything the
-// proxy sends back until it closes the connection (or 5s pass).
+// proxy sends back until it closes the connection (or 5s pass). It fails
+// the test on an error, so only the test's goroutine may call it; others
+// call tryRawExchange.
 func rawExchange(t testing.TB, addr, raw string) string {
 	t.Helper()
-	c := dialProxy(t, addr)
-	defer c.Close()
-	if _, err := io.WriteString(c, raw); err != nil {
+	got, err := tryRawExchange(addr, raw)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return got
+}
+
+// tryRawExchange is rawExchange returning its error instead of failing the
+// test. Like rawExchange, it takes a connection still open after 5 s as
+// the end of the answer.
+func tryRawExchange(addr, raw string) (string, error) {
+	c, err := dialDeadline(addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, raw); err != nil {
+		return "", fmt.Errorf("writing to the proxy: %w", err)
+	}
 	b, _ := io.ReadAll(c)
-	return string(b)
+	return string(b), nil
 }
 
 // readResponse reads one response from r, for raw pipelined tests.
@@ -277,6 +341,13 @@ func rawBackend(t testing.TB, fn func(c net.Conn)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveRaw(t, ln, fn)
+	return ln.Addr().String()
+}
+
+// serveRaw is rawBackend on a listener of the caller's; it closes ln when
+// the test ends.
+func serveRaw(t testing.TB, ln net.Listener, fn func(c net.Conn)) {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Go(func() {
@@ -292,18 +363,76 @@ func rawBackend(t testing.TB, fn func(c net.Conn)) string {
 			})
 		}
 	})
-	return ln.Addr().String()
 }
 
 // dialProxy connects to addr with a 5 s deadline on everything; the
-// connection is closed when the test ends.
+// connection is closed when the test ends. It fails the test on an error,
+// so only the test's goroutine may call it; others call dialDeadline.
 func dialProxy(t testing.TB, addr string) net.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	c, err := dialDeadline(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(5 * time.Second))
 	return c
+}
+
+// dialDeadline connects to addr with a 5 s deadline on everything; the
+// caller closes the connection.
+func dialDeadline(addr string) (net.Conn, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dialing %s: %w", addr, err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c, nil
+}
+
+// acceptWatch is a listener that hands every connection to the proxy
+// unchanged and also sends it on accepted (dropping it when the channel is
+// full), so that a test can look at the proxy's side of a connection. Not
+// being a *net.TCPListener, it also keeps the proxy from deferring accepts:
+// a client that sends nothing is accepted at once.
+type acceptWatch struct {
+	*net.TCPListener
+	accepted chan<- *net.TCPConn
+}
+
+func (l acceptWatch) Accept() (net.Conn, error) {
+	c, err := l.AcceptTCP()
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case l.accepted <- c:
+	default:
+	}
+	return c, nil
+}
+
+// waitFor polls cond until it holds, failing the test if it does not
+// within 10 s; what names the condition in the failure. Only the test's
+// goroutine may call it.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting after 10s for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+// goroutineIn reports whether some goroutine's stack has a frame whose
+// function name contains fn, such as "(*connReader).waitByte": the only way
+// to see from outside that a connection's handler has reached a given wait.
+// It sees every proxy in the process; tests in this package do not run in
+// parallel, and each closes its proxies when it ends.
+func goroutineIn(fn string) bool {
+	buf := make([]byte, 1<<20)
+	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), fn)
 }

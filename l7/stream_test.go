@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -187,6 +188,52 @@ func memWatch() (stop func() uint64) {
 	return func() uint64 { close(done); wg.Wait(); return peak }
 }
 
+// countingReader counts the bytes read through it into moved.
+type countingReader struct {
+	r     io.Reader
+	moved *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.moved.Add(int64(n))
+	return n, err
+}
+
+// stallWatch returns a context that is cancelled, with the reason as its
+// cause, once moved has stood still for stall: a transfer watched this way
+// fails when it stops, however slowly a busy machine runs it.
+func stallWatch(t *testing.T, moved *atomic.Int64, stall time.Duration) context.Context {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(stop); wg.Wait(); cancel(nil) })
+	wg.Go(func() {
+		tick := time.NewTicker(stall / 20)
+		defer tick.Stop()
+		last, since := moved.Load(), time.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-tick.C:
+				if n := moved.Load(); n != last {
+					last, since = n, now
+				} else if now.Sub(since) >= stall {
+					cancel(fmt.Errorf("no byte moved for %v, after %d bytes", stall, n))
+					return
+				}
+			}
+		}
+	})
+	return ctx
+}
+
+// TestOneGiBStreamsBothWaysInBoundedMemory streams 1 GiB up, then 1 GiB
+// through an echo both ways at once, and holds the proxy's memory to a
+// bound. A slow machine may take as long as it needs: the transfer fails
+// only when no byte has moved for 30 s (longer than the proxy's own idle
+// timeout, which would end a stalled exchange first).
 func TestOneGiBStreamsBothWaysInBoundedMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("moves 2 GiB")
@@ -196,45 +243,65 @@ func TestOneGiBStreamsBothWaysInBoundedMemory(t *testing.T) {
 		size = 256 << 20 // the race detector slows copying tenfold
 	}
 	f := newFixture(t, fixtureOpts{n: 1})
+	client := f.client(t)
+	client.Timeout = 0 // stallWatch bounds the transfers instead
+	var moved atomic.Int64
+	ctx := stallWatch(t, &moved, 30*time.Second)
+	fail := func(what string, err error) {
+		t.Helper()
+		if cause := context.Cause(ctx); cause != nil {
+			err = fmt.Errorf("%w (%v)", err, cause)
+		}
+		t.Fatalf("%s: %v", what, err)
+	}
+	// What the echo must return, computed before the exchange: the
+	// echo stalls while the client is not reading.
+	want := sha256.New()
+	io.Copy(want, io.LimitReader(rand.NewChaCha8([32]byte{3}), size))
+
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	base := ms.HeapInuse + ms.StackInuse
 	stop := memWatch()
 
-	// Upload: the backend hashes what it receives.
-	sum := sha256.New()
-	body := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{1}), size), sum)
-	req, _ := http.NewRequest("POST", f.url("/sink"), body)
+	// Upload: the backend counts what it receives.
+	body := countingReader{io.LimitReader(rand.NewChaCha8([32]byte{1}), size), &moved}
+	req, _ := http.NewRequestWithContext(ctx, "POST", f.url("/sink"), body)
 	req.ContentLength = size
-	resp, err := f.client(t).Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("upload: %v", err)
+		fail("upload", err)
 	}
-	got, _ := io.ReadAll(resp.Body)
+	got, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if err != nil {
+		fail("upload answer", err)
+	}
 	if want := fmt.Sprintf("app-01 %d <nil>\n", size); string(got) != want {
 		t.Fatalf("upload answer %q, want %q", got, want)
 	}
 
 	// Download through /echo of a chunked upload: both directions at once.
 	pr, pw := io.Pipe()
+	defer pr.Close()
 	go func() {
-		_, err := io.Copy(pw, io.LimitReader(rand.NewChaCha8([32]byte{3}), size))
+		_, err := io.Copy(pw, countingReader{io.LimitReader(rand.NewChaCha8([32]byte{3}), size), &moved})
 		pw.CloseWithError(err)
 	}()
-	req, _ = http.NewRequest("POST", f.url("/echo"), pr)
-	resp, err = f.client(t).Do(req)
+	req, _ = http.NewRequestWithContext(ctx, "POST", f.url("/echo"), pr)
+	resp, err = client.Do(req)
 	if err != nil {
-		t.Fatalf("echo: %v", err)
+		fail("echo", err)
 	}
-	want := sha256.New()
-	io.Copy(want, io.LimitReader(rand.NewChaCha8([32]byte{3}), size))
 	have := sha256.New()
-	n, err := io.Copy(have, resp.Body)
+	n, err := io.Copy(have, countingReader{resp.Body, &moved})
 	resp.Body.Close()
-	if err != nil || n != size || !bytes.Equal(have.Sum(nil), want.Sum(nil)) {
-		t.Fatalf("echo: %d bytes, %v, hash match %v", n, err, bytes.Equal(have.Sum(nil), want.Sum(nil)))
+	if err != nil {
+		fail(fmt.Sprintf("echo after %d bytes", n), err)
+	}
+	if n != size || !bytes.Equal(have.Sum(nil), want.Sum(nil)) {
+		t.Fatalf("echo: %d bytes, hash match %v", n, bytes.Equal(have.Sum(nil), want.Sum(nil)))
 	}
 	peak := stop()
 	t.Logf("streamed %d MiB each way; heap and stacks grew by %.1f MiB at the peak", size>>20, float64(int64(peak)-int64(base))/(1<<20))
@@ -244,6 +311,7 @@ func TestOneGiBStreamsBothWaysInBoundedMemory(t *testing.T) {
 }
 
 func TestShutdownClosesIdleAndFinishesInFlight(t *testing.T) {
+	base := baselineBeforeFixture(t)
 	f := newFixture(t, fixtureOpts{n: 1})
 	idle := dialProxy(t, f.addr)
 	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -251,7 +319,10 @@ func TestShutdownClosesIdleAndFinishesInFlight(t *testing.T) {
 
 	busy := dialProxy(t, f.addr)
 	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-	time.Sleep(100 * time.Millisecond)
+	// In flight once the backend has it; it answers 2 s later.
+	if err := f.backends[0].awaitArrivals("/slow", 1, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 
 	done := make(chan error, 1)
 	go func() { done <- f.proxy.Shutdown(context.Background()) }()
@@ -265,45 +336,130 @@ func TestShutdownClosesIdleAndFinishesInFlight(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Shutdown = %v", err)
 	}
+	// Shut down, the proxy holds nothing more: once the clients and the
+	// backend are gone too, so is everything the test started.
+	idle.Close()
+	busy.Close()
+	f.backends[0].kill()
+	base.Wait(t, 5*time.Second)
+}
+
+// baselineBeforeFixture is leakcheck.Take for a test that shuts its proxy
+// down: taken before the fixture starts, it does not count the proxy's
+// listener and accept loop, which Shutdown ends and which would otherwise
+// hide as much of a leak. The network poller, which lives as long as the
+// process, is started first.
+func baselineBeforeFixture(t *testing.T) *leakcheck.Baseline {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	return leakcheck.Take(t)
+}
+
+// answerIs sends raw to addr on a new connection and checks that the answer
+// starts with prefix; it returns an error rather than failing the test, so
+// that any goroutine may call it.
+func answerIs(addr, raw, prefix string) error {
+	got, err := tryRawExchange(addr, raw)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(got, prefix) {
+		return fmt.Errorf("answer %.60q, want %q", got, prefix)
+	}
+	return nil
 }
 
 func TestNoGoroutineOrFDOutlivesItsConnection(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) { p.MaxIdlePerBackend = -1 }})
 	ws := newRawFixture(t, wsBackend(t), nil)
-	get(t, &http.Client{}, f.url("/"))
-	time.Sleep(50 * time.Millisecond)
+	// Short limits over a backend that never answers, for the paths that
+	// end in a timeout or a rejection.
+	strict := newRawFixture(t, scriptedBackend(t, func(c net.Conn) { io.Copy(io.Discard, c) }), func(p *Proxy) {
+		p.ServerTimeout = 100 * time.Millisecond
+		p.HeaderTimeout = 200 * time.Millisecond
+		p.MaxHeaderBytes = 4096
+	})
+	// The baseline is taken once a first exchange on each proxy has
+	// come and gone, so that what a proxy sets up once is in it.
+	warm := leakcheck.Take(t)
+	for _, addr := range []string{f.addr, ws, strict} {
+		rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	}
+	warm.Wait(t, 5*time.Second)
 	base := leakcheck.Take(t)
 
+	var vanished atomic.Int64
+	cases := []struct {
+		name string
+		run  func() error
+	}{
+		{"closed by the proxy", func() error {
+			return answerIs(f.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "HTTP/1.1 200 ")
+		}},
+		{"chunked echo", func() error {
+			return answerIs(f.addr, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "HTTP/1.1 200 ")
+		}},
+		{"ambiguous framing", func() error {
+			return answerIs(f.addr, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "HTTP/1.1 400 ")
+		}},
+		{"bad first chunk line", func() error {
+			return answerIs(f.addr, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "HTTP/1.1 400 ")
+		}},
+		{"client vanishes mid-upload", func() error {
+			c, err := dialDeadline(f.addr)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			target := fmt.Sprintf("/sink?vanished=%d", vanished.Add(1))
+			io.WriteString(c, "POST "+target+" HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npartial")
+			// Gone once the backend is reading the body.
+			return f.backends[0].awaitArrivals(target, 1, 10*time.Second)
+		}},
+		{"tunnel half-closed by the client", func() error {
+			c, err := dialDeadline(ws)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+			r := bufio.NewReader(c)
+			resp, err := http.ReadResponse(r, nil)
+			if err != nil || resp.StatusCode != 101 {
+				return fmt.Errorf("handshake: %v, %v", resp, err)
+			}
+			c.(*net.TCPConn).CloseWrite()
+			if rest, err := io.ReadAll(r); err != nil || string(rest) != "bye" {
+				return fmt.Errorf("after the half-close: %q, %v; want bye", rest, err)
+			}
+			return nil
+		}},
+		{"kept alive, then closed by the client", func() error {
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			_, _, err := tryGet(&http.Client{Transport: tr, Timeout: 5 * time.Second}, f.url("/"))
+			return err
+		}},
+		{"backend never answers", func() error {
+			return answerIs(strict, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "HTTP/1.1 504 ")
+		}},
+		{"head too slow", func() error {
+			return answerIs(strict, "GET / HTTP/1.1\r\nHost: x\r\n", "HTTP/1.1 408 ")
+		}},
+		{"head too large", func() error {
+			return answerIs(strict, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 5000)+"\r\n\r\n", "HTTP/1.1 431 ")
+		}},
+	}
 	var wg sync.WaitGroup
-	for i := range 12 {
+	for i := range 2 * len(cases) {
+		tc := cases[i%len(cases)]
 		wg.Go(func() {
-			switch i % 6 {
-			case 0:
-				rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-			case 1:
-				rawExchange(t, f.addr, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
-			case 2:
-				rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
-			case 3: // client vanishes mid-upload
-				c, err := net.Dial("tcp", f.addr)
-				if err == nil {
-					io.WriteString(c, "POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npartial")
-					time.Sleep(20 * time.Millisecond)
-					c.Close()
-				}
-			case 4:
-				c, err := net.Dial("tcp", ws)
-				if err == nil {
-					io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
-					time.Sleep(20 * time.Millisecond)
-					c.(*net.TCPConn).CloseWrite()
-					io.Copy(io.Discard, c)
-					c.Close()
-				}
-			case 5: // kept alive, then closed by the client
-				c := f.client(t)
-				get(t, c, f.url("/"))
-				c.Transport.(*http.Transport).CloseIdleConnections()
+			if err := tc.run(); err != nil {
+				t.Errorf("%s: %v", tc.name, err)
 			}
 		})
 	}
@@ -429,13 +585,14 @@ func TestIdleKeptAliveConnectionsAreCheap(t *testing.T) {
 }
 
 func TestShutdownClosesAConnectionThatSentNothing(t *testing.T) {
+	base := baselineBeforeFixture(t)
 	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) { p.HeaderTimeout = time.Minute }})
-	c, err := net.Dial("tcp", f.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	time.Sleep(50 * time.Millisecond) // accepted, waiting for a first request
+	c := dialProxy(t, f.addr)
+	// The kernel hands the connection over after deferAcceptSeconds; its
+	// handler then waits for a first request.
+	waitFor(t, "a handler waiting for its connection's first request", func() bool {
+		return goroutineIn("(*connReader).waitByte")
+	})
 	start := time.Now()
 	if err := f.proxy.Shutdown(context.Background()); err != nil {
 		t.Fatalf("Shutdown = %v", err)
@@ -443,6 +600,12 @@ func TestShutdownClosesAConnectionThatSentNothing(t *testing.T) {
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("Shutdown waited %v for a client that never sent a byte", took)
 	}
+	if got, err := io.ReadAll(c); err != nil || len(got) != 0 {
+		t.Errorf("after Shutdown the client read %q, %v; want the connection closed with nothing", got, err)
+	}
+	c.Close()
+	f.backends[0].kill()
+	base.Wait(t, 5*time.Second)
 }
 
 func TestKeptAliveClientIsClosedAfterIdleTimeout(t *testing.T) {
