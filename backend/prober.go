@@ -177,7 +177,10 @@ var errPassive = errors.New("passive check failed")
 // ReportFailure records a failure seen on the data path, such as a dial
 // error, as one failed check of b (passive health checking). It does nothing
 // on a nil Prober or one without a Checker: without active checks nothing
-// could bring the backend back up, so passive failures are ignored.
+// could bring the backend back up, so passive failures are ignored. Nor does
+// it count an error for which LocalFault is true: running out of source
+// ports, buffers or descriptors on this machine says nothing about b, and
+// counting it would take every healthy backend down at once.
 func (p *Prober) ReportFailure(b *Backend, err error) {
 	if p == nil || p.Checker == nil || b == nil {
 		return
@@ -188,8 +191,15 @@ func (p *Prober) ReportFailure(b *Backend, err error) {
 	p.observe(b, false, err)
 }
 
-// observe folds one result into b and logs the transition, if any.
+// observe folds one result into b and logs the transition, if any. A
+// failure for which LocalFault is true is not a result: it is logged at
+// debug level and b's state is left as it was.
 func (p *Prober) observe(b *Backend, pass bool, err error) {
+	if !pass && LocalFault(err) {
+		p.logger().Debug("failure not counted against the backend: out of local resources",
+			"backend", b.ID, "address", b.Address, "error", err)
+		return
+	}
 	switch b.Observe(pass, p.rise(), p.fall()) {
 	case WentUp:
 		p.logger().Info("backend up", "backend", b.ID, "address", b.Address)
