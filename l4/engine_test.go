@@ -40,6 +40,7 @@ func TestPortableEngine(t *testing.T) {
 		"SlowClientGetsEveryByte":               TestSlowClientGetsEveryByte,
 		"BackendNameUsesPortableEngine":         TestBackendNamedByHostname,
 		"SlowSteadyReaderIsNotIdle":             TestSlowSteadyReaderIsNotIdle,
+		"LocalConnectFailureKeepsBackendUp":     TestLocalConnectFailureKeepsTheBackendUp,
 	} {
 		t.Run(name, test)
 	}

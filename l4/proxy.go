@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/lbctl/lbctl/affinity"
@@ -83,6 +84,9 @@ func (p *Proxy) setup() {
 		// Dead peers are found by the idle timeout; TCP keep-alive
 		// would only add three system calls to every dial.
 		p.dialer.KeepAlive = -1
+		if hook := testHookDialing; hook != nil {
+			p.dialer.Control = func(_, _ string, rc syscall.RawConn) error { return rc.Control(hook) }
+		}
 	})
 }
 

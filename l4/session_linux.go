@@ -101,6 +101,9 @@ func (l *eventLoop) dial(s *session) {
 			l.refuse(s)
 			return
 		}
+		if testHookDialing != nil {
+			testHookDialing(uintptr(fd))
+		}
 		b.Acquire()
 		err = sysConnect(fd, t)
 		if err == 0 || err == unix.EINPROGRESS {
@@ -136,8 +139,9 @@ func (l *eventLoop) dialFailed(s *session, err error) {
 	l.dial(s)
 }
 
-// failed records a failed dial to b: passive health, and b is avoided for
-// the rest of this session's attempt.
+// failed records a failed dial to b: passive health (which leaves out the
+// proxy's own faults, see backend.LocalFault), and b is avoided for the
+// rest of this session's attempt.
 func (l *eventLoop) failed(s *session, b *backend.Backend, err error) {
 	s.lastErr = b.DialError(err)
 	l.p.Health.ReportFailure(b, s.lastErr)
