@@ -42,7 +42,8 @@ func NewChecker(kind, path string) (Checker, error) {
 // up" at Info, "backend down" at Warn with the reason.
 //
 // Set the fields before the first call to Round, Run or ReportFailure; they
-// are read concurrently afterwards.
+// are read concurrently afterwards. A Prober keeps no state of its own (the
+// health state is the backends'), which WithLogHandler relies on.
 type Prober struct {
 	// Registry is the pool to probe. Nil means nothing to probe.
 	Registry *Registry
@@ -169,6 +170,20 @@ func (p *Prober) probe(ctx context.Context, b *Backend) {
 		err = fmt.Errorf("%w (timeout %v)", err, timeout)
 	}
 	p.observe(b, err == nil, err)
+}
+
+// WithLogHandler returns a copy of p whose lines go through wrap(h), where
+// h is the handler p logs to. The copy folds results into the same
+// backends; only where its lines go differs. The L4 event loop reports
+// through such a copy, so that a transition found on its data path is
+// logged without blocking the loop. On a nil Prober it returns nil.
+func (p *Prober) WithLogHandler(wrap func(slog.Handler) slog.Handler) *Prober {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	c.Logger = slog.New(wrap(p.logger().Handler()))
+	return &c
 }
 
 // errPassive stands in for a nil error passed to ReportFailure.

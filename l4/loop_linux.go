@@ -31,7 +31,9 @@ import (
 // data, so no read is made that is known to find nothing.
 //
 // The loop's state belongs to its goroutine alone; other goroutines reach
-// it only through the proxy's stopping and aborting flags and wake.
+// it only through the proxy's stopping and aborting flags and wake. Nor
+// does it wait on anything but epoll: its log lines (and those of passive
+// health) are handed to the proxy's log writer, never written in the loop.
 type eventLoop struct {
 	p *Proxy
 
@@ -348,7 +350,7 @@ func (l *eventLoop) accept() error {
 		// Out of descriptors or memory: retry later, and say so.
 		l.backoff = min(max(2*l.backoff, 5*time.Millisecond), time.Second)
 		l.acceptAt = l.now + int64(l.backoff)
-		l.p.logger().Warn("accept failed; retrying", "listener", l.lnAddr, "error", err, "retry_in", l.backoff)
+		l.p.loopLog.Warn("accept failed; retrying", "listener", l.lnAddr, "error", err, "retry_in", l.backoff)
 		return nil
 	}
 	return nil // more may be waiting: lnReady stays true
