@@ -172,3 +172,25 @@ func TestStalledLogOutputDoesNotStallTraffic(t *testing.T) {
 	p.Table.Close()
 	base.Wait(t, 5*time.Second)
 }
+
+// The loop's sleep is bounded even when no timer is due, so that an edge
+// that never comes cannot park it forever; a timer due sooner shortens it.
+func TestLoopWaitIsBounded(t *testing.T) {
+	l := &eventLoop{lnfd: -1, start: time.Now()}
+	l.connecting.init()
+	l.active.init()
+	if got := l.timeout(); got != maxWait {
+		t.Errorf("with no timer: wait %d ms, want %d", got, maxWait)
+	}
+	// An idle deadline an hour away.
+	l.idle = int64(time.Hour)
+	l.active.pushBack(&session{})
+	if got := l.timeout(); got != maxWait {
+		t.Errorf("with the next timer in an hour: wait %d ms, want %d", got, maxWait)
+	}
+	// A connect deadline 200 ms away.
+	l.connecting.pushBack(&session{deadline: int64(time.Since(l.start) + 200*time.Millisecond)})
+	if got := l.timeout(); got < 1 || got > 200 {
+		t.Errorf("with a connect deadline in 200 ms: wait %d ms, want 1..200", got)
+	}
+}
