@@ -62,8 +62,8 @@ type Proxy struct {
 	dialer net.Dialer
 
 	// What the event loops log through: a queue that a goroutine, started
-	// with the first loop and stopped once the last has ended, writes to
-	// Logger and to Health's logger.
+	// with the first loop and stopped by Shutdown or Close once every loop
+	// has ended, writes to Logger and to Health's logger.
 	logq       *asynclog.Queue
 	loopLog    *slog.Logger    // Logger, through logq
 	loopHealth *backend.Prober // Health, logging through logq
