@@ -42,7 +42,8 @@ func NewChecker(kind, path string) (Checker, error) {
 // up" at Info, "backend down" at Warn with the reason.
 //
 // Set the fields before the first call to Round, Run or ReportFailure; they
-// are read concurrently afterwards.
+// are read concurrently afterwards. A Prober keeps no state of its own (the
+// health state is the backends'), which WithLogHandler relies on.
 type Prober struct {
 	// Registry is the pool to probe. Nil means nothing to probe.
 	Registry *Registry
@@ -171,13 +172,30 @@ func (p *Prober) probe(ctx context.Context, b *Backend) {
 	p.observe(b, err == nil, err)
 }
 
+// WithLogHandler returns a copy of p whose lines go through wrap(h), where
+// h is the handler p logs to. The copy folds results into the same
+// backends; only where its lines go differs. The L4 event loop reports
+// through such a copy, so that a transition found on its data path is
+// logged without blocking the loop. On a nil Prober it returns nil.
+func (p *Prober) WithLogHandler(wrap func(slog.Handler) slog.Handler) *Prober {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	c.Logger = slog.New(wrap(p.logger().Handler()))
+	return &c
+}
+
 // errPassive stands in for a nil error passed to ReportFailure.
 var errPassive = errors.New("passive check failed")
 
 // ReportFailure records a failure seen on the data path, such as a dial
 // error, as one failed check of b (passive health checking). It does nothing
 // on a nil Prober or one without a Checker: without active checks nothing
-// could bring the backend back up, so passive failures are ignored.
+// could bring the backend back up, so passive failures are ignored. Nor does
+// it count an error for which LocalFault is true: running out of source
+// ports, buffers or descriptors on this machine says nothing about b, and
+// counting it would take every healthy backend down at once.
 func (p *Prober) ReportFailure(b *Backend, err error) {
 	if p == nil || p.Checker == nil || b == nil {
 		return
@@ -188,8 +206,15 @@ func (p *Prober) ReportFailure(b *Backend, err error) {
 	p.observe(b, false, err)
 }
 
-// observe folds one result into b and logs the transition, if any.
+// observe folds one result into b and logs the transition, if any. A
+// failure for which LocalFault is true is not a result: it is logged at
+// debug level and b's state is left as it was.
 func (p *Prober) observe(b *Backend, pass bool, err error) {
+	if !pass && LocalFault(err) {
+		p.logger().Debug("failure not counted against the backend: out of local resources",
+			"backend", b.ID, "address", b.Address, "error", err)
+		return
+	}
 	switch b.Observe(pass, p.rise(), p.fall()) {
 	case WentUp:
 		p.logger().Info("backend up", "backend", b.ID, "address", b.Address)

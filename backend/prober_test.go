@@ -327,3 +327,43 @@ func TestRunEmptyRegistry(t *testing.T) {
 		}
 	})
 }
+
+// A copy made by WithLogHandler changes the health of the same backends,
+// and its lines go through the wrapping handler to the prober's own.
+func TestWithLogHandler(t *testing.T) {
+	b := New("app-01", "127.0.0.1:1", 1)
+	var logs strings.Builder
+	p := &Prober{
+		Registry: mustRegistry(t, b),
+		Checker:  CheckFunc(func(context.Context, *Backend) error { return check(false) }),
+		Fall:     1,
+		Logger:   bufferLogger(&logs),
+	}
+	var wrapped atomic.Int32
+	c := p.WithLogHandler(func(h slog.Handler) slog.Handler { return countingHandler{h, &wrapped} })
+	c.ReportFailure(b, errors.New("connection refused"))
+	if b.Up() {
+		t.Error("a failure reported through the copy left the backend up")
+	}
+	if wrapped.Load() != 1 || countLines(logs.String(), "backend down") != 1 {
+		t.Errorf("%d lines through the wrapper, log %q; want the down line once, through it", wrapped.Load(), logs.String())
+	}
+	if p.Logger == c.Logger {
+		t.Error("WithLogHandler changed the original's logger")
+	}
+	var nilProber *Prober
+	if got := nilProber.WithLogHandler(func(h slog.Handler) slog.Handler { return h }); got != nil {
+		t.Errorf("WithLogHandler on nil = %v, want nil", got)
+	}
+}
+
+// countingHandler counts the records it passes on.
+type countingHandler struct {
+	slog.Handler
+	n *atomic.Int32
+}
+
+func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.n.Add(1)
+	return h.Handler.Handle(ctx, r)
+}

@@ -13,6 +13,11 @@ import (
 	"github.com/lbctl/lbctl/internal/splice"
 )
 
+// testHookDialing, when set before Serve, sees the socket of every dial
+// to a backend before it connects, on either engine (tests bind it to a
+// source port that makes connect fail).
+var testHookDialing func(fd uintptr)
+
 // errNoBackend means every backend is unavailable or failed its dial.
 var errNoBackend = errors.New("no backend available")
 
@@ -41,7 +46,9 @@ func (p *Proxy) key(c *net.TCPConn) affinity.Key {
 // when the pin is missing, names an unknown backend, points at an
 // unavailable one, or its dial fails, to the next backend the selector
 // offers, pinning key to whichever answered. Every failed dial is reported
-// to passive health and excluded from the rest of the attempt.
+// to passive health (which leaves out the proxy's own faults, such as
+// running out of source ports: see backend.LocalFault) and excluded from
+// the rest of the attempt.
 func (p *Proxy) connect(key affinity.Key) (*backend.Backend, *net.TCPConn, error) {
 	seen, _ := p.Table.Lookup(key) // "" on a miss
 	var avoidBuf [4]*backend.Backend

@@ -40,6 +40,7 @@ func TestPortableEngine(t *testing.T) {
 		"SlowClientGetsEveryByte":               TestSlowClientGetsEveryByte,
 		"BackendNameUsesPortableEngine":         TestBackendNamedByHostname,
 		"SlowSteadyReaderIsNotIdle":             TestSlowSteadyReaderIsNotIdle,
+		"LocalConnectFailureKeepsBackendUp":     TestLocalConnectFailureKeepsTheBackendUp,
 	} {
 		t.Run(name, test)
 	}
@@ -53,6 +54,11 @@ func TestSlowClientGetsEveryByte(t *testing.T) {
 	for i := range 2000 {
 		fmt.Fprintf(&want, "%05d %s\n", i, bytes.Repeat([]byte{'a' + byte(i%26)}, 200))
 	}
+	// ahead is closed once the backend has sent more than the client's
+	// window, the proxy's send buffer towards it and its pending buffer
+	// can hold together: the proxy must be holding bytes back by then.
+	ahead := make(chan struct{})
+	const aheadBytes = 64 << 10
 	backendAddr := oneShotBackend(t, func(c net.Conn) {
 		// Lines of about 200 bytes, a few at a time with pauses, so that
 		// most proxy reads are small ones and not a full buffer.
@@ -63,6 +69,9 @@ func TestSlowClientGetsEveryByte(t *testing.T) {
 				return
 			}
 			msg = msg[n:]
+			if sent := want.Len() - len(msg); sent >= aheadBytes && sent-n < aheadBytes {
+				close(ahead)
+			}
 			time.Sleep(50 * time.Microsecond)
 		}
 		c.(*net.TCPConn).CloseWrite()
@@ -70,7 +79,11 @@ func TestSlowClientGetsEveryByte(t *testing.T) {
 	shrinkSendBuffers(t)
 	c := dialSlowClient(t, serveProxy(t, newRegistry(t, backendAddr), nil))
 	c.SetDeadline(time.Now().Add(20 * time.Second))
-	time.Sleep(200 * time.Millisecond) // the backend has sent it all by now
+	select {
+	case <-ahead:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the backend did not get %d bytes ahead of a client that reads nothing", aheadBytes)
+	}
 	var got bytes.Buffer
 	buf := make([]byte, 512)
 	for {

@@ -31,7 +31,9 @@ import (
 // data, so no read is made that is known to find nothing.
 //
 // The loop's state belongs to its goroutine alone; other goroutines reach
-// it only through the proxy's stopping and aborting flags and wake.
+// it only through the proxy's stopping and aborting flags and wake. Nor
+// does it wait on anything but epoll: its log lines (and those of passive
+// health) are handed to the proxy's log writer, never written in the loop.
 type eventLoop struct {
 	p *Proxy
 
@@ -49,7 +51,7 @@ type eventLoop struct {
 	pollFn   func(uintptr) bool // l.pollOnce
 	ready0   int                // what the last pollOnce found
 	pollErr  error
-	deadline int64 // the poller's read deadline, as loop time; 0 for none
+	deadline int64 // the poller's read deadline, as loop time; 0 before the first
 
 	eps      []*endpoint // by descriptor
 	gen      uint32      // tags each registration, so stale events are dropped
@@ -172,23 +174,22 @@ func (l *eventLoop) open(ln *net.TCPListener) error {
 	return nil
 }
 
-// wait returns the ready events, waiting up to timeout milliseconds (-1:
-// no limit) for the first.
+// wait returns the ready events, waiting up to timeout milliseconds (as
+// timeout computes it: at most maxWait) for the first.
 func (l *eventLoop) wait(timeout int) (int, error) {
 	if timeout == 0 {
 		return l.poll()
 	}
-	var until int64 // the poller's deadline in loop time; 0 for none
-	if timeout > 0 {
-		until = l.now + int64(timeout)*int64(time.Millisecond)
+	until := l.now + int64(timeout)*int64(time.Millisecond) // in loop time
+	// With no timer due before the cap, a deadline still ahead will do
+	// (every deadline is at most maxWait away): waking a little early is
+	// harmless, and moving the poller's deadline on every wake is not.
+	if timeout == maxWait && l.deadline > l.now {
+		until = l.deadline
 	}
 	if until != l.deadline {
 		l.deadline = until
-		if until == 0 {
-			l.poller.SetReadDeadline(time.Time{})
-		} else {
-			l.poller.SetReadDeadline(l.start.Add(time.Duration(until)))
-		}
+		l.poller.SetReadDeadline(l.start.Add(time.Duration(until)))
 	}
 	l.ready0, l.pollErr = 0, nil
 	rerr := l.pollerRC.Read(l.pollFn)
@@ -241,10 +242,16 @@ func (l *eventLoop) run() (err error) {
 	defer l.closeFDs()
 	defer l.p.removeLoop(l)
 	for {
-		n, werr := l.wait(l.timeout())
+		timeout := l.timeout()
+		n, werr := l.wait(timeout)
 		if werr != nil {
 			l.closeAll()
 			return fmt.Errorf("l4: epoll_wait: %w", werr)
+		}
+		if n == 0 && timeout == maxWait {
+			// Look at the listener again: a connection whose edge was
+			// lost then waits at most maxWait, not forever.
+			l.lnReady = true
 		}
 		l.now = int64(time.Since(l.start))
 		for i := range n {
@@ -298,8 +305,15 @@ func (l *eventLoop) runReady() {
 	l.spare = ready[:0]
 }
 
+// maxWait bounds how long the loop sleeps, in milliseconds, even with no
+// timer due: an edge that never came (a lost wake-up, a connection
+// announced to nobody) then costs at most this long, and the loop never
+// parks forever.
+const maxWait = 1000
+
 // timeout returns how long epoll_wait may sleep, in milliseconds: until
-// the next connect deadline, idle deadline or accept retry, or forever.
+// the next connect deadline, idle deadline or accept retry, and at most
+// maxWait.
 func (l *eventLoop) timeout() int {
 	if l.lnfd >= 0 && l.lnReady && l.acceptAt <= l.now || len(l.ready) > 0 {
 		return 0 // an accept batch or a pump was cut short
@@ -320,11 +334,11 @@ func (l *eventLoop) timeout() int {
 		soonest(l.acceptAt)
 	}
 	if next < 0 {
-		return -1
+		return maxWait
 	}
 	// Round up: waking a little late is harmless, early is a wasted wake.
 	now := int64(time.Since(l.start))
-	return int(max(next-now+int64(time.Millisecond)-1, 0) / int64(time.Millisecond))
+	return int(min(max(next-now+int64(time.Millisecond)-1, 0)/int64(time.Millisecond), maxWait))
 }
 
 // accept takes up to acceptBatch connections off the listener and starts
@@ -348,7 +362,7 @@ func (l *eventLoop) accept() error {
 		// Out of descriptors or memory: retry later, and say so.
 		l.backoff = min(max(2*l.backoff, 5*time.Millisecond), time.Second)
 		l.acceptAt = l.now + int64(l.backoff)
-		l.p.logger().Warn("accept failed; retrying", "listener", l.lnAddr, "error", err, "retry_in", l.backoff)
+		l.p.loopLog.Warn("accept failed; retrying", "listener", l.lnAddr, "error", err, "retry_in", l.backoff)
 		return nil
 	}
 	return nil // more may be waiting: lnReady stays true

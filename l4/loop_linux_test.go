@@ -1,11 +1,21 @@
 package l4
 
 import (
+	"bufio"
 	"bytes"
+	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/asynclog"
+	"github.com/lbctl/lbctl/internal/leakcheck"
 )
 
 // A pump that runs out of budget leaves bytes in the socket that no new
@@ -28,5 +38,159 @@ func TestEventLoopFinishesWhatABudgetLeft(t *testing.T) {
 	}
 	if !bytes.Equal(got, reply) {
 		t.Error("bytes differ from the backend's")
+	}
+}
+
+// stalledOutput is a log handler whose output stalls, as stderr does when
+// nobody reads it: every Handle blocks until unblock is called, then
+// records the line.
+type stalledOutput struct {
+	entered chan struct{} // a value each time Handle starts
+	release chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	lines   []string // guarded by mu
+}
+
+func newStalledOutput() *stalledOutput {
+	return &stalledOutput{entered: make(chan struct{}, 1024), release: make(chan struct{})}
+}
+
+func (o *stalledOutput) unblock() { o.once.Do(func() { close(o.release) }) }
+
+func (o *stalledOutput) Enabled(context.Context, slog.Level) bool { return true }
+
+func (o *stalledOutput) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case o.entered <- struct{}{}:
+	default:
+	}
+	<-o.release
+	line := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		line += " " + a.String()
+		return true
+	})
+	o.mu.Lock()
+	o.lines = append(o.lines, line)
+	o.mu.Unlock()
+	return nil
+}
+
+func (o *stalledOutput) WithAttrs([]slog.Attr) slog.Handler { return o }
+func (o *stalledOutput) WithGroup(string) slog.Handler      { return o }
+
+func (o *stalledOutput) written() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return strings.Join(o.lines, "\n")
+}
+
+// A log output that stalls must not stall traffic: the event loop's lines
+// (a backend going down, refused clients) are handed to the proxy's log
+// writer, and dropped once its queue is full. The proxy still shuts down,
+// its writer writes what was queued and how much was dropped once the
+// output moves again, and nothing is left behind.
+func TestStalledLogOutputDoesNotStallTraffic(t *testing.T) {
+	good := startBackend(t, "app-01")
+	dead := startBackend(t, "app-02")
+	dead.kill() // its port refuses connections
+	reg, err := backend.NewRegistry([]*backend.Backend{backend.New("app-01", good.addr, 1), backend.New("app-02", dead.addr, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := newStalledOutput()
+	log := slog.New(out)
+	base := leakcheck.Take(t)
+	var p *Proxy
+	addr := serveProxy(t, reg, func(proxy *Proxy) {
+		p = proxy
+		p.goroutines = false
+		p.Logger = log
+		p.Health = &backend.Prober{Registry: reg, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1, Logger: log}
+	})
+	t.Cleanup(out.unblock) // before the proxy is closed, should the test fail
+
+	// Round robin offers app-02 to one of two new clients: its dial is
+	// refused, it goes down (a line the output now stalls on), and that
+	// client moves to app-01.
+	for _, src := range []string{"127.0.0.50", "127.0.0.51"} {
+		if got := greeting(t, src, addr); got != "app-01" {
+			t.Fatalf("client %s reached %q, want app-01", src, got)
+		}
+	}
+	select {
+	case <-out.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no line reached the log output")
+	}
+	if reg.Get("app-02").Up() {
+		t.Fatal("app-02 still up after a refused dial with fall 1")
+	}
+	// With no backend left, every client is refused and logged at debug
+	// level: more lines than the queue holds.
+	reg.Get("app-01").SetDrained(true)
+	for i := range 2 * logQueue {
+		c := dialFrom(t, fmt.Sprintf("127.0.3.%d", i%250+1), addr)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Fatalf("refused client %d: read %d, %v; want EOF at once", i, n, err)
+		}
+		c.Close()
+	}
+	reg.Get("app-01").SetDrained(false)
+	c := dialFrom(t, "127.0.0.52", addr)
+	r := bufio.NewReader(c)
+	if line, err := r.ReadString('\n'); err != nil || line != "app-01\n" {
+		t.Fatalf("greeting while the log output stalls = %q, %v", line, err)
+	}
+	fmt.Fprintln(c, "ping")
+	if line, err := r.ReadString('\n'); err != nil || line != "ping\n" {
+		t.Fatalf("echo while the log output stalls = %q, %v", line, err)
+	}
+	c.Close()
+
+	// Shutdown returns while the output still stalls: every connection
+	// has ended, and the log writer may take only as long as ctx allows.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown = %v, want nil", err)
+	}
+	out.unblock()
+	select {
+	case <-p.logq.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the log writer did not exit once the output moved")
+	}
+	logs := out.written()
+	for _, want := range []string{"backend down backend=app-02", "client refused", asynclog.DroppedMessage + " dropped="} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+	p.Table.Close()
+	base.Wait(t, 5*time.Second)
+}
+
+// The loop's sleep is bounded even when no timer is due, so that an edge
+// that never comes cannot park it forever; a timer due sooner shortens it.
+func TestLoopWaitIsBounded(t *testing.T) {
+	l := &eventLoop{lnfd: -1, start: time.Now()}
+	l.connecting.init()
+	l.active.init()
+	if got := l.timeout(); got != maxWait {
+		t.Errorf("with no timer: wait %d ms, want %d", got, maxWait)
+	}
+	// An idle deadline an hour away.
+	l.idle = int64(time.Hour)
+	l.active.pushBack(&session{})
+	if got := l.timeout(); got != maxWait {
+		t.Errorf("with the next timer in an hour: wait %d ms, want %d", got, maxWait)
+	}
+	// A connect deadline 200 ms away.
+	l.connecting.pushBack(&session{deadline: int64(time.Since(l.start) + 200*time.Millisecond)})
+	if got := l.timeout(); got < 1 || got > 200 {
+		t.Errorf("with a connect deadline in 200 ms: wait %d ms, want 1..200", got)
 	}
 }

@@ -10,11 +10,13 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accept"
+	"github.com/lbctl/lbctl/internal/asynclog"
 )
 
 // ErrProxyClosed is returned by Serve after Shutdown or Close.
@@ -44,7 +46,10 @@ type Proxy struct {
 	// either direction. Zero means no idle timeout.
 	IdleTimeout time.Duration
 	// Logger receives accept errors, and refused clients at debug level.
-	// Nil means slog.Default().
+	// Nil means slog.Default(). The event loop never writes to it (or to
+	// Health's logger) itself: it hands its lines to a goroutine of the
+	// proxy, so that a stalled log output costs lines (dropped, then
+	// counted in a line of their own) and never stalls traffic.
 	Logger *slog.Logger
 
 	// goroutines makes Serve use a goroutine per connection over
@@ -55,6 +60,13 @@ type Proxy struct {
 	init   sync.Once
 	loop   accept.Loop // the portable engine
 	dialer net.Dialer
+
+	// What the event loops log through: a queue that a goroutine, started
+	// with the first loop and stopped by Shutdown or Close once every loop
+	// has ended, writes to Logger and to Health's logger.
+	logq       *asynclog.Queue
+	loopLog    *slog.Logger    // Logger, through logq
+	loopHealth *backend.Prober // Health, logging through logq
 
 	// The event loops serving listeners (one per Serve call), and the
 	// requests they act on when woken.
@@ -83,6 +95,13 @@ func (p *Proxy) setup() {
 		// Dead peers are found by the idle timeout; TCP keep-alive
 		// would only add three system calls to every dial.
 		p.dialer.KeepAlive = -1
+		if hook := testHookDialing; hook != nil {
+			p.dialer.Control = func(_, _ string, rc syscall.RawConn) error { return rc.Control(hook) }
+		}
+		h := p.logger().Handler()
+		p.logq = asynclog.New(logQueue, h)
+		p.loopLog = slog.New(p.logq.Wrap(h))
+		p.loopHealth = p.Health.WithLogHandler(p.logq.Wrap)
 	})
 }
 
@@ -114,9 +133,15 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	return p.loop.Serve(ln)
 }
 
+// logQueue is how many log lines of the event loops may wait for the
+// writer; more are dropped. The loops log rarely (accept failures, backend
+// transitions, refused clients at debug level).
+const logQueue = 256
+
 // Shutdown stops accepting, then waits for open connections to finish on
 // their own. When ctx ends first, the remaining connections are closed and
-// ctx's error is returned once their handlers have exited.
+// ctx's error is returned once their handlers have exited. The event
+// loops' last log lines are then written, for as long as ctx allows.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.setup()
 	p.stopping.Store(true)
@@ -129,17 +154,24 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		p.logq.Stop()
+		select {
+		case <-p.logq.Done():
+		case <-ctx.Done(): // a stalled log output
+		}
 		return err
 	case <-ctx.Done():
 	}
 	p.aborting.Store(true)
 	p.wakeLoops()
 	<-done
+	p.logq.Stop()
 	return ctx.Err()
 }
 
 // Close stops accepting and closes every open connection at once, returning
-// after their handlers have exited.
+// after their handlers have exited. The event loops' log writer is told to
+// stop; Close does not wait for it to write what is queued.
 func (p *Proxy) Close() error {
 	p.setup()
 	p.stopping.Store(true)
@@ -147,6 +179,7 @@ func (p *Proxy) Close() error {
 	p.wakeLoops()
 	err := p.loop.Close()
 	p.running.Wait()
+	p.logq.Stop()
 	return err
 }
 
@@ -164,6 +197,7 @@ func (p *Proxy) addLoop(l *eventLoop) bool {
 	}
 	p.loops[l] = struct{}{}
 	p.running.Add(1)
+	p.logq.Start()
 	return true
 }
 

@@ -29,9 +29,7 @@ func BenchmarkConnection(b *testing.B) {
 			c.Close()
 		}
 	}()
-	f := newFixture(b, fixtureOpts{n: 0})
-	// Point the fixture's registry at the one-byte echo server.
-	f.proxy.Registry = newRegistry(b, ln.Addr().String())
+	proxied := serveProxy(b, newRegistry(b, ln.Addr().String()), nil)
 
 	run := func(b *testing.B, addr string) {
 		b.ReportAllocs()
@@ -49,7 +47,7 @@ func BenchmarkConnection(b *testing.B) {
 		}
 	}
 	b.Run("direct", func(b *testing.B) { run(b, ln.Addr().String()) })
-	b.Run("proxied", func(b *testing.B) { run(b, f.addr) })
+	b.Run("proxied", func(b *testing.B) { run(b, proxied) })
 }
 
 // BenchmarkKeptAliveRoundTrip sends 64 bytes through an established proxied

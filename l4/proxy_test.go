@@ -87,6 +87,13 @@ func (tb *testBackend) kill() {
 	tb.wg.Wait()
 }
 
+// openConns returns how many connections the backend has open.
+func (tb *testBackend) openConns() int {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return len(tb.conns)
+}
+
 // revive listens again on the same address.
 func (tb *testBackend) revive(t *testing.T) {
 	t.Helper()
@@ -111,6 +118,9 @@ type fixtureOpts struct {
 	policy string
 	idle   time.Duration
 	prober bool
+	// beforeProxy, when set, runs once the backends are up and before the
+	// affinity table and the proxy start (to take a leak baseline).
+	beforeProxy func()
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -128,6 +138,9 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	reg, err := backend.NewRegistry(bs)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.beforeProxy != nil {
+		o.beforeProxy()
 	}
 	sel, err := backend.NewSelector(o.policy)
 	if err != nil {
@@ -549,15 +562,31 @@ func TestShutdownGraceExpiresClosesConnections(t *testing.T) {
 	}
 }
 
+// No goroutine, descriptor or pipe outlives the connections that used it:
+// while the proxy runs, goroutines and sockets come back to what they were
+// before the connections (the event loop keeps a pool of empty pipes for
+// the next ones); once it is closed, everything, pipes included, comes
+// back to what it was before the proxy started.
 func TestNoGoroutineOrFDOutlivesItsConnection(t *testing.T) {
-	f := newFixture(t, fixtureOpts{n: 2, idle: 200 * time.Millisecond})
-	// Warm up: the first connections start runtime pollers and the like.
+	var beforeProxy *leakcheck.Baseline
+	f := newFixture(t, fixtureOpts{n: 2, idle: 200 * time.Millisecond,
+		beforeProxy: func() { beforeProxy = leakcheck.Take(t) }})
+	// The proxy serves once a client is answered; its own goroutines and
+	// descriptors are running then, and this client's are gone once the
+	// backends have seen it leave and released it.
 	greeting(t, "127.0.0.20", f.addr)
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, "the first client's connection to end", func() bool {
+		for _, b := range f.backends {
+			if b.openConns() != 0 || f.registry.Get(b.id).Active() != 0 {
+				return false
+			}
+		}
+		return true
+	})
 	base := leakcheck.Take(t)
 
 	var wg sync.WaitGroup
-	for i := range 20 {
+	for i := range 25 {
 		wg.Go(func() {
 			src := fmt.Sprintf("127.0.2.%d", i+1)
 			c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}).Dial("tcp", f.addr)
@@ -567,10 +596,16 @@ func TestNoGoroutineOrFDOutlivesItsConnection(t *testing.T) {
 			}
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(5 * time.Second))
-			switch i % 4 {
+			switch i % 5 {
 			case 0: // clean half-close
 				c.Write([]byte("ping"))
 				c.(*net.TCPConn).CloseWrite()
+				io.Copy(io.Discard, c)
+			case 4: // bulk both ways, which the event loop splices
+				go func() {
+					c.Write(bytes.Repeat([]byte("x"), 1<<20))
+					c.(*net.TCPConn).CloseWrite()
+				}()
 				io.Copy(io.Discard, c)
 			case 1: // client vanishes mid-stream
 				c.Write(bytes.Repeat([]byte("x"), 1<<20))
@@ -598,6 +633,21 @@ func TestNoGoroutineOrFDOutlivesItsConnection(t *testing.T) {
 	for _, b := range f.backends {
 		b.revive(t) // listeners are part of the baseline
 	}
+	base.WaitExceptPipes(t, 5*time.Second)
 
-	base.Wait(t, 5*time.Second)
+	f.proxy.Close()
+	f.table.Close()
+	beforeProxy.Wait(t, 5*time.Second)
+}
+
+// waitFor polls cond until it holds, failing the test after 10 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

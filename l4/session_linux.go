@@ -101,6 +101,9 @@ func (l *eventLoop) dial(s *session) {
 			l.refuse(s)
 			return
 		}
+		if testHookDialing != nil {
+			testHookDialing(uintptr(fd))
+		}
 		b.Acquire()
 		err = sysConnect(fd, t)
 		if err == 0 || err == unix.EINPROGRESS {
@@ -136,11 +139,12 @@ func (l *eventLoop) dialFailed(s *session, err error) {
 	l.dial(s)
 }
 
-// failed records a failed dial to b: passive health, and b is avoided for
-// the rest of this session's attempt.
+// failed records a failed dial to b: passive health (which leaves out the
+// proxy's own faults, see backend.LocalFault), and b is avoided for the
+// rest of this session's attempt.
 func (l *eventLoop) failed(s *session, b *backend.Backend, err error) {
 	s.lastErr = b.DialError(err)
-	l.p.Health.ReportFailure(b, s.lastErr)
+	l.p.loopHealth.ReportFailure(b, s.lastErr)
 	s.avoid = append(s.avoid, b)
 }
 
@@ -148,7 +152,7 @@ func (l *eventLoop) failed(s *session, b *backend.Backend, err error) {
 func (l *eventLoop) refuse(s *session) {
 	// In an outage every client is refused: build the line only when it
 	// is logged.
-	if lg := l.p.logger(); lg.Enabled(context.Background(), slog.LevelDebug) {
+	if lg := l.p.loopLog; lg.Enabled(context.Background(), slog.LevelDebug) {
 		lg.Debug("client refused", "client", s.addr.String(), "error", refused(s.lastErr))
 	}
 	l.closeSession(s)

@@ -204,7 +204,18 @@ address = %q
 	// SIGTERM while a connection is open: lbctl stops accepting, the open
 	// connection keeps working, and lbctl exits 0 once it ends.
 	cmd.Process.Signal(syscall.SIGTERM)
-	time.Sleep(200 * time.Millisecond)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		nc, err := net.DialTimeout("tcp", listen, time.Second)
+		if err != nil {
+			break // the listener is closed: lbctl is shutting down
+		}
+		nc.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("lbctl still accepting after SIGTERM\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	fmt.Fprintln(c, "still here")
 	if line, err := r.ReadString('\n'); err != nil || line != "still here\n" {
 		t.Errorf("echo after SIGTERM = %q, %v", line, err)

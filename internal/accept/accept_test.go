@@ -34,6 +34,15 @@ func listen(t *testing.T) net.Listener {
 	return ln
 }
 
+func dial(t *testing.T, ln net.Listener) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func TestServeRetriesTemporaryErrors(t *testing.T) {
 	ln := listen(t)
 	fl := &flakyListener{Listener: ln}
@@ -60,26 +69,29 @@ func TestServeRetriesTemporaryErrors(t *testing.T) {
 func TestShutdownClosesIdleWaitsForBusy(t *testing.T) {
 	ln := listen(t)
 	release := make(chan struct{})
+	settled := make(chan struct{}, 2) // a value once a handler is idle or busy
 	l := &Loop{Handle: func(c *Conn) {
 		defer c.Close()
 		buf := make([]byte, 1)
 		c.Read(buf)
 		if buf[0] == 'i' {
 			c.SetIdle(true) // waiting for a next request that never comes
+			settled <- struct{}{}
 			c.Read(buf)
 			return
 		}
+		settled <- struct{}{}
 		<-release // busy until released
 		c.Write([]byte("done"))
 	}}
 	go l.Serve(ln)
-	idle, _ := net.Dial("tcp", ln.Addr().String())
-	busy, _ := net.Dial("tcp", ln.Addr().String())
+	idle, busy := dial(t, ln), dial(t, ln)
 	defer idle.Close()
 	defer busy.Close()
 	idle.Write([]byte("i"))
 	busy.Write([]byte("b"))
-	time.Sleep(50 * time.Millisecond)
+	<-settled
+	<-settled
 
 	shut := make(chan error, 1)
 	go func() { shut <- l.Shutdown(context.Background()) }()
@@ -107,14 +119,16 @@ func TestShutdownClosesIdleWaitsForBusy(t *testing.T) {
 
 func TestShutdownDeadlineClosesBusy(t *testing.T) {
 	ln := listen(t)
+	handling := make(chan struct{})
 	l := &Loop{Handle: func(c *Conn) {
 		defer c.Close()
+		close(handling)
 		io.Copy(io.Discard, c) // until closed
 	}}
 	go l.Serve(ln)
-	c, _ := net.Dial("tcp", ln.Addr().String())
+	c := dial(t, ln)
 	defer c.Close()
-	time.Sleep(20 * time.Millisecond)
+	<-handling
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := l.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
