@@ -382,7 +382,8 @@ func (s *session) joinBody(done chan error, up *net.TCPConn) bool {
 // stopBody ends a request body copy that is still running. It returns the
 // copy's error when the copy had already ended on its own, and nil when
 // there was none or it had to be stopped. The caller closes up first, which
-// unblocks the copy's writes; this unblocks its reads.
+// unblocks the copy's writes; interrupting the client reader unblocks its
+// reads.
 func (s *session) stopBody(done chan error) error {
 	if done == nil {
 		return nil
@@ -393,8 +394,9 @@ func (s *session) stopBody(done chan error) error {
 		return err
 	default:
 	}
-	s.client.SetReadDeadline(time.Unix(1, 0))
+	s.in.interrupt()
 	<-done
+	s.in.resume()
 	return nil
 }
 
