@@ -243,6 +243,11 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	}
 	dechunk := framing == chunked && http10
 	closeAfter := req.close || p.loop.Closing() || framing == untilClose || dechunk
+	// The backend connection may carry another exchange only if this
+	// response ends where its framing says: a length, chunked, or no body
+	// by the rules of HEAD, 204 and 304. A 204 that announces a body is
+	// framed two ways: what follows it cannot be trusted.
+	endKnown := framing != untilClose && !(resp.status == 204 && (resp.contentLength > 0 || resp.chunked))
 
 	var cookieFor *backend.Backend
 	if setCookie {
@@ -281,7 +286,7 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	}
 
 	bodyOK := s.joinBody(bodyDone, up)
-	if bodyOK && !resp.close && framing != untilClose && s.up.buffered() == 0 {
+	if bodyOK && endKnown && !resp.close && s.up.buffered() == 0 {
 		// The read deadline stays: nothing reads a kept connection until
 		// its next exchange sets a fresh one.
 		p.release(b, up)
