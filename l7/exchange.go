@@ -120,6 +120,15 @@ func (s *session) answer(status int, hasBody bool) bool {
 
 // roundTrip sends the request to b over up and relays the answer. It owns
 // up: it either returns it to the pool or closes it.
+//
+// How an exchange fails decides who is answerable for it. The client is
+// for a malformed body (400, the connection closes) and for going away or
+// stalling mid-body (no answer: nobody is listening); neither counts
+// against the backend. The backend is for a reset, EOF or close before its
+// response head, a malformed or oversized head, and silence past
+// timeouts.server once it had the whole request: these count as failed
+// checks of its health. Whatever happens after the response head went out
+// can only close the connections.
 func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryable, setCookie bool) (keep bool, out outcome) {
 	p := s.p
 	req := &s.req
@@ -153,26 +162,40 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 	for {
 		head, partial, err := s.up.readHead()
 		if err != nil {
+			// The body copy is waited for before anything is judged:
+			// when it fails it closes up, so a client's fault often
+			// shows here first as a failed read of the response.
 			up.Close()
 			bodyErr := s.stopBody(bodyDone)
-			var gone *clientGone
-			switch {
-			case errors.Is(bodyErr, errBadChunk):
-				return s.answer(400, true), relayed
-			case errors.As(bodyErr, &gone):
-				// The client's side failed; it gets nothing more.
+			if s.clientFault(bodyErr) {
 				return false, relayed
+			}
+			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
+				// Silence counts against the backend only once it had
+				// the whole request: while the body still flowed, a
+				// slow client may be what it waited for.
+				if bodyErr == nil {
+					s.backendFault(b, err)
+				}
 				return s.answer(504, bodyDone != nil), relayed
 			case errors.Is(err, errHeadTooLarge):
+				s.backendFault(b, err)
 				return s.answer(502, bodyDone != nil), relayed
+			case errors.Is(err, net.ErrClosed) && bodyErr != nil && !errors.Is(bodyErr, errBodyStopped):
+				// The body copy closed up when writing to the backend
+				// failed: its error says what happened.
+				err = bodyErr
 			}
 			return s.failed(b, err, reused && !partial, retryable, true)
 		}
 		if err := parseResponseHead(head, &s.resp); err != nil {
 			up.Close()
-			s.stopBody(bodyDone)
-			p.logger().Debug("bad response head", "backend", b.ID, "error", err)
+			bodyErr := s.stopBody(bodyDone)
+			s.backendFault(b, err)
+			if s.clientFault(bodyErr) {
+				return false, relayed
+			}
 			return s.answer(502, bodyDone != nil), relayed
 		}
 		if s.resp.status >= 200 {
@@ -210,12 +233,42 @@ func (s *session) failed(b *backend.Backend, err error, stale, retryable, sent b
 	if stale && retryable {
 		return false, retryFresh
 	}
-	s.p.Health.ReportFailure(b, err)
-	s.p.logger().Debug("backend failed", "backend", b.ID, "error", err, "request_sent", sent)
+	s.backendFault(b, err, "request_sent", sent)
 	if retryable {
 		return false, retryOther
 	}
 	return s.answer(502, s.req.chunked || s.req.contentLength > 0), relayed
+}
+
+// backendFault counts err, the backend's own failure in an exchange,
+// against its health, and logs it at debug level with attrs.
+func (s *session) backendFault(b *backend.Backend, err error, attrs ...any) {
+	s.p.Health.ReportFailure(b, err)
+	s.p.logger().Debug("backend failed", append([]any{"backend", b.ID, "error", err}, attrs...)...)
+}
+
+// clientFault answers for a request body that failed on the client's side
+// and reports true; for any other outcome of the body copy (nil too) it
+// does nothing and reports false. A malformed body gets 400 and the
+// connection closes; a client that went away or stalled gets nothing.
+// Neither is the backend's fault. Call it only before a response head has
+// gone out.
+func (s *session) clientFault(bodyErr error) bool {
+	if errors.Is(bodyErr, errBadChunk) {
+		s.reject(400)
+		return true
+	}
+	return clientFailed(bodyErr)
+}
+
+// clientFailed reports whether a request body copy ended by the client's
+// fault (a malformed body) or departure.
+func clientFailed(bodyErr error) bool {
+	if bodyErr == nil {
+		return false
+	}
+	var gone *clientGone
+	return errors.Is(bodyErr, errBadChunk) || errors.As(bodyErr, &gone)
 }
 
 // relayResponse writes the final response head in s.resp and its body to
@@ -280,8 +333,14 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	}
 	s.up.idle = 0
 	if err != nil {
+		// The head has gone out, so whoever failed, the client
+		// connection can only close. A backend that cuts its body is
+		// not counted against its health: that is judged before the
+		// head.
 		up.Close()
-		s.stopBody(bodyDone)
+		if bodyErr := s.stopBody(bodyDone); s.cw.err == nil && !clientFailed(bodyErr) {
+			p.logger().Debug("backend response cut", "backend", b.ID, "error", err)
+		}
 		return false
 	}
 
@@ -328,9 +387,12 @@ func (s *session) tunnel(b *backend.Backend, up *net.TCPConn, setCookie bool) bo
 }
 
 // sendBody copies the request body from the client to the backend and
-// reports how it ended: nil, errBadChunk, a *clientGone when reading the
-// client failed, or the backend write error. On failure it closes up, so
-// that the exchange waiting for the response head learns of it at once.
+// reports how it ended: nil when it was sent whole; errBadChunk for a
+// malformed chunked body; a *clientGone when reading the client failed
+// (it went away or stalled); errBodyStopped when the exchange stopped the
+// copy (see stopBody); or the error of writing to the backend. On failure
+// it closes up, so that the exchange waiting for the response head learns
+// of it at once.
 func (s *session) sendBody(uw *timedWriter, up *net.TCPConn, done chan<- error) {
 	// A body larger than the small buffer streams through a large one:
 	// fewer, larger reads. The head's slices stay valid (see grow).
@@ -344,10 +406,16 @@ func (s *session) sendBody(uw *timedWriter, up *net.TCPConn, done chan<- error) 
 		err = copyFixed(uw, &s.in, s.req.contentLength)
 	}
 	if err != nil {
-		up.Close()
-		if uw.err == nil && !errors.Is(err, errBadChunk) {
+		// Judged before up is closed: closing it makes the exchange stop
+		// this copy, which must not pass for the cause.
+		switch {
+		case errors.Is(err, errBadChunk), uw.err != nil:
+		case s.in.stopped.Load():
+			err = errBodyStopped
+		default:
 			err = &clientGone{err}
 		}
+		up.Close()
 	}
 	done <- err
 }
@@ -384,25 +452,24 @@ func (s *session) joinBody(done chan error, up *net.TCPConn) bool {
 	return err == nil
 }
 
-// stopBody ends a request body copy that is still running. It returns the
-// copy's error when the copy had already ended on its own, and nil when
-// there was none or it had to be stopped. The caller closes up first, which
-// unblocks the copy's writes; interrupting the client reader unblocks its
-// reads.
+// stopBody ends a request body copy that may still be running and returns
+// how the copy ended (see sendBody): errBodyStopped when it had to be
+// stopped here. The caller closes up first, which unblocks the copy's
+// writes; interrupting the client reader unblocks its reads.
 func (s *session) stopBody(done chan error) error {
 	if done == nil {
 		return nil
 	}
-	defer func() { s.in.idle = 0 }()
+	var err error
 	select {
-	case err := <-done:
-		return err
+	case err = <-done:
 	default:
+		s.in.interrupt()
+		err = <-done
+		s.in.resume()
 	}
-	s.in.interrupt()
-	<-done
-	s.in.resume()
-	return nil
+	s.in.idle = 0
+	return err
 }
 
 // checkFirstChunk waits, within the header timeout already set on the
