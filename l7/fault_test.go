@@ -63,6 +63,7 @@ func TestClientBodyFaultsNeverCountAgainstBackends(t *testing.T) {
 		{"lone CR after chunk data", "5\r\nhello\r5\r\nhello\r\n0\r\n\r\n"},
 		{"lone LF after chunk data", "5\r\nhello\n0\r\n\r\n"},
 		{"0x0 as the last chunk", "5\r\nhello\r\n0x0\r\n\r\n"},
+		{"malformed extension after the first chunk", "5\r\nhello\r\n5;=x\r\nhello\r\n0\r\n\r\n"},
 		{"overlong size line", "5\r\nhello\r\n5;a=" + strings.Repeat("b", 5000) + "\r\nhello\r\n0\r\n\r\n"},
 		{"malformed trailer", "5\r\nhello\r\n0\r\nno colon\r\n\r\n"},
 		{"101 trailer fields", "5\r\nhello\r\n0\r\n" + strings.Repeat("X-T: 1\r\n", 101) + "\r\n"},

@@ -40,6 +40,10 @@ type connReader struct {
 	// in progress: a read that moved its deadline after interrupt set a
 	// past one would otherwise wait out idle.
 	stopped atomic.Bool
+
+	// sizeLine holds a chunk-size line as lbctl writes it, in the
+	// reader's memory so that writing one allocates nothing.
+	sizeLine [15 + len("\r\n")]byte
 }
 
 // deadlineReader is the connection a connReader reads from.
