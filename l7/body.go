@@ -61,18 +61,36 @@ func copyFixed(dst io.Writer, src *connReader, n int64) error {
 }
 
 // copyUntilEOF copies src to dst until src ends: a response body that is
-// delimited by the backend closing its connection.
-func copyUntilEOF(dst io.Writer, src *connReader) error {
+// delimited by the backend closing its connection. With chunk, every piece
+// read goes out as one chunk and the end as the last chunk, so that the
+// client learns where the body ends without its connection closing. A read
+// error other than EOF returns without the last chunk: the client must not
+// take a cut body for a whole one.
+func copyUntilEOF(dst io.Writer, src *connReader, chunk bool) error {
 	for {
 		p, err := src.next(1 << 62)
 		if err == io.EOF {
+			if chunk {
+				_, err = dst.Write(lastChunk)
+				return err
+			}
 			return nil
 		}
 		if err != nil {
 			return err
 		}
+		if chunk {
+			if _, err := dst.Write(src.appendSizeLine(int64(len(p)))); err != nil {
+				return err
+			}
+		}
 		if _, err := dst.Write(p); err != nil {
 			return err
+		}
+		if chunk {
+			if _, err := dst.Write(crlfBytes); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -130,7 +148,10 @@ func copyChunked(dst io.Writer, src *connReader, framed bool) error {
 	}
 }
 
-var crlfBytes = []byte("\r\n")
+var (
+	crlfBytes = []byte("\r\n")
+	lastChunk = []byte("0\r\n\r\n") // the last chunk of a body without trailers
+)
 
 // discardFraming swallows the framing lines of a chunked body that is being
 // unwrapped; the chunks' data is written to w directly.

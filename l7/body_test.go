@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -92,6 +93,37 @@ func TestCopyChunked(t *testing.T) {
 				t.Errorf("unwrapped %q, %v; want %q", data.String(), err, tt.data)
 			}
 		})
+	}
+}
+
+// TestCopyUntilEOF covers a response body delimited by the backend's close:
+// relayed as it comes, or re-framed as chunks ending with the last chunk.
+// A body cut by an error gets no last chunk, so it cannot pass for whole.
+func TestCopyUntilEOF(t *testing.T) {
+	body := strings.Repeat("until close ", 100)
+	var plain, chunked bytes.Buffer
+	if err := copyUntilEOF(&plain, readerOf(body, 64), false); err != nil || plain.String() != body {
+		t.Fatalf("plain copy = %.40q, %v; want the body", plain.String(), err)
+	}
+	if err := copyUntilEOF(&chunked, readerOf(body, 64), true); err != nil {
+		t.Fatalf("chunked copy: %v", err)
+	}
+	if !strings.HasPrefix(chunked.String(), "40\r\n") || !strings.HasSuffix(chunked.String(), "\r\n0\r\n\r\n") {
+		t.Errorf("re-framed body %.40q...%q, want 64-byte chunks and the last chunk", chunked.String(), chunked.String()[chunked.Len()-10:])
+	}
+	var data bytes.Buffer
+	if err := copyChunked(&data, readerOf(chunked.String(), 8192), false); err != nil || data.String() != body {
+		t.Errorf("re-framed body reads back as %.40q, %v; want the body", data.String(), err)
+	}
+
+	var cut bytes.Buffer
+	r := readerOf("", 64)
+	r.rd = memConn{io.MultiReader(strings.NewReader("partial"), iotest.ErrReader(io.ErrUnexpectedEOF))}
+	if err := copyUntilEOF(&cut, r, true); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("cut body: %v, want the read error", err)
+	}
+	if got := cut.String(); got != "7\r\npartial\r\n" {
+		t.Errorf("cut body forwarded as %q, want its data without a last chunk", got)
 	}
 }
 

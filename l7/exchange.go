@@ -278,7 +278,7 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	req, resp := &s.req, &s.resp
 	http10 := s.http10
 
-	// The body's framing towards the client.
+	// The body's framing from the backend.
 	const (
 		none = iota
 		fixed
@@ -295,7 +295,12 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 		framing = fixed
 	}
 	dechunk := framing == chunked && http10
-	closeAfter := req.close || p.loop.Closing() || framing == untilClose || dechunk
+	// A body that runs until the backend closes is re-framed as chunked
+	// for an HTTP/1.1 client, whose connection then stays open; one whose
+	// Transfer-Encoding does not end in chunked keeps that field, so it
+	// runs until close towards the client too, as it does for HTTP/1.0.
+	reframe := framing == untilClose && !http10 && !hasField(resp.fields, "transfer-encoding")
+	closeAfter := req.close || p.loop.Closing() || framing == untilClose && !reframe || dechunk
 	// The backend connection may carry another exchange only if this
 	// response ends where its framing says: a length, chunked, or no body
 	// by the rules of HEAD, 204 and 304. A 204 that announces a body is
@@ -306,7 +311,7 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	if setCookie {
 		cookieFor = b
 	}
-	s.out = s.appendResponseHead(s.out[:0], cookieFor, closeAfter, framing == chunked && !dechunk)
+	s.out = s.appendResponseHead(s.out[:0], cookieFor, closeAfter, framing == chunked && !dechunk || reframe)
 	// A small body already in the buffer goes out with the head, in one
 	// write.
 	bodyLeft := resp.contentLength
@@ -329,7 +334,7 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	case chunked:
 		err = copyChunked(&s.cw, &s.up, !dechunk)
 	case untilClose:
-		err = copyUntilEOF(&s.cw, &s.up)
+		err = copyUntilEOF(&s.cw, &s.up, reframe)
 	}
 	s.up.idle = 0
 	if err != nil {
@@ -353,6 +358,16 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 		up.Close()
 	}
 	return bodyOK && !closeAfter
+}
+
+// hasField reports whether fields hold a field named name (lower case).
+func hasField(fields []field, name string) bool {
+	for i := range fields {
+		if asciiEqualFold(fields[i].name, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // tunnel turns the exchange into a byte relay after 101 Switching
