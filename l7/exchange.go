@@ -202,12 +202,19 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 			break
 		}
 		if s.resp.status == 101 {
-			if !req.upgrade {
+			// Only a switch the client asked for, to a protocol it
+			// offered, and after a request without a body (whose head
+			// is still intact to compare with). A backend that switches
+			// on its own is not counted against its health: any client
+			// could provoke it.
+			if !req.upgrade || bodyDone != nil || !upgradeAgreed(req.fields, s.resp.fields) {
 				up.Close()
-				s.stopBody(bodyDone)
+				if s.clientFault(s.stopBody(bodyDone)) {
+					return false, relayed
+				}
+				p.logger().Debug("backend switched protocols unasked", "backend", b.ID)
 				return s.answer(502, bodyDone != nil), relayed
 			}
-			s.stopBody(bodyDone)
 			return s.tunnel(b, up, setCookie), relayed
 		}
 		// An interim response (100 Continue, 103 Early Hints) goes to an
@@ -368,6 +375,65 @@ func hasField(fields []field, name string) bool {
 		}
 	}
 	return false
+}
+
+// upgradeAgreed reports whether a 101 response switches to protocols the
+// client offered: its Upgrade fields name at least one protocol, and each
+// is one the request's Upgrade fields list (RFC 9110 7.8), compared
+// without regard to ASCII case.
+func upgradeAgreed(req, resp []field) bool {
+	named := false
+	for i := range resp {
+		if !asciiEqualFold(resp[i].name, "upgrade") {
+			continue
+		}
+		for proto, rest := nextToken(resp[i].value); proto != nil || len(rest) > 0; proto, rest = nextToken(rest) {
+			if len(proto) == 0 {
+				continue
+			}
+			if !offered(req, proto) {
+				return false
+			}
+			named = true
+		}
+	}
+	return named
+}
+
+// offered reports whether the request's Upgrade fields list proto.
+func offered(req []field, proto []byte) bool {
+	for i := range req {
+		if !asciiEqualFold(req[i].name, "upgrade") {
+			continue
+		}
+		for tok, rest := nextToken(req[i].value); tok != nil || len(rest) > 0; tok, rest = nextToken(rest) {
+			if tokenEqual(tok, proto) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// tokenEqual reports whether a and b are equal without regard to ASCII
+// case (and only ASCII: no Unicode folding of bytes a field may carry).
+func tokenEqual(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // tunnel turns the exchange into a byte relay after 101 Switching
