@@ -30,9 +30,11 @@ type idleConn struct {
 // no request that lbctl sent, and would reach whichever client's request
 // is sent next. So a connection goes back to the pool only after a
 // response that ended exactly where its framing says, with nothing more
-// buffered (relayResponse checks that), and only while quiet (release);
-// and it is taken out only while still quiet (get). Anything else is
-// closed.
+// buffered and no close (relayResponse checks that), and it is taken out
+// only while quiet (get): no byte and no EOF has arrived since, whenever
+// it came. Anything else is closed. Checking quiet when the connection
+// goes back as well would cost a second system call per request and catch
+// nothing that the check on the way out misses.
 func (p *Proxy) upstream(b *backend.Backend, reuse bool) (c *net.TCPConn, reused bool, err error) {
 	if reuse {
 		if c := p.pools[b].get(p.cfg.idle); c != nil {
@@ -43,10 +45,10 @@ func (p *Proxy) upstream(b *backend.Backend, reuse bool) (c *net.TCPConn, reused
 	return c, false, err
 }
 
-// release returns c to b's pool for reuse, or closes it when it is not
-// quiet, the pool is full or the proxy is closing.
+// release returns c to b's pool for reuse, or closes it when the pool is
+// full or the proxy is closing.
 func (p *Proxy) release(b *backend.Backend, c *net.TCPConn) {
-	if p.loop.Closing() || !quiet(c) || !p.pools[b].put(c, p.cfg.maxIdle, p.cfg.idle) {
+	if p.loop.Closing() || !p.pools[b].put(c, p.cfg.maxIdle, p.cfg.idle) {
 		c.Close()
 	}
 }
