@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"time"
 )
 
@@ -60,27 +61,54 @@ func copyFixed(dst io.Writer, src *connReader, n int64) error {
 }
 
 // copyUntilEOF copies src to dst until src ends: a response body that is
-// delimited by the backend closing its connection.
-func copyUntilEOF(dst io.Writer, src *connReader) error {
+// delimited by the backend closing its connection. With chunk, every piece
+// read goes out as one chunk and the end as the last chunk, so that the
+// client learns where the body ends without its connection closing. A read
+// error other than EOF returns without the last chunk: the client must not
+// take a cut body for a whole one.
+func copyUntilEOF(dst io.Writer, src *connReader, chunk bool) error {
 	for {
 		p, err := src.next(1 << 62)
 		if err == io.EOF {
+			if chunk {
+				_, err = dst.Write(lastChunk)
+				return err
+			}
 			return nil
 		}
 		if err != nil {
 			return err
 		}
+		if chunk {
+			if _, err := dst.Write(src.appendSizeLine(int64(len(p)))); err != nil {
+				return err
+			}
+		}
 		if _, err := dst.Write(p); err != nil {
 			return err
+		}
+		if chunk {
+			if _, err := dst.Write(crlfBytes); err != nil {
+				return err
+			}
 		}
 	}
 }
 
-// copyChunked copies one chunked body from src to dst. With framed, every
-// size line, chunk and trailer is forwarded as received, after it has been
-// checked, so that a malformed body never passes as a well-formed one;
-// without, only the chunks' data is written (for an HTTP/1.0 client, whose
-// response then ends with the connection).
+// appendSizeLine returns the chunk-size line for size as lbctl writes it:
+// lower-case hex without leading zeros and without extensions, then CRLF.
+// The line is valid until the next call.
+func (b *connReader) appendSizeLine(size int64) []byte {
+	line := strconv.AppendInt(b.sizeLine[:0], size, 16)
+	return append(line, "\r\n"...)
+}
+
+// copyChunked copies one chunked body from src to dst. Each size line is
+// checked and written as lbctl's own (extensions, which are checked too,
+// are dropped), each chunk's data and CRLF and each trailer is forwarded
+// after it has been checked, so that a malformed body never passes as a
+// well-formed one. With framed false, only the chunks' data is written (for
+// an HTTP/1.0 client, whose response then ends with the connection).
 func copyChunked(dst io.Writer, src *connReader, framed bool) error {
 	if !framed {
 		dst = discardFraming{dst}
@@ -94,7 +122,7 @@ func copyChunked(dst io.Writer, src *connReader, framed bool) error {
 		if !ok {
 			return errBadChunk
 		}
-		if _, err := dst.Write(line); err != nil {
+		if _, err := dst.Write(src.appendSizeLine(size)); err != nil {
 			return err
 		}
 		if size == 0 {
@@ -120,7 +148,10 @@ func copyChunked(dst io.Writer, src *connReader, framed bool) error {
 	}
 }
 
-var crlfBytes = []byte("\r\n")
+var (
+	crlfBytes = []byte("\r\n")
+	lastChunk = []byte("0\r\n\r\n") // the last chunk of a body without trailers
+)
 
 // discardFraming swallows the framing lines of a chunked body that is being
 // unwrapped; the chunks' data is written to w directly.
@@ -149,8 +180,11 @@ func copyTrailers(dst io.Writer, src *connReader) error {
 	return errBadChunk
 }
 
-// parseChunkSize reads a chunk-size line: 1 to 15 hex digits, optional
-// extensions after ";" made of visible ASCII, spaces and tabs, then CRLF.
+// parseChunkSize reads a chunk-size line (RFC 9112 7.1): 1 to 15 hex
+// digits, chunk extensions, then CRLF. Extensions must follow RFC 9112
+// 7.1.1: each is BWS ";" BWS name, optionally followed by BWS "=" BWS and a
+// token or a quoted-string. Nothing else may follow the size, not even
+// whitespace.
 func parseChunkSize(line []byte) (int64, bool) {
 	if len(line) < 3 || line[len(line)-2] != '\r' {
 		return 0, false
@@ -180,22 +214,84 @@ ext:
 	if i == 0 {
 		return 0, false
 	}
-	rest := line[i:]
-	// Optional whitespace, then ";" extensions.
-	j := 0
-	for j < len(rest) && (rest[j] == ' ' || rest[j] == '\t') {
-		j++
+	return n, validChunkExt(line[i:])
+}
+
+// validChunkExt reports whether ext is a well-formed chunk-ext (RFC 9112
+// 7.1.1), possibly empty.
+func validChunkExt(ext []byte) bool {
+	i := 0
+	for i < len(ext) {
+		i = skipBWS(ext, i)
+		if i == len(ext) || ext[i] != ';' {
+			return false
+		}
+		i = skipBWS(ext, i+1)
+		name := skipToken(ext, i)
+		if name == i {
+			return false
+		}
+		i = name
+		if eq := skipBWS(ext, i); eq < len(ext) && ext[eq] == '=' {
+			v := skipBWS(ext, eq+1)
+			if v < len(ext) && ext[v] == '"' {
+				end, ok := skipQuoted(ext, v)
+				if !ok {
+					return false
+				}
+				i = end
+			} else {
+				if i = skipToken(ext, v); i == v {
+					return false
+				}
+			}
+		}
 	}
-	if j < len(rest) && rest[j] != ';' {
-		return 0, false
+	return true
+}
+
+// skipBWS returns the offset of the first byte at or after i that is not
+// a space or a tab.
+func skipBWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+		i++
 	}
-	for _, c := range rest[j:] {
-		if c != '\t' && (c < 0x20 || c > 0x7e) {
+	return i
+}
+
+// skipToken returns the offset of the first byte at or after i that is not
+// a token character; i itself when there is no token.
+func skipToken(b []byte, i int) int {
+	for i < len(b) && headTchar[b[i]] {
+		i++
+	}
+	return i
+}
+
+// skipQuoted returns the offset after the quoted-string (RFC 9110 5.6.4)
+// that starts with the DQUOTE at b[i], and false when it is malformed or
+// not closed.
+func skipQuoted(b []byte, i int) (int, bool) {
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1, true
+		case c == '\\':
+			i++
+			if i == len(b) || !quotable(b[i]) {
+				return 0, false
+			}
+		case !quotable(c):
 			return 0, false
 		}
 	}
-	return n, true
+	return 0, false
 }
+
+// quotable reports whether c may stand in a quoted-string, as qdtext or
+// escaped: HTAB, SP, visible ASCII and obs-text (the DQUOTE and backslash
+// that qdtext leaves out are handled by the caller).
+func quotable(c byte) bool { return c == '\t' || c >= ' ' && c != 0x7f }
 
 // validTrailer accepts the empty line or "name: value" with a token name and
 // no control bytes, ending in CRLF.

@@ -120,6 +120,15 @@ func (s *session) answer(status int, hasBody bool) bool {
 
 // roundTrip sends the request to b over up and relays the answer. It owns
 // up: it either returns it to the pool or closes it.
+//
+// How an exchange fails decides who is answerable for it. The client is
+// for a malformed body (400, the connection closes) and for going away or
+// stalling mid-body (no answer: nobody is listening); neither counts
+// against the backend. The backend is for a reset, EOF or close before its
+// response head, a malformed or oversized head, and silence past
+// timeouts.server once it had the whole request: these count as failed
+// checks of its health. Whatever happens after the response head went out
+// can only close the connections.
 func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryable, setCookie bool) (keep bool, out outcome) {
 	p := s.p
 	req := &s.req
@@ -153,38 +162,59 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 	for {
 		head, partial, err := s.up.readHead()
 		if err != nil {
+			// The body copy is waited for before anything is judged:
+			// when it fails it closes up, so a client's fault often
+			// shows here first as a failed read of the response.
 			up.Close()
 			bodyErr := s.stopBody(bodyDone)
-			var gone *clientGone
-			switch {
-			case errors.Is(bodyErr, errBadChunk):
-				return s.answer(400, true), relayed
-			case errors.As(bodyErr, &gone):
-				// The client's side failed; it gets nothing more.
+			if s.clientFault(bodyErr) {
 				return false, relayed
+			}
+			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
+				// Silence counts against the backend only once it had
+				// the whole request: while the body still flowed, a
+				// slow client may be what it waited for.
+				if bodyErr == nil {
+					s.backendFault(b, err)
+				}
 				return s.answer(504, bodyDone != nil), relayed
 			case errors.Is(err, errHeadTooLarge):
+				s.backendFault(b, err)
 				return s.answer(502, bodyDone != nil), relayed
+			case errors.Is(err, net.ErrClosed) && bodyErr != nil && !errors.Is(bodyErr, errBodyStopped):
+				// The body copy closed up when writing to the backend
+				// failed: its error says what happened.
+				err = bodyErr
 			}
 			return s.failed(b, err, reused && !partial, retryable, true)
 		}
 		if err := parseResponseHead(head, &s.resp); err != nil {
 			up.Close()
-			s.stopBody(bodyDone)
-			p.logger().Debug("bad response head", "backend", b.ID, "error", err)
+			bodyErr := s.stopBody(bodyDone)
+			s.backendFault(b, err)
+			if s.clientFault(bodyErr) {
+				return false, relayed
+			}
 			return s.answer(502, bodyDone != nil), relayed
 		}
 		if s.resp.status >= 200 {
 			break
 		}
 		if s.resp.status == 101 {
-			if !req.upgrade {
+			// Only a switch the client asked for, to a protocol it
+			// offered, and after a request without a body (whose head
+			// is still intact to compare with). A backend that switches
+			// on its own is not counted against its health: any client
+			// could provoke it.
+			if !req.upgrade || bodyDone != nil || !upgradeAgreed(req.fields, s.resp.fields) {
 				up.Close()
-				s.stopBody(bodyDone)
+				if s.clientFault(s.stopBody(bodyDone)) {
+					return false, relayed
+				}
+				p.logger().Debug("backend switched protocols unasked", "backend", b.ID)
 				return s.answer(502, bodyDone != nil), relayed
 			}
-			s.stopBody(bodyDone)
 			return s.tunnel(b, up, setCookie), relayed
 		}
 		// An interim response (100 Continue, 103 Early Hints) goes to an
@@ -210,12 +240,42 @@ func (s *session) failed(b *backend.Backend, err error, stale, retryable, sent b
 	if stale && retryable {
 		return false, retryFresh
 	}
-	s.p.Health.ReportFailure(b, err)
-	s.p.logger().Debug("backend failed", "backend", b.ID, "error", err, "request_sent", sent)
+	s.backendFault(b, err, "request_sent", sent)
 	if retryable {
 		return false, retryOther
 	}
 	return s.answer(502, s.req.chunked || s.req.contentLength > 0), relayed
+}
+
+// backendFault counts err, the backend's own failure in an exchange,
+// against its health, and logs it at debug level with attrs.
+func (s *session) backendFault(b *backend.Backend, err error, attrs ...any) {
+	s.p.Health.ReportFailure(b, err)
+	s.p.logger().Debug("backend failed", append([]any{"backend", b.ID, "error", err}, attrs...)...)
+}
+
+// clientFault answers for a request body that failed on the client's side
+// and reports true; for any other outcome of the body copy (nil too) it
+// does nothing and reports false. A malformed body gets 400 and the
+// connection closes; a client that went away or stalled gets nothing.
+// Neither is the backend's fault. Call it only before a response head has
+// gone out.
+func (s *session) clientFault(bodyErr error) bool {
+	if errors.Is(bodyErr, errBadChunk) {
+		s.reject(400)
+		return true
+	}
+	return clientFailed(bodyErr)
+}
+
+// clientFailed reports whether a request body copy ended by the client's
+// fault (a malformed body) or departure.
+func clientFailed(bodyErr error) bool {
+	if bodyErr == nil {
+		return false
+	}
+	var gone *clientGone
+	return errors.Is(bodyErr, errBadChunk) || errors.As(bodyErr, &gone)
 }
 
 // relayResponse writes the final response head in s.resp and its body to
@@ -225,7 +285,7 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	req, resp := &s.req, &s.resp
 	http10 := s.http10
 
-	// The body's framing towards the client.
+	// The body's framing from the backend.
 	const (
 		none = iota
 		fixed
@@ -242,13 +302,23 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 		framing = fixed
 	}
 	dechunk := framing == chunked && http10
-	closeAfter := req.close || p.loop.Closing() || framing == untilClose || dechunk
+	// A body that runs until the backend closes is re-framed as chunked
+	// for an HTTP/1.1 client, whose connection then stays open; one whose
+	// Transfer-Encoding does not end in chunked keeps that field, so it
+	// runs until close towards the client too, as it does for HTTP/1.0.
+	reframe := framing == untilClose && !http10 && !hasField(resp.fields, "transfer-encoding")
+	closeAfter := req.close || p.loop.Closing() || framing == untilClose && !reframe || dechunk
+	// The backend connection may carry another exchange only if this
+	// response ends where its framing says: a length, chunked, or no body
+	// by the rules of HEAD, 204 and 304. A 204 that announces a body is
+	// framed two ways: what follows it cannot be trusted.
+	endKnown := framing != untilClose && !(resp.status == 204 && (resp.contentLength > 0 || resp.chunked))
 
 	var cookieFor *backend.Backend
 	if setCookie {
 		cookieFor = b
 	}
-	s.out = s.appendResponseHead(s.out[:0], cookieFor, closeAfter, framing == chunked && !dechunk)
+	s.out = s.appendResponseHead(s.out[:0], cookieFor, closeAfter, framing == chunked && !dechunk || reframe)
 	// A small body already in the buffer goes out with the head, in one
 	// write.
 	bodyLeft := resp.contentLength
@@ -271,17 +341,23 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	case chunked:
 		err = copyChunked(&s.cw, &s.up, !dechunk)
 	case untilClose:
-		err = copyUntilEOF(&s.cw, &s.up)
+		err = copyUntilEOF(&s.cw, &s.up, reframe)
 	}
 	s.up.idle = 0
 	if err != nil {
+		// The head has gone out, so whoever failed, the client
+		// connection can only close. A backend that cuts its body is
+		// not counted against its health: that is judged before the
+		// head.
 		up.Close()
-		s.stopBody(bodyDone)
+		if bodyErr := s.stopBody(bodyDone); s.cw.err == nil && !clientFailed(bodyErr) {
+			p.logger().Debug("backend response cut", "backend", b.ID, "error", err)
+		}
 		return false
 	}
 
 	bodyOK := s.joinBody(bodyDone, up)
-	if bodyOK && !resp.close && framing != untilClose && s.up.buffered() == 0 {
+	if bodyOK && endKnown && !resp.close && s.up.buffered() == 0 {
 		// The read deadline stays: nothing reads a kept connection until
 		// its next exchange sets a fresh one.
 		p.release(b, up)
@@ -289,6 +365,75 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 		up.Close()
 	}
 	return bodyOK && !closeAfter
+}
+
+// hasField reports whether fields hold a field named name (lower case).
+func hasField(fields []field, name string) bool {
+	for i := range fields {
+		if asciiEqualFold(fields[i].name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// upgradeAgreed reports whether a 101 response switches to protocols the
+// client offered: its Upgrade fields name at least one protocol, and each
+// is one the request's Upgrade fields list (RFC 9110 7.8), compared
+// without regard to ASCII case.
+func upgradeAgreed(req, resp []field) bool {
+	named := false
+	for i := range resp {
+		if !asciiEqualFold(resp[i].name, "upgrade") {
+			continue
+		}
+		for proto, rest := nextToken(resp[i].value); proto != nil || len(rest) > 0; proto, rest = nextToken(rest) {
+			if len(proto) == 0 {
+				continue
+			}
+			if !offered(req, proto) {
+				return false
+			}
+			named = true
+		}
+	}
+	return named
+}
+
+// offered reports whether the request's Upgrade fields list proto.
+func offered(req []field, proto []byte) bool {
+	for i := range req {
+		if !asciiEqualFold(req[i].name, "upgrade") {
+			continue
+		}
+		for tok, rest := nextToken(req[i].value); tok != nil || len(rest) > 0; tok, rest = nextToken(rest) {
+			if tokenEqual(tok, proto) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// tokenEqual reports whether a and b are equal without regard to ASCII
+// case (and only ASCII: no Unicode folding of bytes a field may carry).
+func tokenEqual(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // tunnel turns the exchange into a byte relay after 101 Switching
@@ -323,9 +468,12 @@ func (s *session) tunnel(b *backend.Backend, up *net.TCPConn, setCookie bool) bo
 }
 
 // sendBody copies the request body from the client to the backend and
-// reports how it ended: nil, errBadChunk, a *clientGone when reading the
-// client failed, or the backend write error. On failure it closes up, so
-// that the exchange waiting for the response head learns of it at once.
+// reports how it ended: nil when it was sent whole; errBadChunk for a
+// malformed chunked body; a *clientGone when reading the client failed
+// (it went away or stalled); errBodyStopped when the exchange stopped the
+// copy (see stopBody); or the error of writing to the backend. On failure
+// it closes up, so that the exchange waiting for the response head learns
+// of it at once.
 func (s *session) sendBody(uw *timedWriter, up *net.TCPConn, done chan<- error) {
 	// A body larger than the small buffer streams through a large one:
 	// fewer, larger reads. The head's slices stay valid (see grow).
@@ -339,10 +487,16 @@ func (s *session) sendBody(uw *timedWriter, up *net.TCPConn, done chan<- error) 
 		err = copyFixed(uw, &s.in, s.req.contentLength)
 	}
 	if err != nil {
-		up.Close()
-		if uw.err == nil && !errors.Is(err, errBadChunk) {
+		// Judged before up is closed: closing it makes the exchange stop
+		// this copy, which must not pass for the cause.
+		switch {
+		case errors.Is(err, errBadChunk), uw.err != nil:
+		case s.in.stopped.Load():
+			err = errBodyStopped
+		default:
 			err = &clientGone{err}
 		}
+		up.Close()
 	}
 	done <- err
 }
@@ -379,23 +533,24 @@ func (s *session) joinBody(done chan error, up *net.TCPConn) bool {
 	return err == nil
 }
 
-// stopBody ends a request body copy that is still running. It returns the
-// copy's error when the copy had already ended on its own, and nil when
-// there was none or it had to be stopped. The caller closes up first, which
-// unblocks the copy's writes; this unblocks its reads.
+// stopBody ends a request body copy that may still be running and returns
+// how the copy ended (see sendBody): errBodyStopped when it had to be
+// stopped here. The caller closes up first, which unblocks the copy's
+// writes; interrupting the client reader unblocks its reads.
 func (s *session) stopBody(done chan error) error {
 	if done == nil {
 		return nil
 	}
-	defer func() { s.in.idle = 0 }()
+	var err error
 	select {
-	case err := <-done:
-		return err
+	case err = <-done:
 	default:
+		s.in.interrupt()
+		err = <-done
+		s.in.resume()
 	}
-	s.client.SetReadDeadline(time.Unix(1, 0))
-	<-done
-	return nil
+	s.in.idle = 0
+	return err
 }
 
 // checkFirstChunk waits, within the header timeout already set on the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,6 +35,15 @@ type connReader struct {
 	// first moves the read deadline this far ahead. Heads are read with
 	// it off, under one deadline for the whole head.
 	idle time.Duration
+
+	// stopped is set by interrupt, from another goroutine, to end a read
+	// in progress: a read that moved its deadline after interrupt set a
+	// past one would otherwise wait out idle.
+	stopped atomic.Bool
+
+	// sizeLine holds a chunk-size line as lbctl writes it, in the
+	// reader's memory so that writing one allocates nothing.
+	sizeLine [15 + len("\r\n")]byte
 }
 
 // deadlineReader is the connection a connReader reads from.
@@ -42,12 +52,29 @@ type deadlineReader interface {
 	SetReadDeadline(time.Time) error
 }
 
+// errReadStopped is a read ended by interrupt.
+var errReadStopped = errors.New("read stopped")
+
 // reset points the reader at rd with small as its empty buffer, growing
 // into buffers from pool when it must (nil: never).
 func (b *connReader) reset(rd deadlineReader, small []byte, pool *sync.Pool) {
 	b.release()
 	*b = connReader{rd: rd, buf: small, small: small, pool: pool}
 }
+
+// interrupt ends the read in progress, if any, from another goroutine, and
+// makes every later read fail with errReadStopped until resume. The flag
+// is set before the past deadline, and fill checks it after moving its own
+// deadline, so a read can never start after interrupt with a fresh
+// deadline that hides the past one.
+func (b *connReader) interrupt() {
+	b.stopped.Store(true)
+	b.rd.SetReadDeadline(time.Unix(1, 0))
+}
+
+// resume lets reads run again after interrupt, once the goroutine that was
+// reading has finished with the reader.
+func (b *connReader) resume() { b.stopped.Store(false) }
 
 // grow moves the reader onto a large buffer. The bytes keep their offsets
 // and the small buffer is left as it was, so slices of a head parsed from it
@@ -93,6 +120,9 @@ func (b *connReader) fill() error {
 	}
 	if b.idle > 0 {
 		b.rd.SetReadDeadline(time.Now().Add(b.idle))
+	}
+	if b.stopped.Load() {
+		return errReadStopped
 	}
 	n, err := b.rd.Read(b.buf[b.w:])
 	b.w += n

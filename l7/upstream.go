@@ -22,8 +22,19 @@ type idleConn struct {
 }
 
 // upstream returns a connection to b: a kept-alive one when reuse is
-// allowed and one is fresh enough, otherwise a new dial. reused tells the
-// caller that the backend may have closed it meanwhile.
+// allowed and one is fresh enough and quiet, otherwise a new dial. reused
+// tells the caller that the backend may have closed it meanwhile.
+//
+// A backend connection carries one exchange at a time, and only when
+// nothing is pending on it: bytes that arrive on an idle connection answer
+// no request that lbctl sent, and would reach whichever client's request
+// is sent next. So a connection goes back to the pool only after a
+// response that ended exactly where its framing says, with nothing more
+// buffered and no close (relayResponse checks that), and it is taken out
+// only while quiet (get): no byte and no EOF has arrived since, whenever
+// it came. Anything else is closed. Checking quiet when the connection
+// goes back as well would cost a second system call per request and catch
+// nothing that the check on the way out misses.
 func (p *Proxy) upstream(b *backend.Backend, reuse bool) (c *net.TCPConn, reused bool, err error) {
 	if reuse {
 		if c := p.pools[b].get(p.cfg.idle); c != nil {
@@ -42,22 +53,35 @@ func (p *Proxy) release(b *backend.Backend, c *net.TCPConn) {
 	}
 }
 
-// get pops the most recently used connection, closing any that idled past
-// maxIdle (when positive).
+// get pops the most recently used connection that is still quiet, closing
+// any that idled past maxIdle (when positive) or that the backend has
+// written to or closed since.
 func (u *upstreamPool) get(maxIdle time.Duration) *net.TCPConn {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for n := len(u.idle); n > 0; n = len(u.idle) {
-		ic := u.idle[n-1]
-		u.idle[n-1] = idleConn{}
-		u.idle = u.idle[:n-1]
-		if maxIdle > 0 && time.Since(ic.since) > maxIdle {
+	for {
+		ic, ok := u.pop()
+		if !ok {
+			return nil
+		}
+		if maxIdle > 0 && time.Since(ic.since) > maxIdle || !quiet(ic.c) {
 			ic.c.Close()
 			continue
 		}
 		return ic.c
 	}
-	return nil
+}
+
+// pop takes the most recently used connection out of the pool.
+func (u *upstreamPool) pop() (idleConn, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := len(u.idle)
+	if n == 0 {
+		return idleConn{}, false
+	}
+	ic := u.idle[n-1]
+	u.idle[n-1] = idleConn{}
+	u.idle = u.idle[:n-1]
+	return ic, true
 }
 
 // put keeps c unless limit connections are already kept. It also closes

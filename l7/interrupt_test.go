@@ -1,0 +1,85 @@
+package l7
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// hookedConn is a connection whose SetReadDeadline runs hook, with the
+// deadline asked for, before setting it.
+type hookedConn struct {
+	*net.TCPConn
+	hook func(time.Time)
+}
+
+func (c hookedConn) SetReadDeadline(t time.Time) error {
+	c.hook(t)
+	return c.TCPConn.SetReadDeadline(t)
+}
+
+// tcpPair returns both ends of a loopback TCP connection, closed when the
+// test ends.
+func tcpPair(t *testing.T) (client, server *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+// TestInterruptEndsAReadThatMovedItsDeadlineAfterward plays the race
+// between stopping a body copy and the copy's next read: the read moves
+// its deadline idle ahead just after interrupt set a past one. The read
+// must still end at once, not when idle runs out.
+func TestInterruptEndsAReadThatMovedItsDeadlineAfterward(t *testing.T) {
+	client, server := tcpPair(t)
+	inFill, proceed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	conn := hookedConn{TCPConn: server, hook: func(d time.Time) {
+		if d.After(time.Now()) { // fill moving its deadline ahead
+			once.Do(func() { close(inFill); <-proceed })
+		}
+	}}
+	var r connReader
+	r.reset(conn, make([]byte, 64), nil)
+	r.idle = time.Hour
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.next(10)
+		done <- err
+	}()
+	<-inFill
+	r.interrupt() // its past deadline lands before the read's fresh one
+	close(proceed)
+	select {
+	case err := <-done:
+		if !errors.Is(err, errReadStopped) {
+			t.Errorf("interrupted read returned %v, want errReadStopped", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the interrupted read is still waiting: it would wait out its idle deadline")
+	}
+
+	// After resume the reader reads again.
+	r.resume()
+	client.Write([]byte("hello"))
+	if p, err := r.next(10); err != nil || string(p) != "hello" {
+		t.Errorf("read after resume = %q, %v; want hello", p, err)
+	}
+}

@@ -1,0 +1,224 @@
+package l7
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// requestBackend serves raw HTTP/1.1 on loopback: for every request head it
+// reads (requests without a body), it calls reply with the connection,
+// the connection's number (from 1, in accept order), and the request's
+// method and target. reply writes the answer, or anything else.
+func requestBackend(t *testing.T, reply func(c net.Conn, conn int, method, target string)) string {
+	t.Helper()
+	var conns atomic.Int64
+	return rawBackend(t, func(c net.Conn) {
+		n := int(conns.Add(1))
+		r := bufio.NewReader(c)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == "\r\n" {
+					break
+				}
+			}
+			parts := strings.Fields(line)
+			if len(parts) != 3 {
+				return
+			}
+			reply(c, n, parts[0], parts[1])
+		}
+	})
+}
+
+// ownResponse is what requestBackend's tests answer a request with: its
+// own target and the backend connection that carried it.
+func ownResponse(target string, conn int) string {
+	body := fmt.Sprintf("own %s on %d", target, conn)
+	return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+}
+
+const poisoned = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned"
+
+// TestBytesNobodyAskedForNeverReachAClient replays the responses that
+// poisoned the backend connection pool: a response whose framing leaves
+// the backend room to send more, and later a second response that no
+// request asked for. The next request on that backend, from another
+// client, must get its own response and never the unasked one.
+func TestBytesNobodyAskedForNeverReachAClient(t *testing.T) {
+	for _, tt := range []struct {
+		name, method, first string
+		atOnce              bool // the unasked bytes come with the response, not later
+	}{
+		{"204 with Content-Length", "GET", "HTTP/1.1 204 No Content\r\nContent-Length: 8\r\n\r\n", false},
+		{"204 with Transfer-Encoding", "GET", "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+		{"304 with Content-Length", "GET", "HTTP/1.1 304 Not Modified\r\nContent-Length: 8\r\n\r\n", false},
+		{"HEAD response, then a body", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n", false},
+		{"after a Content-Length body", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst", false},
+		{"after a chunked body", "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n0\r\n\r\n", false},
+		{"with a Content-Length body", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			firstRead, poisonSent := make(chan struct{}), make(chan error, 1)
+			stop := make(chan struct{})
+			addr := requestBackend(t, func(c net.Conn, conn int, method, target string) {
+				if target != "/first" {
+					io.WriteString(c, ownResponse(target, conn))
+					return
+				}
+				if tt.atOnce {
+					_, err := io.WriteString(c, tt.first+poisoned)
+					poisonSent <- err
+					return
+				}
+				io.WriteString(c, tt.first)
+				// Later: once the first client has its response, and
+				// lbctl may have put the connection back in its pool.
+				select {
+				case <-firstRead:
+				case <-stop:
+					return
+				}
+				if _, err := io.WriteString(c, poisoned); err != nil {
+					poisonSent <- nil // lbctl closed the connection: nothing can be delivered
+					return
+				}
+				poisonSent <- waitAcked(c)
+			})
+			t.Cleanup(func() { close(stop) })
+			proxy := newRawFixture(t, addr, nil)
+
+			c1 := dialProxy(t, proxy)
+			fmt.Fprintf(c1, "%s /first HTTP/1.1\r\nHost: x\r\n\r\n", tt.method)
+			resp, body := readResponse(t, bufio.NewReader(c1), tt.method)
+			if resp.StatusCode >= 300 && resp.StatusCode != 304 || strings.Contains(body, "poisoned") {
+				t.Fatalf("first client got %d %q", resp.StatusCode, body)
+			}
+			close(firstRead)
+			if err := <-poisonSent; err != nil {
+				t.Fatalf("backend: %v", err)
+			}
+
+			c2 := dialProxy(t, proxy)
+			io.WriteString(c2, "GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, body = readResponse(t, bufio.NewReader(c2), "GET")
+			if resp.StatusCode != 200 || !strings.HasPrefix(body, "own /second on ") {
+				t.Errorf("second client got %d %q, want its own response", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+// TestNoContentThatAnnouncesABodyIsNotPooled: a 204 with Content-Length > 0
+// or Transfer-Encoding is framed two ways. It reaches the client without a
+// body, the client's connection goes on, and the backend connection is
+// closed rather than reused.
+func TestNoContentThatAnnouncesABodyIsNotPooled(t *testing.T) {
+	for name, first := range map[string]string{
+		"Content-Length":    "HTTP/1.1 204 No Content\r\nContent-Length: 8\r\n\r\n",
+		"Transfer-Encoding": "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			addr := requestBackend(t, func(c net.Conn, conn int, method, target string) {
+				if target == "/first" {
+					io.WriteString(c, first)
+					return
+				}
+				io.WriteString(c, ownResponse(target, conn))
+			})
+			proxy := newRawFixture(t, addr, nil)
+			c := dialProxy(t, proxy)
+			r := bufio.NewReader(c)
+			io.WriteString(c, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+			if resp, body := readResponse(t, r, "GET"); resp.StatusCode != 204 || body != "" {
+				t.Fatalf("first: %d %q, want 204 without a body", resp.StatusCode, body)
+			}
+			io.WriteString(c, "GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+			if resp, body := readResponse(t, r, "GET"); resp.StatusCode != 200 || body != "own /second on 2" {
+				t.Errorf("second: %d %q, want it answered on a new backend connection", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+// TestPoolTakesOnlyQuietConnections: a connection the backend wrote to or
+// closed while it waited in the pool is closed when its turn comes, and
+// the next one is taken; the check peeks, so a reader still gets every
+// byte.
+func TestPoolTakesOnlyQuietConnections(t *testing.T) {
+	conns := make([]*net.TCPConn, 3) // closed, quiet, written to
+	peers := make([]*net.TCPConn, 3)
+	var u upstreamPool
+	for i := range conns {
+		conns[i], peers[i] = tcpPair(t)
+		if !quiet(conns[i]) {
+			t.Fatalf("connection %d is not quiet before anything was sent", i)
+		}
+		u.put(conns[i], 10, time.Hour)
+	}
+	peers[0].CloseWrite()
+	peers[2].Write([]byte("unasked"))
+	for _, c := range []*net.TCPConn{peers[0], peers[2]} {
+		if err := waitAcked(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if quiet(conns[0]) || quiet(conns[2]) {
+		t.Fatal("a connection closed by its peer or with bytes pending is quiet")
+	}
+	buf := make([]byte, 16)
+	conns[2].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := conns[2].Read(buf); string(buf[:n]) != "unasked" {
+		t.Fatalf("after the peek, read %q, %v; want the bytes", buf[:n], err)
+	}
+	peers[2].Write([]byte("more"))
+	if err := waitAcked(peers[2]); err != nil {
+		t.Fatal(err)
+	}
+
+	if got := u.get(time.Hour); got != conns[1] {
+		t.Errorf("get returned %v, want the one connection still quiet", got)
+	}
+	if got := u.get(time.Hour); got != nil || len(u.idle) != 0 {
+		t.Errorf("second get returned %v with %d left, want none: the others closed", got, len(u.idle))
+	}
+	for _, i := range []int{0, 2} {
+		if _, err := conns[i].Write([]byte("x")); err == nil {
+			t.Errorf("connection %d that stopped being quiet was not closed", i)
+		}
+	}
+}
+
+// BenchmarkQuiet is the price of the check that runs once per reuse of a
+// backend connection, when it is taken from the pool.
+func BenchmarkQuiet(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		if !quiet(c.(*net.TCPConn)) {
+			b.Fatal("an idle connection is not quiet")
+		}
+	}
+}
