@@ -12,3 +12,7 @@ import (
 func waitReadByProxy(t *testing.T, c net.Conn, proxySide *net.TCPConn) {
 	t.Skip("cannot see what the proxy has read without SIOCINQ")
 }
+
+// waitAcked cannot see acknowledgements here; on loopback the bytes are
+// with the peer a moment after the write returns.
+func waitAcked(net.Conn) error { return nil }
