@@ -222,8 +222,13 @@ ext:
 func validChunkExt(ext []byte) bool {
 	i := 0
 	for i < len(ext) {
-		i = skipBWS(ext, i)
-		if i == len(ext) || ext[i] != ';' {
+		// Whitespace after the size or an extension, with nothing
+		// after it, is taken as HAProxy and nginx take it: lbctl writes
+		// the size line afresh, so the backend never sees it.
+		if i = skipBWS(ext, i); i == len(ext) {
+			return true
+		}
+		if ext[i] != ';' {
 			return false
 		}
 		i = skipBWS(ext, i+1)

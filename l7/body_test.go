@@ -48,8 +48,10 @@ func TestCopyChunked(t *testing.T) {
 		{"bytes after quoted extension", "5;a=\"b\"c\r\nhello\r\n0\r\n\r\n", errBadChunk, "", ""},
 		{"control byte in extension", "5;\x01\r\nhello\r\n0\r\n\r\n", errBadChunk, "", ""},
 		{"no semicolon", "5 a\r\nhello\r\n0\r\n\r\n", errBadChunk, "", ""},
-		{"whitespace after size", "5 \r\nhello\r\n0\r\n\r\n", errBadChunk, "", ""},
-		{"whitespace after extension", "5;a \r\nhello\r\n0\r\n\r\n", errBadChunk, "", ""},
+		// Trailing whitespace is tolerated, as HAProxy and nginx do; the
+		// size line is written afresh.
+		{"whitespace after size", "5 \r\nhello\r\n0\t\r\n\r\n", nil, "5\r\nhello\r\n0\r\n\r\n", "hello"},
+		{"whitespace after extension", "5;a \r\nhello\r\n0\r\n\r\n", nil, "5\r\nhello\r\n0\r\n\r\n", "hello"},
 
 		{"bad size", "zz\r\nhello\r\n0\r\n\r\n", errBadChunk, "", ""},
 		{"hex prefix", "0x5\r\nhello\r\n0\r\n\r\n", errBadChunk, "", ""},

@@ -8,6 +8,7 @@ import (
 // cannedResponse is a complete error response, built once.
 type cannedResponse struct {
 	keepAlive, close []byte
+	bodyLen          int // the length of the body that ends both
 }
 
 // canned holds the error responses lbctl writes itself.
@@ -31,6 +32,7 @@ var canned = func() map[int]*cannedResponse {
 		m[status] = &cannedResponse{
 			keepAlive: []byte(head + "\r\n" + body),
 			close:     []byte(head + "Connection: close\r\n\r\n" + body),
+			bodyLen:   len(body),
 		}
 	}
 	return m

@@ -104,13 +104,18 @@ func (s *session) pinned() (*backend.Backend, bool) {
 }
 
 // answer writes a canned error and reports whether the connection can go
-// on: not when the request's body is still unread.
+// on: not when the request's body is still unread. The answer to a HEAD
+// request is the head alone (RFC 9110 9.3.2): a body there would be read
+// as the start of the next response.
 func (s *session) answer(status int, hasBody bool) bool {
 	resp := cannedFor(status)
 	keep := !hasBody && !s.req.close && !s.p.loop.Closing()
 	msg := resp.close
 	if keep {
 		msg = resp.keepAlive
+	}
+	if s.isHead {
+		msg = msg[:len(msg)-resp.bodyLen]
 	}
 	if _, err := s.cw.Write(msg); err != nil {
 		return false
@@ -306,7 +311,7 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	// for an HTTP/1.1 client, whose connection then stays open; one whose
 	// Transfer-Encoding does not end in chunked keeps that field, so it
 	// runs until close towards the client too, as it does for HTTP/1.0.
-	reframe := framing == untilClose && !http10 && !hasField(resp.fields, "transfer-encoding")
+	reframe := framing == untilClose && !http10 && resp.te == nil
 	closeAfter := req.close || p.loop.Closing() || framing == untilClose && !reframe || dechunk
 	// The backend connection may carry another exchange only if this
 	// response ends where its framing says: a length, chunked, or no body
@@ -365,16 +370,6 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 		up.Close()
 	}
 	return bodyOK && !closeAfter
-}
-
-// hasField reports whether fields hold a field named name (lower case).
-func hasField(fields []field, name string) bool {
-	for i := range fields {
-		if asciiEqualFold(fields[i].name, name) {
-			return true
-		}
-	}
-	return false
 }
 
 // upgradeAgreed reports whether a 101 response switches to protocols the
@@ -562,7 +557,7 @@ func (s *session) stopBody(done chan error) error {
 func (s *session) checkFirstChunk() error {
 	for {
 		if i := bytes.IndexByte(s.in.buf[s.in.r:s.in.w], '\n'); i >= 0 {
-			if _, ok := parseChunkSize(s.in.buf[s.in.r : s.in.r+i+1]); !ok {
+			if _, ok := parseChunkSize(s.in.buf[s.in.r : s.in.r+i+1]); !ok || i+1 > maxChunkLine {
 				return errBadChunk
 			}
 			return nil
