@@ -843,6 +843,11 @@ func responseCases() []corpusCase {
 		body(http10(closing(answer("until close to an HTTP/1.0 client", "HTTP/1.1 200 OK\r\n\r\nuntil close", 200))), "until close"),
 		body(http10(answer("CL to an HTTP/1.0 client", ok2, 200)), "ok"),
 		body(http10(answer("chunked to an HTTP/1.0 client", chunkedHelloResp, 200)), "hello"),
+		// An HTTP/1.0 client cannot be sent a transfer coding, and only
+		// chunked can be undone for it.
+		http10(answer("gzip, chunked to an HTTP/1.0 client", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"+chunkedHello, 502)),
+		http10(closing(answer("gzip until close to an HTTP/1.0 client", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nraw bytes", 502))),
+		field(body(http10(answer("chunked with spaces to an HTTP/1.0 client", "HTTP/1.1 200 OK\r\nTransfer-Encoding:  chunked ,\r\n\r\n"+chunkedHello, 200)), "hello"), "Transfer-Encoding", ""),
 
 		// 101 only for the protocol the client asked for.
 		answer("101 without an upgrade request", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 502),

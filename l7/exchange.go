@@ -307,6 +307,18 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 		framing = fixed
 	}
 	dechunk := framing == chunked && http10
+	if http10 && framing != none && resp.te != nil && !onlyChunked(resp.te) {
+		// An HTTP/1.0 client knows no transfer coding (RFC 9112 6.1):
+		// chunked is unwrapped for it, but gzip and the like cannot be
+		// passed on without the field that names them. Not the backend's
+		// fault: it answered an HTTP/1.1 request.
+		up.Close()
+		if s.clientFault(s.stopBody(bodyDone)) {
+			return false
+		}
+		p.logger().Debug("transfer coding an HTTP/1.0 client cannot take", "backend", b.ID, "transfer_encoding", string(resp.te))
+		return s.answer(502, bodyDone != nil)
+	}
 	// A body that runs until the backend closes is re-framed as chunked
 	// for an HTTP/1.1 client, whose connection then stays open; one whose
 	// Transfer-Encoding does not end in chunked keeps that field, so it
@@ -371,6 +383,9 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	}
 	return bodyOK && !closeAfter
 }
+
+// onlyChunked reports whether the transfer codings te are chunked alone.
+func onlyChunked(te []byte) bool { return asciiEqualFold(bytes.Trim(te, ", \t"), "chunked") }
 
 // upgradeAgreed reports whether a 101 response switches to protocols the
 // client offered: its Upgrade fields name at least one protocol, and each
