@@ -183,7 +183,7 @@ func copyTrailers(dst io.Writer, src *connReader) error {
 // parseChunkSize reads a chunk-size line (RFC 9112 7.1): 1 to 15 hex
 // digits, chunk extensions, then CRLF. Extensions must follow RFC 9112
 // 7.1.1: each is BWS ";" BWS name, optionally followed by BWS "=" BWS and a
-// token or a quoted-string. Nothing else may follow the size, not even
+// token or a quoted-string. Nothing else may follow the size but trailing
 // whitespace.
 func parseChunkSize(line []byte) (int64, bool) {
 	if len(line) < 3 || line[len(line)-2] != '\r' {
