@@ -11,33 +11,18 @@ import (
 	"github.com/lbctl/lbctl/backend"
 )
 
-// waitUntil polls cond until it holds or timeout passes, and reports
-// whether it held.
-func waitUntil(timeout time.Duration, cond func() bool) bool {
-	for deadline := time.Now().Add(timeout); ; time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-	}
-}
-
 // settled waits until no exchange is in progress on any backend of f: the
 // exchange that is ending has made its health report, if any, by then.
 func (f *fixture) settled(t *testing.T) {
 	t.Helper()
-	if !waitUntil(5*time.Second, func() bool {
+	waitFor(t, "the exchanges in progress to end", func() bool {
 		for _, b := range f.registry.All() {
 			if b.Active() != 0 {
 				return false
 			}
 		}
 		return true
-	}) {
-		t.Fatal("exchanges still in progress after 5s")
-	}
+	})
 }
 
 // requireAllUp fails the test unless every backend of f is still up.
@@ -109,9 +94,7 @@ func TestClientAbortIsNobodysFault(t *testing.T) {
 			c := dialProxy(t, f.addr).(*net.TCPConn)
 			io.WriteString(c, tt.raw)
 			// The request has reached a backend before the client leaves.
-			if !waitUntil(5*time.Second, func() bool { return served() > before }) {
-				t.Fatal("the request did not reach a backend")
-			}
+			waitFor(t, "the request to reach a backend", func() bool { return served() > before })
 			if tt.end != nil {
 				tt.end(c)
 			}
@@ -213,9 +196,7 @@ func TestBackendFaultsCountAgainstHealth(t *testing.T) {
 			} else if !strings.HasPrefix(line, "HTTP/1.1 "+tt.status+" ") {
 				t.Errorf("status line %q, want %s", line, tt.status)
 			}
-			if !waitUntil(5*time.Second, func() bool { return b.Active() == 0 }) {
-				t.Fatal("exchange still in progress")
-			}
+			waitFor(t, "the exchange to end", func() bool { return b.Active() == 0 })
 			if down := !b.Available(); down != tt.wantDown {
 				t.Errorf("backend down = %v, want %v", down, tt.wantDown)
 			}

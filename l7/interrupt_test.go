@@ -22,7 +22,7 @@ func (c hookedConn) SetReadDeadline(t time.Time) error {
 
 // tcpPair returns both ends of a loopback TCP connection, closed when the
 // test ends.
-func tcpPair(t *testing.T) (client, server *net.TCPConn) {
+func tcpPair(t testing.TB) (client, server *net.TCPConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -205,19 +205,10 @@ func TestPoolTakesOnlyQuietConnections(t *testing.T) {
 // BenchmarkQuiet is the price of the check that runs once per reuse of a
 // backend connection, when it is taken from the pool.
 func BenchmarkQuiet(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c, _ := tcpPair(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if !quiet(c.(*net.TCPConn)) {
+		if !quiet(c) {
 			b.Fatal("an idle connection is not quiet")
 		}
 	}
