@@ -22,6 +22,7 @@ type Config struct {
 	Health   Health   `toml:"health"`
 	Timeouts Timeouts `toml:"timeouts"`
 	Limits   Limits   `toml:"limits"`
+	Admin    Admin    `toml:"admin"`
 
 	// Backends is the pool, in file order ([[backend]] tables).
 	Backends []Backend `toml:"backend"`
@@ -108,6 +109,19 @@ type Limits struct {
 	// HeaderBytes is the largest request head accepted; larger ones get
 	// 431 (L7).
 	HeaderBytes int `toml:"header_bytes"`
+}
+
+// Admin is the [admin] table: the listener of the runtime API that the
+// operator commands (lbctl reload, lbctl backend, lbctl pin) talk to.
+type Admin struct {
+	// Listen is where the admin API accepts: "" turns it off, a host:port
+	// listens on TCP, "unix:" followed by a path on a unix socket.
+	// ParseAdminListen splits it into a network and an address.
+	Listen string `toml:"listen"`
+	// Token, when set, is the bearer token every admin request must carry.
+	// It is required when Listen is a TCP address other than loopback:
+	// anyone who can reach the API can drain every backend.
+	Token string `toml:"token"`
 }
 
 // Backend is one [[backend]] table.

@@ -10,7 +10,7 @@ import (
 // Encode writes c as TOML: every key of every table, every backend, and
 // durations in their compact form, so that Parse reads it back to an equal
 // Config. `lbctl check` prints the effective configuration this way. The
-// output includes the cookie secrets as they are.
+// output includes the cookie secrets and the admin token as they are.
 func (c *Config) Encode(w io.Writer) error {
 	e := encoder{w: w}
 	e.table("",
@@ -46,6 +46,9 @@ func (c *Config) Encode(w io.Writer) error {
 		"server", quote(c.Timeouts.Server.String()))
 	e.table("[limits]",
 		"header_bytes", strconv.Itoa(c.Limits.HeaderBytes))
+	e.table("[admin]",
+		"listen", quote(c.Admin.Listen),
+		"token", quote(c.Admin.Token))
 	for _, b := range c.Backends {
 		e.table("[["+backendKey+"]]",
 			"id", quote(b.ID),

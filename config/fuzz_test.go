@@ -27,6 +27,11 @@ func FuzzParse(f *testing.F) {
 		"s = \"\"\"\n[[backend]]\n\"\"\"\nt = '''x'''\n" + oneBackend,
 		"a.b.\"c\\\"d\".e = { f = [1, { g = 2 }] }\n[[x.y]]\n[[x.y]]\nz = 1979-05-27T07:32:00Z\n",
 		oneBackend + "weight = 0\n" + oneBackend,
+		"[admin]\nlisten = \"unix:/run/lbctl.sock\"\ntoken = \"t0ken\"\n" + oneBackend,
+		"[admin]\nlisten = \"0.0.0.0:9090\"\n" + oneBackend,
+		"mode = \"l4\"\n\n[health\ncheck = \"tcp\"\n",
+		oneBackend + "id = \"again\"\n",
+		"[[backend]]\nid = \"a\"\naddress = \"[::1]:9001\"\n[[backend]]\nid = \"b\"\naddress = \"[0::1]:9001\"\n",
 	} {
 		f.Add([]byte(seed))
 	}

@@ -16,12 +16,32 @@ import (
 // may assume valid TOML. On anything it does not follow it stops and
 // returns what it has found so far; it never fails.
 func keyLines(data []byte) map[string]int {
+	lines, _ := scanKeys(data)
+	return lines
+}
+
+// duplicate is a key or table header written a second time, which TOML
+// forbids.
+type duplicate struct {
+	path        string // as in keyLines: "backend[1].id", "health"
+	table       bool   // a [table] header rather than a key
+	line, first int    // the line of the second definition and of the first
+}
+
+// scanKeys is keyLines, and also returns the keys and table headers that
+// the document defines twice, in document order, so that the TOML
+// library's complaint about them can be put in lbctl's words. Keys inside
+// inline tables are not seen, so neither are their duplicates.
+func scanKeys(data []byte) (map[string]int, []duplicate) {
 	sc := scanner{s: strings.TrimPrefix(string(data), "\ufeff"), line: 1}
 	lines := make(map[string]int)
-	record := func(path string, line int) {
-		if _, ok := lines[path]; !ok {
-			lines[path] = line
+	var dups []duplicate
+	record := func(path string, line int, table bool) {
+		if first, ok := lines[path]; ok {
+			dups = append(dups, duplicate{path: path, table: table, line: line, first: first})
+			return
 		}
+		lines[path] = line
 	}
 	// arrays maps the path of each array of tables, without indexes, to
 	// the index of its latest table.
@@ -46,7 +66,7 @@ func keyLines(data []byte) map[string]int {
 	for {
 		sc.skipBlank()
 		if sc.eof() {
-			return lines
+			return lines, dups
 		}
 		line := sc.line
 		if sc.s[sc.i] == '[' {
@@ -57,7 +77,7 @@ func keyLines(data []byte) map[string]int {
 			}
 			parts, ok := sc.key()
 			if !ok {
-				return lines
+				return lines, dups
 			}
 			if array {
 				raw := strings.Join(parts, ".")
@@ -68,16 +88,16 @@ func keyLines(data []byte) map[string]int {
 				}
 			}
 			table = parts
-			record(resolve(table), line)
+			record(resolve(table), line, true)
 			sc.skipLine()
 			continue
 		}
 		parts, ok := sc.key()
 		if !ok || sc.eof() || sc.s[sc.i] != '=' {
-			return lines
+			return lines, dups
 		}
 		sc.i++
-		record(resolve(append(table[:len(table):len(table)], parts...)), line)
+		record(resolve(append(table[:len(table):len(table)], parts...)), line, false)
 		sc.skipValue()
 	}
 }

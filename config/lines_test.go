@@ -1,6 +1,7 @@
 package config
 
 import (
+	"reflect"
 	"testing"
 )
 
@@ -51,6 +52,33 @@ func TestKeyLines(t *testing.T) {
 		if _, ok := got[fake]; ok {
 			t.Errorf("found key %q inside a string or comment", fake)
 		}
+	}
+}
+
+func TestScanKeysDuplicates(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		want []duplicate
+	}{
+		{"none", "mode = 1\n[health]\nrise = 2\n[[backend]]\nid = 1\n[[backend]]\nid = 2\n", nil},
+		{"sub-table after its table", "[a.b]\nx = 1\n[a]\ny = 2\n", nil},
+		{"key", "mode = 1\n\nmode = 2\n", []duplicate{{path: "mode", line: 3, first: 1}}},
+		{"key in a backend", "[[backend]]\nid = 1\n[[backend]]\nid = 2\n# note\nid = 3\n",
+			[]duplicate{{path: "backend[1].id", line: 6, first: 4}}},
+		{"dotted key and table key", "health.rise = 1\n[health]\nrise = 2\n", []duplicate{{path: "health.rise", line: 3, first: 1}}},
+		{"quoted key", "\"mode\" = 1\nmode = 2\n", []duplicate{{path: "mode", line: 2, first: 1}}},
+		{"table", "[health]\n[ health ]\n", []duplicate{{path: "health", table: true, line: 2, first: 1}}},
+		{"two", "a = 1\na = 2\nb = 1\nb = 2\n", []duplicate{{path: "a", line: 2, first: 1}, {path: "b", line: 4, first: 3}}},
+		{"not inside a string", "a = \"\"\"\na = 2\n\"\"\"\n", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, got := scanKeys([]byte(tt.doc))
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("duplicates = %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -14,13 +15,24 @@ import (
 )
 
 // Load reads the file at path and returns its configuration, decoded,
-// defaulted and validated as Parse does.
+// defaulted and validated as Parse does. It drops the warnings that
+// LoadWithWarnings returns.
 func Load(path string) (*Config, error) {
+	cfg, _, err := LoadWithWarnings(path)
+	return cfg, err
+}
+
+// LoadWithWarnings is Load, and also returns the warnings about the file:
+// things that are valid but nearly always a mistake, such as two backends
+// at one address. Each is a line in the form of an error,
+// "name:line: key.path: what", in document order; there are none when err
+// is not nil.
+func LoadWithWarnings(path string) (*Config, []string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(data, path)
+	return ParseWithWarnings(data, path)
 }
 
 // Parse decodes data, a TOML document called name in error messages, in
@@ -30,14 +42,26 @@ func Load(path string) (*Config, error) {
 // "name:line: key.path: reason", in document order. The line is that of the
 // key, or of its table when the key is absent, and is left out when neither
 // is in the document. On error the returned Config is nil.
-func Parse(data []byte, name string) (*Config, error) { return parse(data, name, true) }
+func Parse(data []byte, name string) (*Config, error) {
+	cfg, _, err := parse(data, name, true)
+	return cfg, err
+}
+
+// ParseWithWarnings is Parse, and also returns the warnings about data, as
+// LoadWithWarnings does.
+func ParseWithWarnings(data []byte, name string) (*Config, []string, error) {
+	return parse(data, name, true)
+}
 
 // ParseSettings is Parse for tools that bring their own backends, such as
 // the lab: the file may leave out [[backend]]; every other key is checked
 // as Parse checks it, and backends the file does have are checked too.
-func ParseSettings(data []byte, name string) (*Config, error) { return parse(data, name, false) }
+func ParseSettings(data []byte, name string) (*Config, error) {
+	cfg, _, err := parse(data, name, false)
+	return cfg, err
+}
 
-func parse(data []byte, name string, needBackends bool) (*Config, error) {
+func parse(data []byte, name string, needBackends bool) (*Config, []string, error) {
 	// The document is decoded to a generic tree and copied onto the Config
 	// by hand rather than decoded into it: the library matches struct
 	// fields case-insensitively (it would take "Mode" for "mode"), cannot
@@ -45,11 +69,7 @@ func parse(data []byte, name string, needBackends bool) (*Config, error) {
 	// past the syntax check.
 	var tree map[string]any
 	if _, err := toml.Decode(string(data), &tree); err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, &fileError{file: name, line: pe.Position.Line, msg: pe.Message, err: err}
-		}
-		return nil, &fileError{file: name, msg: err.Error(), err: err}
+		return nil, nil, syntaxError(data, name, err)
 	}
 
 	d := decoder{lines: keyLines(data), failed: make(map[string]bool)}
@@ -69,9 +89,43 @@ func parse(data []byte, name string, needBackends bool) (*Config, error) {
 		}
 	}
 	if len(d.errs) > 0 {
-		return nil, d.join(name)
+		return nil, nil, d.join(name)
 	}
-	return &cfg, nil
+	return &cfg, d.warnings(&cfg, name), nil
+}
+
+// syntaxError places err, the TOML library's refusal of data, in the file
+// called name. The line is worked out from the byte offset of the problem:
+// the library's own line number is one too far when the problem is the
+// newline that ends a line, as in an unterminated "[health" header. A key
+// or table defined twice is reported as lbctl reports other problems with
+// a key, "backend[1].id: ...", rather than with the library's
+// "Key 'backend.id' has already been defined".
+func syntaxError(data []byte, name string, err error) error {
+	var pe toml.ParseError
+	if !errors.As(err, &pe) {
+		return &fileError{file: name, msg: err.Error(), err: err}
+	}
+	// The offset counts from after a UTF-8 byte order mark, which the
+	// library skips. The library's line is kept when the offset disagrees
+	// with it by more than that one line.
+	line := pe.Position.Line
+	body := bytes.TrimPrefix(data, []byte("\ufeff"))
+	if start := pe.Position.Start; start >= 0 && start < len(body) {
+		if l := 1 + bytes.Count(body[:start], []byte("\n")); l == line || l == line-1 {
+			line = l
+		}
+	}
+	msg := pe.Message
+	if _, dups := scanKeys(data); len(dups) > 0 && dups[0].line == line {
+		dup := dups[0]
+		what := "key"
+		if dup.table {
+			what = "table"
+		}
+		msg = fmt.Sprintf("%s: %s defined twice, first on line %d", dup.path, what, dup.first)
+	}
+	return &fileError{file: name, line: line, msg: msg, err: err}
 }
 
 // fileError places an error in a config file. It unwraps to the error it
@@ -223,6 +277,10 @@ var schema = map[string]map[string]field{
 	},
 	"limits": {
 		"header_bytes": func(c *Config, v any) error { return setInt(&c.Limits.HeaderBytes, v) },
+	},
+	"admin": {
+		"listen": func(c *Config, v any) error { return setString(&c.Admin.Listen, v) },
+		"token":  func(c *Config, v any) error { return setString(&c.Admin.Token, v) },
 	},
 }
 

@@ -193,6 +193,21 @@ func TestParseRejects(t *testing.T) {
 			want: `lbctl.toml:1: affinity.ttl: "0s" must be positive`,
 		},
 		{
+			name: "admin listen that does not parse",
+			file: oneBackend + "\n[admin]\nlisten = \"localhost\"\n",
+			want: `lbctl.toml:7: admin.listen: "localhost" has no port (write host:port or "unix:/path")`,
+		},
+		{
+			name: "admin off loopback without token",
+			file: oneBackend + "\n[admin]\nlisten = \"0.0.0.0:9090\"\n",
+			want: `lbctl.toml:7: admin.listen: "0.0.0.0:9090": admin.token is required when admin.listen is not loopback or a unix socket`,
+		},
+		{
+			name: "admin token that cannot be sent",
+			file: "[admin]\nlisten = \"127.0.0.1:9090\"\ntoken = \"a b\"\n" + oneBackend,
+			want: `lbctl.toml:3: admin.token: must hold only visible ASCII characters, no spaces`,
+		},
+		{
 			name: "array of inline backends",
 			file: "backend = [\n  { id = \"a\", address = \"127.0.0.1:1\" },\n  { id = \"a\", address = \"127.0.0.1:2\" },\n]\n",
 			want: `lbctl.toml:1: backend[1].id: "a" duplicates backend[0].id`,
@@ -271,6 +286,140 @@ func TestParseDecodeErrorIsNotRepeated(t *testing.T) {
 			_, err := Parse([]byte(tt.file), "lbctl.toml")
 			if got := errorLines(err); len(got) != 1 || got[0] != tt.want {
 				t.Errorf("error =\n%v\nwant only\n%s", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestParseSyntaxErrorPlace checks the line and the wording of errors
+// that the TOML library finds: the whole error, which is one line.
+func TestParseSyntaxErrorPlace(t *testing.T) {
+	tests := []struct {
+		name string
+		file string
+		want string
+	}{
+		{
+			name: "unterminated table header",
+			file: "mode = \"l4\"\n\n[health\ncheck = \"tcp\"\n" + oneBackend,
+			want: `lbctl.toml:3: expected '.' or ']' to end table name, but got '\n' instead`,
+		},
+		{
+			name: "unterminated table header at the end",
+			file: oneBackend + "\n[health",
+			want: `lbctl.toml:6: expected '.' or ']' to end table name, but got '\x00' instead`,
+		},
+		{
+			name: "unterminated array of tables header",
+			file: "mode = \"l4\"\n[[backend\nid = \"a\"\n",
+			want: `lbctl.toml:2: expected '.' or ']' to end table name, but got '\n' instead`,
+		},
+		{
+			name: "unterminated header after a byte order mark",
+			file: "\ufeff\n[health\ncheck = \"tcp\"\n",
+			want: `lbctl.toml:2: expected '.' or ']' to end table name, but got '\n' instead`,
+		},
+		{
+			name: "value missing",
+			file: "mode = \"l4\"\nlisten = \n",
+			want: `lbctl.toml:2: expected value but found '\n' instead`,
+		},
+		{
+			name: "key twice in the second backend",
+			file: oneBackend + "\n[[backend]]\nid = \"app-02\"\nid = \"app-03\"\naddress = \"127.0.0.1:9002\"\n",
+			want: `lbctl.toml:8: backend[1].id: key defined twice, first on line 7`,
+		},
+		{
+			name: "top-level key twice",
+			file: "mode = \"l4\"\nlisten = \":80\"\nmode = \"l7\"\n" + oneBackend,
+			want: `lbctl.toml:3: mode: key defined twice, first on line 1`,
+		},
+		{
+			name: "dotted key twice",
+			file: "health.rise = 2\n[health]\nrise = 3\n" + oneBackend,
+			want: `lbctl.toml:3: health.rise: key defined twice, first on line 1`,
+		},
+		{
+			name: "table twice",
+			file: "[health]\ncheck = \"tcp\"\n\n[health]\nrise = 2\n" + oneBackend,
+			want: `lbctl.toml:4: health: table defined twice, first on line 1`,
+		},
+		{
+			// Keys inside an inline table are not tracked: the
+			// library's words, at the right line.
+			name: "key twice in an inline table",
+			file: "mode = \"l4\"\naffinity = { ttl = \"1h\", ttl = \"2h\" }\n",
+			want: `lbctl.toml:2: Key 'affinity.ttl' has already been defined.`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.file), "lbctl.toml")
+			if err == nil {
+				t.Fatalf("Parse succeeded, want %s", tt.want)
+			}
+			if got := err.Error(); got != tt.want {
+				t.Errorf("error =\n%s\nwant\n%s", got, tt.want)
+			}
+			var pe toml.ParseError
+			if !errors.As(err, &pe) {
+				t.Errorf("errors.As(%v, *toml.ParseError) = false, want true", err)
+			}
+		})
+	}
+}
+
+func TestParseWarnings(t *testing.T) {
+	tests := []struct {
+		name string
+		file string
+		want []string // every warning, in order
+	}{
+		{
+			name: "distinct addresses",
+			file: oneBackend + "\n[[backend]]\nid = \"app-02\"\naddress = \"127.0.0.1:9002\"\n",
+		},
+		{
+			name: "same address",
+			file: oneBackend + "\n[[backend]]\nid = \"app-02\"\naddress = \"127.0.0.1:9001\"\n",
+			want: []string{`lbctl.toml:8: backend[1].address: "127.0.0.1:9001" of "app-02" is also the address of backend[0] "app-01" (line 4); two backends at one address skew every balancing policy`},
+		},
+		{
+			name: "same address written two ways",
+			file: "[[backend]]\nid = \"a\"\naddress = \"[::1]:80\"\n[[backend]]\nid = \"b\"\naddress = \"[0:0::1]:0080\"\n" +
+				"[[backend]]\nid = \"c\"\naddress = \"App.Internal:81\"\n[[backend]]\nid = \"d\"\naddress = \"app.internal:81\"\n",
+			want: []string{
+				`lbctl.toml:6: backend[1].address: "[0:0::1]:0080" of "b" is also the address of backend[0] "a" (line 3); two backends at one address skew every balancing policy`,
+				`lbctl.toml:12: backend[3].address: "app.internal:81" of "d" is also the address of backend[2] "c" (line 9); two backends at one address skew every balancing policy`,
+			},
+		},
+		{
+			name: "three at one address",
+			file: oneBackend + "\n[[backend]]\nid = \"app-02\"\naddress = \"127.0.0.1:9001\"\n" +
+				"\n[[backend]]\nid = \"app-03\"\naddress = \"127.0.0.1:9001\"\n",
+			want: []string{
+				`lbctl.toml:8: backend[1].address: "127.0.0.1:9001" of "app-02" is also the address of backend[0] "app-01" (line 4); two backends at one address skew every balancing policy`,
+				`lbctl.toml:12: backend[2].address: "127.0.0.1:9001" of "app-03" is also the address of backend[0] "app-01" (line 4); two backends at one address skew every balancing policy`,
+			},
+		},
+		{
+			name: "same host, other port",
+			file: oneBackend + "\n[[backend]]\nid = \"app-02\"\naddress = \"127.0.0.1:9011\"\n",
+		},
+		{
+			name: "inline backends",
+			file: "backend = [\n  { id = \"a\", address = \"127.0.0.1:1\" },\n  { id = \"b\", address = \"127.0.0.1:1\" },\n]\n",
+			want: []string{`lbctl.toml:1: backend[1].address: "127.0.0.1:1" of "b" is also the address of backend[0] "a" (line 1); two backends at one address skew every balancing policy`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, warnings, err := ParseWithWarnings([]byte(tt.file), "lbctl.toml")
+			if err != nil || cfg == nil {
+				t.Fatalf("ParseWithWarnings = %v, %v; want a config", cfg, err)
+			}
+			if strings.Join(warnings, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("warnings =\n%s\nwant\n%s", strings.Join(warnings, "\n"), strings.Join(tt.want, "\n"))
 			}
 		})
 	}
@@ -389,6 +538,21 @@ func TestLoad(t *testing.T) {
 	_, err = Load(filepath.Join(dir, "missing.toml"))
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load(missing) error = %v, want os.ErrNotExist", err)
+	}
+
+	twice := filepath.Join(dir, "twice.toml")
+	if err := os.WriteFile(twice, []byte(oneBackend+"\n[[backend]]\nid = \"app-02\"\naddress = \"127.0.0.1:9001\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, warnings, err := LoadWithWarnings(twice)
+	if err != nil || len(cfg.Backends) != 2 {
+		t.Fatalf("LoadWithWarnings = %+v, %v; want two backends", cfg, err)
+	}
+	if want := twice + `:8: backend[1].address: "127.0.0.1:9001" of "app-02" is also`; len(warnings) != 1 || !strings.HasPrefix(warnings[0], want) {
+		t.Errorf("LoadWithWarnings warnings = %q, want one starting %q", warnings, want)
+	}
+	if _, err := Load(twice); err != nil {
+		t.Errorf("Load(%s) = %v: a warning is not an error", twice, err)
 	}
 }
 

@@ -57,6 +57,8 @@ func (c *Config) validate(needBackends bool) error {
 
 	v.between("limits.header_bytes", c.Limits.HeaderBytes, 1024, 1<<20)
 
+	v.admin(&c.Admin)
+
 	if needBackends || len(c.Backends) > 0 {
 		v.backends(c.Backends)
 	}
@@ -130,6 +132,72 @@ func (v *validator) cookie(c *Cookie) {
 			v.fail("cookie.secret", "element %d is empty", i)
 		}
 	}
+}
+
+// admin checks the [admin] table. The token is a secret: messages say what
+// is wrong with it without quoting it.
+func (v *validator) admin(a *Admin) {
+	network, addr, err := ParseAdminListen(a.Listen)
+	if err != nil {
+		v.fail("admin.listen", "%q %w", a.Listen, err)
+		return
+	}
+	if network == "tcp" && a.Token == "" && !isLoopback(addr) {
+		v.fail("admin.listen", "%q: admin.token is required when admin.listen is not loopback or a unix socket", a.Listen)
+	}
+	if strings.IndexFunc(a.Token, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0 {
+		v.fail("admin.token", "must hold only visible ASCII characters, no spaces: it is sent in an Authorization header")
+	}
+}
+
+// ParseAdminListen splits an admin listen address as admin.listen and the
+// operator commands' --admin flag write it into the network and address
+// that net.Listen and net.Dial take: "unix:/run/lbctl.sock" is ("unix",
+// "/run/lbctl.sock"), "127.0.0.1:9090" is ("tcp", "127.0.0.1:9090"), and ""
+// is ("", ""), the admin API turned off. The error says what is wrong with
+// s, without quoting it.
+func ParseAdminListen(s string) (network, address string, err error) {
+	switch {
+	case s == "":
+		return "", "", nil
+	case strings.HasPrefix(s, unixPrefix):
+		path := strings.TrimPrefix(s, unixPrefix)
+		switch {
+		case path == "":
+			return "", "", errors.New(`has no socket path after "unix:"`)
+		case strings.IndexByte(path, 0) >= 0:
+			return "", "", errors.New("has a NUL byte in its socket path")
+		case len(path) > maxUnixPath:
+			return "", "", fmt.Errorf("has a socket path longer than %d bytes, the limit of a unix socket", maxUnixPath)
+		}
+		return "unix", path, nil
+	}
+	if msg := checkHostPort(s, true); msg != "" {
+		return "", "", fmt.Errorf(`%s (write host:port or "unix:/path")`, msg)
+	}
+	return "tcp", s, nil
+}
+
+// unixPrefix marks an admin listen address as a unix socket path.
+const unixPrefix = "unix:"
+
+// maxUnixPath is the longest unix socket path Linux takes: sun_path holds
+// 108 bytes with the terminating NUL.
+const maxUnixPath = 107
+
+// isLoopback reports whether the host of addr, a valid host:port, is
+// "localhost" or a loopback IP address (127.0.0.0/8, ::1, or an IPv4-mapped
+// 127.x.y.z). An empty host, every local address, is not loopback.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 func (v *validator) backends(bs []Backend) {

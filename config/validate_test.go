@@ -79,6 +79,16 @@ func TestValidateRejects(t *testing.T) {
 		{"address IPv4 in brackets", func(c *Config) { c.Backends[0].Address = "[10.0.0.1]:80" }, `backend[0].address: "[10.0.0.1]:80" has "10.0.0.1" in brackets, which is not an IPv6 address`},
 		{"weight 0", func(c *Config) { c.Backends[0].Weight = 0 }, `backend[0].weight: 0 is out of range 1..256`},
 		{"weight too big", func(c *Config) { c.Backends[0].Weight = 257 }, `backend[0].weight: 257 is out of range 1..256`},
+		{"admin no port", func(c *Config) { c.Admin.Listen = "127.0.0.1" }, `admin.listen: "127.0.0.1" has no port (write host:port or "unix:/path")`},
+		{"admin bad host", func(c *Config) { c.Admin.Listen = "unix/run/lbctl.sock:9090" }, `admin.listen: "unix/run/lbctl.sock:9090" has host "unix/run/lbctl.sock", which is neither an IP address nor a host name (write host:port or "unix:/path")`},
+		{"admin unix without path", func(c *Config) { c.Admin.Listen = "unix:" }, `admin.listen: "unix:" has no socket path after "unix:"`},
+		{"admin unix path too long", func(c *Config) { c.Admin.Listen = "unix:/" + strings.Repeat("s", 107) }, `admin.listen: "unix:/` + strings.Repeat("s", 107) + `" has a socket path longer than 107 bytes, the limit of a unix socket`},
+		{"admin every address without token", func(c *Config) { c.Admin.Listen = ":9090" }, `admin.listen: ":9090": admin.token is required when admin.listen is not loopback or a unix socket`},
+		{"admin public address without token", func(c *Config) { c.Admin.Listen = "10.0.0.1:9090" }, `admin.listen: "10.0.0.1:9090": admin.token is required when admin.listen is not loopback or a unix socket`},
+		{"admin host name without token", func(c *Config) { c.Admin.Listen = "lb.internal:9090" }, `admin.listen: "lb.internal:9090": admin.token is required when admin.listen is not loopback or a unix socket`},
+		{"admin IPv6 without token", func(c *Config) { c.Admin.Listen = "[::]:9090" }, `admin.listen: "[::]:9090": admin.token is required when admin.listen is not loopback or a unix socket`},
+		{"admin token with a space", func(c *Config) { c.Admin.Token = "two words" }, `admin.token: must hold only visible ASCII characters, no spaces: it is sent in an Authorization header`},
+		{"admin token with a newline", func(c *Config) { c.Admin.Listen, c.Admin.Token = ":9090", "abc\r\nX-Evil: 1" }, `admin.token: must hold only visible ASCII characters`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,6 +128,15 @@ func TestValidateAccepts(t *testing.T) {
 		{"health none ignores path", func(c *Config) { c.Health.Check, c.Health.Path = "none", "" }},
 		{"prefixes", func(c *Config) { c.Affinity.IPv4Prefix, c.Affinity.IPv6Prefix = 24, 64 }},
 		{"header bytes bounds", func(c *Config) { c.Limits.HeaderBytes = 1024 }},
+		{"admin off", func(c *Config) { c.Admin.Listen = "" }},
+		{"admin loopback", func(c *Config) { c.Admin.Listen = "127.0.0.1:9090" }},
+		{"admin loopback /8", func(c *Config) { c.Admin.Listen = "127.1.2.3:9090" }},
+		{"admin IPv6 loopback", func(c *Config) { c.Admin.Listen = "[::1]:9090" }},
+		{"admin IPv4-mapped loopback", func(c *Config) { c.Admin.Listen = "[::ffff:127.0.0.1]:9090" }},
+		{"admin localhost", func(c *Config) { c.Admin.Listen = "localhost:9090" }},
+		{"admin unix socket", func(c *Config) { c.Admin.Listen = "unix:/run/lbctl.sock" }},
+		{"admin relative unix socket", func(c *Config) { c.Admin.Listen = "unix:lbctl.sock" }},
+		{"admin public with token", func(c *Config) { c.Admin.Listen, c.Admin.Token = "0.0.0.0:9090", "s3cr3t-Token_42" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,7 +170,33 @@ func TestValidateReportsAll(t *testing.T) {
 func TestValidateDoesNotPrintSecrets(t *testing.T) {
 	c := valid()
 	c.Cookie.Secret = Secrets{"hunter2", ""}
-	if err := c.Validate(); err == nil || strings.Contains(err.Error(), "hunter2") {
-		t.Errorf("Validate = %v, want an error that does not quote the secret", err)
+	c.Admin.Token = "hunter3 with a space"
+	err := c.Validate()
+	if err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "hunter3") {
+		t.Errorf("Validate = %v, want an error that does not quote the secrets", err)
+	}
+}
+
+func TestParseAdminListen(t *testing.T) {
+	tests := []struct {
+		in, network, address string
+	}{
+		{"", "", ""},
+		{"127.0.0.1:9090", "tcp", "127.0.0.1:9090"},
+		{"[::1]:9090", "tcp", "[::1]:9090"},
+		{":9090", "tcp", ":9090"},
+		{"unix:/run/lbctl.sock", "unix", "/run/lbctl.sock"},
+		{"unix:@abstract", "unix", "@abstract"},
+	}
+	for _, tt := range tests {
+		network, address, err := ParseAdminListen(tt.in)
+		if err != nil || network != tt.network || address != tt.address {
+			t.Errorf("ParseAdminListen(%q) = %q, %q, %v; want %q, %q, nil", tt.in, network, address, err, tt.network, tt.address)
+		}
+	}
+	for _, bad := range []string{"unix:", "9090", "127.0.0.1:0", "unix:/a\x00b", "http://127.0.0.1:9090"} {
+		if network, address, err := ParseAdminListen(bad); err == nil {
+			t.Errorf("ParseAdminListen(%q) = %q, %q, nil; want an error", bad, network, address)
+		}
 	}
 }

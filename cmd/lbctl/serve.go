@@ -77,8 +77,12 @@ func runServe(ctx context.Context, o serveOptions) error {
 			cfg.Mode = o.mode
 		}
 	} else {
-		if cfg, err = loadConfig(o.config, o.mode); err != nil {
+		var warnings []string
+		if cfg, warnings, err = loadConfigWithWarnings(o.config, o.mode); err != nil {
 			return err
+		}
+		for _, w := range warnings {
+			log.Warn("config", "warning", w)
 		}
 		if o.listen != "" {
 			cfg.Listen = o.listen
