@@ -21,7 +21,7 @@ a valid file (two backends at one address, say) follow the effective
 config on stderr, each starting with "warning: ".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, warnings, err := loadConfigWithWarnings(path, mode)
+			cfg, warnings, err := loadConfig(path, mode)
 			if err != nil {
 				return err
 			}

@@ -10,16 +10,10 @@ import (
 const defaultConfigPath = "lbctl.toml"
 
 // loadConfig loads path and applies a --mode override, validating again so
-// that a bad override is reported like a bad file. It drops the file's
-// warnings; check and serve use loadConfigWithWarnings to show them.
-func loadConfig(path, mode string) (*config.Config, error) {
-	cfg, _, err := loadConfigWithWarnings(path, mode)
-	return cfg, err
-}
-
-// loadConfigWithWarnings is loadConfig, and also returns the warnings
-// about the file, each a line "file:line: key.path: what".
-func loadConfigWithWarnings(path, mode string) (*config.Config, []string, error) {
+// that a bad override is reported like a bad file. It also returns the
+// warnings about the file, each a line "file:line: key.path: what", for
+// check to print and serve to log.
+func loadConfig(path, mode string) (*config.Config, []string, error) {
 	cfg, warnings, err := config.LoadWithWarnings(path)
 	if err != nil {
 		return nil, nil, err

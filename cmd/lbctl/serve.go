@@ -78,7 +78,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		}
 	} else {
 		var warnings []string
-		if cfg, warnings, err = loadConfigWithWarnings(o.config, o.mode); err != nil {
+		if cfg, warnings, err = loadConfig(o.config, o.mode); err != nil {
 			return err
 		}
 		for _, w := range warnings {
