@@ -30,7 +30,7 @@ func Listen(addr string) (net.Listener, error) {
 		return ln, nil
 	}
 	if path == "" {
-		return nil, fmt.Errorf("admin listen %q: no socket path after unix:", addr)
+		return nil, fmt.Errorf("admin listen %q has no socket path", addr)
 	}
 	if err := removeStaleSocket(path); err != nil {
 		return nil, fmt.Errorf("admin listen %s: %w", addr, err)
