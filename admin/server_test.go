@@ -308,6 +308,22 @@ func TestBodyTooLarge(t *testing.T) {
 	}
 }
 
+// A body of exactly 64 KiB is read; one byte more is not.
+func TestBodyLimitBoundary(t *testing.T) {
+	f := startAPI(t, "")
+	body := `{"state":"maint"}`
+	padded := body + strings.Repeat(" ", admin.MaxBodyBytes-len(body))
+	if a := f.call(t, "POST", "/api/backends/app-01/state", padded); a.status != 200 {
+		t.Errorf("body of 64 KiB: %d %s", a.status, a.body)
+	}
+	if a := f.call(t, "POST", "/api/backends/app-02/state", padded+" "); a.status != 413 {
+		t.Errorf("body of 64 KiB and a byte: %d %s", a.status, a.body)
+	}
+	if got := f.inst.Changes(); len(got) != 1 || got[0] != "app-01 maint 0s api" {
+		t.Errorf("instance saw %q, want only app-01's change", got)
+	}
+}
+
 func TestToken(t *testing.T) {
 	f := startAPI(t, "s3cret-token")
 	bearer := func(v string) func(*http.Request) {

@@ -42,6 +42,8 @@ func NewInstance() *Instance {
 	}
 }
 
+var _ admin.Instance = (*Instance)(nil)
+
 // Now is the Instance's clock: pins expire and drains end relative to it.
 func (f *Instance) Now() time.Time { return f.now }
 
