@@ -22,7 +22,10 @@ func newBackendCmd() *cobra.Command {
   ready  the backend takes new clients and keeps its pinned ones
   drain  it gets no new clients; its pinned clients stay (with --for, until then)
   maint  it gets nobody; its pinned clients move at their next connection or request`,
+		// Runnable, so that a mistyped subcommand is an error (exit 1)
+		// rather than the help (exit 0).
 		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	o.register(cmd.PersistentFlags())
 	cmd.AddCommand(newBackendListCmd(&o),

@@ -140,6 +140,8 @@ func TestOperatorBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"backend", "maint", "app-09"}, `no backend with id "app-09"`},
+		{[]string{"backend", "dran", "app-01"}, `unknown command "dran" for "lbctl backend"`},
+		{[]string{"pin", "forgte", "203.0.113.7"}, `unknown command "forgte" for "lbctl pin"`},
 		{[]string{"backend", "drain", "app-01", "--for", "forever"}, `"for": "forever" is not a positive duration`},
 		{[]string{"pin", "get", "203.0.113.99"}, "203.0.113.99 is not pinned"},
 		{[]string{"pin", "get", "not-an-ip"}, `key "not-an-ip" is not an IP address`},

@@ -22,7 +22,10 @@ func newPinCmd() *cobra.Command {
 		Long: `pin talks to the running lbctl through its admin API. A client key is
 written as the client's address ("203.0.113.7"); lbctl masks it with the
 configured affinity prefix.`,
+		// Runnable, so that a mistyped subcommand is an error (exit 1)
+		// rather than the help (exit 0).
 		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	o.register(cmd.PersistentFlags())
 	cmd.AddCommand(newPinListCmd(&o), newPinGetCmd(&o), newPinForgetCmd(&o))
