@@ -19,7 +19,8 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newCheckCmd(), newBenchCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newCheckCmd(), newBenchCmd(), newVersionCmd(),
+		newReloadCmd(), newBackendCmd(), newPinCmd())
 	return root
 }
 
