@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/lbctl/lbctl/config"
 )
 
 // clientTimeout bounds one API call, a reload waiting for another included.
@@ -26,10 +28,17 @@ type Client struct {
 }
 
 // NewClient returns a client of the API at addr ("host:port" or
-// "unix:/path") that sends token when it is not empty. Each call uses a
-// connection of its own, so a client holds nothing open between calls.
-func NewClient(addr, token string) *Client {
-	network, address := Network(addr)
+// "unix:/path", as admin.listen takes it) that sends token when it is not
+// empty. Each call uses a connection of its own, so a client holds nothing
+// open between calls.
+func NewClient(addr, token string) (*Client, error) {
+	network, address, err := config.ParseAdminListen(addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin address %q: %w", addr, err)
+	}
+	if network == "" {
+		return nil, errors.New("admin address is empty")
+	}
 	base := "http://" + address
 	if network == "unix" {
 		base = "http://localhost"
@@ -48,7 +57,7 @@ func NewClient(addr, token string) *Client {
 				DisableKeepAlives: true,
 			},
 		},
-	}
+	}, nil
 }
 
 // APIError is an answer of the API that is not a success.

@@ -8,18 +8,18 @@ import (
 	"strings"
 	"syscall"
 	"time"
-)
 
-// unixPrefix marks an admin address that is a unix socket path.
-const unixPrefix = "unix:"
+	"github.com/lbctl/lbctl/config"
+)
 
 // Listen opens the admin listener at addr: "host:port" for TCP or
 // "unix:/path" for a unix socket. A socket file left by an instance that
 // is gone is removed; one that something still listens on is an error.
 // The socket file is made readable and writable by its owner only.
 func Listen(addr string) (net.Listener, error) {
-	path, isUnix := strings.CutPrefix(addr, unixPrefix)
-	if !isUnix {
+	if !strings.HasPrefix(addr, "unix:") {
+		// TCP: the config has checked the address; net.Listen says
+		// what is wrong with one that did not come from it.
 		if addr == "" {
 			return nil, errors.New("admin listen address is empty")
 		}
@@ -29,8 +29,9 @@ func Listen(addr string) (net.Listener, error) {
 		}
 		return ln, nil
 	}
-	if path == "" {
-		return nil, fmt.Errorf("admin listen %q has no socket path", addr)
+	_, path, err := config.ParseAdminListen(addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listen %q: %w", addr, err)
 	}
 	if err := removeStaleSocket(path); err != nil {
 		return nil, fmt.Errorf("admin listen %s: %w", addr, err)
@@ -69,13 +70,4 @@ func removeStaleSocket(path string) error {
 		return fmt.Errorf("%s: cannot tell whether it is in use: %w", path, err)
 	}
 	return os.Remove(path)
-}
-
-// Network returns the network and address to dial for an admin address:
-// ("unix", path) or ("tcp", host:port).
-func Network(addr string) (network, address string) {
-	if path, ok := strings.CutPrefix(addr, unixPrefix); ok {
-		return "unix", path
-	}
-	return "tcp", addr
 }

@@ -48,7 +48,11 @@ func TestListenUnix(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
-	raw, err := admin.NewClient(addr, "").Do(context.Background(), "GET", "/api/backends", nil)
+	client, err := admin.NewClient(addr, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := client.Do(context.Background(), "GET", "/api/backends", nil)
 	if err != nil {
 		t.Fatalf("GET /api/backends over %s: %v", addr, err)
 	}

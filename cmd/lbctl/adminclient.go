@@ -46,14 +46,14 @@ func (o *adminOptions) client() (*admin.Client, error) {
 		token = os.Getenv(tokenEnv)
 	}
 	if addr != "" && token != "" {
-		return admin.NewClient(addr, token), nil
+		return admin.NewClient(addr, token)
 	}
 	cfg, err := config.Load(o.config)
 	switch {
 	case err != nil && addr == "":
 		return nil, fmt.Errorf("no admin address: --admin is not given, and the config that would name it: %w", err)
 	case err == nil:
-		listen, cfgToken := adminSettings(cfg)
+		listen, cfgToken := cfg.Admin.Listen, cfg.Admin.Token
 		if addr == "" {
 			if listen == "" {
 				return nil, fmt.Errorf("no admin address: [admin] listen is not set in %s; give --admin ADDR", o.config)
@@ -64,7 +64,7 @@ func (o *adminOptions) client() (*admin.Client, error) {
 			token = cfgToken
 		}
 	}
-	return admin.NewClient(addr, token), nil
+	return admin.NewClient(addr, token)
 }
 
 // call sends one request to the admin API. With --json it prints the
