@@ -119,7 +119,7 @@ func BenchmarkSweepBatch(b *testing.B) {
 		b.StopTimer()
 		s.mu.Lock()
 		for j := range sweepBatch {
-			s.lru.Add(v4key(i*sweepBatch+j), pin{id: "app-01", expires: past})
+			s.insert(v4key(i*sweepBatch+j), pin{id: "app-01", expires: past})
 		}
 		s.mu.Unlock()
 		tb.size.Add(sweepBatch)
