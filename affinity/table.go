@@ -13,8 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/golang-lru/v2/expirable"
 )
 
 // Defaults used for zero Options fields.
@@ -72,8 +70,7 @@ type Table struct {
 	closing sync.Once
 }
 
-// pin is the value stored per key. Expiry is kept here rather than in the
-// LRU's own TTL machinery, whose cleanup goroutine cannot be stopped.
+// pin is the value stored per key.
 type pin struct {
 	id      string
 	expires int64 // unix nanoseconds
@@ -81,11 +78,10 @@ type pin struct {
 
 // shard is one independently locked part of the table.
 type shard struct {
-	// mu guards lru and the counters below. The LRU has a lock of its own,
-	// but check-then-remove during sweeps and lookups must be atomic, so
-	// every access goes through mu (the inner lock is then uncontended).
+	// mu guards items, recency and the counters below.
 	mu          sync.Mutex
-	lru         *expirable.LRU[Key, pin]
+	items       map[Key]*entry
+	recency     entry // sentinel of the recency list (see lru.go)
 	hits        uint64
 	misses      uint64
 	repins      uint64
@@ -127,11 +123,9 @@ func New(opts Options) *Table {
 		done:   make(chan struct{}),
 	}
 	for i := range t.shards {
-		// A zero TTL turns off the LRU's own expiry and, with it, the
-		// goroutine it would start and never stop. A zero size leaves the
-		// shard unbounded: capacity is enforced over the whole table in Pin,
-		// since hashing never fills shards evenly.
-		t.shards[i].lru = expirable.NewLRU[Key, pin](0, nil, 0)
+		// Shards are unbounded: capacity is enforced over the whole table
+		// in Pin, since hashing never fills shards evenly.
+		t.shards[i].init()
 	}
 	go t.sweep(min(max(ttl/64, minSweepEvery), maxSweepEvery))
 	return t
@@ -154,23 +148,23 @@ func (t *Table) Lookup(k Key) (id string, ok bool) {
 	now := time.Now().UnixNano()
 	s := t.shard(k)
 	s.mu.Lock()
-	p, ok := s.lru.Peek(k)
+	e, ok := s.items[k]
 	switch {
 	case !ok:
 		s.misses++
-	case now >= p.expires:
-		s.lru.Remove(k)
+	case now >= e.expires:
+		s.remove(e)
 		t.size.Add(-1)
 		s.expirations++
 		s.misses++
 		ok = false
 	default:
-		if p.expires-now < t.ttl-t.slack {
-			p.expires = now + t.ttl
-			s.lru.Add(k, p)
+		if e.expires-now < t.ttl-t.slack {
+			e.expires = now + t.ttl
+			s.touch(e)
 		}
 		s.hits++
-		id = p.id
+		id = e.id
 	}
 	s.mu.Unlock()
 	return id, ok
@@ -207,27 +201,33 @@ func (t *Table) pin(k Key, old, id string, conditional bool) (current string, re
 	s := t.shard(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	prev, existed := s.lru.Peek(k)
-	live := existed && now < prev.expires
+	e, existed := s.items[k]
+	live := existed && now < e.expires
 	switch {
-	case live && conditional && prev.id != old:
-		return prev.id, false
+	case live && conditional && e.id != old:
+		return e.id, false
 	case existed && !live:
 		s.expirations++
-	case live && prev.id != id:
+	case live && e.id != id:
 		s.repins++
 		repinned = true
 	}
-	s.lru.Add(k, pin{id: id, expires: now + t.ttl})
-	if !existed && t.size.Add(1) > t.limit && s.lru.Len() > 1 {
+	if existed {
+		e.pin = pin{id: id, expires: now + t.ttl}
+		s.touch(e)
+		return id, repinned
+	}
+	s.insert(k, pin{id: id, expires: now + t.ttl})
+	if t.size.Add(1) > t.limit && len(s.items) > 1 {
 		// The oldest entry may already have expired, waiting for the
 		// sweeper; then it goes as an expiration, not an eviction.
-		if _, p, _ := s.lru.GetOldest(); now >= p.expires {
+		oldest := s.oldest()
+		if now >= oldest.expires {
 			s.expirations++
 		} else {
 			s.evictions++
 		}
-		s.lru.RemoveOldest()
+		s.remove(oldest)
 		t.size.Add(-1)
 	}
 	return id, repinned
@@ -244,7 +244,7 @@ func (t *Table) Stats() Stats {
 		st.Repins += s.repins
 		st.Evictions += s.evictions
 		st.Expirations += s.expirations
-		st.Size += s.lru.Len()
+		st.Size += len(s.items)
 		s.mu.Unlock()
 	}
 	return st
@@ -297,11 +297,11 @@ func (s *shard) expire(now int64, size *atomic.Int64, max int) (removed int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for ; removed < max; removed++ {
-		_, p, ok := s.lru.GetOldest()
-		if !ok || now < p.expires {
+		e := s.oldest()
+		if e == nil || now < e.expires {
 			break
 		}
-		s.lru.RemoveOldest()
+		s.remove(e)
 		s.expirations++
 	}
 	size.Add(int64(-removed))

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -119,11 +120,94 @@ func BenchmarkSweepBatch(b *testing.B) {
 		b.StopTimer()
 		s.mu.Lock()
 		for j := range sweepBatch {
-			s.lru.Add(v4key(i*sweepBatch+j), pin{id: "app-01", expires: past})
+			s.insert(v4key(i*sweepBatch+j), pin{id: "app-01", expires: past})
 		}
 		s.mu.Unlock()
 		tb.size.Add(sweepBatch)
 		b.StartTimer()
 		s.expire(time.Now().UnixNano(), &tb.size, sweepBatch)
+	}
+}
+
+// BenchmarkCountByBackend1M measures one count of the pinned clients of
+// every backend over a table of one million pins, as a backend listing or
+// a metrics scrape asks for it.
+func BenchmarkCountByBackend1M(b *testing.B) {
+	const n = 1 << 20
+	tb := New(Options{Capacity: n})
+	defer tb.Close()
+	ids := []string{"app-01", "app-02", "app-03"}
+	for i := range n {
+		tb.Pin(v4key(i), ids[i%3])
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if c := tb.CountByBackend(); c["app-01"]+c["app-02"]+c["app-03"] != n {
+			b.Fatalf("counts %v, want %d pins", c, n)
+		}
+	}
+}
+
+// BenchmarkLookupDuringRange measures lookups from every core while another
+// goroutine ranges without pause over the same table ("SameTable") or over
+// another table of the same size ("OtherTable"), and reports the slowest
+// single lookup seen. Both cases load the machine alike; only the first
+// shares shard locks with the lookups, so the difference between them is
+// what Range's lock holds cost a lookup (on a busy machine the worst case
+// of both is mostly the scheduler's).
+func BenchmarkLookupDuringRange(b *testing.B) {
+	const n = 1 << 20
+	build := func() *Table {
+		tb := New(Options{Capacity: n})
+		for i := range n {
+			tb.Pin(v4key(i), "app-01")
+		}
+		return tb
+	}
+	tb, other := build(), build()
+	defer tb.Close()
+	defer other.Close()
+	for _, bc := range []struct {
+		name   string
+		ranged *Table
+	}{{"SameTable", tb}, {"OtherTable", other}} {
+		b.Run(bc.name, func(b *testing.B) {
+			stop := make(chan struct{})
+			ranging := make(chan struct{})
+			go func() {
+				defer close(ranging)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+						bc.ranged.Range(func(Key, string, time.Time) bool { return true })
+					}
+				}
+			}()
+			var mu sync.Mutex
+			var worst time.Duration
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+				var w time.Duration
+				for pb.Next() {
+					t0 := time.Now()
+					if _, ok := tb.Lookup(v4key(r.IntN(n))); !ok {
+						b.Error("miss on a full table")
+						return
+					}
+					w = max(w, time.Since(t0))
+				}
+				mu.Lock()
+				worst = max(worst, w)
+				mu.Unlock()
+			})
+			b.StopTimer()
+			close(stop)
+			<-ranging
+			b.ReportMetric(float64(worst.Microseconds()), "worst-µs")
+		})
 	}
 }
