@@ -13,9 +13,10 @@ import (
 )
 
 // Backend is one server of the pool. Its identity (ID, Address, Weight) is
-// fixed at construction; its live state (health, drain, active connections)
-// is kept in atomics so that selectors read it without locks while the prober
-// and the data path write it.
+// fixed at construction; its live state (health, admin state, active
+// connections, requests served) is kept in atomics so that selectors and the
+// data path read it without locks while the prober, the operator and the data
+// path write it.
 type Backend struct {
 	// ID names the backend in configs, cookies and logs ("app-01").
 	ID string
@@ -25,9 +26,10 @@ type Backend struct {
 	// 1 are treated as 1.
 	Weight int
 
-	down    atomic.Bool // inverted so that the zero value is up
-	drained atomic.Bool
-	active  atomic.Int64
+	down   atomic.Bool  // inverted so that the zero value is up
+	admin  atomic.Int64 // the admin state and its drain deadline: see packAdmin
+	active atomic.Int64
+	served atomic.Uint64
 
 	// mu guards the consecutive pass and fail counts while a check result is
 	// folded into the health state; fails mirrors the failure count for
@@ -37,7 +39,7 @@ type Backend struct {
 	fails  atomic.Int32
 }
 
-// New returns a backend that is up, not drained and idle.
+// New returns a backend that is up, ready and idle.
 func New(id, address string, weight int) *Backend {
 	return &Backend{ID: id, Address: address, Weight: weight}
 }
@@ -65,17 +67,6 @@ func (b *Backend) DialError(err error) error {
 // Up reports whether health checks consider the backend healthy. A backend
 // without health checks is always up.
 func (b *Backend) Up() bool { return !b.down.Load() }
-
-// Drained reports whether the backend has been taken out of selection by an
-// operator while keeping its health state.
-func (b *Backend) Drained() bool { return b.drained.Load() }
-
-// SetDrained takes the backend out of selection (true) or puts it back.
-func (b *Backend) SetDrained(drained bool) { b.drained.Store(drained) }
-
-// Available reports whether new clients may be sent to the backend: it is up
-// and not drained.
-func (b *Backend) Available() bool { return !b.down.Load() && !b.drained.Load() }
 
 // Active returns the number of connections currently open to the backend.
 func (b *Backend) Active() int64 { return b.active.Load() }

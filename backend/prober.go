@@ -24,7 +24,7 @@ func (f CheckFunc) Check(ctx context.Context, b *Backend) error { return f(ctx, 
 // NewChecker returns the Checker for a health check kind: "tcp" (connect,
 // then close), "http" (GET path, 2xx or 3xx is healthy) or "none". For "none"
 // it returns a nil Checker and a nil error: no prober should run, and every
-// backend stays up unless drained.
+// backend stays up (its admin state still decides who is sent there).
 func NewChecker(kind, path string) (Checker, error) {
 	switch kind {
 	case "tcp":

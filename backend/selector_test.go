@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // newPool returns backends named b0, b1, ... with the given weights. Nothing
@@ -74,7 +75,7 @@ func TestSelectorsPickOnlyAvailable(t *testing.T) {
 		t.Run(policy, func(t *testing.T) {
 			pool := newPool(1, 1, 1, 1)
 			markDown(pool[1])
-			pool[3].SetDrained(true)
+			pool[3].SetAdmin(Drain, time.Time{})
 			got := pick(mustSelector(t, policy), pool, nil, 200)
 			for _, id := range []string{"b1", "b3", ""} {
 				if got[id] != 0 {
@@ -93,7 +94,7 @@ func TestSelectorsPickOnlyAvailable(t *testing.T) {
 func TestSelectorsNoneQualifies(t *testing.T) {
 	allDown := newPool(1, 2)
 	markDown(allDown[0])
-	allDown[1].SetDrained(true)
+	allDown[1].SetAdmin(Maint, time.Time{})
 	avoided := newPool(1, 1)
 	tests := []struct {
 		name  string
@@ -274,14 +275,14 @@ func TestRandom2(t *testing.T) {
 }
 
 // TestSelectorsConcurrent runs selections from many goroutines while another
-// flips a backend's drain state, for the race detector, and checks that a
-// backend drained throughout is never chosen.
+// cycles a backend's admin state, for the race detector, and checks that a
+// backend draining throughout is never chosen.
 func TestSelectorsConcurrent(t *testing.T) {
 	const workers, picks = 8, 300
 	for _, policy := range policies {
 		t.Run(policy, func(t *testing.T) {
 			pool := newPool(1, 2, 1, 1)
-			pool[3].SetDrained(true)
+			pool[3].SetAdmin(Drain, time.Time{})
 			s := mustSelector(t, policy)
 			stop := make(chan struct{})
 			var flipper sync.WaitGroup
@@ -291,7 +292,7 @@ func TestSelectorsConcurrent(t *testing.T) {
 					case <-stop:
 						return
 					default:
-						pool[1].SetDrained(i%2 == 0)
+						pool[1].SetAdmin(AdminState(i%3), time.Time{})
 					}
 				}
 			})
@@ -316,7 +317,7 @@ func TestSelectorsConcurrent(t *testing.T) {
 			flipper.Wait()
 			for w, got := range counts {
 				if got["b3"] != 0 || got[""] != 0 {
-					t.Errorf("worker %d counts %v, want no picks of drained b3 and no nil", w, got)
+					t.Errorf("worker %d counts %v, want no picks of draining b3 and no nil", w, got)
 				}
 			}
 		})
@@ -349,7 +350,7 @@ func TestSelectorsDoNotAllocate(t *testing.T) {
 		t.Run(policy, func(t *testing.T) {
 			pool := newPool(3, 1, 2, 1, 1, 4, 1, 1)
 			markDown(pool[2])
-			pool[4].SetDrained(true)
+			pool[4].SetAdmin(Drain, time.Time{})
 			avoid := []*Backend{pool[0], pool[6]}
 			s := mustSelector(t, policy)
 			if allocs := testing.AllocsPerRun(1000, func() { s.Select(pool, avoid) }); allocs != 0 {

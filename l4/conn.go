@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"time"
 
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
@@ -62,6 +63,7 @@ func (p *Proxy) connect(key affinity.Key) (*backend.Backend, *net.TCPConn, error
 		b.Acquire()
 		server, err := p.dial(b)
 		if err == nil {
+			b.CountServed()
 			return b, server, nil
 		}
 		b.Release()
@@ -74,8 +76,9 @@ func (p *Proxy) connect(key affinity.Key) (*backend.Backend, *net.TCPConn, error
 
 // choose returns the backend key should be connected to next, and the pin
 // it now has: the backend seen (the pin this connection last saw) when that
-// is available and not in avoid, or else the selector's choice, pinned in
-// its place. It returns nil when no backend outside avoid is available.
+// keeps its pinned clients (up, and ready or draining before its deadline)
+// and is not in avoid, or else the selector's choice, pinned in its place.
+// It returns nil when no backend outside avoid is available.
 //
 // Connections of one client may arrive, or fail over, together. Each new
 // pin is therefore conditional on the pin this connection saw; when another
@@ -85,7 +88,8 @@ func (p *Proxy) choose(key affinity.Key, seen string, avoid []*backend.Backend) 
 	// Each round either returns or follows a pin another connection moved;
 	// a bound keeps a pathological race from looping.
 	for range 2*p.Registry.Len() + 4 {
-		if b := p.Registry.Get(seen); b != nil && b.Available() && !slices.Contains(avoid, b) {
+		// A ready backend keeps its pins without a reading of the clock.
+		if b := p.Registry.Get(seen); b != nil && (b.Available() || b.KeepsPinned(time.Now())) && !slices.Contains(avoid, b) {
 			return b, seen
 		}
 		next := p.Selector.Select(p.Registry.All(), avoid)

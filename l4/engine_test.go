@@ -41,6 +41,9 @@ func TestPortableEngine(t *testing.T) {
 		"BackendNameUsesPortableEngine":         TestBackendNamedByHostname,
 		"SlowSteadyReaderIsNotIdle":             TestSlowSteadyReaderIsNotIdle,
 		"LocalConnectFailureKeepsBackendUp":     TestLocalConnectFailureKeepsTheBackendUp,
+		"DrainKeepsPinnedClients":               TestDrainKeepsPinnedClients,
+		"DrainDeadlineMovesPinnedClientsOnce":   TestDrainDeadlineMovesPinnedClientsOnce,
+		"MaintMovesPinnedClients":               TestMaintMovesPinnedClientsAtNextConnection,
 	} {
 		t.Run(name, test)
 	}

@@ -129,7 +129,7 @@ func TestStalledLogOutputDoesNotStallTraffic(t *testing.T) {
 	}
 	// With no backend left, every client is refused and logged at debug
 	// level: more lines than the queue holds.
-	reg.Get("app-01").SetDrained(true)
+	reg.Get("app-01").SetAdmin(backend.Maint, time.Time{})
 	for i := range 2 * logQueue {
 		c := dialFrom(t, fmt.Sprintf("127.0.3.%d", i%250+1), addr)
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -138,7 +138,7 @@ func TestStalledLogOutputDoesNotStallTraffic(t *testing.T) {
 		}
 		c.Close()
 	}
-	reg.Get("app-01").SetDrained(false)
+	reg.Get("app-01").SetAdmin(backend.Ready, time.Time{})
 	c := dialFrom(t, "127.0.0.52", addr)
 	r := bufio.NewReader(c)
 	if line, err := r.ReadString('\n'); err != nil || line != "app-01\n" {

@@ -349,21 +349,21 @@ func TestUnavailablePinnedBackendIsSkipped(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 2})
 	const client = "127.0.0.8"
 	first := greeting(t, client, f.addr)
-	f.registry.Get(first).SetDrained(true)
+	f.registry.Get(first).SetAdmin(backend.Maint, time.Time{})
 	second := greeting(t, client, f.addr)
 	if second == first {
-		t.Fatalf("client reached drained backend %s", first)
+		t.Fatalf("client reached %s in maintenance", first)
 	}
-	f.registry.Get(first).SetDrained(false)
+	f.registry.Get(first).SetAdmin(backend.Ready, time.Time{})
 	if got := greeting(t, client, f.addr); got != second {
-		t.Errorf("after undrain client went to %s, want %s", got, second)
+		t.Errorf("after %[3]s was ready again client went to %[1]s, want %[2]s (no flap back)", got, second, first)
 	}
 }
 
 func TestNoBackendClosesAtOnceAndRecovers(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 1})
 	b := f.registry.Get("app-01")
-	b.SetDrained(true)
+	b.SetAdmin(backend.Maint, time.Time{})
 	c := dialFrom(t, "127.0.0.9", f.addr)
 	c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	start := time.Now()
@@ -375,7 +375,7 @@ func TestNoBackendClosesAtOnceAndRecovers(t *testing.T) {
 		t.Errorf("connection closed after %v, want at once", d)
 	}
 	c.Close()
-	b.SetDrained(false)
+	b.SetAdmin(backend.Ready, time.Time{})
 	if got := greeting(t, "127.0.0.9", f.addr); got != "app-01" {
 		t.Errorf("after backend returned: %q, want app-01", got)
 	}

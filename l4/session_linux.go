@@ -194,6 +194,7 @@ func (l *eventLoop) event(fd int, gen uint32, ev uint32) {
 			return
 		}
 		unlink(s)
+		s.b.CountServed()
 		s.relaying = true
 		s.last = l.now
 		l.active.pushBack(s)

@@ -257,7 +257,7 @@ func TestSlowHeadIsCutAtHeaderTimeout(t *testing.T) {
 func TestNoBackendGets503AtOnce(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 2})
 	for _, b := range f.registry.All() {
-		b.SetDrained(true)
+		b.SetAdmin(backend.Maint, time.Time{})
 	}
 	start := time.Now()
 	got := rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -267,7 +267,7 @@ func TestNoBackendGets503AtOnce(t *testing.T) {
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("503 after %v, want at once", took)
 	}
-	f.registry.Get("app-02").SetDrained(false)
+	f.registry.Get("app-02").SetAdmin(backend.Ready, time.Time{})
 	if id, _ := get(t, f.client(t), f.url("/")); id != "app-02" {
 		t.Errorf("after app-02 returned: answered by %q", id)
 	}

@@ -70,6 +70,7 @@ func (s *session) exchange() bool {
 		keep, out := s.roundTrip(b, up, reused, retryable, !sticky)
 		switch out {
 		case relayed:
+			b.CountServed()
 			return keep
 		case retryFresh:
 			retriedFresh = true
@@ -84,8 +85,9 @@ func (s *session) exchange() bool {
 	}
 }
 
-// pinned returns the available backend the request's persistence cookie
-// names, if any.
+// pinned returns the backend the request's persistence cookie names, if
+// it keeps its pinned clients (up, and ready or draining before its
+// deadline).
 func (s *session) pinned() (*backend.Backend, bool) {
 	name := s.p.cfg.cookie
 	for i := range s.req.fields {
@@ -94,7 +96,9 @@ func (s *session) pinned() (*backend.Backend, bool) {
 			continue
 		}
 		if v, ok := findCookie(f.value, name); ok {
-			if b := s.p.codec.backendFor(v); b != nil && b.Available() {
+			// A ready backend keeps its pins without a reading of the
+			// clock.
+			if b := s.p.codec.backendFor(v); b != nil && (b.Available() || b.KeepsPinned(time.Now())) {
 				return b, true
 			}
 			return nil, false
