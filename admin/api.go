@@ -8,9 +8,10 @@ package admin
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
+
+	"github.com/lbctl/lbctl/backend"
 )
 
 // Instance is what the admin API reads and steers: one running lbctl. Its
@@ -18,12 +19,11 @@ import (
 type Instance interface {
 	// Backends returns every configured backend, in config order.
 	Backends() []BackendStatus
-	// SetAdminState puts backend id into state ("ready", "drain" or
-	// "maint", already checked by ParseState). forDur bounds a drain: after
-	// it, the backend's pinned clients move too; zero means no deadline and
-	// is the only value for the other states. source says who asked
-	// ("api"). An unknown id is ErrUnknownBackend.
-	SetAdminState(id string, state string, forDur time.Duration, source string) (BackendStatus, error)
+	// SetAdminState puts backend id into state. forDur bounds a drain:
+	// after it, the backend's pinned clients move too; zero means no
+	// deadline and is the only value for the other states. source says who
+	// asked ("api"). An unknown id is ErrUnknownBackend.
+	SetAdminState(id string, state backend.AdminState, forDur time.Duration, source string) (BackendStatus, error)
 	// Pin returns the live pin of a client key given as an operator types
 	// it ("203.0.113.7"); ok is false when the key is not pinned. An error
 	// means the key is malformed.
@@ -95,20 +95,4 @@ type ReloadError struct {
 
 func (e *ReloadError) Error() string {
 	return "config not reloaded: " + strings.Join(e.Messages, "; ")
-}
-
-// The admin states a backend can be put in.
-const (
-	StateReady = "ready" // takes new clients and keeps its pinned ones
-	StateDrain = "drain" // keeps its pinned clients (until the drain's deadline), gets no new ones
-	StateMaint = "maint" // gets nobody; its pinned clients move at their next connection or request
-)
-
-// ParseState checks an admin state given by an operator and returns it.
-func ParseState(s string) (string, error) {
-	switch s {
-	case StateReady, StateDrain, StateMaint:
-		return s, nil
-	}
-	return "", fmt.Errorf("state %q is not one of ready, drain, maint", s)
 }

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/lbctl/lbctl/backend"
 )
 
 // The limits of GET /api/pins.
@@ -71,14 +73,14 @@ func (s *Server) setState(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "body: "+err.Error())
 		return
 	}
-	state, err := ParseState(req.State)
+	state, err := backend.ParseAdminState(req.State)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	var forDur time.Duration
 	if req.For != "" {
-		if state != StateDrain {
+		if state != backend.Drain {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf(`"for" bounds a drain only, not %q`, state))
 			return
 		}

@@ -195,8 +195,8 @@ func TestBadInput(t *testing.T) {
 		want                     string
 	}{
 		{"unknown backend", "POST", "/api/backends/app-09/state", `{"state":"maint"}`, 404, `no backend with id "app-09"`},
-		{"bad state", "POST", "/api/backends/app-01/state", `{"state":"drained"}`, 400, `state "drained" is not one of ready, drain, maint`},
-		{"empty state", "POST", "/api/backends/app-01/state", `{}`, 400, `state "" is not one of`},
+		{"bad state", "POST", "/api/backends/app-01/state", `{"state":"drained"}`, 400, `unknown admin state "drained": want ready, drain or maint`},
+		{"empty state", "POST", "/api/backends/app-01/state", `{}`, 400, `unknown admin state ""`},
 		{"forever", "POST", "/api/backends/app-01/state", `{"state":"drain","for":"forever"}`, 400, `"for": "forever" is not a positive duration`},
 		{"negative", "POST", "/api/backends/app-01/state", `{"state":"drain","for":"-1m"}`, 400, `"-1m" is not a positive duration`},
 		{"for without drain", "POST", "/api/backends/app-01/state", `{"state":"maint","for":"10m"}`, 400, `"for" bounds a drain only`},

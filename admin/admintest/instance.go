@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/admin"
+	"github.com/lbctl/lbctl/backend"
 )
 
 // Instance is an admin.Instance held in memory: three backends (app-01
@@ -30,9 +31,9 @@ type Instance struct {
 func NewInstance() *Instance {
 	return &Instance{
 		backends: []admin.BackendStatus{
-			{ID: "app-01", Address: "127.0.0.1:9001", Weight: 1, Health: "up", State: admin.StateReady, Active: 2, Pinned: 2, Served: 40},
-			{ID: "app-02", Address: "127.0.0.1:9002", Weight: 3, Health: "up", State: admin.StateReady, Active: 1, Pinned: 1, Served: 12},
-			{ID: "app-03", Address: "127.0.0.1:9003", Weight: 1, Health: "down", State: admin.StateReady},
+			{ID: "app-01", Address: "127.0.0.1:9001", Weight: 1, Health: "up", State: "ready", Active: 2, Pinned: 2, Served: 40},
+			{ID: "app-02", Address: "127.0.0.1:9002", Weight: 3, Health: "up", State: "ready", Active: 1, Pinned: 1, Served: 12},
+			{ID: "app-03", Address: "127.0.0.1:9003", Weight: 1, Health: "down", State: "ready"},
 		},
 		pins: map[string]admin.PinStatus{},
 		now:  time.Now().UTC().Truncate(time.Second),
@@ -60,7 +61,7 @@ func (f *Instance) Backends() []admin.BackendStatus {
 	return append([]admin.BackendStatus(nil), f.backends...)
 }
 
-func (f *Instance) SetAdminState(id, state string, forDur time.Duration, source string) (admin.BackendStatus, error) {
+func (f *Instance) SetAdminState(id string, state backend.AdminState, forDur time.Duration, source string) (admin.BackendStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i := range f.backends {
@@ -68,7 +69,7 @@ func (f *Instance) SetAdminState(id, state string, forDur time.Duration, source 
 		if b.ID != id {
 			continue
 		}
-		b.State, b.DrainUntil = state, time.Time{}
+		b.State, b.DrainUntil = state.String(), time.Time{}
 		if forDur > 0 {
 			b.DrainUntil = f.now.Add(forDur)
 		}

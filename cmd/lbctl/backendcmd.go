@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lbctl/lbctl/admin"
+	"github.com/lbctl/lbctl/backend"
 )
 
 // newBackendCmd builds `lbctl backend`: list the running instance's
@@ -29,9 +30,9 @@ func newBackendCmd() *cobra.Command {
 	}
 	o.register(cmd.PersistentFlags())
 	cmd.AddCommand(newBackendListCmd(&o),
-		newBackendStateCmd(&o, admin.StateReady, "Let a backend take new clients again"),
-		newBackendStateCmd(&o, admin.StateDrain, "Give a backend no new clients; its pinned clients stay"),
-		newBackendStateCmd(&o, admin.StateMaint, "Give a backend nobody; its pinned clients move"))
+		newBackendStateCmd(&o, backend.Ready, "Let a backend take new clients again"),
+		newBackendStateCmd(&o, backend.Drain, "Give a backend no new clients; its pinned clients stay"),
+		newBackendStateCmd(&o, backend.Maint, "Give a backend nobody; its pinned clients move"))
 	return cmd
 }
 
@@ -56,7 +57,8 @@ func newBackendListCmd(o *adminOptions) *cobra.Command {
 }
 
 // newBackendStateCmd builds `lbctl backend ready|drain|maint ID`.
-func newBackendStateCmd(o *adminOptions, state, short string) *cobra.Command {
+func newBackendStateCmd(o *adminOptions, as backend.AdminState, short string) *cobra.Command {
+	state := as.String()
 	var forDur string
 	cmd := &cobra.Command{
 		Use:   state + " ID",
@@ -72,7 +74,7 @@ func newBackendStateCmd(o *adminOptions, state, short string) *cobra.Command {
 			return err
 		},
 	}
-	if state == admin.StateDrain {
+	if as == backend.Drain {
 		cmd.Flags().StringVar(&forDur, "for", "", `let the pinned clients stay this long (a Go duration: "10m", "1h30m"), then move them; default: until ready or maint`)
 	}
 	return cmd
@@ -81,7 +83,7 @@ func newBackendStateCmd(o *adminOptions, state, short string) *cobra.Command {
 // stateText is a backend's admin state for a table: "drain (until in
 // 9m59s)" for a bounded drain.
 func stateText(b admin.BackendStatus) string {
-	if b.State == admin.StateDrain && !b.DrainUntil.IsZero() {
+	if b.State == backend.Drain.String() && !b.DrainUntil.IsZero() {
 		return b.State + " (ends " + untilText(b.DrainUntil) + ")"
 	}
 	return b.State
