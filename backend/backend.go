@@ -12,20 +12,18 @@ import (
 	"sync/atomic"
 )
 
-// Backend is one server of the pool. Its identity (ID, Address, Weight) is
-// fixed at construction; its live state (health, drain, active connections)
-// is kept in atomics so that selectors read it without locks while the prober
-// and the data path write it.
+// Backend is one server of the pool. Its ID is fixed at construction; its
+// address and weight (see Address and Weight) may be changed by a reload of
+// the Pool, and its live state (health, drain, active connections) is kept
+// in atomics, so that selectors read both without locks while the prober,
+// the data path and reloads write them.
 type Backend struct {
 	// ID names the backend in configs, cookies and logs ("app-01").
 	ID string
-	// Address is the host:port the data path and the prober dial.
-	Address string
-	// Weight is the backend's share under weighted policies; values below
-	// 1 are treated as 1.
-	Weight int
 
-	down    atomic.Bool // inverted so that the zero value is up
+	spec    atomic.Pointer[Spec] // address and weight, replaced whole
+	removed atomic.Bool          // a reload took the backend out of the pool
+	down    atomic.Bool          // inverted so that the zero value is up
 	drained atomic.Bool
 	active  atomic.Int64
 
@@ -39,7 +37,9 @@ type Backend struct {
 
 // New returns a backend that is up, not drained and idle.
 func New(id, address string, weight int) *Backend {
-	return &Backend{ID: id, Address: address, Weight: weight}
+	b := &Backend{ID: id}
+	b.spec.Store(&Spec{ID: id, Address: address, Weight: weight})
+	return b
 }
 
 // Dial opens a TCP connection to the backend with d. The error names the
@@ -49,7 +49,7 @@ func New(id, address string, weight int) *Backend {
 // to the zero address first, one more system call per connection than
 // letting connect pick the source port.
 func (b *Backend) Dial(ctx context.Context, d *net.Dialer) (*net.TCPConn, error) {
-	c, err := d.DialContext(ctx, "tcp", b.Address)
+	c, err := d.DialContext(ctx, "tcp", b.Address())
 	if err != nil {
 		return nil, b.DialError(err)
 	}
@@ -59,7 +59,7 @@ func (b *Backend) Dial(ctx context.Context, d *net.Dialer) (*net.TCPConn, error)
 // DialError wraps err, a failed connection attempt to b, so that it names
 // the backend the way Dial's errors do.
 func (b *Backend) DialError(err error) error {
-	return fmt.Errorf("dial %s (%s): %w", b.ID, b.Address, err)
+	return fmt.Errorf("dial %s (%s): %w", b.ID, b.Address(), err)
 }
 
 // Up reports whether health checks consider the backend healthy. A backend
@@ -73,9 +73,9 @@ func (b *Backend) Drained() bool { return b.drained.Load() }
 // SetDrained takes the backend out of selection (true) or puts it back.
 func (b *Backend) SetDrained(drained bool) { b.drained.Store(drained) }
 
-// Available reports whether new clients may be sent to the backend: it is up
-// and not drained.
-func (b *Backend) Available() bool { return !b.down.Load() && !b.drained.Load() }
+// Available reports whether new clients may be sent to the backend: it is up,
+// not drained and not removed from the pool.
+func (b *Backend) Available() bool { return !b.down.Load() && !b.drained.Load() && !b.removed.Load() }
 
 // Active returns the number of connections currently open to the backend.
 func (b *Backend) Active() int64 { return b.active.Load() }
@@ -93,10 +93,7 @@ func (b *Backend) ConsecutiveFailures() int { return int(b.fails.Load()) }
 
 // weight returns the effective weight, at least 1.
 func (b *Backend) weight() int {
-	if b.Weight < 1 {
-		return 1
-	}
-	return b.Weight
+	return max(b.Weight(), 1)
 }
 
 // Transition says how one check result changed a backend's health.

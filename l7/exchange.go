@@ -48,17 +48,18 @@ func (s *session) exchange() bool {
 		}
 	}
 
+	s.st = p.current()
 	b, sticky := s.pinned()
 	s.avoid = s.avoid[:0]
 	retriedOther, retriedFresh := false, false
 	for {
 		if b == nil {
-			if b = p.Selector.Select(p.Registry.All(), s.avoid); b == nil {
+			if b = p.Selector.Select(s.st.reg.All(), s.avoid); b == nil {
 				return s.answer(503, hasBody)
 			}
 			sticky = false
 		}
-		up, reused, err := p.upstream(b, retryable && !retriedFresh)
+		up, reused, err := p.upstream(s.st, b, retryable && !retriedFresh)
 		if err != nil {
 			// Nothing was sent: any request may go to the next backend.
 			p.Health.ReportFailure(b, err)
@@ -85,7 +86,8 @@ func (s *session) exchange() bool {
 }
 
 // pinned returns the available backend the request's persistence cookie
-// names, if any.
+// names, if any. A cookie naming a backend that a reload removed names
+// none.
 func (s *session) pinned() (*backend.Backend, bool) {
 	name := s.p.cfg.cookie
 	for i := range s.req.fields {
@@ -94,7 +96,7 @@ func (s *session) pinned() (*backend.Backend, bool) {
 			continue
 		}
 		if v, ok := findCookie(f.value, name); ok {
-			if b := s.p.codec.backendFor(v); b != nil && b.Available() {
+			if b := s.st.codec.backendFor(v); b != nil && b.Available() {
 				return b, true
 			}
 			return nil, false
@@ -377,7 +379,7 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	if bodyOK && endKnown && !resp.close && s.up.buffered() == 0 {
 		// The read deadline stays: nothing reads a kept connection until
 		// its next exchange sets a fresh one.
-		p.release(b, up)
+		p.release(s.st, b, up)
 	} else {
 		up.Close()
 	}
