@@ -41,6 +41,9 @@ func TestPortableEngine(t *testing.T) {
 		"BackendNameUsesPortableEngine":         TestBackendNamedByHostname,
 		"SlowSteadyReaderIsNotIdle":             TestSlowSteadyReaderIsNotIdle,
 		"LocalConnectFailureKeepsBackendUp":     TestLocalConnectFailureKeepsTheBackendUp,
+		"ReloadKeepsPinsAndMovesRemoved":        TestReloadKeepsPinsAndMovesRemovedClients,
+		"ReloadMovesAddress":                    TestReloadMovesAddress,
+		"ReloadsUnderLoad":                      TestReloadsUnderLoad,
 	} {
 		t.Run(name, test)
 	}

@@ -239,13 +239,23 @@ func newRegistry(t testing.TB, addr string) *backend.Registry {
 // dialFrom connects to the proxy from the given loopback source address.
 func dialFrom(t *testing.T, src, addr string) *net.TCPConn {
 	t.Helper()
+	c, err := dialFromErr(src, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// dialFromErr is dialFrom for goroutines other than the test's: it returns
+// the error.
+func dialFromErr(src, addr string) (*net.TCPConn, error) {
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 2 * time.Second}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
-		t.Fatalf("dial %s from %s: %v", addr, src, err)
+		return nil, fmt.Errorf("dial %s from %s: %w", addr, src, err)
 	}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	return c.(*net.TCPConn)
+	return c.(*net.TCPConn), nil
 }
 
 // greeting connects from src and returns the id of the backend that
