@@ -39,8 +39,9 @@ func NewChecker(kind, path string) (Checker, error) {
 
 // Prober runs active health checks over a Pool and folds every result into
 // each backend's state with Backend.Observe. It follows reloads: backends
-// that join are probed at once, backends that leave are no longer probed. It logs transitions only: "backend
-// up" at Info, "backend down" at Warn with the reason.
+// that join are probed at once, backends that leave are no longer probed.
+// It logs transitions only: "backend up" at Info, "backend down" at Warn
+// with the reason.
 //
 // Set the fields before the first call to Round, Run or ReportFailure; they
 // are read concurrently afterwards. A Prober keeps no state of its own (the
