@@ -32,6 +32,9 @@ const DefaultConnectTimeout = 3 * time.Second
 type Proxy struct {
 	// Pool is the backend pool. A reload of it takes effect at each
 	// client's next connection; open connections are left as they are.
+	// The event loop never resolves names: a backend that a reload gives
+	// a host name is skipped there (not counted as failing) until a
+	// restart, which serves the pool on the portable engine.
 	Pool *backend.Pool
 	// Selector chooses a backend for clients without a usable pin.
 	Selector backend.Selector
