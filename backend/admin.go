@@ -106,22 +106,23 @@ func (b *Backend) Admin() (AdminState, time.Time) {
 	return s, time.Time{}
 }
 
-// Available reports whether new clients may be sent to the backend: it is up
-// and Ready. Selectors choose only among available backends.
+// Available reports whether new clients may be sent to the backend: it is up,
+// Ready, and still in the pool. Selectors choose only among available
+// backends.
 func (b *Backend) Available() bool {
-	return !b.down.Load() && AdminState(b.admin.Load()&adminStateBits) == Ready
+	return !b.down.Load() && AdminState(b.admin.Load()&adminStateBits) == Ready && !b.removed.Load()
 }
 
 // KeepsPinned reports whether a client pinned to the backend may still be
 // sent there at time now: it is up, and Ready or draining with no deadline
-// or one after now. A pinned client it does not keep is moved, as from a
-// backend that is down.
+// or one after now, and still in the pool. A pinned client it does not keep
+// is moved, as from a backend that is down.
 //
 // The data path checks Available first and calls KeepsPinned, with the
 // current time, only when that fails, so that a Ready backend costs no
 // reading of the clock.
 func (b *Backend) KeepsPinned(now time.Time) bool {
-	if b.down.Load() {
+	if b.down.Load() || b.removed.Load() {
 		return false
 	}
 	w := b.admin.Load()

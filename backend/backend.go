@@ -1,7 +1,8 @@
 // Package backend holds the backend pool that both front doors share: each
-// Backend's identity and live state, the Registry that groups them, the
-// Selector policies that choose among available backends, and the Prober that
-// keeps their health current.
+// Backend's identity and live state, the Registry that groups them, the live
+// Pool that a reload replaces the Registry in, the Selector policies that
+// choose among available backends, and the Prober that keeps their health
+// current.
 package backend
 
 import (
@@ -12,24 +13,22 @@ import (
 	"sync/atomic"
 )
 
-// Backend is one server of the pool. Its identity (ID, Address, Weight) is
-// fixed at construction; its live state (health, admin state, active
-// connections, requests served) is kept in atomics so that selectors and the
-// data path read it without locks while the prober, the operator and the data
-// path write it.
+// Backend is one server of the pool. Its ID is fixed at construction; its
+// address and weight (see Address and Weight) may be changed by a reload of
+// the Pool, and its live state (health, admin state, active connections,
+// requests served) is kept in atomics, so that selectors and the data path
+// read both without locks while the prober, the operator, the data path and
+// reloads write them.
 type Backend struct {
 	// ID names the backend in configs, cookies and logs ("app-01").
 	ID string
-	// Address is the host:port the data path and the prober dial.
-	Address string
-	// Weight is the backend's share under weighted policies; values below
-	// 1 are treated as 1.
-	Weight int
 
-	down   atomic.Bool  // inverted so that the zero value is up
-	admin  atomic.Int64 // the admin state and its drain deadline: see packAdmin
-	active atomic.Int64
-	served atomic.Uint64
+	spec    atomic.Pointer[Spec] // address and weight, replaced whole
+	removed atomic.Bool          // a reload took the backend out of the pool
+	down    atomic.Bool          // inverted so that the zero value is up
+	admin   atomic.Int64         // the admin state and its drain deadline: see packAdmin
+	active  atomic.Int64
+	served  atomic.Uint64
 
 	// mu guards the consecutive pass and fail counts while a check result is
 	// folded into the health state; fails mirrors the failure count for
@@ -41,7 +40,9 @@ type Backend struct {
 
 // New returns a backend that is up, ready and idle.
 func New(id, address string, weight int) *Backend {
-	return &Backend{ID: id, Address: address, Weight: weight}
+	b := &Backend{ID: id}
+	b.spec.Store(&Spec{ID: id, Address: address, Weight: weight})
+	return b
 }
 
 // Dial opens a TCP connection to the backend with d. The error names the
@@ -51,7 +52,7 @@ func New(id, address string, weight int) *Backend {
 // to the zero address first, one more system call per connection than
 // letting connect pick the source port.
 func (b *Backend) Dial(ctx context.Context, d *net.Dialer) (*net.TCPConn, error) {
-	c, err := d.DialContext(ctx, "tcp", b.Address)
+	c, err := d.DialContext(ctx, "tcp", b.Address())
 	if err != nil {
 		return nil, b.DialError(err)
 	}
@@ -61,7 +62,7 @@ func (b *Backend) Dial(ctx context.Context, d *net.Dialer) (*net.TCPConn, error)
 // DialError wraps err, a failed connection attempt to b, so that it names
 // the backend the way Dial's errors do.
 func (b *Backend) DialError(err error) error {
-	return fmt.Errorf("dial %s (%s): %w", b.ID, b.Address, err)
+	return fmt.Errorf("dial %s (%s): %w", b.ID, b.Address(), err)
 }
 
 // Up reports whether health checks consider the backend healthy. A backend
@@ -84,10 +85,7 @@ func (b *Backend) ConsecutiveFailures() int { return int(b.fails.Load()) }
 
 // weight returns the effective weight, at least 1.
 func (b *Backend) weight() int {
-	if b.Weight < 1 {
-		return 1
-	}
-	return b.Weight
+	return max(b.Weight(), 1)
 }
 
 // Transition says how one check result changed a backend's health.

@@ -53,7 +53,7 @@ func (c *HTTPCheck) Check(ctx context.Context, b *Backend) error {
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.Address+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.Address()+path, nil)
 	if err != nil {
 		return fmt.Errorf("http check %s: %w", b.ID, err)
 	}

@@ -16,9 +16,9 @@ type TCPCheck struct {
 
 var _ Checker = (*TCPCheck)(nil)
 
-// Check connects to b.Address, then closes the connection.
+// Check connects to b.Address(), then closes the connection.
 func (c *TCPCheck) Check(ctx context.Context, b *Backend) error {
-	conn, err := c.Dialer.DialContext(ctx, "tcp", b.Address)
+	conn, err := c.Dialer.DialContext(ctx, "tcp", b.Address())
 	if err != nil {
 		return fmt.Errorf("tcp check %s: %w", b.ID, err)
 	}

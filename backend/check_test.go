@@ -97,7 +97,7 @@ func TestTCPCheck(t *testing.T) {
 			// Through the prober, with fall 1: one round decides.
 			var logs strings.Builder
 			reg := mustRegistry(t, b)
-			p := &Prober{Registry: reg, Checker: new(TCPCheck), Timeout: time.Second, Fall: 1, Logger: bufferLogger(&logs)}
+			p := &Prober{Pool: NewPool(reg), Checker: new(TCPCheck), Timeout: time.Second, Fall: 1, Logger: bufferLogger(&logs)}
 			p.Round(t.Context())
 			if got := b.Up(); got != tt.wantUp {
 				t.Errorf("after one round Up() = %v, want %v (log %q)", got, tt.wantUp, logs.String())
@@ -181,11 +181,11 @@ func TestHTTPCheck(t *testing.T) {
 			b := New("app-01", srv.address(), 1)
 			var logs strings.Builder
 			p := &Prober{
-				Registry: mustRegistry(t, b),
-				Checker:  &HTTPCheck{Path: "/healthz"},
-				Timeout:  200 * time.Millisecond,
-				Fall:     1,
-				Logger:   bufferLogger(&logs),
+				Pool:    NewPool(mustRegistry(t, b)),
+				Checker: &HTTPCheck{Path: "/healthz"},
+				Timeout: 200 * time.Millisecond,
+				Fall:    1,
+				Logger:  bufferLogger(&logs),
 			}
 			begin := time.Now()
 			p.Round(t.Context())

@@ -20,7 +20,7 @@ func dialError(syscallName string, errno syscall.Errno) error {
 	return b.DialError(&net.OpError{
 		Op:   "dial",
 		Net:  "tcp",
-		Addr: net.TCPAddrFromAddrPort(netip.MustParseAddrPort(b.Address)),
+		Addr: net.TCPAddrFromAddrPort(netip.MustParseAddrPort(b.Address())),
 		Err:  os.NewSyscallError(syscallName, errno),
 	})
 }
@@ -66,11 +66,11 @@ func TestLocalFaultDoesNotCountAgainstTheBackend(t *testing.T) {
 	b := New("app-01", "127.0.0.1:8080", 1)
 	var logs strings.Builder
 	p := &Prober{
-		Registry: mustRegistry(t, b),
-		Checker:  CheckFunc(func(context.Context, *Backend) error { return checkErr }),
-		Rise:     1,
-		Fall:     1,
-		Logger:   bufferLogger(&logs),
+		Pool:    NewPool(mustRegistry(t, b)),
+		Checker: CheckFunc(func(context.Context, *Backend) error { return checkErr }),
+		Rise:    1,
+		Fall:    1,
+		Logger:  bufferLogger(&logs),
 	}
 	for range 5 {
 		p.ReportFailure(b, local)

@@ -37,16 +37,18 @@ func NewChecker(kind, path string) (Checker, error) {
 	return nil, fmt.Errorf("unknown health check %q (want tcp, http or none)", kind)
 }
 
-// Prober runs active health checks over a Registry and folds every result into
-// each backend's state with Backend.Observe. It logs transitions only: "backend
-// up" at Info, "backend down" at Warn with the reason.
+// Prober runs active health checks over a Pool and folds every result into
+// each backend's state with Backend.Observe. It follows reloads: backends
+// that join are probed at once, backends that leave are no longer probed.
+// It logs transitions only: "backend up" at Info, "backend down" at Warn
+// with the reason.
 //
 // Set the fields before the first call to Round, Run or ReportFailure; they
 // are read concurrently afterwards. A Prober keeps no state of its own (the
 // health state is the backends'), which WithLogHandler relies on.
 type Prober struct {
-	// Registry is the pool to probe. Nil means nothing to probe.
-	Registry *Registry
+	// Pool is the pool to probe. Nil means nothing to probe.
+	Pool *Pool
 	// Checker probes one backend. With a nil Checker, Round and ReportFailure
 	// do nothing and Run returns an error.
 	Checker Checker
@@ -105,11 +107,11 @@ func (p *Prober) logger() *slog.Logger {
 // probes cut short because ctx was done are discarded: shutting down says
 // nothing about a backend's health.
 func (p *Prober) Round(ctx context.Context) {
-	if p.Registry == nil || p.Checker == nil {
+	if p.Checker == nil {
 		return
 	}
 	var wg sync.WaitGroup
-	for _, b := range p.Registry.All() {
+	for _, b := range p.Pool.Registry().All() {
 		wg.Go(func() { p.probe(ctx, b) })
 	}
 	wg.Wait()
@@ -117,23 +119,52 @@ func (p *Prober) Round(ctx context.Context) {
 
 // Run probes each backend every Interval until ctx is done, one goroutine per
 // backend. Start times are staggered over the first Interval (backend i of n
-// starts at i*Interval/n) so that probes do not arrive in bursts. Run returns
-// ctx.Err() once every goroutine it started has exited, or at once an error if
-// the Checker is nil.
+// starts at i*Interval/n) so that probes do not arrive in bursts. Run follows
+// the pool's reloads: a backend that joins is probed at once, then every
+// Interval; the goroutine of one that leaves is stopped (a probe it had in
+// flight is discarded). Run returns ctx.Err() once every goroutine it started
+// has exited, or at once an error if the Checker is nil.
 func (p *Prober) Run(ctx context.Context) error {
 	if p.Checker == nil {
 		return errors.New("health prober has no checker")
 	}
-	all := p.Registry.All()
 	interval := p.interval()
 	var wg sync.WaitGroup
-	for i, b := range all {
-		delay := time.Duration(int64(interval) * int64(i) / int64(len(all)))
-		wg.Go(func() { p.loop(ctx, b, delay, interval) })
+	probing := make(map[*Backend]context.CancelFunc)
+	defer func() {
+		for _, stop := range probing {
+			stop()
+		}
+		wg.Wait()
+	}()
+	reg, changed := p.Pool.Watch()
+	for first := true; ; first = false {
+		all := reg.All()
+		for i, b := range all {
+			if _, ok := probing[b]; ok {
+				continue
+			}
+			var delay time.Duration
+			if first {
+				delay = time.Duration(int64(interval) * int64(i) / int64(len(all)))
+			}
+			bctx, stop := context.WithCancel(ctx)
+			probing[b] = stop
+			wg.Go(func() { p.loop(bctx, b, delay, interval) })
+		}
+		for b, stop := range probing {
+			if reg.Get(b.ID) != b {
+				stop()
+				delete(probing, b)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+			reg, changed = p.Pool.Watch()
+		}
 	}
-	<-ctx.Done()
-	wg.Wait()
-	return ctx.Err()
 }
 
 // loop probes b after delay, then every interval, until ctx is done.
@@ -212,13 +243,13 @@ func (p *Prober) ReportFailure(b *Backend, err error) {
 func (p *Prober) observe(b *Backend, pass bool, err error) {
 	if !pass && LocalFault(err) {
 		p.logger().Debug("failure not counted against the backend: out of local resources",
-			"backend", b.ID, "address", b.Address, "error", err)
+			"backend", b.ID, "address", b.Address(), "error", err)
 		return
 	}
 	switch b.Observe(pass, p.rise(), p.fall()) {
 	case WentUp:
-		p.logger().Info("backend up", "backend", b.ID, "address", b.Address)
+		p.logger().Info("backend up", "backend", b.ID, "address", b.Address())
 	case WentDown:
-		p.logger().Warn("backend down", "backend", b.ID, "address", b.Address, "reason", err)
+		p.logger().Warn("backend down", "backend", b.ID, "address", b.Address(), "reason", err)
 	}
 }

@@ -61,12 +61,12 @@ func TestProberRiseAndFall(t *testing.T) {
 	other := New("app-02", healthy.address(), 1)
 	var logs strings.Builder
 	p := &Prober{
-		Registry: mustRegistry(t, b, other),
-		Checker:  &HTTPCheck{Path: "/healthz"},
-		Timeout:  time.Second,
-		Rise:     2,
-		Fall:     3,
-		Logger:   bufferLogger(&logs),
+		Pool:    NewPool(mustRegistry(t, b, other)),
+		Checker: &HTTPCheck{Path: "/healthz"},
+		Timeout: time.Second,
+		Rise:    2,
+		Fall:    3,
+		Logger:  bufferLogger(&logs),
 	}
 	steps := []struct {
 		code      int
@@ -145,7 +145,7 @@ func TestReportFailure(t *testing.T) {
 
 	t.Run("prober without checker", func(t *testing.T) {
 		b := New("app-01", "127.0.0.1:1", 1)
-		p := &Prober{Registry: mustRegistry(t, b), Fall: 1, Logger: discardLogger}
+		p := &Prober{Pool: NewPool(mustRegistry(t, b)), Fall: 1, Logger: discardLogger}
 		p.ReportFailure(b, dialErr)
 		if !b.Up() || b.ConsecutiveFailures() != 0 {
 			t.Errorf("Up() = %v, ConsecutiveFailures() = %d; want true, 0", b.Up(), b.ConsecutiveFailures())
@@ -157,11 +157,11 @@ func TestReportFailure(t *testing.T) {
 		var pass atomic.Bool
 		var logs strings.Builder
 		p := &Prober{
-			Registry: mustRegistry(t, b),
-			Checker:  CheckFunc(func(context.Context, *Backend) error { return check(pass.Load()) }),
-			Rise:     2,
-			Fall:     3,
-			Logger:   bufferLogger(&logs),
+			Pool:    NewPool(mustRegistry(t, b)),
+			Checker: CheckFunc(func(context.Context, *Backend) error { return check(pass.Load()) }),
+			Rise:    2,
+			Fall:    3,
+			Logger:  bufferLogger(&logs),
 		}
 		p.ReportFailure(b, dialErr)
 		p.Round(t.Context()) // an active failure adds to the passive ones
@@ -211,7 +211,7 @@ func TestRoundConcurrentAndBounded(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			pool := newPool(1, 1, 1, 1)
 			var logs strings.Builder
-			p := &Prober{Registry: mustRegistry(t, pool...), Checker: hang, Timeout: 3 * time.Second, Fall: 1, Logger: bufferLogger(&logs)}
+			p := &Prober{Pool: NewPool(mustRegistry(t, pool...)), Checker: hang, Timeout: 3 * time.Second, Fall: 1, Logger: bufferLogger(&logs)}
 			start := time.Now()
 			p.Round(t.Context())
 			if got, want := time.Since(start), 3*time.Second; got != want {
@@ -234,7 +234,7 @@ func TestRoundConcurrentAndBounded(t *testing.T) {
 	t.Run("cancelled", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			pool := newPool(1, 1)
-			p := &Prober{Registry: mustRegistry(t, pool...), Checker: hang, Timeout: 3 * time.Second, Fall: 1, Logger: discardLogger}
+			p := &Prober{Pool: NewPool(mustRegistry(t, pool...)), Checker: hang, Timeout: 3 * time.Second, Fall: 1, Logger: discardLogger}
 			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 			defer cancel()
 			p.Round(ctx)
@@ -268,7 +268,7 @@ func TestRun(t *testing.T) {
 		probes := make(map[string][]time.Duration) // guarded by mu
 		start := time.Now()
 		p := &Prober{
-			Registry: mustRegistry(t, pool...),
+			Pool: NewPool(mustRegistry(t, pool...)),
 			Checker: CheckFunc(func(ctx context.Context, b *Backend) error {
 				mu.Lock()
 				defer mu.Unlock()
@@ -319,7 +319,7 @@ func TestRun(t *testing.T) {
 
 func TestRunEmptyRegistry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := &Prober{Registry: mustRegistry(t), Checker: CheckFunc(func(context.Context, *Backend) error { return nil })}
+		p := &Prober{Pool: NewPool(mustRegistry(t)), Checker: CheckFunc(func(context.Context, *Backend) error { return nil })}
 		ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
 		defer cancel()
 		if err := p.Run(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -334,10 +334,10 @@ func TestWithLogHandler(t *testing.T) {
 	b := New("app-01", "127.0.0.1:1", 1)
 	var logs strings.Builder
 	p := &Prober{
-		Registry: mustRegistry(t, b),
-		Checker:  CheckFunc(func(context.Context, *Backend) error { return check(false) }),
-		Fall:     1,
-		Logger:   bufferLogger(&logs),
+		Pool:    NewPool(mustRegistry(t, b)),
+		Checker: CheckFunc(func(context.Context, *Backend) error { return check(false) }),
+		Fall:    1,
+		Logger:  bufferLogger(&logs),
 	}
 	var wrapped atomic.Int32
 	c := p.WithLogHandler(func(h slog.Handler) slog.Handler { return countingHandler{h, &wrapped} })

@@ -23,7 +23,7 @@ func NewRegistry(backends []*Backend) (*Registry, error) {
 		case b == nil:
 			return nil, fmt.Errorf("backend %d is nil", i)
 		case b.ID == "":
-			return nil, fmt.Errorf("backend %d (%s) has an empty id", i, b.Address)
+			return nil, fmt.Errorf("backend %d (%s) has an empty id", i, b.Address())
 		}
 		if _, dup := r.byID[b.ID]; dup {
 			return nil, fmt.Errorf("backend %d: duplicate id %q", i, b.ID)

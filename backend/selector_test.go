@@ -123,7 +123,7 @@ func TestSelectorsHonourAvoid(t *testing.T) {
 		t.Run(policy, func(t *testing.T) {
 			pool := newPool(1, 3, 1, 2)
 			// A look-alike of b0 that is not b0: avoid compares pointers.
-			twin := New("b0", pool[0].Address, 1)
+			twin := New("b0", pool[0].Address(), 1)
 			avoid := []*Backend{pool[1], pool[3], twin}
 			got := pick(mustSelector(t, policy), pool, avoid, 200)
 			if got["b1"] != 0 || got["b3"] != 0 || got[""] != 0 {

@@ -186,7 +186,7 @@ func waitUp(ctx context.Context, pool *assemble.Pool) error {
 	for range rounds {
 		pool.Prober.Round(ctx)
 		var down []string
-		for _, b := range pool.Registry.All() {
+		for _, b := range pool.Backends.Registry().All() {
 			if !b.Available() {
 				down = append(down, b.ID)
 			}

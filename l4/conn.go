@@ -86,13 +86,15 @@ func (p *Proxy) connect(key affinity.Key) (*backend.Backend, *net.TCPConn, error
 // on its own, so the client ends on one backend.
 func (p *Proxy) choose(key affinity.Key, seen string, avoid []*backend.Backend) (*backend.Backend, string) {
 	// Each round either returns or follows a pin another connection moved;
-	// a bound keeps a pathological race from looping.
-	for range 2*p.Registry.Len() + 4 {
+	// a bound keeps a pathological race from looping. A pin to a backend
+	// that a reload removed finds no backend, and moves.
+	reg := p.Pool.Registry()
+	for range 2*reg.Len() + 4 {
 		// A ready backend keeps its pins without a reading of the clock.
-		if b := p.Registry.Get(seen); b != nil && (b.Available() || b.KeepsPinned(time.Now())) && !slices.Contains(avoid, b) {
+		if b := reg.Get(seen); b != nil && (b.Available() || b.KeepsPinned(time.Now())) && !slices.Contains(avoid, b) {
 			return b, seen
 		}
-		next := p.Selector.Select(p.Registry.All(), avoid)
+		next := p.Selector.Select(reg.All(), avoid)
 		if next == nil {
 			return nil, seen
 		}

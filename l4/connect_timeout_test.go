@@ -103,8 +103,9 @@ func TestLocalConnectFailureKeepsTheBackendUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prober := &backend.Prober{Registry: reg, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1, Logger: slog.New(slog.DiscardHandler)}
-	addr := serveProxy(t, reg, func(p *Proxy) { p.Health = prober })
+	addr := serveProxy(t, reg, func(p *Proxy) {
+		p.Health = &backend.Prober{Pool: p.Pool, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1, Logger: slog.New(slog.DiscardHandler)}
+	})
 	// Round robin offers app-01 first.
 	if got := greeting(t, "127.0.0.41", addr); got != "app-02" {
 		t.Fatalf("greeting from %q, want app-02 after the dial to app-01 failed", got)

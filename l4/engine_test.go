@@ -44,6 +44,9 @@ func TestPortableEngine(t *testing.T) {
 		"DrainKeepsPinnedClients":               TestDrainKeepsPinnedClients,
 		"DrainDeadlineMovesPinnedClientsOnce":   TestDrainDeadlineMovesPinnedClientsOnce,
 		"MaintMovesPinnedClients":               TestMaintMovesPinnedClientsAtNextConnection,
+		"ReloadKeepsPinsAndMovesRemoved":        TestReloadKeepsPinsAndMovesRemovedClients,
+		"ReloadMovesAddress":                    TestReloadMovesAddress,
+		"ReloadsUnderLoad":                      TestReloadsUnderLoad,
 	} {
 		t.Run(name, test)
 	}

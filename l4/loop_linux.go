@@ -57,10 +57,11 @@ type eventLoop struct {
 	gen      uint32      // tags each registration, so stale events are dropped
 	sessions int         // open sessions
 	free     []*session
-	bufs     [][]byte // spare pending-data buffers
-	pipes    [][2]int // spare empty pipes
-	scratch  []byte   // every read of the small-message path lands here
-	targets  map[*backend.Backend]*target
+	bufs     [][]byte                     // spare pending-data buffers
+	pipes    [][2]int                     // spare empty pipes
+	scratch  []byte                       // every read of the small-message path lands here
+	targets  map[*backend.Backend]*target // see target
+	reg      *backend.Registry            // the pool targets was last pruned for
 
 	ready      []readyRef // sessions whose pump left work, run next
 	spare      []readyRef // the other ready buffer, swapped each round
@@ -99,13 +100,14 @@ func (p *Proxy) newEventLoop(ln net.Listener) (*eventLoop, error) {
 	if !ok {
 		return nil, nil
 	}
-	targets := make(map[*backend.Backend]*target, p.Registry.Len())
-	for _, b := range p.Registry.All() {
-		ap, err := netip.ParseAddrPort(b.Address)
-		if err != nil || ap.Addr().Zone() != "" {
+	reg := p.Pool.Registry()
+	targets := make(map[*backend.Backend]*target, reg.Len())
+	for _, b := range reg.All() {
+		t := newTargetFor(b.Address())
+		if t == nil {
 			return nil, nil
 		}
-		targets[b] = newTarget(ap)
+		targets[b] = t
 	}
 	l := &eventLoop{
 		p:       p,
@@ -115,6 +117,7 @@ func (p *Proxy) newEventLoop(ln net.Listener) (*eventLoop, error) {
 		events:  make([]unix.EpollEvent, 256),
 		scratch: make([]byte, bufSize),
 		targets: targets,
+		reg:     reg,
 		start:   time.Now(),
 		idle:    int64(p.IdleTimeout),
 		connect: int64(p.dialer.Timeout),
@@ -127,6 +130,46 @@ func (p *Proxy) newEventLoop(ln net.Listener) (*eventLoop, error) {
 		return nil, fmt.Errorf("l4: event loop: %w", err)
 	}
 	return l, nil
+}
+
+// errNotLiteral is the dial error of a backend that a reload gave a host
+// name while an event loop serves: the loop dials IP literals only.
+var errNotLiteral = errors.New("address is not an IP literal, which the event loop needs (a restart serves names)")
+
+// target returns b's address in the form connect takes, built on first use
+// (b joined with a reload) and again when a reload changed b's address. It
+// returns nil for an address that is not an IP literal. On a miss after a
+// reload it also forgets the targets of backends the reload removed.
+func (l *eventLoop) target(b *backend.Backend) *target {
+	addr := b.Address()
+	if t := l.targets[b]; t != nil && t.address == addr {
+		return t
+	}
+	if reg := l.p.Pool.Registry(); reg != l.reg {
+		l.reg = reg
+		for old := range l.targets {
+			if reg.Get(old.ID) != old {
+				delete(l.targets, old)
+			}
+		}
+	}
+	t := newTargetFor(addr)
+	if t != nil {
+		l.targets[b] = t
+	}
+	return t
+}
+
+// newTargetFor returns the target of addr, or nil when addr is not an IP
+// literal with a port (or carries an IPv6 zone).
+func newTargetFor(addr string) *target {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || ap.Addr().Zone() != "" {
+		return nil
+	}
+	t := newTarget(ap)
+	t.address = addr
+	return t
 }
 
 // open takes the listener's socket over and creates the epoll set and the

@@ -107,7 +107,7 @@ func TestStalledLogOutputDoesNotStallTraffic(t *testing.T) {
 		p = proxy
 		p.goroutines = false
 		p.Logger = log
-		p.Health = &backend.Prober{Registry: reg, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1, Logger: log}
+		p.Health = &backend.Prober{Pool: p.Pool, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1, Logger: log}
 	})
 	t.Cleanup(out.unblock) // before the proxy is closed, should the test fail
 

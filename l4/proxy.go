@@ -26,12 +26,16 @@ var ErrProxyClosed = accept.ErrClosed
 const DefaultConnectTimeout = 3 * time.Second
 
 // Proxy accepts TCP connections and relays each one to the backend its
-// client is pinned to. Registry, Selector and Table must be set before Serve;
+// client is pinned to. Pool, Selector and Table must be set before Serve;
 // the other fields have working zero values. A Proxy must not be copied
 // after first use.
 type Proxy struct {
-	// Registry is the backend pool.
-	Registry *backend.Registry
+	// Pool is the backend pool. A reload of it takes effect at each
+	// client's next connection; open connections are left as they are.
+	// The event loop never resolves names: a backend that a reload gives
+	// a host name is skipped there (not counted as failing) until a
+	// restart, which serves the pool on the portable engine.
+	Pool *backend.Pool
 	// Selector chooses a backend for clients without a usable pin.
 	Selector backend.Selector
 	// Table holds the client-to-backend pins.
@@ -112,14 +116,14 @@ func (p *Proxy) setup() {
 // returns.
 //
 // On Linux, when ln is a TCP listener and every backend address is an IP
-// literal, one event loop in the calling goroutine serves every connection
+// literal when Serve is called, one event loop in the calling goroutine serves every connection
 // of ln (see eventLoop); otherwise each connection gets its own goroutine.
 // The event loop takes ln's socket over at once: ln itself is closed when
 // the loop starts, and the socket when Serve returns.
 func (p *Proxy) Serve(ln net.Listener) error {
-	if p.Registry == nil || p.Selector == nil || p.Table == nil {
+	if p.Pool == nil || p.Selector == nil || p.Table == nil {
 		ln.Close()
-		return errors.New("l4: Proxy needs Registry, Selector and Table")
+		return errors.New("l4: Proxy needs Pool, Selector and Table")
 	}
 	p.setup()
 	if !p.goroutines {

@@ -108,7 +108,8 @@ type fixture struct {
 	addr     string
 	proxy    *Proxy
 	table    *affinity.Table
-	registry *backend.Registry
+	registry *backend.Registry // the pool the fixture started with
+	pool     *backend.Pool
 	backends []*testBackend
 	served   chan error
 }
@@ -147,12 +148,13 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		t.Fatal(err)
 	}
 	f.registry = reg
+	f.pool = backend.NewPool(reg)
 	f.table = affinity.New(affinity.Options{})
 	t.Cleanup(f.table.Close)
-	f.proxy = &Proxy{Registry: reg, Selector: sel, Table: f.table, IdleTimeout: o.idle, ConnectTimeout: time.Second,
+	f.proxy = &Proxy{Pool: f.pool, Selector: sel, Table: f.table, IdleTimeout: o.idle, ConnectTimeout: time.Second,
 		goroutines: portableEngine}
 	if o.prober {
-		f.proxy.Health = &backend.Prober{Registry: reg, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1, Timeout: time.Second}
+		f.proxy.Health = &backend.Prober{Pool: f.pool, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1, Timeout: time.Second}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -169,7 +171,7 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	return f
 }
 
-// serveProxy starts a proxy over reg, with a fresh affinity table, on the
+// serveProxy starts a proxy over a pool of reg, with a fresh affinity table, on the
 // engine the tests are running (see portableEngine); configure, when not
 // nil, adjusts it first. It returns the proxy's address and closes it when
 // the test ends.
@@ -177,7 +179,7 @@ func serveProxy(t testing.TB, reg *backend.Registry, configure func(p *Proxy)) s
 	t.Helper()
 	table := affinity.New(affinity.Options{})
 	t.Cleanup(table.Close)
-	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Table: table, goroutines: portableEngine}
+	p := &Proxy{Pool: backend.NewPool(reg), Selector: &backend.RoundRobin{}, Table: table, goroutines: portableEngine}
 	if configure != nil {
 		configure(p)
 	}
@@ -237,13 +239,23 @@ func newRegistry(t testing.TB, addr string) *backend.Registry {
 // dialFrom connects to the proxy from the given loopback source address.
 func dialFrom(t *testing.T, src, addr string) *net.TCPConn {
 	t.Helper()
+	c, err := dialFromErr(src, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// dialFromErr is dialFrom for goroutines other than the test's: it returns
+// the error.
+func dialFromErr(src, addr string) (*net.TCPConn, error) {
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 2 * time.Second}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
-		t.Fatalf("dial %s from %s: %v", addr, src, err)
+		return nil, fmt.Errorf("dial %s from %s: %w", addr, src, err)
 	}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	return c.(*net.TCPConn)
+	return c.(*net.TCPConn), nil
 }
 
 // greeting connects from src and returns the id of the backend that

@@ -93,7 +93,13 @@ func (l *eventLoop) dial(s *session) {
 			l.refuse(s)
 			return
 		}
-		t := l.targets[b]
+		t := l.target(b)
+		if t == nil {
+			// Not the backend's fault: passive health is not told.
+			s.lastErr = b.DialError(errNotLiteral)
+			s.avoid = append(s.avoid, b)
+			continue
+		}
 		fd, err := sysSocket(t.family)
 		if err != 0 {
 			// Out of descriptors here says nothing of the backend.

@@ -97,9 +97,10 @@ func sysAccept(lnfd int) (int, netip.AddrPort, unix.Errno) {
 
 // target is a backend address in the form connect takes.
 type target struct {
-	family int
-	ptr    unsafe.Pointer // a *unix.RawSockaddrInet4 or *unix.RawSockaddrInet6
-	len    uint32
+	address string // the backend address it was built from
+	family  int
+	ptr     unsafe.Pointer // a *unix.RawSockaddrInet4 or *unix.RawSockaddrInet6
+	len     uint32
 }
 
 func newTarget(ap netip.AddrPort) *target {

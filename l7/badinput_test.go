@@ -159,7 +159,7 @@ func newRawFixture(t *testing.T, addr string, configure func(*Proxy)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Cookie: defaultCookie(), ConnectTimeout: time.Second, ServerTimeout: 2 * time.Second}
+	p := &Proxy{Pool: backend.NewPool(reg), Selector: &backend.RoundRobin{}, Cookie: defaultCookie(), ConnectTimeout: time.Second, ServerTimeout: 2 * time.Second}
 	if configure != nil {
 		configure(p)
 	}
@@ -320,8 +320,9 @@ func TestIdempotentRequestIsRetriedOnAnotherBackend(t *testing.T) {
 	reg, _ := backend.NewRegistry([]*backend.Backend{backend.New("bad", bad, 1), backend.New("good", good, 1)})
 	// With fall=1 the failure marks "bad" down, so only the first GET
 	// meets it.
-	health := &backend.Prober{Registry: reg, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1}
-	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Cookie: defaultCookie(), Health: health}
+	pool := backend.NewPool(reg)
+	health := &backend.Prober{Pool: pool, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1}
+	p := &Proxy{Pool: pool, Selector: &backend.RoundRobin{}, Cookie: defaultCookie(), Health: health}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	go p.Serve(ln)
 	defer p.Close()
@@ -339,7 +340,7 @@ func TestIdempotentRequestIsRetriedOnAnotherBackend(t *testing.T) {
 	}
 	// A POST is not replayed: it gets 502.
 	reg.Get("bad").Observe(true, 1, 1)
-	p2 := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Cookie: defaultCookie()}
+	p2 := &Proxy{Pool: pool, Selector: &backend.RoundRobin{}, Cookie: defaultCookie()}
 	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
 	go p2.Serve(ln2)
 	defer p2.Close()

@@ -1006,9 +1006,9 @@ func startCorpusProxy(t *testing.T, backendAddr string) (string, *Proxy) {
 	addr := newRawFixture(t, backendAddr, func(q *Proxy) {
 		p = q
 		q.Health = &backend.Prober{
-			Registry: q.Registry,
-			Checker:  backend.CheckFunc(func(context.Context, *backend.Backend) error { return nil }),
-			Rise:     1, Fall: 1 << 20,
+			Pool:    q.Pool,
+			Checker: backend.CheckFunc(func(context.Context, *backend.Backend) error { return nil }),
+			Rise:    1, Fall: 1 << 20,
 		}
 	})
 	return addr, p
@@ -1170,7 +1170,7 @@ func runCorpusCase(t *testing.T, c corpusCase) {
 		t.Error(problem)
 	}
 	if c.script == nil {
-		if n := p.Registry.All()[0].ConsecutiveFailures(); n != 0 {
+		if n := p.Pool.Registry().All()[0].ConsecutiveFailures(); n != 0 {
 			t.Errorf("the backend behaved, yet %d failures counted against its health", n)
 		}
 	}

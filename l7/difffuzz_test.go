@@ -98,7 +98,7 @@ func FuzzProxyDifferential(f *testing.F) {
 		if partial > 1 {
 			t.Errorf("%d requests reached the backend cut short, want at most 1: %v", partial, seen)
 		}
-		if n := p.Registry.All()[0].ConsecutiveFailures(); n != 0 {
+		if n := p.Pool.Registry().All()[0].ConsecutiveFailures(); n != 0 {
 			t.Errorf("the backend behaved, yet %d failures counted against its health", n)
 		}
 		if t.Failed() {

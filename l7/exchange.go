@@ -48,17 +48,18 @@ func (s *session) exchange() bool {
 		}
 	}
 
+	s.st = p.current()
 	b, sticky := s.pinned()
 	s.avoid = s.avoid[:0]
 	retriedOther, retriedFresh := false, false
 	for {
 		if b == nil {
-			if b = p.Selector.Select(p.Registry.All(), s.avoid); b == nil {
+			if b = p.Selector.Select(s.st.reg.All(), s.avoid); b == nil {
 				return s.answer(503, hasBody)
 			}
 			sticky = false
 		}
-		up, reused, err := p.upstream(b, retryable && !retriedFresh)
+		up, reused, err := p.upstream(s.st, b, retryable && !retriedFresh)
 		if err != nil {
 			// Nothing was sent: any request may go to the next backend.
 			p.Health.ReportFailure(b, err)
@@ -87,7 +88,7 @@ func (s *session) exchange() bool {
 
 // pinned returns the backend the request's persistence cookie names, if
 // it keeps its pinned clients (up, and ready or draining before its
-// deadline).
+// deadline). A cookie naming a backend that a reload removed names none.
 func (s *session) pinned() (*backend.Backend, bool) {
 	name := s.p.cfg.cookie
 	for i := range s.req.fields {
@@ -98,7 +99,7 @@ func (s *session) pinned() (*backend.Backend, bool) {
 		if v, ok := findCookie(f.value, name); ok {
 			// A ready backend keeps its pins without a reading of the
 			// clock.
-			if b := s.p.codec.backendFor(v); b != nil && (b.Available() || b.KeepsPinned(time.Now())) {
+			if b := s.st.codec.backendFor(v); b != nil && (b.Available() || b.KeepsPinned(time.Now())) {
 				return b, true
 			}
 			return nil, false
@@ -381,7 +382,7 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	if bodyOK && endKnown && !resp.close && s.up.buffered() == 0 {
 		// The read deadline stays: nothing reads a kept connection until
 		// its next exchange sets a fresh one.
-		p.release(b, up)
+		p.release(s.st, b, up)
 	} else {
 		up.Close()
 	}

@@ -140,8 +140,8 @@ func healthFixture(t *testing.T, addr string, configure func(*Proxy)) (string, *
 	t.Helper()
 	var b *backend.Backend
 	proxy := newRawFixture(t, addr, func(p *Proxy) {
-		p.Health = &backend.Prober{Registry: p.Registry, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1}
-		b = p.Registry.Get("app-01")
+		p.Health = &backend.Prober{Pool: p.Pool, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1}
+		b = p.Pool.Registry().Get("app-01")
 		if configure != nil {
 			configure(p)
 		}

@@ -174,7 +174,8 @@ type fixture struct {
 	addr     string
 	ln       net.Listener // the listener the proxy serves
 	proxy    *Proxy
-	registry *backend.Registry
+	registry *backend.Registry // the pool the fixture started with
+	pool     *backend.Pool
 	backends []*httpBackend
 	byID     map[string]*httpBackend
 }
@@ -204,18 +205,19 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		t.Fatal(err)
 	}
 	f.registry = reg
+	f.pool = backend.NewPool(reg)
 	if o.cookie.Name == "" {
 		o.cookie = defaultCookie()
 	}
 	f.proxy = &Proxy{
-		Registry:       reg,
+		Pool:           f.pool,
 		Selector:       &backend.RoundRobin{},
 		Cookie:         o.cookie,
 		ConnectTimeout: time.Second,
 		IdleTimeout:    10 * time.Second,
 	}
 	if o.prober {
-		f.proxy.Health = &backend.Prober{Registry: reg, Checker: &backend.HTTPCheck{Path: "/healthz"}, Rise: 1, Fall: 1, Timeout: time.Second}
+		f.proxy.Health = &backend.Prober{Pool: f.pool, Checker: &backend.HTTPCheck{Path: "/healthz"}, Rise: 1, Fall: 1, Timeout: time.Second}
 	}
 	if o.configure != nil {
 		o.configure(f.proxy)

@@ -31,7 +31,7 @@ func (s *session) appendRequestHead(dst []byte, b *backend.Backend) []byte {
 		dst = append(dst, req.host...)
 	} else {
 		// HTTP/1.0 without Host: HTTP/1.1 requires one.
-		dst = append(dst, b.Address...)
+		dst = append(dst, b.Address()...)
 	}
 	dst = append(dst, "\r\n"...)
 	named := namesFields(req.fields)
@@ -120,7 +120,7 @@ func (s *session) appendResponseHead(dst []byte, cookieFor *backend.Backend, clo
 		dst = appendContentLength(dst, resp.contentLength)
 	}
 	if cookieFor != nil {
-		dst = s.p.codec.appendSetCookie(dst, cookieFor, time.Now())
+		dst = s.st.codec.appendSetCookie(dst, cookieFor, time.Now())
 		if !private {
 			dst = append(dst, "Cache-Control: private\r\n"...)
 		}

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
@@ -33,12 +34,15 @@ const (
 	DefaultMaxIdlePerBackend = 256
 )
 
-// Proxy is an HTTP/1.1 reverse proxy with cookie persistence. Registry and
+// Proxy is an HTTP/1.1 reverse proxy with cookie persistence. Pool and
 // Selector must be set before Serve; every other field has a working zero
 // value. Fields must not change after Serve is first called.
 type Proxy struct {
-	// Registry is the backend pool.
-	Registry *backend.Registry
+	// Pool is the backend pool. A reload of it takes effect at the next
+	// request: a cookie naming a kept backend still reaches it, one naming
+	// a removed backend gets a new one; requests in flight finish where
+	// they are.
+	Pool *backend.Pool
 	// Selector places requests that carry no usable cookie.
 	Selector backend.Selector
 	// Health receives connect failures and failed exchanges as failed
@@ -76,8 +80,9 @@ type Proxy struct {
 	init     sync.Once
 	loop     accept.Loop
 	dialer   net.Dialer
-	codec    *cookieCodec
-	pools    map[*backend.Backend]*upstreamPool
+	cookie   CookieOptions // Cookie, with defaults resolved
+	state    atomic.Pointer[poolState]
+	rebuild  sync.Mutex // serialises the building of state after a reload
 	sessions sync.Pool
 	heads    sync.Pool // buffers of maxHead bytes, for heads that outgrow a session's own
 	ups      sync.Pool // buffers of upBufSize bytes, one per exchange in progress
@@ -121,14 +126,80 @@ func (p *Proxy) setup() {
 			opts.Name = "SERVERID"
 		}
 		p.cfg.cookie = opts.Name
-		p.codec = newCookieCodec(opts, p.Registry.All())
+		p.cookie = opts
+		p.state.Store(newPoolState(opts, p.Pool.Registry(), nil))
 		p.heads.New = func() any { b := make([]byte, p.cfg.maxHead); return &b }
 		p.ups.New = func() any { b := make([]byte, upBufSize); return &b }
-		p.pools = make(map[*backend.Backend]*upstreamPool, p.Registry.Len())
-		for _, b := range p.Registry.All() {
-			p.pools[b] = &upstreamPool{}
-		}
 	})
+}
+
+// poolState is what the proxy derives from one snapshot of the backend
+// pool: the cookie codec and each backend's kept-alive connections. It is
+// immutable once published, so a request reads it without a lock; the
+// first request after a reload builds the next one (see current).
+type poolState struct {
+	reg   *backend.Registry
+	codec *cookieCodec
+	ups   map[*backend.Backend]*upstreamPool
+}
+
+// newPoolState builds the state of reg. A backend that old already had, at
+// the same address, keeps its kept-alive connections.
+func newPoolState(opts CookieOptions, reg *backend.Registry, old *poolState) *poolState {
+	st := &poolState{
+		reg:   reg,
+		codec: newCookieCodec(opts, reg.All()),
+		ups:   make(map[*backend.Backend]*upstreamPool, reg.Len()),
+	}
+	for _, b := range reg.All() {
+		addr := b.Address()
+		if u := old.upstreams(b); u != nil && u.address == addr {
+			st.ups[b] = u
+			continue
+		}
+		st.ups[b] = &upstreamPool{address: addr}
+	}
+	return st
+}
+
+// upstreams returns b's kept-alive connections, or nil when b is not in
+// the state's pool (or st is nil).
+func (st *poolState) upstreams(b *backend.Backend) *upstreamPool {
+	if st == nil {
+		return nil
+	}
+	return st.ups[b]
+}
+
+// current returns the state of the pool's current registry. A request
+// takes it once and uses it throughout, so that a reload never shows it a
+// cookie codec and connections of different pools.
+func (p *Proxy) current() *poolState {
+	st := p.state.Load()
+	if reg := p.Pool.Registry(); st.reg != reg {
+		return p.follow(reg)
+	}
+	return st
+}
+
+// follow builds and publishes the state of reg, once however many
+// requests find the old one at the same time, and closes the kept-alive
+// connections of backends that left the pool or moved to another address.
+func (p *Proxy) follow(reg *backend.Registry) *poolState {
+	p.rebuild.Lock()
+	defer p.rebuild.Unlock()
+	old := p.state.Load()
+	if old.reg == reg {
+		return old
+	}
+	st := newPoolState(p.cookie, reg, old)
+	p.state.Store(st)
+	for b, u := range old.ups {
+		if st.ups[b] != u {
+			u.retire()
+		}
+	}
+	return st
 }
 
 // headBufs returns the pool a client reader grows into, or nil when a
@@ -154,9 +225,9 @@ func orDefault[T int | time.Duration](v, def T) T {
 // On Linux, a TCP listener hands a connection over only once its client
 // has sent something (see deferAccept).
 func (p *Proxy) Serve(ln net.Listener) error {
-	if p.Registry == nil || p.Selector == nil {
+	if p.Pool == nil || p.Selector == nil {
 		ln.Close()
-		return errors.New("l7: Proxy needs Registry and Selector")
+		return errors.New("l7: Proxy needs Pool and Selector")
 	}
 	p.setup()
 	deferAccept(ln)

@@ -62,7 +62,7 @@ func benchProxyT(b testing.TB, resp string) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Cookie: defaultCookie()}
+	p := &Proxy{Pool: backend.NewPool(reg), Selector: &backend.RoundRobin{}, Cookie: defaultCookie()}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

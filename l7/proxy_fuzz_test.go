@@ -34,7 +34,7 @@ func FuzzProxy(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	p := &Proxy{Registry: reg, Selector: &backend.RoundRobin{}, Cookie: defaultCookie(),
+	p := &Proxy{Pool: backend.NewPool(reg), Selector: &backend.RoundRobin{}, Cookie: defaultCookie(),
 		HeaderTimeout: 200 * time.Millisecond, IdleTimeout: 200 * time.Millisecond, ServerTimeout: time.Second}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -29,6 +29,7 @@ type session struct {
 	req   requestHead
 	resp  responseHead
 	avoid []*backend.Backend
+	st    *poolState // the pool as the exchange in progress sees it
 
 	isHead, http10 bool // facts of s.req that outlive its buffer
 
@@ -67,6 +68,7 @@ func (p *Proxy) getSession(c *net.TCPConn) *session {
 
 func (p *Proxy) putSession(s *session) {
 	s.client = nil
+	s.st = nil
 	s.in.reset(nil, s.inBuf, nil)
 	s.cw = timedWriter{}
 	s.uw = timedWriter{}

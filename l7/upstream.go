@@ -9,11 +9,14 @@ import (
 	"github.com/lbctl/lbctl/backend"
 )
 
-// upstreamPool holds one backend's kept-alive connections, most recently
-// used last.
+// upstreamPool holds one backend's kept-alive connections to one address,
+// most recently used last.
 type upstreamPool struct {
-	mu   sync.Mutex // guards idle
-	idle []idleConn
+	address string // the backend's address when the pool was made
+
+	mu      sync.Mutex // guards idle and retired
+	idle    []idleConn
+	retired bool // the backend left the pool or moved: keep nothing more
 }
 
 type idleConn struct {
@@ -35,9 +38,9 @@ type idleConn struct {
 // it came. Anything else is closed. Checking quiet when the connection
 // goes back as well would cost a second system call per request and catch
 // nothing that the check on the way out misses.
-func (p *Proxy) upstream(b *backend.Backend, reuse bool) (c *net.TCPConn, reused bool, err error) {
-	if reuse {
-		if c := p.pools[b].get(p.cfg.idle); c != nil {
+func (p *Proxy) upstream(st *poolState, b *backend.Backend, reuse bool) (c *net.TCPConn, reused bool, err error) {
+	if u := st.upstreams(b); reuse && u != nil {
+		if c := u.get(p.cfg.idle); c != nil {
 			return c, true, nil
 		}
 	}
@@ -45,10 +48,12 @@ func (p *Proxy) upstream(b *backend.Backend, reuse bool) (c *net.TCPConn, reused
 	return c, false, err
 }
 
-// release returns c to b's pool for reuse, or closes it when the pool is
-// full or the proxy is closing.
-func (p *Proxy) release(b *backend.Backend, c *net.TCPConn) {
-	if p.loop.Closing() || !p.pools[b].put(c, p.cfg.maxIdle, p.cfg.idle) {
+// release returns c to b's pool in st for reuse, or closes it when the pool
+// is full or retired (a reload removed or moved b since st was taken) or
+// the proxy is closing.
+func (p *Proxy) release(st *poolState, b *backend.Backend, c *net.TCPConn) {
+	u := st.upstreams(b)
+	if p.loop.Closing() || u == nil || !u.put(c, p.cfg.maxIdle, p.cfg.idle) {
 		c.Close()
 	}
 }
@@ -92,6 +97,9 @@ func (u *upstreamPool) put(c *net.TCPConn, limit int, maxIdle time.Duration) boo
 	now := time.Now()
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.retired {
+		return false
+	}
 	if maxIdle > 0 {
 		n := 0
 		for n < len(u.idle) && now.Sub(u.idle[n].since) > maxIdle {
@@ -112,12 +120,23 @@ func (u *upstreamPool) put(c *net.TCPConn, limit int, maxIdle time.Duration) boo
 
 // closeIdleUpstreams closes every kept-alive backend connection.
 func (p *Proxy) closeIdleUpstreams() {
-	for _, u := range p.pools {
-		u.mu.Lock()
-		for _, ic := range u.idle {
-			ic.c.Close()
-		}
-		u.idle = nil
-		u.mu.Unlock()
+	for _, u := range p.state.Load().ups {
+		u.closeIdle(false)
 	}
+}
+
+// retire closes the kept connections and makes put refuse any more: the
+// backend left the pool, or a reload gave it another address.
+func (u *upstreamPool) retire() { u.closeIdle(true) }
+
+// closeIdle closes the kept connections; retire also makes put refuse
+// any more.
+func (u *upstreamPool) closeIdle(retire bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, ic := range u.idle {
+		ic.c.Close()
+	}
+	u.idle = nil
+	u.retired = u.retired || retire
 }

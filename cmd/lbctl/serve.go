@@ -129,7 +129,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	go func() { served <- proxy.Serve(ln) }()
 
 	log.Info("lbctl serving", "mode", cfg.Mode, "listen", ln.Addr().String(),
-		"backends", p.Registry.Len(), "policy", cfg.Balance.Policy, "health", cfg.Health.Check)
+		"backends", p.Backends.Registry().Len(), "policy", cfg.Balance.Policy, "health", cfg.Health.Check)
 	if o.demo {
 		try := "curl -s http://%s/"
 		if cfg.Mode == "l7" {

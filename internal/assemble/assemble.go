@@ -14,11 +14,11 @@ import (
 	"github.com/lbctl/lbctl/l7"
 )
 
-// Pool is what both front doors share: the backends, the policy that picks
-// among them, and the prober that keeps their health (nil when the config
-// turns health checks off).
+// Pool is what both front doors share: the live backend pool, the policy
+// that picks among them, and the prober that keeps their health (nil when
+// the config turns health checks off).
 type Pool struct {
-	Registry *backend.Registry
+	Backends *backend.Pool
 	Selector backend.Selector
 	Prober   *backend.Prober
 }
@@ -41,10 +41,12 @@ func NewPool(cfg *config.Config, log *slog.Logger) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{Registry: reg, Selector: sel}
+	p := &Pool{Backends: backend.NewPool(reg), Selector: sel}
 	if checker != nil {
+		// Backends that a reload adds wait for their rise checks.
+		p.Backends.SetJoinDown(true)
 		p.Prober = &backend.Prober{
-			Registry: reg,
+			Pool:     p.Backends,
 			Checker:  checker,
 			Interval: cfg.Health.Interval.D(),
 			Timeout:  cfg.Health.Timeout.D(),
@@ -66,7 +68,7 @@ func L4(cfg *config.Config, p *Pool, log *slog.Logger) (*l4.Proxy, *affinity.Tab
 		IPv6Prefix: cfg.Affinity.IPv6Prefix,
 	})
 	return &l4.Proxy{
-		Registry:       p.Registry,
+		Pool:           p.Backends,
 		Selector:       p.Selector,
 		Table:          table,
 		Health:         p.Prober,
@@ -80,7 +82,7 @@ func L4(cfg *config.Config, p *Pool, log *slog.Logger) (*l4.Proxy, *affinity.Tab
 func L7(cfg *config.Config, p *Pool, log *slog.Logger) *l7.Proxy {
 	c := cfg.Cookie
 	return &l7.Proxy{
-		Registry: p.Registry,
+		Pool:     p.Backends,
 		Selector: p.Selector,
 		Health:   p.Prober,
 		Cookie: l7.CookieOptions{
