@@ -44,6 +44,7 @@ func TestPortableEngine(t *testing.T) {
 		"DrainKeepsPinnedClients":               TestDrainKeepsPinnedClients,
 		"DrainDeadlineMovesPinnedClientsOnce":   TestDrainDeadlineMovesPinnedClientsOnce,
 		"MaintMovesPinnedClients":               TestMaintMovesPinnedClientsAtNextConnection,
+		"CloseConnsEndsOnlyThatBackends":        TestCloseConnsEndsOnlyThatBackendsConnections,
 	} {
 		t.Run(name, test)
 	}
