@@ -2,7 +2,10 @@ package l4
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +174,67 @@ func TestMaintMovesPinnedClientsAtNextConnection(t *testing.T) {
 	}
 	if st := f.table.Stats(); st.Repins != uint64(len(onApp02)) {
 		t.Errorf("repins = %d, want still %d", st.Repins, len(onApp02))
+	}
+}
+
+// TestCloseConnsEndsOnlyThatBackendsConnections opens connections to every
+// backend, puts app-02 in maintenance and closes its connections: theirs
+// end at once (the backend sees them closed and its count of active
+// connections falls to 0), the others keep flowing, and app-02's clients
+// reconnect elsewhere.
+func TestCloseConnsEndsOnlyThatBackendsConnections(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 3})
+	type open struct {
+		src string
+		c   *net.TCPConn
+		r   *bufio.Reader
+		on  string
+	}
+	var conns []*open
+	for i := range 9 {
+		o := &open{src: fmt.Sprintf("127.0.12.%d", i+1)}
+		o.c = dialFrom(t, o.src, f.addr)
+		defer o.c.Close()
+		o.r = bufio.NewReader(o.c)
+		line, err := o.r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("client %s: greeting: %v", o.src, err)
+		}
+		o.on = strings.TrimSpace(line)
+		conns = append(conns, o)
+	}
+	b := f.registry.Get("app-02")
+	if b.Active() == 0 {
+		t.Fatalf("no connection open to app-02")
+	}
+	b.SetAdmin(backend.Maint, time.Time{})
+	f.proxy.CloseConns("app-02")
+
+	for _, o := range conns {
+		if o.on != "app-02" {
+			continue
+		}
+		// The read ends with the close, long before the deadline.
+		o.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := o.r.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("client %s of app-02: read %d, %v; want the connection closed", o.src, n, err)
+		}
+	}
+	waitFor(t, "app-02's connections to close", func() bool { return b.Active() == 0 && f.backends[1].openConns() == 0 })
+	for _, o := range conns {
+		if o.on == "app-02" {
+			if got := greeting(t, o.src, f.addr); got == "app-02" {
+				t.Errorf("client %s reconnected to app-02 in maintenance", o.src)
+			}
+			continue
+		}
+		msg := "from " + o.src + "\n"
+		if _, err := o.c.Write([]byte(msg)); err != nil {
+			t.Errorf("client %s of %s: write: %v", o.src, o.on, err)
+			continue
+		}
+		if line, err := o.r.ReadString('\n'); err != nil || line != msg {
+			t.Errorf("client %s of %s: echo %q, %v; want %q", o.src, o.on, line, err, msg)
+		}
 	}
 }

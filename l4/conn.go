@@ -34,6 +34,8 @@ func (p *Proxy) handle(c *accept.Conn) {
 	}
 	defer b.Release()
 	defer server.Close()
+	p.track(client, server, b)
+	defer p.untrack(client)
 	splice.Relay(client, server, p.IdleTimeout)
 }
 

@@ -47,6 +47,7 @@ func TestPortableEngine(t *testing.T) {
 		"ReloadKeepsPinsAndMovesRemoved":        TestReloadKeepsPinsAndMovesRemovedClients,
 		"ReloadMovesAddress":                    TestReloadMovesAddress,
 		"ReloadsUnderLoad":                      TestReloadsUnderLoad,
+		"CloseConnsEndsOnlyThatBackends":        TestCloseConnsEndsOnlyThatBackendsConnections,
 	} {
 		t.Run(name, test)
 	}

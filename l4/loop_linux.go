@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -76,6 +78,11 @@ type eventLoop struct {
 	lnReady  bool  // the listener may have connections to accept
 	acceptAt int64 // accepting resumes then after a failed accept
 	backoff  time.Duration
+
+	// closing asks the loop to close the sessions of the backends named
+	// in closeIDs (guarded by p.mu): see Proxy.CloseConns.
+	closing  atomic.Bool
+	closeIDs []string
 }
 
 const (
@@ -310,6 +317,9 @@ func (l *eventLoop) run() (err error) {
 			}
 		}
 		l.runReady()
+		if l.closing.Load() {
+			l.closeConns()
+		}
 		if l.p.aborting.Load() {
 			l.closeAll()
 			return ErrProxyClosed
@@ -433,6 +443,36 @@ func (l *eventLoop) closeAll() {
 	for _, lst := range []*list{&l.connecting, &l.active} {
 		for s := lst.front(); s != nil; s = lst.front() {
 			l.closeSession(s)
+		}
+	}
+}
+
+// closeConnsLater asks the loop to close the sessions of the backend
+// named id at its next wake, and wakes it. The caller holds p.mu.
+func (l *eventLoop) closeConnsLater(id string) {
+	l.closeIDs = append(l.closeIDs, id)
+	l.closing.Store(true)
+	l.wake()
+}
+
+// closeConns closes the sessions, relaying or dialling, of the backends
+// that closeConnsLater named.
+func (l *eventLoop) closeConns() {
+	l.p.mu.Lock()
+	ids := l.closeIDs
+	l.closeIDs = nil
+	l.closing.Store(false)
+	l.p.mu.Unlock()
+	for _, lst := range []*list{&l.connecting, &l.active} {
+		for s := lst.front(); s != nil; {
+			next := s.next
+			if next == &lst.root {
+				next = nil
+			}
+			if s.b != nil && slices.Contains(ids, s.b.ID) {
+				l.closeSession(s)
+			}
+			s = next
 		}
 	}
 }

@@ -14,4 +14,6 @@ func (l *eventLoop) run() error { return nil }
 
 func (l *eventLoop) wake() {}
 
+func (l *eventLoop) closeConnsLater(string) {}
+
 var testHookAccepted func(fd int)

@@ -79,6 +79,11 @@ type Proxy struct {
 	running  sync.WaitGroup          // one per loop, until its descriptors are closed
 	stopping atomic.Bool             // stop accepting; end once connections have
 	aborting atomic.Bool             // close every connection now
+
+	// The portable engine's open connections, by client connection, for
+	// CloseConns.
+	relaysMu sync.Mutex
+	relays   map[*net.TCPConn]relay
 }
 
 func (p *Proxy) logger() *slog.Logger {
