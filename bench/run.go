@@ -18,7 +18,7 @@ import (
 
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/config"
-	"github.com/lbctl/lbctl/internal/assemble"
+	"github.com/lbctl/lbctl/internal/instance"
 	"github.com/lbctl/lbctl/l4"
 )
 
@@ -60,7 +60,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool, err := assemble.NewPool(cfg, log)
+	pool, err := instance.NewPool(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ type frontDoor interface {
 
 // runMode plays the scenario once against one front door.
 func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *backendSet,
-	cfg *config.Config, pool *assemble.Pool, log *slog.Logger) (RunResult, error) {
+	cfg *config.Config, pool *instance.Pool, log *slog.Logger) (RunResult, error) {
 	if err := set.reset(); err != nil {
 		return RunResult{}, err
 	}
@@ -99,10 +99,10 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 	switch mode {
 	case L4:
 		var p *l4.Proxy
-		p, table = assemble.L4(cfg, pool, log)
+		p, table = instance.L4(cfg, pool, log)
 		door = p
 	default:
-		door = assemble.L7(cfg, pool, log)
+		door = instance.L7(cfg, pool, log)
 	}
 	served := make(chan error, 1)
 	go func() { served <- door.Serve(ln) }()
@@ -178,7 +178,7 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 
 // waitUp probes until every backend is available, so that a run does not
 // start while the previous one's failures still count.
-func waitUp(ctx context.Context, pool *assemble.Pool) error {
+func waitUp(ctx context.Context, pool *instance.Pool) error {
 	if pool.Prober == nil {
 		return nil
 	}

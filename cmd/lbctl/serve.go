@@ -6,17 +6,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lbctl/lbctl/admin"
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/config"
-	"github.com/lbctl/lbctl/internal/assemble"
+	"github.com/lbctl/lbctl/internal/instance"
 	"github.com/lbctl/lbctl/l4"
 )
 
@@ -91,9 +94,25 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	p, err := assemble.NewPool(cfg, log)
+	in, err := instance.New(cfg, log)
 	if err != nil {
 		return err
+	}
+	defer in.Close()
+	if !o.demo {
+		in.Load = func() (*config.Config, error) {
+			next, warnings, err := loadConfig(o.config, o.mode)
+			if err != nil {
+				return nil, err
+			}
+			for _, w := range warnings {
+				log.Warn("config", "warning", w)
+			}
+			if o.listen != "" {
+				next.Listen = o.listen
+			}
+			return next, nil
+		}
 	}
 	// Idle clients are cut by the timeouts; TCP keep-alive probes would
 	// only cost system calls on every accepted connection.
@@ -102,34 +121,51 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	var proxy frontDoor
-	var table *affinity.Table
-	switch cfg.Mode {
-	case "l7":
-		proxy = assemble.L7(cfg, p, log)
-	default:
-		var l4p *l4.Proxy
-		l4p, table = assemble.L4(cfg, p, log)
-		defer table.Close()
-		proxy = l4p
+	var adminLn net.Listener
+	if cfg.Admin.Listen != "" {
+		if adminLn, err = admin.Listen(cfg.Admin.Listen); err != nil {
+			ln.Close()
+			return err
+		}
 	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	bgCtx, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
-	if p.Prober != nil {
-		p.Prober.Round(bgCtx) // know who is up before the first client
-		wg.Go(func() { p.Prober.Run(bgCtx) })
+	if pr := in.Prober(); pr != nil {
+		pr.Round(bgCtx) // know who is up before the first client
+		wg.Go(func() { pr.Run(bgCtx) })
 	}
-	if table != nil {
+	if table := in.Table(); table != nil {
 		wg.Go(func() { logAffinity(bgCtx, log, table, time.Minute) })
 	}
+	var api *admin.Server
+	if adminLn != nil {
+		api = &admin.Server{Instance: in, Token: cfg.Admin.Token, Logger: log}
+		defer func() {
+			actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			api.Shutdown(actx)
+		}()
+		wg.Go(func() {
+			if err := api.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin API stopped", "error", err)
+			}
+		})
+		log.Info("admin API listening", "listen", cfg.Admin.Listen)
+	}
+	// SIGHUP means "reload" from here on, before the first client is
+	// taken: by default it would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wg.Go(func() { reloadOnSignal(bgCtx, hup, in, log) })
 	served := make(chan error, 1)
-	go func() { served <- proxy.Serve(ln) }()
+	go func() { served <- in.Serve(ln) }()
 
 	log.Info("lbctl serving", "mode", cfg.Mode, "listen", ln.Addr().String(),
-		"backends", p.Backends.Registry().Len(), "policy", cfg.Balance.Policy, "health", cfg.Health.Check)
+		"backends", in.Pool().Registry().Len(), "policy", cfg.Balance.Policy, "health", cfg.Health.Check)
 	if o.demo {
 		try := "curl -s http://%s/"
 		if cfg.Mode == "l7" {
@@ -146,13 +182,13 @@ func runServe(ctx context.Context, o serveOptions) error {
 	log.Info("shutting down", "grace", o.grace)
 	sctx, cancel := context.WithTimeout(context.Background(), o.grace)
 	defer cancel()
-	if err := proxy.Shutdown(sctx); err != nil {
+	if err := in.Shutdown(sctx); err != nil {
 		log.Warn("grace period over; open connections closed", "error", err)
 	}
 	if err := <-served; err != nil && !errors.Is(err, l4.ErrProxyClosed) {
 		return err
 	}
-	if table != nil {
+	if table := in.Table(); table != nil {
 		st := table.Stats()
 		log.Info("stopped", slog.Group("affinity", "size", st.Size, "hits", st.Hits, "misses", st.Misses,
 			"repins", st.Repins, "evictions", st.Evictions, "expirations", st.Expirations))
@@ -162,10 +198,27 @@ func runServe(ctx context.Context, o serveOptions) error {
 	return nil
 }
 
-// frontDoor is what serve needs of either proxy.
-type frontDoor interface {
-	Serve(net.Listener) error
-	Shutdown(context.Context) error
+// reloadOnSignal reloads the config each time hup delivers (SIGHUP), until
+// ctx ends, and logs what the reload changed or why it was refused.
+// Signals that arrive during a reload are folded into one more reload.
+func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, in *instance.Instance, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		res, err := in.Reload(ctx)
+		if rerr, ok := errors.AsType[*admin.ReloadError](err); ok {
+			log.Warn("config reload refused; the running config is unchanged", "source", "signal", "problems", strings.Join(rerr.Messages, "; "))
+			continue
+		}
+		if err != nil {
+			log.Error("config reload failed", "source", "signal", "error", err)
+			continue
+		}
+		log.Info("config reloaded", "source", "signal", "summary", res.Summary)
+	}
 }
 
 // logAffinity logs the affinity table's counters every interval in which

@@ -1,8 +1,10 @@
-// Package assemble builds lbctl's parts from a config: the backend pool
-// both front doors share, the L4 proxy with its affinity table, and the L7
-// proxy. serve and bench both start their servers through it, so the lab
-// measures exactly what serve runs.
-package assemble
+// Package instance is the wiring of one running lbctl: it builds the parts
+// from a config (the backend pool both front doors share, the L4 proxy with
+// its affinity table, the L7 proxy), and its Instance owns them while they
+// serve, applying reloads and operator commands to them. serve and bench
+// both build their servers through it, so the lab measures exactly what
+// serve runs.
+package instance
 
 import (
 	"log/slog"

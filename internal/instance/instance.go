@@ -1,0 +1,309 @@
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lbctl/lbctl/admin"
+	"github.com/lbctl/lbctl/affinity"
+	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/config"
+	"github.com/lbctl/lbctl/l4"
+	"github.com/lbctl/lbctl/l7"
+)
+
+// Instance is one running lbctl: the backend pool, the front door of the
+// configured mode (with its affinity table in L4), and the config they were
+// built from. It applies reloads and operator commands to those parts while
+// they serve, and implements admin.Instance for the runtime API.
+//
+// Build it with New, start the front door with Serve, and stop it with
+// Shutdown, then Close.
+type Instance struct {
+	// Load reads and checks the config again for a reload; it is the same
+	// loading serve started from (file, flags that override it). Nil means
+	// the instance cannot be reloaded.
+	Load func() (*config.Config, error)
+
+	log   *slog.Logger
+	parts *Pool
+	l4    *l4.Proxy
+	l7    *l7.Proxy
+	table *affinity.Table // nil in L7
+
+	reloading sync.Mutex // serializes reloads; guards cfg
+	cfg       *config.Config
+
+	timersMu sync.Mutex // guards timers and closed
+	timers   map[string]*time.Timer
+	closed   bool
+}
+
+// New builds an instance from cfg, which must be valid. Nothing runs until
+// Serve (and the prober's Run, which the caller starts: see Prober).
+func New(cfg *config.Config, log *slog.Logger) (*Instance, error) {
+	parts, err := NewPool(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	in := &Instance{log: log, parts: parts, cfg: cfg, timers: map[string]*time.Timer{}}
+	switch cfg.Mode {
+	case "l7":
+		in.l7 = L7(cfg, parts, log)
+	default:
+		in.l4, in.table = L4(cfg, parts, log)
+	}
+	return in, nil
+}
+
+// Prober returns the health prober, nil when the config turns checks off.
+func (in *Instance) Prober() *backend.Prober { return in.parts.Prober }
+
+// Table returns the L4 affinity table, nil in L7.
+func (in *Instance) Table() *affinity.Table { return in.table }
+
+// Pool returns the live backend pool.
+func (in *Instance) Pool() *backend.Pool { return in.parts.Backends }
+
+// Serve serves clients on ln until Shutdown or Close.
+func (in *Instance) Serve(ln net.Listener) error {
+	if in.l7 != nil {
+		return in.l7.Serve(ln)
+	}
+	return in.l4.Serve(ln)
+}
+
+// Shutdown stops accepting and lets open connections finish until ctx ends
+// (see l4.Proxy.Shutdown and l7.Proxy.Shutdown).
+func (in *Instance) Shutdown(ctx context.Context) error {
+	in.stopTimers()
+	if in.l7 != nil {
+		return in.l7.Shutdown(ctx)
+	}
+	return in.l4.Shutdown(ctx)
+}
+
+// Close releases what outlives the front door: the affinity table's
+// sweeper and the drain timers.
+func (in *Instance) Close() {
+	in.stopTimers()
+	if in.table != nil {
+		in.table.Close()
+	}
+}
+
+func (in *Instance) stopTimers() {
+	in.timersMu.Lock()
+	defer in.timersMu.Unlock()
+	in.closed = true
+	for id, t := range in.timers {
+		t.Stop()
+		delete(in.timers, id)
+	}
+}
+
+// Reload reads the config again and applies it in place: the backends
+// change as backend.Pool.Reload says (a backend is its id). A file that
+// fails to load or validate changes nothing and is an *admin.ReloadError
+// with every message. Settings that this version applies only at start
+// (everything outside [[backend]]) must be unchanged: a change to any of
+// them is refused the same way, naming the section, so that the running
+// config never silently differs from the file. Reloads are serialized.
+func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
+	if in.Load == nil {
+		return admin.ReloadResult{}, errors.New("this instance has no config file to reload")
+	}
+	in.reloading.Lock()
+	defer in.reloading.Unlock()
+	if err := ctx.Err(); err != nil {
+		return admin.ReloadResult{}, err
+	}
+	next, err := in.Load()
+	if err != nil {
+		return admin.ReloadResult{}, &admin.ReloadError{Messages: messages(err)}
+	}
+	if msgs := restartOnly(in.cfg, next); len(msgs) > 0 {
+		return admin.ReloadResult{}, &admin.ReloadError{Messages: msgs}
+	}
+	specs := make([]backend.Spec, len(next.Backends))
+	for i, b := range next.Backends {
+		specs[i] = backend.Spec{ID: b.ID, Address: b.Address, Weight: b.Weight}
+	}
+	changes, err := in.parts.Backends.Reload(specs)
+	if err != nil {
+		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
+	}
+	in.cfg = next
+	items := changes.Items()
+	if items == nil {
+		items = []string{}
+	}
+	return admin.ReloadResult{Changes: items, Summary: "reloaded: " + changes.String()}, nil
+}
+
+// messages splits a config error into its lines, one problem each.
+func messages(err error) []string {
+	var out []string
+	for line := range strings.SplitSeq(err.Error(), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// restartOnly returns a message for each part of the config, other than
+// the backends, that differs between cur and next: this version applies
+// those only when it starts.
+func restartOnly(cur, next *config.Config) []string {
+	var msgs []string
+	check := func(key string, a, b any) {
+		if !reflect.DeepEqual(a, b) {
+			msgs = append(msgs, fmt.Sprintf("%s: changed; it takes effect only at a restart, so the reload is refused (restore it, or restart lbctl)", key))
+		}
+	}
+	check("mode", cur.Mode, next.Mode)
+	check("listen", cur.Listen, next.Listen)
+	check("balance", cur.Balance, next.Balance)
+	check("affinity", cur.Affinity, next.Affinity)
+	check("cookie", cur.Cookie, next.Cookie)
+	check("health", cur.Health, next.Health)
+	check("timeouts", cur.Timeouts, next.Timeouts)
+	check("limits", cur.Limits, next.Limits)
+	check("admin", cur.Admin, next.Admin)
+	return msgs
+}
+
+// Backends returns every backend of the live pool, in config order.
+func (in *Instance) Backends() []admin.BackendStatus {
+	var pinned map[string]int
+	if in.table != nil {
+		pinned = in.table.CountByBackend()
+	}
+	all := in.parts.Backends.Registry().All()
+	out := make([]admin.BackendStatus, len(all))
+	for i, b := range all {
+		out[i] = status(b, pinned[b.ID])
+	}
+	return out
+}
+
+func status(b *backend.Backend, pinned int) admin.BackendStatus {
+	state, until := b.Admin()
+	health := "up"
+	if !b.Up() {
+		health = "down"
+	}
+	st := admin.BackendStatus{
+		ID: b.ID, Address: b.Address(), Weight: b.Weight(), Health: health,
+		State: state.String(), Active: b.Active(), Pinned: pinned, Served: b.Served(),
+	}
+	if state == backend.Drain {
+		st.DrainUntil = until
+	}
+	return st
+}
+
+// SetAdminState puts backend id into state; a drain with forDur lets go of
+// its pinned clients at the deadline, which is logged when it passes.
+func (in *Instance) SetAdminState(id string, state backend.AdminState, forDur time.Duration, source string) (admin.BackendStatus, error) {
+	b := in.parts.Backends.Registry().Get(id)
+	if b == nil {
+		return admin.BackendStatus{}, fmt.Errorf("set %s: %w", id, admin.ErrUnknownBackend)
+	}
+	var until time.Time
+	if state == backend.Drain && forDur > 0 {
+		until = time.Now().Add(forDur)
+	}
+	b.SetAdmin(state, until)
+	in.watchDrain(b, until)
+	var pinned int
+	if in.table != nil {
+		pinned = in.table.CountByBackend()[id]
+	}
+	return status(b, pinned), nil
+}
+
+// watchDrain logs the moment a bounded drain of b lets go of its pinned
+// clients, unless its state has changed by then. Each backend has at most
+// one such timer; a new state replaces it.
+func (in *Instance) watchDrain(b *backend.Backend, until time.Time) {
+	in.timersMu.Lock()
+	defer in.timersMu.Unlock()
+	if t := in.timers[b.ID]; t != nil {
+		t.Stop()
+		delete(in.timers, b.ID)
+	}
+	if until.IsZero() || in.closed {
+		return
+	}
+	in.timers[b.ID] = time.AfterFunc(time.Until(until), func() {
+		if st, u := b.Admin(); st == backend.Drain && u.Equal(until) {
+			in.log.Info("drain deadline reached; pinned clients move at their next request", "backend", b.ID)
+		}
+		in.timersMu.Lock()
+		if in.timers[b.ID] != nil && !in.closed {
+			delete(in.timers, b.ID)
+		}
+		in.timersMu.Unlock()
+	})
+}
+
+// errNoTable answers pin calls in L7, where persistence lives in cookies.
+var errNoTable = errors.New("no affinity table: in l7 mode the pins are the browsers' cookies")
+
+// Pin returns the live pin of key.
+func (in *Instance) Pin(key string) (admin.PinStatus, bool, error) {
+	if in.table == nil {
+		return admin.PinStatus{}, false, errNoTable
+	}
+	k, err := in.table.ParseKey(key)
+	if err != nil {
+		return admin.PinStatus{}, false, err
+	}
+	id, expires, ok := in.table.Get(k)
+	if !ok {
+		return admin.PinStatus{}, false, nil
+	}
+	return admin.PinStatus{Key: k.String(), Backend: id, Expires: expires}, true, nil
+}
+
+// Pins returns at most limit live pins, only those to backendID when it is
+// not empty. In L7 there are none.
+func (in *Instance) Pins(backendID string, limit int) ([]admin.PinStatus, error) {
+	if backendID != "" && in.parts.Backends.Registry().Get(backendID) == nil {
+		return nil, fmt.Errorf("pins of %s: %w", backendID, admin.ErrUnknownBackend)
+	}
+	var out []admin.PinStatus
+	if in.table == nil || limit <= 0 {
+		return out, nil
+	}
+	in.table.Range(func(k affinity.Key, id string, expires time.Time) bool {
+		if backendID == "" || id == backendID {
+			out = append(out, admin.PinStatus{Key: k.String(), Backend: id, Expires: expires})
+		}
+		return len(out) < limit
+	})
+	return out, nil
+}
+
+// ForgetPin removes the pin of key.
+func (in *Instance) ForgetPin(key string) (bool, error) {
+	if in.table == nil {
+		return false, errNoTable
+	}
+	k, err := in.table.ParseKey(key)
+	if err != nil {
+		return false, err
+	}
+	return in.table.Forget(k), nil
+}
+
+var _ admin.Instance = (*Instance)(nil)
