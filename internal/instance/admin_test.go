@@ -1,0 +1,99 @@
+package instance
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/lbctl/lbctl/admin"
+	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/config"
+)
+
+// lockedBuffer is a log destination the test reads while timers write.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// newTestInstance builds an L4 instance over two backends that nothing
+// dials: the admin calls under test touch only the pool and the table.
+func newTestInstance(t *testing.T, out *lockedBuffer) *Instance {
+	t.Helper()
+	cfg, err := config.Parse([]byte(`
+listen = "127.0.0.1:1"
+[health]
+check = "none"
+[[backend]]
+id = "app-01"
+address = "127.0.0.1:2"
+[[backend]]
+id = "app-02"
+address = "127.0.0.1:3"
+`), "test.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := New(cfg, slog.New(slog.NewTextHandler(out, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// A bounded drain logs the moment it lets go of its pinned clients, once;
+// a state set before the deadline replaces it and nothing is logged.
+func TestDrainDeadlineIsLoggedOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var out lockedBuffer
+		in := newTestInstance(t, &out)
+		defer in.Close()
+
+		st, err := in.SetAdminState("app-02", backend.Drain, 10*time.Minute, "api")
+		if err != nil || st.State != "drain" || !st.DrainUntil.Equal(time.Now().Add(10*time.Minute)) {
+			t.Fatalf("SetAdminState = %+v, %v; want drain until now+10m", st, err)
+		}
+		if _, err := in.SetAdminState("app-01", backend.Drain, 5*time.Minute, "api"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute)
+		if _, err := in.SetAdminState("app-01", backend.Ready, 0, "api"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		logs := out.String()
+		if n := strings.Count(logs, "drain deadline reached"); n != 1 || !strings.Contains(logs, "backend=app-02") {
+			t.Errorf("logged %d deadlines, want 1 for app-02:\n%s", n, logs)
+		}
+		if b := in.Pool().Registry().Get("app-02"); b.KeepsPinned(time.Now()) {
+			t.Error("app-02 still keeps its pinned clients after its deadline")
+		}
+	})
+}
+
+func TestSetAdminStateOfAnUnknownBackend(t *testing.T) {
+	var out lockedBuffer
+	in := newTestInstance(t, &out)
+	defer in.Close()
+	if _, err := in.SetAdminState("app-09", backend.Maint, 0, "api"); !errors.Is(err, admin.ErrUnknownBackend) {
+		t.Errorf("SetAdminState(app-09) = %v, want ErrUnknownBackend", err)
+	}
+}
