@@ -124,6 +124,42 @@ func TestOperateARunningInstance(t *testing.T) {
 	if out := mustRun(t, "pin", "get", src, "--admin", adminAddr); !strings.Contains(out, pinned[src]) {
 		t.Errorf("pin get %s printed %q, want %s", src, out, pinned[src])
 	}
+	if out := mustRun(t, "pin", "list", "--backend", pinned[src], "--admin", adminAddr); !strings.Contains(out, src) {
+		t.Errorf("pin list --backend %s lacks %s:\n%s", pinned[src], src, out)
+	}
+	// Forgotten, the client is placed afresh; put back where it was, so
+	// that the checks below hold.
+	mustRun(t, "pin", "forget", src, "--admin", adminAddr)
+	if _, _, err := runLbctl(t, "pin", "get", src, "--admin", adminAddr); err == nil {
+		t.Errorf("pin get %s succeeded after pin forget", src)
+	}
+	pinned[src] = greeting(t, listen, src)
+
+	// Maint: app-02's pinned clients move at their next connection; ready
+	// lets new clients come back.
+	mustRun(t, "backend", "maint", "app-02", "--admin", adminAddr)
+	for s, id := range pinned {
+		if got := greeting(t, listen, s); id == "app-02" && got == "app-02" {
+			t.Errorf("client %s still reached app-02 in maint", s)
+		} else if id != "app-02" && got != id {
+			t.Errorf("client %s of %s moved to %s when app-02 went into maint", s, id, got)
+		}
+		pinned[s] = greeting(t, listen, s)
+	}
+	mustRun(t, "backend", "ready", "app-02", "--admin", adminAddr)
+	if list := mustRun(t, "backend", "list", "--admin", adminAddr); strings.Contains(list, "maint") {
+		t.Errorf("backend list after ready:\n%s", list)
+	}
+	onApp02 := 0
+	for i := range 6 {
+		src := fmt.Sprintf("127.0.44.%d", i+1)
+		if pinned[src] = greeting(t, listen, src); pinned[src] == "app-02" {
+			onApp02++
+		}
+	}
+	if onApp02 == 0 {
+		t.Fatalf("no new client reached app-02 once it was ready again: %v", pinned)
+	}
 
 	// A broken file: refused with its line, still serving the old config.
 	write(head("60s") + "[[backend]\n")
