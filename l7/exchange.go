@@ -144,6 +144,8 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 	req := &s.req
 	b.Acquire()
 	defer b.Release()
+	s.flight.begin(b, up)
+	defer s.flight.end()
 
 	s.uw = timedWriter{c: up, idle: p.cfg.server}
 	s.out = s.appendRequestHead(s.out[:0], b)
@@ -177,7 +179,7 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 			// shows here first as a failed read of the response.
 			up.Close()
 			bodyErr := s.stopBody(bodyDone)
-			if s.clientFault(bodyErr) {
+			if s.clientFault(bodyErr) || s.flight.wasCut() {
 				return false, relayed
 			}
 			switch {
@@ -247,6 +249,11 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 // connection is retried fresh, a retryable request goes to another
 // backend, anything else gets 502.
 func (s *session) failed(b *backend.Backend, err error, stale, retryable, sent bool) (bool, outcome) {
+	if s.flight.wasCut() {
+		// CloseConns closed the connection: neither a stale one nor
+		// the backend's failure, and the client's connection closes.
+		return false, relayed
+	}
 	if stale && retryable {
 		return false, retryFresh
 	}

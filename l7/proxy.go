@@ -87,6 +87,7 @@ type Proxy struct {
 	heads    sync.Pool // buffers of maxHead bytes, for heads that outgrow a session's own
 	ups      sync.Pool // buffers of upBufSize bytes, one per exchange in progress
 	cfg      settings
+	live     liveSessions // the sessions serving a connection, for CloseConns
 }
 
 // settings are the Proxy's fields with defaults resolved.

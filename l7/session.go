@@ -31,6 +31,8 @@ type session struct {
 	avoid []*backend.Backend
 	st    *poolState // the pool as the exchange in progress sees it
 
+	flight inflight // the exchange in progress, for CloseConns
+
 	isHead, http10 bool // facts of s.req that outlive its buffer
 
 	inBuf []byte // the client reader's small buffer
@@ -84,6 +86,8 @@ func (p *Proxy) handle(ac *accept.Conn) {
 	defer c.Close()
 	s := p.getSession(c)
 	defer p.putSession(s)
+	p.live.add(s)
+	defer p.live.remove(s)
 
 	// The first request's head must arrive within the header timeout of
 	// the accept; later ones within the idle timeout, then the header
