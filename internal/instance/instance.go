@@ -211,19 +211,24 @@ func status(b *backend.Backend, pinned int) admin.BackendStatus {
 	return st
 }
 
-// SetAdminState puts backend id into state; a drain with forDur lets go of
-// its pinned clients at the deadline, which is logged when it passes.
-func (in *Instance) SetAdminState(id string, state backend.AdminState, forDur time.Duration, source string) (admin.BackendStatus, error) {
+// SetAdminState puts backend id into state; a drain with opts.For lets go
+// of its pinned clients at the deadline, which is logged when it passes. A
+// maint with opts.Kill then closes the backend's open connections: once
+// the state is set no new one goes there, so none is left behind.
+func (in *Instance) SetAdminState(id string, state backend.AdminState, opts admin.StateOptions, source string) (admin.BackendStatus, error) {
 	b := in.parts.Backends.Registry().Get(id)
 	if b == nil {
 		return admin.BackendStatus{}, fmt.Errorf("set %s: %w", id, admin.ErrUnknownBackend)
 	}
 	var until time.Time
-	if state == backend.Drain && forDur > 0 {
-		until = time.Now().Add(forDur)
+	if state == backend.Drain && opts.For > 0 {
+		until = time.Now().Add(opts.For)
 	}
 	b.SetAdmin(state, until)
 	in.watchDrain(b, until)
+	if opts.Kill && state == backend.Maint {
+		in.closeConns(id)
+	}
 	var pinned int
 	if in.table != nil {
 		pinned = in.table.CountByBackend()[id]
