@@ -88,7 +88,8 @@ func (s *session) exchange() bool {
 
 // pinned returns the backend the request's persistence cookie names, if
 // it keeps its pinned clients (up, and ready or draining before its
-// deadline). A cookie naming a backend that a reload removed names none.
+// deadline), and counts the client as one it keeps (see Proxy.Pinned). A
+// cookie naming a backend that a reload removed names none.
 func (s *session) pinned() (*backend.Backend, bool) {
 	name := s.p.cfg.cookie
 	for i := range s.req.fields {
@@ -100,6 +101,7 @@ func (s *session) pinned() (*backend.Backend, bool) {
 			// A ready backend keeps its pins without a reading of the
 			// clock.
 			if b := s.st.codec.backendFor(v); b != nil && (b.Available() || b.KeepsPinned(time.Now())) {
+				s.st.pins[b].add(s.pinKey, pinMinute(time.Now()))
 				return b, true
 			}
 			return nil, false

@@ -18,6 +18,7 @@ type session struct {
 	p      *Proxy
 	client *net.TCPConn
 	ip     []byte // the client's address, as X-Forwarded-For shows it
+	pinKey uint64 // the client's address hashed, for Proxy.Pinned
 
 	in  connReader  // client input; holds whole request heads
 	up  connReader  // backend input; holds whole response heads
@@ -65,6 +66,7 @@ func (p *Proxy) getSession(c *net.TCPConn) *session {
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		s.ip = a.AddrPort().Addr().Unmap().AppendTo(s.ip)
 	}
+	s.pinKey = pinClientKey(s.ip)
 	return s
 }
 
