@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -118,5 +119,74 @@ func TestMaintKillClosesConnections(t *testing.T) {
 			t.Fatalf("backend list after the kill: %v, want %q", list, want)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// idBackend is an HTTP backend on loopback that answers every request
+// with its id.
+func idBackend(t *testing.T, id string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, id) })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// TestBackendListShowsL7PinnedClients runs lbctl in L7 mode: clients,
+// each from its own address, send requests with a cookie for app-02, and
+// `lbctl backend list` shows about as many pinned clients for app-02 and
+// none for app-01.
+func TestBackendListShowsL7PinnedClients(t *testing.T) {
+	listen := freeAddr(t)
+	a1, a2 := idBackend(t, "app-01"), idBackend(t, "app-02")
+	adminAddr := "unix:" + filepath.Join(t.TempDir(), "admin.sock")
+	path := writeConfig(t, "mode = \"l7\"\n"+fmt.Sprintf(liveConfig, listen, "60s", adminAddr)+liveBackends("app-01", a1, "app-02", a2))
+	cmd := lbctl(t, "serve", "--config", path, "--grace", "2s")
+	var log syncBuffer
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitLog(t, &log, "lbctl serving")
+
+	const n = 30
+	for i := range n {
+		src := fmt.Sprintf("127.0.47.%d", i+1)
+		tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}).DialContext}
+		c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+		for range 2 {
+			req, _ := http.NewRequest("GET", "http://"+listen+"/", nil)
+			req.Header.Set("Cookie", "SERVERID=app-02")
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatalf("client %s: %v", src, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.TrimSpace(string(body)) != "app-02" {
+				t.Fatalf("client %s with a cookie for app-02 answered by %q", src, body)
+			}
+		}
+		tr.CloseIdleConnections()
+	}
+	rows := fields(mustRun(t, "backend", "list", "--admin", adminAddr))
+	if len(rows) != 3 {
+		t.Fatalf("backend list: %v", rows)
+	}
+	pinned := func(row []string) int {
+		var v int
+		fmt.Sscan(row[6], &v)
+		return v
+	}
+	if got := pinned(rows[2]); rows[2][0] != "app-02" || got < n-1 || got > n+1 {
+		t.Errorf("backend list shows %v for app-02, want about %d pinned clients", rows[2], n)
+	}
+	if got := pinned(rows[1]); rows[1][0] != "app-01" || got != 0 {
+		t.Errorf("backend list shows %v for app-01, want no pinned client", rows[1])
 	}
 }

@@ -183,10 +183,7 @@ func restartOnly(cur, next *config.Config) []string {
 
 // Backends returns every backend of the live pool, in config order.
 func (in *Instance) Backends() []admin.BackendStatus {
-	var pinned map[string]int
-	if in.table != nil {
-		pinned = in.table.CountByBackend()
-	}
+	pinned := in.pinnedCounts()
 	all := in.parts.Backends.Registry().All()
 	out := make([]admin.BackendStatus, len(all))
 	for i, b := range all {
@@ -229,11 +226,7 @@ func (in *Instance) SetAdminState(id string, state backend.AdminState, opts admi
 	if opts.Kill && state == backend.Maint {
 		in.closeConns(id)
 	}
-	var pinned int
-	if in.table != nil {
-		pinned = in.table.CountByBackend()[id]
-	}
-	return status(b, pinned), nil
+	return status(b, in.pinnedOf(id)), nil
 }
 
 // watchDrain logs the moment a bounded drain of b lets go of its pinned
