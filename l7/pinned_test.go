@@ -186,3 +186,25 @@ func TestPinnedCountsCookieClients(t *testing.T) {
 		t.Errorf("Pinned(app-02) went from %d to %d with cookies it no longer honours", before, got)
 	}
 }
+
+// BenchmarkPinCountAdd measures add for a client already counted (the
+// common case: its later requests) and for a new client each time.
+func BenchmarkPinCountAdd(b *testing.B) {
+	b.Run("known", func(b *testing.B) {
+		var c pinCount
+		key := splitmix(3, 0)
+		b.ReportAllocs()
+		for b.Loop() {
+			c.add(key, 1)
+		}
+	})
+	b.Run("new", func(b *testing.B) {
+		var c pinCount
+		b.ReportAllocs()
+		i := uint64(0)
+		for b.Loop() {
+			i++
+			c.add(splitmix(3, i), 1)
+		}
+	})
+}
