@@ -67,7 +67,8 @@ type BackendStatus struct {
 	// Active is the number of open connections to the backend.
 	Active int64 `json:"active"`
 	// Pinned is the number of clients pinned to the backend: pins in the
-	// table (L4), or distinct cookies seen recently (L7).
+	// table (L4), or the distinct clients that came with a cookie it
+	// honoured in the last minute or two (L7, an estimate).
 	Pinned int `json:"pinned"`
 	// Served counts connections (L4) or requests (L7) sent to the backend.
 	Served uint64 `json:"served"`
