@@ -19,11 +19,10 @@ import (
 type Instance interface {
 	// Backends returns every configured backend, in config order.
 	Backends() []BackendStatus
-	// SetAdminState puts backend id into state. forDur bounds a drain:
-	// after it, the backend's pinned clients move too; zero means no
-	// deadline and is the only value for the other states. source says who
-	// asked ("api"). An unknown id is ErrUnknownBackend.
-	SetAdminState(id string, state backend.AdminState, forDur time.Duration, source string) (BackendStatus, error)
+	// SetAdminState puts backend id into state, as opts say (see
+	// StateOptions). source says who asked ("api"). An unknown id is
+	// ErrUnknownBackend.
+	SetAdminState(id string, state backend.AdminState, opts StateOptions, source string) (BackendStatus, error)
 	// Pin returns the live pin of a client key given as an operator types
 	// it ("203.0.113.7"); ok is false when the key is not pinned. An error
 	// means the key is malformed.
@@ -39,6 +38,17 @@ type Instance interface {
 	// fails validation changes nothing and is a *ReloadError carrying
 	// every message.
 	Reload(ctx context.Context) (ReloadResult, error)
+}
+
+// StateOptions are the parts of an admin state change besides the state.
+type StateOptions struct {
+	// For bounds a drain: after it, the backend's pinned clients move
+	// too. Zero means no deadline and is the only value for the other
+	// states.
+	For time.Duration
+	// Kill closes the backend's open connections once it is in
+	// maintenance, instead of letting them finish; only with Maint.
+	Kill bool
 }
 
 // BackendStatus is one backend as the API shows it.
@@ -57,7 +67,8 @@ type BackendStatus struct {
 	// Active is the number of open connections to the backend.
 	Active int64 `json:"active"`
 	// Pinned is the number of clients pinned to the backend: pins in the
-	// table (L4), or distinct cookies seen recently (L7).
+	// table (L4), or the distinct clients that came with a cookie it
+	// honoured in the last minute or two (L7, an estimate).
 	Pinned int `json:"pinned"`
 	// Served counts connections (L4) or requests (L7) sent to the backend.
 	Served uint64 `json:"served"`

@@ -48,6 +48,9 @@ type StateRequest struct {
 	// For bounds a drain, as a Go duration ("10m", "1h30m"); only with
 	// "drain".
 	For string `json:"for,omitempty"`
+	// Kill closes the backend's open connections at once; only with
+	// "maint".
+	Kill bool `json:"kill,omitempty"`
 }
 
 func (s *Server) backends(w http.ResponseWriter, _ *http.Request) {
@@ -65,7 +68,7 @@ func (s *Server) setState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
-		writeError(w, http.StatusBadRequest, `body is empty: send {"state": "ready"|"drain"|"maint"}, with "for" for a bounded drain`)
+		writeError(w, http.StatusBadRequest, `body is empty: send {"state": "ready"|"drain"|"maint"}, with "for" for a bounded drain or "kill" with maint`)
 		return
 	}
 	var req StateRequest
@@ -89,7 +92,11 @@ func (s *Server) setState(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	st, err := s.Instance.SetAdminState(id, state, forDur, apiSource)
+	if req.Kill && state != backend.Maint {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf(`"kill" closes connections only with "maint", not %q`, state))
+		return
+	}
+	st, err := s.Instance.SetAdminState(id, state, StateOptions{For: forDur, Kill: req.Kill}, apiSource)
 	switch {
 	case errors.Is(err, ErrUnknownBackend):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no backend with id %q", id))
@@ -101,6 +108,9 @@ func (s *Server) setState(w http.ResponseWriter, r *http.Request) {
 	args := []any{"backend", id, "state", state, "source", apiSource}
 	if forDur > 0 {
 		args = append(args, "for", forDur, "until", st.DrainUntil.Format(time.RFC3339))
+	}
+	if req.Kill {
+		args = append(args, "kill", true)
 	}
 	s.logger().Info("backend admin state set", args...)
 	writeJSON(w, http.StatusOK, st)

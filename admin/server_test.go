@@ -166,18 +166,28 @@ func TestSetState(t *testing.T) {
 	if st.ID != "app-02" || st.State != "drain" || !st.DrainUntil.Equal(f.inst.Now().Add(10*time.Minute)) {
 		t.Errorf("drain answer = %+v, want app-02 draining until %v", st, f.inst.Now().Add(10*time.Minute))
 	}
-	for _, body := range []string{`{"state":"maint"}`, `{"state":"drain"}`, `{"state":"ready"}`} {
+	for _, body := range []string{`{"state":"maint"}`, `{"state":"drain"}`, `{"state":"ready"}`, `{"state":"maint","kill":false}`} {
 		if a := f.call(t, "POST", "/api/backends/app-02/state", body); a.status != 200 {
 			t.Errorf("%s: status %d: %s", body, a.status, a.body)
 		}
 	}
-	want := []string{"app-02 drain 10m0s api", "app-02 maint 0s api", "app-02 drain 0s api", "app-02 ready 0s api"}
+	a = f.call(t, "POST", "/api/backends/app-01/state", `{"state":"maint","kill":true}`)
+	if a.status != 200 {
+		t.Fatalf("maint with kill: status %d: %s", a.status, a.body)
+	}
+	if st := decode[admin.BackendStatus](t, a); st.ID != "app-01" || st.State != "maint" || st.Active != 0 {
+		t.Errorf("maint with kill answer = %+v, want app-01 in maint with no active connection", st)
+	}
+	want := []string{"app-02 drain 10m0s api", "app-02 maint 0s api", "app-02 drain 0s api", "app-02 ready 0s api", "app-02 maint 0s api", "app-01 maint 0s api kill"}
 	if got := f.inst.Changes(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("instance saw %q, want %q", got, want)
 	}
 	logs := f.log.String()
-	if n := strings.Count(logs, "backend admin state set"); n != 4 {
-		t.Errorf("%d state lines logged, want 4:\n%s", n, logs)
+	if n := strings.Count(logs, "backend admin state set"); n != 6 {
+		t.Errorf("%d state lines logged, want 6:\n%s", n, logs)
+	}
+	if !strings.Contains(logs, "backend=app-01 state=maint source=api kill=true") {
+		t.Errorf("log lacks the kill:\n%s", logs)
 	}
 	if !strings.Contains(logs, "backend=app-02 state=drain source=api for=10m0s") {
 		t.Errorf("log lacks who and how long:\n%s", logs)
@@ -200,7 +210,10 @@ func TestBadInput(t *testing.T) {
 		{"forever", "POST", "/api/backends/app-01/state", `{"state":"drain","for":"forever"}`, 400, `"for": "forever" is not a positive duration`},
 		{"negative", "POST", "/api/backends/app-01/state", `{"state":"drain","for":"-1m"}`, 400, `"-1m" is not a positive duration`},
 		{"for without drain", "POST", "/api/backends/app-01/state", `{"state":"maint","for":"10m"}`, 400, `"for" bounds a drain only`},
-		{"unknown field", "POST", "/api/backends/app-01/state", `{"state":"maint","kill":true}`, 400, `unknown field "kill"`},
+		{"kill without maint", "POST", "/api/backends/app-01/state", `{"state":"drain","kill":true}`, 400, `"kill" closes connections only with "maint", not "drain"`},
+		{"kill with ready", "POST", "/api/backends/app-01/state", `{"state":"ready","kill":true}`, 400, `"kill" closes connections only with "maint", not "ready"`},
+		{"kill not a boolean", "POST", "/api/backends/app-01/state", `{"state":"maint","kill":"yes"}`, 400, `body:`},
+		{"unknown field", "POST", "/api/backends/app-01/state", `{"state":"maint","force":true}`, 400, `unknown field "force"`},
 		{"empty body", "POST", "/api/backends/app-01/state", ``, 400, `body is empty`},
 		{"not JSON", "POST", "/api/backends/app-01/state", `state=maint`, 400, `not the expected JSON object`},
 		{"two objects", "POST", "/api/backends/app-01/state", `{"state":"maint"}{"state":"ready"}`, 400, `more than one JSON value`},

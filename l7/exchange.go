@@ -88,7 +88,8 @@ func (s *session) exchange() bool {
 
 // pinned returns the backend the request's persistence cookie names, if
 // it keeps its pinned clients (up, and ready or draining before its
-// deadline). A cookie naming a backend that a reload removed names none.
+// deadline), and counts the client as one it keeps (see Proxy.Pinned). A
+// cookie naming a backend that a reload removed names none.
 func (s *session) pinned() (*backend.Backend, bool) {
 	name := s.p.cfg.cookie
 	for i := range s.req.fields {
@@ -100,6 +101,7 @@ func (s *session) pinned() (*backend.Backend, bool) {
 			// A ready backend keeps its pins without a reading of the
 			// clock.
 			if b := s.st.codec.backendFor(v); b != nil && (b.Available() || b.KeepsPinned(time.Now())) {
+				s.st.pins[b].add(s.pinKey, pinMinute(time.Now()))
 				return b, true
 			}
 			return nil, false
@@ -144,6 +146,8 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 	req := &s.req
 	b.Acquire()
 	defer b.Release()
+	s.flight.begin(b, up)
+	defer s.flight.end()
 
 	s.uw = timedWriter{c: up, idle: p.cfg.server}
 	s.out = s.appendRequestHead(s.out[:0], b)
@@ -177,7 +181,7 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 			// shows here first as a failed read of the response.
 			up.Close()
 			bodyErr := s.stopBody(bodyDone)
-			if s.clientFault(bodyErr) {
+			if s.clientFault(bodyErr) || s.flight.wasCut() {
 				return false, relayed
 			}
 			switch {
@@ -247,6 +251,11 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 // connection is retried fresh, a retryable request goes to another
 // backend, anything else gets 502.
 func (s *session) failed(b *backend.Backend, err error, stale, retryable, sent bool) (bool, outcome) {
+	if s.flight.wasCut() {
+		// CloseConns closed the connection: neither a stale one nor
+		// the backend's failure, and the client's connection closes.
+		return false, relayed
+	}
 	if stale && retryable {
 		return false, retryFresh
 	}

@@ -87,6 +87,7 @@ type Proxy struct {
 	heads    sync.Pool // buffers of maxHead bytes, for heads that outgrow a session's own
 	ups      sync.Pool // buffers of upBufSize bytes, one per exchange in progress
 	cfg      settings
+	live     liveSessions // the sessions serving a connection, for CloseConns
 }
 
 // settings are the Proxy's fields with defaults resolved.
@@ -141,6 +142,7 @@ type poolState struct {
 	reg   *backend.Registry
 	codec *cookieCodec
 	ups   map[*backend.Backend]*upstreamPool
+	pins  map[*backend.Backend]*pinCount // the clients each keeps by cookie (see Pinned)
 }
 
 // newPoolState builds the state of reg. A backend that old already had, at
@@ -150,8 +152,10 @@ func newPoolState(opts CookieOptions, reg *backend.Registry, old *poolState) *po
 		reg:   reg,
 		codec: newCookieCodec(opts, reg.All()),
 		ups:   make(map[*backend.Backend]*upstreamPool, reg.Len()),
+		pins:  make(map[*backend.Backend]*pinCount, reg.Len()),
 	}
 	for _, b := range reg.All() {
+		st.pins[b] = old.pinCount(b)
 		addr := b.Address()
 		if u := old.upstreams(b); u != nil && u.address == addr {
 			st.ups[b] = u

@@ -18,6 +18,7 @@ type session struct {
 	p      *Proxy
 	client *net.TCPConn
 	ip     []byte // the client's address, as X-Forwarded-For shows it
+	pinKey uint64 // the client's address hashed, for Proxy.Pinned
 
 	in  connReader  // client input; holds whole request heads
 	up  connReader  // backend input; holds whole response heads
@@ -30,6 +31,8 @@ type session struct {
 	resp  responseHead
 	avoid []*backend.Backend
 	st    *poolState // the pool as the exchange in progress sees it
+
+	flight inflight // the exchange in progress, for CloseConns
 
 	isHead, http10 bool // facts of s.req that outlive its buffer
 
@@ -63,6 +66,7 @@ func (p *Proxy) getSession(c *net.TCPConn) *session {
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		s.ip = a.AddrPort().Addr().Unmap().AppendTo(s.ip)
 	}
+	s.pinKey = pinClientKey(s.ip)
 	return s
 }
 
@@ -84,6 +88,8 @@ func (p *Proxy) handle(ac *accept.Conn) {
 	defer c.Close()
 	s := p.getSession(c)
 	defer p.putSession(s)
+	p.live.add(s)
+	defer p.live.remove(s)
 
 	// The first request's head must arrive within the header timeout of
 	// the accept; later ones within the idle timeout, then the header

@@ -61,7 +61,7 @@ func (f *Instance) Backends() []admin.BackendStatus {
 	return append([]admin.BackendStatus(nil), f.backends...)
 }
 
-func (f *Instance) SetAdminState(id string, state backend.AdminState, forDur time.Duration, source string) (admin.BackendStatus, error) {
+func (f *Instance) SetAdminState(id string, state backend.AdminState, opts admin.StateOptions, source string) (admin.BackendStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i := range f.backends {
@@ -70,10 +70,16 @@ func (f *Instance) SetAdminState(id string, state backend.AdminState, forDur tim
 			continue
 		}
 		b.State, b.DrainUntil = state.String(), time.Time{}
-		if forDur > 0 {
-			b.DrainUntil = f.now.Add(forDur)
+		if opts.For > 0 {
+			b.DrainUntil = f.now.Add(opts.For)
 		}
-		f.changes = append(f.changes, fmt.Sprintf("%s %s %v %s", id, state, forDur, source))
+		change := fmt.Sprintf("%s %s %v %s", id, state, opts.For, source)
+		if opts.Kill {
+			// Killed connections are gone: the status shows none.
+			change += " kill"
+			b.Active = 0
+		}
+		f.changes = append(f.changes, change)
 		return *b, nil
 	}
 	return admin.BackendStatus{}, fmt.Errorf("set %s: %w", id, admin.ErrUnknownBackend)
@@ -158,7 +164,7 @@ func (f *Instance) Snapshot() string {
 }
 
 // Changes returns every SetAdminState call so far, each as
-// "id state for source".
+// "id state for source", with " kill" after it when asked.
 func (f *Instance) Changes() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -22,7 +22,8 @@ func newBackendCmd() *cobra.Command {
 		Long: `backend talks to the running lbctl through its admin API.
   ready  the backend takes new clients and keeps its pinned ones
   drain  it gets no new clients; its pinned clients stay (with --for, until then)
-  maint  it gets nobody; its pinned clients move at their next connection or request`,
+  maint  it gets nobody; its pinned clients move at their next connection or request;
+         with --kill its open connections are closed at once`,
 		// Runnable, so that a mistyped subcommand is an error (exit 1)
 		// rather than the help (exit 0).
 		Args: cobra.NoArgs,
@@ -60,12 +61,13 @@ func newBackendListCmd(o *adminOptions) *cobra.Command {
 func newBackendStateCmd(o *adminOptions, as backend.AdminState, short string) *cobra.Command {
 	state := as.String()
 	var forDur string
+	var kill bool
 	cmd := &cobra.Command{
 		Use:   state + " ID",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := admin.StateRequest{State: state, For: forDur}
+			req := admin.StateRequest{State: state, For: forDur, Kill: kill}
 			var st admin.BackendStatus
 			if done, err := o.call(cmd, http.MethodPost, "/api/backends/"+url.PathEscape(args[0])+"/state", req, &st); done || err != nil {
 				return err
@@ -74,8 +76,11 @@ func newBackendStateCmd(o *adminOptions, as backend.AdminState, short string) *c
 			return err
 		},
 	}
-	if as == backend.Drain {
+	switch as {
+	case backend.Drain:
 		cmd.Flags().StringVar(&forDur, "for", "", `let the pinned clients stay this long (a Go duration: "10m", "1h30m"), then move them; default: until ready or maint`)
+	case backend.Maint:
+		cmd.Flags().BoolVar(&kill, "kill", false, "close the backend's open connections now instead of letting them finish")
 	}
 	return cmd
 }

@@ -111,14 +111,18 @@ func TestBackendCommands(t *testing.T) {
 	}
 	mustRun(t, "backend", "maint", "app-01", "--admin", o.addr)
 	mustRun(t, "backend", "ready", "app-02", "--admin", o.addr)
-	wantChanges := []string{"app-02 drain 10m0s api", "app-01 maint 0s api", "app-02 ready 0s api"}
+	out = mustRun(t, "backend", "maint", "app-02", "--kill", "--admin", o.addr)
+	if out != "app-02: maint; 1 pinned clients, 0 active connections\n" {
+		t.Errorf("backend maint --kill: %q", out)
+	}
+	wantChanges := []string{"app-02 drain 10m0s api", "app-01 maint 0s api", "app-02 ready 0s api", "app-02 maint 0s api kill"}
 	if got := o.inst.Changes(); strings.Join(got, ",") != strings.Join(wantChanges, ",") {
 		t.Errorf("instance saw %q, want %q", got, wantChanges)
 	}
 
 	out = mustRun(t, "backend", "list", "--json", "--admin", o.addr)
 	var list admin.BackendList
-	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list.Backends) != 3 || list.Backends[0].State != "maint" {
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list.Backends) != 3 || list.Backends[0].State != "maint" || list.Backends[1].State != "maint" {
 		t.Errorf("backend list --json: %v\n%s", err, out)
 	}
 }
@@ -143,6 +147,8 @@ func TestOperatorBadInput(t *testing.T) {
 		{[]string{"backend", "dran", "app-01"}, `unknown command "dran" for "lbctl backend"`},
 		{[]string{"pin", "forgte", "203.0.113.7"}, `unknown command "forgte" for "lbctl pin"`},
 		{[]string{"backend", "drain", "app-01", "--for", "forever"}, `"for": "forever" is not a positive duration`},
+		{[]string{"backend", "drain", "app-01", "--kill"}, `unknown flag: --kill`},
+		{[]string{"backend", "ready", "app-01", "--kill"}, `unknown flag: --kill`},
 		{[]string{"pin", "get", "203.0.113.99"}, "203.0.113.99 is not pinned"},
 		{[]string{"pin", "get", "not-an-ip"}, `key "not-an-ip" is not an IP address`},
 		{[]string{"pin", "forget", "203.0.113.99"}, "203.0.113.99 is not pinned"},

@@ -183,10 +183,7 @@ func restartOnly(cur, next *config.Config) []string {
 
 // Backends returns every backend of the live pool, in config order.
 func (in *Instance) Backends() []admin.BackendStatus {
-	var pinned map[string]int
-	if in.table != nil {
-		pinned = in.table.CountByBackend()
-	}
+	pinned := in.pinnedCounts()
 	all := in.parts.Backends.Registry().All()
 	out := make([]admin.BackendStatus, len(all))
 	for i, b := range all {
@@ -211,24 +208,25 @@ func status(b *backend.Backend, pinned int) admin.BackendStatus {
 	return st
 }
 
-// SetAdminState puts backend id into state; a drain with forDur lets go of
-// its pinned clients at the deadline, which is logged when it passes.
-func (in *Instance) SetAdminState(id string, state backend.AdminState, forDur time.Duration, source string) (admin.BackendStatus, error) {
+// SetAdminState puts backend id into state; a drain with opts.For lets go
+// of its pinned clients at the deadline, which is logged when it passes. A
+// maint with opts.Kill then closes the backend's open connections: once
+// the state is set no new one goes there, so none is left behind.
+func (in *Instance) SetAdminState(id string, state backend.AdminState, opts admin.StateOptions, source string) (admin.BackendStatus, error) {
 	b := in.parts.Backends.Registry().Get(id)
 	if b == nil {
 		return admin.BackendStatus{}, fmt.Errorf("set %s: %w", id, admin.ErrUnknownBackend)
 	}
 	var until time.Time
-	if state == backend.Drain && forDur > 0 {
-		until = time.Now().Add(forDur)
+	if state == backend.Drain && opts.For > 0 {
+		until = time.Now().Add(opts.For)
 	}
 	b.SetAdmin(state, until)
 	in.watchDrain(b, until)
-	var pinned int
-	if in.table != nil {
-		pinned = in.table.CountByBackend()[id]
+	if opts.Kill && state == backend.Maint {
+		in.closeConns(id)
 	}
-	return status(b, pinned), nil
+	return status(b, in.pinnedOf(id)), nil
 }
 
 // watchDrain logs the moment a bounded drain of b lets go of its pinned
