@@ -66,15 +66,15 @@ func TestDrainDeadlineIsLoggedOnce(t *testing.T) {
 		in := newTestInstance(t, &out)
 		defer in.Close()
 
-		st, err := in.SetAdminState("app-02", backend.Drain, 10*time.Minute, "api")
+		st, err := in.SetAdminState("app-02", backend.Drain, admin.StateOptions{For: 10 * time.Minute}, "api")
 		if err != nil || st.State != "drain" || !st.DrainUntil.Equal(time.Now().Add(10*time.Minute)) {
 			t.Fatalf("SetAdminState = %+v, %v; want drain until now+10m", st, err)
 		}
-		if _, err := in.SetAdminState("app-01", backend.Drain, 5*time.Minute, "api"); err != nil {
+		if _, err := in.SetAdminState("app-01", backend.Drain, admin.StateOptions{For: 5 * time.Minute}, "api"); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Minute)
-		if _, err := in.SetAdminState("app-01", backend.Ready, 0, "api"); err != nil {
+		if _, err := in.SetAdminState("app-01", backend.Ready, admin.StateOptions{}, "api"); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(10 * time.Minute)
@@ -93,7 +93,7 @@ func TestSetAdminStateOfAnUnknownBackend(t *testing.T) {
 	var out lockedBuffer
 	in := newTestInstance(t, &out)
 	defer in.Close()
-	if _, err := in.SetAdminState("app-09", backend.Maint, 0, "api"); !errors.Is(err, admin.ErrUnknownBackend) {
+	if _, err := in.SetAdminState("app-09", backend.Maint, admin.StateOptions{}, "api"); !errors.Is(err, admin.ErrUnknownBackend) {
 		t.Errorf("SetAdminState(app-09) = %v, want ErrUnknownBackend", err)
 	}
 }
