@@ -37,7 +37,7 @@ func TestSetTTLShorterAppliesAtOnce(t *testing.T) {
 		if st := tb.Stats(); st.Size != 1 || st.Expirations != 1 {
 			t.Errorf("after one sweep: Stats = %+v, want size 1 and 1 expiration", st)
 		}
-		time.Sleep(start.Add(50 * time.Minute).Sub(time.Now()))
+		time.Sleep(time.Until(start.Add(50 * time.Minute)))
 		if _, ok := tb.Lookup(b); ok {
 			t.Error("b still pinned 30m after its last use")
 		}
