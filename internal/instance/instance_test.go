@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/admin"
+	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/config"
 )
 
@@ -255,5 +256,33 @@ func TestReloadTurnsChecksOnAndOff(t *testing.T) {
 	}
 	if !b.Up() {
 		t.Error("backend still down once checks are off")
+	}
+}
+
+func TestNewPoolProberFollowsHealth(t *testing.T) {
+	cfg := testConfig(t, "127.0.0.1:8081")
+	cfg.Health.Check, cfg.Health.Path = "http", "/ready"
+	cfg.Health.Interval, cfg.Health.Timeout = config.Duration(3*time.Second), config.Duration(500*time.Millisecond)
+	cfg.Health.Rise, cfg.Health.Fall = 4, 5
+	p, err := NewPool(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("NewPool: %v", err)
+	}
+	got := p.Prober.Settings()
+	if check, ok := got.Checker.(*backend.HTTPCheck); !ok || check.Path != "/ready" ||
+		got.Interval != 3*time.Second || got.Timeout != 500*time.Millisecond || got.Rise != 4 || got.Fall != 5 {
+		t.Errorf("prober settings %+v, want an http check of /ready every 3s, timeout 500ms, rise 4, fall 5", got)
+	}
+	if p.Prober.Rise != 4 || p.Prober.Fall != 5 {
+		t.Errorf("prober fields rise %d, fall %d; want the starting settings, 4 and 5", p.Prober.Rise, p.Prober.Fall)
+	}
+
+	cfg.Health.Check = "none"
+	p, err = NewPool(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("NewPool: %v", err)
+	}
+	if p.Prober == nil || p.Prober.Settings().Checker != nil {
+		t.Errorf("with checks off: prober %v, want one without a checker", p.Prober)
 	}
 }

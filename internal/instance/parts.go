@@ -45,7 +45,12 @@ func NewPool(cfg *config.Config, log *slog.Logger) (*Pool, error) {
 		return nil, err
 	}
 	p := &Pool{Backends: backend.NewPool(reg), Selector: sel}
-	p.Prober = &backend.Prober{Pool: p.Backends, Logger: log}
+	// The fields show the settings the prober started with; applyChecks
+	// makes them current and sets how joining backends start.
+	p.Prober = &backend.Prober{
+		Pool: p.Backends, Checker: checks.Checker, Interval: checks.Interval,
+		Timeout: checks.Timeout, Rise: checks.Rise, Fall: checks.Fall, Logger: log,
+	}
 	applyChecks(p, checks)
 	return p, nil
 }
