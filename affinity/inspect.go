@@ -33,7 +33,7 @@ func (t *Table) ParseKey(s string) (Key, error) {
 // as a hit or a miss. An expired pin is not reported, by the same test
 // Lookup applies (a pin is live strictly before its expiry instant).
 func (t *Table) Get(k Key) (id string, expires time.Time, ok bool) {
-	now := time.Now().UnixNano()
+	horizon := t.horizon(time.Now().UnixNano())
 	s := t.shard(k)
 	s.mu.Lock()
 	e, ok := s.items[k]
@@ -42,10 +42,10 @@ func (t *Table) Get(k Key) (id string, expires time.Time, ok bool) {
 		p = e.pin
 	}
 	s.mu.Unlock()
-	if !ok || now >= p.expires {
+	if !ok || p.used <= horizon {
 		return "", time.Time{}, false
 	}
-	return p.id, time.Unix(0, p.expires), true
+	return p.id, t.expires(p.used), true
 }
 
 // Forget removes the live pin of k and reports whether there was one; the
@@ -54,12 +54,12 @@ func (t *Table) Get(k Key) (id string, expires time.Time, ok bool) {
 // expired pin still awaiting the sweeper is left to it, to be counted as the
 // expiration it is, and Forget reports false.
 func (t *Table) Forget(k Key) bool {
-	now := time.Now().UnixNano()
+	horizon := t.horizon(time.Now().UnixNano())
 	s := t.shard(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.items[k]
-	if !ok || now >= e.expires {
+	if !ok || e.used <= horizon {
 		return false
 	}
 	s.remove(e)
@@ -81,7 +81,7 @@ func (t *Table) Forget(k Key) bool {
 func (t *Table) Range(fn func(k Key, id string, expires time.Time) bool) {
 	var batch [rangeBatch]pinned
 	for i := range t.shards {
-		if !t.shards[i].visit(batch[:0], fn) {
+		if !t.shards[i].visit(t, batch[:0], fn) {
 			return
 		}
 	}
@@ -100,38 +100,38 @@ type pinned struct {
 // semantics Range documents; the iterator only ever advances with s.mu held,
 // and every change to the map is made under s.mu, so no step overlaps a
 // change.
-func (s *shard) visit(batch []pinned, fn func(Key, string, time.Time) bool) bool {
+func (s *shard) visit(t *Table, batch []pinned, fn func(Key, string, time.Time) bool) bool {
 	s.mu.Lock()
-	now := time.Now().UnixNano()
+	horizon := t.horizon(time.Now().UnixNano())
 	read := 0
 	for k, e := range s.items {
-		if now < e.expires {
+		if e.used > horizon {
 			batch = append(batch, pinned{key: k, pin: e.pin})
 		}
 		if read++; read < cap(batch) {
 			continue
 		}
 		s.mu.Unlock()
-		if !emit(batch, fn) {
+		if !t.emit(batch, fn) {
 			return false
 		}
 		batch, read = batch[:0], 0
 		s.mu.Lock()
-		now = time.Now().UnixNano()
+		horizon = t.horizon(time.Now().UnixNano())
 	}
 	s.mu.Unlock()
-	return emit(batch, fn)
+	return t.emit(batch, fn)
 }
 
 // emit calls fn for each pin of batch still live now, until fn returns
 // false, and reports whether it did not.
-func emit(batch []pinned, fn func(Key, string, time.Time) bool) bool {
-	now := time.Now().UnixNano()
+func (t *Table) emit(batch []pinned, fn func(Key, string, time.Time) bool) bool {
+	horizon := t.horizon(time.Now().UnixNano())
 	for _, p := range batch {
-		if now >= p.expires {
+		if p.used <= horizon {
 			continue
 		}
-		if !fn(p.key, p.id, time.Unix(0, p.expires)) {
+		if !fn(p.key, p.id, t.expires(p.used)) {
 			return false
 		}
 	}

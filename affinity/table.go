@@ -9,6 +9,7 @@
 package affinity
 
 import (
+	"math"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -56,24 +57,34 @@ type Stats struct {
 }
 
 // Table maps client keys to backend ids. It is safe for concurrent use.
-// Create it with New and stop its sweeper with Close.
+// Create it with New and stop its sweeper with Close. SetTTL and
+// SetCapacity change its bounds while it serves.
 type Table struct {
-	ttl     int64 // nanoseconds
-	slack   int64 // a hit renews the TTL only when it is older than this
-	v4, v6  int
-	mask    uint64
-	limit   int64        // capacity over all shards
-	size    atomic.Int64 // entries over all shards
-	shards  []shard
+	// ttl, slack and cutoff decide which pins are live: see horizon.
+	ttl    atomic.Int64 // nanoseconds
+	slack  atomic.Int64 // a hit renews a pin only when its use is older than this
+	cutoff atomic.Int64 // pins last used at or before this instant are dead
+	v4, v6 int
+	mask   uint64
+	limit  atomic.Int64 // capacity over all shards
+	size   atomic.Int64 // entries over all shards
+	shards []shard
+
+	// resizing serializes SetTTL and SetCapacity.
+	resizing sync.Mutex
+	// retime tells the sweeper that the TTL changed, so that its period
+	// follows.
+	retime  chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
 	closing sync.Once
 }
 
-// pin is the value stored per key.
+// pin is the value stored per key. It holds when the pin was last used,
+// not when it expires, so that a new TTL applies to every pin at once.
 type pin struct {
-	id      string
-	expires int64 // unix nanoseconds
+	id   string
+	used int64 // unix nanoseconds
 }
 
 // shard is one independently locked part of the table.
@@ -112,23 +123,120 @@ func New(opts Options) *Table {
 		n *= 2
 	}
 	t := &Table{
-		ttl:    int64(ttl),
-		slack:  int64(ttl) / 128,
 		v4:     v4,
 		v6:     v6,
 		mask:   uint64(n - 1),
-		limit:  int64(capacity),
 		shards: make([]shard, n),
+		retime: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	t.ttl.Store(int64(ttl))
+	t.slack.Store(int64(ttl) / 128)
+	t.cutoff.Store(math.MinInt64)
+	t.limit.Store(int64(capacity))
 	for i := range t.shards {
 		// Shards are unbounded: capacity is enforced over the whole table
 		// in Pin, since hashing never fills shards evenly.
 		t.shards[i].init()
 	}
-	go t.sweep(min(max(ttl/64, minSweepEvery), maxSweepEvery))
+	go t.sweep()
 	return t
+}
+
+// sweepEvery is the sweeper's period for ttl: often enough that expired
+// pins do not linger long past a short TTL, never more than needed.
+func sweepEvery(ttl time.Duration) time.Duration {
+	return min(max(ttl/64, minSweepEvery), maxSweepEvery)
+}
+
+// horizon returns the last instant of use that is dead at now: a pin is
+// live while its last use is after it. It is now minus the TTL, unless a
+// longer TTL has been set since pins expired under the shorter one
+// (cutoff), which must not bring those back to life. Pins are live in
+// order of last use, so the recency list is also in expiry order, which
+// the sweeper and eviction rely on.
+func (t *Table) horizon(now int64) int64 {
+	return max(now-t.ttl.Load(), t.cutoff.Load())
+}
+
+// expires returns when a pin last used at used expires unless used again.
+func (t *Table) expires(used int64) time.Time {
+	return time.Unix(0, used+t.ttl.Load())
+}
+
+// TTL returns the time a pin lives after its last use.
+func (t *Table) TTL() time.Duration { return time.Duration(t.ttl.Load()) }
+
+// Capacity returns the bound on the number of pins.
+func (t *Table) Capacity() int { return int(t.limit.Load()) }
+
+// SetTTL changes how long a pin lives after its last use, for every pin at
+// once: with a shorter TTL, pins idle for longer than it are expired now
+// (the sweeper removes them in its usual small batches, and lookups already
+// miss them); with a longer one, live pins live longer, but a pin that had
+// expired under the old TTL stays expired, whether or not the sweeper had
+// removed it yet. The sweeper's period follows the new TTL. Zero or
+// negative means DefaultTTL.
+func (t *Table) SetTTL(d time.Duration) {
+	if d <= 0 {
+		d = DefaultTTL
+	}
+	t.resizing.Lock()
+	defer t.resizing.Unlock()
+	old := t.ttl.Load()
+	if int64(d) == old {
+		return
+	}
+	if int64(d) > old {
+		// Pins dead under the old TTL (last used at or before now-old)
+		// must stay dead under the longer one.
+		t.cutoff.Store(max(t.cutoff.Load(), time.Now().UnixNano()-old))
+	}
+	t.slack.Store(int64(d) / 128)
+	t.ttl.Store(int64(d))
+	select {
+	case t.retime <- struct{}{}:
+	default: // the sweeper has yet to see an earlier change; it reads the latest
+	}
+}
+
+// SetCapacity changes the bound on the number of pins. When the table holds
+// more than n, the least recently used pins are evicted down to n and
+// counted as evictions (pins already expired go as expirations). This is
+// done shard by shard, at most sweepBatch pins per lock hold, each shard
+// keeping the most recently used of its pins in proportion to its size, so
+// that no lookup waits long and the pins that go are among the oldest of
+// the whole table (exactly the oldest with a single shard). The number of
+// shards is fixed when the table is created. Zero or negative means
+// DefaultCapacity.
+func (t *Table) SetCapacity(n int) {
+	if n <= 0 {
+		n = DefaultCapacity
+	}
+	t.resizing.Lock()
+	defer t.resizing.Unlock()
+	limit := int64(n)
+	t.limit.Store(limit)
+	// Pins that arrive meanwhile evict on their own once the limit is
+	// stored; a pass falls short of the limit only by rounding or by them.
+	for total := t.size.Load(); total > limit; total = t.size.Load() {
+		evicted := 0
+		for i := range t.shards {
+			s := &t.shards[i]
+			share := -1 // set by the first shrink of the pass
+			for {
+				removed, more := s.shrink(t, limit, total, &share)
+				evicted += removed
+				if !more {
+					break
+				}
+			}
+		}
+		if evicted == 0 {
+			return
+		}
+	}
 }
 
 // Key returns the key for a client address, masked to the table's prefixes.
@@ -146,21 +254,22 @@ func (t *Table) shard(k Key) *shard { return &t.shards[k.hash()&t.mask] }
 // order, which the sweeper relies on.
 func (t *Table) Lookup(k Key) (id string, ok bool) {
 	now := time.Now().UnixNano()
+	horizon := t.horizon(now)
 	s := t.shard(k)
 	s.mu.Lock()
 	e, ok := s.items[k]
 	switch {
 	case !ok:
 		s.misses++
-	case now >= e.expires:
+	case e.used <= horizon:
 		s.remove(e)
 		t.size.Add(-1)
 		s.expirations++
 		s.misses++
 		ok = false
 	default:
-		if e.expires-now < t.ttl-t.slack {
-			e.expires = now + t.ttl
+		if now-e.used > t.slack.Load() {
+			e.used = now
 			s.touch(e)
 		}
 		s.hits++
@@ -198,11 +307,12 @@ func (t *Table) PinIf(k Key, old, id string) (current string) {
 // entry (if any) is old, returning the live id otherwise.
 func (t *Table) pin(k Key, old, id string, conditional bool) (current string, repinned bool) {
 	now := time.Now().UnixNano()
+	horizon := t.horizon(now)
 	s := t.shard(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, existed := s.items[k]
-	live := existed && now < e.expires
+	live := existed && e.used > horizon
 	switch {
 	case live && conditional && e.id != old:
 		return e.id, false
@@ -213,16 +323,16 @@ func (t *Table) pin(k Key, old, id string, conditional bool) (current string, re
 		repinned = true
 	}
 	if existed {
-		e.pin = pin{id: id, expires: now + t.ttl}
+		e.pin = pin{id: id, used: now}
 		s.touch(e)
 		return id, repinned
 	}
-	s.insert(k, pin{id: id, expires: now + t.ttl})
-	if t.size.Add(1) > t.limit && len(s.items) > 1 {
+	s.insert(k, pin{id: id, used: now})
+	if t.size.Add(1) > t.limit.Load() && len(s.items) > 1 {
 		// The oldest entry may already have expired, waiting for the
 		// sweeper; then it goes as an expiration, not an eviction.
 		oldest := s.oldest()
-		if now >= oldest.expires {
+		if oldest.used <= horizon {
 			s.expirations++
 		} else {
 			s.evictions++
@@ -267,19 +377,21 @@ func (t *Table) Close() {
 // take its CPU away for a whole scheduling tick, and a lookup that needs the
 // shard it holds would wait that long. Expired entries still in the table
 // are already misses, so clearing them later only delays the memory.
-func (t *Table) sweep(every time.Duration) {
+func (t *Table) sweep() {
 	defer close(t.done)
-	tick := time.NewTicker(every)
+	tick := time.NewTicker(sweepEvery(t.TTL()))
 	defer tick.Stop()
 	next := 0 // the shard the next round starts with
 	for {
 		select {
 		case <-t.stop:
 			return
+		case <-t.retime:
+			tick.Reset(sweepEvery(t.TTL()))
 		case <-tick.C:
 			budget := sweepBudget
 			for range t.shards {
-				budget -= t.shards[next].expire(time.Now().UnixNano(), &t.size, min(budget, sweepBatch))
+				budget -= t.shards[next].expire(t.horizon(time.Now().UnixNano()), &t.size, min(budget, sweepBatch))
 				if budget <= 0 {
 					break
 				}
@@ -289,16 +401,17 @@ func (t *Table) sweep(every time.Duration) {
 	}
 }
 
-// expire removes up to max of the shard's expired entries, oldest first,
-// in one lock hold, and returns how many it removed. Every TTL renewal moves
-// its entry to the front of the LRU list, so the list is in expiry order
-// and the sweep stops at the first live entry.
-func (s *shard) expire(now int64, size *atomic.Int64, max int) (removed int) {
+// expire removes up to max of the shard's expired entries (last used at or
+// before horizon), oldest first, in one lock hold, and returns how many it
+// removed. Every TTL renewal moves its entry to the front of the LRU list,
+// so the list is in expiry order and the sweep stops at the first live
+// entry.
+func (s *shard) expire(horizon int64, size *atomic.Int64, max int) (removed int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for ; removed < max; removed++ {
 		e := s.oldest()
-		if e == nil || now < e.expires {
+		if e == nil || e.used > horizon {
 			break
 		}
 		s.remove(e)
@@ -306,4 +419,34 @@ func (s *shard) expire(now int64, size *atomic.Int64, max int) (removed int) {
 	}
 	size.Add(int64(-removed))
 	return removed
+}
+
+// shrink removes, in one lock hold, up to sweepBatch of the shard's least
+// recently used entries beyond its share of limit, never taking the table
+// below limit. The share is the shard's part of limit in proportion to its
+// part of total (the table's size when the pass began); the first call of
+// a pass sets it (from -1), the following ones keep it.
+// An entry that had already expired counts as an expiration, any other as
+// an eviction. It returns how many it removed and whether the shard is
+// still over its share.
+func (s *shard) shrink(t *Table, limit, total int64, sharep *int) (removed int, more bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if *sharep < 0 {
+		*sharep = int(int64(len(s.items)) * limit / total)
+	}
+	share := *sharep
+	horizon := t.horizon(time.Now().UnixNano())
+	for len(s.items) > share && removed < sweepBatch && t.size.Load() > limit {
+		e := s.oldest()
+		if e.used <= horizon {
+			s.expirations++
+		} else {
+			s.evictions++
+		}
+		s.remove(e)
+		t.size.Add(-1)
+		removed++
+	}
+	return removed, len(s.items) > share && removed == sweepBatch && t.size.Load() > limit
 }

@@ -120,12 +120,12 @@ func BenchmarkSweepBatch(b *testing.B) {
 		b.StopTimer()
 		s.mu.Lock()
 		for j := range sweepBatch {
-			s.insert(v4key(i*sweepBatch+j), pin{id: "app-01", expires: past})
+			s.insert(v4key(i*sweepBatch+j), pin{id: "app-01", used: past})
 		}
 		s.mu.Unlock()
 		tb.size.Add(sweepBatch)
 		b.StartTimer()
-		s.expire(time.Now().UnixNano(), &tb.size, sweepBatch)
+		s.expire(tb.horizon(time.Now().UnixNano()), &tb.size, sweepBatch)
 	}
 }
 

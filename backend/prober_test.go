@@ -118,14 +118,16 @@ func TestProberRiseAndFall(t *testing.T) {
 
 func TestProberDefaults(t *testing.T) {
 	var p Prober
-	if p.interval() != 2*time.Second || p.timeout() != time.Second || p.rise() != 2 || p.fall() != 3 || p.logger() != slog.Default() {
-		t.Errorf("zero Prober resolves to interval %v, timeout %v, rise %d, fall %d; want 2s, 1s, 2, 3 and slog.Default()",
-			p.interval(), p.timeout(), p.rise(), p.fall())
+	want := ProbeSettings{Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3}
+	if got := p.Settings(); got != want || p.logger() != slog.Default() {
+		t.Errorf("zero Prober resolves to %+v, want %+v and slog.Default()", got, want)
 	}
 	// A zero Prober has nothing to probe.
 	p.Round(t.Context())
-	if err := p.Run(t.Context()); err == nil {
-		t.Errorf("Run without a Checker = nil, want an error")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := p.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Run without a Checker = %v, want context.Canceled", err)
 	}
 }
 

@@ -63,7 +63,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 	return in, nil
 }
 
-// Prober returns the health prober, nil when the config turns checks off.
+// Prober returns the health prober. With checks off it probes nothing
+// until a reload turns them on.
 func (in *Instance) Prober() *backend.Prober { return in.parts.Prober }
 
 // Table returns the L4 affinity table, nil in L7.
@@ -110,10 +111,11 @@ func (in *Instance) stopTimers() {
 }
 
 // Reload reads the config again and applies it in place: the backends
-// change as backend.Pool.Reload says (a backend is its id). A file that
+// change as backend.Pool.Reload says (a backend is its id), then [health]
+// and the affinity ttl and capacity (see applySettings). A file that
 // fails to load or validate changes nothing and is an *admin.ReloadError
 // with every message. Settings that this version applies only at start
-// (everything outside [[backend]]) must be unchanged: a change to any of
+// (the rest of the file) must be unchanged: a change to any of
 // them is refused the same way, naming the section, so that the running
 // config never silently differs from the file. Reloads are serialized.
 func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
@@ -132,6 +134,10 @@ func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
 	if msgs := restartOnly(in.cfg, next); len(msgs) > 0 {
 		return admin.ReloadResult{}, &admin.ReloadError{Messages: msgs}
 	}
+	settings, err := planSettings(in.cfg, next)
+	if err != nil {
+		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
+	}
 	specs := make([]backend.Spec, len(next.Backends))
 	for i, b := range next.Backends {
 		specs[i] = backend.Spec{ID: b.ID, Address: b.Address, Weight: b.Weight}
@@ -140,12 +146,13 @@ func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
 	if err != nil {
 		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
 	}
+	items := append(changes.Items(), in.applySettings(settings, next)...)
 	in.cfg = next
-	items := changes.Items()
-	if items == nil {
-		items = []string{}
+	summary := "no change"
+	if len(items) > 0 {
+		summary = strings.Join(items, " ")
 	}
-	return admin.ReloadResult{Changes: items, Summary: "reloaded: " + changes.String()}, nil
+	return admin.ReloadResult{Changes: items, Summary: "reloaded: " + summary}, nil
 }
 
 // messages splits a config error into its lines, one problem each.
@@ -172,9 +179,8 @@ func restartOnly(cur, next *config.Config) []string {
 	check("mode", cur.Mode, next.Mode)
 	check("listen", cur.Listen, next.Listen)
 	check("balance", cur.Balance, next.Balance)
-	check("affinity", cur.Affinity, next.Affinity)
+	msgs = append(msgs, affinityRestartOnly(cur, next)...)
 	check("cookie", cur.Cookie, next.Cookie)
-	check("health", cur.Health, next.Health)
 	check("timeouts", cur.Timeouts, next.Timeouts)
 	check("limits", cur.Limits, next.Limits)
 	check("admin", cur.Admin, next.Admin)

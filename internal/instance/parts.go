@@ -17,8 +17,9 @@ import (
 )
 
 // Pool is what both front doors share: the live backend pool, the policy
-// that picks among them, and the prober that keeps their health (nil when
-// the config turns health checks off).
+// that picks among them, and the prober that keeps their health. The
+// prober exists even when the config turns health checks off (it then
+// probes nothing), so that a reload can turn them on.
 type Pool struct {
 	Backends *backend.Pool
 	Selector backend.Selector
@@ -39,24 +40,18 @@ func NewPool(cfg *config.Config, log *slog.Logger) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	checker, err := backend.NewChecker(cfg.Health.Check, cfg.Health.Path)
+	checks, err := probeSettings(cfg.Health)
 	if err != nil {
 		return nil, err
 	}
 	p := &Pool{Backends: backend.NewPool(reg), Selector: sel}
-	if checker != nil {
-		// Backends that a reload adds wait for their rise checks.
-		p.Backends.SetJoinDown(true)
-		p.Prober = &backend.Prober{
-			Pool:     p.Backends,
-			Checker:  checker,
-			Interval: cfg.Health.Interval.D(),
-			Timeout:  cfg.Health.Timeout.D(),
-			Rise:     cfg.Health.Rise,
-			Fall:     cfg.Health.Fall,
-			Logger:   log,
-		}
+	// The fields show the settings the prober started with; applyChecks
+	// makes them current and sets how joining backends start.
+	p.Prober = &backend.Prober{
+		Pool: p.Backends, Checker: checks.Checker, Interval: checks.Interval,
+		Timeout: checks.Timeout, Rise: checks.Rise, Fall: checks.Fall, Logger: log,
 	}
+	applyChecks(p, checks)
 	return p, nil
 }
 
