@@ -48,6 +48,8 @@ func TestPortableEngine(t *testing.T) {
 		"ReloadMovesAddress":                    TestReloadMovesAddress,
 		"ReloadsUnderLoad":                      TestReloadsUnderLoad,
 		"CloseConnsEndsOnlyThatBackends":        TestCloseConnsEndsOnlyThatBackendsConnections,
+		"ReconfigureIdleTimeout":                TestReconfigureIdleTimeoutAppliesToNewConnections,
+		"ReconfigurePolicy":                     TestReconfigurePolicyTakesEffect,
 	} {
 		t.Run(name, test)
 	}
