@@ -110,12 +110,16 @@ func (in *Instance) stopTimers() {
 }
 
 // Reload reads the config again and applies it in place: the backends
-// change as backend.Pool.Reload says (a backend is its id). A file that
-// fails to load or validate changes nothing and is an *admin.ReloadError
-// with every message. Settings that this version applies only at start
-// (everything outside [[backend]]) must be unchanged: a change to any of
+// change as backend.Pool.Reload says (a backend is its id), then the
+// proxy's own settings ([balance], [timeouts], [limits], [cookie]) as
+// l4.Proxy.Reconfigure and l7.Proxy.Reconfigure say: connections and
+// requests that start afterwards use them. A file that fails to load or
+// validate changes nothing and is an *admin.ReloadError with every
+// message. Settings that this version applies only at start (mode, listen,
+// [affinity], [health], [admin]) must be unchanged: a change to any of
 // them is refused the same way, naming the section, so that the running
-// config never silently differs from the file. Reloads are serialized.
+// config never silently differs from the file. The result names every
+// backend and every changed section. Reloads are serialized.
 func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
 	if in.Load == nil {
 		return admin.ReloadResult{}, errors.New("this instance has no config file to reload")
@@ -132,6 +136,12 @@ func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
 	if msgs := restartOnly(in.cfg, next); len(msgs) > 0 {
 		return admin.ReloadResult{}, &admin.ReloadError{Messages: msgs}
 	}
+	sel := in.parts.Selector
+	if next.Balance.Policy != in.cfg.Balance.Policy {
+		if sel, err = backend.NewSelector(next.Balance.Policy); err != nil {
+			return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{"balance.policy: " + err.Error()}}
+		}
+	}
 	specs := make([]backend.Spec, len(next.Backends))
 	for i, b := range next.Backends {
 		specs[i] = backend.Spec{ID: b.ID, Address: b.Address, Weight: b.Weight}
@@ -140,12 +150,23 @@ func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
 	if err != nil {
 		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
 	}
-	in.cfg = next
-	items := changes.Items()
-	if items == nil {
-		items = []string{}
+	tuning := tuningChanges(in.cfg, next)
+	if len(tuning) > 0 {
+		in.parts.Selector = sel
+		// Reconfigure fails only without a selector, and sel is one.
+		if in.l7 != nil {
+			in.l7.Reconfigure(L7Settings(next, sel))
+		} else {
+			in.l4.Reconfigure(L4Settings(next, sel))
+		}
 	}
-	return admin.ReloadResult{Changes: items, Summary: "reloaded: " + changes.String()}, nil
+	in.cfg = next
+	items := append(changes.Items(), tuning...)
+	summary := "no change"
+	if len(items) > 0 {
+		summary = strings.Join(items, " ")
+	}
+	return admin.ReloadResult{Changes: items, Summary: "reloaded: " + summary}, nil
 }
 
 // messages splits a config error into its lines, one problem each.
@@ -159,9 +180,9 @@ func messages(err error) []string {
 	return out
 }
 
-// restartOnly returns a message for each part of the config, other than
-// the backends, that differs between cur and next: this version applies
-// those only when it starts.
+// restartOnly returns a message for each part of the config that differs
+// between cur and next and that this version applies only when it starts:
+// everything but the backends and the proxy's own settings.
 func restartOnly(cur, next *config.Config) []string {
 	var msgs []string
 	check := func(key string, a, b any) {
@@ -171,12 +192,8 @@ func restartOnly(cur, next *config.Config) []string {
 	}
 	check("mode", cur.Mode, next.Mode)
 	check("listen", cur.Listen, next.Listen)
-	check("balance", cur.Balance, next.Balance)
 	check("affinity", cur.Affinity, next.Affinity)
-	check("cookie", cur.Cookie, next.Cookie)
 	check("health", cur.Health, next.Health)
-	check("timeouts", cur.Timeouts, next.Timeouts)
-	check("limits", cur.Limits, next.Limits)
 	check("admin", cur.Admin, next.Admin)
 	return msgs
 }
