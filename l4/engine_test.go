@@ -50,6 +50,7 @@ func TestPortableEngine(t *testing.T) {
 		"CloseConnsEndsOnlyThatBackends":        TestCloseConnsEndsOnlyThatBackendsConnections,
 		"ReconfigureIdleTimeout":                TestReconfigureIdleTimeoutAppliesToNewConnections,
 		"ReconfigurePolicy":                     TestReconfigurePolicyTakesEffect,
+		"ReconfigureUnderLoad":                  TestReconfigureUnderLoad,
 	} {
 		t.Run(name, test)
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,7 +17,9 @@ import (
 // A shorter idle timeout applies to the connections accepted after the
 // change; a connection open before it keeps the bound it was accepted with.
 func TestReconfigureIdleTimeoutAppliesToNewConnections(t *testing.T) {
-	f := newFixture(t, fixtureOpts{n: 1}) // no idle timeout
+	// An hour: the older connection's deadline comes long after the new
+	// one's, which must not wait behind it.
+	f := newFixture(t, fixtureOpts{n: 1, idle: time.Hour})
 	old := dialFrom(t, "127.0.0.31", f.addr)
 	defer old.Close()
 	oldR := bufio.NewReader(old)
@@ -120,5 +124,50 @@ func TestReconfigureNeedsSelector(t *testing.T) {
 	}
 	if got := greeting(t, "127.0.0.33", f.addr); got != f.backends[0].id {
 		t.Fatalf("greeting from %s, want %s", got, f.backends[0].id)
+	}
+}
+
+// Settings change again and again while clients connect and relay: every
+// connection is served, the event loop keeps each timeout's sessions in
+// its own queue, and the race detector sees the settings read only through
+// the proxy's published pointer.
+func TestReconfigureUnderLoad(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 2, idle: 10 * time.Second})
+	variants := []Settings{
+		{Selector: &backend.RoundRobin{}, ConnectTimeout: time.Second, IdleTimeout: 10 * time.Second},
+		{Selector: &backend.LeastConn{}, ConnectTimeout: 2 * time.Second, IdleTimeout: 5 * time.Second},
+		{Selector: &backend.Random2{}, ConnectTimeout: 3 * time.Second},
+	}
+	var served, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := echoOnce(fmt.Sprintf("127.0.1.%d", 1+(g*50+i)%200), f.addr); err != nil {
+					failed.Add(1)
+					t.Errorf("client %d: %v", g, err)
+					return
+				}
+				served.Add(1)
+			}
+		})
+	}
+	for i := range 30 {
+		from := served.Load()
+		waitFor(t, "connections to be served between changes", func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
+		if err := f.proxy.Reconfigure(variants[(i+1)%len(variants)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if n := failed.Load(); n != 0 {
+		t.Errorf("%d of %d connections failed across 30 changes", n, served.Load()+n)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -121,12 +123,12 @@ func TestReconfigureCookieAttributes(t *testing.T) {
 	}
 }
 
-// A shorter idle timeout applies to the connections that start waiting
-// after the change; one that was already waiting keeps its bound.
+// A shorter idle timeout applies to new connections, and to a kept-alive
+// connection from its next request on.
 func TestReconfigureIdleTimeout(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 1}) // 10 s idle timeout
-	waiting := openKeptAlive(t, f.addr)
-	waiting.get(t, "/", "")
+	kept := openKeptAlive(t, f.addr)
+	kept.get(t, "/", "")
 
 	const idle = 200 * time.Millisecond
 	s := f.proxy.fields()
@@ -134,18 +136,19 @@ func TestReconfigureIdleTimeout(t *testing.T) {
 	if err := f.proxy.Reconfigure(s); err != nil {
 		t.Fatal(err)
 	}
-	k := openKeptAlive(t, f.addr)
-	k.get(t, "/", "")
-	start := time.Now()
-	if _, err := k.r.ReadByte(); err != io.EOF {
-		t.Fatalf("read on a connection idle after the change: %v, want EOF from the proxy", err)
+	closedAfterIdle := func(k *keptAlive, what string) {
+		t.Helper()
+		k.get(t, "/", "")
+		start := time.Now()
+		if _, err := k.r.ReadByte(); err != io.EOF {
+			t.Fatalf("read on %s: %v, want EOF from the proxy", what, err)
+		}
+		if took := time.Since(start); took < idle-50*time.Millisecond || took > idle+4*time.Second {
+			t.Errorf("%s closed after %v, want about %v", what, took, idle)
+		}
 	}
-	if took := time.Since(start); took < idle-50*time.Millisecond || took > idle+4*time.Second {
-		t.Errorf("closed after %v, want about %v", took, idle)
-	}
-	if _, got := waiting.get(t, "/", ""); got != "app-01" {
-		t.Errorf("the connection waiting before the change answered %q", got)
-	}
+	closedAfterIdle(openKeptAlive(t, f.addr), "a connection opened after the change")
+	closedAfterIdle(kept, "a connection kept alive across the change")
 }
 
 // A new balance policy places the requests without a cookie that arrive
@@ -194,6 +197,9 @@ func TestReconfigurePolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 4 {
+		// The previous newcomer's backend is released just after its
+		// answer went out.
+		waitFor(t, "the other backend to be free", func() bool { return other.Active() == 0 })
 		if id := newcomer(); id != other.ID {
 			t.Fatalf("newcomer %d after the change to leastconn went to %s, want %s", i, id, other.ID)
 		}
@@ -272,5 +278,56 @@ func TestReconfigureNeedsSelector(t *testing.T) {
 	}
 	if f.proxy.tuned.Load() != before {
 		t.Fatal("refused settings were applied")
+	}
+}
+
+// Settings change again and again while browsers keep their connections
+// busy: every request is answered, and the race detector sees the data
+// path read the settings only through the proxy's published pointers.
+func TestReconfigureUnderLoad(t *testing.T) {
+	opts := defaultCookie()
+	opts.Secrets = []string{"a"}
+	f := newFixture(t, fixtureOpts{n: 3, cookie: opts})
+	variants := []Settings{f.proxy.fields(), f.proxy.fields()}
+	variants[1].Selector = &backend.LeastConn{}
+	variants[1].Cookie.Secrets = []string{"b", "a"}
+	variants[1].Cookie.Path = "/app"
+	variants[1].IdleTimeout = 5 * time.Second
+	variants[1].MaxHeaderBytes = 16 << 10
+	variants[1].ServerTimeout = 30 * time.Second
+
+	var served, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		c := f.client(t)
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// Heads of 8 KiB outgrow a connection's own buffer.
+				if _, resp, err := tryGet(c, f.url("/"), "X-Pad", strings.Repeat("p", 8<<10)); err != nil || resp.StatusCode != 200 {
+					failed.Add(1)
+					t.Errorf("client %d: %v, %v", g, resp, err)
+					return
+				}
+				served.Add(1)
+			}
+		})
+	}
+	for i := range 40 {
+		from := served.Load()
+		waitFor(t, "requests to be served between changes", func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
+		if err := f.proxy.Reconfigure(variants[(i+1)%2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if n := failed.Load(); n != 0 {
+		t.Errorf("%d of %d requests failed across 40 changes", n, served.Load()+n)
 	}
 }
