@@ -182,3 +182,29 @@ func TestReloadRefusesRestartOnlyChanges(t *testing.T) {
 		t.Error("a refused reload changed the idle timeout")
 	}
 }
+
+// Each section of the proxy's own settings shows with the keys that
+// changed, secrets never by their value.
+func TestTuningChanges(t *testing.T) {
+	cur := config.Default()
+	next := config.Default()
+	if got := tuningChanges(&cur, &next); len(got) != 0 {
+		t.Fatalf("no change: %q", got)
+	}
+	next.Balance.Policy = "leastconn"
+	next.Timeouts.Connect = config.Duration(5 * time.Second)
+	next.Timeouts.Server = config.Duration(30 * time.Second)
+	next.Limits.HeaderBytes = 32 << 10
+	next.Cookie.Path = "/app"
+	next.Cookie.Secret = config.Secrets{"s3cret"}
+	want := []string{
+		"~balance(policy " + cur.Balance.Policy + "->leastconn)",
+		"~timeouts(connect " + cur.Timeouts.Connect.String() + "->5s, server " + cur.Timeouts.Server.String() + "->30s)",
+		fmt.Sprintf("~limits(header_bytes %d->32768)", cur.Limits.HeaderBytes),
+		"~cookie(path " + cur.Cookie.Path + "->/app, secret changed)",
+	}
+	got := tuningChanges(&cur, &next)
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("changes\n%q, want\n%q", got, want)
+	}
+}

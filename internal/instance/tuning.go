@@ -2,6 +2,7 @@ package instance
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -14,21 +15,25 @@ import (
 // shown: a change of them reads "secret changed".
 func tuningChanges(cur, next *config.Config) []string {
 	var items []string
-	section := func(name string, parts []string) {
+	// A key missing from the lists below still shows, as "changed".
+	section := func(name string, parts []string, a, b any) {
+		if len(parts) == 0 && !reflect.DeepEqual(a, b) {
+			parts = []string{"changed"}
+		}
 		if len(parts) > 0 {
 			items = append(items, "~"+name+"("+strings.Join(parts, ", ")+")")
 		}
 	}
-	section("balance", diff(nil, "policy", cur.Balance.Policy, next.Balance.Policy))
+	section("balance", diff(nil, "policy", cur.Balance.Policy, next.Balance.Policy), cur.Balance, next.Balance)
 
 	var t []string
 	t = diff(t, "connect", cur.Timeouts.Connect, next.Timeouts.Connect)
 	t = diff(t, "idle", cur.Timeouts.Idle, next.Timeouts.Idle)
 	t = diff(t, "header", cur.Timeouts.Header, next.Timeouts.Header)
 	t = diff(t, "server", cur.Timeouts.Server, next.Timeouts.Server)
-	section("timeouts", t)
+	section("timeouts", t, cur.Timeouts, next.Timeouts)
 
-	section("limits", diff(nil, "header_bytes", cur.Limits.HeaderBytes, next.Limits.HeaderBytes))
+	section("limits", diff(nil, "header_bytes", cur.Limits.HeaderBytes, next.Limits.HeaderBytes), cur.Limits, next.Limits)
 
 	a, b := cur.Cookie, next.Cookie
 	var c []string
@@ -42,7 +47,7 @@ func tuningChanges(cur, next *config.Config) []string {
 	if !slices.Equal(a.Secret, b.Secret) {
 		c = append(c, "secret changed")
 	}
-	section("cookie", c)
+	section("cookie", c, a, b)
 	return items
 }
 
