@@ -26,8 +26,9 @@ var errNoBackend = errors.New("no backend available")
 func (p *Proxy) handle(c *accept.Conn) {
 	client := c.TCPConn
 	defer client.Close()
+	cfg := p.tuned.Load() // this connection's settings, to its end
 	key := p.key(client)
-	b, server, err := p.connect(key)
+	b, server, err := p.connect(key, cfg)
 	if err != nil {
 		p.logger().Debug("client refused", "client", client.RemoteAddr().String(), "error", err)
 		return
@@ -36,7 +37,7 @@ func (p *Proxy) handle(c *accept.Conn) {
 	defer server.Close()
 	p.track(client, server, b)
 	defer p.untrack(client)
-	splice.Relay(client, server, p.IdleTimeout)
+	splice.Relay(client, server, cfg.idle)
 }
 
 // key derives the affinity key from the client's source address.
@@ -52,18 +53,18 @@ func (p *Proxy) key(c *net.TCPConn) affinity.Key {
 // to passive health (which leaves out the proxy's own faults, such as
 // running out of source ports: see backend.LocalFault) and excluded from
 // the rest of the attempt.
-func (p *Proxy) connect(key affinity.Key) (*backend.Backend, *net.TCPConn, error) {
+func (p *Proxy) connect(key affinity.Key, cfg *settings) (*backend.Backend, *net.TCPConn, error) {
 	seen, _ := p.Table.Lookup(key) // "" on a miss
 	var avoidBuf [4]*backend.Backend
 	avoid := avoidBuf[:0]
 	var lastErr error
 	for {
 		var b *backend.Backend
-		if b, seen = p.choose(key, seen, avoid); b == nil {
+		if b, seen = p.choose(key, seen, avoid, cfg.sel); b == nil {
 			break
 		}
 		b.Acquire()
-		server, err := p.dial(b)
+		server, err := b.Dial(context.Background(), &cfg.dialer)
 		if err == nil {
 			b.CountServed()
 			return b, server, nil
@@ -79,14 +80,14 @@ func (p *Proxy) connect(key affinity.Key) (*backend.Backend, *net.TCPConn, error
 // choose returns the backend key should be connected to next, and the pin
 // it now has: the backend seen (the pin this connection last saw) when that
 // keeps its pinned clients (up, and ready or draining before its deadline)
-// and is not in avoid, or else the selector's choice, pinned in its place.
+// and is not in avoid, or else sel's choice, pinned in its place.
 // It returns nil when no backend outside avoid is available.
 //
 // Connections of one client may arrive, or fail over, together. Each new
 // pin is therefore conditional on the pin this connection saw; when another
 // connection moved it first, this one follows that pin instead of choosing
 // on its own, so the client ends on one backend.
-func (p *Proxy) choose(key affinity.Key, seen string, avoid []*backend.Backend) (*backend.Backend, string) {
+func (p *Proxy) choose(key affinity.Key, seen string, avoid []*backend.Backend, sel backend.Selector) (*backend.Backend, string) {
 	// Each round either returns or follows a pin another connection moved;
 	// a bound keeps a pathological race from looping. A pin to a backend
 	// that a reload removed finds no backend, and moves.
@@ -96,7 +97,7 @@ func (p *Proxy) choose(key affinity.Key, seen string, avoid []*backend.Backend) 
 		if b := reg.Get(seen); b != nil && (b.Available() || b.KeepsPinned(time.Now())) && !slices.Contains(avoid, b) {
 			return b, seen
 		}
-		next := p.Selector.Select(reg.All(), avoid)
+		next := sel.Select(reg.All(), avoid)
 		if next == nil {
 			return nil, seen
 		}
@@ -116,9 +117,4 @@ func refused(lastErr error) error {
 		return fmt.Errorf("%w: %w", errNoBackend, lastErr)
 	}
 	return errNoBackend
-}
-
-// dial connects to b within the connect timeout.
-func (p *Proxy) dial(b *backend.Backend) (*net.TCPConn, error) {
-	return b.Dial(context.Background(), &p.dialer)
 }

@@ -48,6 +48,9 @@ func TestPortableEngine(t *testing.T) {
 		"ReloadMovesAddress":                    TestReloadMovesAddress,
 		"ReloadsUnderLoad":                      TestReloadsUnderLoad,
 		"CloseConnsEndsOnlyThatBackends":        TestCloseConnsEndsOnlyThatBackendsConnections,
+		"ReconfigureIdleTimeout":                TestReconfigureIdleTimeoutAppliesToNewConnections,
+		"ReconfigurePolicy":                     TestReconfigurePolicyTakesEffect,
+		"ReconfigureUnderLoad":                  TestReconfigureUnderLoad,
 	} {
 		t.Run(name, test)
 	}

@@ -68,13 +68,11 @@ type eventLoop struct {
 	ready      []readyRef // sessions whose pump left work, run next
 	spare      []readyRef // the other ready buffer, swapped each round
 	serial     uint64
-	connecting list // sessions dialling, oldest deadline first
-	active     list // relaying sessions, least recently active first
+	connecting queues // sessions dialling, by connect timeout
+	active     queues // relaying sessions, by idle timeout
 
 	start    time.Time
 	now      int64 // nanoseconds since start, read once per wake
-	idle     int64 // idle timeout in nanoseconds, 0 for none
-	connect  int64 // connect timeout in nanoseconds
 	lnReady  bool  // the listener may have connections to accept
 	acceptAt int64 // accepting resumes then after a failed accept
 	backoff  time.Duration
@@ -126,12 +124,8 @@ func (p *Proxy) newEventLoop(ln net.Listener) (*eventLoop, error) {
 		targets: targets,
 		reg:     reg,
 		start:   time.Now(),
-		idle:    int64(p.IdleTimeout),
-		connect: int64(p.dialer.Timeout),
 		lnReady: true,
 	}
-	l.connecting.init()
-	l.active.init()
 	if err := l.open(tl); err != nil {
 		l.closeFDs()
 		return nil, fmt.Errorf("l4: event loop: %w", err)
@@ -377,11 +371,15 @@ func (l *eventLoop) timeout() int {
 			next = t
 		}
 	}
-	if s := l.connecting.front(); s != nil {
-		soonest(s.deadline)
+	for _, q := range l.connecting {
+		if s := q.front(); s != nil {
+			soonest(s.deadline)
+		}
 	}
-	if s := l.active.front(); s != nil && l.idle > 0 {
-		soonest(s.last + l.idle)
+	for _, q := range l.active {
+		if s := q.front(); s != nil && q.d > 0 {
+			soonest(s.last + q.d)
+		}
 	}
 	if l.lnfd >= 0 && l.lnReady {
 		soonest(l.acceptAt)
@@ -421,16 +419,27 @@ func (l *eventLoop) accept() error {
 	return nil // more may be waiting: lnReady stays true
 }
 
-// expire fails over dials past the connect timeout and closes sessions
-// idle for the idle timeout.
+// expire fails over dials past their connect timeout and closes sessions
+// idle for their idle timeout, then lets go of the queues of timeouts that
+// are no longer in use.
 func (l *eventLoop) expire() {
-	for s := l.connecting.front(); s != nil && s.deadline <= l.now; s = l.connecting.front() {
-		l.dialFailed(s, errConnectTimeout)
+	for _, q := range l.connecting {
+		for s := q.front(); s != nil && s.deadline <= l.now; s = q.front() {
+			l.dialFailed(s, errConnectTimeout)
+		}
 	}
-	if l.idle > 0 {
-		for s := l.active.front(); s != nil && s.last+l.idle <= l.now; s = l.active.front() {
+	for _, q := range l.active {
+		if q.d == 0 {
+			continue
+		}
+		for s := q.front(); s != nil && s.last+q.d <= l.now; s = q.front() {
 			l.closeSession(s)
 		}
+	}
+	if len(l.connecting) > 1 || len(l.active) > 1 {
+		cfg := l.p.tuned.Load()
+		l.connecting.prune(int64(cfg.dialer.Timeout))
+		l.active.prune(int64(cfg.idle))
 	}
 }
 
@@ -440,9 +449,11 @@ var errConnectTimeout = errors.New("connect: i/o timeout")
 
 // closeAll closes every session at once.
 func (l *eventLoop) closeAll() {
-	for _, lst := range []*list{&l.connecting, &l.active} {
-		for s := lst.front(); s != nil; s = lst.front() {
-			l.closeSession(s)
+	for _, qs := range []queues{l.connecting, l.active} {
+		for _, q := range qs {
+			for s := q.front(); s != nil; s = q.front() {
+				l.closeSession(s)
+			}
 		}
 	}
 }
@@ -463,16 +474,18 @@ func (l *eventLoop) closeConns() {
 	l.closeIDs = nil
 	l.closing.Store(false)
 	l.p.mu.Unlock()
-	for _, lst := range []*list{&l.connecting, &l.active} {
-		for s := lst.front(); s != nil; {
-			next := s.next
-			if next == &lst.root {
-				next = nil
+	for _, qs := range []queues{l.connecting, l.active} {
+		for _, q := range qs {
+			for s := q.front(); s != nil; {
+				next := s.next
+				if next == &q.root {
+					next = nil
+				}
+				if s.b != nil && slices.Contains(ids, s.b.ID) {
+					l.closeSession(s)
+				}
+				s = next
 			}
-			if s.b != nil && slices.Contains(ids, s.b.ID) {
-				l.closeSession(s)
-			}
-			s = next
 		}
 	}
 }

@@ -177,19 +177,16 @@ func TestStalledLogOutputDoesNotStallTraffic(t *testing.T) {
 // that never comes cannot park it forever; a timer due sooner shortens it.
 func TestLoopWaitIsBounded(t *testing.T) {
 	l := &eventLoop{lnfd: -1, start: time.Now()}
-	l.connecting.init()
-	l.active.init()
 	if got := l.timeout(); got != maxWait {
 		t.Errorf("with no timer: wait %d ms, want %d", got, maxWait)
 	}
 	// An idle deadline an hour away.
-	l.idle = int64(time.Hour)
-	l.active.pushBack(&session{})
+	l.active.of(int64(time.Hour)).pushBack(&session{})
 	if got := l.timeout(); got != maxWait {
 		t.Errorf("with the next timer in an hour: wait %d ms, want %d", got, maxWait)
 	}
 	// A connect deadline 200 ms away.
-	l.connecting.pushBack(&session{deadline: int64(time.Since(l.start) + 200*time.Millisecond)})
+	l.connecting.of(int64(time.Second)).pushBack(&session{deadline: int64(time.Since(l.start) + 200*time.Millisecond)})
 	if got := l.timeout(); got < 1 || got > 200 {
 		t.Errorf("with a connect deadline in 200 ms: wait %d ms, want 1..200", got)
 	}

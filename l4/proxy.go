@@ -10,7 +10,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/lbctl/lbctl/affinity"
@@ -37,6 +36,8 @@ type Proxy struct {
 	// restart, which serves the pool on the portable engine.
 	Pool *backend.Pool
 	// Selector chooses a backend for clients without a usable pin.
+	// Selector, ConnectTimeout and IdleTimeout are read when Serve is first
+	// called; Reconfigure changes them after that.
 	Selector backend.Selector
 	// Table holds the client-to-backend pins.
 	Table *affinity.Table
@@ -61,9 +62,9 @@ type Proxy struct {
 	// cover the portable engine on Linux.
 	goroutines bool
 
-	init   sync.Once
-	loop   accept.Loop // the portable engine
-	dialer net.Dialer
+	init  sync.Once
+	loop  accept.Loop              // the portable engine
+	tuned atomic.Pointer[settings] // what new connections use: see Reconfigure
 
 	// What the event loops log through: a queue that a goroutine, started
 	// with the first loop and stopped by Shutdown or Close once every loop
@@ -93,19 +94,19 @@ func (p *Proxy) logger() *slog.Logger {
 	return slog.Default()
 }
 
+// settings returns the fields that Reconfigure replaces.
+func (p *Proxy) settings() Settings {
+	return Settings{Selector: p.Selector, ConnectTimeout: p.ConnectTimeout, IdleTimeout: p.IdleTimeout}
+}
+
 func (p *Proxy) setup() {
 	p.init.Do(func() {
 		p.loop.Handle = p.handle
 		p.loop.Logger = p.Logger
-		p.dialer.Timeout = p.ConnectTimeout
-		if p.dialer.Timeout <= 0 {
-			p.dialer.Timeout = DefaultConnectTimeout
-		}
-		// Dead peers are found by the idle timeout; TCP keep-alive
-		// would only add three system calls to every dial.
-		p.dialer.KeepAlive = -1
-		if hook := testHookDialing; hook != nil {
-			p.dialer.Control = func(_, _ string, rc syscall.RawConn) error { return rc.Control(hook) }
+		// A missing Selector is Serve's error to report; the
+		// settings then wait for one.
+		if r, err := p.settings().resolve(); err == nil {
+			p.tuned.Store(r)
 		}
 		h := p.logger().Handler()
 		p.logq = asynclog.New(logQueue, h)
@@ -131,6 +132,15 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		return errors.New("l4: Proxy needs Pool, Selector and Table")
 	}
 	p.setup()
+	if p.tuned.Load() == nil {
+		// Set after a setup that found no Selector.
+		r, err := p.settings().resolve()
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		p.tuned.CompareAndSwap(nil, r)
+	}
 	if !p.goroutines {
 		if l, err := p.newEventLoop(ln); err != nil {
 			ln.Close()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -31,7 +32,9 @@ type session struct {
 	b       *backend.Backend // the backend dialled or connected, acquired
 	lastErr error            // the last failed dial
 
-	serial     uint64 // tells this use of the session from later ones
+	cfg        *settings // the proxy's settings when s was accepted
+	act        *queue    // the relaying queue of s's idle timeout
+	serial     uint64    // tells this use of the session from later ones
 	relaying   bool
 	queued     bool  // on the loop's ready list: pump stopped with work left
 	deadline   int64 // of the dial in progress
@@ -68,6 +71,7 @@ func (l *eventLoop) startSession(fd int, peer netip.AddrPort) {
 	s := l.newSession()
 	s.client.fd = fd
 	s.addr = peer
+	s.cfg = l.p.tuned.Load()
 	s.key = l.p.Table.Key(s.addr.Addr())
 	s.seen, _ = l.p.Table.Lookup(s.key)
 	setNoDelay(fd)
@@ -87,7 +91,7 @@ func (l *eventLoop) startSession(fd int, peer netip.AddrPort) {
 // client is refused.
 func (l *eventLoop) dial(s *session) {
 	for {
-		b, seen := l.p.choose(s.key, s.seen, s.avoid)
+		b, seen := l.p.choose(s.key, s.seen, s.avoid, s.cfg.sel)
 		s.seen = seen
 		if b == nil {
 			l.refuse(s)
@@ -123,8 +127,9 @@ func (l *eventLoop) dial(s *session) {
 				l.refuse(s)
 				return
 			}
-			s.deadline = l.now + l.connect
-			l.connecting.pushBack(s)
+			d := int64(s.cfg.dialer.Timeout)
+			s.deadline = l.now + d
+			l.connecting.of(d).pushBack(s)
 			return
 		}
 		sysClose(fd)
@@ -203,7 +208,8 @@ func (l *eventLoop) event(fd int, gen uint32, ev uint32) {
 		s.b.CountServed()
 		s.relaying = true
 		s.last = l.now
-		l.active.pushBack(s)
+		s.act = l.active.of(int64(s.cfg.idle))
+		s.act.pushBack(s)
 	}
 	l.relay(s)
 }
@@ -354,10 +360,10 @@ func (l *eventLoop) pump(s *session, d, other *direction) (more, ok bool) {
 
 // touch records that s moved bytes now, for the idle timeout.
 func (l *eventLoop) touch(s *session) {
-	if l.idle > 0 && s.last != l.now {
+	if s.act.d > 0 && s.last != l.now {
 		s.last = l.now
 		unlink(s)
-		l.active.pushBack(s)
+		s.act.pushBack(s)
 	}
 }
 
@@ -499,6 +505,38 @@ func (q *list) pushBack(s *session) {
 	s.prev, s.next = q.root.prev, &q.root
 	q.root.prev.next = s
 	q.root.prev = s
+}
+
+// queue is a list of sessions that share one timeout, d nanoseconds (0
+// for none), so that their deadlines come in list order. The loop keeps a
+// queue per timeout in use: a new timeout (see Proxy.Reconfigure) applies
+// to the sessions accepted after it, and sessions under the old one stay
+// in order in theirs.
+type queue struct {
+	d int64
+	list
+}
+
+// queues are the queues of one kind (dials, relays), one per timeout.
+type queues []*queue
+
+// of returns the queue of timeout d, adding one when there is none.
+func (qs *queues) of(d int64) *queue {
+	for _, q := range *qs {
+		if q.d == d {
+			return q
+		}
+	}
+	q := &queue{d: d}
+	q.init()
+	*qs = append(*qs, q)
+	return q
+}
+
+// prune drops the empty queues other than that of timeout keep, the one
+// new sessions use.
+func (qs *queues) prune(keep int64) {
+	*qs = slices.DeleteFunc(*qs, func(q *queue) bool { return q.d != keep && q.front() == nil })
 }
 
 // unlink takes s off whichever list it is on.

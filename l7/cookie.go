@@ -60,6 +60,7 @@ type cookieCodec struct {
 	// mode, where values are ids.
 	tokens []cookieToken
 
+	name   string        // the cookie's name
 	maxAge time.Duration // > 0: the line carries Expires
 	prefix string        // "Set-Cookie: NAME="
 	attrs  string        // "; Path=/; Domain=d; Max-Age=3600; Expires=" (the parts before the time)
@@ -90,6 +91,7 @@ type cookieToken struct {
 func newCookieCodec(opts CookieOptions, pool []*backend.Backend) *cookieCodec {
 	c := &cookieCodec{
 		byID:   make(map[string]cookieEntry, len(pool)),
+		name:   opts.Name,
 		maxAge: opts.MaxAge,
 		prefix: "Set-Cookie: " + opts.Name + "=",
 	}

@@ -48,18 +48,21 @@ func (s *session) exchange() bool {
 		}
 	}
 
+	if cfg := p.tuned.Load(); cfg != s.cfg {
+		s.tune(cfg)
+	}
 	s.st = p.current()
 	b, sticky := s.pinned()
 	s.avoid = s.avoid[:0]
 	retriedOther, retriedFresh := false, false
 	for {
 		if b == nil {
-			if b = p.Selector.Select(s.st.reg.All(), s.avoid); b == nil {
+			if b = s.cfg.sel.Select(s.st.reg.All(), s.avoid); b == nil {
 				return s.answer(503, hasBody)
 			}
 			sticky = false
 		}
-		up, reused, err := p.upstream(s.st, b, retryable && !retriedFresh)
+		up, reused, err := p.upstream(s.st, s.cfg, b, retryable && !retriedFresh)
 		if err != nil {
 			// Nothing was sent: any request may go to the next backend.
 			p.Health.ReportFailure(b, err)
@@ -91,7 +94,7 @@ func (s *session) exchange() bool {
 // deadline), and counts the client as one it keeps (see Proxy.Pinned). A
 // cookie naming a backend that a reload removed names none.
 func (s *session) pinned() (*backend.Backend, bool) {
-	name := s.p.cfg.cookie
+	name := s.st.codec.name
 	for i := range s.req.fields {
 		f := &s.req.fields[i]
 		if !asciiEqualFold(f.name, "cookie") {
@@ -149,7 +152,7 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 	s.flight.begin(b, up)
 	defer s.flight.end()
 
-	s.uw = timedWriter{c: up, idle: p.cfg.server}
+	s.uw = timedWriter{c: up, idle: s.cfg.server}
 	s.out = s.appendRequestHead(s.out[:0], b)
 	if _, err := s.uw.Write(s.out); err != nil {
 		up.Close()
@@ -159,8 +162,8 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 	var bodyDone chan error
 	if req.chunked || req.contentLength > 0 {
 		bodyDone = make(chan error, 1)
-		s.client.SetReadDeadline(deadline(p.cfg.idle))
-		s.in.idle = p.cfg.idle
+		s.client.SetReadDeadline(deadline(s.cfg.idle))
+		s.in.idle = s.cfg.idle
 		go s.sendBody(&s.uw, up, bodyDone)
 	}
 
@@ -172,7 +175,7 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 		p.ups.Put(upBuf)
 	}()
 	s.up.reset(up, *upBuf, nil)
-	up.SetReadDeadline(time.Now().Add(p.cfg.server))
+	up.SetReadDeadline(time.Now().Add(s.cfg.server))
 	for {
 		head, partial, err := s.up.readHead()
 		if err != nil {
@@ -242,7 +245,7 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 				return false, relayed
 			}
 		}
-		up.SetReadDeadline(time.Now().Add(p.cfg.server))
+		up.SetReadDeadline(time.Now().Add(s.cfg.server))
 	}
 	return s.relayResponse(b, up, setCookie, bodyDone), relayed
 }
@@ -364,7 +367,7 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 		return false
 	}
 
-	s.up.idle = p.cfg.server
+	s.up.idle = s.cfg.server
 	var err error
 	switch framing {
 	case fixed:
@@ -391,7 +394,7 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	if bodyOK && endKnown && !resp.close && s.up.buffered() == 0 {
 		// The read deadline stays: nothing reads a kept connection until
 		// its next exchange sets a fresh one.
-		p.release(s.st, b, up)
+		p.release(s.st, s.cfg, b, up)
 	} else {
 		up.Close()
 	}
@@ -487,7 +490,7 @@ func (s *session) tunnel(b *backend.Backend, up *net.TCPConn, setCookie bool) bo
 	}
 	s.client.SetDeadline(time.Time{})
 	up.SetDeadline(time.Time{})
-	splice.Relay(s.client, up, s.p.cfg.idle)
+	splice.Relay(s.client, up, s.cfg.idle)
 	return false
 }
 

@@ -43,7 +43,7 @@ func (s *session) appendRequestHead(dst []byte, b *backend.Backend) []byte {
 		case notForwarded(f.name, true) || named && connectionNamed(req.fields, f.name):
 			continue
 		case asciiEqualFold(f.name, "cookie"):
-			stripped, removed := stripCookie(s.tmp[:0], f.value, s.p.cfg.cookie)
+			stripped, removed := stripCookie(s.tmp[:0], f.value, s.st.codec.name)
 			s.tmp = stripped[:0]
 			if removed {
 				if len(stripped) > 0 {

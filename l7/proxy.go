@@ -36,7 +36,8 @@ const (
 
 // Proxy is an HTTP/1.1 reverse proxy with cookie persistence. Pool and
 // Selector must be set before Serve; every other field has a working zero
-// value. Fields must not change after Serve is first called.
+// value. Fields must not change after Serve is first called: Reconfigure
+// changes the ones that Settings holds while the proxy serves.
 type Proxy struct {
 	// Pool is the backend pool. A reload of it takes effect at the next
 	// request: a cookie naming a kept backend still reaches it, one naming
@@ -79,22 +80,13 @@ type Proxy struct {
 
 	init     sync.Once
 	loop     accept.Loop
-	dialer   net.Dialer
-	cookie   CookieOptions // Cookie, with defaults resolved
+	tuned    atomic.Pointer[settings] // see Reconfigure
+	maxIdle  int                      // MaxIdlePerBackend, resolved
 	state    atomic.Pointer[poolState]
-	rebuild  sync.Mutex // serialises the building of state after a reload
+	rebuild  sync.Mutex // serialises the building of state after a reload or Reconfigure
 	sessions sync.Pool
-	heads    sync.Pool // buffers of maxHead bytes, for heads that outgrow a session's own
-	ups      sync.Pool // buffers of upBufSize bytes, one per exchange in progress
-	cfg      settings
+	ups      sync.Pool    // buffers of upBufSize bytes, one per exchange in progress
 	live     liveSessions // the sessions serving a connection, for CloseConns
-}
-
-// settings are the Proxy's fields with defaults resolved.
-type settings struct {
-	header, server, idle time.Duration
-	maxHead, maxIdle     int
-	cookie               string // the persistence cookie's name
 }
 
 func (p *Proxy) logger() *slog.Logger {
@@ -108,28 +100,17 @@ func (p *Proxy) setup() {
 	p.init.Do(func() {
 		p.loop.Handle = p.handle
 		p.loop.Logger = p.Logger
-		p.dialer.Timeout = orDefault(p.ConnectTimeout, DefaultConnectTimeout)
-		// Dead peers are found by the timeouts; TCP keep-alive would
-		// only add three system calls to every dial.
-		p.dialer.KeepAlive = -1
-		p.cfg = settings{
-			header:  orDefault(p.HeaderTimeout, DefaultHeaderTimeout),
-			server:  orDefault(p.ServerTimeout, DefaultServerTimeout),
-			idle:    max(p.IdleTimeout, 0),
-			maxHead: orDefault(p.MaxHeaderBytes, DefaultMaxHeaderBytes),
-			maxIdle: orDefault(p.MaxIdlePerBackend, DefaultMaxIdlePerBackend),
-		}
+		p.maxIdle = orDefault(p.MaxIdlePerBackend, DefaultMaxIdlePerBackend)
 		if p.MaxIdlePerBackend < 0 {
-			p.cfg.maxIdle = 0
+			p.maxIdle = 0
 		}
-		opts := p.Cookie
-		if opts.Name == "" {
-			opts.Name = "SERVERID"
+		cfg := p.fields().resolve(nil)
+		if cfg.sel != nil {
+			// Without a Selector, Serve refuses to start and the
+			// settings wait for one (see Serve).
+			p.tuned.Store(cfg)
 		}
-		p.cfg.cookie = opts.Name
-		p.cookie = opts
-		p.state.Store(newPoolState(opts, p.Pool.Registry(), nil))
-		p.heads.New = func() any { b := make([]byte, p.cfg.maxHead); return &b }
+		p.state.Store(newPoolState(cfg.cookie, p.Pool.Registry(), nil))
 		p.ups.New = func() any { b := make([]byte, upBufSize); return &b }
 	})
 }
@@ -196,7 +177,7 @@ func (p *Proxy) follow(reg *backend.Registry) *poolState {
 	if old.reg == reg {
 		return old
 	}
-	st := newPoolState(p.cookie, reg, old)
+	st := newPoolState(p.tuned.Load().cookie, reg, old)
 	p.state.Store(st)
 	for b, u := range old.ups {
 		if st.ups[b] != u {
@@ -204,15 +185,6 @@ func (p *Proxy) follow(reg *backend.Registry) *poolState {
 		}
 	}
 	return st
-}
-
-// headBufs returns the pool a client reader grows into, or nil when a
-// session's own buffer already holds the largest head.
-func (p *Proxy) headBufs() *sync.Pool {
-	if p.cfg.maxHead <= smallHead {
-		return nil
-	}
-	return &p.heads
 }
 
 func orDefault[T int | time.Duration](v, def T) T {
@@ -234,6 +206,9 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		return errors.New("l7: Proxy needs Pool and Selector")
 	}
 	p.setup()
+	if p.tuned.Load() == nil {
+		p.tuned.CompareAndSwap(nil, p.fields().resolve(nil))
+	}
 	deferAccept(ln)
 	return p.loop.Serve(ln)
 }

@@ -62,6 +62,18 @@ func (b *connReader) reset(rd deadlineReader, small []byte, pool *sync.Pool) {
 	*b = connReader{rd: rd, buf: small, small: small, pool: pool}
 }
 
+// resize puts an empty reader on small as its own buffer, growing into
+// buffers from pool (nil: never): a new head limit. It reports false,
+// changing nothing, while the reader holds bytes or a pooled buffer.
+func (b *connReader) resize(small []byte, pool *sync.Pool) bool {
+	if b.large != nil || b.w != b.r {
+		return false
+	}
+	b.buf, b.small, b.pool = small, small, pool
+	b.r, b.w, b.scan = 0, 0, 0
+	return true
+}
+
 // interrupt ends the read in progress, if any, from another goroutine, and
 // makes every later read fail with errReadStopped until resume. The flag
 // is set before the past deadline, and fill checks it after moving its own

@@ -31,12 +31,16 @@ type session struct {
 	resp  responseHead
 	avoid []*backend.Backend
 	st    *poolState // the pool as the exchange in progress sees it
+	cfg   *settings  // the proxy's settings as the request in progress sees them
+	// sized is the settings the client reader's head limit was last set
+	// from: a new limit waits until the reader holds nothing.
+	sized *settings
 
 	flight inflight // the exchange in progress, for CloseConns
 
 	isHead, http10 bool // facts of s.req that outlive its buffer
 
-	inBuf []byte // the client reader's small buffer
+	inBuf []byte // the client reader's small buffer, of smallHead bytes
 }
 
 // smallHead is the size of a connection's own input buffer: most request
@@ -52,7 +56,7 @@ func (p *Proxy) getSession(c *net.TCPConn) *session {
 	if s == nil {
 		s = &session{
 			p:     p,
-			inBuf: make([]byte, min(smallHead, p.cfg.maxHead)),
+			inBuf: make([]byte, smallHead),
 			out:   make([]byte, 0, 4096),
 			tmp:   make([]byte, 0, 1024),
 			avoid: make([]*backend.Backend, 0, 4),
@@ -60,8 +64,11 @@ func (p *Proxy) getSession(c *net.TCPConn) *session {
 		}
 	}
 	s.client = c
-	s.in.reset(c, s.inBuf, p.headBufs())
-	s.cw = timedWriter{c: c, idle: p.cfg.idle}
+	cfg := p.tuned.Load()
+	s.in.reset(c, s.small(cfg), cfg.heads)
+	s.sized = cfg
+	s.cw = timedWriter{c: c}
+	s.tune(cfg)
 	s.ip = s.ip[:0]
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		s.ip = a.AddrPort().Addr().Unmap().AppendTo(s.ip)
@@ -70,9 +77,23 @@ func (p *Proxy) getSession(c *net.TCPConn) *session {
 	return s
 }
 
+// small returns the buffer of the session's own that the client reader
+// starts on under cfg: no larger than the largest head cfg accepts, so
+// that it enforces the limit when it is the only buffer.
+func (s *session) small(cfg *settings) []byte {
+	return s.inBuf[:min(smallHead, cfg.maxHead)]
+}
+
+// tune makes cfg the settings of the request in progress.
+func (s *session) tune(cfg *settings) {
+	s.cfg = cfg
+	s.cw.idle = cfg.idle
+}
+
 func (p *Proxy) putSession(s *session) {
 	s.client = nil
 	s.st = nil
+	s.cfg, s.sized = nil, nil
 	s.in.reset(nil, s.inBuf, nil)
 	s.cw = timedWriter{}
 	s.uw = timedWriter{}
@@ -98,15 +119,21 @@ func (p *Proxy) handle(ac *accept.Conn) {
 	blank := 0 // heads in a row that were only empty lines
 	for first := true; ; first = false {
 		s.in.release()
+		if cfg := p.tuned.Load(); cfg != s.cfg {
+			s.tune(cfg)
+		}
+		if s.sized != s.cfg && s.in.resize(s.small(s.cfg), s.cfg.heads) {
+			s.sized = s.cfg
+		}
 		if s.in.buffered() == 0 {
 			ac.SetIdle(true)
 			if p.loop.Closing() {
 				return
 			}
 			if first {
-				c.SetReadDeadline(time.Now().Add(p.cfg.header))
+				c.SetReadDeadline(time.Now().Add(s.cfg.header))
 			} else {
-				c.SetReadDeadline(deadline(p.cfg.idle))
+				c.SetReadDeadline(deadline(s.cfg.idle))
 			}
 			if err := s.in.waitByte(); err != nil {
 				return
@@ -114,7 +141,7 @@ func (p *Proxy) handle(ac *accept.Conn) {
 			ac.SetIdle(false)
 		}
 		if !first {
-			c.SetReadDeadline(time.Now().Add(p.cfg.header))
+			c.SetReadDeadline(time.Now().Add(s.cfg.header))
 		}
 		head, partial, err := s.in.readHead()
 		if err != nil {

@@ -38,22 +38,22 @@ type idleConn struct {
 // it came. Anything else is closed. Checking quiet when the connection
 // goes back as well would cost a second system call per request and catch
 // nothing that the check on the way out misses.
-func (p *Proxy) upstream(st *poolState, b *backend.Backend, reuse bool) (c *net.TCPConn, reused bool, err error) {
+func (p *Proxy) upstream(st *poolState, cfg *settings, b *backend.Backend, reuse bool) (c *net.TCPConn, reused bool, err error) {
 	if u := st.upstreams(b); reuse && u != nil {
-		if c := u.get(p.cfg.idle); c != nil {
+		if c := u.get(cfg.idle); c != nil {
 			return c, true, nil
 		}
 	}
-	c, err = b.Dial(context.Background(), &p.dialer)
+	c, err = b.Dial(context.Background(), &cfg.dialer)
 	return c, false, err
 }
 
 // release returns c to b's pool in st for reuse, or closes it when the pool
 // is full or retired (a reload removed or moved b since st was taken) or
 // the proxy is closing.
-func (p *Proxy) release(st *poolState, b *backend.Backend, c *net.TCPConn) {
+func (p *Proxy) release(st *poolState, cfg *settings, b *backend.Backend, c *net.TCPConn) {
 	u := st.upstreams(b)
-	if p.loop.Closing() || u == nil || !u.put(c, p.cfg.maxIdle, p.cfg.idle) {
+	if p.loop.Closing() || u == nil || !u.put(c, p.maxIdle, cfg.idle) {
 		c.Close()
 	}
 }

@@ -168,10 +168,10 @@ func TestOperateARunningInstance(t *testing.T) {
 		t.Errorf("reload of a broken file: err %v, output %q; want a failure naming %s and a line", err, errOut, path)
 	}
 	// A setting that needs a restart: refused, naming it.
-	write(head("30s") + liveBackends("app-01", a1, "app-02", a2))
+	write("mode = \"l7\"\n" + head("60s") + liveBackends("app-01", a1, "app-02", a2))
 	_, errOut, err = runLbctl(t, "reload", "--admin", adminAddr)
-	if err == nil || !strings.Contains(errOut+err.Error(), "timeouts") {
-		t.Errorf("reload changing timeouts.idle: err %v, output %q; want it refused naming timeouts", err, errOut)
+	if err == nil || !strings.Contains(errOut+err.Error(), "mode") {
+		t.Errorf("reload changing mode: err %v, output %q; want it refused naming mode", err, errOut)
 	}
 	if got := greeting(t, listen, src); got != pinned[src] {
 		t.Errorf("after refused reloads client %s went to %s, want %s", src, got, pinned[src])

@@ -111,13 +111,17 @@ func (in *Instance) stopTimers() {
 }
 
 // Reload reads the config again and applies it in place: the backends
-// change as backend.Pool.Reload says (a backend is its id), then [health]
-// and the affinity ttl and capacity (see applySettings). A file that
-// fails to load or validate changes nothing and is an *admin.ReloadError
-// with every message. Settings that this version applies only at start
-// (the rest of the file) must be unchanged: a change to any of
+// change as backend.Pool.Reload says (a backend is its id), then the
+// proxy's own settings ([balance], [timeouts], [limits], [cookie]) as
+// l4.Proxy.Reconfigure and l7.Proxy.Reconfigure say (connections and
+// requests that start afterwards use them), then [health] and the
+// affinity ttl and capacity (see applySettings). A file that fails to load
+// or validate changes nothing and is an *admin.ReloadError with every
+// message. Settings that this version applies only at start (mode, listen,
+// the affinity prefixes, [admin]) must be unchanged: a change to any of
 // them is refused the same way, naming the section, so that the running
-// config never silently differs from the file. Reloads are serialized.
+// config never silently differs from the file. The result names every
+// backend and every changed section. Reloads are serialized.
 func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
 	if in.Load == nil {
 		return admin.ReloadResult{}, errors.New("this instance has no config file to reload")
@@ -138,6 +142,12 @@ func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
 	if err != nil {
 		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
 	}
+	sel := in.parts.Selector
+	if next.Balance.Policy != in.cfg.Balance.Policy {
+		if sel, err = backend.NewSelector(next.Balance.Policy); err != nil {
+			return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{"balance.policy: " + err.Error()}}
+		}
+	}
 	specs := make([]backend.Spec, len(next.Backends))
 	for i, b := range next.Backends {
 		specs[i] = backend.Spec{ID: b.ID, Address: b.Address, Weight: b.Weight}
@@ -146,7 +156,18 @@ func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
 	if err != nil {
 		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
 	}
-	items := append(changes.Items(), in.applySettings(settings, next)...)
+	tuning := tuningChanges(in.cfg, next)
+	if len(tuning) > 0 {
+		in.parts.Selector = sel
+		// Reconfigure fails only without a selector, and sel is one.
+		if in.l7 != nil {
+			in.l7.Reconfigure(L7Settings(next, sel))
+		} else {
+			in.l4.Reconfigure(L4Settings(next, sel))
+		}
+	}
+	items := append(changes.Items(), tuning...)
+	items = append(items, in.applySettings(settings, next)...)
 	in.cfg = next
 	summary := "no change"
 	if len(items) > 0 {
@@ -166,9 +187,9 @@ func messages(err error) []string {
 	return out
 }
 
-// restartOnly returns a message for each part of the config, other than
-// the backends, that differs between cur and next: this version applies
-// those only when it starts.
+// restartOnly returns a message for each part of the config that differs
+// between cur and next and that this version applies only when it starts:
+// everything but the backends and the proxy's own settings.
 func restartOnly(cur, next *config.Config) []string {
 	var msgs []string
 	check := func(key string, a, b any) {
@@ -178,11 +199,7 @@ func restartOnly(cur, next *config.Config) []string {
 	}
 	check("mode", cur.Mode, next.Mode)
 	check("listen", cur.Listen, next.Listen)
-	check("balance", cur.Balance, next.Balance)
 	msgs = append(msgs, affinityRestartOnly(cur, next)...)
-	check("cookie", cur.Cookie, next.Cookie)
-	check("timeouts", cur.Timeouts, next.Timeouts)
-	check("limits", cur.Limits, next.Limits)
 	check("admin", cur.Admin, next.Admin)
 	return msgs
 }

@@ -64,24 +64,51 @@ func L4(cfg *config.Config, p *Pool, log *slog.Logger) (*l4.Proxy, *affinity.Tab
 		IPv4Prefix: cfg.Affinity.IPv4Prefix,
 		IPv6Prefix: cfg.Affinity.IPv6Prefix,
 	})
+	st := L4Settings(cfg, p.Selector)
 	return &l4.Proxy{
 		Pool:           p.Backends,
-		Selector:       p.Selector,
+		Selector:       st.Selector,
 		Table:          table,
 		Health:         p.Prober,
-		ConnectTimeout: cfg.Timeouts.Connect.D(),
-		IdleTimeout:    cfg.Timeouts.Idle.D(),
+		ConnectTimeout: st.ConnectTimeout,
+		IdleTimeout:    st.IdleTimeout,
 		Logger:         log,
 	}, table
 }
 
+// L4Settings returns the L4 proxy settings of cfg, with sel as its policy:
+// what New starts the proxy with, and what a reload applies to it.
+func L4Settings(cfg *config.Config, sel backend.Selector) l4.Settings {
+	return l4.Settings{
+		Selector:       sel,
+		ConnectTimeout: cfg.Timeouts.Connect.D(),
+		IdleTimeout:    cfg.Timeouts.Idle.D(),
+	}
+}
+
 // L7 builds the L7 proxy from cfg over p.
 func L7(cfg *config.Config, p *Pool, log *slog.Logger) *l7.Proxy {
-	c := cfg.Cookie
+	st := L7Settings(cfg, p.Selector)
 	return &l7.Proxy{
-		Pool:     p.Backends,
-		Selector: p.Selector,
-		Health:   p.Prober,
+		Pool:           p.Backends,
+		Selector:       st.Selector,
+		Health:         p.Prober,
+		Cookie:         st.Cookie,
+		ConnectTimeout: st.ConnectTimeout,
+		IdleTimeout:    st.IdleTimeout,
+		HeaderTimeout:  st.HeaderTimeout,
+		ServerTimeout:  st.ServerTimeout,
+		MaxHeaderBytes: st.MaxHeaderBytes,
+		Logger:         log,
+	}
+}
+
+// L7Settings returns the L7 proxy settings of cfg, with sel as its policy:
+// what New starts the proxy with, and what a reload applies to it.
+func L7Settings(cfg *config.Config, sel backend.Selector) l7.Settings {
+	c := cfg.Cookie
+	return l7.Settings{
+		Selector: sel,
 		Cookie: l7.CookieOptions{
 			Name:     c.Name,
 			MaxAge:   c.Expires.D(),
@@ -97,6 +124,5 @@ func L7(cfg *config.Config, p *Pool, log *slog.Logger) *l7.Proxy {
 		HeaderTimeout:  cfg.Timeouts.Header.D(),
 		ServerTimeout:  cfg.Timeouts.Server.D(),
 		MaxHeaderBytes: cfg.Limits.HeaderBytes,
-		Logger:         log,
 	}
 }

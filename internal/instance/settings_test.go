@@ -1,0 +1,210 @@
+package instance
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lbctl/lbctl/config"
+)
+
+// l7Config is an L7 config over one backend; the idle timeout and the
+// cookie secrets are the test's.
+const l7Config = `
+mode = "l7"
+listen = "127.0.0.1:8080" # the tests serve their own listener
+[health]
+check = "none"
+[timeouts]
+idle = %q
+[cookie]
+secret = %s
+[[backend]]
+id = "app-01"
+address = %q
+`
+
+// startHTTPBackend serves "app-01" on loopback until the test ends.
+func startHTTPBackend(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "app-01\n")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// ask sends a GET with the given Cookie field (none when empty) on c and
+// returns the response's Set-Cookie value.
+func ask(t *testing.T, c net.Conn, r *bufio.Reader, cookie string) string {
+	t.Helper()
+	req := "GET / HTTP/1.1\r\nHost: x\r\n"
+	if cookie != "" {
+		req += "Cookie: " + cookie + "\r\n"
+	}
+	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(r, &http.Request{Method: "GET"})
+	if err != nil {
+		t.Fatalf("reading response: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "app-01" {
+		t.Fatalf("response %d %q, %v", resp.StatusCode, body, err)
+	}
+	return resp.Header.Get("Set-Cookie")
+}
+
+// A reload that changes the timeouts and rotates the cookie secret is
+// applied to the running proxy, and its summary names both.
+func TestReloadAppliesTimeoutsAndCookieSecret(t *testing.T) {
+	backendAddr := startHTTPBackend(t)
+	parse := func(idle, secrets string) *config.Config {
+		t.Helper()
+		cfg, err := config.Parse(fmt.Appendf(nil, l7Config, idle, secrets, backendAddr), "lbctl.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	in, err := New(parse("60s", `"old-key"`), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := parse("200ms", `["new-key", "old-key"]`)
+	in.Load = func() (*config.Config, error) { return next, nil }
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- in.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		in.Shutdown(ctx)
+		in.Close()
+		<-served
+	})
+	dial := func() (net.Conn, *bufio.Reader) {
+		t.Helper()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	c, r := dial()
+	oldCookie, _, _ := strings.Cut(ask(t, c, r, ""), ";")
+	if !strings.HasPrefix(oldCookie, "SERVERID=") {
+		t.Fatalf("first cookie %q", oldCookie)
+	}
+
+	res, err := in.Reload(context.Background())
+	if err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	for _, want := range []string{"~timeouts(idle 1m->200ms)", "~cookie(secret changed)"} {
+		if !strings.Contains(res.Summary, want) {
+			t.Errorf("summary %q lacks %q", res.Summary, want)
+		}
+	}
+	if strings.Contains(res.Summary, "key") {
+		t.Errorf("summary %q shows a secret", res.Summary)
+	}
+
+	// The old token still pins, without a new cookie; a new browser gets
+	// a token signed with the new secret, so a different one.
+	if got := ask(t, c, r, oldCookie); got != "" {
+		t.Errorf("old-key token answered with Set-Cookie %q, want none", got)
+	}
+	newCookie, _, _ := strings.Cut(ask(t, c, r, ""), ";")
+	if !strings.HasPrefix(newCookie, "SERVERID=") || newCookie == oldCookie {
+		t.Errorf("cookie after the rotation %q, want a new token (before: %q)", newCookie, oldCookie)
+	}
+
+	// A new connection is closed after the new idle timeout.
+	c2, r2 := dial()
+	ask(t, c2, r2, "")
+	start := time.Now()
+	if _, err := r2.ReadByte(); err != io.EOF {
+		t.Fatalf("read on an idle connection after the reload: %v, want EOF", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("closed after %v, want about 200ms", took)
+	}
+
+	// A reload of the same file changes nothing.
+	if res, err := in.Reload(context.Background()); err != nil || res.Summary != "reloaded: no change" {
+		t.Errorf("second reload: %+v, %v; want no change", res, err)
+	}
+}
+
+// A reload that changes a setting applied only at start is refused, and
+// the settings that could change with it are not applied either.
+func TestReloadRefusesRestartOnlyChanges(t *testing.T) {
+	backendAddr := startHTTPBackend(t)
+	cfg, err := config.Parse(fmt.Appendf(nil, l7Config, "60s", `"k"`, backendAddr), "lbctl.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	next := *cfg
+	next.Listen = "127.0.0.1:1"
+	next.Timeouts.Idle = config.Duration(time.Second)
+	in.Load = func() (*config.Config, error) { return &next, nil }
+	_, err = in.Reload(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("reload changing listen: %v, want it refused naming listen", err)
+	}
+	if in.cfg.Timeouts.Idle != cfg.Timeouts.Idle {
+		t.Error("a refused reload changed the idle timeout")
+	}
+}
+
+// Each section of the proxy's own settings shows with the keys that
+// changed, secrets never by their value.
+func TestTuningChanges(t *testing.T) {
+	cur := config.Default()
+	next := config.Default()
+	if got := tuningChanges(&cur, &next); len(got) != 0 {
+		t.Fatalf("no change: %q", got)
+	}
+	next.Balance.Policy = "leastconn"
+	next.Timeouts.Connect = config.Duration(5 * time.Second)
+	next.Timeouts.Server = config.Duration(30 * time.Second)
+	next.Limits.HeaderBytes = 32 << 10
+	next.Cookie.Path = "/app"
+	next.Cookie.Secret = config.Secrets{"s3cret"}
+	want := []string{
+		"~balance(policy " + cur.Balance.Policy + "->leastconn)",
+		"~timeouts(connect " + cur.Timeouts.Connect.String() + "->5s, server " + cur.Timeouts.Server.String() + "->30s)",
+		fmt.Sprintf("~limits(header_bytes %d->32768)", cur.Limits.HeaderBytes),
+		"~cookie(path " + cur.Cookie.Path + "->/app, secret changed)",
+	}
+	got := tuningChanges(&cur, &next)
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("changes\n%q, want\n%q", got, want)
+	}
+}
