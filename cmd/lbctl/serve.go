@@ -143,6 +143,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	var api *admin.Server
 	if adminLn != nil {
 		api = &admin.Server{Instance: in, Token: cfg.Admin.Token, Logger: log}
+		in.API = api
 		defer func() {
 			actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()

@@ -31,6 +31,9 @@ type Instance struct {
 	// loading serve started from (file, flags that override it). Nil means
 	// the instance cannot be reloaded.
 	Load func() (*config.Config, error)
+	// API is the runtime API server, whose token a reload changes in
+	// place; nil when there is none. Set it before Serve.
+	API *admin.Server
 
 	log   *slog.Logger
 	parts *Pool
@@ -115,10 +118,11 @@ func (in *Instance) stopTimers() {
 // proxy's own settings ([balance], [timeouts], [limits], [cookie]) as
 // l4.Proxy.Reconfigure and l7.Proxy.Reconfigure say (connections and
 // requests that start afterwards use them), then [health] and the
-// affinity ttl and capacity (see applySettings). A file that fails to load
-// or validate changes nothing and is an *admin.ReloadError with every
+// affinity ttl and capacity (see applySettings), then admin.token (the
+// next API request must send the new one). A file that fails to load or
+// validate changes nothing and is an *admin.ReloadError with every
 // message. Settings that this version applies only at start (mode, listen,
-// the affinity prefixes, [admin]) must be unchanged: a change to any of
+// the affinity prefixes, admin.listen) must be unchanged: a change to any of
 // them is refused the same way, naming the section, so that the running
 // config never silently differs from the file. The result names every
 // backend and every changed section. Reloads are serialized.
@@ -168,6 +172,12 @@ func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
 	}
 	items := append(changes.Items(), tuning...)
 	items = append(items, in.applySettings(settings, next)...)
+	if next.Admin.Token != in.cfg.Admin.Token {
+		if in.API != nil {
+			in.API.SetToken(next.Admin.Token)
+		}
+		items = append(items, "~admin(token changed)")
+	}
 	in.cfg = next
 	summary := "no change"
 	if len(items) > 0 {
@@ -188,8 +198,7 @@ func messages(err error) []string {
 }
 
 // restartOnly returns a message for each part of the config that differs
-// between cur and next and that this version applies only when it starts:
-// everything but the backends and the proxy's own settings.
+// between cur and next and that this version applies only when it starts.
 func restartOnly(cur, next *config.Config) []string {
 	var msgs []string
 	check := func(key string, a, b any) {
@@ -200,7 +209,7 @@ func restartOnly(cur, next *config.Config) []string {
 	check("mode", cur.Mode, next.Mode)
 	check("listen", cur.Listen, next.Listen)
 	msgs = append(msgs, affinityRestartOnly(cur, next)...)
-	check("admin", cur.Admin, next.Admin)
+	check("admin.listen", cur.Admin.Listen, next.Admin.Listen)
 	return msgs
 }
 
