@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,14 +40,47 @@ type Server struct {
 	// who can reach it, which is why config allows an empty token only on
 	// loopback and unix sockets, and why the API then answers only
 	// requests addressed to an IP literal or "localhost" (a web page whose
-	// name was made to resolve to 127.0.0.1 cannot reach it).
+	// name was made to resolve to 127.0.0.1 cannot reach it). It is read
+	// once, by the first request or SetToken; change it later with
+	// SetToken.
 	Token string
 	// Logger gets one line per state change and per reload; nil is
 	// slog.Default().
 	Logger *slog.Logger
 
-	once sync.Once
-	srv  *http.Server
+	once  sync.Once
+	srv   *http.Server
+	token atomic.Pointer[bearer] // nil until the first request or SetToken
+}
+
+// bearer is the token a Server asks for, kept hashed so that each check
+// compares in constant time.
+type bearer struct {
+	set  bool // false: no token, the API answers local names only
+	hash [sha256.Size]byte
+}
+
+func newBearer(token string) *bearer {
+	if token == "" {
+		return &bearer{}
+	}
+	return &bearer{set: true, hash: sha256.Sum256([]byte(token))}
+}
+
+// SetToken makes token the one every request must send from now on, as
+// Token says; requests already past the check finish. It is safe to call
+// while the server serves.
+func (s *Server) SetToken(token string) {
+	s.token.Store(newBearer(token))
+}
+
+// bearer returns the token in force: the last SetToken's, or Token's.
+func (s *Server) bearer() *bearer {
+	if b := s.token.Load(); b != nil {
+		return b
+	}
+	s.token.CompareAndSwap(nil, newBearer(s.Token))
+	return s.token.Load()
 }
 
 // init builds the http.Server once, so that Serve and Shutdown may be
@@ -113,13 +147,9 @@ func (s *Server) Handler() http.Handler {
 	}))
 	guarded := csrf.Handler(mux)
 
-	var want [sha256.Size]byte
-	if s.Token != "" {
-		want = sha256.Sum256([]byte(s.Token))
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.Token != "" {
-			if msg := checkToken(r, want); msg != "" {
+		if b := s.bearer(); b.set {
+			if msg := checkToken(r, b.hash); msg != "" {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="lbctl"`)
 				writeError(w, http.StatusUnauthorized, msg)
 				return

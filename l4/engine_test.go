@@ -51,6 +51,7 @@ func TestPortableEngine(t *testing.T) {
 		"ReconfigureIdleTimeout":                TestReconfigureIdleTimeoutAppliesToNewConnections,
 		"ReconfigurePolicy":                     TestReconfigurePolicyTakesEffect,
 		"ReconfigureUnderLoad":                  TestReconfigureUnderLoad,
+		"StopAcceptingKeepsItsConnections":      TestStopAcceptingKeepsItsConnections,
 	} {
 		t.Run(name, test)
 	}

@@ -37,7 +37,8 @@ import (
 // does it wait on anything but epoll: its log lines (and those of passive
 // health) are handed to the proxy's log writer, never written in the loop.
 type eventLoop struct {
-	p *Proxy
+	p  *Proxy
+	ln net.Listener // what Serve was given, for StopAccepting
 
 	epfd   int
 	lnfd   int // -1 once closed
@@ -81,6 +82,9 @@ type eventLoop struct {
 	// in closeIDs (guarded by p.mu): see Proxy.CloseConns.
 	closing  atomic.Bool
 	closeIDs []string
+	// retiring asks the loop to close its listener and end once its
+	// sessions have: see Proxy.StopAccepting.
+	retiring atomic.Bool
 }
 
 const (
@@ -116,6 +120,7 @@ func (p *Proxy) newEventLoop(ln net.Listener) (*eventLoop, error) {
 	}
 	l := &eventLoop{
 		p:       p,
+		ln:      ln,
 		epfd:    -1,
 		lnfd:    -1,
 		wakefd:  -1,
@@ -272,8 +277,9 @@ func (l *eventLoop) poll() (int, error) {
 	return n, nil
 }
 
-// run serves until the proxy is shut down (returning ErrProxyClosed) or
-// the loop fails.
+// run serves until the proxy is shut down (returning ErrProxyClosed), the
+// loop is retired and its sessions have ended (returning net.ErrClosed),
+// or the loop fails.
 func (l *eventLoop) run() (err error) {
 	if !l.p.addLoop(l) {
 		l.closeFDs()
@@ -318,7 +324,7 @@ func (l *eventLoop) run() (err error) {
 			l.closeAll()
 			return ErrProxyClosed
 		}
-		if l.p.stopping.Load() && l.lnfd >= 0 {
+		if (l.p.stopping.Load() || l.retiring.Load()) && l.lnfd >= 0 {
 			sysClose(l.lnfd)
 			l.lnfd = -1
 		}
@@ -330,6 +336,9 @@ func (l *eventLoop) run() (err error) {
 		}
 		l.expire()
 		if l.lnfd < 0 && l.sessions == 0 {
+			if !l.p.stopping.Load() {
+				return fmt.Errorf("l4: %s: %w", l.lnAddr, net.ErrClosed)
+			}
 			return ErrProxyClosed
 		}
 	}
@@ -456,6 +465,16 @@ func (l *eventLoop) closeAll() {
 			}
 		}
 	}
+}
+
+// listener returns the listener the loop was made for.
+func (l *eventLoop) listener() net.Listener { return l.ln }
+
+// retire asks the loop to stop accepting and to end once its sessions
+// have, and wakes it. The caller holds p.mu.
+func (l *eventLoop) retire() {
+	l.retiring.Store(true)
+	l.wake()
 }
 
 // closeConnsLater asks the loop to close the sessions of the backend

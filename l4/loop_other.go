@@ -14,6 +14,10 @@ func (l *eventLoop) run() error { return nil }
 
 func (l *eventLoop) wake() {}
 
+func (l *eventLoop) listener() net.Listener { return nil }
+
+func (l *eventLoop) retire() {}
+
 func (l *eventLoop) closeConnsLater(string) {}
 
 var testHookAccepted func(fd int)

@@ -80,6 +80,9 @@ type Proxy struct {
 	running  sync.WaitGroup          // one per loop, until its descriptors are closed
 	stopping atomic.Bool             // stop accepting; end once connections have
 	aborting atomic.Bool             // close every connection now
+	// Listeners that StopAccepting retired before an event loop for them
+	// registered: addLoop retires such a loop at once.
+	retired map[net.Listener]struct{}
 
 	// The portable engine's open connections, by client connection, for
 	// CloseConns.
@@ -149,7 +152,44 @@ func (p *Proxy) Serve(ln net.Listener) error {
 			return l.run()
 		}
 	}
+	defer p.forgetRetired(ln)
 	return p.loop.Serve(ln)
+}
+
+// StopAccepting stops accepting on ln, a listener that Serve serves, and
+// leaves the connections accepted there to run on: the proxy keeps
+// serving its other listeners, and Shutdown still waits for (or closes)
+// those connections. Serve(ln) then returns an error wrapping
+// net.ErrClosed: at once with a goroutine per connection, once the last of
+// its connections has ended with an event loop. A reload uses it to move
+// the proxy to a new listen address.
+func (p *Proxy) StopAccepting(ln net.Listener) {
+	p.mu.Lock()
+	found := false
+	for l := range p.loops {
+		if l.listener() == ln {
+			l.retire()
+			found = true
+		}
+	}
+	if !found {
+		// Its loop may not have registered yet; the portable engine
+		// stops when ln closes below.
+		if p.retired == nil {
+			p.retired = make(map[net.Listener]struct{})
+		}
+		p.retired[ln] = struct{}{}
+	}
+	p.mu.Unlock()
+	ln.Close()
+}
+
+// forgetRetired drops ln from the listeners retired before their loop
+// registered, once its Serve has returned.
+func (p *Proxy) forgetRetired(ln net.Listener) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.retired, ln)
 }
 
 // logQueue is how many log lines of the event loops may wait for the
@@ -217,6 +257,9 @@ func (p *Proxy) addLoop(l *eventLoop) bool {
 	p.loops[l] = struct{}{}
 	p.running.Add(1)
 	p.logq.Start()
+	if _, ok := p.retired[l.listener()]; ok {
+		l.retire()
+	}
 	return true
 }
 
@@ -225,6 +268,7 @@ func (p *Proxy) removeLoop(l *eventLoop) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.loops, l)
+	delete(p.retired, l.listener())
 }
 
 // wakeLoops makes every event loop look at stopping and aborting.

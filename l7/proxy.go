@@ -213,6 +213,16 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	return p.loop.Serve(ln)
 }
 
+// StopAccepting stops accepting on ln, a listener that Serve serves, and
+// leaves the connections accepted there to run on: the proxy keeps
+// serving its other listeners, and Shutdown still waits for those
+// connections. Serve(ln) returns at once, with an error wrapping
+// net.ErrClosed. A reload uses it to move the proxy to a new listen
+// address.
+func (p *Proxy) StopAccepting(ln net.Listener) {
+	ln.Close()
+}
+
 // Shutdown stops accepting, closes idle kept-alive connections, and lets
 // requests in flight finish (their responses say Connection: close). When
 // ctx ends first, the remaining connections are closed and ctx's error is

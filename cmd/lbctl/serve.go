@@ -114,10 +114,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 			return next, nil
 		}
 	}
-	// Idle clients are cut by the timeouts; TCP keep-alive probes would
-	// only cost system calls on every accepted connection.
-	lc := net.ListenConfig{KeepAlive: -1}
-	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
+	ln, err := instance.Listen(ctx, cfg.Listen)
 	if err != nil {
 		return err
 	}
@@ -143,6 +140,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	var api *admin.Server
 	if adminLn != nil {
 		api = &admin.Server{Instance: in, Token: cfg.Admin.Token, Logger: log}
+		in.API = api
 		defer func() {
 			actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -161,6 +159,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	wg.Go(func() { reloadOnSignal(bgCtx, hup, in, log) })
+	// The instance owns ln from here on: a reload that moves listen
+	// replaces it.
 	served := make(chan error, 1)
 	go func() { served <- in.Serve(ln) }()
 
@@ -176,7 +176,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 
 	select {
 	case err := <-served:
-		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+		return fmt.Errorf("serving clients: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "grace", o.grace)

@@ -2,8 +2,12 @@ package instance
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -95,5 +99,67 @@ func TestSetAdminStateOfAnUnknownBackend(t *testing.T) {
 	defer in.Close()
 	if _, err := in.SetAdminState("app-09", backend.Maint, admin.StateOptions{}, "api"); !errors.Is(err, admin.ErrUnknownBackend) {
 		t.Errorf("SetAdminState(app-09) = %v, want ErrUnknownBackend", err)
+	}
+}
+
+// A reload that changes admin.token takes effect at the API's next
+// request: the old token is refused and the new one answered, over the
+// API's own listener.
+func TestReloadChangesAdminToken(t *testing.T) {
+	var out lockedBuffer
+	in := newTestInstance(t, &out)
+	defer in.Close()
+	in.cfg.Admin = config.Admin{Listen: "127.0.0.1:0", Token: "old-token"}
+	next := *in.cfg
+	next.Admin.Token = "new-token"
+	in.Load = func() (*config.Config, error) { return &next, nil }
+
+	api := &admin.Server{Instance: in, Token: in.cfg.Admin.Token, Logger: slog.New(slog.DiscardHandler)}
+	in.API = api
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- api.Serve(ln) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := api.Shutdown(ctx); err != nil {
+			t.Errorf("admin Shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("admin Serve: %v", err)
+		}
+	}()
+	status := func(token string) int {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/api/backends", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET /api/backends: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status("old-token"); got != http.StatusOK {
+		t.Fatalf("before the reload the token got %d, want 200", got)
+	}
+	res, err := in.Reload(context.Background())
+	if err != nil {
+		t.Fatalf("reload changing admin.token: %v", err)
+	}
+	if !slices.Contains(res.Changes, "~admin(token changed)") || strings.Contains(res.Summary, "new-token") {
+		t.Errorf("reload summary %q, want the token change without the token", res.Summary)
+	}
+	if got := status("old-token"); got != http.StatusUnauthorized {
+		t.Errorf("after the reload the old token got %d, want 401", got)
+	}
+	if got := status("new-token"); got != http.StatusOK {
+		t.Errorf("after the reload the new token got %d, want 200", got)
 	}
 }

@@ -31,6 +31,9 @@ type Instance struct {
 	// loading serve started from (file, flags that override it). Nil means
 	// the instance cannot be reloaded.
 	Load func() (*config.Config, error)
+	// API is the runtime API server, whose token a reload changes in
+	// place; nil when there is none. Set it before Serve.
+	API *admin.Server
 
 	log   *slog.Logger
 	parts *Pool
@@ -44,6 +47,11 @@ type Instance struct {
 	timersMu sync.Mutex // guards timers and closed
 	timers   map[string]*time.Timer
 	closed   bool
+
+	frontMu sync.Mutex   // guards front
+	front   net.Listener // the listener new clients reach; nil before Serve
+	ended   chan error   // what the front listener's Serve returned
+	serving sync.WaitGroup
 }
 
 // New builds an instance from cfg, which must be valid. Nothing runs until
@@ -53,7 +61,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &Instance{log: log, parts: parts, cfg: cfg, timers: map[string]*time.Timer{}}
+	in := &Instance{log: log, parts: parts, cfg: cfg, timers: map[string]*time.Timer{}, ended: make(chan error, 1)}
 	switch cfg.Mode {
 	case "l7":
 		in.l7 = L7(cfg, parts, log)
@@ -73,12 +81,66 @@ func (in *Instance) Table() *affinity.Table { return in.table }
 // Pool returns the live backend pool.
 func (in *Instance) Pool() *backend.Pool { return in.parts.Backends }
 
-// Serve serves clients on ln until Shutdown or Close.
+// Serve serves clients on ln until Shutdown or Close, and on the listener
+// of each reload that moves listen after that, returning what the
+// serving of the latest one returned. It is called once.
 func (in *Instance) Serve(ln net.Listener) error {
+	in.serveOn(ln)
+	return <-in.ended
+}
+
+// Listen opens a front listener on addr, as serve and a reload that moves
+// listen do. Idle clients are cut by the timeouts; TCP keep-alive probes
+// would only cost system calls on every accepted connection.
+func Listen(ctx context.Context, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(ctx, "tcp", addr)
+}
+
+// serveOn makes ln the front listener and serves it in a goroutine of its
+// own. What its Serve returns ends Serve, unless a reload has moved the
+// front to another listener by then.
+func (in *Instance) serveOn(ln net.Listener) {
+	in.frontMu.Lock()
+	in.front = ln
+	in.frontMu.Unlock()
+	in.serving.Go(func() {
+		var err error
+		if in.l7 != nil {
+			err = in.l7.Serve(ln)
+		} else {
+			err = in.l4.Serve(ln)
+		}
+		in.frontMu.Lock()
+		current := in.front == ln
+		in.frontMu.Unlock()
+		if current {
+			select {
+			case in.ended <- err:
+			default:
+			}
+		}
+	})
+}
+
+// frontListener returns the listener new clients reach, nil before Serve.
+func (in *Instance) frontListener() net.Listener {
+	in.frontMu.Lock()
+	defer in.frontMu.Unlock()
+	return in.front
+}
+
+// moveFront serves ln, already open, and then stops accepting on the
+// listener it replaces, whose connections run on: from the moment the
+// reload returns, new clients reach ln alone.
+func (in *Instance) moveFront(ln net.Listener) {
+	old := in.frontListener()
+	in.serveOn(ln)
 	if in.l7 != nil {
-		return in.l7.Serve(ln)
+		in.l7.StopAccepting(old)
+	} else {
+		in.l4.StopAccepting(old)
 	}
-	return in.l4.Serve(ln)
 }
 
 // Shutdown stops accepting and lets open connections finish until ctx ends
@@ -92,8 +154,10 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 }
 
 // Close releases what outlives the front door: the affinity table's
-// sweeper and the drain timers.
+// sweeper and the drain timers. After a Serve, it waits for the serving of
+// every listener to end, which Shutdown brings about.
 func (in *Instance) Close() {
+	in.serving.Wait()
 	in.stopTimers()
 	if in.table != nil {
 		in.table.Close()
@@ -115,10 +179,14 @@ func (in *Instance) stopTimers() {
 // proxy's own settings ([balance], [timeouts], [limits], [cookie]) as
 // l4.Proxy.Reconfigure and l7.Proxy.Reconfigure say (connections and
 // requests that start afterwards use them), then [health] and the
-// affinity ttl and capacity (see applySettings). A file that fails to load
-// or validate changes nothing and is an *admin.ReloadError with every
-// message. Settings that this version applies only at start (mode, listen,
-// the affinity prefixes, [admin]) must be unchanged: a change to any of
+// affinity ttl and capacity (see applySettings), then admin.token (the
+// next API request must send the new one), then listen: the new address is
+// opened before anything changes (a failure refuses the reload) and served
+// at the end, and the old listener stops accepting while the connections
+// it accepted run on. A file that fails to load or validate changes
+// nothing and is an *admin.ReloadError with every message. Settings that
+// this version applies only at start (mode, the affinity prefixes,
+// admin.listen) must be unchanged: a change to any of
 // them is refused the same way, naming the section, so that the running
 // config never silently differs from the file. The result names every
 // backend and every changed section. Reloads are serialized.
@@ -142,6 +210,14 @@ func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
 	if err != nil {
 		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
 	}
+	// The new listener opens first: an address that cannot be taken
+	// refuses the reload while nothing has changed.
+	var moved net.Listener
+	if next.Listen != in.cfg.Listen && in.frontListener() != nil {
+		if moved, err = Listen(ctx, next.Listen); err != nil {
+			return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{"listen: " + err.Error()}}
+		}
+	}
 	sel := in.parts.Selector
 	if next.Balance.Policy != in.cfg.Balance.Policy {
 		if sel, err = backend.NewSelector(next.Balance.Policy); err != nil {
@@ -154,6 +230,9 @@ func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
 	}
 	changes, err := in.parts.Backends.Reload(specs)
 	if err != nil {
+		if moved != nil {
+			moved.Close()
+		}
 		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
 	}
 	tuning := tuningChanges(in.cfg, next)
@@ -168,6 +247,18 @@ func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
 	}
 	items := append(changes.Items(), tuning...)
 	items = append(items, in.applySettings(settings, next)...)
+	if next.Admin.Token != in.cfg.Admin.Token {
+		if in.API != nil {
+			in.API.SetToken(next.Admin.Token)
+		}
+		items = append(items, "~admin(token changed)")
+	}
+	if moved != nil {
+		in.moveFront(moved)
+	}
+	if next.Listen != in.cfg.Listen {
+		items = append(items, "~listen("+in.cfg.Listen+"->"+next.Listen+")")
+	}
 	in.cfg = next
 	summary := "no change"
 	if len(items) > 0 {
@@ -188,8 +279,7 @@ func messages(err error) []string {
 }
 
 // restartOnly returns a message for each part of the config that differs
-// between cur and next and that this version applies only when it starts:
-// everything but the backends and the proxy's own settings.
+// between cur and next and that this version applies only when it starts.
 func restartOnly(cur, next *config.Config) []string {
 	var msgs []string
 	check := func(key string, a, b any) {
@@ -198,9 +288,8 @@ func restartOnly(cur, next *config.Config) []string {
 		}
 	}
 	check("mode", cur.Mode, next.Mode)
-	check("listen", cur.Listen, next.Listen)
 	msgs = append(msgs, affinityRestartOnly(cur, next)...)
-	check("admin", cur.Admin, next.Admin)
+	check("admin.listen", cur.Admin.Listen, next.Admin.Listen)
 	return msgs
 }
 

@@ -171,12 +171,12 @@ func TestReloadRefusesRestartOnlyChanges(t *testing.T) {
 	}
 	defer in.Close()
 	next := *cfg
-	next.Listen = "127.0.0.1:1"
+	next.Mode = "l4"
 	next.Timeouts.Idle = config.Duration(time.Second)
 	in.Load = func() (*config.Config, error) { return &next, nil }
 	_, err = in.Reload(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "listen") {
-		t.Fatalf("reload changing listen: %v, want it refused naming listen", err)
+	if err == nil || !strings.Contains(err.Error(), "mode") {
+		t.Fatalf("reload changing mode: %v, want it refused naming mode", err)
 	}
 	if in.cfg.Timeouts.Idle != cfg.Timeouts.Idle {
 		t.Error("a refused reload changed the idle timeout")
@@ -207,4 +207,68 @@ func TestTuningChanges(t *testing.T) {
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("changes\n%q, want\n%q", got, want)
 	}
+}
+
+// In L7 a reload that moves listen serves the new address at once, and the
+// old one refuses new clients while its kept-alive connection goes on
+// serving requests.
+func TestReloadMovesL7Listen(t *testing.T) {
+	backendAddr := startHTTPBackend(t)
+	cfg, err := config.Parse(fmt.Appendf(nil, l7Config, "60s", `"k"`, backendAddr), "lbctl.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := *cfg
+	next.Listen = "127.0.0.1:0"
+	in.Load = func() (*config.Config, error) { return &next, nil }
+	ln, err := Listen(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- in.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := in.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-served; err == nil {
+			t.Error("Serve returned nil after Shutdown")
+		}
+		in.Close()
+	})
+	dial := func(addr string) (net.Conn, *bufio.Reader) {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	oldAddr := ln.Addr().String()
+	c, r := dial(oldAddr)
+	ask(t, c, r, "")
+
+	res, err := in.Reload(context.Background())
+	if err != nil {
+		t.Fatalf("reload moving listen: %v", err)
+	}
+	if !strings.Contains(res.Summary, "~listen(127.0.0.1:8080->127.0.0.1:0)") {
+		t.Errorf("summary %q, want the listen move", res.Summary)
+	}
+	newAddr := in.frontListener().Addr().String()
+	nc, nr := dial(newAddr)
+	ask(t, nc, nr, "")
+	if c, err := net.Dial("tcp", oldAddr); err == nil {
+		c.Close()
+		t.Errorf("the old listener %s still accepts after the reload returned", oldAddr)
+	}
+	ask(t, c, r, "")
 }
