@@ -64,14 +64,7 @@ func TestMaintKillClosesConnections(t *testing.T) {
 	a1, a2 := echoBackend(t, "app-01"), echoBackend(t, "app-02")
 	adminAddr := "unix:" + filepath.Join(t.TempDir(), "admin.sock")
 	path := writeConfig(t, fmt.Sprintf(liveConfig, listen, "60s", adminAddr)+liveBackends("app-01", a1, "app-02", a2))
-	cmd := lbctl(t, "serve", "--config", path, "--grace", "2s")
-	var log syncBuffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	waitLog(t, &log, "lbctl serving")
+	_, log := startServe(t, "--config", path, "--grace", "2s")
 
 	// One open connection to each backend, from sources of their own.
 	on := map[string]*openedClient{}
@@ -106,7 +99,7 @@ func TestMaintKillClosesConnections(t *testing.T) {
 	if err := on["app-01"].echoes(); err != nil {
 		t.Errorf("app-02's kill broke the connection to app-01: %v", err)
 	}
-	waitLog(t, &log, "backend=app-02 state=maint source=api kill=true")
+	waitLog(t, log, "backend=app-02 state=maint source=api kill=true")
 	// The event loop releases the closed connection at its next wake.
 	want := "app-02 " + a2 + " 1 up maint 0"
 	deadline := time.Now().Add(10 * time.Second)
@@ -145,14 +138,7 @@ func TestBackendListShowsL7PinnedClients(t *testing.T) {
 	a1, a2 := idBackend(t, "app-01"), idBackend(t, "app-02")
 	adminAddr := "unix:" + filepath.Join(t.TempDir(), "admin.sock")
 	path := writeConfig(t, "mode = \"l7\"\n"+fmt.Sprintf(liveConfig, listen, "60s", adminAddr)+liveBackends("app-01", a1, "app-02", a2))
-	cmd := lbctl(t, "serve", "--config", path, "--grace", "2s")
-	var log syncBuffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	waitLog(t, &log, "lbctl serving")
+	startServe(t, "--config", path, "--grace", "2s")
 
 	const n = 30
 	for i := range n {

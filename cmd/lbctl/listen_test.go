@@ -53,14 +53,7 @@ func TestReloadMovesListen(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cmd := lbctl(t, "serve", "--config", path, "--grace", "10s")
-	var log syncBuffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	waitLog(t, &log, "lbctl serving")
+	cmd, log := startServe(t, "--config", path, "--grace", "10s")
 	old := openFrom(t, a, "127.0.0.1")
 	if err := old.echoes(); err != nil {
 		t.Fatalf("client of %s: %v", a, err)
@@ -91,7 +84,7 @@ func TestReloadMovesListen(t *testing.T) {
 	}
 
 	cmd.Process.Signal(syscall.SIGTERM)
-	waitLog(t, &log, "shutting down")
+	waitLog(t, log, "shutting down")
 	refuses(t, b)
 	if err := old.echoes(); err != nil {
 		t.Errorf("client of the old listener while draining: %v", err)
@@ -121,17 +114,11 @@ func TestListenFlagPinsTheListener(t *testing.T) {
 	backendAddr := echoBackend(t, "app-01")
 	adminAddr := "unix:" + filepath.Join(t.TempDir(), "admin.sock")
 	path := writeConfig(t, fmt.Sprintf(liveConfig, b, "60s", adminAddr)+liveBackends("app-01", backendAddr))
-	cmd := lbctl(t, "serve", "--config", path, "--listen", a)
-	var log syncBuffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, _ := startServe(t, "--config", path, "--listen", a)
 	defer func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	}()
-	waitLog(t, &log, "lbctl serving")
 	if out := mustRun(t, "reload", "--admin", adminAddr); !strings.Contains(out, "reloaded: no change") {
 		t.Errorf("reload printed %q, want no change", out)
 	}

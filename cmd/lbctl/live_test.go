@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -32,6 +33,22 @@ func liveBackends(ids ...string) string {
 		fmt.Fprintf(&b, "[[backend]]\nid = %q\naddress = %q\n", ids[i], ids[i+1])
 	}
 	return b.String()
+}
+
+// startServe starts lbctl serve with args in a child process, kills it
+// when the test ends if it is still running, and waits until it says it is
+// serving. The returned buffer holds its log.
+func startServe(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := lbctl(t, append([]string{"serve"}, args...)...)
+	log := new(syncBuffer)
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	waitLog(t, log, "lbctl serving")
+	return cmd, log
 }
 
 // waitLog waits until the child's log holds want, or fails the test.
@@ -81,14 +98,7 @@ func TestOperateARunningInstance(t *testing.T) {
 		}
 	}
 
-	cmd := lbctl(t, "serve", "--config", path, "--grace", "2s")
-	var log syncBuffer
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	waitLog(t, &log, "lbctl serving")
+	cmd, log := startServe(t, "--config", path, "--grace", "2s")
 
 	// Twelve clients, each its own source address, pinned where they land.
 	pinned := map[string]string{}
@@ -181,7 +191,7 @@ func TestOperateARunningInstance(t *testing.T) {
 	// app-02's move once and stay moved.
 	write(head("60s") + liveBackends("app-01", a1, "app-03", a3))
 	cmd.Process.Signal(syscall.SIGHUP)
-	waitLog(t, &log, "summary=\"reloaded: +app-03 -app-02\"")
+	waitLog(t, log, "summary=\"reloaded: +app-03 -app-02\"")
 	moved := map[string]string{}
 	for src, id := range pinned {
 		got := greeting(t, listen, src)
