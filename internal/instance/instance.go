@@ -210,18 +210,18 @@ func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
 	if err != nil {
 		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
 	}
-	// The new listener opens first: an address that cannot be taken
-	// refuses the reload while nothing has changed.
-	var moved net.Listener
-	if next.Listen != in.cfg.Listen && in.frontListener() != nil {
-		if moved, err = Listen(ctx, next.Listen); err != nil {
-			return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{"listen: " + err.Error()}}
-		}
-	}
 	sel := in.parts.Selector
 	if next.Balance.Policy != in.cfg.Balance.Policy {
 		if sel, err = backend.NewSelector(next.Balance.Policy); err != nil {
 			return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{"balance.policy: " + err.Error()}}
+		}
+	}
+	// The new listener opens last of the checks: an address that cannot
+	// be taken refuses the reload while nothing has changed.
+	var moved net.Listener
+	if next.Listen != in.cfg.Listen && in.frontListener() != nil {
+		if moved, err = Listen(ctx, next.Listen); err != nil {
+			return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{"listen: " + err.Error()}}
 		}
 	}
 	specs := make([]backend.Spec, len(next.Backends))
