@@ -87,6 +87,9 @@ func TestDrainDeadlineMovesPinnedClientsOnce(t *testing.T) {
 	b := f.registry.Get("app-02")
 
 	b.SetAdmin(backend.Drain, time.Now().Add(time.Hour))
+	if n := f.table.CountByBackend()["app-02"]; n != len(drained) {
+		t.Errorf("draining app-02 counts %d pinned clients, want %d", n, len(drained))
+	}
 	for _, src := range drained {
 		if got := greeting(t, src, f.addr); got != "app-02" {
 			t.Errorf("client %s left app-02 before the drain's deadline, for %s", src, got)
@@ -108,6 +111,10 @@ func TestDrainDeadlineMovesPinnedClientsOnce(t *testing.T) {
 	}
 	if st := f.table.Stats(); st.Repins != uint64(len(drained)) {
 		t.Errorf("repins = %d, want %d (one per client of app-02)", st.Repins, len(drained))
+	}
+	// What an operator watches to know the drain is over.
+	if n := f.table.CountByBackend()["app-02"]; n != 0 {
+		t.Errorf("app-02 still has %d pinned clients after they all moved", n)
 	}
 	for range 2 {
 		for src, want := range moved {
