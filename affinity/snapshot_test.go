@@ -231,3 +231,28 @@ func TestRestoreKeepsRecencyOrder(t *testing.T) {
 		}
 	})
 }
+
+// FuzzLoad feeds Load arbitrary bytes, seeded with a real snapshot: it
+// must not panic, and whatever it does not reject is a valid snapshot.
+func FuzzLoad(f *testing.F) {
+	src := New(Options{})
+	for i := range 5 {
+		src.Pin(src.Key(netip.AddrFrom4([4]byte{10, 3, 0, byte(i)})), "app-0"+strconv.Itoa(i))
+	}
+	var buf bytes.Buffer
+	if _, err := src.Save(&buf); err != nil {
+		f.Fatal(err)
+	}
+	src.Close()
+	f.Add(buf.Bytes())
+	f.Add([]byte(snapshotMagic + "\x00\x01\x01"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tb := New(Options{})
+		defer tb.Close()
+		n, err := tb.Load(bytes.NewReader(data), nil)
+		if err != nil && n != 0 {
+			t.Errorf("Load = %d, %v: pins restored from a rejected snapshot", n, err)
+		}
+	})
+}
