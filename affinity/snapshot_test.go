@@ -256,3 +256,33 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSnapshot1M saves and loads a table of a million pins, and
+// reports the file's bytes per pin.
+func BenchmarkSnapshot1M(b *testing.B) {
+	const n = 1 << 20
+	src := New(Options{Capacity: n})
+	defer src.Close()
+	for i := range n {
+		src.Pin(src.Key(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})), "app-0"+strconv.Itoa(i%8))
+	}
+	var buf bytes.Buffer
+	b.Run("save", func(b *testing.B) {
+		for b.Loop() {
+			buf.Reset()
+			if _, err := src.Save(&buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(buf.Len())/n, "bytes/pin")
+	})
+	b.Run("load", func(b *testing.B) {
+		for b.Loop() {
+			dst := New(Options{Capacity: n})
+			if got, err := dst.Load(bytes.NewReader(buf.Bytes()), nil); err != nil || got != n {
+				b.Fatalf("Load = %d, %v", got, err)
+			}
+			dst.Close()
+		}
+	})
+}
