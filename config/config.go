@@ -49,6 +49,12 @@ type Affinity struct {
 	// IPv6Prefix is the same for IPv6 source addresses; 64 groups one
 	// household's or site's prefix.
 	IPv6Prefix int `toml:"ipv6_prefix"`
+	// StateFile is where the pins and the backends' admin states are kept
+	// across restarts; empty keeps them in memory only.
+	StateFile string `toml:"state_file"`
+	// SaveInterval is how often the state file is written while serving;
+	// it is also written at shutdown.
+	SaveInterval Duration `toml:"save_interval"`
 }
 
 // Cookie is the [cookie] table: L7 cookie persistence.
@@ -146,10 +152,11 @@ func Default() Config {
 			Policy: "roundrobin",
 		},
 		Affinity: Affinity{
-			TTL:        Duration(time.Hour),
-			Capacity:   65536,
-			IPv4Prefix: 32,
-			IPv6Prefix: 128,
+			TTL:          Duration(time.Hour),
+			Capacity:     65536,
+			IPv4Prefix:   32,
+			IPv6Prefix:   128,
+			SaveInterval: Duration(30 * time.Second),
 		},
 		Cookie: Cookie{
 			Name:     "SERVERID",

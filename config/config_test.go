@@ -48,6 +48,8 @@ func TestDefault(t *testing.T) {
 		{"affinity.capacity", d.Affinity.Capacity, 65536},
 		{"affinity.ipv4_prefix", d.Affinity.IPv4Prefix, 32},
 		{"affinity.ipv6_prefix", d.Affinity.IPv6Prefix, 128},
+		{"affinity.state_file", d.Affinity.StateFile, ""},
+		{"affinity.save_interval", d.Affinity.SaveInterval.D(), 30 * time.Second},
 		{"cookie.name", d.Cookie.Name, "SERVERID"},
 		{"cookie.expires", d.Cookie.Expires.D(), time.Hour},
 		{"cookie.path", d.Cookie.Path, "/"},

@@ -22,7 +22,9 @@ func (c *Config) Encode(w io.Writer) error {
 		"ttl", quote(c.Affinity.TTL.String()),
 		"capacity", strconv.Itoa(c.Affinity.Capacity),
 		"ipv4_prefix", strconv.Itoa(c.Affinity.IPv4Prefix),
-		"ipv6_prefix", strconv.Itoa(c.Affinity.IPv6Prefix))
+		"ipv6_prefix", strconv.Itoa(c.Affinity.IPv6Prefix),
+		"state_file", quote(c.Affinity.StateFile),
+		"save_interval", quote(c.Affinity.SaveInterval.String()))
 	e.table("[cookie]",
 		"name", quote(c.Cookie.Name),
 		"expires", quote(c.Cookie.Expires.String()),

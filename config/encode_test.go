@@ -15,7 +15,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 	custom.Mode = "l7"
 	custom.Listen = "[::]:8443"
 	custom.Balance.Policy = "leastconn"
-	custom.Affinity = Affinity{TTL: Duration(90 * time.Second), Capacity: 10, IPv4Prefix: 24, IPv6Prefix: 64}
+	custom.Affinity = Affinity{TTL: Duration(90 * time.Second), Capacity: 10, IPv4Prefix: 24, IPv6Prefix: 64, StateFile: "/var/lib/lbctl/pins \"a\"", SaveInterval: Duration(5 * time.Second)}
 	custom.Cookie = Cookie{
 		Name: "lb", Expires: 0, Path: "/app", Domain: ".example.com",
 		HTTPOnly: false, Secure: true, SameSite: "none",

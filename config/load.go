@@ -246,10 +246,12 @@ var schema = map[string]map[string]field{
 		"policy": func(c *Config, v any) error { return setString(&c.Balance.Policy, v) },
 	},
 	"affinity": {
-		"ttl":         func(c *Config, v any) error { return setDuration(&c.Affinity.TTL, v) },
-		"capacity":    func(c *Config, v any) error { return setInt(&c.Affinity.Capacity, v) },
-		"ipv4_prefix": func(c *Config, v any) error { return setInt(&c.Affinity.IPv4Prefix, v) },
-		"ipv6_prefix": func(c *Config, v any) error { return setInt(&c.Affinity.IPv6Prefix, v) },
+		"ttl":           func(c *Config, v any) error { return setDuration(&c.Affinity.TTL, v) },
+		"capacity":      func(c *Config, v any) error { return setInt(&c.Affinity.Capacity, v) },
+		"ipv4_prefix":   func(c *Config, v any) error { return setInt(&c.Affinity.IPv4Prefix, v) },
+		"ipv6_prefix":   func(c *Config, v any) error { return setInt(&c.Affinity.IPv6Prefix, v) },
+		"state_file":    func(c *Config, v any) error { return setString(&c.Affinity.StateFile, v) },
+		"save_interval": func(c *Config, v any) error { return setDuration(&c.Affinity.SaveInterval, v) },
 	},
 	"cookie": {
 		"name":      func(c *Config, v any) error { return setString(&c.Cookie.Name, v) },

@@ -133,6 +133,16 @@ func TestParseRejects(t *testing.T) {
 			want: `lbctl.toml:2: affinity.ipv6_prefix: 0 is out of range 1..128`,
 		},
 		{
+			name: "save interval not positive",
+			file: "[affinity]\nstate_file = \"/tmp/pins\"\nsave_interval = \"0s\"\n" + oneBackend,
+			want: `lbctl.toml:3: affinity.save_interval: "0s" must be positive`,
+		},
+		{
+			name: "state file not a string",
+			file: "[affinity]\nstate_file = 7\n" + oneBackend,
+			want: `lbctl.toml:2: affinity.state_file: 7`,
+		},
+		{
 			name: "unknown policy",
 			file: "[balance]\npolicy = \"fastest\"\n" + oneBackend,
 			want: `lbctl.toml:2: balance.policy: "fastest" is not one of roundrobin, leastconn, random2`,

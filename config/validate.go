@@ -31,6 +31,7 @@ func (c *Config) validate(needBackends bool) error {
 	v.atLeast("affinity.capacity", c.Affinity.Capacity, 1)
 	v.between("affinity.ipv4_prefix", c.Affinity.IPv4Prefix, 1, 32)
 	v.between("affinity.ipv6_prefix", c.Affinity.IPv6Prefix, 1, 128)
+	v.positive("affinity.save_interval", c.Affinity.SaveInterval)
 
 	v.cookie(&c.Cookie)
 

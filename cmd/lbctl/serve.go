@@ -185,6 +185,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err := in.Shutdown(sctx); err != nil {
 		log.Warn("grace period over; open connections closed", "error", err)
 	}
+	in.SaveState() // logged when it fails; the exit is clean regardless
 	if err := <-served; err != nil && !errors.Is(err, l4.ErrProxyClosed) {
 		return err
 	}

@@ -52,21 +52,36 @@ type Instance struct {
 	front   net.Listener // the listener new clients reach; nil before Serve
 	ended   chan error   // what the front listener's Serve returned
 	serving sync.WaitGroup
+
+	// stateFile is [affinity] state_file, "" for none; see SaveState.
+	stateFile string
+	saving    sync.Mutex // serializes saves
+	saver     sync.WaitGroup
+	saverStop chan struct{}
+	stopSaver sync.Once
 }
 
-// New builds an instance from cfg, which must be valid. Nothing runs until
-// Serve (and the prober's Run, which the caller starts: see Prober).
+// New builds an instance from cfg, which must be valid. With a state
+// file configured, it restores the admin states and pins saved there (see
+// restoreState) and saves them again every save_interval until Shutdown
+// or Close; no client is served until Serve (and no backend probed until
+// the prober's Run, which the caller starts: see Prober).
 func New(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 	parts, err := NewPool(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	in := &Instance{log: log, parts: parts, cfg: cfg, timers: map[string]*time.Timer{}, ended: make(chan error, 1)}
+	in := &Instance{log: log, parts: parts, cfg: cfg, timers: map[string]*time.Timer{}, ended: make(chan error, 1),
+		stateFile: cfg.Affinity.StateFile, saverStop: make(chan struct{})}
 	switch cfg.Mode {
 	case "l7":
 		in.l7 = L7(cfg, parts, log)
 	default:
 		in.l4, in.table = L4(cfg, parts, log)
+	}
+	if in.stateFile != "" {
+		in.restoreState(in.stateFile)
+		in.saver.Go(func() { in.saveEvery(cfg.Affinity.SaveInterval.D(), in.saverStop) })
 	}
 	return in, nil
 }
@@ -143,9 +158,11 @@ func (in *Instance) moveFront(ln net.Listener) {
 	}
 }
 
-// Shutdown stops accepting and lets open connections finish until ctx ends
-// (see l4.Proxy.Shutdown and l7.Proxy.Shutdown).
+// Shutdown stops the periodic saves of the state file, stops accepting and
+// lets open connections finish until ctx ends (see l4.Proxy.Shutdown and
+// l7.Proxy.Shutdown). The final save is the caller's: SaveState.
 func (in *Instance) Shutdown(ctx context.Context) error {
+	in.stopSaving()
 	in.stopTimers()
 	if in.l7 != nil {
 		return in.l7.Shutdown(ctx)
@@ -153,11 +170,12 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 	return in.l4.Shutdown(ctx)
 }
 
-// Close releases what outlives the front door: the affinity table's
-// sweeper and the drain timers. After a Serve, it waits for the serving of
+// Close releases what outlives the front door: the periodic saves, the
+// affinity table's sweeper and the drain timers. After a Serve, it waits for the serving of
 // every listener to end, which Shutdown brings about.
 func (in *Instance) Close() {
 	in.serving.Wait()
+	in.stopSaving()
 	in.stopTimers()
 	if in.table != nil {
 		in.table.Close()
@@ -186,7 +204,7 @@ func (in *Instance) stopTimers() {
 // it accepted run on. A file that fails to load or validate changes
 // nothing and is an *admin.ReloadError with every message. Settings that
 // this version applies only at start (mode, the affinity prefixes,
-// admin.listen) must be unchanged: a change to any of
+// admin.listen, the state file and its save interval) must be unchanged: a change to any of
 // them is refused the same way, naming the section, so that the running
 // config never silently differs from the file. The result names every
 // backend and every changed section. Reloads are serialized.
@@ -290,6 +308,8 @@ func restartOnly(cur, next *config.Config) []string {
 	check("mode", cur.Mode, next.Mode)
 	msgs = append(msgs, affinityRestartOnly(cur, next)...)
 	check("admin.listen", cur.Admin.Listen, next.Admin.Listen)
+	check("affinity.state_file", cur.Affinity.StateFile, next.Affinity.StateFile)
+	check("affinity.save_interval", cur.Affinity.SaveInterval, next.Affinity.SaveInterval)
 	return msgs
 }
 

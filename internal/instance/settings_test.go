@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -180,6 +181,14 @@ func TestReloadRefusesRestartOnlyChanges(t *testing.T) {
 	}
 	if in.cfg.Timeouts.Idle != cfg.Timeouts.Idle {
 		t.Error("a refused reload changed the idle timeout")
+	}
+	// The state file is opened and its saver started at start only.
+	next = *cfg
+	next.Affinity.StateFile = filepath.Join(t.TempDir(), "pins")
+	next.Affinity.SaveInterval = config.Duration(time.Second)
+	_, err = in.Reload(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "affinity.state_file") || !strings.Contains(err.Error(), "affinity.save_interval") {
+		t.Fatalf("reload changing the state file: %v, want it refused naming both keys", err)
 	}
 }
 

@@ -1,0 +1,260 @@
+package affinity
+
+import (
+	"bufio"
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"slices"
+	"time"
+)
+
+// The snapshot format Save writes and Load reads, all integers big endian:
+//
+//	header:  magic "LBPINS\r\n" (8 bytes), version uint16 (1)
+//	pin:     kind byte 1, key hi uint64, key lo uint64,
+//	         remaining TTL int64 (nanoseconds), id length uvarint, id
+//	end:     kind byte 0, pin count uint64, CRC-32C uint32 of every byte
+//	         before it, header included
+//
+// The end record makes a truncated file an error rather than a shorter
+// table, and the checksum catches a changed byte. Nothing follows the end
+// record that Load reads, so a snapshot can be one section of a larger file.
+const (
+	snapshotMagic   = "LBPINS\r\n"
+	snapshotVersion = 1
+	kindEnd         = 0
+	kindPin         = 1
+	// maxSnapshotID bounds the id length Load accepts, far above any
+	// configurable id, so that a forged length allocates nothing large.
+	maxSnapshotID = 1024
+)
+
+// ErrBadSnapshot is wrapped by Load's errors about the snapshot itself (a
+// foreign, truncated or corrupt file), as opposed to a failing reader.
+var ErrBadSnapshot = errors.New("bad affinity snapshot")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Save writes every live pin to w in the snapshot format: its key, its
+// backend id and its remaining TTL. It returns how many pins it wrote.
+//
+// The pins are read with Range, so no lookup waits on the writing however
+// large the table or slow w; the snapshot is not of one instant (see
+// Range), which for pins saved to survive a restart means at worst a pin
+// made or moved during the save is saved with its old value or not at all.
+func (t *Table) Save(w io.Writer) (int, error) {
+	crc := crc32.New(castagnoli)
+	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 64<<10)
+	var buf [64]byte
+	head := append(buf[:0], snapshotMagic...)
+	head = binary.BigEndian.AppendUint16(head, snapshotVersion)
+	bw.Write(head)
+	now := time.Now()
+	n := 0
+	t.Range(func(k Key, id string, expires time.Time) bool {
+		rec := append(buf[:0], kindPin)
+		rec = binary.BigEndian.AppendUint64(rec, k.hi)
+		rec = binary.BigEndian.AppendUint64(rec, k.lo)
+		rec = binary.BigEndian.AppendUint64(rec, uint64(expires.Sub(now)))
+		rec = binary.AppendUvarint(rec, uint64(len(id)))
+		bw.Write(rec)
+		_, err := bw.WriteString(id)
+		n++
+		return err == nil
+	})
+	end := append(buf[:0], kindEnd)
+	end = binary.BigEndian.AppendUint64(end, uint64(n))
+	bw.Write(end)
+	// The checksum covers everything before it, so it is taken once the
+	// buffer has reached crc.
+	if err := bw.Flush(); err != nil {
+		return 0, fmt.Errorf("save affinity snapshot: %w", err)
+	}
+	if _, err := w.Write(binary.BigEndian.AppendUint32(buf[:0], crc.Sum32())); err != nil {
+		return 0, fmt.Errorf("save affinity snapshot: %w", err)
+	}
+	return n, nil
+}
+
+// savedPin is one pin read from a snapshot.
+type savedPin struct {
+	key       Key
+	id        string
+	remaining time.Duration
+}
+
+// Load reads a snapshot that Save wrote and restores its pins, each with
+// the TTL it had left when saved (never more than the table's TTL), and
+// returns how many it restored. Pins whose time ran out, pins to backends
+// keep rejects (nil keeps all) and pins whose key the table's prefixes
+// would not have made (the prefixes changed) are dropped. The whole
+// snapshot is read and checked before any pin is restored: a foreign,
+// truncated or corrupt snapshot restores nothing and is an error wrapping
+// ErrBadSnapshot.
+//
+// Load reads nothing past the snapshot's end when r is a *bufio.Reader, so
+// that the caller can read what follows.
+func (t *Table) Load(r io.Reader, keep func(id string) bool) (loaded int, err error) {
+	pins, err := readSnapshot(bufio.NewReader(r))
+	if err != nil {
+		return 0, err
+	}
+	// Oldest first, so that each pin restored is the most recent so far
+	// and goes to the front of its shard's recency list at once.
+	slices.SortStableFunc(pins, func(a, b savedPin) int { return cmp.Compare(a.remaining, b.remaining) })
+	now := time.Now()
+	for _, p := range pins {
+		if p.remaining <= 0 || (keep != nil && !keep(p.id)) || t.Key(p.key.Addr()) != p.key {
+			continue
+		}
+		if t.Restore(p.key, p.id, now.Add(p.remaining)) {
+			loaded++
+		}
+	}
+	return loaded, nil
+}
+
+// checkedReader reads through br and adds what it reads to a checksum.
+type checkedReader struct {
+	br  *bufio.Reader
+	crc hash.Hash32
+}
+
+func (c *checkedReader) Read(p []byte) (int, error) {
+	n, err := c.br.Read(p)
+	c.crc.Write(p[:n])
+	return n, err
+}
+
+func (c *checkedReader) ReadByte() (byte, error) {
+	b, err := c.br.ReadByte()
+	if err == nil {
+		c.crc.Write([]byte{b})
+	}
+	return b, err
+}
+
+// readSnapshot reads and checks a whole snapshot from br.
+func readSnapshot(br *bufio.Reader) ([]savedPin, error) {
+	cr := &checkedReader{br: br, crc: crc32.New(castagnoli)}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrBadSnapshot}, args...)...)
+	}
+	truncated := func(err error) error {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return bad("truncated")
+		}
+		return fmt.Errorf("read affinity snapshot: %w", err)
+	}
+	var head [len(snapshotMagic) + 2]byte
+	if _, err := io.ReadFull(cr, head[:]); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || string(head[:len(snapshotMagic)]) != snapshotMagic {
+			return nil, bad("not an affinity snapshot")
+		}
+		return nil, truncated(err)
+	}
+	if string(head[:len(snapshotMagic)]) != snapshotMagic {
+		return nil, bad("not an affinity snapshot")
+	}
+	if v := binary.BigEndian.Uint16(head[len(snapshotMagic):]); v != snapshotVersion {
+		return nil, bad("version %d, this lbctl reads version %d", v, snapshotVersion)
+	}
+	var pins []savedPin
+	var rec [24]byte
+	for {
+		kind, err := cr.ReadByte()
+		if err != nil {
+			return nil, truncated(err)
+		}
+		switch kind {
+		case kindPin:
+		case kindEnd:
+			if _, err := io.ReadFull(cr, rec[:8]); err != nil {
+				return nil, truncated(err)
+			}
+			count := binary.BigEndian.Uint64(rec[:8])
+			want := cr.crc.Sum32()
+			if _, err := io.ReadFull(br, rec[:4]); err != nil {
+				return nil, truncated(err)
+			}
+			if got := binary.BigEndian.Uint32(rec[:4]); got != want {
+				return nil, bad("checksum mismatch")
+			}
+			if count != uint64(len(pins)) {
+				return nil, bad("%d pins where the end record says %d", len(pins), count)
+			}
+			return pins, nil
+		default:
+			return nil, bad("unknown record kind %d", kind)
+		}
+		if _, err := io.ReadFull(cr, rec[:]); err != nil {
+			return nil, truncated(err)
+		}
+		n, err := binary.ReadUvarint(cr)
+		if err != nil {
+			return nil, truncated(err)
+		}
+		if n == 0 || n > maxSnapshotID {
+			return nil, bad("backend id of %d bytes", n)
+		}
+		id := make([]byte, n)
+		if _, err := io.ReadFull(cr, id); err != nil {
+			return nil, truncated(err)
+		}
+		pins = append(pins, savedPin{
+			key:       Key{hi: binary.BigEndian.Uint64(rec[:8]), lo: binary.BigEndian.Uint64(rec[8:16])},
+			remaining: time.Duration(binary.BigEndian.Uint64(rec[16:24])),
+			id:        string(id),
+		})
+	}
+}
+
+// Restore pins k to backend id so that it expires at expires unless used
+// again, as if it had last been used a TTL before: it brings back a pin
+// saved before a restart with the time it had left, never more than the
+// TTL. It restores nothing and returns false when expires has passed or k
+// already has a live pin, which is newer than a saved one. Restore places
+// the pin in recency order among the others (oldest first when loading
+// many makes that immediate) and, past capacity, evicts the least recently
+// used pin of k's shard, as Pin does.
+func (t *Table) Restore(k Key, id string, expires time.Time) bool {
+	now := time.Now().UnixNano()
+	used := min(expires.UnixNano()-t.ttl.Load(), now)
+	horizon := t.horizon(now)
+	if used <= horizon {
+		return false
+	}
+	s := t.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.items[k]; ok {
+		if e.used > horizon {
+			return false
+		}
+		s.remove(e)
+		t.size.Add(-1)
+		s.expirations++
+	}
+	e := &entry{key: k, pin: pin{id: id, used: used}}
+	s.items[k] = e
+	// The recency list is in order of last use, which the sweeper and
+	// eviction rely on: e goes after every entry used later.
+	at := &s.recency
+	for at.next != &s.recency && at.next.used > used {
+		at = at.next
+	}
+	e.prev, e.next = at, at.next
+	at.next.prev = e
+	at.next = e
+	if t.size.Add(1) > t.limit.Load() && len(s.items) > 1 {
+		s.remove(s.oldest())
+		s.evictions++
+		t.size.Add(-1)
+	}
+	return true
+}

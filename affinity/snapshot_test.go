@@ -1,0 +1,288 @@
+package affinity
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net/netip"
+	"strconv"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// snapshotPins returns every live pin of tb as key -> id.
+func snapshotPins(tb *Table) map[Key]string {
+	out := map[Key]string{}
+	tb.Range(func(k Key, id string, _ time.Time) bool {
+		out[k] = id
+		return true
+	})
+	return out
+}
+
+func TestSnapshotRoundTripKeys(t *testing.T) {
+	opts := Options{IPv4Prefix: 24, IPv6Prefix: 64}
+	src := New(opts)
+	defer src.Close()
+	addrs := []string{"203.0.113.7", "198.51.100.250", "::ffff:192.0.2.9", "2001:db8:1:2:3:4:5:6", "2001:db8:ffff::1", "fe80::1"}
+	want := map[Key]string{}
+	for i, a := range addrs {
+		k := src.Key(netip.MustParseAddr(a))
+		id := []string{"app-01", "app-02", "app-03"}[i%3]
+		src.Pin(k, id)
+		want[k] = id
+	}
+	var buf bytes.Buffer
+	n, err := src.Save(&buf)
+	if err != nil || n != len(want) {
+		t.Fatalf("Save = %d, %v; want %d pins", n, err, len(want))
+	}
+	dst := New(opts)
+	defer dst.Close()
+	loaded, err := dst.Load(&buf, nil)
+	if err != nil || loaded != len(want) {
+		t.Fatalf("Load = %d, %v; want %d", loaded, err, len(want))
+	}
+	got := snapshotPins(dst)
+	if len(got) != len(want) {
+		t.Fatalf("loaded %v, want %v", got, want)
+	}
+	for k, id := range want {
+		if got[k] != id {
+			t.Errorf("key %s: loaded %q, want %q", k, got[k], id)
+		}
+		// The key is the masked one the running table would make.
+		if dst.Key(k.Addr()) != k {
+			t.Errorf("key %s is not masked as the table masks it", k)
+		}
+	}
+}
+
+func TestSnapshotKeepsRemainingTTL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := New(Options{TTL: time.Hour})
+		defer src.Close()
+		old := src.Key(netip.MustParseAddr("192.0.2.1"))
+		fresh := src.Key(netip.MustParseAddr("192.0.2.2"))
+		dying := src.Key(netip.MustParseAddr("192.0.2.3"))
+		src.Pin(dying, "app-01")
+		time.Sleep(10 * time.Minute)
+		src.Pin(old, "app-01")
+		time.Sleep(20 * time.Minute)
+		src.Pin(fresh, "app-02")
+		var buf bytes.Buffer
+		if _, err := src.Save(&buf); err != nil {
+			t.Fatal(err)
+		}
+		// The process is down for 35 minutes, longer than dying had left.
+		time.Sleep(35 * time.Minute)
+		dst := New(Options{TTL: time.Hour})
+		defer dst.Close()
+		loaded, err := dst.Load(&buf, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Saved remaining TTLs are counted from the save; the restart
+		// does not consume them (the table does not know its downtime).
+		if loaded != 3 {
+			t.Fatalf("loaded %d, want 3", loaded)
+		}
+		now := time.Now()
+		for _, c := range []struct {
+			k    Key
+			left time.Duration
+		}{{dying, 30 * time.Minute}, {old, 40 * time.Minute}, {fresh, time.Hour}} {
+			_, exp, ok := dst.Get(c.k)
+			if !ok || exp.Sub(now) != c.left {
+				t.Errorf("%s: expires in %v (ok %v), want %v", c.k, exp.Sub(now), ok, c.left)
+			}
+		}
+		time.Sleep(30 * time.Minute)
+		if _, _, ok := dst.Get(dying); ok {
+			t.Errorf("%s outlived its remaining TTL", dying)
+		}
+		if _, ok := dst.Lookup(old); !ok {
+			t.Errorf("%s expired before its remaining TTL", old)
+		}
+	})
+}
+
+func TestSnapshotLoadDrops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := New(Options{TTL: time.Hour})
+		defer src.Close()
+		keys := make([]Key, 4)
+		for i := range keys {
+			keys[i] = src.Key(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}))
+		}
+		src.Pin(keys[0], "gone")
+		src.Pin(keys[1], "app-01")
+		time.Sleep(50 * time.Minute)
+		src.Pin(keys[2], "app-01")
+		var buf bytes.Buffer
+		if _, err := src.Save(&buf); err != nil {
+			t.Fatal(err)
+		}
+		// A shorter TTL caps what is restored; a narrower prefix drops
+		// keys it would not have made.
+		dst := New(Options{TTL: 5 * time.Minute})
+		defer dst.Close()
+		loaded, err := dst.Load(bytes.NewReader(buf.Bytes()), func(id string) bool { return id != "gone" })
+		if err != nil || loaded != 2 {
+			t.Fatalf("Load = %d, %v; want 2", loaded, err)
+		}
+		if _, _, ok := dst.Get(keys[0]); ok {
+			t.Error("pin to a backend keep rejects was restored")
+		}
+		if _, exp, ok := dst.Get(keys[1]); !ok || time.Until(exp) != 5*time.Minute {
+			t.Errorf("capped pin expires in %v (ok %v), want 5m", time.Until(exp), ok)
+		}
+		narrow := New(Options{IPv4Prefix: 24})
+		defer narrow.Close()
+		if loaded, err := narrow.Load(bytes.NewReader(buf.Bytes()), nil); err != nil || loaded != 0 {
+			t.Errorf("Load into a /24 table = %d, %v; want 0 (keys of /32 no longer match)", loaded, err)
+		}
+	})
+}
+
+func TestSnapshotCorrupt(t *testing.T) {
+	src := New(Options{})
+	defer src.Close()
+	for i := range 50 {
+		src.Pin(src.Key(netip.AddrFrom4([4]byte{10, 1, 0, byte(i)})), "app-01")
+	}
+	var buf bytes.Buffer
+	if _, err := src.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+	good := buf.Bytes()
+	cases := map[string][]byte{
+		"empty":     {},
+		"foreign":   []byte("[affinity]\nttl = \"1h\"\n"),
+		"header":    good[:10],
+		"truncated": good[:len(good)/2],
+		"no crc":    good[:len(good)-2],
+		"version":   append(append([]byte(snapshotMagic), 0, 9), good[10:]...),
+	}
+	for _, at := range []int{12, len(good) / 2, len(good) - 6, len(good) - 1} {
+		flipped := bytes.Clone(good)
+		flipped[at] ^= 0x10
+		cases["flipped byte "+strconv.Itoa(at)] = flipped
+	}
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			dst := New(Options{})
+			defer dst.Close()
+			loaded, err := dst.Load(bytes.NewReader(data), nil)
+			if !errors.Is(err, ErrBadSnapshot) {
+				t.Errorf("Load = %d, %v; want ErrBadSnapshot", loaded, err)
+			}
+			if loaded != 0 || dst.Stats().Size != 0 {
+				t.Errorf("corrupt snapshot restored %d pins (size %d)", loaded, dst.Stats().Size)
+			}
+		})
+	}
+}
+
+func TestSnapshotIsASection(t *testing.T) {
+	src := New(Options{})
+	defer src.Close()
+	src.Pin(src.Key(netip.MustParseAddr("192.0.2.1")), "app-01")
+	var buf bytes.Buffer
+	if _, err := src.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+	buf.WriteString("after")
+	br := bufio.NewReader(&buf)
+	dst := New(Options{})
+	defer dst.Close()
+	if n, err := dst.Load(br, nil); err != nil || n != 1 {
+		t.Fatalf("Load = %d, %v", n, err)
+	}
+	rest, _ := br.ReadString(0)
+	if rest != "after" {
+		t.Errorf("after the snapshot, read %q, want %q", rest, "after")
+	}
+}
+
+func TestRestoreKeepsRecencyOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tb := New(Options{TTL: time.Hour, Capacity: 3})
+		defer tb.Close()
+		k := func(i byte) Key { return tb.Key(netip.AddrFrom4([4]byte{10, 2, 0, i})) }
+		now := time.Now()
+		tb.Restore(k(1), "a", now.Add(50*time.Minute))
+		tb.Restore(k(2), "a", now.Add(10*time.Minute))
+		tb.Restore(k(3), "a", now.Add(30*time.Minute))
+		if tb.Restore(k(3), "b", now.Add(time.Hour)) {
+			t.Error("Restore replaced a live pin")
+		}
+		// Past capacity the oldest (k2, 10 minutes left) goes.
+		tb.Pin(k(4), "a")
+		if _, _, ok := tb.Get(k(2)); ok {
+			t.Error("eviction did not take the pin with the least time left")
+		}
+		// The sweeper expires in order: after 35 minutes only k1 and k4.
+		time.Sleep(35 * time.Minute)
+		synctest.Wait()
+		if st := tb.Stats(); st.Size != 2 {
+			t.Errorf("after 35m the table holds %d pins, want 2", st.Size)
+		}
+	})
+}
+
+// FuzzLoad feeds Load arbitrary bytes, seeded with a real snapshot: it
+// must not panic, and whatever it does not reject is a valid snapshot.
+func FuzzLoad(f *testing.F) {
+	src := New(Options{})
+	for i := range 5 {
+		src.Pin(src.Key(netip.AddrFrom4([4]byte{10, 3, 0, byte(i)})), "app-0"+strconv.Itoa(i))
+	}
+	var buf bytes.Buffer
+	if _, err := src.Save(&buf); err != nil {
+		f.Fatal(err)
+	}
+	src.Close()
+	f.Add(buf.Bytes())
+	f.Add([]byte(snapshotMagic + "\x00\x01\x01"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tb := New(Options{})
+		defer tb.Close()
+		n, err := tb.Load(bytes.NewReader(data), nil)
+		if err != nil && n != 0 {
+			t.Errorf("Load = %d, %v: pins restored from a rejected snapshot", n, err)
+		}
+	})
+}
+
+// BenchmarkSnapshot1M saves and loads a table of a million pins, and
+// reports the file's bytes per pin.
+func BenchmarkSnapshot1M(b *testing.B) {
+	const n = 1 << 20
+	src := New(Options{Capacity: n})
+	defer src.Close()
+	for i := range n {
+		src.Pin(src.Key(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})), "app-0"+strconv.Itoa(i%8))
+	}
+	var buf bytes.Buffer
+	b.Run("save", func(b *testing.B) {
+		for b.Loop() {
+			buf.Reset()
+			if _, err := src.Save(&buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(buf.Len())/n, "bytes/pin")
+	})
+	b.Run("load", func(b *testing.B) {
+		for b.Loop() {
+			dst := New(Options{Capacity: n})
+			if got, err := dst.Load(bytes.NewReader(buf.Bytes()), nil); err != nil || got != n {
+				b.Fatalf("Load = %d, %v", got, err)
+			}
+			dst.Close()
+		}
+	})
+}
