@@ -72,21 +72,7 @@ func TestServeLogsConfigWarnings(t *testing.T) {
 	// A unix socket for the admin API: no port to collide with.
 	admin := "unix:" + filepath.Join(t.TempDir(), "admin.sock")
 	path := writeConfig(t, fmt.Sprintf(sameAddressConfig, listen, admin, backend, backend))
-	cmd := lbctl(t, "serve", "--config", path, "--grace", "1s")
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(stderr.String(), "lbctl serving") {
-		if time.Now().After(deadline) {
-			t.Fatalf("lbctl never said it was serving:\n%s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	cmd, stderr := startServe(t, "--config", path, "--grace", "1s")
 	logs := stderr.String()
 	if want := `level=WARN msg=config warning="` + path + `:12: backend[1].address: \"` + backend + `\" of \"app-02\" is also the address of backend[0] \"app-01\" (line 8)`; !strings.Contains(logs, want) {
 		t.Errorf("log lacks the warning %s:\n%s", want, logs)

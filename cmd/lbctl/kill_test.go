@@ -102,17 +102,10 @@ func TestMaintKillClosesConnections(t *testing.T) {
 	waitLog(t, log, "backend=app-02 state=maint source=api kill=true")
 	// The event loop releases the closed connection at its next wake.
 	want := "app-02 " + a2 + " 1 up maint 0"
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually(t, "backend list to show "+want, func() (bool, string) {
 		list := fields(mustRun(t, "backend", "list", "--admin", adminAddr))
-		if len(list) == 3 && strings.Join(list[2][:6], " ") == want {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("backend list after the kill: %v, want %q", list, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return len(list) == 3 && strings.Join(list[2][:6], " ") == want, fmt.Sprint(list)
+	})
 }
 
 // idBackend is an HTTP backend on loopback that answers every request

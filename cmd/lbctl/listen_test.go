@@ -15,18 +15,14 @@ import (
 // after 10 s.
 func refuses(t *testing.T, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually(t, addr+" to refuse clients", func() (bool, string) {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
-			return
+			return true, ""
 		}
 		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still accepts clients", addr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false, ""
+	})
 }
 
 // TestReloadMovesListen moves a running lbctl from one listen address to

@@ -51,16 +51,33 @@ func startServe(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
 	return cmd, log
 }
 
+// eventually polls cond every 10 ms until it holds, and fails the test
+// with what (and cond's last word, when it returns one) after 10 s: the
+// one way these tests wait for a child process to get somewhere.
+func eventually(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting after 10s for %s\n%s", what, last)
+		}
+		<-tick.C
+	}
+}
+
 // waitLog waits until the child's log holds want, or fails the test.
 func waitLog(t *testing.T, log *syncBuffer, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(log.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("log never said %q:\n%s", want, log.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, fmt.Sprintf("the log to say %q", want), func() (bool, string) {
+		l := log.String()
+		return strings.Contains(l, want), l
+	})
 }
 
 // greeting connects to listen from source and returns the backend id the

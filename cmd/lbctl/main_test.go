@@ -204,18 +204,7 @@ address = %q
 	// SIGTERM while a connection is open: lbctl stops accepting, the open
 	// connection keeps working, and lbctl exits 0 once it ends.
 	cmd.Process.Signal(syscall.SIGTERM)
-	deadline = time.Now().Add(10 * time.Second)
-	for {
-		nc, err := net.DialTimeout("tcp", listen, time.Second)
-		if err != nil {
-			break // the listener is closed: lbctl is shutting down
-		}
-		nc.Close()
-		if time.Now().After(deadline) {
-			t.Fatalf("lbctl still accepting after SIGTERM\n%s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	refuses(t, listen) // the listener is closed: lbctl is shutting down
 	fmt.Fprintln(c, "still here")
 	if line, err := r.ReadString('\n'); err != nil || line != "still here\n" {
 		t.Errorf("echo after SIGTERM = %q, %v", line, err)
@@ -326,13 +315,7 @@ address = %q
 	if len(open) < 10 || len(open) == 40 {
 		t.Fatalf("%d of 40 clients served with %d descriptors, want some but not all\n%s", len(open), limit, stderr.String())
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(stderr.String(), "too many open files") {
-		if time.Now().After(deadline) {
-			t.Fatalf("running out of descriptors was not logged\n%s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitLog(t, &stderr, "too many open files")
 	t.Logf("%d clients served with %d descriptors", len(open), limit)
 	// The clients served before still are.
 	for i, c := range open {
