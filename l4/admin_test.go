@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/eventually"
 )
 
 // pinClients connects once from each of n source addresses 127.0.10.1...
@@ -100,7 +101,7 @@ func TestDrainDeadlineMovesPinnedClientsOnce(t *testing.T) {
 	// The operator shortens the drain; the test waits for the deadline
 	// itself to pass.
 	b.SetAdmin(backend.Drain, time.Now().Add(20*time.Millisecond))
-	waitFor(t, "the drain deadline", func() bool { return !b.KeepsPinned(time.Now()) })
+	eventually.True(t, "the drain deadline", func() bool { return !b.KeepsPinned(time.Now()) })
 	moved := make(map[string]string)
 	for _, src := range drained {
 		got := greeting(t, src, f.addr)
@@ -227,7 +228,7 @@ func TestCloseConnsEndsOnlyThatBackendsConnections(t *testing.T) {
 			t.Errorf("client %s of app-02: read %d, %v; want the connection closed", o.src, n, err)
 		}
 	}
-	waitFor(t, "app-02's connections to close", func() bool { return b.Active() == 0 && f.backends[1].openConns() == 0 })
+	eventually.True(t, "app-02's connections to close", func() bool { return b.Active() == 0 && f.backends[1].openConns() == 0 })
 	for _, o := range conns {
 		if o.on == "app-02" {
 			if got := greeting(t, o.src, f.addr); got == "app-02" {

@@ -8,6 +8,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/eventually"
 )
 
 // A listener retired by StopAccepting refuses new clients while the
@@ -42,7 +44,7 @@ func TestStopAcceptingKeepsItsConnections(t *testing.T) {
 	echo("before StopAccepting")
 
 	f.proxy.StopAccepting(old)
-	waitFor(t, "the retired listener to refuse clients", func() bool {
+	eventually.True(t, "the retired listener to refuse clients", func() bool {
 		nc, err := net.DialTimeout("tcp", oldAddr, time.Second)
 		if err != nil {
 			return true

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/eventually"
 	"github.com/lbctl/lbctl/internal/leakcheck"
 )
 
@@ -587,7 +588,7 @@ func TestNoGoroutineOrFDOutlivesItsConnection(t *testing.T) {
 	// descriptors are running then, and this client's are gone once the
 	// backends have seen it leave and released it.
 	greeting(t, "127.0.0.20", f.addr)
-	waitFor(t, "the first client's connection to end", func() bool {
+	eventually.True(t, "the first client's connection to end", func() bool {
 		for _, b := range f.backends {
 			if b.openConns() != 0 || f.registry.Get(b.id).Active() != 0 {
 				return false
@@ -650,16 +651,4 @@ func TestNoGoroutineOrFDOutlivesItsConnection(t *testing.T) {
 	f.proxy.Close()
 	f.table.Close()
 	beforeProxy.Wait(t, 5*time.Second)
-}
-
-// waitFor polls cond until it holds, failing the test after 10 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

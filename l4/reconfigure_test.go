@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/eventually"
 )
 
 // A shorter idle timeout applies to the connections accepted after the
@@ -91,11 +92,11 @@ func TestReconfigurePolicyTakesEffect(t *testing.T) {
 	idleOther := func() bool { return other.Active() == 0 }
 
 	// Round robin first: of two newcomers, one goes to the busy backend.
-	waitFor(t, "the other backend's connections to close", idleOther)
+	eventually.True(t, "the other backend's connections to close", idleOther)
 	got := map[string]int{}
 	for i := range 2 {
 		got[greeting(t, fmt.Sprintf("127.0.0.%d", 60+i), f.addr)]++
-		waitFor(t, "the other backend's connections to close", idleOther)
+		eventually.True(t, "the other backend's connections to close", idleOther)
 	}
 	if got[busy] != 1 {
 		t.Fatalf("round robin placed newcomers %v, want one on %s", got, busy)
@@ -108,7 +109,7 @@ func TestReconfigurePolicyTakesEffect(t *testing.T) {
 		if id := greeting(t, fmt.Sprintf("127.0.0.%d", 70+i), f.addr); id != other.ID {
 			t.Fatalf("newcomer %d after the change to leastconn went to %s, want %s (the one without clients)", i, id, other.ID)
 		}
-		waitFor(t, "the other backend's connections to close", idleOther)
+		eventually.True(t, "the other backend's connections to close", idleOther)
 	}
 }
 
@@ -160,7 +161,7 @@ func TestReconfigureUnderLoad(t *testing.T) {
 	}
 	for i := range 30 {
 		from := served.Load()
-		waitFor(t, "connections to be served between changes", func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
+		eventually.True(t, "connections to be served between changes", func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
 		if err := f.proxy.Reconfigure(variants[(i+1)%len(variants)]); err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/eventually"
 )
 
 // browser is a client with its own cookie jar, and the backend its cookie
@@ -110,7 +111,7 @@ func TestDrainKeepsCookieClients(t *testing.T) {
 	// The count is taken once the response is on its way: wait for the
 	// last one, then check nothing was counted twice.
 	want := uint64(rounds*len(on) + 1)
-	waitFor(t, "app-02's requests to be counted", func() bool { return b.Served()-before >= want })
+	eventually.True(t, "app-02's requests to be counted", func() bool { return b.Served()-before >= want })
 	if got := b.Served() - before; got != want {
 		t.Errorf("app-02 served %d requests during the drain, want %d", got, want)
 	}
@@ -134,7 +135,7 @@ func TestDrainDeadlineMovesCookieClients(t *testing.T) {
 	// The operator shortens the drain; the test waits for the deadline
 	// itself to pass.
 	b.SetAdmin(backend.Drain, time.Now().Add(20*time.Millisecond))
-	waitFor(t, "the drain deadline", func() bool { return !b.KeepsPinned(time.Now()) })
+	eventually.True(t, "the drain deadline", func() bool { return !b.KeepsPinned(time.Now()) })
 	for _, br := range on {
 		checkMoves(t, f, br, "app-02")
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lbctl/lbctl/internal/eventually"
 )
 
 // Clients that connect and say nothing wait in the kernel, not in the
@@ -18,7 +20,7 @@ func TestSilentClientsWaitInTheKernel(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) { p.HeaderTimeout = time.Minute }})
 	// Serve sets the option in its own goroutine: a client that came
 	// before would be handed over at once.
-	waitFor(t, "Serve to defer accepts", func() bool { return deferSeconds(t, f.ln) > 0 })
+	eventually.True(t, "Serve to defer accepts", func() bool { return deferSeconds(t, f.ln) > 0 })
 	const n = 20
 	before := runtime.NumGoroutine()
 	var cs []net.Conn

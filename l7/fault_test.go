@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/eventually"
 )
 
 // settled waits until no exchange is in progress on any backend of f: the
 // exchange that is ending has made its health report, if any, by then.
 func (f *fixture) settled(t *testing.T) {
 	t.Helper()
-	waitFor(t, "the exchanges in progress to end", func() bool {
+	eventually.True(t, "the exchanges in progress to end", func() bool {
 		for _, b := range f.registry.All() {
 			if b.Active() != 0 {
 				return false
@@ -94,7 +95,7 @@ func TestClientAbortIsNobodysFault(t *testing.T) {
 			c := dialProxy(t, f.addr).(*net.TCPConn)
 			io.WriteString(c, tt.raw)
 			// The request has reached a backend before the client leaves.
-			waitFor(t, "the request to reach a backend", func() bool { return served() > before })
+			eventually.True(t, "the request to reach a backend", func() bool { return served() > before })
 			if tt.end != nil {
 				tt.end(c)
 			}
@@ -196,7 +197,7 @@ func TestBackendFaultsCountAgainstHealth(t *testing.T) {
 			} else if !strings.HasPrefix(line, "HTTP/1.1 "+tt.status+" ") {
 				t.Errorf("status line %q, want %s", line, tt.status)
 			}
-			waitFor(t, "the exchange to end", func() bool { return b.Active() == 0 })
+			eventually.True(t, "the exchange to end", func() bool { return b.Active() == 0 })
 			if down := !b.Available(); down != tt.wantDown {
 				t.Errorf("backend down = %v, want %v", down, tt.wantDown)
 			}

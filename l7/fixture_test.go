@@ -413,22 +413,6 @@ func (l acceptWatch) Accept() (net.Conn, error) {
 	return c, nil
 }
 
-// waitFor polls cond until it holds, failing the test if it does not
-// within 10 s; what names the condition in the failure. Only the test's
-// goroutine may call it.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting after 10s for %s", what)
-		}
-		<-tick.C
-	}
-}
-
 // goroutineIn reports whether some goroutine's stack has a frame whose
 // function name contains fn, such as "(*connReader).waitByte": the only way
 // to see from outside that a connection's handler has reached a given wait.

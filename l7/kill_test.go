@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/eventually"
 )
 
 // streamBackend is a backend that answers each request on a kept-alive
@@ -142,7 +143,7 @@ func TestCloseConnsCutsOnlyThatBackend(t *testing.T) {
 	stream01, br01 := openStream(t, addr, "/stream", "app-01")
 	stream02, br02 := openStream(t, addr, "/stream", "app-02")
 	held, heldR := openStream(t, addr, "/hold", "app-02")
-	waitFor(t, "the held request to reach app-02", func() bool { return sbs["app-02"].requests.Load() == 2 })
+	eventually.True(t, "the held request to reach app-02", func() bool { return sbs["app-02"].requests.Load() == 2 })
 
 	// A kept-alive connection to app-02, idle in the proxy's pool once
 	// its response is read (the proxy releases it before it reads the
@@ -173,7 +174,7 @@ func TestCloseConnsCutsOnlyThatBackend(t *testing.T) {
 	if got, err := io.ReadAll(heldR); len(got) != 0 || err != nil && !isReset(err) {
 		t.Errorf("held request after the kill: %q, %v; want the connection closed with no answer", got, err)
 	}
-	waitFor(t, "app-02 to have no connection", func() bool { return sbs["app-02"].open.Load() == 0 })
+	eventually.True(t, "app-02 to have no connection", func() bool { return sbs["app-02"].open.Load() == 0 })
 
 	// app-01's stream flows on: 50 more chunks.
 	for i := range 50 {

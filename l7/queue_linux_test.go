@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lbctl/lbctl/internal/eventually"
 )
 
 // The socket queue lengths Linux reports let a test know where bytes are
@@ -22,7 +24,7 @@ import (
 // that what it writes next reaches the proxy in a later read.
 func waitReadByProxy(t *testing.T, c net.Conn, proxySide *net.TCPConn) {
 	t.Helper()
-	waitFor(t, "the proxy to read what the client wrote", func() bool {
+	eventually.True(t, "the proxy to read what the client wrote", func() bool {
 		return queued(t, c.(*net.TCPConn), unix.SIOCOUTQ) == 0 && queued(t, proxySide, unix.SIOCINQ) == 0
 	})
 }

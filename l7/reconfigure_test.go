@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/eventually"
 )
 
 // keptAlive is one client connection that sends requests one after the
@@ -163,7 +164,7 @@ func TestReconfigurePolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	var busy, other *backend.Backend
-	waitFor(t, "the held request to reach a backend", func() bool {
+	eventually.True(t, "the held request to reach a backend", func() bool {
 		for _, b := range f.registry.All() {
 			if b.Active() == 1 {
 				busy = b
@@ -199,7 +200,7 @@ func TestReconfigurePolicy(t *testing.T) {
 	for i := range 4 {
 		// The previous newcomer's backend is released just after its
 		// answer went out.
-		waitFor(t, "the other backend to be free", func() bool { return other.Active() == 0 })
+		eventually.True(t, "the other backend to be free", func() bool { return other.Active() == 0 })
 		if id := newcomer(); id != other.ID {
 			t.Fatalf("newcomer %d after the change to leastconn went to %s, want %s", i, id, other.ID)
 		}
@@ -320,7 +321,7 @@ func TestReconfigureUnderLoad(t *testing.T) {
 	}
 	for i := range 40 {
 		from := served.Load()
-		waitFor(t, "requests to be served between changes", func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
+		eventually.True(t, "requests to be served between changes", func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
 		if err := f.proxy.Reconfigure(variants[(i+1)%2]); err != nil {
 			t.Fatal(err)
 		}

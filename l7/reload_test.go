@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/eventually"
 )
 
 // specsOf returns the specs of the fixture's backends (weight 1) followed
@@ -211,13 +212,13 @@ func TestReloadsUnderLoad(t *testing.T) {
 	}
 	for i := range 20 {
 		from := served.Load()
-		waitFor(t, "requests to be served between reloads", func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
+		eventually.True(t, "requests to be served between reloads", func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
 		if _, err := f.pool.Reload(configs[(i+1)%2]); err != nil {
 			t.Fatalf("reload %d: %v", i, err)
 		}
 	}
 	from := served.Load()
-	waitFor(t, "requests to be served after the last reload", func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
+	eventually.True(t, "requests to be served after the last reload", func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
 	close(stop)
 	wg.Wait()
 	if n := failed.Load(); n != 0 {

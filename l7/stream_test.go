@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lbctl/lbctl/internal/eventually"
 	"github.com/lbctl/lbctl/internal/leakcheck"
 )
 
@@ -590,7 +591,7 @@ func TestShutdownClosesAConnectionThatSentNothing(t *testing.T) {
 	c := dialProxy(t, f.addr)
 	// The kernel hands the connection over after deferAcceptSeconds; its
 	// handler then waits for a first request.
-	waitFor(t, "a handler waiting for its connection's first request", func() bool {
+	eventually.True(t, "a handler waiting for its connection's first request", func() bool {
 		return goroutineIn("(*connReader).waitByte")
 	})
 	start := time.Now()

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/eventually"
 )
 
 // openedClient is a connection through lbctl that stays open, and the
@@ -102,9 +104,9 @@ func TestMaintKillClosesConnections(t *testing.T) {
 	waitLog(t, log, "backend=app-02 state=maint source=api kill=true")
 	// The event loop releases the closed connection at its next wake.
 	want := "app-02 " + a2 + " 1 up maint 0"
-	eventually(t, "backend list to show "+want, func() (bool, string) {
+	eventually.True(t, "backend list to show "+want, func() bool {
 		list := fields(mustRun(t, "backend", "list", "--admin", adminAddr))
-		return len(list) == 3 && strings.Join(list[2][:6], " ") == want, fmt.Sprint(list)
+		return len(list) == 3 && strings.Join(list[2][:6], " ") == want
 	})
 }
 

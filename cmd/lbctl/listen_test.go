@@ -9,19 +9,21 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/eventually"
 )
 
 // refuses waits until nothing accepts on addr any more, failing the test
 // after 10 s.
 func refuses(t *testing.T, addr string) {
 	t.Helper()
-	eventually(t, addr+" to refuse clients", func() (bool, string) {
+	eventually.True(t, addr+" to refuse clients", func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
-			return true, ""
+			return true
 		}
 		c.Close()
-		return false, ""
+		return false
 	})
 }
 

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/eventually"
 )
 
 // liveConfig is an L4 config with the admin API on a unix socket; backends
@@ -51,32 +53,16 @@ func startServe(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
 	return cmd, log
 }
 
-// eventually polls cond every 10 ms until it holds, and fails the test
-// with what (and cond's last word, when it returns one) after 10 s: the
-// one way these tests wait for a child process to get somewhere.
-func eventually(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting after 10s for %s\n%s", what, last)
-		}
-		<-tick.C
-	}
-}
-
 // waitLog waits until the child's log holds want, or fails the test.
 func waitLog(t *testing.T, log *syncBuffer, want string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("the log to say %q", want), func() (bool, string) {
-		l := log.String()
-		return strings.Contains(l, want), l
+	defer func() {
+		if t.Failed() {
+			t.Logf("the log:\n%s", log.String())
+		}
+	}()
+	eventually.True(t, fmt.Sprintf("the log to say %q", want), func() bool {
+		return strings.Contains(log.String(), want)
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/lbctl/lbctl/admin"
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/config"
+	"github.com/lbctl/lbctl/internal/eventually"
 )
 
 // echoBackend is a loopback TCP server that echoes what it reads and
@@ -113,21 +114,6 @@ func startInstance(t *testing.T, cfg *config.Config, next **config.Config) (*Ins
 	return in, ln.Addr().String()
 }
 
-// waitFor polls cond until it holds, failing the test if it does not
-// within 10 s; what names the condition in the failure.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting after 10s for %s", what)
-		}
-		<-tick.C
-	}
-}
-
 // echoThrough sends one line through the proxy at addr and reads it back.
 func echoThrough(t *testing.T, addr string) {
 	t.Helper()
@@ -158,7 +144,7 @@ func TestReloadAppliesHealthAndAffinityInPlace(t *testing.T) {
 	table, prober := in.Table(), in.Prober()
 
 	// The first probe comes at once, the next one an hour later.
-	waitFor(t, "the first health probe", func() bool { return backend.accepted.Load() >= 1 })
+	eventually.True(t, "the first health probe", func() bool { return backend.accepted.Load() >= 1 })
 	echoThrough(t, proxy)
 	pin, ok, err := in.Pin("127.0.0.1")
 	if err != nil || !ok || pin.Backend != "app-01" {
@@ -190,7 +176,7 @@ func TestReloadAppliesHealthAndAffinityInPlace(t *testing.T) {
 		t.Errorf("table TTL %v, capacity %d; want 30m, 500", table.TTL(), table.Capacity())
 	}
 	base := backend.accepted.Load()
-	waitFor(t, "probes at the new 20ms interval", func() bool { return backend.accepted.Load() >= base+3 })
+	eventually.True(t, "probes at the new 20ms interval", func() bool { return backend.accepted.Load() >= base+3 })
 
 	// The pin survived, and expires by the new TTL.
 	after, ok, err := in.Pin("127.0.0.1")
@@ -247,7 +233,7 @@ func TestReloadTurnsChecksOnAndOff(t *testing.T) {
 	if want := "~health(check none->tcp, interval 2s->20ms, fall 3->1)"; !slices.Equal(res.Changes, []string{want}) {
 		t.Errorf("changes %q, want [%s]", res.Changes, want)
 	}
-	waitFor(t, "the refused backend to go down", func() bool { return !b.Up() })
+	eventually.True(t, "the refused backend to go down", func() bool { return !b.Up() })
 
 	// Off: every backend is up at once.
 	next = cfg

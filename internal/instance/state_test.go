@@ -14,6 +14,7 @@ import (
 	"github.com/lbctl/lbctl/admin"
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/config"
+	"github.com/lbctl/lbctl/internal/eventually"
 	"github.com/lbctl/lbctl/internal/leakcheck"
 )
 
@@ -162,7 +163,7 @@ func TestStateSavedPeriodically(t *testing.T) {
 	var out lockedBuffer
 	in := newStateInstance(t, "l4", file, "10ms", &out, "app-01")
 	in.Table().Pin(in.Table().Key(netip.MustParseAddr("192.0.2.1")), "app-01")
-	waitFor(t, "a periodic save", func() bool {
+	eventually.True(t, "a periodic save", func() bool {
 		_, err := os.Stat(file)
 		return err == nil
 	})
