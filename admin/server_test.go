@@ -3,7 +3,6 @@ package admin_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,19 +61,7 @@ func startAPI(t *testing.T, token string) *apiFixture {
 	}
 	f.addr = ln.Addr().String()
 	srv := &admin.Server{Instance: f.inst, Token: token, Logger: slog.New(slog.NewTextHandler(f.log, nil))}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("Serve returned %v after Shutdown, want nil", err)
-		}
-		base.Wait(t, 10*time.Second)
-	})
+	admintest.Serve(t, srv, ln, base)
 	return f
 }
 

@@ -38,19 +38,7 @@ func startAdmin(t *testing.T, addr, token string) *operated {
 		o.addr = ln.Addr().String()
 	}
 	srv := &admin.Server{Instance: o.inst, Token: token, Logger: slog.New(slog.DiscardHandler)}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		base.Wait(t, 10*time.Second)
-	})
+	admintest.Serve(t, srv, ln, base)
 	return o
 }
 
