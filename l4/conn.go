@@ -28,6 +28,8 @@ func (p *Proxy) handle(c *accept.Conn) {
 	defer client.Close()
 	cfg := p.tuned.Load() // this connection's settings, to its end
 	key := p.key(client)
+	p.NAT.Opened(key, client.RemoteAddr().(*net.TCPAddr).AddrPort().Port())
+	defer p.NAT.Closed(key)
 	b, server, err := p.connect(key, cfg)
 	if err != nil {
 		p.logger().Debug("client refused", "client", client.RemoteAddr().String(), "error", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accept"
 	"github.com/lbctl/lbctl/internal/asynclog"
+	"github.com/lbctl/lbctl/natview"
 )
 
 // ErrProxyClosed is returned by Serve after Shutdown or Close.
@@ -56,6 +57,9 @@ type Proxy struct {
 	// proxy, so that a stalled log output costs lines (dropped, then
 	// counted in a line of their own) and never stalls traffic.
 	Logger *slog.Logger
+	// NAT counts each accepted connection by its client key, for the NAT
+	// view; nil counts nothing.
+	NAT *natview.Tracker
 
 	// goroutines makes Serve use a goroutine per connection over
 	// net.TCPConn even where the event loop could serve; tests set it to

@@ -73,6 +73,7 @@ func (l *eventLoop) startSession(fd int, peer netip.AddrPort) {
 	s.addr = peer
 	s.cfg = l.p.tuned.Load()
 	s.key = l.p.Table.Key(s.addr.Addr())
+	l.p.NAT.Opened(s.key, peer.Port())
 	s.seen, _ = l.p.Table.Lookup(s.key)
 	setNoDelay(fd)
 	if testHookAccepted != nil {
@@ -422,6 +423,7 @@ func (l *eventLoop) newSession() *session {
 // for reuse.
 func (l *eventLoop) closeSession(s *session) {
 	unlink(s)
+	l.p.NAT.Closed(s.key)
 	l.forget(&s.client)
 	l.forget(&s.server)
 	if s.b != nil {

@@ -75,6 +75,9 @@ func (s *session) exchange() bool {
 		switch out {
 		case relayed:
 			b.CountServed()
+			if !sticky {
+				s.countSession()
+			}
 			return keep
 		case retryFresh:
 			retriedFresh = true

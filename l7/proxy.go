@@ -20,6 +20,7 @@ import (
 
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accept"
+	"github.com/lbctl/lbctl/natview"
 )
 
 // ErrProxyClosed is returned by Serve after Shutdown or Close.
@@ -77,6 +78,9 @@ type Proxy struct {
 	// Logger receives accept errors, and failed exchanges at debug level.
 	// Nil means slog.Default().
 	Logger *slog.Logger
+	// NAT counts each new persistence session by its source, for the NAT
+	// view; nil counts nothing.
+	NAT *natview.Tracker
 
 	init     sync.Once
 	loop     accept.Loop

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/natview"
 )
 
 // cannedBackend answers every request head it reads on a kept-alive
@@ -62,7 +63,8 @@ func benchProxyT(b testing.TB, resp string) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &Proxy{Pool: backend.NewPool(reg), Selector: &backend.RoundRobin{}, Cookie: defaultCookie()}
+	// The NAT view counts new sessions, as it does in lbctl serve.
+	p := &Proxy{Pool: backend.NewPool(reg), Selector: &backend.RoundRobin{}, Cookie: defaultCookie(), NAT: new(natview.Tracker)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

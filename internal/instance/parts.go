@@ -14,6 +14,7 @@ import (
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/l4"
 	"github.com/lbctl/lbctl/l7"
+	"github.com/lbctl/lbctl/natview"
 )
 
 // Pool is what both front doors share: the live backend pool, the policy
@@ -73,6 +74,7 @@ func L4(cfg *config.Config, p *Pool, log *slog.Logger) (*l4.Proxy, *affinity.Tab
 		ConnectTimeout: st.ConnectTimeout,
 		IdleTimeout:    st.IdleTimeout,
 		Logger:         log,
+		NAT:            new(natview.Tracker), // keys come masked by the table
 	}, table
 }
 
@@ -100,6 +102,7 @@ func L7(cfg *config.Config, p *Pool, log *slog.Logger) *l7.Proxy {
 		ServerTimeout:  st.ServerTimeout,
 		MaxHeaderBytes: st.MaxHeaderBytes,
 		Logger:         log,
+		NAT:            &natview.Tracker{V4Prefix: cfg.Affinity.IPv4Prefix, V6Prefix: cfg.Affinity.IPv6Prefix},
 	}
 }
 
