@@ -38,6 +38,8 @@ type Instance interface {
 	// fails validation changes nothing and is a *ReloadError carrying
 	// every message.
 	Reload(ctx context.Context) (ReloadResult, error)
+	// NAT returns the NAT view with at most limit sources in each list.
+	NAT(limit int) NATView
 }
 
 // StateOptions are the parts of an admin state change besides the state.

@@ -25,6 +25,7 @@ type Instance struct {
 	pinsLimit int      // the limit of the last Pins call
 	reload    func() (admin.ReloadResult, error)
 	now       time.Time
+	nat       admin.NATView
 }
 
 // NewInstance returns an Instance with its three backends and no pins.
@@ -183,4 +184,25 @@ func (f *Instance) SetReload(fn func() (admin.ReloadResult, error)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reload = fn
+}
+
+// SetNAT makes v the answer of every NAT call from now on (cut to the
+// limit asked).
+func (f *Instance) SetNAT(v admin.NATView) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nat = v
+}
+
+// NAT returns the view SetNAT gave, by default an empty L4 one.
+func (f *Instance) NAT(limit int) admin.NATView {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := f.nat
+	if v.Mode == "" {
+		v = admin.NATView{Mode: "l4", WindowSeconds: 60, IPAffinitySkew: 1, Capacity: 256, ErrorBound: "none counted"}
+	}
+	v.Sources = append([]admin.NATSource(nil), v.Sources[:min(limit, len(v.Sources))]...)
+	v.ByConnections = append([]admin.NATSource(nil), v.ByConnections[:min(limit, len(v.ByConnections))]...)
+	return v
 }
