@@ -51,6 +51,9 @@ type Server struct {
 	once  sync.Once
 	srv   *http.Server
 	token atomic.Pointer[bearer] // nil until the first request or SetToken
+
+	secretOnce sync.Once // makes secret, the key of the stats page's tokens
+	secret     []byte
 }
 
 // bearer is the token a Server asks for, kept hashed so that each check
@@ -138,6 +141,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/api/pins/{key}", only(http.MethodDelete, s.forgetPin))
 	mux.Handle("/api/reload", only(http.MethodPost, s.reload))
 	mux.Handle("/api/nat", only(http.MethodGet, s.nat))
+	mux.Handle("/{$}", only(http.MethodGet, s.page(mux)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no API call at "+r.URL.Path)
 	})
@@ -149,7 +153,7 @@ func (s *Server) Handler() http.Handler {
 	guarded := csrf.Handler(mux)
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if b := s.bearer(); b.set {
+		if b := s.bearer(); b.set && !isPage(r) {
 			if msg := checkToken(r, b.hash); msg != "" {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="lbctl"`)
 				writeError(w, http.StatusUnauthorized, msg)
@@ -157,6 +161,10 @@ func (s *Server) Handler() http.Handler {
 			}
 		} else if !localHost(r.Host) {
 			writeError(w, http.StatusForbidden, "host "+r.Host+" refused: without admin.token the API answers only requests to an IP address or localhost")
+			return
+		}
+		if !s.pageTokenOK(r) {
+			writeError(w, http.StatusForbidden, "a change from a browser must come from the stats page (send "+PageTokenHeader+")")
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
