@@ -24,13 +24,13 @@ import (
 var pageSource string
 
 var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
-	"num":     func(n any) string { return formatCount(fmt.Sprint(n)) },
-	"pct":     func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
-	"barw":    func(f float64) string { return fmt.Sprintf("%.1f", math.Min(100, math.Max(0, 100*f))) },
-	"fixed":   func(f float64) string { return fmt.Sprintf("%.2f", f) },
-	"uptime":  func(t time.Time) string { return formatUptime(time.Since(t)) },
-	"clock":   func(t time.Time) string { return t.Local().Format("15:04:05") },
-	"errors":  func(b pageBackend) uint64 { return b.Responses["5xx"] + b.ConnectFailures },
+	"num":    func(n any) string { return formatCount(fmt.Sprint(n)) },
+	"pct":    func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
+	"barw":   func(f float64) string { return fmt.Sprintf("%.1f", math.Min(100, math.Max(0, 100*f))) },
+	"fixed":  func(f float64) string { return fmt.Sprintf("%.2f", f) },
+	"uptime": func(t time.Time) string { return formatUptime(time.Since(t)) },
+	"clock":  func(t time.Time) string { return t.Local().Format("15:04:05") },
+	"errors": func(b pageBackend) uint64 { return b.Responses["5xx"] + b.ConnectFailures },
 }).Parse(pageSource))
 
 // pageStats is what the page shows of GET /api/stats. It is decoded from
@@ -83,7 +83,7 @@ type pageData struct {
 	HaveStats bool   // false: the running version has no /api/stats, backends come from /api/backends
 	Locked    bool   // admin.token is set: the page asks for it and shows nothing before
 	Token     string // the page token, see pageTokenOK
-	Nonce     string // of the inline script and style, for the Content-Security-Policy
+	Nonce     string // of the inline script, for the Content-Security-Policy
 	Repins    uint64 // of every reason
 	Taking    int    // backends up and ready
 	Down      int    // backends down
@@ -125,7 +125,7 @@ func (s *Server) page(api http.Handler) http.HandlerFunc {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Content-Security-Policy", fmt.Sprintf("default-src 'none'; script-src 'nonce-%[1]s'; style-src 'nonce-%[1]s'; "+
+		h.Set("Content-Security-Policy", fmt.Sprintf("default-src 'none'; script-src 'nonce-%[1]s'; style-src 'unsafe-inline'; "+
 			"connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'", d.Nonce))
 		w.Write(buf.Bytes())
 	}
