@@ -106,6 +106,7 @@ func TestNATViewAgainstKnownPopulation(t *testing.T) {
 		t.Errorf("top source with %d sessions not flagged as a NAT", top.Sessions)
 	}
 	if rel := math.Abs(view.IPAffinitySkew-l4run.MaxOverMean) / l4run.MaxOverMean; rel > 0.10 {
-		t.Errorf("skew estimate %.3f is %.1f%% off the %.3f the L4 run measured", view.IPAffinitySkew, 100*rel, l4run.MaxOverMean)
+		t.Errorf("skew estimate %.3f is %.1f%% off the %.3f the L4 run measured; estimated shares %+v, L4 backends %+v",
+			view.IPAffinitySkew, 100*rel, l4run.MaxOverMean, view.IPAffinityShares, l4run.Backends)
 	}
 }

@@ -53,6 +53,9 @@ func (s *session) exchange() bool {
 	}
 	s.st = p.current()
 	b, sticky := s.pinned()
+	if !sticky {
+		s.countSession()
+	}
 	s.avoid = s.avoid[:0]
 	retriedOther, retriedFresh := false, false
 	for {
@@ -75,9 +78,6 @@ func (s *session) exchange() bool {
 		switch out {
 		case relayed:
 			b.CountServed()
-			if !sticky {
-				s.countSession()
-			}
 			return keep
 		case retryFresh:
 			retriedFresh = true
