@@ -53,7 +53,7 @@ func (s *HLL) Estimate() int {
 	const m = float64(hllRegisters)
 	sum, zeros := 0.0, 0
 	for _, r := range s.regs {
-		sum += math.Ldexp(1, -int(r))
+		sum += inversePowers[r&63]
 		if r == 0 {
 			zeros++
 		}
@@ -67,6 +67,14 @@ func (s *HLL) Estimate() int {
 	}
 	return int(math.Round(e))
 }
+
+// inversePowers[r] is 2^-r, for every rank a register can hold.
+var inversePowers = func() (t [64]float64) {
+	for r := range t {
+		t[r] = math.Ldexp(1, -r)
+	}
+	return t
+}()
 
 // mix is the splitmix64 finalizer: it spreads any 64-bit value over all
 // bits, so that hashes of neighbouring ports are independent.

@@ -244,3 +244,16 @@ func BenchmarkSession(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkSnapshot is the cost of one view of a full tracker: what the
+// stats page pays every second.
+func BenchmarkSnapshot(b *testing.B) {
+	tr := new(Tracker)
+	for i := range 100_000 {
+		tr.Session(netip.AddrPortFrom(gw(i%5000), uint16(i)))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		tr.Snapshot()
+	}
+}
