@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,36 +8,17 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/lbctl/lbctl/admin"
+	"github.com/lbctl/lbctl/internal/browsertest"
 	"github.com/lbctl/lbctl/internal/eventually"
 )
-
-// chromiumPath returns Debian's chromium, skipping the test when it is
-// missing, except in CI (CI=true), where .ci/run installs it and its
-// absence is a failure.
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("chromium not found (%v): .ci/run installs the Debian package chromium", err)
-	}
-	t.Skip("chromium not found: install the Debian package chromium (apt-get install chromium) to run the browser test")
-	return ""
-}
 
 // killableBackend is an HTTP backend that answers with its id until kill.
 func killableBackend(t *testing.T, id string) (addr string, kill func()) {
@@ -105,7 +85,6 @@ func backendState(t *testing.T, adminAddr, id string) (state, health string) {
 // drain button drains a backend. Set LBCTL_STATS_PNG to a path to keep a
 // screenshot there too (docs/stats.png is made so).
 func TestStatsPageInBrowser(t *testing.T) {
-	chromium := chromiumPath(t)
 	listen, adminAddr := freeAddr(t), freeAddr(t)
 	a1, _ := killableBackend(t, "app-01")
 	a2, _ := killableBackend(t, "app-02")
@@ -116,51 +95,12 @@ func TestStatsPageInBrowser(t *testing.T) {
 	// Two offices and a carrier's NAT, and a few users on their own.
 	browse(t, listen, []int{24, 9, 5, 1, 1, 1, 1}, 3)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.WindowSize(1280, 1000),
-		chromedp.UserDataDir(filepath.Join(t.TempDir(), "chromium")))
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-
-	var mu sync.Mutex
-	var problems []string
-	report := func(s string) { mu.Lock(); problems = append(problems, s); mu.Unlock() }
-	if err := chromedp.Listen(bctx, func(ev any) {
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning {
-				var args []string
-				for _, a := range ev.Args {
-					args = append(args, string(a.Value))
-				}
-				report(fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(args, " ")))
-			}
-		case *runtime.EventExceptionThrown:
-			report("exception: " + ev.ExceptionDetails.Text)
-		case *log.EventEntryAdded:
-			if ev.Entry.Level == log.EntryLevelError || ev.Entry.Level == log.EntryLevelWarning {
-				report(fmt.Sprintf("log %s: %s %s", ev.Entry.Level, ev.Entry.Text, ev.Entry.URL))
-			}
-		}
-	}); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
+	br := browsertest.Start(t)
 	page := "http://" + adminAddr + "/"
-	if err := chromedp.Do(bctx, chromedp.Navigate(page), chromedp.WaitVisible(`#backends tr[data-id="app-03"]`)); err != nil {
+	if err := chromedp.Do(br.Ctx, chromedp.Navigate(page), chromedp.WaitVisible(`#backends tr[data-id="app-03"]`)); err != nil {
 		t.Fatalf("loading %s: %v", page, err)
 	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(sel))
-		if err != nil {
-			t.Fatalf("reading %s: %v", sel, err)
-		}
-		return s
-	}
+	text := func(sel string) string { t.Helper(); return br.Text(t, sel) }
 	for _, id := range []string{"app-01", "app-02", "app-03"} {
 		if row := text(`#backends tr[data-id="` + id + `"]`); !strings.Contains(row, id) || !strings.Contains(row, "up") {
 			t.Errorf("row of %s reads %q", id, row)
@@ -171,7 +111,7 @@ func TestStatsPageInBrowser(t *testing.T) {
 	}
 	// The script has replaced the server's rendering at least once.
 	eventually.True(t, "the page to update itself", func() bool {
-		return strings.HasPrefix(text("#updated"), "as of") && text("#dot") == "" && hasClass(t, bctx, "#dot", "on")
+		return strings.HasPrefix(text("#updated"), "as of") && text("#dot") == "" && br.HasClass(t, "#dot", "on")
 	})
 
 	// A backend goes down: the page shows it within 2s of the API.
@@ -179,7 +119,7 @@ func TestStatsPageInBrowser(t *testing.T) {
 	eventually.True(t, "app-03 to be down in the API", func() bool { _, h := backendState(t, adminAddr, "app-03"); return h == "down" })
 	downAt := time.Now()
 	eventually.True(t, "the page to show app-03 down", func() bool {
-		return hasClass(t, bctx, `#backends tr[data-id="app-03"] td:nth-child(4) .pill`, "down")
+		return br.HasClass(t, `#backends tr[data-id="app-03"] td:nth-child(4) .pill`, "down")
 	})
 	if took := time.Since(downAt); took > 2*time.Second {
 		t.Errorf("the page showed app-03 down %v after the API did, want within 2s", took)
@@ -193,33 +133,19 @@ func TestStatsPageInBrowser(t *testing.T) {
 		return strings.Contains(text("#nat-finding"), fmt.Sprintf(" of %d sessions", total))
 	})
 	if path := os.Getenv("LBCTL_STATS_PNG"); path != "" {
-		shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatalf("screenshot: %v", err)
-		}
-		if err := os.WriteFile(path, shot, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		br.Screenshot(t, path)
 	}
 
 	// The drain button drains app-01.
-	if err := chromedp.Do(bctx, chromedp.Click(`#backends tr[data-id="app-01"] button[data-state="drain"]`)); err != nil {
+	if err := chromedp.Do(br.Ctx, chromedp.Click(`#backends tr[data-id="app-01"] button[data-state="drain"]`)); err != nil {
 		t.Fatalf("clicking drain: %v", err)
 	}
 	eventually.True(t, "app-01 to be draining in the API", func() bool { s, _ := backendState(t, adminAddr, "app-01"); return s == "drain" })
 	eventually.True(t, "the page to show app-01 draining", func() bool {
-		return hasClass(t, bctx, `#backends tr[data-id="app-01"] td:nth-child(5) .pill`, "drain")
+		return br.HasClass(t, `#backends tr[data-id="app-01"] td:nth-child(5) .pill`, "drain")
 	})
-	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	if err := os.WriteFile(filepath.Join(t.TempDir(), "stats.png"), shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, p := range problems {
+	br.Screenshot(t, filepath.Join(t.TempDir(), "stats.png"))
+	for _, p := range br.Problems() {
 		t.Errorf("browser: %s", p)
 	}
 }
@@ -237,14 +163,4 @@ func natTotal(t *testing.T, adminAddr string) int {
 		t.Fatalf("GET /api/nat: %v", err)
 	}
 	return v.TotalSessions
-}
-
-// hasClass reports whether the element sel exists and has class c.
-func hasClass(t *testing.T, ctx context.Context, sel, c string) bool {
-	t.Helper()
-	ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`!!document.querySelector(%q) && document.querySelector(%q).classList.contains(%q)`, sel, sel, c)))
-	if err != nil {
-		t.Fatalf("evaluating in the page: %v", err)
-	}
-	return ok
 }
