@@ -80,7 +80,7 @@ type pageBackend struct {
 type pageData struct {
 	Stats     pageStats
 	NAT       NATView
-	HaveStats bool   // false: the running version has no /api/stats, backends come from /api/backends
+	HaveStats bool   // false: this version has no /api/stats (or it failed); backends come from /api/backends
 	Locked    bool   // admin.token is set: the page asks for it and shows nothing before
 	Token     string // the page token, see pageTokenOK
 	Nonce     string // of the inline script, for the Content-Security-Policy
@@ -91,11 +91,14 @@ type pageData struct {
 
 // page answers GET / with the stats page. api serves the JSON the page is
 // rendered from.
-func (s *Server) page(api http.Handler) http.HandlerFunc {
+func (s *Server) page(api *http.ServeMux) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var nonce [16]byte
 		rand.Read(nonce[:])
 		d := pageData{Token: s.pageToken(), Nonce: base64.RawStdEncoding.EncodeToString(nonce[:]), Locked: s.bearer().set}
+		// The script asks for /api/stats only where it is served.
+		_, pattern := api.Handler(&http.Request{Method: http.MethodGet, Host: r.Host, URL: &url.URL{Path: "/api/stats"}})
+		d.HaveStats = pattern != "/"
 		if !d.Locked {
 			d.Stats, d.HaveStats = s.pageStats(api, r)
 			d.NAT = s.Instance.NAT(defaultNATLimit)

@@ -44,7 +44,8 @@ func (natOnly) Backends() []BackendStatus {
 // and the last reload.
 func TestPageRendersStats(t *testing.T) {
 	s := &Server{Instance: natOnly{}}
-	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	api := http.NewServeMux()
+	api.HandleFunc("/api/stats", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/stats" || r.Method != http.MethodGet {
 			t.Errorf("page asked for %s %s", r.Method, r.URL.Path)
 		}

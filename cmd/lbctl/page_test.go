@@ -164,3 +164,31 @@ func natTotal(t *testing.T, adminAddr string) int {
 	}
 	return v.TotalSessions
 }
+
+// TestStatsPageAsksForToken serves the page of an API with admin.token:
+// the page shows a token form and no backend; once the token is typed it
+// shows the backends, and its buttons change states with it.
+func TestStatsPageAsksForToken(t *testing.T) {
+	o := startAdmin(t, "127.0.0.1:0", "s3cret-token")
+	br := browsertest.Start(t)
+	if err := chromedp.Do(br.Ctx, chromedp.Navigate("http://"+o.addr+"/"), chromedp.WaitVisible("#token")); err != nil {
+		t.Fatalf("loading the page: %v", err)
+	}
+	if visible, err := chromedp.Run(br.Ctx, chromedp.Evaluate[bool](`!document.getElementById("content").hidden`)); err != nil || visible {
+		t.Fatalf("the stats show before the token is typed (%v)", err)
+	}
+	if err := chromedp.Do(br.Ctx, chromedp.SendKeys("#token", "s3cret-token"), chromedp.Click("#login-form button"),
+		chromedp.WaitVisible(`#backends tr[data-id="app-02"]`)); err != nil {
+		t.Fatalf("typing the token: %v", err)
+	}
+	if err := chromedp.Do(br.Ctx, chromedp.Click(`#backends tr[data-id="app-02"] button[data-state="maint"]`)); err != nil {
+		t.Fatalf("clicking maint: %v", err)
+	}
+	eventually.True(t, "app-02 to be set to maint", func() bool {
+		ch := o.inst.Changes()
+		return len(ch) == 1 && strings.HasPrefix(ch[0], "app-02 maint")
+	})
+	for _, p := range br.Problems() {
+		t.Errorf("browser: %s", p)
+	}
+}
