@@ -90,9 +90,9 @@ func natView(mode string, snap natview.Snapshot, targets []natview.Target, polic
 		if snap.TotalSessions > 0 {
 			o.Share = float64(s.Sessions) / float64(snap.TotalSessions)
 		}
-		if secs > 0 {
-			o.ConnRate = math.Round(float64(s.Events)/secs*100) / 100
-		}
+		// Over less than a second, a rate would say more about the
+		// second than about the key.
+		o.ConnRate = math.Round(float64(s.Events)/max(secs, 1)*100) / 100
 		if mode == "l7" {
 			o.NAT = s.Sessions >= natSessions
 		} else {
