@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/accesslog"
 	"github.com/lbctl/lbctl/internal/splice"
 )
 
@@ -60,6 +61,9 @@ func (s *session) exchange() bool {
 			if b = s.cfg.sel.Select(s.st.reg.All(), s.avoid); b == nil {
 				return s.answer(503, hasBody)
 			}
+			if sticky {
+				s.movedOff(backend.RepinFailed)
+			}
 			sticky = false
 		}
 		up, reused, err := p.upstream(s.st, s.cfg, b, retryable && !retriedFresh)
@@ -103,13 +107,19 @@ func (s *session) pinned() (*backend.Backend, bool) {
 		if v, ok := findCookie(f.value, name); ok {
 			// A ready backend keeps its pins without a reading of the
 			// clock.
-			if b := s.st.codec.backendFor(v); b != nil && (b.Available() || b.KeepsPinned(time.Now())) {
+			b := s.st.codec.backendFor(v)
+			if b != nil && (b.Available() || b.KeepsPinned(time.Now())) {
 				s.st.pins[b].add(s.pinKey, pinMinute(time.Now()))
+				s.acct.cookie = accesslog.CookieValid
 				return b, true
+			}
+			if s.acct.cookie = accesslog.CookieTampered; b != nil {
+				s.movedOff(backend.WhyRepin(b, nil))
 			}
 			return nil, false
 		}
 	}
+	s.acct.cookie = accesslog.CookieNew
 	return nil, false
 }
 
@@ -119,6 +129,7 @@ func (s *session) pinned() (*backend.Backend, bool) {
 // as the start of the next response.
 func (s *session) answer(status int, hasBody bool) bool {
 	resp := cannedFor(status)
+	s.acct.status = status
 	keep := !hasBody && !s.req.close && !s.p.loop.Closing()
 	msg := resp.close
 	if keep {
@@ -149,6 +160,7 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 	req := &s.req
 	b.Acquire()
 	defer b.Release()
+	s.tried(b)
 	s.flight.begin(b, up)
 	defer s.flight.end()
 
@@ -175,7 +187,8 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 		p.ups.Put(upBuf)
 	}()
 	s.up.reset(up, *upBuf, nil)
-	up.SetReadDeadline(time.Now().Add(s.cfg.server))
+	s.acct.sent = time.Now()
+	up.SetReadDeadline(s.acct.sent.Add(s.cfg.server))
 	for {
 		head, partial, err := s.up.readHead()
 		if err != nil {
@@ -215,6 +228,7 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 			}
 			return s.answer(502, bodyDone != nil), relayed
 		}
+		s.headRead(b)
 		if s.resp.status >= 200 {
 			break
 		}

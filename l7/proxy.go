@@ -20,6 +20,7 @@ import (
 
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accept"
+	"github.com/lbctl/lbctl/internal/accesslog"
 )
 
 // ErrProxyClosed is returned by Serve after Shutdown or Close.
@@ -77,6 +78,9 @@ type Proxy struct {
 	// Logger receives accept errors, and failed exchanges at debug level.
 	// Nil means slog.Default().
 	Logger *slog.Logger
+	// AccessLog, when not nil, gets one record per request (see
+	// account.go); a full log drops records, never waits.
+	AccessLog *accesslog.Log
 
 	init     sync.Once
 	loop     accept.Loop
