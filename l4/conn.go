@@ -28,16 +28,19 @@ func (p *Proxy) handle(c *accept.Conn) {
 	defer client.Close()
 	cfg := p.tuned.Load() // this connection's settings, to its end
 	key := p.key(client)
+	start := time.Now()
 	b, server, err := p.connect(key, cfg)
 	if err != nil {
 		p.logger().Debug("client refused", "client", client.RemoteAddr().String(), "error", err)
+		p.logConn(client, nil, start, 0, 0)
 		return
 	}
 	defer b.Release()
 	defer server.Close()
 	p.track(client, server, b)
 	defer p.untrack(client)
-	splice.Relay(client, server, cfg.idle)
+	up, down := splice.Relay(client, server, cfg.idle)
+	p.logConn(client, b, start, up, down)
 }
 
 // key derives the affinity key from the client's source address.
@@ -104,6 +107,9 @@ func (p *Proxy) choose(key affinity.Key, seen string, avoid []*backend.Backend, 
 		if cur := p.Table.PinIf(key, seen, next.ID); cur != next.ID {
 			seen = cur // another connection of this client moved it first
 			continue
+		}
+		if seen != "" && seen != next.ID {
+			p.Pool.Repins.Count(backend.WhyRepin(reg.Get(seen), avoid))
 		}
 		return next, next.ID
 	}

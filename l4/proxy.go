@@ -15,6 +15,7 @@ import (
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accept"
+	"github.com/lbctl/lbctl/internal/accesslog"
 	"github.com/lbctl/lbctl/internal/asynclog"
 )
 
@@ -56,6 +57,9 @@ type Proxy struct {
 	// proxy, so that a stalled log output costs lines (dropped, then
 	// counted in a line of their own) and never stalls traffic.
 	Logger *slog.Logger
+	// AccessLog, when not nil, gets one record per client connection at
+	// its end; a full log drops records, never waits.
+	AccessLog *accesslog.Log
 
 	// goroutines makes Serve use a goroutine per connection over
 	// net.TCPConn even where the event loop could serve; tests set it to

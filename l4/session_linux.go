@@ -30,6 +30,7 @@ type session struct {
 	avoid   []*backend.Backend
 	avoidBf [4]*backend.Backend
 	b       *backend.Backend // the backend dialled or connected, acquired
+	start   int64            // loop time of the accept, for the access log
 	lastErr error            // the last failed dial
 
 	cfg        *settings // the proxy's settings when s was accepted
@@ -60,9 +61,10 @@ type direction struct {
 	bulk     bool   // a read filled the buffer; splice from now on
 	piped    bool   // pipe is open
 	pipe     [2]int
-	inPipe   int  // bytes spliced into pipe and not yet out
-	eof      bool // src has ended
-	done     bool // and everything, the end included, went to dst
+	inPipe   int   // bytes spliced into pipe and not yet out
+	moved    int64 // bytes written to dst, for the access log
+	eof      bool  // src has ended
+	done     bool  // and everything, the end included, went to dst
 }
 
 // startSession begins serving an accepted client: it looks up the pin and
@@ -74,6 +76,8 @@ func (l *eventLoop) startSession(fd int, peer netip.AddrPort) {
 	s.cfg = l.p.tuned.Load()
 	s.key = l.p.Table.Key(s.addr.Addr())
 	s.seen, _ = l.p.Table.Lookup(s.key)
+	s.start = l.now
+	l.p.loop.Counts.Opened()
 	setNoDelay(fd)
 	if testHookAccepted != nil {
 		testHookAccepted(fd)
@@ -155,6 +159,7 @@ func (l *eventLoop) dialFailed(s *session, err error) {
 // rest of this session's attempt.
 func (l *eventLoop) failed(s *session, b *backend.Backend, err error) {
 	s.lastErr = b.DialError(err)
+	b.CountConnectFailure()
 	l.p.loopHealth.ReportFailure(b, s.lastErr)
 	s.avoid = append(s.avoid, b)
 }
@@ -206,6 +211,7 @@ func (l *eventLoop) event(fd int, gen uint32, ev uint32) {
 		}
 		unlink(s)
 		s.b.CountServed()
+		s.b.CountConnected()
 		s.relaying = true
 		s.last = l.now
 		s.act = l.active.of(int64(s.cfg.idle))
@@ -273,6 +279,7 @@ func (l *eventLoop) pump(s *session, d, other *direction) (more, ok bool) {
 			} else if err != 0 {
 				return false, false
 			}
+			d.moved += int64(n)
 			l.touch(s) // a slow reader that takes bytes is not idle
 			if d.pending = d.pending[n:]; len(d.pending) > 0 {
 				d.dst.writable = false // a short write: the socket is full
@@ -292,6 +299,7 @@ func (l *eventLoop) pump(s *session, d, other *direction) (more, ok bool) {
 				return false, false
 			}
 			d.inPipe -= n
+			d.moved += int64(n)
 			l.touch(s)
 		case d.eof:
 			// Forward the end. When the other way has ended too, the
@@ -339,6 +347,7 @@ func (l *eventLoop) pump(s *session, d, other *direction) (more, ok bool) {
 				}
 				if err == 0 {
 					data = data[w:]
+					d.moved += int64(w)
 				}
 			}
 			if len(data) > 0 {
@@ -421,6 +430,8 @@ func (l *eventLoop) newSession() *session {
 // closeSession closes both sockets, returns what s borrowed, and keeps s
 // for reuse.
 func (l *eventLoop) closeSession(s *session) {
+	l.logSession(s)
+	l.p.loop.Counts.Closed()
 	unlink(s)
 	l.forget(&s.client)
 	l.forget(&s.server)
