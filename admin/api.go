@@ -38,6 +38,9 @@ type Instance interface {
 	// fails validation changes nothing and is a *ReloadError carrying
 	// every message.
 	Reload(ctx context.Context) (ReloadResult, error)
+	// Stats returns a snapshot of the counters, read from the atomics
+	// the data path keeps; GET /api/stats and /metrics are built from it.
+	Stats() Stats
 }
 
 // StateOptions are the parts of an admin state change besides the state.

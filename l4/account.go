@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/accept"
 	"github.com/lbctl/lbctl/internal/accesslog"
 )
 
@@ -25,3 +26,6 @@ func (p *Proxy) logConn(c *net.TCPConn, b *backend.Backend, start time.Time, up,
 	}
 	p.AccessLog.Write(&r)
 }
+
+// Counts returns the proxy's connection counts, of both engines.
+func (p *Proxy) Counts() *accept.Counts { return &p.loop.Counts }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/accept"
 	"github.com/lbctl/lbctl/internal/accesslog"
 )
 
@@ -92,3 +93,6 @@ func netipOf(c *net.TCPConn) (ap netip.AddrPort) {
 	}
 	return ap
 }
+
+// Counts returns the proxy's connection and request counts.
+func (p *Proxy) Counts() *accept.Counts { return &p.loop.Counts }
