@@ -105,8 +105,9 @@ func (r *Record) SetRequest(method, path []byte) {
 	r.PathCut = len(path) > MaxPath
 }
 
-// DefaultSize is the number of records the ring holds (about 1.4 MB):
-// at 100,000 requests a second, 40 ms of output stall before lines drop.
+// DefaultSize is the number of records the ring holds (about 1.7 MB, 424
+// bytes a record): at 100,000 requests a second, 40 ms of output stall
+// before lines drop.
 const DefaultSize = 4096
 
 // Log is the ring and its writer. Build it with New or Open; Close stops
@@ -256,9 +257,11 @@ func (l *Log) Written() uint64 {
 
 // Close stops taking records, lets the writer write what the ring holds
 // and flush, and waits for it to exit until ctx ends. An output that stalls
-// past ctx loses the rest: a file Open opened is closed under the writer,
-// which unblocks it; stdout cannot be, and its writer exits when its write
-// returns. Close returns the error of closing the file, or ctx's.
+// past ctx loses the rest: a file Open opened is closed under the writer
+// (which unblocks a write to a pipe or a socket at once, and a write to a
+// disk file when the disk answers), and the writer exits when its write
+// returns; Close does not wait for that. Close returns the error of
+// closing the file, or ctx's.
 func (l *Log) Close(ctx context.Context) error {
 	if l == nil {
 		return nil
@@ -274,9 +277,6 @@ func (l *Log) Close(ctx context.Context) error {
 	if l.owned != nil {
 		if cerr := l.owned.Close(); cerr != nil && !errors.Is(cerr, os.ErrClosed) && err == nil {
 			err = fmt.Errorf("close access log %s: %w", l.dest, cerr)
-		}
-		if ctx.Err() != nil {
-			<-l.done // the close has unblocked the writer
 		}
 	}
 	return err
