@@ -62,11 +62,17 @@ func readAccessLog(t *testing.T, path string, n int) []accessLine {
 // when the cookie's backend is in maintenance.
 func TestAccessLogL7(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "access.log")
-	cfg := l7TestConfig(t, startStatusBackend(t, "app-01"), startStatusBackend(t, "app-02"))
+	// app-03 takes no new client; a cookie naming it is sent once it has
+	// stopped answering.
+	gone := refusedAddress(t)
+	cfg := l7TestConfig(t, startStatusBackend(t, "app-01"), startStatusBackend(t, "app-02"), gone)
 	cfg.Log.Access = path
 	next := cfg
 	in, addr := startInstance(t, cfg, &next)
 
+	if _, err := in.SetAdminState("app-03", backend.Drain, admin.StateOptions{}, "test"); err != nil {
+		t.Fatal(err)
+	}
 	h := newHTTPClient(t, "127.0.0.2", addr)
 	_, first, cookie := h.get(t, "/first", "")
 	pinned := strings.TrimPrefix(cookie, "SERVERID=")
@@ -80,6 +86,7 @@ func TestAccessLogL7(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, moved, repin := h.get(t, "/moved", cookie)
+	_, failedOver, _ := h.get(t, "/failed-over", "SERVERID=app-03")
 
 	want := []struct {
 		path, backend, cookie string
@@ -90,6 +97,7 @@ func TestAccessLogL7(t *testing.T) {
 		{"/404", pinned, "valid", 404},
 		{"/forged", strings.TrimPrefix(fresh, "SERVERID="), "tampered", 200},
 		{"/moved", moved, "repinned", 200},
+		{"/failed-over", failedOver, "repinned", 200},
 	}
 	if moved == pinned || repin != "SERVERID="+moved {
 		t.Fatalf("after maint: answered by %s with cookie %q, want the other backend and its cookie", moved, repin)
@@ -107,8 +115,13 @@ func TestAccessLogL7(t *testing.T) {
 	if st.AccessLog.Written != uint64(len(want)) || st.AccessLog.Dropped != 0 || !st.AccessLog.Enabled {
 		t.Errorf("Stats().AccessLog = %+v, want %d written", st.AccessLog, len(want))
 	}
-	if st.Repins["maint"] != 1 {
-		t.Errorf("repins = %v, want maint 1", st.Repins)
+	if st.Repins["maint"] != 1 || st.Repins["failed"] != 1 {
+		t.Errorf("repins = %v, want maint 1 and failed 1", st.Repins)
+	}
+	for _, b := range st.Backends {
+		if want := map[string]uint64{"app-03": 1}[b.ID]; b.ConnectFailuresTotal != want {
+			t.Errorf("%s connect failures = %d, want %d", b.ID, b.ConnectFailuresTotal, want)
+		}
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -618,5 +620,33 @@ func TestMetricsNeedTheToken(t *testing.T) {
 	m := scrape(t, base)
 	if got := m.value(t, "lbctl_build_info", "mode=l4"); got != 1 {
 		t.Errorf("build_info = %v, want 1", got)
+	}
+}
+
+// A failed save of the state file is counted, so that saving on a full or
+// read-only filesystem shows in a metric; a good save is not counted.
+func TestStateSaveFailuresCounted(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "missing-folder", "pins")
+	var out lockedBuffer
+	in := newStateInstance(t, "l4", file, "1h", &out, "app-01")
+	defer in.Close()
+	base := serveAdmin(t, in)
+	for range 2 {
+		if err := in.SaveState(); err == nil {
+			t.Fatal("SaveState into a missing folder succeeded")
+		}
+	}
+	if got := scrape(t, base).value(t, "lbctl_state_save_failures_total"); got != 2 {
+		t.Errorf("state_save_failures_total = %v after two failed saves, want 2", got)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "missing-folder"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.SaveState(); err != nil {
+		t.Fatalf("SaveState: %v", err)
+	}
+	if got := in.Stats().StateSaveFailures; got != 2 {
+		t.Errorf("StateSaveFailures = %d after a good save, want still 2", got)
 	}
 }
