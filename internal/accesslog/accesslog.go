@@ -124,6 +124,7 @@ type Log struct {
 
 	sleeping atomic.Bool   // the writer found the ring empty and waits on wake
 	wake     chan struct{} // capacity 1
+	wakeMask uint64        // a record whose position ends in these bits zero wakes the writer
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
@@ -176,9 +177,12 @@ func New(w io.Writer, size int) *Log {
 		slots: make([]slot, n),
 		mask:  uint64(n - 1),
 		wake:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
-		out:   w,
+		// A wake-up each quarter of the ring, so that the writer is
+		// woken a few times per lap rather than once per record.
+		wakeMask: uint64(max(n/4, 1) - 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		out:      w,
 	}
 	for i := range l.slots {
 		l.slots[i].seq.Store(uint64(i))
@@ -218,10 +222,11 @@ func (l *Log) Write(r *Record) {
 			}
 			s.rec = *r
 			s.seq.Store(pos + 1)
-			// The writer announces that it sleeps before it looks at the
-			// ring once more, and the slot is published before this
-			// check: one of the two sees the other.
-			if l.sleeping.Load() && l.sleeping.CompareAndSwap(true, false) {
+			// Waking a goroutine costs more than writing a line, so a
+			// sleeping writer is woken only once a quarter of the ring
+			// has filled; below that, its timer (flushEvery) picks the
+			// records up.
+			if (pos+1)&l.wakeMask == 0 && l.sleeping.Load() && l.sleeping.CompareAndSwap(true, false) {
 				select {
 				case l.wake <- struct{}{}:
 				default:
@@ -286,11 +291,18 @@ func (l *Log) Close(ctx context.Context) error {
 // while records keep coming; an empty ring flushes at once.
 const flushAt = 32 << 10
 
+// flushEvery is how often a sleeping writer looks at the ring: the longest
+// a line waits when traffic is light.
+const flushEvery = 50 * time.Millisecond
+
 // run is the writer goroutine: it formats the records in ring order into a
-// buffer, writes it when it fills or the ring runs empty, and sleeps on
-// wake while there is nothing to do. After stop it writes what is left.
+// buffer and writes it when it fills or the ring runs empty; then it
+// sleeps until a wake-up, its timer or stop. After stop it writes what is
+// left.
 func (l *Log) run() {
 	defer close(l.done)
+	tick := time.NewTicker(flushEvery)
+	defer tick.Stop()
 	w := bufio.NewWriterSize(l.out, flushAt+1024)
 	line := make([]byte, 0, 1024)
 	failed := false // the output failed: lines are dropped from then on
@@ -322,12 +334,9 @@ func (l *Log) run() {
 			failed = true
 		}
 		l.sleeping.Store(true)
-		if l.ready() {
-			l.sleeping.Store(false)
-			continue
-		}
 		select {
 		case <-l.wake:
+		case <-tick.C:
 		case <-l.stop:
 			l.sleeping.Store(false)
 			if l.ready() {
