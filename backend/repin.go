@@ -3,6 +3,7 @@ package backend
 import (
 	"slices"
 	"sync/atomic"
+	"time"
 )
 
 // RepinReason says why a pinned client (an L4 pin, an L7 cookie) was moved
@@ -49,7 +50,8 @@ func (r RepinReason) String() string {
 // WhyRepin returns why a client pinned to from is being moved: from is nil
 // when its pin names no backend of the pool, and in avoid when it failed
 // this client. The checks go in the order the data path makes them, so the
-// reason is the first that applies.
+// reason is the first that applies; a backend whose state would keep the
+// client can only have lost it by failing it (avoid may then be nil).
 func WhyRepin(from *Backend, avoid []*Backend) RepinReason {
 	switch {
 	case from == nil || from.Removed():
@@ -59,10 +61,13 @@ func WhyRepin(from *Backend, avoid []*Backend) RepinReason {
 	case !from.Up():
 		return RepinDown
 	}
-	if st, _ := from.Admin(); st == Drain {
+	switch st, until := from.Admin(); {
+	case st == Maint:
+		return RepinMaint
+	case st == Drain && !until.IsZero() && !time.Now().Before(until):
 		return RepinDrainDeadline
 	}
-	return RepinMaint
+	return RepinFailed
 }
 
 // Repins counts re-pins by reason. The zero value is ready; the data path

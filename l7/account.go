@@ -15,14 +15,14 @@ import (
 // the access log. The exchange fills it in as it goes; nothing in it
 // allocates.
 type account struct {
-	b      *backend.Backend // the backend tried last, nil when none was
-	status int              // the status the client got; 0 when none was sent
-	sent   time.Time        // when the request went to b
-	head   time.Duration    // until b's response head came; 0 when none did
-	cookie accesslog.Outcome
-	repin  backend.RepinReason // why, when cookie is CookieRepinned
-	start  time.Time           // when the head was read; only with the access log
-	bytes  int64               // the client writer's count at the start
+	cookieSent bool             // the request carried a persistence cookie
+	named      *backend.Backend // the backend that cookie names; nil when none of the pool
+	b          *backend.Backend // the backend tried last, nil when none was
+	status     int              // the status the client got; 0 when none was sent
+	sent       time.Time        // when the request went to b
+	head       time.Duration    // until b's response head came; 0 when none did
+	start      time.Time        // when the head was read; only with the access log
+	bytes      int64            // the client writer's count at the start
 }
 
 // beginAccount starts the account of the request in s.req. The access log
@@ -39,12 +39,6 @@ func (s *session) beginAccount() {
 	}
 }
 
-// movedOff marks the request as one whose cookie pinned it to a backend
-// that could not keep it, for reason r.
-func (s *session) movedOff(r backend.RepinReason) {
-	s.acct.cookie, s.acct.repin = accesslog.CookieRepinned, r
-}
-
 // tried records that the request goes to b from now on.
 func (s *session) tried(b *backend.Backend) { s.acct.b = b }
 
@@ -58,15 +52,33 @@ func (s *session) headRead(b *backend.Backend) {
 	}
 }
 
+// cookie returns what the request's persistence cookie did: no cookie is
+// new, one naming no backend of the pool is tampered, one whose backend
+// took the request is valid, and one whose backend did not (it could not
+// keep the client, or failed it) is repinned, for the reason WhyRepin
+// gives.
+func (a *account) cookie() (accesslog.Outcome, backend.RepinReason) {
+	switch {
+	case !a.cookieSent:
+		return accesslog.CookieNew, 0
+	case a.named == nil:
+		return accesslog.CookieTampered, 0
+	case a.b == a.named:
+		return accesslog.CookieValid, 0
+	}
+	return accesslog.CookieRepinned, backend.WhyRepin(a.named, nil)
+}
+
 // endAccount reports the request: to its backend's counts by status
-// class, to the re-pin counts when its client moved, to the front door's
-// request count, and to the access log.
+// class, to the re-pin counts when its client moved to another backend, to
+// the front door's request count, and to the access log.
 func (s *session) endAccount() {
 	a := &s.acct
+	outcome, why := a.cookie()
 	if a.b != nil {
 		a.b.CountResponse(a.status)
-		if a.cookie == accesslog.CookieRepinned {
-			s.p.Pool.Repins.Count(a.repin)
+		if outcome == accesslog.CookieRepinned {
+			s.p.Pool.Repins.Count(why)
 		}
 	}
 	s.p.loop.Counts.Request()
@@ -82,7 +94,7 @@ func (s *session) endAccount() {
 	if a.b != nil {
 		r.Backend = a.b.ID
 	}
-	r.Status, r.Bytes, r.Head, r.Cookie = a.status, s.cw.n-a.bytes, a.head, a.cookie
+	r.Status, r.Bytes, r.Head, r.Cookie = a.status, s.cw.n-a.bytes, a.head, outcome
 	lg.Write(r)
 }
 

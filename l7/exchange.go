@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
-	"github.com/lbctl/lbctl/internal/accesslog"
 	"github.com/lbctl/lbctl/internal/splice"
 )
 
@@ -61,9 +60,6 @@ func (s *session) exchange() bool {
 			if b = s.cfg.sel.Select(s.st.reg.All(), s.avoid); b == nil {
 				return s.answer(503, hasBody)
 			}
-			if sticky {
-				s.movedOff(backend.RepinFailed)
-			}
 			sticky = false
 		}
 		up, reused, err := p.upstream(s.st, s.cfg, b, retryable && !retriedFresh)
@@ -108,18 +104,14 @@ func (s *session) pinned() (*backend.Backend, bool) {
 			// A ready backend keeps its pins without a reading of the
 			// clock.
 			b := s.st.codec.backendFor(v)
+			s.acct.named, s.acct.cookieSent = b, true
 			if b != nil && (b.Available() || b.KeepsPinned(time.Now())) {
 				s.st.pins[b].add(s.pinKey, pinMinute(time.Now()))
-				s.acct.cookie = accesslog.CookieValid
 				return b, true
-			}
-			if s.acct.cookie = accesslog.CookieTampered; b != nil {
-				s.movedOff(backend.WhyRepin(b, nil))
 			}
 			return nil, false
 		}
 	}
-	s.acct.cookie = accesslog.CookieNew
 	return nil, false
 }
 
