@@ -27,8 +27,8 @@ func (p *Proxy) handle(c *accept.Conn) {
 	client := c.TCPConn
 	defer client.Close()
 	cfg := p.tuned.Load() // this connection's settings, to its end
-	key := p.key(client)
 	start := time.Now()
+	key := p.key(client)
 	b, server, err := p.connect(key, cfg)
 	if err != nil {
 		p.logger().Debug("client refused", "client", client.RemoteAddr().String(), "error", err)

@@ -51,15 +51,15 @@ type Proxy struct {
 	// IdleTimeout closes a connection after this long with no bytes in
 	// either direction. Zero means no idle timeout.
 	IdleTimeout time.Duration
+	// AccessLog, when not nil, gets one record per client connection at
+	// its end; a full log drops records, never waits.
+	AccessLog *accesslog.Log
 	// Logger receives accept errors, and refused clients at debug level.
 	// Nil means slog.Default(). The event loop never writes to it (or to
 	// Health's logger) itself: it hands its lines to a goroutine of the
 	// proxy, so that a stalled log output costs lines (dropped, then
 	// counted in a line of their own) and never stalls traffic.
 	Logger *slog.Logger
-	// AccessLog, when not nil, gets one record per client connection at
-	// its end; a full log drops records, never waits.
-	AccessLog *accesslog.Log
 
 	// goroutines makes Serve use a goroutine per connection over
 	// net.TCPConn even where the event loop could serve; tests set it to

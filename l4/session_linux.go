@@ -430,8 +430,6 @@ func (l *eventLoop) newSession() *session {
 // closeSession closes both sockets, returns what s borrowed, and keeps s
 // for reuse.
 func (l *eventLoop) closeSession(s *session) {
-	l.logSession(s)
-	l.p.loop.Counts.Closed()
 	unlink(s)
 	l.forget(&s.client)
 	l.forget(&s.server)
@@ -444,6 +442,8 @@ func (l *eventLoop) closeSession(s *session) {
 		}
 		l.putPipe(d)
 	}
+	l.logSession(s)
+	l.p.loop.Counts.Closed()
 	clear(s.avoidBf[:])
 	*s = session{}
 	l.sessions--

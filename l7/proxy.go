@@ -75,12 +75,12 @@ type Proxy struct {
 	// MaxIdlePerBackend caps the kept-alive backend connections held per
 	// backend. Zero means 256; negative disables reuse.
 	MaxIdlePerBackend int
-	// Logger receives accept errors, and failed exchanges at debug level.
-	// Nil means slog.Default().
-	Logger *slog.Logger
 	// AccessLog, when not nil, gets one record per request (see
 	// account.go); a full log drops records, never waits.
 	AccessLog *accesslog.Log
+	// Logger receives accept errors, and failed exchanges at debug level.
+	// Nil means slog.Default().
+	Logger *slog.Logger
 
 	init     sync.Once
 	loop     accept.Loop
