@@ -650,3 +650,115 @@ func TestStateSaveFailuresCounted(t *testing.T) {
 		t.Errorf("StateSaveFailures = %d after a good save, want still 2", got)
 	}
 }
+
+// scrapeWhile scrapes base again and again while traffic runs in a
+// goroutine of its own, and checks that no counter of the lbctl families
+// ever goes down between two scrapes. It returns traffic's error.
+func scrapeWhile(t *testing.T, base string, traffic func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- traffic() }()
+	last := map[string]float64{}
+	for scrapes := 0; ; scrapes++ {
+		m := scrape(t, base)
+		for name, f := range m {
+			if !strings.HasPrefix(name, "lbctl_") || f.GetType() != counter {
+				continue
+			}
+			for _, mt := range f.GetMetric() {
+				key := name + fmt.Sprint(mt.GetLabel())
+				if v := mt.GetCounter().GetValue(); v < last[key] {
+					t.Errorf("%s went down from %v to %v", key, last[key], v)
+				} else {
+					last[key] = v
+				}
+			}
+		}
+		select {
+		case err := <-done:
+			t.Logf("%d scrapes while the traffic ran", scrapes+1)
+			return err
+		default:
+		}
+	}
+}
+
+// Scrapes taken while clients keep coming in both modes see counters that
+// only go up, and the totals end exactly at what was sent.
+func TestScrapeUnderTraffic(t *testing.T) {
+	t.Run("l4", func(t *testing.T) {
+		b := startEchoBackend(t)
+		cfg := testConfig(t, b.ln.Addr().String())
+		next := cfg
+		in, addr := startInstance(t, cfg, &next)
+		base := serveAdmin(t, in)
+		const conns = 300
+		err := scrapeWhile(t, base, func() error {
+			for i := range conns {
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i%200))}, Timeout: 10 * time.Second}
+				c, err := d.Dial("tcp", addr)
+				if err != nil {
+					return err
+				}
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				buf := make([]byte, 5)
+				_, err = io.WriteString(c, "ping\n")
+				if err == nil {
+					_, err = io.ReadFull(c, buf)
+				}
+				c.Close()
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually.True(t, "every connection ended", func() bool { return in.Stats().Front.ActiveConnections == 0 })
+		m := scrape(t, base)
+		if got := m.value(t, "lbctl_backend_connections_total", "backend=app-01"); got != conns {
+			t.Errorf("connections = %v, want %d", got, conns)
+		}
+		if got := m.value(t, "lbctl_front_connections_total"); got != conns {
+			t.Errorf("front connections = %v, want %d", got, conns)
+		}
+	})
+	t.Run("l7", func(t *testing.T) {
+		cfg := l7TestConfig(t, startStatusBackend(t, "app-01"))
+		next := cfg
+		in, addr := startInstance(t, cfg, &next)
+		base := serveAdmin(t, in)
+		const requests = 1000
+		h := newHTTPClient(t, "127.0.0.2", addr)
+		err := scrapeWhile(t, base, func() error {
+			for range requests {
+				if _, err := io.WriteString(h.c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+					return err
+				}
+				resp, err := http.ReadResponse(h.r, &http.Request{Method: "GET"})
+				if err != nil {
+					return err
+				}
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 {
+					return fmt.Errorf("status %d, %v", resp.StatusCode, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually.True(t, "every request counted", func() bool { return in.Stats().Front.RequestsTotal == requests })
+		m := scrape(t, base)
+		if got := m.value(t, "lbctl_backend_requests_total", "backend=app-01", "code=2xx"); got != requests {
+			t.Errorf("2xx requests = %v, want %d", got, requests)
+		}
+		if got := m.value(t, "lbctl_backend_response_head_seconds", "backend=app-01"); got != requests {
+			t.Errorf("response-head observations = %v, want %d", got, requests)
+		}
+	})
+}
