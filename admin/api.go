@@ -1,6 +1,7 @@
 // Package admin is the admin listener of a running lbctl: a JSON API that
 // reads and steers the instance (backend admin states, affinity pins,
-// reload) and the small client the operator commands use. It is never on
+// reload, the counters of /api/stats), the Prometheus metrics of /metrics,
+// and the small client the operator commands use. It is never on
 // the data path: every call goes through an Instance, which applies it to
 // the live pool and table.
 package admin
@@ -40,6 +41,9 @@ type Instance interface {
 	Reload(ctx context.Context) (ReloadResult, error)
 	// NAT returns the NAT view with at most limit sources in each list.
 	NAT(limit int) NATView
+	// Stats returns a snapshot of the counters, read from the atomics
+	// the data path keeps; GET /api/stats and /metrics are built from it.
+	Stats() Stats
 }
 
 // StateOptions are the parts of an admin state change besides the state.

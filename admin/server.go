@@ -142,6 +142,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/api/reload", only(http.MethodPost, s.reload))
 	mux.Handle("/api/nat", only(http.MethodGet, s.nat))
 	mux.Handle("/{$}", only(http.MethodGet, s.page(mux)))
+	mux.Handle("/api/stats", only(http.MethodGet, s.stats))
+	mux.Handle("/metrics", only(http.MethodGet, s.metricsHandler().ServeHTTP))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no API call at "+r.URL.Path)
 	})

@@ -29,6 +29,7 @@ type Backend struct {
 	admin   atomic.Int64         // the admin state and its drain deadline: see packAdmin
 	active  atomic.Int64
 	served  atomic.Uint64
+	stats   counters // connections, failures, responses: see counters.go
 
 	// mu guards the consecutive pass and fail counts while a check result is
 	// folded into the health state; fails mirrors the failure count for
@@ -54,8 +55,10 @@ func New(id, address string, weight int) *Backend {
 func (b *Backend) Dial(ctx context.Context, d *net.Dialer) (*net.TCPConn, error) {
 	c, err := d.DialContext(ctx, "tcp", b.Address())
 	if err != nil {
+		b.CountConnectFailure()
 		return nil, b.DialError(err)
 	}
+	b.CountConnected()
 	return c.(*net.TCPConn), nil
 }
 

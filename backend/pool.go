@@ -34,6 +34,10 @@ func (b *Backend) Removed() bool { return b.removed.Load() }
 // replaces whole. The data path reads it with Registry, one atomic load and
 // no lock; Reload builds the next Registry and swaps it in.
 type Pool struct {
+	// Repins counts the clients moved off their pinned backend, by
+	// reason, for the life of the pool.
+	Repins Repins
+
 	cur      atomic.Pointer[Registry]
 	joinDown atomic.Bool
 

@@ -23,6 +23,7 @@ type Config struct {
 	Timeouts Timeouts `toml:"timeouts"`
 	Limits   Limits   `toml:"limits"`
 	Admin    Admin    `toml:"admin"`
+	Log      Log      `toml:"log"`
 
 	// Backends is the pool, in file order ([[backend]] tables).
 	Backends []Backend `toml:"backend"`
@@ -128,6 +129,14 @@ type Admin struct {
 	// It is required when Listen is a TCP address other than loopback:
 	// anyone who can reach the API can drain every backend.
 	Token string `toml:"token"`
+}
+
+// Log is the [log] table.
+type Log struct {
+	// Access is where the access log goes: "" (off), "stdout", or the
+	// path of a file that lines are appended to. One JSON line per L7
+	// request or L4 connection.
+	Access string `toml:"access"`
 }
 
 // Backend is one [[backend]] table.

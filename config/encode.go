@@ -51,6 +51,8 @@ func (c *Config) Encode(w io.Writer) error {
 	e.table("[admin]",
 		"listen", quote(c.Admin.Listen),
 		"token", quote(c.Admin.Token))
+	e.table("[log]",
+		"access", quote(c.Log.Access))
 	for _, b := range c.Backends {
 		e.table("[["+backendKey+"]]",
 			"id", quote(b.ID),

@@ -284,6 +284,9 @@ var schema = map[string]map[string]field{
 		"listen": func(c *Config, v any) error { return setString(&c.Admin.Listen, v) },
 		"token":  func(c *Config, v any) error { return setString(&c.Admin.Token, v) },
 	},
+	"log": {
+		"access": func(c *Config, v any) error { return setString(&c.Log.Access, v) },
+	},
 }
 
 // backendKey is the key of the [[backend]] array of tables.

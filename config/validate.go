@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -59,6 +60,7 @@ func (c *Config) validate(needBackends bool) error {
 	v.between("limits.header_bytes", c.Limits.HeaderBytes, 1024, 1<<20)
 
 	v.admin(&c.Admin)
+	v.log(&c.Log)
 
 	if needBackends || len(c.Backends) > 0 {
 		v.backends(c.Backends)
@@ -148,6 +150,18 @@ func (v *validator) admin(a *Admin) {
 	}
 	if strings.IndexFunc(a.Token, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0 {
 		v.fail("admin.token", "must hold only visible ASCII characters, no spaces: it is sent in an Authorization header")
+	}
+}
+
+// log checks the [log] table: the access log is off, stdout, or a file
+// path that can name a file (the file itself is opened at start).
+func (v *validator) log(l *Log) {
+	switch a := l.Access; {
+	case a == "" || a == "stdout":
+	case strings.IndexFunc(a, func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0:
+		v.fail("log.access", "%q must not contain control characters", a)
+	case strings.HasSuffix(a, "/") || filepath.Base(a) == "." || filepath.Base(a) == "..":
+		v.fail("log.access", `%q names a directory: want "", "stdout" or a file path`, a)
 	}
 }
 

@@ -27,19 +27,22 @@ func (p *Proxy) handle(c *accept.Conn) {
 	client := c.TCPConn
 	defer client.Close()
 	cfg := p.tuned.Load() // this connection's settings, to its end
+	start := time.Now()
 	key := p.key(client)
 	p.NAT.Opened(key, client.RemoteAddr().(*net.TCPAddr).AddrPort().Port())
 	defer p.NAT.Closed(key)
 	b, server, err := p.connect(key, cfg)
 	if err != nil {
 		p.logger().Debug("client refused", "client", client.RemoteAddr().String(), "error", err)
+		p.logConn(client, nil, start, 0, 0)
 		return
 	}
 	defer b.Release()
 	defer server.Close()
 	p.track(client, server, b)
 	defer p.untrack(client)
-	splice.Relay(client, server, cfg.idle)
+	up, down := splice.Relay(client, server, cfg.idle)
+	p.logConn(client, b, start, up, down)
 }
 
 // key derives the affinity key from the client's source address.
@@ -106,6 +109,9 @@ func (p *Proxy) choose(key affinity.Key, seen string, avoid []*backend.Backend, 
 		if cur := p.Table.PinIf(key, seen, next.ID); cur != next.ID {
 			seen = cur // another connection of this client moved it first
 			continue
+		}
+		if seen != "" && seen != next.ID {
+			p.Pool.Repins.Count(backend.WhyRepin(reg.Get(seen), avoid))
 		}
 		return next, next.ID
 	}

@@ -38,6 +38,7 @@ func TestPortableEngine(t *testing.T) {
 		"ConcurrentFirstConnections":            TestConcurrentFirstConnectionsOfOneClientShareABackend,
 		"ConcurrentFailover":                    TestConcurrentFailoverOfOneClientRepinsToOneBackend,
 		"SlowClientGetsEveryByte":               TestSlowClientGetsEveryByte,
+		"AccessLogLines":                        TestAccessLogLines,
 		"BackendNameUsesPortableEngine":         TestBackendNamedByHostname,
 		"SlowSteadyReaderIsNotIdle":             TestSlowSteadyReaderIsNotIdle,
 		"LocalConnectFailureKeepsBackendUp":     TestLocalConnectFailureKeepsTheBackendUp,

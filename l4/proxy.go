@@ -15,6 +15,7 @@ import (
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accept"
+	"github.com/lbctl/lbctl/internal/accesslog"
 	"github.com/lbctl/lbctl/internal/asynclog"
 	"github.com/lbctl/lbctl/natview"
 )
@@ -51,6 +52,9 @@ type Proxy struct {
 	// IdleTimeout closes a connection after this long with no bytes in
 	// either direction. Zero means no idle timeout.
 	IdleTimeout time.Duration
+	// AccessLog, when not nil, gets one record per client connection at
+	// its end; a full log drops records, never waits.
+	AccessLog *accesslog.Log
 	// Logger receives accept errors, and refused clients at debug level.
 	// Nil means slog.Default(). The event loop never writes to it (or to
 	// Health's logger) itself: it hands its lines to a goroutine of the

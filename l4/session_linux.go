@@ -30,6 +30,7 @@ type session struct {
 	avoid   []*backend.Backend
 	avoidBf [4]*backend.Backend
 	b       *backend.Backend // the backend dialled or connected, acquired
+	start   int64            // loop time of the accept, for the access log
 	lastErr error            // the last failed dial
 
 	cfg        *settings // the proxy's settings when s was accepted
@@ -60,9 +61,10 @@ type direction struct {
 	bulk     bool   // a read filled the buffer; splice from now on
 	piped    bool   // pipe is open
 	pipe     [2]int
-	inPipe   int  // bytes spliced into pipe and not yet out
-	eof      bool // src has ended
-	done     bool // and everything, the end included, went to dst
+	inPipe   int   // bytes spliced into pipe and not yet out
+	moved    int64 // bytes written to dst, for the access log
+	eof      bool  // src has ended
+	done     bool  // and everything, the end included, went to dst
 }
 
 // startSession begins serving an accepted client: it looks up the pin and
@@ -75,6 +77,8 @@ func (l *eventLoop) startSession(fd int, peer netip.AddrPort) {
 	s.key = l.p.Table.Key(s.addr.Addr())
 	l.p.NAT.Opened(s.key, peer.Port())
 	s.seen, _ = l.p.Table.Lookup(s.key)
+	s.start = l.now
+	l.p.loop.Counts.Opened()
 	setNoDelay(fd)
 	if testHookAccepted != nil {
 		testHookAccepted(fd)
@@ -156,6 +160,7 @@ func (l *eventLoop) dialFailed(s *session, err error) {
 // rest of this session's attempt.
 func (l *eventLoop) failed(s *session, b *backend.Backend, err error) {
 	s.lastErr = b.DialError(err)
+	b.CountConnectFailure()
 	l.p.loopHealth.ReportFailure(b, s.lastErr)
 	s.avoid = append(s.avoid, b)
 }
@@ -207,6 +212,7 @@ func (l *eventLoop) event(fd int, gen uint32, ev uint32) {
 		}
 		unlink(s)
 		s.b.CountServed()
+		s.b.CountConnected()
 		s.relaying = true
 		s.last = l.now
 		s.act = l.active.of(int64(s.cfg.idle))
@@ -274,6 +280,7 @@ func (l *eventLoop) pump(s *session, d, other *direction) (more, ok bool) {
 			} else if err != 0 {
 				return false, false
 			}
+			d.moved += int64(n)
 			l.touch(s) // a slow reader that takes bytes is not idle
 			if d.pending = d.pending[n:]; len(d.pending) > 0 {
 				d.dst.writable = false // a short write: the socket is full
@@ -293,6 +300,7 @@ func (l *eventLoop) pump(s *session, d, other *direction) (more, ok bool) {
 				return false, false
 			}
 			d.inPipe -= n
+			d.moved += int64(n)
 			l.touch(s)
 		case d.eof:
 			// Forward the end. When the other way has ended too, the
@@ -340,6 +348,7 @@ func (l *eventLoop) pump(s *session, d, other *direction) (more, ok bool) {
 				}
 				if err == 0 {
 					data = data[w:]
+					d.moved += int64(w)
 				}
 			}
 			if len(data) > 0 {
@@ -435,6 +444,8 @@ func (l *eventLoop) closeSession(s *session) {
 		}
 		l.putPipe(d)
 	}
+	l.logSession(s)
+	l.p.loop.Counts.Closed()
 	clear(s.avoidBf[:])
 	*s = session{}
 	l.sessions--

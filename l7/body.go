@@ -29,6 +29,7 @@ type timedWriter struct {
 	idle  time.Duration
 	until time.Time // the deadline now set on c, zero when none
 	err   error     // the first write error, so callers can tell write from read failures
+	n     int64     // bytes written, for the access log
 }
 
 func (w *timedWriter) Write(p []byte) (int, error) {
@@ -39,6 +40,7 @@ func (w *timedWriter) Write(p []byte) (int, error) {
 		}
 	}
 	n, err := w.c.Write(p)
+	w.n += int64(n)
 	if err != nil && w.err == nil {
 		w.err = err
 	}

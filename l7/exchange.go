@@ -106,7 +106,9 @@ func (s *session) pinned() (*backend.Backend, bool) {
 		if v, ok := findCookie(f.value, name); ok {
 			// A ready backend keeps its pins without a reading of the
 			// clock.
-			if b := s.st.codec.backendFor(v); b != nil && (b.Available() || b.KeepsPinned(time.Now())) {
+			b := s.st.codec.backendFor(v)
+			s.acct.named, s.acct.cookieSent = b, true
+			if b != nil && (b.Available() || b.KeepsPinned(time.Now())) {
 				s.st.pins[b].add(s.pinKey, pinMinute(time.Now()))
 				return b, true
 			}
@@ -122,6 +124,7 @@ func (s *session) pinned() (*backend.Backend, bool) {
 // as the start of the next response.
 func (s *session) answer(status int, hasBody bool) bool {
 	resp := cannedFor(status)
+	s.acct.status = status
 	keep := !hasBody && !s.req.close && !s.p.loop.Closing()
 	msg := resp.close
 	if keep {
@@ -152,6 +155,7 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 	req := &s.req
 	b.Acquire()
 	defer b.Release()
+	s.tried(b)
 	s.flight.begin(b, up)
 	defer s.flight.end()
 
@@ -178,7 +182,8 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 		p.ups.Put(upBuf)
 	}()
 	s.up.reset(up, *upBuf, nil)
-	up.SetReadDeadline(time.Now().Add(s.cfg.server))
+	s.acct.sent = time.Now()
+	up.SetReadDeadline(s.acct.sent.Add(s.cfg.server))
 	for {
 		head, partial, err := s.up.readHead()
 		if err != nil {
@@ -218,6 +223,7 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 			}
 			return s.answer(502, bodyDone != nil), relayed
 		}
+		s.headRead(b)
 		if s.resp.status >= 200 {
 			break
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accept"
+	"github.com/lbctl/lbctl/internal/accesslog"
 	"github.com/lbctl/lbctl/natview"
 )
 
@@ -75,6 +76,9 @@ type Proxy struct {
 	// MaxIdlePerBackend caps the kept-alive backend connections held per
 	// backend. Zero means 256; negative disables reuse.
 	MaxIdlePerBackend int
+	// AccessLog, when not nil, gets one record per request (see
+	// account.go); a full log drops records, never waits.
+	AccessLog *accesslog.Log
 	// Logger receives accept errors, and failed exchanges at debug level.
 	// Nil means slog.Default().
 	Logger *slog.Logger

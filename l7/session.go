@@ -9,6 +9,7 @@ import (
 
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accept"
+	"github.com/lbctl/lbctl/internal/accesslog"
 )
 
 // session is the state of one client connection, reused across its
@@ -36,7 +37,9 @@ type session struct {
 	// from: a new limit waits until the reader holds nothing.
 	sized *settings
 
-	flight inflight // the exchange in progress, for CloseConns
+	flight inflight          // the exchange in progress, for CloseConns
+	acct   account           // what the request in progress reports when it ends
+	rec    *accesslog.Record // the access log's record, made with the first request it logs
 
 	isHead, http10 bool // facts of s.req that outlive its buffer
 
@@ -172,7 +175,10 @@ func (p *Proxy) handle(ac *accept.Conn) {
 			s.reject(status)
 			return
 		}
-		if !s.exchange() {
+		s.beginAccount()
+		keep := s.exchange()
+		s.endAccount()
+		if !keep {
 			return
 		}
 	}
@@ -195,6 +201,7 @@ func deadline(d time.Duration) time.Time {
 // wait for the client to read the answer before the socket goes (closing
 // with unread input would reset the connection and could lose the answer).
 func (s *session) reject(status int) {
+	s.acct.status = status
 	s.client.SetWriteDeadline(time.Now().Add(time.Second))
 	if _, err := s.client.Write(cannedFor(status).close); err != nil {
 		return

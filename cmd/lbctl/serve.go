@@ -99,6 +99,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	defer in.Close()
+	in.SetVersion(version)
 	if !o.demo {
 		in.Load = func() (*config.Config, error) {
 			next, warnings, err := loadConfig(o.config, o.mode)

@@ -36,6 +36,9 @@ type Loop struct {
 	Handle func(c *Conn)
 	// Logger receives accept errors. Nil means slog.Default().
 	Logger *slog.Logger
+	// Counts counts the connections the loop accepts and their ends; the
+	// handlers may count requests on it.
+	Counts Counts
 
 	closing atomic.Bool
 	mu      sync.Mutex // guards lns and conns
@@ -97,6 +100,8 @@ func (l *Loop) Serve(ln net.Listener) error {
 }
 
 func (l *Loop) serveConn(c *Conn) {
+	l.Counts.Opened()
+	defer l.Counts.Closed()
 	defer l.trackConn(c, false)
 	l.Handle(c)
 }

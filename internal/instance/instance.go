@@ -59,6 +59,8 @@ type Instance struct {
 	saver     sync.WaitGroup
 	saverStop chan struct{}
 	stopSaver sync.Once
+
+	obs observed // for Stats and the access log: see stats.go
 }
 
 // New builds an instance from cfg, which must be valid. With a state
@@ -73,12 +75,16 @@ func New(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 	}
 	in := &Instance{log: log, parts: parts, cfg: cfg, timers: map[string]*time.Timer{}, ended: make(chan error, 1),
 		stateFile: cfg.Affinity.StateFile, saverStop: make(chan struct{})}
+	if err := in.openObserved(cfg); err != nil {
+		return nil, err
+	}
 	switch cfg.Mode {
 	case "l7":
 		in.l7 = L7(cfg, parts, log)
 	default:
 		in.l4, in.table = L4(cfg, parts, log)
 	}
+	in.attachAccessLog()
 	if in.stateFile != "" {
 		in.restoreState(in.stateFile)
 		in.saver.Go(func() { in.saveEvery(cfg.Affinity.SaveInterval.D(), in.saverStop) })
@@ -180,6 +186,7 @@ func (in *Instance) Close() {
 	if in.table != nil {
 		in.table.Close()
 	}
+	in.closeAccessLog()
 }
 
 func (in *Instance) stopTimers() {
@@ -208,7 +215,8 @@ func (in *Instance) stopTimers() {
 // them is refused the same way, naming the section, so that the running
 // config never silently differs from the file. The result names every
 // backend and every changed section. Reloads are serialized.
-func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
+func (in *Instance) Reload(ctx context.Context) (res admin.ReloadResult, err error) {
+	defer func() { in.noteReload(res, err) }()
 	if in.Load == nil {
 		return admin.ReloadResult{}, errors.New("this instance has no config file to reload")
 	}
@@ -310,6 +318,7 @@ func restartOnly(cur, next *config.Config) []string {
 	check("admin.listen", cur.Admin.Listen, next.Admin.Listen)
 	check("affinity.state_file", cur.Affinity.StateFile, next.Affinity.StateFile)
 	check("affinity.save_interval", cur.Affinity.SaveInterval, next.Affinity.SaveInterval)
+	check("log.access", cur.Log.Access, next.Log.Access)
 	return msgs
 }
 

@@ -193,6 +193,7 @@ func (in *Instance) SaveState() error {
 	defer in.saving.Unlock()
 	pins, err := in.writeState(path)
 	if err != nil {
+		in.obs.saveFailures.Add(1)
 		in.log.Warn("state file not saved; the previous one is kept", "file", path, "error", err)
 		return err
 	}

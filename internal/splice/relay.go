@@ -18,16 +18,22 @@ import (
 // (FIN) half-closes the other side's write half and leaves the opposite
 // direction running; an error on either side, or idle (when positive) with
 // no bytes in either direction, closes both connections. The caller still
-// closes both when Relay returns.
-func Relay(client, server *net.TCPConn, idle time.Duration) {
-	var ended atomic.Int32
+// closes both when Relay returns. It returns the bytes relayed each way:
+// up from the client to the server, down back.
+func Relay(client, server *net.TCPConn, idle time.Duration) (up, down int64) {
+	// One allocation for what both directions share.
+	var shared struct {
+		ended    atomic.Int32
+		up, down int64
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		proxyCopy(server, client, client, server, idle, &ended)
+		proxyCopy(server, client, client, server, idle, &shared.ended, &shared.up)
 	}()
-	proxyCopy(client, server, client, server, idle, &ended)
+	proxyCopy(client, server, client, server, idle, &shared.ended, &shared.down)
 	<-done
+	return shared.up, shared.down
 }
 
 // smallBuf is the buffer of the copy loop for small messages. A read that
@@ -46,14 +52,15 @@ var bufPool = sync.Pool{New: func() any { return new([smallBuf]byte) }}
 // user space (what HAProxy's splice-auto does). Splicing a few hundred bytes
 // would cost more than it saves: a pipe and two more system calls.
 //
-// ended counts the directions that have ended cleanly.
+// ended counts the directions that have ended cleanly; moved counts the
+// bytes written to dst.
 //
 // With an idle timeout, src carries a read deadline; when it fires, the
 // connection is idle only if neither socket has received data for the whole
 // timeout (the other direction may be busy), otherwise the deadline moves
 // and copying resumes. Deadlines fire between reads and between splice
 // rounds, so no byte is lost when copying resumes.
-func proxyCopy(dst, src, client, server *net.TCPConn, idle time.Duration, ended *atomic.Int32) {
+func proxyCopy(dst, src, client, server *net.TCPConn, idle time.Duration, ended *atomic.Int32, moved *int64) {
 	if idle > 0 {
 		src.SetReadDeadline(time.Now().Add(idle))
 	}
@@ -63,8 +70,10 @@ func proxyCopy(dst, src, client, server *net.TCPConn, idle time.Duration, ended 
 	for {
 		var err error
 		if bulk {
-			_, err = io.Copy(dst, src)
-		} else if bulk, err = copySmall(dst, src, buf[:]); bulk {
+			var n int64
+			n, err = io.Copy(dst, src)
+			*moved += n
+		} else if bulk, err = copySmall(dst, src, buf[:], moved); bulk {
 			continue
 		}
 		if err == nil {
@@ -93,11 +102,13 @@ func proxyCopy(dst, src, client, server *net.TCPConn, idle time.Duration, ended 
 // copySmall copies src to dst through buf until src ends (nil), an error
 // occurs, or a read fills buf (bulk is then true and the caller splices the
 // rest).
-func copySmall(dst, src *net.TCPConn, buf []byte) (bulk bool, err error) {
+func copySmall(dst, src *net.TCPConn, buf []byte, moved *int64) (bulk bool, err error) {
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
-			if _, err := dst.Write(buf[:n]); err != nil {
+			w, err := dst.Write(buf[:n])
+			*moved += int64(w)
+			if err != nil {
 				return false, err
 			}
 		}

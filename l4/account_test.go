@@ -1,0 +1,88 @@
+package l4
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/accesslog"
+	"github.com/lbctl/lbctl/internal/eventually"
+)
+
+// lockedLog is an access log output the test reads while the log writes.
+type lockedLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Split(strings.TrimSuffix(l.b.String(), "\n"), "\n")
+}
+
+// Each connection ends in one access log line with its client, backend
+// and bytes each way; a refused client's line names no backend. It runs
+// on both engines (see TestPortableEngine).
+func TestAccessLogLines(t *testing.T) {
+	var out lockedLog
+	lg := accesslog.New(&out, 64)
+	defer lg.Close(context.Background())
+	tb := startBackend(t, "app-01")
+	addr := serveProxy(t, newRegistry(t, tb.addr), func(p *Proxy) { p.AccessLog = lg })
+	c := dialFrom(t, "127.0.0.41", addr)
+	buf := make([]byte, len("app-01\nhello"))
+	io.WriteString(c, "hello")
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "app-01\nhello" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	c.Close()
+
+	refusing, err := backend.NewRegistry([]*backend.Backend{backend.New("app-09", "127.0.0.1:1", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr2 := serveProxy(t, refusing, func(p *Proxy) { p.AccessLog = lg })
+	c2 := dialFrom(t, "127.0.0.42", addr2)
+	io.ReadAll(c2)
+	c2.Close()
+
+	eventually.True(t, "two lines", func() bool { return lg.Written() == 2 })
+	type line struct {
+		Mode     string  `json:"mode"`
+		Client   string  `json:"client"`
+		Backend  *string `json:"backend"`
+		BytesIn  int64   `json:"bytes_in"`
+		BytesOut int64   `json:"bytes_out"`
+	}
+	// By client: the engines may end the two connections in either order.
+	got := map[string]line{}
+	for _, s := range out.lines() {
+		var l line
+		if err := json.Unmarshal([]byte(s), &l); err != nil {
+			t.Fatalf("line %q: %v", s, err)
+		}
+		host, _, _ := strings.Cut(l.Client, ":")
+		got[host] = l
+	}
+	if len(got) != 2 {
+		t.Fatalf("lines of %d clients, want 2", len(got))
+	}
+	if l := got["127.0.0.41"]; l.Mode != "l4" || !strings.HasPrefix(l.Client, "127.0.0.41:") || l.Backend == nil || *l.Backend != "app-01" || l.BytesIn != 5 || l.BytesOut != 12 {
+		t.Errorf("line of the served client: %+v", l)
+	}
+	if l := got["127.0.0.42"]; l.Mode != "l4" || !strings.HasPrefix(l.Client, "127.0.0.42:") || l.Backend != nil || l.BytesIn != 0 || l.BytesOut != 0 {
+		t.Errorf("line of the refused client: %+v", l)
+	}
+}
