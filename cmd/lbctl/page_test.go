@@ -9,6 +9,7 @@ import (
 	"net/http/cookiejar"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +115,15 @@ func TestStatsPageInBrowser(t *testing.T) {
 		return strings.HasPrefix(text("#updated"), "as of") && text("#dot") == "" && br.HasClass(t, "#dot", "on")
 	})
 
+	// From two snapshots of /api/stats the page works out rates.
+	eventually.True(t, "the page to show request rates", func() bool {
+		return rateRE.MatchString(text(`#backends tr[data-id="app-01"] td:nth-child(7)`)) &&
+			strings.HasSuffix(text("#front-rate"), "req/s")
+	})
+	if totals := text("#front-totals"); !strings.Contains(totals, "requests in all") {
+		t.Errorf("front door totals read %q", totals)
+	}
+
 	// A backend goes down: the page shows it within 2s of the API.
 	kill3()
 	eventually.True(t, "app-03 to be down in the API", func() bool { _, h := backendState(t, adminAddr, "app-03"); return h == "down" })
@@ -149,6 +159,9 @@ func TestStatsPageInBrowser(t *testing.T) {
 		t.Errorf("browser: %s", p)
 	}
 }
+
+// rateRE matches a rate as the page writes it.
+var rateRE = regexp.MustCompile(`^[0-9]+\.[0-9]{2}$`)
 
 // natTotal returns the sessions the NAT view counts now, through the API.
 func natTotal(t *testing.T, adminAddr string) int {
