@@ -124,6 +124,18 @@ func TestStatsPageInBrowser(t *testing.T) {
 		t.Errorf("front door totals read %q", totals)
 	}
 
+	// Rows are updated in place: a button under the pointer stays the
+	// same element from one update to the next.
+	mark := `document.querySelector('#backends tr[data-id="app-01"] button[data-state="drain"]')`
+	if _, err := chromedp.Run(br.Ctx, chromedp.Evaluate[bool](mark+`.dataset.mark = "1"; true`)); err != nil {
+		t.Fatal(err)
+	}
+	updated := text("#updated")
+	eventually.True(t, "the page to update again", func() bool { return text("#updated") != updated })
+	if kept, err := chromedp.Run(br.Ctx, chromedp.Evaluate[bool](mark+`.dataset.mark === "1"`)); err != nil || !kept {
+		t.Errorf("an update replaced app-01's drain button (%v)", err)
+	}
+
 	// A backend goes down: the page shows it within 2s of the API.
 	kill3()
 	eventually.True(t, "app-03 to be down in the API", func() bool { _, h := backendState(t, adminAddr, "app-03"); return h == "down" })

@@ -103,10 +103,13 @@ func (b *Browser) Problems() []string {
 	return append([]string(nil), b.problems...)
 }
 
-// Text returns the text of the first element that sel matches.
+// Text returns the text of the first element that sel matches, "" when
+// none does. It reads in one evaluation, so that a page replacing the
+// element meanwhile cannot make it fail.
 func (b *Browser) Text(t testing.TB, sel string) string {
 	t.Helper()
-	s, err := chromedp.Run(b.Ctx, chromedp.Text(sel))
+	s, err := chromedp.Run(b.Ctx, chromedp.Evaluate[string](fmt.Sprintf(
+		`(document.querySelector(%q) || {}).innerText || ""`, sel)))
 	if err != nil {
 		t.Fatalf("reading %s: %v", sel, err)
 	}
