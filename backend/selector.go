@@ -75,7 +75,7 @@ func firstEligible(pool, avoid []*Backend, start int) *Backend {
 
 // usable returns the available backends of reg, in its order.
 func usable(reg *Registry) []*Backend {
-	var u []*Backend
+	u := make([]*Backend, 0, reg.Len())
 	for _, b := range reg.All() {
 		if b.Available() {
 			u = append(u, b)
