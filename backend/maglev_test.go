@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+
+	"github.com/lbctl/lbctl/config"
 )
 
 // maglevKeys is how many client keys the Maglev tests place.
@@ -218,6 +220,9 @@ func TestMaglevTableIsFixed(t *testing.T) {
 }
 
 func TestCheckTableSize(t *testing.T) {
+	if d := config.Default().Balance.TableSize; d != DefaultTableSize || CheckTableSize(d) != nil {
+		t.Errorf("config's default table size %d, want %d, a valid one", d, DefaultTableSize)
+	}
 	for _, m := range []int{3, 65537, 655373} {
 		if err := CheckTableSize(m); err != nil {
 			t.Errorf("CheckTableSize(%d) = %v, want nil", m, err)
