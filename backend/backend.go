@@ -1,8 +1,9 @@
 // Package backend holds the backend pool that both front doors share: each
 // Backend's identity and live state, the Registry that groups them, the live
 // Pool that a reload replaces the Registry in, the Selector policies that
-// choose among available backends, and the Prober that keeps their health
-// current.
+// choose among available backends, the Attempt through which both front
+// doors choose a client's backend and fail over, and the Prober that keeps
+// their health current.
 package backend
 
 import (
