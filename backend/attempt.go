@@ -20,8 +20,11 @@ const MaxTries = 8
 // again, one step at a time, so that the L4 event loop can dial without
 // blocking between the steps.
 //
-// An Attempt is a value (held on the stack or in a session) and allocates
-// nothing. It reads one registry snapshot throughout, so a reload in the
+// An Attempt is a value that allocates nothing once it has a home: the L4
+// event loop and L7 keep it in their per-connection session, reused. (A
+// local Attempt moves to the heap, because its list of failed backends is
+// handed to the Selector interface: the goroutine engine pays that one
+// allocation per connection, as it did for its avoid list before.) It reads one registry snapshot throughout, so a reload in the
 // middle never shows it half a pool.
 type Attempt struct {
 	reg    *Registry
