@@ -221,6 +221,17 @@ func leastEligible(pool, avoid []*Backend) *Backend {
 	return best
 }
 
+// unorder takes the backends of reg out of any leastconn order: the
+// policy in use is another. A LeastConn still used afterwards notices on
+// its next selection and rebuilds its order.
+func unorder(reg *Registry) {
+	for _, b := range reg.All() {
+		if b.order.Load() != nil {
+			b.order.Store(nil)
+		}
+	}
+}
+
 // buildOrder prepares the order over the available backends of reg and
 // makes their Acquire and Release keep it current; the other backends of
 // reg leave whatever order they were in.

@@ -130,6 +130,7 @@ func (m *Maglev) Select(reg *Registry, key uint64, avoid []*Backend) *Backend {
 // floor(rw/top), top being the largest weight, so the heaviest backends
 // take one every round and the others in proportion, interleaved.
 func buildMaglev(reg *Registry, size int) *maglevTable {
+	unorder(reg)
 	backs := slices.Clone(reg.All())
 	slices.SortFunc(backs, func(a, b *Backend) int { return strings.Compare(a.ID, b.ID) })
 	t := &maglevTable{backs: backs}

@@ -99,6 +99,7 @@ func fewEligible(u, avoid []*Backend) *Backend {
 
 // buildUsable prepares the list of the available backends of reg.
 func buildUsable(reg *Registry, _ int) *[]*Backend {
+	unorder(reg)
 	u := usable(reg)
 	return &u
 }

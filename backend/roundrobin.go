@@ -79,6 +79,7 @@ func (c *cycle) at(pos int) *Backend {
 
 // buildCycle prepares the cycle over the available backends of reg.
 func buildCycle(reg *Registry, _ int) *cycle {
+	unorder(reg)
 	u := usable(reg)
 	weights := make([]int, 0, len(u))
 	for _, b := range u {

@@ -405,3 +405,27 @@ func BenchmarkAcquireRelease(b *testing.B) {
 		})
 	}
 }
+
+// TestChangeOfPolicyDropsLeastConnOrder: once another policy serves the
+// pool, connections stop keeping the leastconn order current; a LeastConn
+// used again takes it back and still chooses the least loaded.
+func TestChangeOfPolicyDropsLeastConnOrder(t *testing.T) {
+	pool := newPool(1, 1, 1)
+	reg := registryOf(t, pool)
+	lc := new(LeastConn)
+	lc.Select(reg, 0, nil)
+	if pool[0].order.Load() == nil {
+		t.Fatal("leastconn placed no backend in its order")
+	}
+	new(RoundRobin).Select(reg, 0, nil)
+	for _, b := range pool {
+		if b.order.Load() != nil {
+			t.Errorf("%s still keeps a leastconn order under roundrobin", b.ID)
+		}
+	}
+	pool[0].Acquire()
+	pool[2].Acquire()
+	if got := lc.Select(reg, 0, nil); got != pool[1] {
+		t.Errorf("leastconn again: Select = %s, want the idle b1", got.ID)
+	}
+}
