@@ -1,8 +1,9 @@
 // Package backend holds the backend pool that both front doors share: each
 // Backend's identity and live state, the Registry that groups them, the live
 // Pool that a reload replaces the Registry in, the Selector policies that
-// choose among available backends, and the Prober that keeps their health
-// current.
+// choose among available backends, the Attempt through which both front
+// doors choose a client's backend and fail over, and the Prober that keeps
+// their health current.
 package backend
 
 import (
@@ -30,6 +31,9 @@ type Backend struct {
 	active  atomic.Int64
 	served  atomic.Uint64
 	stats   counters // connections, failures, responses: see counters.go
+	// order is the leastconn order this backend's connection count keeps
+	// current, if a LeastConn selector placed it in one (see leastconn.go).
+	order atomic.Pointer[leaf]
 
 	// mu guards the consecutive pass and fail counts while a check result is
 	// folded into the health state; fails mirrors the failure count for
@@ -77,10 +81,32 @@ func (b *Backend) Active() int64 { return b.active.Load() }
 
 // Acquire records a new connection to the backend. Every Acquire must be
 // matched by one Release when the connection ends.
-func (b *Backend) Acquire() { b.active.Add(1) }
+func (b *Backend) Acquire() {
+	b.active.Add(1)
+	if l := b.order.Load(); l != nil {
+		l.moved()
+	}
+}
 
 // Release records the end of a connection counted by Acquire.
-func (b *Backend) Release() { b.active.Add(-1) }
+func (b *Backend) Release() {
+	b.active.Add(-1)
+	if l := b.order.Load(); l != nil {
+		l.moved()
+	}
+}
+
+// stateEpoch counts the changes of any backend's availability or weight:
+// health transitions, admin states, reloads. Selectors keep structures
+// prepared over the available backends and rebuild them when it moves
+// (see prepared). It is one counter for the process rather than one per
+// pool because a Backend does not know its pool; a change in one pool
+// costs another at most one rebuild.
+var stateEpoch atomic.Uint64
+
+// availabilityChanged tells the selectors that some backend's
+// availability or weight changed. Call it after the change is stored.
+func availabilityChanged() { stateEpoch.Add(1) }
 
 // ConsecutiveFailures returns the number of failed checks (active or passive)
 // since the last passing one.
@@ -127,6 +153,7 @@ func (b *Backend) Observe(pass bool, rise, fall int) Transition {
 		b.passes++
 		if b.down.Load() && b.passes >= rise {
 			b.down.Store(false)
+			availabilityChanged()
 			return WentUp
 		}
 		return Unchanged
@@ -135,6 +162,7 @@ func (b *Backend) Observe(pass bool, rise, fall int) Transition {
 	n := b.fails.Add(1)
 	if !b.down.Load() && int(n) >= fall {
 		b.down.Store(true)
+		availabilityChanged()
 		return WentDown
 	}
 	return Unchanged

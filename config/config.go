@@ -32,8 +32,13 @@ type Config struct {
 // Balance is the [balance] table.
 type Balance struct {
 	// Policy picks a backend when no affinity or cookie applies:
-	// "roundrobin", "leastconn" or "random2" (power of two choices).
+	// "roundrobin", "leastconn", "random2" (power of two choices) or
+	// "maglev" (consistent hashing of the client address, alike on
+	// every instance).
 	Policy string `toml:"policy"`
+	// TableSize is the size of the Maglev lookup table, a prime; other
+	// policies ignore it.
+	TableSize int `toml:"table_size"`
 }
 
 // Affinity is the [affinity] table: L4 source-IP affinity.
@@ -158,7 +163,8 @@ func Default() Config {
 		Mode:   "l4",
 		Listen: "127.0.0.1:8080",
 		Balance: Balance{
-			Policy: "roundrobin",
+			Policy:    "roundrobin",
+			TableSize: defaultTableSize,
 		},
 		Affinity: Affinity{
 			TTL:          Duration(time.Hour),

@@ -17,7 +17,8 @@ func (c *Config) Encode(w io.Writer) error {
 		"mode", quote(c.Mode),
 		"listen", quote(c.Listen))
 	e.table("[balance]",
-		"policy", quote(c.Balance.Policy))
+		"policy", quote(c.Balance.Policy),
+		"table_size", strconv.Itoa(c.Balance.TableSize))
 	e.table("[affinity]",
 		"ttl", quote(c.Affinity.TTL.String()),
 		"capacity", strconv.Itoa(c.Affinity.Capacity),

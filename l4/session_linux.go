@@ -25,10 +25,9 @@ type session struct {
 	up, down       direction // client to server, server to client
 
 	key     affinity.Key
-	addr    netip.AddrPort // the client's, for logs
-	seen    string         // the pin this session last saw
-	avoid   []*backend.Backend
-	avoidBf [4]*backend.Backend
+	addr    netip.AddrPort   // the client's, for logs
+	seen    string           // the pin this session last saw
+	try     backend.Attempt  // the choice of backend, step by step
 	b       *backend.Backend // the backend dialled or connected, acquired
 	start   int64            // loop time of the accept, for the access log
 	lastErr error            // the last failed dial
@@ -78,6 +77,7 @@ func (l *eventLoop) startSession(fd int, peer netip.AddrPort) {
 	s.seen, _ = l.p.Table.Lookup(s.key)
 	s.start = l.now
 	l.p.loop.Counts.Opened()
+	s.try = l.p.attempt(s.key, s.seen, s.cfg)
 	setNoDelay(fd)
 	if testHookAccepted != nil {
 		testHookAccepted(fd)
@@ -95,7 +95,7 @@ func (l *eventLoop) startSession(fd int, peer netip.AddrPort) {
 // client is refused.
 func (l *eventLoop) dial(s *session) {
 	for {
-		b, seen := l.p.choose(s.key, s.seen, s.avoid, s.cfg.sel)
+		b, seen := l.p.choose(&s.try, s.key, s.seen)
 		s.seen = seen
 		if b == nil {
 			l.refuse(s)
@@ -105,7 +105,7 @@ func (l *eventLoop) dial(s *session) {
 		if t == nil {
 			// Not the backend's fault: passive health is not told.
 			s.lastErr = b.DialError(errNotLiteral)
-			s.avoid = append(s.avoid, b)
+			s.try.Fail(b)
 			continue
 		}
 		fd, err := sysSocket(t.family)
@@ -161,7 +161,7 @@ func (l *eventLoop) failed(s *session, b *backend.Backend, err error) {
 	s.lastErr = b.DialError(err)
 	b.CountConnectFailure()
 	l.p.loopHealth.ReportFailure(b, s.lastErr)
-	s.avoid = append(s.avoid, b)
+	s.try.Fail(b)
 }
 
 // refuse closes a client no backend took.
@@ -420,7 +420,6 @@ func (l *eventLoop) newSession() *session {
 	s.server = endpoint{fd: -1, s: s}
 	s.up = direction{src: &s.client, dst: &s.server}
 	s.down = direction{src: &s.server, dst: &s.client}
-	s.avoid = s.avoidBf[:0]
 	l.serial++
 	s.serial = l.serial
 	l.sessions++
@@ -444,7 +443,6 @@ func (l *eventLoop) closeSession(s *session) {
 	}
 	l.logSession(s)
 	l.p.loop.Counts.Closed()
-	clear(s.avoidBf[:])
 	*s = session{}
 	l.sessions--
 	if len(l.free) < 1024 {

@@ -237,8 +237,8 @@ func (in *Instance) Reload(ctx context.Context) (res admin.ReloadResult, err err
 		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
 	}
 	sel := in.parts.Selector
-	if next.Balance.Policy != in.cfg.Balance.Policy {
-		if sel, err = backend.NewSelector(next.Balance.Policy); err != nil {
+	if next.Balance != in.cfg.Balance {
+		if sel, err = backend.NewSelector(next.Balance.Policy, backend.TableSize(next.Balance.TableSize)); err != nil {
 			return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{"balance.policy: " + err.Error()}}
 		}
 	}

@@ -36,7 +36,7 @@ func NewPool(cfg *config.Config, log *slog.Logger) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	sel, err := backend.NewSelector(cfg.Balance.Policy)
+	sel, err := backend.NewSelector(cfg.Balance.Policy, backend.TableSize(cfg.Balance.TableSize))
 	if err != nil {
 		return nil, err
 	}
