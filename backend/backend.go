@@ -11,6 +11,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Backend is one server of the pool. Its ID is fixed at construction; its
@@ -43,6 +44,22 @@ func New(id, address string, weight int) *Backend {
 	b := &Backend{ID: id}
 	b.spec.Store(&Spec{ID: id, Address: address, Weight: weight})
 	return b
+}
+
+// DefaultConnectTimeout bounds a backend dial when no connect timeout is
+// set.
+const DefaultConnectTimeout = 3 * time.Second
+
+// Dialer returns the dialer both front doors connect to backends with:
+// connect bounds each dial (DefaultConnectTimeout when it is not
+// positive), and TCP keep-alive is off, since dead peers are found by the
+// proxies' own timeouts and keep-alive would only add three system calls
+// to every dial.
+func Dialer(connect time.Duration) net.Dialer {
+	if connect <= 0 {
+		connect = DefaultConnectTimeout
+	}
+	return net.Dialer{Timeout: connect, KeepAlive: -1}
 }
 
 // Dial opens a TCP connection to the backend with d. The error names the

@@ -10,7 +10,11 @@ type eventLoop struct{}
 
 func (p *Proxy) newEventLoop(net.Listener) (*eventLoop, error) { return nil, nil }
 
-func (l *eventLoop) run() error { return nil }
+func (l *eventLoop) Serve() error { return nil }
+
+func (l *eventLoop) Stop(bool) {}
+
+func (l *eventLoop) Release() {}
 
 func (l *eventLoop) wake() {}
 

@@ -22,7 +22,7 @@ import (
 var ErrProxyClosed = accept.ErrClosed
 
 // DefaultConnectTimeout bounds a backend dial when Proxy.ConnectTimeout is zero.
-const DefaultConnectTimeout = 3 * time.Second
+const DefaultConnectTimeout = backend.DefaultConnectTimeout
 
 // Proxy accepts TCP connections and relays each one to the backend its
 // client is pinned to. Pool, Selector and Table must be set before Serve;
@@ -73,13 +73,10 @@ type Proxy struct {
 	loopLog    *slog.Logger    // Logger, through logq
 	loopHealth *backend.Prober // Health, logging through logq
 
-	// The event loops serving listeners (one per Serve call), and the
-	// requests they act on when woken.
-	mu       sync.Mutex
-	loops    map[*eventLoop]struct{} // to wake
-	running  sync.WaitGroup          // one per loop, until its descriptors are closed
-	stopping atomic.Bool             // stop accepting; end once connections have
-	aborting atomic.Bool             // close every connection now
+	// The event loops serving listeners (one per Serve call), for
+	// StopAccepting and CloseConns; loop runs and stops them.
+	mu    sync.Mutex
+	loops map[*eventLoop]struct{}
 	// Listeners that StopAccepting retired before an event loop for them
 	// registered: addLoop retires such a loop at once.
 	retired map[net.Listener]struct{}
@@ -90,12 +87,9 @@ type Proxy struct {
 	relays   map[*net.TCPConn]relay
 }
 
-func (p *Proxy) logger() *slog.Logger {
-	if p.Logger != nil {
-		return p.Logger
-	}
-	return slog.Default()
-}
+// logger returns Logger, or slog.Default() when it is nil (once setup
+// has run).
+func (p *Proxy) logger() *slog.Logger { return p.loop.Log() }
 
 // settings returns the fields that Reconfigure replaces.
 func (p *Proxy) settings() Settings {
@@ -121,8 +115,8 @@ func (p *Proxy) setup() {
 // Serve accepts connections on ln and relays each to its backend until ln
 // fails or the proxy is shut down, in which case it returns ErrProxyClosed.
 // Temporary accept errors (such as running out of file descriptors) are
-// retried with a backoff from 5ms doubling to 1s. Serve closes ln when it
-// returns.
+// retried as accept.Backoff says, on either engine. Serve closes ln when
+// it returns.
 //
 // On Linux, when ln is a TCP listener and every backend address is an IP
 // literal when Serve is called, one event loop in the calling goroutine serves every connection
@@ -149,7 +143,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 			ln.Close()
 			return err
 		} else if l != nil {
-			return l.run()
+			return p.loop.Run(l)
 		}
 	}
 	defer p.forgetRetired(ln)
@@ -203,29 +197,15 @@ const logQueue = 256
 // loops' last log lines are then written, for as long as ctx allows.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.setup()
-	p.stopping.Store(true)
-	p.wakeLoops()
 	err := p.loop.Shutdown(ctx)
-	done := make(chan struct{})
-	go func() {
-		p.running.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		p.logq.Stop()
+	p.logq.Stop()
+	if err == nil {
 		select {
 		case <-p.logq.Done():
 		case <-ctx.Done(): // a stalled log output
 		}
-		return err
-	case <-ctx.Done():
 	}
-	p.aborting.Store(true)
-	p.wakeLoops()
-	<-done
-	p.logq.Stop()
-	return ctx.Err()
+	return err
 }
 
 // Close stops accepting and closes every open connection at once, returning
@@ -233,49 +213,33 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 // stop; Close does not wait for it to write what is queued.
 func (p *Proxy) Close() error {
 	p.setup()
-	p.stopping.Store(true)
-	p.aborting.Store(true)
-	p.wakeLoops()
 	err := p.loop.Close()
-	p.running.Wait()
 	p.logq.Stop()
 	return err
 }
 
-// addLoop registers a new event loop, unless the proxy is stopping. A loop
-// added here is one that Shutdown and Close, which set stopping before
-// they wake the loops (under the same lock), will wait for.
-func (p *Proxy) addLoop(l *eventLoop) bool {
+// addLoop registers an event loop that starts serving, for StopAccepting
+// and CloseConns, and starts the log writer. Shutdown and Close reach the
+// loop through the accept loop that runs it (see accept.Loop.Run), which
+// stops the log writer only after the loop has ended.
+func (p *Proxy) addLoop(l *eventLoop) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stopping.Load() {
-		return false
-	}
 	if p.loops == nil {
 		p.loops = make(map[*eventLoop]struct{})
 	}
 	p.loops[l] = struct{}{}
-	p.running.Add(1)
 	p.logq.Start()
 	if _, ok := p.retired[l.listener()]; ok {
 		l.retire()
 	}
-	return true
 }
 
-// removeLoop takes l out of the set that wakeLoops writes to.
+// removeLoop takes l out of the set that StopAccepting and CloseConns
+// write to.
 func (p *Proxy) removeLoop(l *eventLoop) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.loops, l)
 	delete(p.retired, l.listener())
-}
-
-// wakeLoops makes every event loop look at stopping and aborting.
-func (p *Proxy) wakeLoops() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for l := range p.loops {
-		l.wake()
-	}
 }

@@ -27,7 +27,7 @@ var ErrProxyClosed = accept.ErrClosed
 
 // Defaults for zero Proxy fields.
 const (
-	DefaultConnectTimeout    = 3 * time.Second
+	DefaultConnectTimeout    = backend.DefaultConnectTimeout
 	DefaultHeaderTimeout     = 10 * time.Second
 	DefaultServerTimeout     = 60 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
@@ -89,12 +89,9 @@ type Proxy struct {
 	live     liveSessions // the sessions serving a connection, for CloseConns
 }
 
-func (p *Proxy) logger() *slog.Logger {
-	if p.Logger != nil {
-		return p.Logger
-	}
-	return slog.Default()
-}
+// logger returns Logger, or slog.Default() when it is nil (once setup
+// has run).
+func (p *Proxy) logger() *slog.Logger { return p.loop.Log() }
 
 func (p *Proxy) setup() {
 	p.init.Do(func() {
