@@ -106,21 +106,22 @@ const (
 	spares = 64
 )
 
-// newEventLoop returns an event loop serving ln, or nil when ln or the
-// backends need the portable engine: a listener that is not TCP, or a
-// backend address that is not an IP literal (a name is resolved by each
-// dial of the portable engine, and the loop must never block on DNS).
-func (p *Proxy) newEventLoop(ln net.Listener) (*eventLoop, error) {
+// newEventLoop returns an event loop serving ln, or nil and the reason
+// when ln or the backends need the portable engine: a listener that is not
+// TCP, or a backend address that is not an IP literal (a name is resolved
+// by each dial of the portable engine, and the loop must never block on
+// DNS).
+func (p *Proxy) newEventLoop(ln net.Listener) (*eventLoop, string, error) {
 	tl, ok := ln.(*net.TCPListener)
 	if !ok {
-		return nil, nil
+		return nil, fmt.Sprintf("the listener is a %T, not a TCP listener", ln), nil
 	}
 	reg := p.Pool.Registry()
 	targets := make(map[*backend.Backend]*target, reg.Len())
 	for _, b := range reg.All() {
 		t := newTargetFor(b.Address())
 		if t == nil {
-			return nil, nil
+			return nil, fmt.Sprintf("backend %s has address %q, not an IP literal, and the event loop never resolves names", b.ID, b.Address()), nil
 		}
 		targets[b] = t
 	}
@@ -139,9 +140,9 @@ func (p *Proxy) newEventLoop(ln net.Listener) (*eventLoop, error) {
 	}
 	if err := l.open(tl); err != nil {
 		l.closeFDs()
-		return nil, fmt.Errorf("l4: event loop: %w", err)
+		return nil, "", fmt.Errorf("l4: event loop: %w", err)
 	}
-	return l, nil
+	return l, "", nil
 }
 
 // errNotLiteral is the dial error of a backend that a reload gave a host

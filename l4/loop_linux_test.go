@@ -29,7 +29,7 @@ func TestEventLoopFinishesWhatABudgetLeft(t *testing.T) {
 	reply := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	// The backend writes it all, then keeps the connection open and quiet.
 	backendAddr := oneShotBackend(t, func(c net.Conn) { c.Write(reply) })
-	c := dialFrom(t, "127.0.0.31", serveProxy(t, newRegistry(t, backendAddr), func(p *Proxy) { p.goroutines = false }))
+	c := dialFrom(t, "127.0.0.31", serveProxy(t, newRegistry(t, backendAddr), nil))
 	defer c.Close()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	got := make([]byte, len(reply))
@@ -105,7 +105,6 @@ func TestStalledLogOutputDoesNotStallTraffic(t *testing.T) {
 	var p *Proxy
 	addr := serveProxy(t, reg, func(proxy *Proxy) {
 		p = proxy
-		p.goroutines = false
 		p.Logger = log
 		p.Health = &backend.Prober{Pool: p.Pool, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1, Logger: log}
 	})

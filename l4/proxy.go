@@ -57,11 +57,6 @@ type Proxy struct {
 	// counted in a line of their own) and never stalls traffic.
 	Logger *slog.Logger
 
-	// goroutines makes Serve use a goroutine per connection over
-	// net.TCPConn even where the event loop could serve; tests set it to
-	// cover the portable engine on Linux.
-	goroutines bool
-
 	init  sync.Once
 	loop  accept.Loop              // the portable engine
 	tuned atomic.Pointer[settings] // what new connections use: see Reconfigure
@@ -99,6 +94,15 @@ func (p *Proxy) settings() Settings {
 func (p *Proxy) setup() {
 	p.init.Do(func() {
 		p.loop.Handle = p.handle
+		if hook := testHookAccepted; hook != nil {
+			// The event loop calls it itself: see startSession.
+			p.loop.Handle = func(c *accept.Conn) {
+				if rc, err := c.SyscallConn(); err == nil {
+					rc.Control(func(fd uintptr) { hook(int(fd)) })
+				}
+				p.handle(c)
+			}
+		}
 		p.loop.Logger = p.Logger
 		// A missing Selector is Serve's error to report; the
 		// settings then wait for one.
@@ -119,10 +123,13 @@ func (p *Proxy) setup() {
 // it returns.
 //
 // On Linux, when ln is a TCP listener and every backend address is an IP
-// literal when Serve is called, one event loop in the calling goroutine serves every connection
-// of ln (see eventLoop); otherwise each connection gets its own goroutine.
-// The event loop takes ln's socket over at once: ln itself is closed when
-// the loop starts, and the socket when Serve returns.
+// literal when Serve is called, one event loop in the calling goroutine
+// serves every connection of ln (see eventLoop); otherwise each connection
+// gets its own goroutine (the portable engine). Both engines keep the same
+// rules (pins, failover, half-close, idle timeout); Serve logs at info
+// level which one serves ln, and why when it is the portable one. The
+// event loop takes ln's socket over at once: ln itself is closed when the
+// loop starts, and the socket when Serve returns.
 func (p *Proxy) Serve(ln net.Listener) error {
 	if p.Pool == nil || p.Selector == nil || p.Table == nil {
 		ln.Close()
@@ -138,17 +145,31 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		}
 		p.tuned.CompareAndSwap(nil, r)
 	}
-	if !p.goroutines {
-		if l, err := p.newEventLoop(ln); err != nil {
+	why := "set by a test"
+	if !testHookPortable {
+		l, reason, err := p.newEventLoop(ln)
+		if err != nil {
 			ln.Close()
 			return err
-		} else if l != nil {
+		}
+		if l != nil {
+			// Through the loop's queue: Serve's goroutine is the loop's.
+			p.loopLog.Info("l4 engine: one event loop serves the listener", "listener", l.lnAddr)
 			return p.loop.Run(l)
 		}
+		why = reason
 	}
+	// Said once per listener, at start: this engine's costs differ (a
+	// goroutine and its stack per connection, more system calls).
+	p.logger().Info("l4 engine: a goroutine per connection serves the listener", "listener", ln.Addr().String(), "reason", why)
 	defer p.forgetRetired(ln)
 	return p.loop.Serve(ln)
 }
+
+// testHookPortable, when set before Serve, makes Serve use a goroutine per
+// connection even where the event loop could serve: the tests set it to
+// run their behaviour tests on both engines on Linux.
+var testHookPortable bool
 
 // StopAccepting stops accepting on ln, a listener that Serve serves, and
 // leaves the connections accepted there to run on: the proxy keeps

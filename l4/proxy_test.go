@@ -152,8 +152,7 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	f.pool = backend.NewPool(reg)
 	f.table = affinity.New(affinity.Options{})
 	t.Cleanup(f.table.Close)
-	f.proxy = &Proxy{Pool: f.pool, Selector: sel, Table: f.table, IdleTimeout: o.idle, ConnectTimeout: time.Second,
-		goroutines: portableEngine}
+	f.proxy = &Proxy{Pool: f.pool, Selector: sel, Table: f.table, IdleTimeout: o.idle, ConnectTimeout: time.Second}
 	if o.prober {
 		f.proxy.Health = &backend.Prober{Pool: f.pool, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1, Timeout: time.Second}
 	}
@@ -173,14 +172,14 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 }
 
 // serveProxy starts a proxy over a pool of reg, with a fresh affinity table, on the
-// engine the tests are running (see portableEngine); configure, when not
+// engine the tests are running (see testHookPortable); configure, when not
 // nil, adjusts it first. It returns the proxy's address and closes it when
 // the test ends.
 func serveProxy(t testing.TB, reg *backend.Registry, configure func(p *Proxy)) string {
 	t.Helper()
 	table := affinity.New(affinity.Options{})
 	t.Cleanup(table.Close)
-	p := &Proxy{Pool: backend.NewPool(reg), Selector: &backend.RoundRobin{}, Table: table, goroutines: portableEngine}
+	p := &Proxy{Pool: backend.NewPool(reg), Selector: &backend.RoundRobin{}, Table: table}
 	if configure != nil {
 		configure(p)
 	}

@@ -14,7 +14,7 @@ import (
 // fault is the proxy's, not the backend's.
 func TestReloadedNameIsSkippedByTheEventLoop(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 1, prober: true})
-	if f.proxy.goroutines {
+	if testHookPortable {
 		t.Skip("the portable engine resolves names")
 	}
 	// Served once, the proxy has chosen its engine over the first pool.

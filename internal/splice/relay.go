@@ -49,9 +49,11 @@ var bufPool = sync.Pool{New: func() any { return new([smallBuf]byte) }}
 // ended counts the directions that have ended cleanly.
 //
 // With an idle timeout, src carries a read deadline; when it fires, the
-// connection is idle only if neither socket has received data for the whole
-// timeout (the other direction may be busy), otherwise the deadline moves
-// and copying resumes. Deadlines fire between reads and between splice
+// connection is idle only if no bytes have moved on either socket, either
+// way, for the whole timeout (the other direction may be busy, or a slow
+// client may still be taking what the backend sent long ago), otherwise
+// the deadline moves and copying resumes. This is the L4 event loop's
+// rule too. Deadlines fire between reads and between splice
 // rounds, so no byte is lost when copying resumes.
 func proxyCopy(dst, src, client, server *net.TCPConn, idle time.Duration, ended *atomic.Int32) {
 	if idle > 0 {
@@ -112,15 +114,15 @@ func copySmall(dst, src *net.TCPConn, buf []byte) (bulk bool, err error) {
 	}
 }
 
-// quietFor returns how long neither socket has received any data. It
-// reports false when the kernel cannot tell; the direction whose deadline
-// fired then counts as idle on its own.
+// quietFor returns how long no bytes have moved on either socket (see
+// sinceLastData). It reports false when the kernel cannot tell; the
+// direction whose deadline fired then counts as idle on its own.
 func quietFor(a, b *net.TCPConn) (time.Duration, bool) {
-	qa, ok := sinceLastRecv(a)
+	qa, ok := sinceLastData(a)
 	if !ok {
 		return 0, false
 	}
-	qb, ok := sinceLastRecv(b)
+	qb, ok := sinceLastData(b)
 	if !ok {
 		return 0, false
 	}
