@@ -32,11 +32,10 @@ type Backend struct {
 	served  atomic.Uint64
 
 	// mu guards the consecutive pass and fail counts while a check result is
-	// folded into the health state; fails mirrors the failure count for
-	// lock-free readers.
+	// folded into the health state.
 	mu     sync.Mutex
 	passes int
-	fails  atomic.Int32
+	fails  int
 }
 
 // New returns a backend that is up, ready and idle.
@@ -96,9 +95,14 @@ func (b *Backend) Acquire() { b.active.Add(1) }
 // Release records the end of a connection counted by Acquire.
 func (b *Backend) Release() { b.active.Add(-1) }
 
-// ConsecutiveFailures returns the number of failed checks (active or passive)
-// since the last passing one.
-func (b *Backend) ConsecutiveFailures() int { return int(b.fails.Load()) }
+// ConsecutiveFailures returns the number of failed checks (active or
+// passive) since the last passing one. It takes the lock that Observe
+// folds results under; the data path never asks.
+func (b *Backend) ConsecutiveFailures() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.fails
+}
 
 // weight returns the effective weight, at least 1.
 func (b *Backend) weight() int {
@@ -137,7 +141,7 @@ func (b *Backend) Observe(pass bool, rise, fall int) Transition {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if pass {
-		b.fails.Store(0)
+		b.fails = 0
 		b.passes++
 		if b.down.Load() && b.passes >= rise {
 			b.down.Store(false)
@@ -146,8 +150,8 @@ func (b *Backend) Observe(pass bool, rise, fall int) Transition {
 		return Unchanged
 	}
 	b.passes = 0
-	n := b.fails.Add(1)
-	if !b.down.Load() && int(n) >= fall {
+	b.fails++
+	if !b.down.Load() && b.fails >= fall {
 		b.down.Store(true)
 		return WentDown
 	}
