@@ -94,7 +94,7 @@ func (o *stalledOutput) written() string {
 func TestStalledLogOutputDoesNotStallTraffic(t *testing.T) {
 	good := startBackend(t, "app-01")
 	dead := startBackend(t, "app-02")
-	dead.kill() // its port refuses connections
+	dead.Kill() // its port refuses connections
 	reg, err := backend.NewRegistry([]*backend.Backend{backend.New("app-01", good.addr, 1), backend.New("app-02", dead.addr, 1)})
 	if err != nil {
 		t.Fatal(err)

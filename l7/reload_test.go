@@ -233,7 +233,7 @@ func TestReloadsUnderLoad(t *testing.T) {
 	}
 	f.proxy.Close()
 	for _, hb := range append(f.backends, app04) {
-		hb.kill()
+		hb.Kill()
 	}
 	base.Wait(t, 5*time.Second)
 }

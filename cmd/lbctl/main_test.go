@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/testbackend"
 )
 
 // TestMain lets a test run the real command in a child process: with
@@ -76,28 +78,17 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// echoBackend accepts connections, writes id and a newline, then echoes.
+// echoBackend starts a TCP backend that writes id and a newline to each
+// connection, then echoes (see testbackend.StartTCP), until the test ends;
+// it returns the address.
 func echoBackend(t *testing.T, id string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	b, err := testbackend.StartTCP(id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprintln(c, id)
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	t.Cleanup(func() { b.Kill() })
+	return b.Addr()
 }
 
 func TestCheckPrintsEffectiveConfig(t *testing.T) {
