@@ -16,10 +16,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/internal/instance"
-	"github.com/lbctl/lbctl/l4"
 )
 
 // Run plays the scenario against each mode in turn and returns the report.
@@ -75,12 +73,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-// frontDoor is what the lab needs of either proxy.
-type frontDoor interface {
-	Serve(net.Listener) error
-	Close() error
-}
-
 // runMode plays the scenario once against one front door.
 func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *backendSet,
 	cfg *config.Config, pool *instance.Pool, log *slog.Logger) (RunResult, error) {
@@ -94,16 +86,9 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 	if err != nil {
 		return RunResult{}, err
 	}
-	var door frontDoor
-	var table *affinity.Table
-	switch mode {
-	case L4:
-		var p *l4.Proxy
-		p, table = instance.L4(cfg, pool, log)
-		door = p
-	default:
-		door = instance.L7(cfg, pool, log)
-	}
+	modeCfg := *cfg
+	modeCfg.Mode = string(mode)
+	door, table := instance.NewFrontDoor(&modeCfg, pool, log)
 	served := make(chan error, 1)
 	go func() { served <- door.Serve(ln) }()
 
@@ -138,7 +123,7 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 	stopProbes()
 	probes.Wait()
 	door.Close()
-	if err := <-served; err != nil && !errors.Is(err, l4.ErrProxyClosed) {
+	if err := <-served; err != nil && !errors.Is(err, instance.ErrClosed) {
 		return RunResult{}, fmt.Errorf("serve: %w", err)
 	}
 	var aff *AffinityStats
