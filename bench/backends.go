@@ -104,6 +104,25 @@ func startBackends(n int) (*backendSet, error) {
 	return s, nil
 }
 
+// ids returns the backends' ids by index.
+func (s *backendSet) ids() []string {
+	ids := make([]string, len(s.all))
+	for i, b := range s.all {
+		ids[i] = b.id
+	}
+	return ids
+}
+
+// takeRecords returns what each backend recorded, by index, and starts
+// new records.
+func (s *backendSet) takeRecords() [][]record {
+	records := make([][]record, len(s.all))
+	for i, b := range s.all {
+		records[i] = b.takeRecords()
+	}
+	return records
+}
+
 // reset brings every killed backend back and clears the records, so that
 // each run starts from the same state.
 func (s *backendSet) reset() error {

@@ -98,21 +98,7 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 		probes.Go(func() { pool.Prober.Run(probeCtx) })
 	}
 
-	gen := &generator{
-		pop:         pop,
-		requests:    o.Requests,
-		duration:    o.Pace(),
-		concurrency: o.Concurrency,
-		keepAlive:   o.KeepAlive,
-		timeout:     10 * time.Second,
-		target:      "http://" + ln.Addr().String() + "/",
-		backends:    make(map[string]int, len(set.all)),
-	}
-	ids := make([]string, len(set.all))
-	for i, b := range set.all {
-		gen.backends[b.id] = i
-		ids[i] = b.id
-	}
+	gen := newGenerator(o, pop, set, "http://"+ln.Addr().String()+"/")
 	stopBar := startProgress(o.Progress, string(mode), gen.total(), &gen.done)
 	start := time.Now()
 	sched := startSchedule(set, o.Failures, o.Recoveries, start)
@@ -133,32 +119,42 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 		aff = &AffinityStats{Hits: st.Hits, Misses: st.Misses, Repins: st.Repins,
 			Evictions: st.Evictions, Expirations: st.Expirations, Size: st.Size}
 	}
-	records := make([][]record, len(set.all))
-	for i, b := range set.all {
-		records[i] = b.takeRecords()
-	}
+	records := set.takeRecords()
 	if err := errors.Join(runErr, schedErr); err != nil {
 		return RunResult{}, err
-	}
-	gen.mu.Lock()
-	reasons := gen.reasons
-	gen.mu.Unlock()
-	if len(reasons) == 0 {
-		reasons = nil
 	}
 	return analyze(&runData{
 		mode:     mode,
 		pop:      pop,
 		requests: o.Requests,
-		ids:      ids,
+		ids:      set.ids(),
 		samples:  samples,
 		records:  records,
 		downs:    downs,
 		elapsed:  elapsed,
-		reasons:  reasons,
+		reasons:  gen.failureReasons(),
 		affinity: aff,
 		warnings: warnings,
 	}), nil
+}
+
+// newGenerator returns the generator that plays pop against target, with
+// the options' pace and concurrency, knowing set's backends by index.
+func newGenerator(o *Options, pop *Population, set *backendSet, target string) *generator {
+	gen := &generator{
+		pop:         pop,
+		requests:    o.Requests,
+		duration:    o.Pace(),
+		concurrency: o.Concurrency,
+		keepAlive:   o.KeepAlive,
+		timeout:     10 * time.Second,
+		target:      target,
+		backends:    make(map[string]int, len(set.all)),
+	}
+	for i, b := range set.all {
+		gen.backends[b.id] = i
+	}
+	return gen
 }
 
 // waitUp probes until every backend is available, so that a run does not
