@@ -86,11 +86,11 @@ func (l *Loop) Closing() bool { return l.closing.Load() }
 // running out of file descriptors) are retried as Backoff says. Serve
 // closes ln when it returns.
 func (l *Loop) Serve(ln net.Listener) error {
-	if !l.track(ln, true) {
+	if !join(l, &l.lns, ln, false) {
 		ln.Close()
 		return ErrClosed
 	}
-	defer l.track(ln, false)
+	defer leave(l, &l.lns, ln, false)
 	defer ln.Close()
 	var backoff Backoff
 	for {
@@ -112,7 +112,7 @@ func (l *Loop) Serve(ln net.Listener) error {
 			continue
 		}
 		conn := &Conn{TCPConn: tc}
-		if !l.trackConn(conn, true) {
+		if !join(l, &l.conns, conn, true) {
 			tc.Close()
 			return ErrClosed
 		}
@@ -121,7 +121,7 @@ func (l *Loop) Serve(ln net.Listener) error {
 }
 
 func (l *Loop) serveConn(c *Conn) {
-	defer l.trackConn(c, false)
+	defer leave(l, &l.conns, c, true)
 	l.Handle(c)
 }
 
@@ -147,35 +147,14 @@ type Server interface {
 // wait until s has served and been released. When the loop is closing
 // already, s is released without serving and Run returns ErrClosed.
 func (l *Loop) Run(s Server) error {
-	if !l.trackServer(s, true) {
+	if !join(l, &l.servers, s, true) {
 		s.Release()
 		return ErrClosed
 	}
 	defer l.wg.Done()
 	defer s.Release()
-	defer l.trackServer(s, false)
+	defer leave(l, &l.servers, s, false)
 	return s.Serve()
-}
-
-// trackServer adds or removes a running Server; adding fails once the
-// loop is closing. Adding counts the server in wg; the caller marks it
-// done once the server is released.
-func (l *Loop) trackServer(s Server, add bool) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !add {
-		delete(l.servers, s)
-		return true
-	}
-	if l.closing.Load() {
-		return false
-	}
-	if l.servers == nil {
-		l.servers = make(map[Server]struct{})
-	}
-	l.servers[s] = struct{}{}
-	l.wg.Add(1)
-	return true
 }
 
 // stopServers asks every running Server to stop, or to abort.
@@ -193,8 +172,7 @@ func (l *Loop) stopServers(abort bool) {
 // closed, the Servers aborted, and ctx's error is returned once their
 // handlers have exited.
 func (l *Loop) Shutdown(ctx context.Context) error {
-	l.closing.Store(true)
-	l.closeListeners()
+	l.stopAccepting()
 	l.stopServers(false)
 	done := make(chan struct{})
 	go func() {
@@ -222,56 +200,48 @@ func (l *Loop) Shutdown(ctx context.Context) error {
 // every Server, and returns after their handlers and the Servers have
 // exited.
 func (l *Loop) Close() error {
-	l.closing.Store(true)
-	l.closeListeners()
+	l.stopAccepting()
 	l.closeConns(false)
 	l.stopServers(true)
 	l.wg.Wait()
 	return nil
 }
 
-// track adds or removes a listener; adding fails once the loop is closing.
-func (l *Loop) track(ln net.Listener, add bool) bool {
+// join adds x to set, counting it in wg when counted, unless the loop is
+// closing; it reports whether x joined. It takes the lock under which
+// stopAccepting marks the loop closing, so that nothing joins once
+// Shutdown or Close waits.
+func join[T comparable](l *Loop, set *map[T]struct{}, x T, counted bool) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !add {
-		delete(l.lns, ln)
-		return true
-	}
 	if l.closing.Load() {
 		return false
 	}
-	if l.lns == nil {
-		l.lns = make(map[net.Listener]struct{})
+	if *set == nil {
+		*set = make(map[T]struct{})
 	}
-	l.lns[ln] = struct{}{}
+	(*set)[x] = struct{}{}
+	if counted {
+		l.wg.Add(1)
+	}
 	return true
 }
 
-// trackConn adds or removes a live connection and keeps wg in step; adding
-// fails once the loop is closing.
-func (l *Loop) trackConn(c *Conn, add bool) bool {
+// leave removes x from set, and marks it done in wg when counted.
+func leave[T comparable](l *Loop, set *map[T]struct{}, x T, counted bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !add {
-		delete(l.conns, c)
+	delete(*set, x)
+	if counted {
 		l.wg.Done()
-		return true
 	}
-	if l.closing.Load() {
-		return false
-	}
-	if l.conns == nil {
-		l.conns = make(map[*Conn]struct{})
-	}
-	l.conns[c] = struct{}{}
-	l.wg.Add(1)
-	return true
 }
 
-func (l *Loop) closeListeners() {
+// stopAccepting marks the loop closing and closes its listeners.
+func (l *Loop) stopAccepting() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.closing.Store(true)
 	for ln := range l.lns {
 		ln.Close()
 	}
