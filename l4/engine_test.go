@@ -9,12 +9,12 @@ import (
 	"net"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/syncbuf"
 )
 
 // TestPortableEngine runs the behaviour tests again on the goroutine per
@@ -217,24 +217,6 @@ func TestStalledReaderIsIdle(t *testing.T) {
 	}
 }
 
-// logLines is a log output that tests read while the proxy writes to it.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // The engine that serves a listener is said at start, with the reason when
 // it is the portable one: a backend named by host name moves all traffic
 // off the event loop, which an operator must be able to see.
@@ -255,7 +237,7 @@ func TestServeLogsWhichEngineServes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out logLines
+		var out syncbuf.Buffer
 		addr := serveProxy(t, reg, func(p *Proxy) { p.Logger = slog.New(slog.NewTextHandler(&out, nil)) })
 		greeting(t, "127.0.0.32", addr) // Serve has chosen by then
 		got := out.String()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,11 +11,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/lbctl/lbctl/internal/syncbuf"
 	"github.com/lbctl/lbctl/internal/testbackend"
 )
 
@@ -326,24 +325,8 @@ address = %q
 	return stderr.String()
 }
 
-// syncBuffer is a bytes.Buffer that a child's output can be copied into
-// while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// syncBuffer is where a child's output is copied while the test reads it.
+type syncBuffer = syncbuf.Buffer
 
 func TestServeDemo(t *testing.T) {
 	listen := freeAddr(t)

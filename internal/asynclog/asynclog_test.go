@@ -1,7 +1,6 @@
 package asynclog
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/syncbuf"
 )
 
 // stalled is a handler whose output stalls until release is closed, as
@@ -93,22 +94,7 @@ func TestStalledOutputDropsAndCounts(t *testing.T) {
 }
 
 // syncBuffer serialises the writer's writes with the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 // A wrapped handler keeps the level, attributes and groups of the handler
 // it wraps, and a record keeps attributes beyond those slog stores inline
