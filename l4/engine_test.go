@@ -163,15 +163,26 @@ func TestBackendNamedByHostname(t *testing.T) {
 	}
 }
 
+// idle is the slowIdle timeout of slowReaderSetup's proxy.
+const slowIdle = 300 * time.Millisecond
+
+// slowReaderSetup starts a proxy with a short idle timeout and small send
+// buffers in front of a backend that sends 64 KiB at once and then
+// nothing, and returns a client with a small receive window, and what the
+// backend sends.
+func slowReaderSetup(t *testing.T) (net.Conn, []byte) {
+	t.Helper()
+	reply := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
+	backendAddr := oneShotBackend(t, func(c net.Conn) { c.Write(reply) })
+	shrinkSendBuffers(t)
+	return dialSlowClient(t, serveProxy(t, newRegistry(t, backendAddr), func(p *Proxy) { p.IdleTimeout = slowIdle })), reply
+}
+
 // A client that reads slowly but steadily is not idle, even when the
 // proxy, holding bytes for it, reads nothing from the backend for longer
 // than the idle timeout.
 func TestSlowSteadyReaderIsNotIdle(t *testing.T) {
-	const idle = 300 * time.Millisecond
-	reply := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
-	backendAddr := oneShotBackend(t, func(c net.Conn) { c.Write(reply) })
-	shrinkSendBuffers(t)
-	c := dialSlowClient(t, serveProxy(t, newRegistry(t, backendAddr), func(p *Proxy) { p.IdleTimeout = idle }))
+	c, reply := slowReaderSetup(t)
 	// 2 KiB every 50 ms: a 16 KiB buffer held for this client takes
 	// longer than the idle timeout to drain.
 	got := make([]byte, 0, len(reply))
@@ -195,11 +206,7 @@ func TestSlowSteadyReaderIsNotIdle(t *testing.T) {
 // its acknowledgments of window probes are not bytes moving, so the idle
 // timeout closes the connection on either engine.
 func TestStalledReaderIsIdle(t *testing.T) {
-	const idle = 300 * time.Millisecond
-	reply := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
-	backendAddr := oneShotBackend(t, func(c net.Conn) { c.Write(reply) })
-	shrinkSendBuffers(t)
-	c := dialSlowClient(t, serveProxy(t, newRegistry(t, backendAddr), func(p *Proxy) { p.IdleTimeout = idle }))
+	c, reply := slowReaderSetup(t)
 	// Read nothing for well over the idle timeout, then drain: the
 	// connection must have ended before the whole reply came.
 	c.SetReadDeadline(time.Now().Add(20 * time.Second))
@@ -207,13 +214,13 @@ func TestStalledReaderIsIdle(t *testing.T) {
 	if _, err := io.ReadFull(c, buf); err != nil {
 		t.Fatalf("first bytes: %v", err)
 	}
-	time.Sleep(4 * idle) // the stall under test, not a wait for a condition
+	time.Sleep(4 * slowIdle) // the stall under test, not a wait for a condition
 	n, err := io.Copy(io.Discard, c)
 	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("after the stall: %v", err)
 	}
 	if got := int64(len(buf)) + n; got >= int64(len(reply)) {
-		t.Errorf("a client that read nothing for %v got all %d bytes: the connection was not idle", 4*idle, got)
+		t.Errorf("a client that read nothing for %v got all %d bytes: the connection was not idle", 4*slowIdle, got)
 	}
 }
 
