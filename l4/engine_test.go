@@ -163,7 +163,7 @@ func TestBackendNamedByHostname(t *testing.T) {
 	}
 }
 
-// idle is the slowIdle timeout of slowReaderSetup's proxy.
+// slowIdle is the idle timeout of slowReaderSetup's proxy.
 const slowIdle = 300 * time.Millisecond
 
 // slowReaderSetup starts a proxy with a short idle timeout and small send
