@@ -1,7 +1,10 @@
-// Package affinity keeps the source-address affinity of L4 mode: a table from
-// client Key to the id of the backend the client is pinned to, bounded by
-// capacity (least recently used entries are evicted) and by a sliding TTL
-// (every hit renews it).
+// Package affinity owns the source-address affinity of L4 mode: the Table
+// from client Key to the id of the backend the client is pinned to, bounded
+// by capacity (least recently used entries are evicted) and by a sliding TTL
+// (every hit renews it); the snapshot format that carries the pins across a
+// restart (Save and Load); and the operator's view of the pins (Get,
+// Forget, Range), which the admin API reaches through the instance. Like
+// backend and config, it imports no other lbctl package.
 //
 // The table is sharded so that lookups from many connections do not queue on
 // one lock, and expiry is done by the table's own sweeper in small batches so

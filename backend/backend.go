@@ -1,8 +1,11 @@
-// Package backend holds the backend pool that both front doors share: each
-// Backend's identity and live state, the Registry that groups them, the live
-// Pool that a reload replaces the Registry in, the Selector policies that
-// choose among available backends, and the Prober that keeps their health
-// current.
+// Package backend owns the backend pool that both front doors share: each
+// Backend's identity and live state (health, admin state, counters, all in
+// atomics the data path reads without locks), the Registry that groups them,
+// the live Pool that a reload replaces the Registry in, the Selector
+// policies that choose among available backends, the Prober that keeps
+// their health current (active checks, and the passive failures the
+// proxies report), and how a backend is dialled (Dialer). It imports no
+// other lbctl package; the instance wiring translates a config into it.
 package backend
 
 import (

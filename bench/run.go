@@ -1,7 +1,10 @@
-// Package bench is lbctl's NAT-skew and failover lab. It starts in-process
-// HTTP backends and lbctl's own L4 and L7 front doors over one backend pool,
-// plays a population of browsers behind NAT gateways (each gateway a
-// distinct 127.x.y.z source address) against each front door in turn, and
+// Package bench owns lbctl's NAT-skew and failover lab: the population of
+// browsers behind NAT gateways (each gateway a distinct 127.x.y.z source
+// address), the load generator, the schedule of backend failures and
+// recoveries, the metrics, and the report and plot. It starts killable
+// in-process backends (internal/testbackend) and builds lbctl's own L4 and
+// L7 front doors over one backend pool through the instance wiring, exactly
+// as serve does, plays the population against each front door in turn, and
 // reports how evenly each kind of persistence spread the load, whether any
 // session moved while its backend was up, and how users were re-pinned when
 // a backend was killed.

@@ -1,6 +1,14 @@
-// Package l4 is lbctl's TCP front door: it keys each client by its source
-// address, keeps that key pinned to one backend in an affinity table, and
-// splices bytes both ways between the client and the backend.
+// Package l4 owns lbctl's TCP front door: it keys each client by its source
+// address, keeps that key pinned to one backend in an affinity table, fails
+// over to another backend when the dial fails, and relays bytes both ways
+// with half-close until both ends are done or the connection is idle.
+//
+// Two engines serve a listener with the same rules. On Linux, one
+// edge-triggered epoll event loop per listener owns every socket as a raw
+// descriptor (see eventLoop); elsewhere, or when the listener is not TCP
+// or a backend is named by host name (the loop never resolves names), a
+// goroutine per connection accepts through internal/accept and relays
+// through internal/splice. Serve logs which engine serves and why.
 package l4
 
 import (

@@ -1,7 +1,8 @@
-// Package l7 is lbctl's HTTP/1.1 front door: it keeps each browser on one
+// Package l7 owns lbctl's HTTP/1.1 front door: it keeps each browser on one
 // backend with a persistence cookie, moves it with a new cookie when that
 // backend fails, and forwards requests and responses as streams over
-// kept-alive connections.
+// kept-alive connections. It accepts through internal/accept and relays
+// protocol upgrades through internal/splice.
 //
 // The HTTP engine is lbctl's own: request heads are read into a
 // per-connection buffer and parsed in place by a strict parser that rejects

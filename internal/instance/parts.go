@@ -1,9 +1,11 @@
-// Package instance is the wiring of one running lbctl: it builds the parts
-// from a config (the backend pool both front doors share, the L4 proxy with
-// its affinity table, the L7 proxy), and its Instance owns them while they
-// serve, applying reloads and operator commands to them. serve and bench
-// both build their servers through it, so the lab measures exactly what
-// serve runs.
+// Package instance owns one running lbctl: it is the one place that knows
+// how a config becomes running parts. It builds them (the backend Pool both
+// front doors share, the FrontDoor of the configured mode, with its
+// affinity table in L4), and its Instance owns them while they serve,
+// applying reloads, operator commands and the state file to them. It sits
+// above l4, l7 and admin and below cmd and bench: serve and the lab both
+// build their servers through it, so the lab measures exactly what serve
+// runs.
 package instance
 
 import (

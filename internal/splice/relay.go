@@ -1,6 +1,9 @@
-// Package splice relays bytes both ways between two TCP connections with
-// half-close, the way both the L4 proxy and L7 upgrades (WebSocket) need it.
-// Both sides stay *net.TCPConn so that Linux splices the bytes in the kernel.
+// Package splice owns the byte relay of a connection that runs on
+// goroutines: both ways between two TCP connections, with half-close and
+// the idle rule (no bytes moved on either socket, either way, for the
+// timeout) that the L4 event loop keeps too. The L4 goroutine engine and L7
+// upgrades (WebSocket) use it. Both sides stay *net.TCPConn so that Linux
+// splices the bytes in the kernel.
 package splice
 
 import (
