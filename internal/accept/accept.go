@@ -40,8 +40,8 @@ type Loop struct {
 	// Logger receives accept errors. Nil means slog.Default().
 	Logger *slog.Logger
 
-	closing atomic.Bool
-	mu      sync.Mutex // guards lns and conns
+	closing atomic.Bool // set under mu: see stopAccepting
+	mu      sync.Mutex  // guards lns, conns and servers
 	lns     map[net.Listener]struct{}
 	conns   map[*Conn]struct{}
 	servers map[Server]struct{}
