@@ -11,6 +11,7 @@ import (
 
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/eventually"
+	"github.com/lbctl/lbctl/internal/underload"
 )
 
 // A shorter idle timeout applies to the connections accepted after the
@@ -137,7 +138,7 @@ func TestReconfigureUnderLoad(t *testing.T) {
 		{Selector: &backend.LeastConn{}, ConnectTimeout: 2 * time.Second, IdleTimeout: 5 * time.Second},
 		{Selector: &backend.Random2{}, ConnectTimeout: 3 * time.Second},
 	}
-	underLoad(t, f.addr, "changes", 30,
-		func(g, i int) string { return fmt.Sprintf("127.0.1.%d", 1+(g*50+i)%200) },
+	underload.Run(t, "changes", 4, 30,
+		func(g, i int) error { return echoOnce(fmt.Sprintf("127.0.1.%d", 1+(g*50+i)%200), f.addr) },
 		func(i int) error { return f.proxy.Reconfigure(variants[(i+1)%len(variants)]) })
 }

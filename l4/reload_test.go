@@ -7,14 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
-	"github.com/lbctl/lbctl/internal/eventually"
 	"github.com/lbctl/lbctl/internal/leakcheck"
+	"github.com/lbctl/lbctl/internal/underload"
 )
 
 // specsOf returns the specs of the fixture's backends (weight 1) followed
@@ -152,8 +150,8 @@ func TestReloadsUnderLoad(t *testing.T) {
 		specsOf(f, ""),
 		specsOf(f, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 2}),
 	}
-	underLoad(t, f.addr, "reloads", 20,
-		func(g, i int) string { return fmt.Sprintf("127.0.7.%d", g*50+i%50+1) },
+	underload.Run(t, "reloads", 4, 20,
+		func(g, i int) error { return echoOnce(fmt.Sprintf("127.0.7.%d", g*50+i%50+1), f.addr) },
 		func(i int) error {
 			_, err := f.pool.Reload(configs[(i+1)%2])
 			return err
@@ -165,56 +163,6 @@ func TestReloadsUnderLoad(t *testing.T) {
 	f.proxy.Close()
 	f.table.Close()
 	base.Wait(t, 5*time.Second)
-}
-
-// underLoad has four clients connect to addr over and over, client g's
-// i-th connection from source(g, i), each reading the greeting and having
-// one line echoed, while change runs rounds times, each time once five
-// more connections have been served since the last; it waits for five
-// more after the last change, stops the clients, and fails the test if any
-// connection failed. what names the changes in its messages.
-func underLoad(t *testing.T, addr, what string, rounds int, source func(g, i int) string, change func(i int) error) {
-	t.Helper()
-	var served, failed atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	stopClients := sync.OnceFunc(func() {
-		close(stop)
-		wg.Wait()
-	})
-	defer stopClients()
-	for g := range 4 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if err := echoOnce(source(g, i), addr); err != nil {
-					failed.Add(1)
-					t.Errorf("client %d: %v", g, err)
-					return
-				}
-				served.Add(1)
-			}
-		})
-	}
-	fiveMore := func() {
-		from := served.Load()
-		eventually.True(t, "connections to be served between "+what, func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
-	}
-	for i := range rounds {
-		fiveMore()
-		if err := change(i); err != nil {
-			t.Fatalf("%s %d: %v", what, i, err)
-		}
-	}
-	fiveMore()
-	stopClients()
-	if n := failed.Load(); n != 0 {
-		t.Errorf("%d of %d connections failed across %d %s", n, served.Load()+n, rounds, what)
-	}
 }
 
 // echoOnce connects from src, reads the greeting and has one line echoed.

@@ -257,6 +257,18 @@ func tryGet(c *http.Client, url string, hdr ...string) (string, *http.Response, 
 	return strings.TrimSpace(string(body)), resp, nil
 }
 
+// okGet is tryGet for a request that must be answered 200.
+func okGet(c *http.Client, url string, hdr ...string) error {
+	_, resp, err := tryGet(c, url, hdr...)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}
+
 // rawExchange writes raw to a new connection and returns everything the
 // proxy sends back until it closes the connection (or 5s pass). It fails
 // the test on an error, so only the test's goroutine may call it; others
