@@ -12,19 +12,14 @@ import (
 
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/leakcheck"
+	"github.com/lbctl/lbctl/internal/testbackend"
 	"github.com/lbctl/lbctl/internal/underload"
 )
 
 // specsOf returns the specs of the fixture's backends (weight 1) followed
-// by extra, leaving out the ids in drop.
+// by extra, leaving out the id drop.
 func specsOf(f *fixture, drop string, extra ...backend.Spec) []backend.Spec {
-	var out []backend.Spec
-	for _, tb := range f.backends {
-		if tb.id != drop {
-			out = append(out, backend.Spec{ID: tb.id, Address: tb.addr, Weight: 1})
-		}
-	}
-	return append(out, extra...)
+	return testbackend.Specs(f.backends, drop, extra...)
 }
 
 // TestReloadKeepsPinsAndMovesRemovedClients reloads a pool of three with

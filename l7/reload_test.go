@@ -11,19 +11,14 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/testbackend"
 	"github.com/lbctl/lbctl/internal/underload"
 )
 
 // specsOf returns the specs of the fixture's backends (weight 1) followed
 // by extra, leaving out the id drop.
 func specsOf(f *fixture, drop string, extra ...backend.Spec) []backend.Spec {
-	var out []backend.Spec
-	for _, hb := range f.backends {
-		if hb.id != drop {
-			out = append(out, backend.Spec{ID: hb.id, Address: hb.addr, Weight: 1})
-		}
-	}
-	return append(out, extra...)
+	return testbackend.Specs(f.backends, drop, extra...)
 }
 
 // TestReloadKeepsCookiesAndMovesRemoved reloads a pool of three with 60

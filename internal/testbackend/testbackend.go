@@ -23,6 +23,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lbctl/lbctl/backend"
 )
 
 // HealthPath is the path an HTTP backend answers health checks on.
@@ -230,4 +232,19 @@ func (b *Backend) acceptTCP(ln net.Listener) {
 			io.Copy(c, c)
 		})
 	}
+}
+
+// Specs returns the pool specs of bs (weight 1), leaving out the backend
+// named drop, followed by extra: what a test hands backend.Pool.Reload.
+func Specs[B interface {
+	ID() string
+	Addr() string
+}](bs []B, drop string, extra ...backend.Spec) []backend.Spec {
+	var out []backend.Spec
+	for _, b := range bs {
+		if b.ID() != drop {
+			out = append(out, backend.Spec{ID: b.ID(), Address: b.Addr(), Weight: 1})
+		}
+	}
+	return append(out, extra...)
 }
