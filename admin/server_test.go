@@ -17,12 +17,12 @@ import (
 	"github.com/lbctl/lbctl/admin"
 	"github.com/lbctl/lbctl/admin/admintest"
 	"github.com/lbctl/lbctl/internal/leakcheck"
-	"github.com/lbctl/lbctl/internal/syncbuf"
+	"github.com/lbctl/lbctl/internal/logtest"
 )
 
 // lockedBuffer is where a logger writes from the server's goroutines
 // while the test reads it.
-type lockedBuffer = syncbuf.Buffer
+type lockedBuffer = logtest.Buffer
 
 // apiFixture is an admin.Server over an in-memory instance, listening on
 // loopback.

@@ -14,7 +14,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/lbctl/lbctl/internal/syncbuf"
+	"github.com/lbctl/lbctl/internal/logtest"
 )
 
 func mustRegistry(t *testing.T, backends ...*Backend) *Registry {
@@ -28,7 +28,7 @@ func mustRegistry(t *testing.T, backends ...*Backend) *Registry {
 
 // bufferLogger returns a logger writing text lines to w, which the test
 // may read while probes log.
-func bufferLogger(w *syncbuf.Buffer) *slog.Logger {
+func bufferLogger(w *logtest.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, nil))
 }
 
@@ -47,7 +47,7 @@ func TestProberRiseAndFall(t *testing.T) {
 	b := New("app-01", srv.address(), 1)
 	healthy := newHealthServer(t, func(http.ResponseWriter, *http.Request) {})
 	other := New("app-02", healthy.address(), 1)
-	var logs syncbuf.Buffer
+	var logs logtest.Buffer
 	p := &Prober{
 		Pool:    NewPool(mustRegistry(t, b, other)),
 		Checker: &HTTPCheck{Path: "/healthz"},
@@ -145,7 +145,7 @@ func TestReportFailure(t *testing.T) {
 	t.Run("counts toward fall", func(t *testing.T) {
 		b := New("app-01", "127.0.0.1:1", 1)
 		var pass atomic.Bool
-		var logs syncbuf.Buffer
+		var logs logtest.Buffer
 		p := &Prober{
 			Pool:    NewPool(mustRegistry(t, b)),
 			Checker: CheckFunc(func(context.Context, *Backend) error { return check(pass.Load()) }),
@@ -200,7 +200,7 @@ func TestRoundConcurrentAndBounded(t *testing.T) {
 	t.Run("timeout", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			pool := newPool(1, 1, 1, 1)
-			var logs syncbuf.Buffer
+			var logs logtest.Buffer
 			p := &Prober{Pool: NewPool(mustRegistry(t, pool...)), Checker: hang, Timeout: 3 * time.Second, Fall: 1, Logger: bufferLogger(&logs)}
 			start := time.Now()
 			p.Round(t.Context())
@@ -322,7 +322,7 @@ func TestRunEmptyRegistry(t *testing.T) {
 // and its lines go through the wrapping handler to the prober's own.
 func TestWithLogHandler(t *testing.T) {
 	b := New("app-01", "127.0.0.1:1", 1)
-	var logs syncbuf.Buffer
+	var logs logtest.Buffer
 	p := &Prober{
 		Pool:    NewPool(mustRegistry(t, b)),
 		Checker: CheckFunc(func(context.Context, *Backend) error { return check(false) }),

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
-	"github.com/lbctl/lbctl/internal/syncbuf"
+	"github.com/lbctl/lbctl/internal/logtest"
 )
 
 // TestPortableEngine runs the behaviour tests again on the goroutine per
@@ -244,7 +244,7 @@ func TestServeLogsWhichEngineServes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out syncbuf.Buffer
+		var out logtest.Buffer
 		addr := serveProxy(t, reg, func(p *Proxy) { p.Logger = slog.New(slog.NewTextHandler(&out, nil)) })
 		greeting(t, "127.0.0.32", addr) // Serve has chosen by then
 		got := out.String()

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lbctl/lbctl/internal/syncbuf"
+	"github.com/lbctl/lbctl/internal/logtest"
 	"github.com/lbctl/lbctl/internal/testbackend"
 )
 
@@ -326,7 +326,7 @@ address = %q
 }
 
 // syncBuffer is where a child's output is copied while the test reads it.
-type syncBuffer = syncbuf.Buffer
+type syncBuffer = logtest.Buffer
 
 func TestServeDemo(t *testing.T) {
 	listen := freeAddr(t)

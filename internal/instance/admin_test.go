@@ -15,11 +15,11 @@ import (
 	"github.com/lbctl/lbctl/admin"
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/config"
-	"github.com/lbctl/lbctl/internal/syncbuf"
+	"github.com/lbctl/lbctl/internal/logtest"
 )
 
 // lockedBuffer is a log destination the test reads while timers write.
-type lockedBuffer = syncbuf.Buffer
+type lockedBuffer = logtest.Buffer
 
 // newTestInstance builds an L4 instance over two backends that nothing
 // dials: the admin calls under test touch only the pool and the table.
