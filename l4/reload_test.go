@@ -16,12 +16,6 @@ import (
 	"github.com/lbctl/lbctl/internal/underload"
 )
 
-// specsOf returns the specs of the fixture's backends (weight 1) followed
-// by extra, leaving out the id drop.
-func specsOf(f *fixture, drop string, extra ...backend.Spec) []backend.Spec {
-	return testbackend.Specs(f.backends, drop, extra...)
-}
-
 // TestReloadKeepsPinsAndMovesRemovedClients reloads a pool of three with
 // 60 pinned clients: app-04 joins, app-03 leaves (still running, so that
 // only the reload can move its clients) and app-02 is reweighted.
@@ -59,7 +53,7 @@ func TestReloadKeepsPinsAndMovesRemovedClients(t *testing.T) {
 		t.Fatalf("no client on app-03: %v", pinned)
 	}
 
-	specs := specsOf(f, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 1})
+	specs := testbackend.Specs(f.backends, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 1})
 	specs[1].Weight = 3 // app-02
 	ch, err := f.pool.Reload(specs)
 	if err != nil {
@@ -142,8 +136,8 @@ func TestReloadsUnderLoad(t *testing.T) {
 	go func() { probed <- prober.Run(ctx) }()
 
 	configs := [][]backend.Spec{
-		specsOf(f, ""),
-		specsOf(f, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 2}),
+		testbackend.Specs(f.backends, ""),
+		testbackend.Specs(f.backends, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 2}),
 	}
 	underload.Run(t, "reloads", 4, 20,
 		func(g, i int) error { return echoOnce(fmt.Sprintf("127.0.7.%d", g*50+i%50+1), f.addr) },

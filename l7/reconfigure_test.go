@@ -129,6 +129,11 @@ func TestReconfigureIdleTimeout(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 1}) // 10 s idle timeout
 	kept := openKeptAlive(t, f.addr)
 	kept.get(t, "/", "")
+	// The wait for the next request takes the settings in force when it
+	// starts: it must have started before the change.
+	eventually.True(t, "the kept connection to wait for its next request", func() bool {
+		return goroutineIn("(*connReader).waitByte")
+	})
 
 	const idle = 200 * time.Millisecond
 	s := f.proxy.fields()

@@ -15,12 +15,6 @@ import (
 	"github.com/lbctl/lbctl/internal/underload"
 )
 
-// specsOf returns the specs of the fixture's backends (weight 1) followed
-// by extra, leaving out the id drop.
-func specsOf(f *fixture, drop string, extra ...backend.Spec) []backend.Spec {
-	return testbackend.Specs(f.backends, drop, extra...)
-}
-
 // TestReloadKeepsCookiesAndMovesRemoved reloads a pool of three with 60
 // browsers holding cookies: app-04 joins, app-03 leaves (still running, so
 // that only the reload can move its browsers) and app-02 is reweighted.
@@ -86,7 +80,7 @@ func TestReloadKeepsCookiesAndMovesRemoved(t *testing.T) {
 			for b, u := range f.proxy.state.Load().ups {
 				ups[b.ID] = u
 			}
-			specs := specsOf(f, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 1})
+			specs := testbackend.Specs(f.backends, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 1})
 			specs[1].Weight = 3 // app-02
 			ch, err := f.pool.Reload(specs)
 			if err != nil {
@@ -170,8 +164,8 @@ func TestReloadsUnderLoad(t *testing.T) {
 	go func() { probed <- prober.Run(ctx) }()
 
 	configs := [][]backend.Spec{
-		specsOf(f, ""),
-		specsOf(f, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 2}),
+		testbackend.Specs(f.backends, ""),
+		testbackend.Specs(f.backends, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 2}),
 	}
 	var clients []*http.Client
 	var transports []*http.Transport
