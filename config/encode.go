@@ -10,7 +10,9 @@ import (
 // Encode writes c as TOML: every key of every table, every backend, and
 // durations in their compact form, so that Parse reads it back to an equal
 // Config. `lbctl check` prints the effective configuration this way. The
-// output includes the cookie secrets and the admin token as they are.
+// output includes the cookie secrets and the admin token as they are
+// (check redacts them first). It is not toml.Encoder: see the package
+// doc.
 func (c *Config) Encode(w io.Writer) error {
 	e := encoder{w: w}
 	e.table("",

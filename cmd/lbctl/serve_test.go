@@ -24,13 +24,13 @@ func TestLogAffinityOnlyWhenSomethingMoved(t *testing.T) {
 		go func() { logAffinity(ctx, log, table, time.Minute); close(done) }()
 
 		k := table.Key(netip.MustParseAddr("127.0.0.2"))
-		table.Pin(k, "app-01")
+		table.PinIf(k, "", "app-01")
 		time.Sleep(time.Minute + time.Second)
 		synctest.Wait()
 		if buf.Len() != 0 {
 			t.Errorf("logged with no re-pin, eviction or expiry: %s", buf.String())
 		}
-		table.Pin(k, "app-02")
+		table.PinIf(k, "app-01", "app-02")
 		time.Sleep(time.Minute)
 		synctest.Wait()
 		if got := buf.String(); strings.Count(got, "msg=affinity") != 1 || !strings.Contains(got, "repins=1") {
