@@ -48,6 +48,16 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Range), which for pins saved to survive a restart means at worst a pin
 // made or moved during the save is saved with its old value or not at all.
 func (t *Table) Save(w io.Writer) (int, error) {
+	return t.SaveSince(w, time.Time{})
+}
+
+// SaveSince is Save limited to the pins made, moved or renewed at or after
+// since (a pin's last use, to the renewal granularity Lookup describes):
+// the pins that changed since an earlier Save began, when since is taken
+// before it. The zero since saves every pin. An upgrade sends a whole
+// snapshot while the old process still serves, then this one, which is
+// small, once it has stopped accepting (see Merge).
+func (t *Table) SaveSince(w io.Writer, since time.Time) (int, error) {
 	crc := crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 64<<10)
 	var buf [64]byte
@@ -55,8 +65,12 @@ func (t *Table) Save(w io.Writer) (int, error) {
 	head = binary.BigEndian.AppendUint16(head, snapshotVersion)
 	bw.Write(head)
 	now := time.Now()
+	ttl := t.TTL()
 	n := 0
 	t.Range(func(k Key, id string, expires time.Time) bool {
+		if !since.IsZero() && expires.Add(-ttl).Before(since) {
+			return true
+		}
 		rec := append(buf[:0], kindPin)
 		rec = binary.BigEndian.AppendUint64(rec, k.hi)
 		rec = binary.BigEndian.AppendUint64(rec, k.lo)
@@ -100,6 +114,19 @@ type savedPin struct {
 // Load reads nothing past the snapshot's end when r is a *bufio.Reader, so
 // that the caller can read what follows.
 func (t *Table) Load(r io.Reader, keep func(id string) bool) (loaded int, err error) {
+	return t.load(r, keep, false)
+}
+
+// Merge is Load into a table that already holds pins: a saved pin also
+// replaces a live one that was last used before it, so that the newer of
+// the two decisions wins. It is how an upgrade's second snapshot (see
+// SaveSince) brings the moves and new pins the old process made after the
+// first one onto the pins the first one restored.
+func (t *Table) Merge(r io.Reader, keep func(id string) bool) (merged int, err error) {
+	return t.load(r, keep, true)
+}
+
+func (t *Table) load(r io.Reader, keep func(id string) bool, newer bool) (loaded int, err error) {
 	pins, err := readSnapshot(bufio.NewReader(r))
 	if err != nil {
 		return 0, err
@@ -112,7 +139,7 @@ func (t *Table) Load(r io.Reader, keep func(id string) bool) (loaded int, err er
 		if p.remaining <= 0 || (keep != nil && !keep(p.id)) || t.Key(p.key.Addr()) != p.key {
 			continue
 		}
-		if t.Restore(p.key, p.id, now.Add(p.remaining)) {
+		if t.restore(p.key, p.id, now.Add(p.remaining), newer) {
 			loaded++
 		}
 	}
@@ -223,6 +250,12 @@ func readSnapshot(br *bufio.Reader) ([]savedPin, error) {
 // many makes that immediate) and, past capacity, evicts the least recently
 // used pin of k's shard, as Pin does.
 func (t *Table) Restore(k Key, id string, expires time.Time) bool {
+	return t.restore(k, id, expires, false)
+}
+
+// restore is Restore; with newer, a live pin of k last used before the
+// saved one is replaced rather than kept.
+func (t *Table) restore(k Key, id string, expires time.Time, newer bool) bool {
 	now := time.Now().UnixNano()
 	used := min(expires.UnixNano()-t.ttl.Load(), now)
 	horizon := t.horizon(now)
@@ -233,12 +266,18 @@ func (t *Table) Restore(k Key, id string, expires time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.items[k]; ok {
-		if e.used > horizon {
+		live := e.used > horizon
+		if live && (!newer || e.used >= used) {
 			return false
 		}
 		s.remove(e)
 		t.size.Add(-1)
-		s.expirations++
+		switch {
+		case !live:
+			s.expirations++
+		case e.id != id:
+			s.repins++
+		}
 	}
 	e := &entry{key: k, pin: pin{id: id, used: used}}
 	s.items[k] = e

@@ -286,3 +286,61 @@ func BenchmarkSnapshot1M(b *testing.B) {
 		}
 	})
 }
+
+// An upgrade's hand-over: a whole snapshot, then pins change in the old
+// table, then SaveSince the first save's start carries only those changes,
+// and Merge applies them over what the first restored: a new pin is added,
+// a moved one follows its move, an untouched one stays as it was.
+func TestSaveSinceAndMerge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		old := New(Options{TTL: time.Hour})
+		defer old.Close()
+		k := func(i byte) Key { return old.Key(netip.AddrFrom4([4]byte{10, 4, 0, i})) }
+		for i := range byte(10) {
+			old.Pin(k(i), "app-01")
+		}
+		time.Sleep(time.Minute)
+		since := time.Now()
+		var first bytes.Buffer
+		if n, err := old.Save(&first); err != nil || n != 10 {
+			t.Fatalf("Save = %d, %v", n, err)
+		}
+		time.Sleep(time.Second)
+		old.Pin(k(3), "app-02")  // moved after the first snapshot
+		old.Pin(k(20), "app-03") // new after the first snapshot
+
+		var second bytes.Buffer
+		if n, err := old.SaveSince(&second, since); err != nil || n != 2 {
+			t.Fatalf("SaveSince = %d, %v; want the 2 pins changed since", n, err)
+		}
+		next := New(Options{TTL: time.Hour})
+		defer next.Close()
+		if n, err := next.Load(&first, nil); err != nil || n != 10 {
+			t.Fatalf("Load = %d, %v", n, err)
+		}
+		if n, err := next.Merge(&second, nil); err != nil || n != 2 {
+			t.Fatalf("Merge = %d, %v; want 2", n, err)
+		}
+		want := snapshotPins(old)
+		if got := snapshotPins(next); len(got) != 11 || len(got) != len(want) {
+			t.Fatalf("after Merge %d pins, want 11", len(got))
+		}
+		for key, id := range want {
+			if got, _, _ := next.Get(key); got != id {
+				t.Errorf("%s: %q after Merge, want %q", key, got, id)
+			}
+		}
+		// Merge keeps a live pin used after the saved one: k(3) moves
+		// again in next, and merging the second snapshot again keeps it.
+		next.Pin(k(3), "app-01")
+		second.Reset()
+		old.SaveSince(&second, since)
+		next.Merge(&second, nil)
+		if got, _, _ := next.Get(k(3)); got != "app-01" {
+			t.Errorf("Merge replaced a newer pin: k3 on %q, want app-01", got)
+		}
+		if st := next.Stats(); st.Repins != 2 || st.Expirations != 0 {
+			t.Errorf("stats after the merges %+v, want 2 repins (one merged, one pinned) and no expirations", st)
+		}
+	})
+}

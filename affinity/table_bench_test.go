@@ -1,9 +1,13 @@
 package affinity
 
 import (
+	"bufio"
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -208,6 +212,83 @@ func BenchmarkLookupDuringRange(b *testing.B) {
 			close(stop)
 			<-ranging
 			b.ReportMetric(float64(worst.Microseconds()), "worst-µs")
+		})
+	}
+}
+
+// BenchmarkLookupDuringSave1M saves a table of a million pins to a file,
+// as the state file is written, while a goroutine per core looks up pins
+// of the same table, and reports the slowest single lookup seen during the
+// saves ("Saving"); "Quiet" runs the same lookups as long with no save, so
+// that the scheduler's share of the worst case can be told apart from the
+// save's. The lookups leave one core to the save, as the event loops of a
+// busy instance leave one to its saver at best.
+func BenchmarkLookupDuringSave1M(b *testing.B) {
+	const n = 1 << 20
+	tb := New(Options{Capacity: n})
+	defer tb.Close()
+	for i := range n {
+		tb.Pin(v4key(i), "app-0"+strconv.Itoa(i%8))
+	}
+	path := filepath.Join(b.TempDir(), "pins")
+	lookers := max(runtime.GOMAXPROCS(0)-1, 1)
+	var perSave time.Duration
+	for _, bc := range []struct {
+		name string
+		save bool
+	}{{"Saving", true}, {"Quiet", false}} {
+		b.Run(bc.name, func(b *testing.B) {
+			stop := make(chan struct{})
+			worst := make(chan time.Duration)
+			for range lookers {
+				go func() {
+					r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+					var w time.Duration
+					for {
+						select {
+						case <-stop:
+							worst <- w
+							return
+						default:
+						}
+						t0 := time.Now()
+						tb.Lookup(v4key(r.IntN(n)))
+						w = max(w, time.Since(t0))
+					}
+				}()
+			}
+			start, saves := time.Now(), 0
+			for b.Loop() {
+				if !bc.save {
+					time.Sleep(perSave)
+					continue
+				}
+				saves++
+				f, err := os.Create(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				bw := bufio.NewWriterSize(f, 64<<10)
+				if _, err := tb.Save(bw); err != nil {
+					b.Fatal(err)
+				}
+				if err := bw.Flush(); err != nil {
+					b.Fatal(err)
+				}
+				if err := f.Sync(); err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+			}
+			if bc.save {
+				perSave = time.Since(start) / time.Duration(saves)
+			}
+			close(stop)
+			var w time.Duration
+			for range lookers {
+				w = max(w, <-worst)
+			}
+			b.ReportMetric(float64(w.Microseconds()), "worst-µs")
 		})
 	}
 }
