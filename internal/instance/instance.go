@@ -229,15 +229,23 @@ func (in *Instance) StopAccepting() {
 	ln, d := in.front, in.frontDup
 	in.frontDup = socketDup{}
 	in.frontMu.Unlock()
-	d.close()
 	if ln == nil {
+		d.close()
 		return
 	}
+	socket := d.id()
+	d.close()
 	if in.l7 != nil {
 		in.l7.StopAccepting(ln)
-	} else {
-		in.l4.StopAccepting(ln)
+		return
 	}
+	in.l4.StopAccepting(ln)
+	// An L4 event loop closes its listener at its next turn, and may take
+	// one more batch of clients before it does, placing and pinning each.
+	// An upgrade sends the pins once StopAccepting returns, so it waits
+	// for the loop's descriptor to be gone: then every client this
+	// process accepted has its pin.
+	waitSocketClosed(socket, 5*time.Second)
 }
 
 // Shutdown stops the periodic saves of the state file, stops accepting and
