@@ -376,3 +376,127 @@ func TestUpgradeUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// replaceBinary puts body, a shell script, or the file at from in place of
+// the binary at bin, as an operator installing a new version would: a new
+// file renamed over the old.
+func replaceBinary(t *testing.T, bin, script, from string) {
+	t.Helper()
+	var b []byte
+	if from != "" {
+		var err error
+		if b, err = os.ReadFile(from); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		b = []byte("#!/bin/sh\n" + script + "\n")
+	}
+	tmp := bin + ".new"
+	if err := os.WriteFile(tmp, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUpgradeFailuresKeepServing asks a running lbctl to upgrade to a
+// binary that exits at once, to one that never becomes ready (and asks
+// again while that one is in flight), and to a good binary with a broken
+// config: each time the old process serves on with its pins and says why,
+// and then an upgrade to a good binary and config works.
+func TestUpgradeFailuresKeepServing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds lbctl")
+	}
+	bin := buildLbctl(t)
+	good := bin + ".good"
+	replaceBinary(t, good, "", bin)
+	listen := freeAddr(t)
+	adminAddr := "unix:" + filepath.Join(t.TempDir(), "admin.sock")
+	body := fmt.Sprintf(liveConfig, listen, "60s", adminAddr) +
+		liveBackends("app-01", echoBackend(t, "app-01"), "app-02", echoBackend(t, "app-02"), "app-03", echoBackend(t, "app-03"))
+	path := writeConfig(t, body)
+	u := startUpgradable(t, bin, "--config", path, "--grace", "10s", "--upgrade-timeout", "2s")
+	first := u.pid()
+	pinned := map[string]string{}
+	for i := range 6 {
+		src := fmt.Sprintf("127.0.95.%d", i+1)
+		pinned[src] = greeting(t, listen, src)
+	}
+	servesOn := func(what string) {
+		t.Helper()
+		if got := u.pid(); got != first {
+			t.Errorf("%s: the PID file names %d, want %d, the process that serves on", what, got, first)
+		}
+		if !alive(first) {
+			t.Fatalf("%s: the old process is gone", what)
+		}
+		for src, id := range pinned {
+			if got := greeting(t, listen, src); got != id {
+				t.Errorf("%s: client %s reached %s, pinned to %s", what, src, got, id)
+			}
+		}
+	}
+
+	// A binary that exits at once, by signal and by the API.
+	replaceBinary(t, bin, "echo 'not lbctl' >&2; exit 1", "")
+	u.signal(syscall.SIGUSR2)
+	u.waitLog("upgrade failed; this process serves on", 1)
+	if l := u.log(); !strings.Contains(l, "exit status 1") || !strings.Contains(l, "not lbctl") {
+		t.Errorf("the log does not say how the new binary ended:\n%s", l)
+	}
+	servesOn("a binary that exits")
+	_, _, err := runLbctl(t, "upgrade", "--admin", adminAddr)
+	if err == nil || !strings.Contains(err.Error(), "upgrade failed") || !strings.Contains(err.Error(), "exit status 1") {
+		t.Errorf("lbctl upgrade to a binary that exits: %v, want the failure and its exit status", err)
+	}
+	servesOn("a binary that exits, by the API")
+
+	// A binary that never becomes ready; a second upgrade meanwhile is
+	// refused, by signal and by the API.
+	replaceBinary(t, bin, "exec sleep 60", "")
+	started := strings.Count(u.log(), "upgrade: starting the binary on disk")
+	late := strings.Count(u.log(), "not ready in time")
+	u.signal(syscall.SIGUSR2)
+	u.waitLog("upgrade: starting the binary on disk", started+1)
+	u.signal(syscall.SIGUSR2)
+	u.waitLog("upgrade refused: another is in flight or done", 1)
+	_, _, err = runLbctl(t, "upgrade", "--admin", adminAddr)
+	if err == nil || !strings.Contains(err.Error(), "already in progress") {
+		t.Errorf("lbctl upgrade while one is in flight: %v, want it refused", err)
+	}
+	u.waitLog("not ready in time", late+1)
+	servesOn("a binary that is never ready")
+
+	// The good binary with a broken config: the new process says why.
+	replaceBinary(t, bin, "", good)
+	if err := os.WriteFile(path, []byte(body+"[[backend]]\nid = \"app-04\"\naddress = \"10.0.0.4\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u.signal(syscall.SIGUSR2)
+	u.waitLog("upgrade failed; this process serves on", 4)
+	if l := u.log(); !strings.Contains(l, `has no port`) {
+		t.Errorf("the log does not say what is wrong with the config:\n%s", l)
+	}
+	servesOn("a broken config")
+
+	// Fixed: the upgrade works, here through the API, and the clients
+	// keep their backends.
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := mustRun(t, "upgrade", "--admin", adminAddr)
+	u.waitLog("upgrade complete", 1)
+	next := u.pid()
+	u.pids = append(u.pids, next)
+	if want := fmt.Sprintf("upgraded: new process %d serves", next); !strings.HasPrefix(out, want) || next == first {
+		t.Errorf("lbctl upgrade printed %q, want %q (the old process was %d)", out, want, first)
+	}
+	for src, id := range pinned {
+		if got := greeting(t, listen, src); got != id {
+			t.Errorf("after the upgrade client %s reached %s, pinned to %s", src, got, id)
+		}
+	}
+	u.waitExit(first)
+}

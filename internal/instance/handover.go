@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/lbctl/lbctl/admin"
@@ -182,8 +184,10 @@ func awaitReady(br *bufio.Reader) error {
 		return errors.New(strings.TrimPrefix(line, failedLine))
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return errNotReady
+	case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET):
+		return errors.New("exited before it was ready")
 	case err != nil:
-		return fmt.Errorf("exited before it was ready (%w)", err)
+		return fmt.Errorf("control stream: %w", err)
 	default:
 		return fmt.Errorf("answered %s", strconv.Quote(line))
 	}

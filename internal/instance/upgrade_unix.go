@@ -186,15 +186,16 @@ func (r *runner) startSuccessor(ctx context.Context) (*successor, error) {
 		return nil, fmt.Errorf("control stream: %w", err)
 	}
 	mine, theirs := os.NewFile(uintptr(fds[0]), "upgrade-control"), os.NewFile(uintptr(fds[1]), "upgrade-control")
-	defer theirs.Close()
 	ctl, err := net.FileConn(mine)
 	mine.Close()
 	if err != nil {
 		return nil, fmt.Errorf("control stream: %w", err)
 	}
+	// Once the new process has its copies, this one closes its own: the
+	// control stream then ends when the new process does.
 	files := []*os.File{theirs}
 	defer func() {
-		for _, f := range files[1:] {
+		for _, f := range files {
 			f.Close()
 		}
 	}()
@@ -225,7 +226,12 @@ func (r *runner) startSuccessor(ctx context.Context) (*successor, error) {
 	cmd.Env = append(withoutUpgradeEnv(os.Environ()), env...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.ExtraFiles = files
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	for _, f := range files {
+		f.Close()
+	}
+	files = nil
+	if err != nil {
 		ctl.Close()
 		return nil, fmt.Errorf("starting %s: %w", exe, err)
 	}
