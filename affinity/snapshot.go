@@ -48,23 +48,23 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Range), which for pins saved to survive a restart means at worst a pin
 // made or moved during the save is saved with its old value or not at all.
 func (t *Table) Save(w io.Writer) (int, error) {
-	return t.SaveSince(w, time.Time{})
+	return t.SaveSince(w, time.Time{}, time.Now())
 }
 
 // SaveSince is Save limited to the pins made, moved or renewed at or after
 // since (a pin's last use, to the renewal granularity Lookup describes):
-// the pins that changed since an earlier Save began, when since is taken
-// before it. The zero since saves every pin. An upgrade sends a whole
-// snapshot while the old process still serves, then this one, which is
-// small, once it has stopped accepting (see Merge).
-func (t *Table) SaveSince(w io.Writer, since time.Time) (int, error) {
+// the pins that changed since an earlier save began, when since is taken
+// before it. The zero since saves every pin. The remaining TTLs are
+// counted from now, which Merge is then given. An upgrade sends a whole
+// snapshot while the old process still serves, then the changes since,
+// which are few, once it has stopped accepting (see Merge).
+func (t *Table) SaveSince(w io.Writer, since, now time.Time) (int, error) {
 	crc := crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 64<<10)
 	var buf [64]byte
 	head := append(buf[:0], snapshotMagic...)
 	head = binary.BigEndian.AppendUint16(head, snapshotVersion)
 	bw.Write(head)
-	now := time.Now()
 	ttl := t.TTL()
 	n := 0
 	t.Range(func(k Key, id string, expires time.Time) bool {
@@ -114,19 +114,24 @@ type savedPin struct {
 // Load reads nothing past the snapshot's end when r is a *bufio.Reader, so
 // that the caller can read what follows.
 func (t *Table) Load(r io.Reader, keep func(id string) bool) (loaded int, err error) {
-	return t.load(r, keep, false)
+	return t.load(r, keep, time.Time{})
 }
 
-// Merge is Load into a table that already holds pins: a saved pin also
-// replaces a live one that was last used before it, so that the newer of
-// the two decisions wins. It is how an upgrade's second snapshot (see
-// SaveSince) brings the moves and new pins the old process made after the
-// first one onto the pins the first one restored.
-func (t *Table) Merge(r io.Reader, keep func(id string) bool) (merged int, err error) {
-	return t.load(r, keep, true)
+// Merge is Load of a snapshot that SaveSince wrote at savedAt (its now) in
+// another process on this machine, into a table that may already hold
+// pins: each pin expires at savedAt plus its remaining TTL, as in the
+// process that saved it, and it replaces a live pin of its key that was
+// last used before it, so that the newer of two decisions wins. An
+// upgrade's new process merges the whole snapshot, then the changes since
+// (see SaveSince), so that the moves and new pins the old process made
+// meanwhile replace or join the pins the first restored.
+func (t *Table) Merge(r io.Reader, keep func(id string) bool, savedAt time.Time) (merged int, err error) {
+	return t.load(r, keep, savedAt)
 }
 
-func (t *Table) load(r io.Reader, keep func(id string) bool, newer bool) (loaded int, err error) {
+// load restores a snapshot's pins: from now, or with merge's rules from
+// savedAt when it is not zero.
+func (t *Table) load(r io.Reader, keep func(id string) bool, savedAt time.Time) (loaded int, err error) {
 	pins, err := readSnapshot(bufio.NewReader(r))
 	if err != nil {
 		return 0, err
@@ -134,12 +139,15 @@ func (t *Table) load(r io.Reader, keep func(id string) bool, newer bool) (loaded
 	// Oldest first, so that each pin restored is the most recent so far
 	// and goes to the front of its shard's recency list at once.
 	slices.SortStableFunc(pins, func(a, b savedPin) int { return cmp.Compare(a.remaining, b.remaining) })
-	now := time.Now()
+	from, merge := savedAt, !savedAt.IsZero()
+	if !merge {
+		from = time.Now()
+	}
 	for _, p := range pins {
 		if p.remaining <= 0 || (keep != nil && !keep(p.id)) || t.Key(p.key.Addr()) != p.key {
 			continue
 		}
-		if t.restore(p.key, p.id, now.Add(p.remaining), newer) {
+		if t.restore(p.key, p.id, from.Add(p.remaining), merge) {
 			loaded++
 		}
 	}

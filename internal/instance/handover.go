@@ -83,7 +83,7 @@ func (p *predecessor) listeners(ctx context.Context, cfg *config.Config) (front,
 // has.
 func (p *predecessor) takeOver(in *Instance, pidFile string, timeout time.Duration) error {
 	p.ctl.SetReadDeadline(time.Now().Add(timeout))
-	states, pins, err := in.readHandover(p.br, false)
+	states, pins, err := in.readHandover(p.br)
 	if err != nil {
 		return fmt.Errorf("receiving the state of the old process: %w", err)
 	}
@@ -97,7 +97,7 @@ func (p *predecessor) takeOver(in *Instance, pidFile string, timeout time.Durati
 	}
 	p.ready = true
 	p.ctl.SetReadDeadline(time.Now().Add(timeout))
-	if states, pins, err = in.readHandover(p.br, true); err != nil {
+	if states, pins, err = in.readHandover(p.br); err != nil {
 		in.log.Warn("upgrade: the old process's last changes were not received; serving with the state received before", "error", err)
 	} else {
 		in.log.Info("upgrade: changes since received", "admin_states", states, "pins", pins)

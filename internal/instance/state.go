@@ -192,9 +192,13 @@ func (in *Instance) applyStates(states []savedState) int {
 
 // An upgrade hands the state over in two parts on one stream (see Run),
 // each laid out as: a byte saying whether pins follow (1) or not (0), the
-// admin section as the state file has it, and then, with 1, an affinity
-// snapshot (affinity.Table.SaveSince). The byte lets the two processes
-// differ in mode, which an upgrade may change as a restart may.
+// instant the remaining TTLs are counted from (int64 unix nanoseconds, big
+// endian), the admin section as the state file has it, and then, with 1,
+// an affinity snapshot (affinity.Table.SaveSince). The byte lets the two
+// processes differ in mode, which an upgrade may change as a restart may;
+// the instant lets the new process give each pin the very expiry and last
+// use it has in the old one (both read one clock), which the second part's
+// merge compares.
 
 // writeHandover writes one part of the hand-over to w: every admin state
 // and the pins last used at or after since (every pin for the zero since).
@@ -204,12 +208,14 @@ func (in *Instance) writeHandover(w io.Writer, since time.Time) (pins int, err e
 	if in.table != nil {
 		hasPins = 1
 	}
+	now := time.Now()
 	bw.WriteByte(hasPins)
+	bw.Write(binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano())))
 	if err := writeAdmin(bw, in.parts.Backends.Registry().All()); err != nil {
 		return 0, err
 	}
 	if in.table != nil {
-		if pins, err = in.table.SaveSince(bw, since); err != nil {
+		if pins, err = in.table.SaveSince(bw, since, now); err != nil {
 			return 0, err
 		}
 	}
@@ -217,18 +223,19 @@ func (in *Instance) writeHandover(w io.Writer, since time.Time) (pins int, err e
 }
 
 // readHandover reads one part of the hand-over from br and applies it: the
-// admin states of the backends still configured, and the pins to them, which
-// with merge replace the live pins used before them (affinity.Table.Merge)
-// and otherwise are restored as from the state file. Pins sent to a process
-// without a table (L7) are read and dropped.
-func (in *Instance) readHandover(br *bufio.Reader, merge bool) (states, pins int, err error) {
-	hasPins, err := br.ReadByte()
-	if err != nil {
+// admin states of the backends still configured, and the pins to them,
+// merged (affinity.Table.Merge: a pin replaces a live one used before it).
+// Pins sent to a process without a table (L7) are read and dropped.
+func (in *Instance) readHandover(br *bufio.Reader) (states, pins int, err error) {
+	var head [9]byte
+	if _, err := io.ReadFull(br, head[:]); err != nil {
 		return 0, 0, fmt.Errorf("read hand-over: %w", err)
 	}
+	hasPins := head[0]
 	if hasPins > 1 {
 		return 0, 0, fmt.Errorf("%w: hand-over part begins with %d", errBadState, hasPins)
 	}
+	savedAt := time.Unix(0, int64(binary.BigEndian.Uint64(head[1:])))
 	saved, err := readAdmin(br)
 	if err != nil {
 		return 0, 0, fmt.Errorf("read hand-over: %w", err)
@@ -242,12 +249,7 @@ func (in *Instance) readHandover(br *bufio.Reader, merge bool) (states, pins int
 		table = affinity.New(affinity.Options{})
 		defer table.Close()
 	}
-	if merge {
-		pins, err = table.Merge(br, in.configured)
-	} else {
-		pins, err = table.Load(br, in.configured)
-	}
-	if err != nil {
+	if pins, err = table.Merge(br, in.configured, savedAt); err != nil {
 		return states, 0, fmt.Errorf("read hand-over: %w", err)
 	}
 	if in.table == nil {
