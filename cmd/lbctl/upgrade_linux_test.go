@@ -374,6 +374,12 @@ func TestUpgradeUnderLoad(t *testing.T) {
 		if l := u.log(); strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
 			t.Errorf("warnings or errors in the log:\n%s", l)
 		}
+		// The last process removes the PID file it wrote when it stops.
+		last := u.signal(syscall.SIGTERM)
+		u.waitExit(last)
+		if _, err := os.Stat(u.pidFile); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("PID file after the last process stopped: %v, want none", err)
+		}
 	}
 }
 

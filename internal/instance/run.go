@@ -321,11 +321,13 @@ func (r *runner) upgrade(ctx context.Context) (admin.UpgradeResult, error) {
 	return admin.UpgradeResult{PID: s.pid, Summary: "upgraded: new process " + strconv.Itoa(s.pid) + " serves; this one drains"}, nil
 }
 
-// handOver makes the ready new process s the one that accepts: the admin
-// API stops (requests in progress finish, so that the admin states sent
+// handOver makes the ready new process s the one that accepts: the
+// periodic saves stop, the admin API stops (requests in progress finish, so that the admin states sent
 // are final), the front stops accepting, and the changes since the first
 // part of the hand-over are sent.
 func (r *runner) handOver(s *successor) {
+	// From here on the state file is the new process's to write.
+	r.in.stopSaving()
 	if r.api != nil {
 		keepSocketFile(r.adminLn)
 		r.stopAPI()
