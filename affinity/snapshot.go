@@ -32,6 +32,10 @@ const (
 	// maxSnapshotID bounds the id length Load accepts, far above any
 	// configurable id, so that a forged length allocates nothing large.
 	maxSnapshotID = 1024
+	// maxSnapshotIDs bounds the distinct ids readSnapshot shares, so that
+	// a forged snapshot naming a new id per pin costs no more than plain
+	// copies.
+	maxSnapshotIDs = 4096
 )
 
 // ErrBadSnapshot is wrapped by Load's errors about the snapshot itself (a
@@ -139,6 +143,7 @@ func (t *Table) load(r io.Reader, keep func(id string) bool, savedAt time.Time) 
 	// Oldest first, so that each pin restored is the most recent so far
 	// and goes to the front of its shard's recency list at once.
 	slices.SortStableFunc(pins, func(a, b savedPin) int { return cmp.Compare(a.remaining, b.remaining) })
+	t.reserve(len(pins))
 	from, merge := savedAt, !savedAt.IsZero()
 	if !merge {
 		from = time.Now()
@@ -152,6 +157,25 @@ func (t *Table) load(r io.Reader, keep func(id string) bool, savedAt time.Time) 
 		}
 	}
 	return loaded, nil
+}
+
+// reserve makes room for n pins spread over the shards, in the shards that
+// hold none yet (a table being loaded at start), so that a large load does
+// not grow each shard's map step by step, rehashing it at every step.
+func (t *Table) reserve(n int) {
+	per := min(n, int(t.limit.Load())) / len(t.shards)
+	if per < minPerShard {
+		return
+	}
+	per += per / 8 // hashing never spreads keys evenly
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		if len(s.items) == 0 {
+			s.items = make(map[Key]*entry, per)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // checkedReader reads through br and adds what it reads to a checksum.
@@ -201,6 +225,8 @@ func readSnapshot(br *bufio.Reader) ([]savedPin, error) {
 	}
 	var pins []savedPin
 	var rec [24]byte
+	var idBuf [maxSnapshotID]byte
+	ids := map[string]string{}
 	for {
 		kind, err := cr.ReadByte()
 		if err != nil {
@@ -237,14 +263,24 @@ func readSnapshot(br *bufio.Reader) ([]savedPin, error) {
 		if n == 0 || n > maxSnapshotID {
 			return nil, bad("backend id of %d bytes", n)
 		}
-		id := make([]byte, n)
-		if _, err := io.ReadFull(cr, id); err != nil {
+		raw := idBuf[:n]
+		if _, err := io.ReadFull(cr, raw); err != nil {
 			return nil, truncated(err)
+		}
+		// A table names few backends: each id is made a string once and
+		// shared by its pins, as the pins of a running table share it.
+		id, ok := ids[string(raw)]
+		if !ok {
+			if len(ids) >= maxSnapshotIDs {
+				clear(ids)
+			}
+			id = string(raw)
+			ids[id] = id
 		}
 		pins = append(pins, savedPin{
 			key:       Key{hi: binary.BigEndian.Uint64(rec[:8]), lo: binary.BigEndian.Uint64(rec[8:16])},
 			remaining: time.Duration(binary.BigEndian.Uint64(rec[16:24])),
-			id:        string(id),
+			id:        id,
 		})
 	}
 }

@@ -252,6 +252,19 @@ wait:
 		log.Info("shutting down", "grace", r.o.Grace)
 	} else {
 		r.handOver(next)
+		// A draining old process upgrades nothing more; it says so.
+		drained := make(chan struct{})
+		defer close(drained)
+		r.wg.Go(func() {
+			for {
+				select {
+				case <-drained:
+					return
+				case <-usr2:
+					log.Warn("upgrade refused: another is in flight or done", "pid", os.Getpid())
+				}
+			}
+		})
 	}
 	stopBackground()
 	sctx, cancel := context.WithTimeout(context.Background(), r.o.Grace)
