@@ -277,6 +277,7 @@ func BenchmarkSnapshot1M(b *testing.B) {
 		b.ReportMetric(float64(buf.Len())/n, "bytes/pin")
 	})
 	b.Run("load", func(b *testing.B) {
+		b.ReportAllocs()
 		for b.Loop() {
 			dst := New(Options{Capacity: n})
 			if got, err := dst.Load(bytes.NewReader(buf.Bytes()), nil); err != nil || got != n {
