@@ -69,12 +69,12 @@ func (t *Table) SaveSince(w io.Writer, since, now time.Time) (int, error) {
 	head := append(buf[:0], snapshotMagic...)
 	head = binary.BigEndian.AppendUint16(head, snapshotVersion)
 	bw.Write(head)
-	ttl := t.TTL()
 	n := 0
-	t.Range(func(k Key, id string, expires time.Time) bool {
-		if !since.IsZero() && expires.Add(-ttl).Before(since) {
-			return true
-		}
+	each := t.Range
+	if !since.IsZero() {
+		each = func(fn func(Key, string, time.Time) bool) { t.rangeSince(since.UnixNano(), fn) }
+	}
+	each(func(k Key, id string, expires time.Time) bool {
 		rec := append(buf[:0], kindPin)
 		rec = binary.BigEndian.AppendUint64(rec, k.hi)
 		rec = binary.BigEndian.AppendUint64(rec, k.lo)
@@ -97,6 +97,43 @@ func (t *Table) SaveSince(w io.Writer, since, now time.Time) (int, error) {
 		return 0, fmt.Errorf("save affinity snapshot: %w", err)
 	}
 	return n, nil
+}
+
+// rangeSince is Range limited to the pins last used at or after since
+// (unix nanoseconds). A shard's recency list is in order of last use, so the
+// pins changed since are at its front: each shard's are read from there in
+// one lock hold, and the walk stops at the first older pin, so that the
+// changes of the last seconds are read in time proportional to them, not to
+// the table. A shard with more than a batch of them is read whole, as
+// Range reads it, keeping its lock holds as short.
+func (t *Table) rangeSince(since int64, fn func(Key, string, time.Time) bool) {
+	var batch [rangeBatch]pinned
+	ttl := t.ttl.Load()
+	recent := func(k Key, id string, expires time.Time) bool {
+		return expires.UnixNano()-ttl < since || fn(k, id, expires)
+	}
+	for i := range t.shards {
+		s := &t.shards[i]
+		got, whole := batch[:0], true
+		s.mu.Lock()
+		for e := s.recency.next; e != &s.recency && e.used >= since; e = e.next {
+			if len(got) == cap(got) {
+				whole = false
+				break
+			}
+			got = append(got, pinned{key: e.key, pin: e.pin})
+		}
+		s.mu.Unlock()
+		if !whole {
+			if !s.visit(t, batch[:0], recent) {
+				return
+			}
+			continue
+		}
+		if !t.emit(got, fn) {
+			return
+		}
+	}
 }
 
 // savedPin is one pin read from a snapshot.

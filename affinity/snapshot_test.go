@@ -349,3 +349,60 @@ func TestSaveSinceAndMerge(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkSaveSince1M measures the second part of an upgrade's hand-over
+// over a table of a million pins: the thousand pins made since the first
+// part, which is how long the upgrade pauses accepting (plus the merge).
+func BenchmarkSaveSince1M(b *testing.B) {
+	const n = 1 << 20
+	src := New(Options{Capacity: 2 * n})
+	defer src.Close()
+	for i := range n {
+		src.Pin(src.Key(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})), "app-0"+strconv.Itoa(i%8))
+	}
+	since := time.Now()
+	for i := range 1000 {
+		src.Pin(src.Key(netip.AddrFrom4([4]byte{11, 0, byte(i >> 8), byte(i)})), "app-01")
+	}
+	var buf bytes.Buffer
+	for b.Loop() {
+		buf.Reset()
+		if got, err := src.SaveSince(&buf, since, time.Now()); err != nil || got != 1000 {
+			b.Fatalf("SaveSince = %d, %v; want 1000", got, err)
+		}
+	}
+}
+
+// SaveSince reads the pins changed since from the front of each shard's
+// recency list, and a shard with more of them than a batch in full: both
+// give exactly the changed pins.
+func TestSaveSinceManyChanges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for _, changed := range []int{rangeBatch - 1, rangeBatch, 3 * rangeBatch} {
+			tb := New(Options{TTL: time.Hour, Capacity: 1000}) // one shard
+			k := func(i int) Key { return tb.Key(netip.AddrFrom4([4]byte{10, 5, byte(i >> 8), byte(i)})) }
+			for i := range 500 {
+				tb.Pin(k(i), "app-01")
+			}
+			time.Sleep(time.Minute)
+			since := time.Now()
+			for i := range changed {
+				tb.Pin(k(i*2), "app-02")
+			}
+			time.Sleep(time.Second)
+			var buf bytes.Buffer
+			if n, err := tb.SaveSince(&buf, since, time.Now()); err != nil || n != changed {
+				t.Errorf("%d changed: SaveSince = %d, %v", changed, n, err)
+			}
+			dst := New(Options{TTL: time.Hour, Capacity: 1000})
+			dst.Merge(&buf, nil, time.Now())
+			for key, id := range snapshotPins(dst) {
+				if id != "app-02" {
+					t.Errorf("%d changed: %s saved on %s, which it left before since", changed, key, id)
+				}
+			}
+			dst.Close()
+			tb.Close()
+		}
+	})
+}
