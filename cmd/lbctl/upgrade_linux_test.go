@@ -36,6 +36,20 @@ func buildLbctl(t *testing.T) string {
 	return bin
 }
 
+// freeAddrOn returns an address on ip with a port that was free a moment
+// ago. The lbctl processes and the test dial backends from 127.0.0.1, so a
+// front address on another loopback address is never taken by one of
+// their source ports before lbctl binds it.
+func freeAddrOn(t *testing.T, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // upgradable is an lbctl serve process run from a binary on disk, with a
 // PID file and a log file shared by it and every process an upgrade
 // starts. This test process is their subreaper: the processes an upgrade
@@ -319,7 +333,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	}
 	bin := buildLbctl(t)
 	dir := t.TempDir()
-	l4Listen, l7Listen := freeAddr(t), freeAddr(t)
+	l4Listen, l7Listen := freeAddrOn(t, "127.0.77.1"), freeAddrOn(t, "127.0.77.2")
 	l4Admin, l7Admin := "unix:"+filepath.Join(dir, "l4.sock"), "unix:"+filepath.Join(dir, "l7.sock")
 	l4Path := writeConfig(t, fmt.Sprintf(liveConfig, l4Listen, "60s", l4Admin)+
 		liveBackends("app-01", echoBackend(t, "app-01"), "app-02", echoBackend(t, "app-02"), "app-03", echoBackend(t, "app-03")))
@@ -426,7 +440,7 @@ func TestUpgradeFailuresKeepServing(t *testing.T) {
 	bin := buildLbctl(t)
 	good := bin + ".good"
 	replaceBinary(t, good, "", bin)
-	listen := freeAddr(t)
+	listen := freeAddrOn(t, "127.0.77.3")
 	adminAddr := "unix:" + filepath.Join(t.TempDir(), "admin.sock")
 	body := fmt.Sprintf(liveConfig, listen, "60s", adminAddr) +
 		liveBackends("app-01", echoBackend(t, "app-01"), "app-02", echoBackend(t, "app-02"), "app-03", echoBackend(t, "app-03"))
