@@ -509,22 +509,27 @@ func TestUpgradeFailuresKeepServing(t *testing.T) {
 	}
 	servesOn("a broken config")
 
-	// Fixed: the upgrade works, here through the API, and the clients
-	// keep their backends.
+	// Fixed: a later SIGUSR2 upgrades, and so does the API after it; the
+	// clients keep their backends, and each old process exits.
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	old, second := u.upgrade()
+	if old != first {
+		t.Fatalf("upgraded %d, want %d", old, first)
+	}
+	u.waitExit(first)
 	out := mustRun(t, "upgrade", "--admin", adminAddr)
-	u.waitLog("upgrade complete", 1)
-	next := u.pid()
-	u.pids = append(u.pids, next)
-	if want := fmt.Sprintf("upgraded: new process %d serves", next); !strings.HasPrefix(out, want) || next == first {
-		t.Errorf("lbctl upgrade printed %q, want %q (the old process was %d)", out, want, first)
+	u.waitLog("upgrade complete", 2)
+	third := u.pid()
+	u.pids = append(u.pids, third)
+	if want := fmt.Sprintf("upgraded: new process %d serves", third); !strings.HasPrefix(out, want) || third == second {
+		t.Errorf("lbctl upgrade printed %q, want %q (the old process was %d)", out, want, second)
 	}
 	for src, id := range pinned {
 		if got := greeting(t, listen, src); got != id {
-			t.Errorf("after the upgrade client %s reached %s, pinned to %s", src, got, id)
+			t.Errorf("after the upgrades client %s reached %s, pinned to %s", src, got, id)
 		}
 	}
-	u.waitExit(first)
+	u.waitExit(second)
 }
