@@ -145,7 +145,7 @@ type runner struct {
 	o       Options
 	log     *slog.Logger
 	in      *Instance
-	cfg     *config.Config // as started; a reload keeps listen and admin.listen unless the front moves
+	cfg     *config.Config // the config Run started with; admin.listen is restart-only
 	adminLn net.Listener
 	api     *admin.Server
 
