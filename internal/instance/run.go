@@ -18,7 +18,6 @@ import (
 	"github.com/lbctl/lbctl/admin"
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/config"
-	"github.com/lbctl/lbctl/l4"
 )
 
 // DefaultUpgradeTimeout is how long an upgrade waits for the new process
@@ -281,7 +280,7 @@ wait:
 		// from here would overwrite its saves with older pins.
 		in.SaveState() // logged when it fails; the exit is clean regardless
 	}
-	if err := <-served; err != nil && !errors.Is(err, l4.ErrProxyClosed) && !errors.Is(err, net.ErrClosed) {
+	if err := <-served; err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
 	if table := in.Table(); table != nil {
