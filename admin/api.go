@@ -44,6 +44,11 @@ type Instance interface {
 	// Stats returns a snapshot of the counters, read from the atomics
 	// the data path keeps; GET /api/stats and /metrics are built from it.
 	Stats() Stats
+	// Upgrade starts the binary on disk with the listeners handed over and
+	// returns once it is ready to serve; this process then stops accepting
+	// and drains. Another upgrade in flight is ErrUpgradeInProgress; any
+	// failure leaves this process serving.
+	Upgrade(ctx context.Context) (UpgradeResult, error)
 }
 
 // StateOptions are the parts of an admin state change besides the state.
@@ -98,6 +103,18 @@ type ReloadResult struct {
 	// ("reloaded: +app-04 -app-03 ~app-02(weight 1->3)").
 	Summary string `json:"summary"`
 }
+
+// UpgradeResult is what a successful upgrade started.
+type UpgradeResult struct {
+	// PID is the process id of the new lbctl.
+	PID int `json:"pid"`
+	// Summary is the one line an operator reads.
+	Summary string `json:"summary"`
+}
+
+// ErrUpgradeInProgress is the error of an Instance asked to upgrade while
+// an upgrade is already in flight, or done.
+var ErrUpgradeInProgress = errors.New("an upgrade is already in progress")
 
 // ErrUnknownBackend is the error of an Instance for a backend id that is
 // not configured.

@@ -134,3 +134,19 @@ func unwrapURL(err error) error {
 	}
 	return err
 }
+
+// Upgrade asks the instance to start the binary on disk with its listeners
+// handed over (POST /api/upgrade), and returns what the new process is once
+// it is ready. A refused or failed upgrade is an *APIError; the instance
+// then serves on.
+func (c *Client) Upgrade(ctx context.Context) (UpgradeResult, error) {
+	raw, err := c.Do(ctx, http.MethodPost, "/api/upgrade", nil)
+	if err != nil {
+		return UpgradeResult{}, err
+	}
+	var res UpgradeResult
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return UpgradeResult{}, fmt.Errorf("the admin API's answer to POST /api/upgrade: %w", err)
+	}
+	return res, nil
+}

@@ -240,6 +240,26 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
+// upgrade answers POST /api/upgrade once the new process is ready (200,
+// with its pid) or the upgrade failed, in which case this process serves on:
+// 409 while another upgrade is in flight, 500 with the reason otherwise.
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
+	if _, ok := readBody(w, r); !ok {
+		return
+	}
+	res, err := s.Instance.Upgrade(r.Context())
+	switch {
+	case errors.Is(err, ErrUpgradeInProgress):
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, "upgrade failed; the running process serves on: "+err.Error())
+		return
+	}
+	s.logger().Info("upgraded", "source", apiSource, "pid", res.PID)
+	writeJSON(w, http.StatusOK, res)
+}
+
 // decodeStrict decodes one JSON object into v, refusing unknown fields and
 // anything after the object.
 func decodeStrict(body []byte, v any) error {

@@ -11,33 +11,18 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lbctl/lbctl/admin"
 	"github.com/lbctl/lbctl/admin/admintest"
 	"github.com/lbctl/lbctl/internal/leakcheck"
+	"github.com/lbctl/lbctl/internal/logtest"
 )
 
-// lockedBuffer is a bytes.Buffer that a logger writes to from the
-// server's goroutines while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// lockedBuffer is where a logger writes from the server's goroutines
+// while the test reads it.
+type lockedBuffer = logtest.Buffer
 
 // apiFixture is an admin.Server over an in-memory instance, listening on
 // loopback.

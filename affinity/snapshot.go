@@ -32,6 +32,10 @@ const (
 	// maxSnapshotID bounds the id length Load accepts, far above any
 	// configurable id, so that a forged length allocates nothing large.
 	maxSnapshotID = 1024
+	// maxSnapshotIDs bounds the distinct ids readSnapshot shares, so that
+	// a forged snapshot naming a new id per pin costs no more than plain
+	// copies.
+	maxSnapshotIDs = 4096
 )
 
 // ErrBadSnapshot is wrapped by Load's errors about the snapshot itself (a
@@ -48,15 +52,29 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Range), which for pins saved to survive a restart means at worst a pin
 // made or moved during the save is saved with its old value or not at all.
 func (t *Table) Save(w io.Writer) (int, error) {
+	return t.SaveSince(w, time.Time{}, time.Now())
+}
+
+// SaveSince is Save limited to the pins made, moved or renewed at or after
+// since (a pin's last use, to the renewal granularity Lookup describes):
+// the pins that changed since an earlier save began, when since is taken
+// before it. The zero since saves every pin. The remaining TTLs are
+// counted from now, which Merge is then given. An upgrade sends a whole
+// snapshot while the old process still serves, then the changes since,
+// which are few, once it has stopped accepting (see Merge).
+func (t *Table) SaveSince(w io.Writer, since, now time.Time) (int, error) {
 	crc := crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 64<<10)
 	var buf [64]byte
 	head := append(buf[:0], snapshotMagic...)
 	head = binary.BigEndian.AppendUint16(head, snapshotVersion)
 	bw.Write(head)
-	now := time.Now()
 	n := 0
-	t.Range(func(k Key, id string, expires time.Time) bool {
+	each := t.Range
+	if !since.IsZero() {
+		each = func(fn func(Key, string, time.Time) bool) { t.rangeSince(since.UnixNano(), fn) }
+	}
+	each(func(k Key, id string, expires time.Time) bool {
 		rec := append(buf[:0], kindPin)
 		rec = binary.BigEndian.AppendUint64(rec, k.hi)
 		rec = binary.BigEndian.AppendUint64(rec, k.lo)
@@ -81,6 +99,43 @@ func (t *Table) Save(w io.Writer) (int, error) {
 	return n, nil
 }
 
+// rangeSince is Range limited to the pins last used at or after since
+// (unix nanoseconds). A shard's recency list is in order of last use, so the
+// pins changed since are at its front: each shard's are read from there in
+// one lock hold, and the walk stops at the first older pin, so that the
+// changes of the last seconds are read in time proportional to them, not to
+// the table. A shard with more than a batch of them is read whole, as
+// Range reads it, keeping its lock holds as short.
+func (t *Table) rangeSince(since int64, fn func(Key, string, time.Time) bool) {
+	var batch [rangeBatch]pinned
+	ttl := t.ttl.Load()
+	recent := func(k Key, id string, expires time.Time) bool {
+		return expires.UnixNano()-ttl < since || fn(k, id, expires)
+	}
+	for i := range t.shards {
+		s := &t.shards[i]
+		got, whole := batch[:0], true
+		s.mu.Lock()
+		for e := s.recency.next; e != &s.recency && e.used >= since; e = e.next {
+			if len(got) == cap(got) {
+				whole = false
+				break
+			}
+			got = append(got, pinned{key: e.key, pin: e.pin})
+		}
+		s.mu.Unlock()
+		if !whole {
+			if !s.visit(t, batch[:0], recent) {
+				return
+			}
+			continue
+		}
+		if !t.emit(got, fn) {
+			return
+		}
+	}
+}
+
 // savedPin is one pin read from a snapshot.
 type savedPin struct {
 	key       Key
@@ -100,6 +155,24 @@ type savedPin struct {
 // Load reads nothing past the snapshot's end when r is a *bufio.Reader, so
 // that the caller can read what follows.
 func (t *Table) Load(r io.Reader, keep func(id string) bool) (loaded int, err error) {
+	return t.load(r, keep, time.Time{})
+}
+
+// Merge is Load of a snapshot that SaveSince wrote at savedAt (its now) in
+// another process on this machine, into a table that may already hold
+// pins: each pin expires at savedAt plus its remaining TTL, as in the
+// process that saved it, and it replaces a live pin of its key that was
+// last used before it, so that the newer of two decisions wins. An
+// upgrade's new process merges the whole snapshot, then the changes since
+// (see SaveSince), so that the moves and new pins the old process made
+// meanwhile replace or join the pins the first restored.
+func (t *Table) Merge(r io.Reader, keep func(id string) bool, savedAt time.Time) (merged int, err error) {
+	return t.load(r, keep, savedAt)
+}
+
+// load restores a snapshot's pins: from now, or with merge's rules from
+// savedAt when it is not zero.
+func (t *Table) load(r io.Reader, keep func(id string) bool, savedAt time.Time) (loaded int, err error) {
 	pins, err := readSnapshot(bufio.NewReader(r))
 	if err != nil {
 		return 0, err
@@ -107,16 +180,39 @@ func (t *Table) Load(r io.Reader, keep func(id string) bool) (loaded int, err er
 	// Oldest first, so that each pin restored is the most recent so far
 	// and goes to the front of its shard's recency list at once.
 	slices.SortStableFunc(pins, func(a, b savedPin) int { return cmp.Compare(a.remaining, b.remaining) })
-	now := time.Now()
+	t.reserve(len(pins))
+	from, merge := savedAt, !savedAt.IsZero()
+	if !merge {
+		from = time.Now()
+	}
 	for _, p := range pins {
 		if p.remaining <= 0 || (keep != nil && !keep(p.id)) || t.Key(p.key.Addr()) != p.key {
 			continue
 		}
-		if t.Restore(p.key, p.id, now.Add(p.remaining)) {
+		if t.restore(p.key, p.id, from.Add(p.remaining), merge) {
 			loaded++
 		}
 	}
 	return loaded, nil
+}
+
+// reserve makes room for n pins spread over the shards, in the shards that
+// hold none yet (a table being loaded at start), so that a large load does
+// not grow each shard's map step by step, rehashing it at every step.
+func (t *Table) reserve(n int) {
+	per := min(n, int(t.limit.Load())) / len(t.shards)
+	if per < minPerShard {
+		return
+	}
+	per += per / 8 // hashing never spreads keys evenly
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		if len(s.items) == 0 {
+			s.items = make(map[Key]*entry, per)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // checkedReader reads through br and adds what it reads to a checksum.
@@ -166,6 +262,8 @@ func readSnapshot(br *bufio.Reader) ([]savedPin, error) {
 	}
 	var pins []savedPin
 	var rec [24]byte
+	var idBuf [maxSnapshotID]byte
+	ids := map[string]string{}
 	for {
 		kind, err := cr.ReadByte()
 		if err != nil {
@@ -202,14 +300,24 @@ func readSnapshot(br *bufio.Reader) ([]savedPin, error) {
 		if n == 0 || n > maxSnapshotID {
 			return nil, bad("backend id of %d bytes", n)
 		}
-		id := make([]byte, n)
-		if _, err := io.ReadFull(cr, id); err != nil {
+		raw := idBuf[:n]
+		if _, err := io.ReadFull(cr, raw); err != nil {
 			return nil, truncated(err)
+		}
+		// A table names few backends: each id is made a string once and
+		// shared by its pins, as the pins of a running table share it.
+		id, ok := ids[string(raw)]
+		if !ok {
+			if len(ids) >= maxSnapshotIDs {
+				clear(ids)
+			}
+			id = string(raw)
+			ids[id] = id
 		}
 		pins = append(pins, savedPin{
 			key:       Key{hi: binary.BigEndian.Uint64(rec[:8]), lo: binary.BigEndian.Uint64(rec[8:16])},
 			remaining: time.Duration(binary.BigEndian.Uint64(rec[16:24])),
-			id:        string(id),
+			id:        id,
 		})
 	}
 }
@@ -223,6 +331,12 @@ func readSnapshot(br *bufio.Reader) ([]savedPin, error) {
 // many makes that immediate) and, past capacity, evicts the least recently
 // used pin of k's shard, as Pin does.
 func (t *Table) Restore(k Key, id string, expires time.Time) bool {
+	return t.restore(k, id, expires, false)
+}
+
+// restore is Restore; with newer, a live pin of k last used before the
+// saved one is replaced rather than kept.
+func (t *Table) restore(k Key, id string, expires time.Time, newer bool) bool {
 	now := time.Now().UnixNano()
 	used := min(expires.UnixNano()-t.ttl.Load(), now)
 	horizon := t.horizon(now)
@@ -233,12 +347,18 @@ func (t *Table) Restore(k Key, id string, expires time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.items[k]; ok {
-		if e.used > horizon {
+		live := e.used > horizon
+		if live && (!newer || e.used >= used) {
 			return false
 		}
 		s.remove(e)
 		t.size.Add(-1)
-		s.expirations++
+		switch {
+		case !live:
+			s.expirations++
+		case e.id != id:
+			s.repins++
+		}
 	}
 	e := &entry{key: k, pin: pin{id: id, used: used}}
 	s.items[k] = e

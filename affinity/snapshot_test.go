@@ -277,12 +277,132 @@ func BenchmarkSnapshot1M(b *testing.B) {
 		b.ReportMetric(float64(buf.Len())/n, "bytes/pin")
 	})
 	b.Run("load", func(b *testing.B) {
+		b.ReportAllocs()
 		for b.Loop() {
 			dst := New(Options{Capacity: n})
 			if got, err := dst.Load(bytes.NewReader(buf.Bytes()), nil); err != nil || got != n {
 				b.Fatalf("Load = %d, %v", got, err)
 			}
 			dst.Close()
+		}
+	})
+}
+
+// An upgrade's hand-over: a whole snapshot, then pins change in the old
+// table, then SaveSince the first save's start carries only those changes,
+// and Merge applies them over what the first restored: a new pin is added,
+// a moved one follows its move, an untouched one stays as it was.
+func TestSaveSinceAndMerge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		old := New(Options{TTL: time.Hour})
+		defer old.Close()
+		k := func(i byte) Key { return old.Key(netip.AddrFrom4([4]byte{10, 4, 0, i})) }
+		for i := range byte(10) {
+			old.Pin(k(i), "app-01")
+		}
+		time.Sleep(time.Minute)
+		since := time.Now()
+		var first bytes.Buffer
+		if n, err := old.Save(&first); err != nil || n != 10 {
+			t.Fatalf("Save = %d, %v", n, err)
+		}
+		time.Sleep(time.Second)
+		old.Pin(k(3), "app-02")  // moved after the first snapshot
+		old.Pin(k(20), "app-03") // new after the first snapshot
+
+		var second bytes.Buffer
+		secondAt := time.Now()
+		if n, err := old.SaveSince(&second, since, secondAt); err != nil || n != 2 {
+			t.Fatalf("SaveSince = %d, %v; want the 2 pins changed since", n, err)
+		}
+		next := New(Options{TTL: time.Hour})
+		defer next.Close()
+		// Loaded later than saved, as a new process reads while the old
+		// one serves on: the pins' times are the old process's.
+		time.Sleep(5 * time.Second)
+		if n, err := next.Merge(&first, nil, since); err != nil || n != 10 {
+			t.Fatalf("Merge of the first = %d, %v", n, err)
+		}
+		if n, err := next.Merge(&second, nil, secondAt); err != nil || n != 2 {
+			t.Fatalf("Merge = %d, %v; want 2", n, err)
+		}
+		want := snapshotPins(old)
+		if got := snapshotPins(next); len(got) != 11 || len(got) != len(want) {
+			t.Fatalf("after Merge %d pins, want 11", len(got))
+		}
+		for key, id := range want {
+			if got, _, _ := next.Get(key); got != id {
+				t.Errorf("%s: %q after Merge, want %q", key, got, id)
+			}
+		}
+		// Merge keeps a live pin used after the saved one: k(3) moves
+		// again in next, and merging the second snapshot again keeps it.
+		next.Pin(k(3), "app-01")
+		second.Reset()
+		old.SaveSince(&second, since, secondAt)
+		next.Merge(&second, nil, secondAt)
+		if got, _, _ := next.Get(k(3)); got != "app-01" {
+			t.Errorf("Merge replaced a newer pin: k3 on %q, want app-01", got)
+		}
+		if st := next.Stats(); st.Repins != 2 || st.Expirations != 0 {
+			t.Errorf("stats after the merges %+v, want 2 repins (one merged, one pinned) and no expirations", st)
+		}
+	})
+}
+
+// BenchmarkSaveSince1M measures the second part of an upgrade's hand-over
+// over a table of a million pins: the thousand pins made since the first
+// part, which is how long the upgrade pauses accepting (plus the merge).
+func BenchmarkSaveSince1M(b *testing.B) {
+	const n = 1 << 20
+	src := New(Options{Capacity: 2 * n})
+	defer src.Close()
+	for i := range n {
+		src.Pin(src.Key(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})), "app-0"+strconv.Itoa(i%8))
+	}
+	since := time.Now()
+	for i := range 1000 {
+		src.Pin(src.Key(netip.AddrFrom4([4]byte{11, 0, byte(i >> 8), byte(i)})), "app-01")
+	}
+	var buf bytes.Buffer
+	for b.Loop() {
+		buf.Reset()
+		if got, err := src.SaveSince(&buf, since, time.Now()); err != nil || got != 1000 {
+			b.Fatalf("SaveSince = %d, %v; want 1000", got, err)
+		}
+	}
+}
+
+// SaveSince reads the pins changed since from the front of each shard's
+// recency list, and a shard with more of them than a batch in full: both
+// give exactly the changed pins.
+func TestSaveSinceManyChanges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for _, changed := range []int{rangeBatch - 1, rangeBatch, 3 * rangeBatch} {
+			tb := New(Options{TTL: time.Hour, Capacity: 1000}) // one shard
+			k := func(i int) Key { return tb.Key(netip.AddrFrom4([4]byte{10, 5, byte(i >> 8), byte(i)})) }
+			for i := range 500 {
+				tb.Pin(k(i), "app-01")
+			}
+			time.Sleep(time.Minute)
+			since := time.Now()
+			for i := range changed {
+				tb.Pin(k(i*2), "app-02")
+			}
+			time.Sleep(time.Second)
+			var buf bytes.Buffer
+			if n, err := tb.SaveSince(&buf, since, time.Now()); err != nil || n != changed {
+				t.Errorf("%d changed: SaveSince = %d, %v", changed, n, err)
+			}
+			dst := New(Options{TTL: time.Hour, Capacity: 1000})
+			dst.Merge(&buf, nil, time.Now())
+			for key, id := range snapshotPins(dst) {
+				if id != "app-02" {
+					t.Errorf("%d changed: %s saved on %s, which it left before since", changed, key, id)
+				}
+			}
+			dst.Close()
+			tb.Close()
 		}
 	})
 }

@@ -1,7 +1,10 @@
-// Package affinity keeps the source-address affinity of L4 mode: a table from
-// client Key to the id of the backend the client is pinned to, bounded by
-// capacity (least recently used entries are evicted) and by a sliding TTL
-// (every hit renews it).
+// Package affinity owns the source-address affinity of L4 mode: the Table
+// from client Key to the id of the backend the client is pinned to, bounded
+// by capacity (least recently used entries are evicted) and by a sliding TTL
+// (every hit renews it); the snapshot format that carries the pins across a
+// restart (Save and Load); and the operator's view of the pins (Get,
+// Forget, Range), which the admin API reaches through the instance. Like
+// backend and config, it imports no other lbctl package.
 //
 // The table is sharded so that lookups from many connections do not queue on
 // one lock, and expiry is done by the table's own sweeper in small batches so
@@ -279,18 +282,6 @@ func (t *Table) Lookup(k Key) (id string, ok bool) {
 	return id, ok
 }
 
-// Pin points k at backend id with a fresh TTL. It reports whether this moved
-// a live entry from another backend, which is counted as a re-pin.
-//
-// When a new key takes the table past its capacity, the least recently used
-// entry of the key's shard is evicted. Keys hash evenly over shards, so that
-// entry is among the oldest of the whole table; with a single shard (tables
-// below 2048 entries) it is exactly the oldest.
-func (t *Table) Pin(k Key, id string) (repinned bool) {
-	_, repinned = t.pin(k, "", id, false)
-	return repinned
-}
-
 // PinIf points k at backend id unless another connection got there first:
 // it pins when k has no live entry or its entry is still old (the id the
 // caller saw, "" for none), and returns the id k is pinned to afterwards.
@@ -298,14 +289,12 @@ func (t *Table) Pin(k Key, id string) (repinned bool) {
 // the same client and should follow the returned pin, so that clients that
 // arrive together, or fail over together, all land on one backend. Moving a
 // live entry from old to another backend counts as a re-pin.
+//
+// When a new key takes the table past its capacity, the least recently used
+// entry of the key's shard is evicted. Keys hash evenly over shards, so that
+// entry is among the oldest of the whole table; with a single shard (tables
+// below 2048 entries) it is exactly the oldest.
 func (t *Table) PinIf(k Key, old, id string) (current string) {
-	current, _ = t.pin(k, old, id, true)
-	return current
-}
-
-// pin stores k -> id with a fresh TTL; when conditional, only if k's live
-// entry (if any) is old, returning the live id otherwise.
-func (t *Table) pin(k Key, old, id string, conditional bool) (current string, repinned bool) {
 	now := time.Now().UnixNano()
 	horizon := t.horizon(now)
 	s := t.shard(k)
@@ -314,18 +303,17 @@ func (t *Table) pin(k Key, old, id string, conditional bool) (current string, re
 	e, existed := s.items[k]
 	live := existed && e.used > horizon
 	switch {
-	case live && conditional && e.id != old:
-		return e.id, false
+	case live && e.id != old:
+		return e.id
 	case existed && !live:
 		s.expirations++
 	case live && e.id != id:
 		s.repins++
-		repinned = true
 	}
 	if existed {
 		e.pin = pin{id: id, used: now}
 		s.touch(e)
-		return id, repinned
+		return id
 	}
 	s.insert(k, pin{id: id, used: now})
 	if t.size.Add(1) > t.limit.Load() && len(s.items) > 1 {
@@ -340,7 +328,7 @@ func (t *Table) pin(k Key, old, id string, conditional bool) (current string, re
 		s.remove(oldest)
 		t.size.Add(-1)
 	}
-	return id, repinned
+	return id
 }
 
 // Stats returns the table's counters summed over its shards.

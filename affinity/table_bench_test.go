@@ -1,9 +1,13 @@
 package affinity
 
 import (
+	"bufio"
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -208,6 +212,100 @@ func BenchmarkLookupDuringRange(b *testing.B) {
 			close(stop)
 			<-ranging
 			b.ReportMetric(float64(worst.Microseconds()), "worst-µs")
+		})
+	}
+}
+
+// BenchmarkLookupDuringSave1M saves a table of a million pins to a file,
+// as the state file is written, while goroutines look up pins of the same
+// table, and reports how long the slowest lookups took during the saves
+// ("Saving"): the slowest one, and how many in a million took over 1ms.
+// "Quiet" runs the same lookups as long with no save, so that the
+// scheduler's share can be told apart from the save's: on a busy machine a
+// thread can lose its CPU for tens of milliseconds at any point, and a
+// lookup then waits as long whether or not it held a lock. The lookups
+// leave one core to the save, as the event loops of a busy instance leave
+// one to its saver at best.
+func BenchmarkLookupDuringSave1M(b *testing.B) {
+	const n = 1 << 20
+	tb := New(Options{Capacity: n})
+	defer tb.Close()
+	for i := range n {
+		tb.Pin(v4key(i), "app-0"+strconv.Itoa(i%8))
+	}
+	path := filepath.Join(b.TempDir(), "pins")
+	lookers := max(runtime.GOMAXPROCS(0)-1, 1)
+	// lookups is what one looking goroutine saw.
+	type lookups struct {
+		count, slow int // all of them, and those over 1ms
+		worst       time.Duration
+	}
+	var perSave time.Duration
+	for _, bc := range []struct {
+		name string
+		save bool
+	}{{"Saving", true}, {"Quiet", false}} {
+		b.Run(bc.name, func(b *testing.B) {
+			stop := make(chan struct{})
+			seen := make(chan lookups)
+			for range lookers {
+				go func() {
+					r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+					var l lookups
+					for {
+						select {
+						case <-stop:
+							seen <- l
+							return
+						default:
+						}
+						t0 := time.Now()
+						tb.Lookup(v4key(r.IntN(n)))
+						d := time.Since(t0)
+						l.count++
+						if d > time.Millisecond {
+							l.slow++
+						}
+						l.worst = max(l.worst, d)
+					}
+				}()
+			}
+			start, saves := time.Now(), 0
+			for b.Loop() {
+				if !bc.save {
+					time.Sleep(perSave)
+					continue
+				}
+				saves++
+				f, err := os.Create(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				bw := bufio.NewWriterSize(f, 64<<10)
+				if _, err := tb.Save(bw); err != nil {
+					b.Fatal(err)
+				}
+				if err := bw.Flush(); err != nil {
+					b.Fatal(err)
+				}
+				if err := f.Sync(); err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+			}
+			if bc.save {
+				perSave = time.Since(start) / time.Duration(saves)
+			}
+			close(stop)
+			var all lookups
+			for range lookers {
+				l := <-seen
+				all.count += l.count
+				all.slow += l.slow
+				all.worst = max(all.worst, l.worst)
+			}
+			b.ReportMetric(float64(all.worst.Microseconds()), "worst-µs")
+			b.ReportMetric(float64(all.slow)*1e6/float64(max(all.count, 1)), "over-1ms/M")
 		})
 	}
 }

@@ -14,6 +14,16 @@ func key(t testing.TB, s string) Key {
 	return KeyOf(netip.MustParseAddr(s), 32, 128)
 }
 
+// Pin points k at backend id with a fresh TTL, whatever k pointed at, and
+// reports whether this moved a live entry from another backend (a re-pin).
+// The proxies only ever pin conditionally (PinIf); the tests set up pins
+// with this.
+func (t *Table) Pin(k Key, id string) (repinned bool) {
+	cur := t.PinIf(k, "", id) // k's live pin, or id if it had none
+	t.PinIf(k, cur, id)
+	return cur != id
+}
+
 func TestKeyOfMasksPrefix(t *testing.T) {
 	tests := []struct {
 		addr   string

@@ -93,6 +93,7 @@ func packAdmin(s AdminState, until time.Time) int64 {
 // atomic store: the data path sees it at its next decision, without a lock.
 func (b *Backend) SetAdmin(s AdminState, until time.Time) {
 	b.admin.Store(packAdmin(s, until))
+	availabilityChanged()
 }
 
 // Admin returns the backend's admin state and, for a drain with a deadline,

@@ -1,8 +1,12 @@
-// Package backend holds the backend pool that both front doors share: each
-// Backend's identity and live state, the Registry that groups them, the live
-// Pool that a reload replaces the Registry in, the Selector policies that
-// choose among available backends, and the Prober that keeps their health
-// current.
+// Package backend owns the backend pool that both front doors share: each
+// Backend's identity and live state (health, admin state, counters, all in
+// atomics the data path reads without locks), the Registry that groups them,
+// the live Pool that a reload replaces the Registry in, the Selector
+// policies that choose among available backends, the Attempt through which
+// both front doors choose a client's backend and fail over, the Prober that keeps
+// their health current (active checks, and the passive failures the
+// proxies report), and how a backend is dialled (Dialer). It imports no
+// other lbctl package; the instance wiring translates a config into it.
 package backend
 
 import (
@@ -11,6 +15,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Backend is one server of the pool. Its ID is fixed at construction; its
@@ -30,13 +35,15 @@ type Backend struct {
 	active  atomic.Int64
 	served  atomic.Uint64
 	stats   counters // connections, failures, responses: see counters.go
+	// order is the leastconn order this backend's connection count keeps
+	// current, if a LeastConn selector placed it in one (see leastconn.go).
+	order atomic.Pointer[leaf]
 
 	// mu guards the consecutive pass and fail counts while a check result is
-	// folded into the health state; fails mirrors the failure count for
-	// lock-free readers.
+	// folded into the health state.
 	mu     sync.Mutex
 	passes int
-	fails  atomic.Int32
+	fails  int
 }
 
 // New returns a backend that is up, ready and idle.
@@ -44,6 +51,22 @@ func New(id, address string, weight int) *Backend {
 	b := &Backend{ID: id}
 	b.spec.Store(&Spec{ID: id, Address: address, Weight: weight})
 	return b
+}
+
+// DefaultConnectTimeout bounds a backend dial when no connect timeout is
+// set.
+const DefaultConnectTimeout = 3 * time.Second
+
+// Dialer returns the dialer both front doors connect to backends with:
+// connect bounds each dial (DefaultConnectTimeout when it is not
+// positive), and TCP keep-alive is off, since dead peers are found by the
+// proxies' own timeouts and keep-alive would only add three system calls
+// to every dial.
+func Dialer(connect time.Duration) net.Dialer {
+	if connect <= 0 {
+		connect = DefaultConnectTimeout
+	}
+	return net.Dialer{Timeout: connect, KeepAlive: -1}
 }
 
 // Dial opens a TCP connection to the backend with d. The error names the
@@ -77,14 +100,41 @@ func (b *Backend) Active() int64 { return b.active.Load() }
 
 // Acquire records a new connection to the backend. Every Acquire must be
 // matched by one Release when the connection ends.
-func (b *Backend) Acquire() { b.active.Add(1) }
+func (b *Backend) Acquire() {
+	b.active.Add(1)
+	if l := b.order.Load(); l != nil {
+		l.moved()
+	}
+}
 
 // Release records the end of a connection counted by Acquire.
-func (b *Backend) Release() { b.active.Add(-1) }
+func (b *Backend) Release() {
+	b.active.Add(-1)
+	if l := b.order.Load(); l != nil {
+		l.moved()
+	}
+}
 
-// ConsecutiveFailures returns the number of failed checks (active or passive)
-// since the last passing one.
-func (b *Backend) ConsecutiveFailures() int { return int(b.fails.Load()) }
+// stateEpoch counts the changes of any backend's availability or weight:
+// health transitions, admin states, reloads. Selectors keep structures
+// prepared over the available backends and rebuild them when it moves
+// (see prepared). It is one counter for the process rather than one per
+// pool because a Backend does not know its pool; a change in one pool
+// costs another at most one rebuild.
+var stateEpoch atomic.Uint64
+
+// availabilityChanged tells the selectors that some backend's
+// availability or weight changed. Call it after the change is stored.
+func availabilityChanged() { stateEpoch.Add(1) }
+
+// ConsecutiveFailures returns the number of failed checks (active or
+// passive) since the last passing one. It takes the lock that Observe
+// folds results under; the data path never asks.
+func (b *Backend) ConsecutiveFailures() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.fails
+}
 
 // weight returns the effective weight, at least 1.
 func (b *Backend) weight() int {
@@ -123,18 +173,20 @@ func (b *Backend) Observe(pass bool, rise, fall int) Transition {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if pass {
-		b.fails.Store(0)
+		b.fails = 0
 		b.passes++
 		if b.down.Load() && b.passes >= rise {
 			b.down.Store(false)
+			availabilityChanged()
 			return WentUp
 		}
 		return Unchanged
 	}
 	b.passes = 0
-	n := b.fails.Add(1)
-	if !b.down.Load() && int(n) >= fall {
+	b.fails++
+	if !b.down.Load() && b.fails >= fall {
 		b.down.Store(true)
+		availabilityChanged()
 		return WentDown
 	}
 	return Unchanged

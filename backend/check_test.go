@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/logtest"
 )
 
 // listening returns the address of a loopback listener that stays open for
@@ -95,7 +97,7 @@ func TestTCPCheck(t *testing.T) {
 			}
 
 			// Through the prober, with fall 1: one round decides.
-			var logs strings.Builder
+			var logs logtest.Buffer
 			reg := mustRegistry(t, b)
 			p := &Prober{Pool: NewPool(reg), Checker: new(TCPCheck), Timeout: time.Second, Fall: 1, Logger: bufferLogger(&logs)}
 			p.Round(t.Context())
@@ -179,7 +181,7 @@ func TestHTTPCheck(t *testing.T) {
 			t.Cleanup(func() { close(release) }) // runs before srv.Close
 
 			b := New("app-01", srv.address(), 1)
-			var logs strings.Builder
+			var logs logtest.Buffer
 			p := &Prober{
 				Pool:    NewPool(mustRegistry(t, b)),
 				Checker: &HTTPCheck{Path: "/healthz"},

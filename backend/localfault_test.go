@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/lbctl/lbctl/internal/logtest"
 )
 
 // dialError builds the error a failed dial returns, the way net.Dialer
@@ -64,7 +66,7 @@ func TestLocalFaultDoesNotCountAgainstTheBackend(t *testing.T) {
 	local := dialError("connect", syscall.EADDRNOTAVAIL)
 	checkErr := local
 	b := New("app-01", "127.0.0.1:8080", 1)
-	var logs strings.Builder
+	var logs logtest.Buffer
 	p := &Prober{
 		Pool:    NewPool(mustRegistry(t, b)),
 		Checker: CheckFunc(func(context.Context, *Backend) error { return checkErr }),

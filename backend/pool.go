@@ -145,6 +145,7 @@ func (p *Pool) Reload(specs []Spec) (Changes, error) {
 	for _, b := range gone {
 		b.removed.Store(true)
 	}
+	availabilityChanged()
 	close(p.changed)
 	p.changed = make(chan struct{})
 	return ch, nil

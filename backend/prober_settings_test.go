@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/logtest"
 )
 
 // probeLog records when each backend was probed, relative to start.
@@ -189,7 +190,7 @@ func TestSetSettingsChecksOffAndOn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		pool := newPool(1, 1)
 		probes := newProbeLog()
-		var logs strings.Builder
+		var logs logtest.Buffer
 		failing := probes.checker(func() error { return errors.New("refused") })
 		p := &Prober{Pool: NewPool(mustRegistry(t, pool...)), Checker: failing, Interval: 2 * time.Second, Fall: 1, Logger: bufferLogger(&logs)}
 		stop := runProber(t, p)

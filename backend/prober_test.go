@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -14,6 +13,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/logtest"
 )
 
 func mustRegistry(t *testing.T, backends ...*Backend) *Registry {
@@ -25,23 +26,10 @@ func mustRegistry(t *testing.T, backends ...*Backend) *Registry {
 	return r
 }
 
-// syncWriter serialises writes so that a strings.Builder can take log lines
-// from concurrent probes.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
-// bufferLogger returns a logger writing text lines to w. Read w only while no
-// probe is running.
-func bufferLogger(w io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(&syncWriter{w: w}, nil))
+// bufferLogger returns a logger writing text lines to w, which the test
+// may read while probes log.
+func bufferLogger(w *logtest.Buffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, nil))
 }
 
 var discardLogger = slog.New(slog.DiscardHandler)
@@ -59,7 +47,7 @@ func TestProberRiseAndFall(t *testing.T) {
 	b := New("app-01", srv.address(), 1)
 	healthy := newHealthServer(t, func(http.ResponseWriter, *http.Request) {})
 	other := New("app-02", healthy.address(), 1)
-	var logs strings.Builder
+	var logs logtest.Buffer
 	p := &Prober{
 		Pool:    NewPool(mustRegistry(t, b, other)),
 		Checker: &HTTPCheck{Path: "/healthz"},
@@ -157,7 +145,7 @@ func TestReportFailure(t *testing.T) {
 	t.Run("counts toward fall", func(t *testing.T) {
 		b := New("app-01", "127.0.0.1:1", 1)
 		var pass atomic.Bool
-		var logs strings.Builder
+		var logs logtest.Buffer
 		p := &Prober{
 			Pool:    NewPool(mustRegistry(t, b)),
 			Checker: CheckFunc(func(context.Context, *Backend) error { return check(pass.Load()) }),
@@ -212,7 +200,7 @@ func TestRoundConcurrentAndBounded(t *testing.T) {
 	t.Run("timeout", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			pool := newPool(1, 1, 1, 1)
-			var logs strings.Builder
+			var logs logtest.Buffer
 			p := &Prober{Pool: NewPool(mustRegistry(t, pool...)), Checker: hang, Timeout: 3 * time.Second, Fall: 1, Logger: bufferLogger(&logs)}
 			start := time.Now()
 			p.Round(t.Context())
@@ -334,7 +322,7 @@ func TestRunEmptyRegistry(t *testing.T) {
 // and its lines go through the wrapping handler to the prober's own.
 func TestWithLogHandler(t *testing.T) {
 	b := New("app-01", "127.0.0.1:1", 1)
-	var logs strings.Builder
+	var logs logtest.Buffer
 	p := &Prober{
 		Pool:    NewPool(mustRegistry(t, b)),
 		Checker: CheckFunc(func(context.Context, *Backend) error { return check(false) }),

@@ -3,7 +3,8 @@ package backend
 import "fmt"
 
 // Registry is the backend pool in config order. It is immutable once built:
-// a reload builds a new Registry and swaps it in whole, so readers never lock.
+// Pool.Reload builds a new Registry and swaps it in whole, so readers never
+// lock.
 // A nil *Registry is an empty pool.
 type Registry struct {
 	all  []*Backend

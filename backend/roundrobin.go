@@ -1,78 +1,105 @@
 package backend
 
-import "sync/atomic"
+import (
+	"slices"
+	"sync/atomic"
+)
 
-// RoundRobin is weighted round robin. Each eligible backend gets Weight
+// RoundRobin is weighted round robin. Each available backend gets Weight
 // positions in a cycle, interleaved rather than in blocks: weights 3:1 give
-// a, b, a, a rather than a, a, a, b. The cycle is built over the eligible
-// backends only, so an unavailable or avoided backend is skipped and its share
-// is spread over the others in proportion to their weights.
+// a, b, a, a rather than a, a, a, b. The cycle is built over the available
+// backends only, so an unavailable backend is skipped and its share is
+// spread over the others in proportion to their weights. An avoided backend
+// (failover) is passed over to the next position of the cycle.
 //
-// With equal weights and an unchanging pool, N*k selections over N backends
-// give each exactly k. The zero value is ready to use; it is lock-free (one
-// atomic counter) and must not be copied after first use.
+// With an unchanging pool, selections over whole cycles give each backend
+// exactly its weight's share. A selection costs one atomic counter and a
+// binary search over the distinct weights (at most 256), whatever the
+// number of backends; the cycle is prepared once per change of the pool
+// (see prepared). The zero value is ready to use; it must not be copied
+// after first use.
 type RoundRobin struct {
-	next atomic.Uint64
+	next  atomic.Uint64
+	cycle prepared[cycle]
 }
 
 var _ Selector = (*RoundRobin)(nil)
 
-// Select returns the backend at the next position of the weighted cycle.
-func (r *RoundRobin) Select(pool, avoid []*Backend) *Backend {
-	total, top := 0, 0
-	for _, b := range pool {
-		if eligible(b, avoid) {
-			w := b.weight()
-			total += w
-			top = max(top, w)
-		}
-	}
-	if total == 0 {
+// cycle is the interleaved weighted cycle over the available backends.
+// It runs in rounds 0..top-1; round k holds, in pool order, the backends
+// whose weight exceeds k, so a backend of weight w appears in w rounds.
+// Rounds between two consecutive distinct weights hold the same backends:
+// they form one segment, stored once.
+type cycle struct {
+	total int
+	segs  []segment
+}
+
+// segment is a run of rounds that hold the same backends.
+type segment struct {
+	start   int        // the cycle position of its first round
+	members []*Backend // the backends of each of its rounds, in pool order
+}
+
+// Select returns the backend at the next position of the weighted cycle,
+// or, when that one is avoided (or no longer available), at the positions
+// after it.
+func (r *RoundRobin) Select(reg *Registry, _ uint64, avoid []*Backend) *Backend {
+	c := r.cycle.get(reg, buildCycle, 0)
+	if c.total == 0 {
 		return nil
 	}
 	n := r.next.Add(1) - 1
-	if b := atCyclePosition(pool, avoid, int(n%uint64(total)), top); b != nil {
-		return b
+	pos := int(n % uint64(c.total))
+	for range len(avoid) + probes {
+		if b := c.at(pos); eligible(b, avoid) {
+			return b
+		}
+		if pos++; pos == c.total {
+			pos = 0
+		}
 	}
-	// A backend changed state between the passes and the position fell off
-	// the end of the cycle; any eligible backend will do.
-	return firstEligible(pool, avoid, int(n%uint64(len(pool))))
+	// The cycle is out of date (being rebuilt) and what it offers is not
+	// available any more; any available backend will do.
+	return firstEligible(reg.All(), avoid, int(n%uint64(max(reg.Len(), 1))))
 }
 
-// atCyclePosition returns the backend at position pos of the interleaved
-// cycle over the eligible backends of pool. The cycle runs in rounds
-// 0..top-1; round k holds, in pool order, the eligible backends whose weight
-// exceeds k, so a backend of weight w appears in w rounds. Finding the round
-// is a binary search over before(k), the number of positions in rounds below
-// k. It returns nil if pos lies beyond the cycle (the pool changed).
-func atCyclePosition(pool, avoid []*Backend, pos, top int) *Backend {
-	before := func(round int) int {
-		s := 0
-		for _, b := range pool {
-			if eligible(b, avoid) {
-				s += min(b.weight(), round)
+// probes is how many positions past the avoided ones a selection tries in
+// a prepared structure before it falls back on a pass over the pool, which
+// happens only while the structure is out of date.
+const probes = 8
+
+// at returns the backend at position pos (0 <= pos < total).
+func (c *cycle) at(pos int) *Backend {
+	// The last segment starting at or before pos.
+	i, _ := slices.BinarySearchFunc(c.segs, pos, func(s segment, p int) int { return s.start - p - 1 })
+	s := &c.segs[i-1]
+	return s.members[(pos-s.start)%len(s.members)]
+}
+
+// buildCycle prepares the cycle over the available backends of reg.
+func buildCycle(reg *Registry, _ int) *cycle {
+	unorder(reg)
+	u := usable(reg)
+	weights := make([]int, 0, len(u))
+	for _, b := range u {
+		weights = append(weights, b.weight())
+	}
+	levels := slices.Clone(weights)
+	slices.Sort(levels)
+	levels = slices.Compact(levels)
+	c := new(cycle)
+	below := 0 // the round where the segment starts
+	for _, top := range levels {
+		var members []*Backend
+		for i, b := range u {
+			if weights[i] > below {
+				members = append(members, b)
 			}
 		}
-		return s
+		c.segs = append(c.segs, segment{start: c.total, members: members})
+		c.total += (top - below) * len(members)
+		below = top
 	}
-	// Largest round with before(round) <= pos; before(0) == 0.
-	round, start := 0, 0
-	for lo, hi := 0, top-1; lo < hi; {
-		mid := (lo + hi + 1) / 2
-		if s := before(mid); s <= pos {
-			lo, round, start = mid, mid, s
-		} else {
-			hi = mid - 1
-		}
-	}
-	j := pos - start
-	for _, b := range pool {
-		if eligible(b, avoid) && b.weight() > round {
-			if j == 0 {
-				return b
-			}
-			j--
-		}
-	}
-	return nil
+	return c
 }

@@ -21,11 +21,28 @@ func newPool(weights ...int) []*Backend {
 // markDown takes b down as one failing check with fall 1 would.
 func markDown(b *Backend) { b.Observe(false, 1, 1) }
 
-// pick runs n selections and counts the choices by backend id; "" counts nil.
-func pick(s Selector, pool, avoid []*Backend, n int) map[string]int {
+// registryOf returns a registry of pool, failing t on duplicate ids.
+func registryOf(t testing.TB, pool []*Backend) *Registry {
+	t.Helper()
+	reg, err := NewRegistry(pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+// pick runs n selections over a registry of pool, each with a fresh key,
+// and counts the choices by backend id; "" counts nil.
+func pick(t testing.TB, s Selector, pool, avoid []*Backend, n int) map[string]int {
+	t.Helper()
+	return pickIn(s, registryOf(t, pool), avoid, n)
+}
+
+// pickIn is pick over a registry.
+func pickIn(s Selector, reg *Registry, avoid []*Backend, n int) map[string]int {
 	got := make(map[string]int)
-	for range n {
-		if b := s.Select(pool, avoid); b != nil {
+	for i := range n {
+		if b := s.Select(reg, mix64(uint64(i)), avoid); b != nil {
 			got[b.ID]++
 		} else {
 			got[""]++
@@ -34,7 +51,7 @@ func pick(s Selector, pool, avoid []*Backend, n int) map[string]int {
 	return got
 }
 
-var policies = []string{"roundrobin", "leastconn", "random2"}
+var policies = []string{"roundrobin", "leastconn", "random2", "maglev"}
 
 func mustSelector(t testing.TB, policy string) Selector {
 	t.Helper()
@@ -53,6 +70,7 @@ func TestNewSelector(t *testing.T) {
 		{"roundrobin", "*backend.RoundRobin"},
 		{"leastconn", "*backend.LeastConn"},
 		{"random2", "*backend.Random2"},
+		{"maglev", "*backend.Maglev"},
 	}
 	for _, tt := range tests {
 		if got := fmt.Sprintf("%T", mustSelector(t, tt.policy)); got != tt.want {
@@ -76,7 +94,7 @@ func TestSelectorsPickOnlyAvailable(t *testing.T) {
 			pool := newPool(1, 1, 1, 1)
 			markDown(pool[1])
 			pool[3].SetAdmin(Drain, time.Time{})
-			got := pick(mustSelector(t, policy), pool, nil, 200)
+			got := pick(t, mustSelector(t, policy), pool, nil, 200)
 			for _, id := range []string{"b1", "b3", ""} {
 				if got[id] != 0 {
 					t.Errorf("picked %q %d times, want 0 (counts %v)", id, got[id], got)
@@ -96,6 +114,9 @@ func TestSelectorsNoneQualifies(t *testing.T) {
 	markDown(allDown[0])
 	allDown[1].SetAdmin(Maint, time.Time{})
 	avoided := newPool(1, 1)
+	for i, b := range avoided {
+		avoided[i] = New(fmt.Sprintf("a%d", i), b.Address(), 1)
+	}
 	tests := []struct {
 		name  string
 		pool  []*Backend
@@ -110,7 +131,7 @@ func TestSelectorsNoneQualifies(t *testing.T) {
 	for _, policy := range policies {
 		for _, tt := range tests {
 			t.Run(policy+"/"+tt.name, func(t *testing.T) {
-				if b := mustSelector(t, policy).Select(tt.pool, tt.avoid); b != nil {
+				if b := mustSelector(t, policy).Select(registryOf(t, tt.pool), 1, tt.avoid); b != nil {
 					t.Errorf("Select = %s, want nil", b.ID)
 				}
 			})
@@ -125,7 +146,7 @@ func TestSelectorsHonourAvoid(t *testing.T) {
 			// A look-alike of b0 that is not b0: avoid compares pointers.
 			twin := New("b0", pool[0].Address(), 1)
 			avoid := []*Backend{pool[1], pool[3], twin}
-			got := pick(mustSelector(t, policy), pool, avoid, 200)
+			got := pick(t, mustSelector(t, policy), pool, avoid, 200)
 			if got["b1"] != 0 || got["b3"] != 0 || got[""] != 0 {
 				t.Errorf("counts %v, want only b0 and b2", got)
 			}
@@ -158,7 +179,7 @@ func TestRoundRobinShares(t *testing.T) {
 			for _, i := range tt.down {
 				markDown(pool[i])
 			}
-			got := pick(new(RoundRobin), pool, nil, tt.picks)
+			got := pick(t, new(RoundRobin), pool, nil, tt.picks)
 			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
 				t.Errorf("counts %v, want %v", got, tt.want)
 			}
@@ -178,11 +199,11 @@ func TestRoundRobinInterleaves(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.weights), func(t *testing.T) {
-			pool := newPool(tt.weights...)
+			reg := registryOf(t, newPool(tt.weights...))
 			rr := new(RoundRobin)
 			var seq []string
 			for range strings.Count(tt.want, " ") + 1 {
-				seq = append(seq, rr.Select(pool, nil).ID)
+				seq = append(seq, rr.Select(reg, 0, nil).ID)
 			}
 			if got := strings.Join(seq, " "); got != tt.want {
 				t.Errorf("sequence %q, want %q", got, tt.want)
@@ -215,7 +236,7 @@ func TestLeastConn(t *testing.T) {
 			for _, i := range tt.down {
 				markDown(pool[i])
 			}
-			got := pick(new(LeastConn), pool, nil, tt.picks)
+			got := pick(t, new(LeastConn), pool, nil, tt.picks)
 			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
 				t.Errorf("counts %v, want %v", got, tt.want)
 			}
@@ -224,9 +245,10 @@ func TestLeastConn(t *testing.T) {
 
 	t.Run("acquire spreads", func(t *testing.T) {
 		pool := newPool(1, 1, 1, 1)
+		reg := registryOf(t, pool)
 		lc := new(LeastConn)
 		for range 40 {
-			lc.Select(pool, nil).Acquire()
+			lc.Select(reg, 0, nil).Acquire()
 		}
 		for _, b := range pool {
 			if got, want := b.Active(), int64(10); got != want {
@@ -240,7 +262,7 @@ func TestRandom2(t *testing.T) {
 	t.Run("two candidates: always the idle one", func(t *testing.T) {
 		pool := newPool(1, 1)
 		pool[0].Acquire()
-		got := pick(new(Random2), pool, nil, 500)
+		got := pick(t, new(Random2), pool, nil, 500)
 		if fmt.Sprint(got) != fmt.Sprint(map[string]int{"b1": 500}) {
 			t.Errorf("counts %v, want all 500 on the idle b1", got)
 		}
@@ -256,7 +278,7 @@ func TestRandom2(t *testing.T) {
 			pool[1].Acquire()
 		}
 		markDown(pool[3])
-		got := pick(new(Random2), pool, nil, 3000)
+		got := pick(t, new(Random2), pool, nil, 3000)
 		if got["b3"] != 0 || got[""] != 0 {
 			t.Errorf("counts %v, want no picks of the down b3 and no nil", got)
 		}
@@ -267,7 +289,7 @@ func TestRandom2(t *testing.T) {
 	t.Run("single candidate", func(t *testing.T) {
 		pool := newPool(1, 1, 1)
 		markDown(pool[0])
-		got := pick(new(Random2), pool, []*Backend{pool[2]}, 50)
+		got := pick(t, new(Random2), pool, []*Backend{pool[2]}, 50)
 		if fmt.Sprint(got) != fmt.Sprint(map[string]int{"b1": 50}) {
 			t.Errorf("counts %v, want all 50 on b1", got)
 		}
@@ -283,6 +305,7 @@ func TestSelectorsConcurrent(t *testing.T) {
 		t.Run(policy, func(t *testing.T) {
 			pool := newPool(1, 2, 1, 1)
 			pool[3].SetAdmin(Drain, time.Time{})
+			reg := registryOf(t, pool)
 			s := mustSelector(t, policy)
 			stop := make(chan struct{})
 			var flipper sync.WaitGroup
@@ -301,8 +324,8 @@ func TestSelectorsConcurrent(t *testing.T) {
 			for w := range workers {
 				wg.Go(func() {
 					counts[w] = make(map[string]int)
-					for range picks {
-						if b := s.Select(pool, nil); b != nil {
+					for i := range picks {
+						if b := s.Select(reg, mix64(uint64(i)), nil); b != nil {
 							counts[w][b.ID]++
 							b.Acquire()
 							b.Release()
@@ -324,12 +347,12 @@ func TestSelectorsConcurrent(t *testing.T) {
 	}
 
 	t.Run("roundrobin stays exact", func(t *testing.T) {
-		pool := newPool(1, 1, 1)
+		reg := registryOf(t, newPool(1, 1, 1))
 		rr := new(RoundRobin)
 		counts := make([]map[string]int, workers)
 		var wg sync.WaitGroup
 		for w := range workers {
-			wg.Go(func() { counts[w] = pick(rr, pool, nil, picks) })
+			wg.Go(func() { counts[w] = pickIn(rr, reg, nil, picks) })
 		}
 		wg.Wait()
 		total := make(map[string]int)
@@ -352,39 +375,13 @@ func TestSelectorsDoNotAllocate(t *testing.T) {
 			markDown(pool[2])
 			pool[4].SetAdmin(Drain, time.Time{})
 			avoid := []*Backend{pool[0], pool[6]}
+			reg := registryOf(t, pool)
 			s := mustSelector(t, policy)
-			if allocs := testing.AllocsPerRun(1000, func() { s.Select(pool, avoid) }); allocs != 0 {
+			s.Select(reg, 0, avoid) // the first selection prepares
+			key := uint64(0)
+			if allocs := testing.AllocsPerRun(1000, func() { key++; s.Select(reg, mix64(key), avoid) }); allocs != 0 {
 				t.Errorf("Select allocates %v times per call, want 0", allocs)
 			}
 		})
-	}
-}
-
-func BenchmarkSelect(b *testing.B) {
-	for _, policy := range policies {
-		for _, n := range []int{3, 16, 128} {
-			weights := make([]int, n)
-			for i := range weights {
-				weights[i] = 1 + i%4
-			}
-			pool := newPool(weights...)
-			markDown(pool[n/2])
-			avoid := []*Backend{pool[0]}
-			s := mustSelector(b, policy)
-			b.Run(fmt.Sprintf("%s/n=%d", policy, n), func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					s.Select(pool, avoid)
-				}
-			})
-			b.Run(fmt.Sprintf("%s/n=%d/parallel", policy, n), func(b *testing.B) {
-				b.ReportAllocs()
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						s.Select(pool, avoid)
-					}
-				})
-			})
-		}
 	}
 }

@@ -1,15 +1,13 @@
 package bench
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"log"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
-	"time"
+
+	"github.com/lbctl/lbctl/internal/testbackend"
 )
 
 // Headers a lab request carries, so that backends can record whose request
@@ -19,21 +17,18 @@ const (
 	headerRequest = "X-Lab-Request"
 )
 
-// labBackend is one in-process HTTP backend of the lab: it answers every
-// request with its id and records which user sent it. Kill closes its
-// listener and open connections, as a crash would; restart serves again on
-// the same address.
+// labBackend is one in-process HTTP backend of the lab (see
+// testbackend.StartHTTP): it answers every request with its id and records
+// which user sent it. kill crashes it; restart serves again on the same
+// address.
 type labBackend struct {
+	*testbackend.Backend
 	id    string
 	index int
-	addr  string // fixed by the first listen; restart listens here again
+	addr  string // the same across kill and restart
 
-	// mu guards srv and records. srv is nil while the backend is killed.
-	mu      sync.Mutex
-	srv     *http.Server
+	mu      sync.Mutex // guards records
 	records []record
-
-	serving sync.WaitGroup // one per running Serve
 }
 
 // record is one request a backend answered (or began to answer).
@@ -43,39 +38,13 @@ type record struct {
 }
 
 func startBackend(id string, index int) (*labBackend, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	b := &labBackend{id: id, index: index}
+	tb, err := testbackend.StartHTTP(id, http.HandlerFunc(b.answer))
 	if err != nil {
-		return nil, fmt.Errorf("backend %s: %w", id, err)
+		return nil, err
 	}
-	b := &labBackend{id: id, index: index, addr: ln.Addr().String()}
-	b.serve(ln)
+	b.Backend, b.addr = tb, tb.Addr()
 	return b, nil
-}
-
-// quietLog swallows net/http's own complaints about connections the lab
-// cuts on purpose.
-var quietLog = log.New(io.Discard, "", 0)
-
-func (b *labBackend) serve(ln net.Listener) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("/", b.answer)
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       30 * time.Second,
-		ErrorLog:          quietLog,
-	}
-	b.mu.Lock()
-	b.srv = srv
-	b.mu.Unlock()
-	b.serving.Go(func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			quietLog.Printf("backend %s: %v", b.id, err)
-		}
-	})
 }
 
 // answer records the request's user and writes the backend's id.
@@ -91,34 +60,15 @@ func (b *labBackend) answer(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, b.id+"\n")
 }
 
-// kill closes the listener and every open connection. It reports whether
-// the backend was running.
-func (b *labBackend) kill() bool {
-	b.mu.Lock()
-	srv := b.srv
-	b.srv = nil
-	b.mu.Unlock()
-	if srv == nil {
-		return false
-	}
-	srv.Close()
-	b.serving.Wait()
-	return true
-}
+// kill closes the listener and every open connection, as a crash would.
+// It reports whether the backend was running.
+func (b *labBackend) kill() bool { return b.Kill() }
 
 // restart listens on the backend's address again, if it was killed.
 func (b *labBackend) restart() error {
-	b.mu.Lock()
-	running := b.srv != nil
-	b.mu.Unlock()
-	if running {
-		return nil
-	}
-	ln, err := net.Listen("tcp", b.addr)
-	if err != nil {
+	if err := b.Revive(); err != nil {
 		return fmt.Errorf("recover backend %s on %s: %w", b.id, b.addr, err)
 	}
-	b.serve(ln)
 	return nil
 }
 
@@ -152,6 +102,25 @@ func startBackends(n int) (*backendSet, error) {
 		s.byID[b.id] = b
 	}
 	return s, nil
+}
+
+// ids returns the backends' ids by index.
+func (s *backendSet) ids() []string {
+	ids := make([]string, len(s.all))
+	for i, b := range s.all {
+		ids[i] = b.id
+	}
+	return ids
+}
+
+// takeRecords returns what each backend recorded, by index, and starts
+// new records.
+func (s *backendSet) takeRecords() [][]record {
+	records := make([][]record, len(s.all))
+	for i, b := range s.all {
+		records[i] = b.takeRecords()
+	}
+	return records
 }
 
 // reset brings every killed backend back and clears the records, so that

@@ -59,6 +59,17 @@ type generator struct {
 	transports map[int]*http.Transport // per gateway, without keep-alive
 }
 
+// failureReasons returns how many requests failed for each reason, nil
+// when none did.
+func (g *generator) failureReasons() map[string]int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.reasons) == 0 {
+		return nil
+	}
+	return g.reasons
+}
+
 // pending is a user between two requests.
 type pending struct {
 	user   *User

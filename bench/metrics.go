@@ -194,53 +194,14 @@ func analyze(d *runData) RunResult {
 		Warnings:       d.warnings,
 		DurationMS:     ms(d.elapsed),
 	}
-	nb := len(d.ids)
-	reqs := make([]int, nb)
-	users := make([]int, nb)
-	lastUser := make([]int, nb)
-	for i := range lastUser {
-		lastUser[i] = -1
-	}
-	top := d.pop.Top(topGateways)
-	rank := make(map[int]int, len(top)) // gateway index -> place in top
-	for i, g := range top {
-		rank[g.Index] = i
-	}
-	byGateway := make([][]int, nb)
-	for b := range byGateway {
-		byGateway[b] = make([]int, len(top))
-	}
-	latencies := make([]time.Duration, 0, len(d.samples))
-	lags := make([]time.Duration, 0, len(d.samples))
-	for i := range d.samples {
-		s := &d.samples[i]
-		if s.sent {
-			lags = append(lags, s.lag)
-		}
-		if !s.served() {
-			res.FailedRequests++
-			continue
-		}
-		res.ServedRequests++
-		b := int(s.backend)
-		reqs[b]++
-		u := i / d.requests
-		if lastUser[b] != u {
-			lastUser[b] = u
-			users[b]++
-		}
-		if r, ok := rank[d.pop.Users[u].Gateway]; ok {
-			byGateway[b][r]++
-		}
-		latencies = append(latencies, s.latency)
-	}
-
-	loads := make([]float64, nb)
+	t := tallySamples(d)
+	res.ServedRequests, res.FailedRequests = t.served, t.failed
+	loads := make([]float64, len(d.ids))
 	for b, id := range d.ids {
-		loads[b] = float64(reqs[b])
-		be := BackendResult{ID: id, Users: users[b], Requests: reqs[b], TopGatewayRequests: byGateway[b]}
+		loads[b] = float64(t.reqs[b])
+		be := BackendResult{ID: id, Users: t.users[b], Requests: t.reqs[b], TopGatewayRequests: t.byGateway[b]}
 		if res.ServedRequests > 0 {
-			be.Share = float64(reqs[b]) / float64(res.ServedRequests)
+			be.Share = float64(t.reqs[b]) / float64(res.ServedRequests)
 		}
 		if b < len(d.records) {
 			be.Recorded = len(d.records[b])
@@ -250,7 +211,81 @@ func analyze(d *runData) RunResult {
 	}
 	res.Unrecorded = unrecorded(d.samples, d.records)
 	res.MaxOverMean, res.CoV, res.Jain = MaxOverMean(loads), CoV(loads), Jain(loads)
+	addMoves(d, &res)
 
+	slices.Sort(t.latencies)
+	slices.Sort(t.lags)
+	res.LatencyP50MS = ms(percentile(t.latencies, 50))
+	res.LatencyP99MS = ms(percentile(t.latencies, 99))
+	res.ScheduleLagP99MS = ms(percentile(t.lags, 99))
+	if d.elapsed > 0 {
+		res.GeneratorRPS = float64(len(t.lags)) / d.elapsed.Seconds()
+	}
+	res.Timeline = timeline(d)
+	res.Finding = finding(d, &res, t.reqs)
+	return res
+}
+
+// tally is what one pass over a run's samples counts.
+type tally struct {
+	served, failed int
+	reqs, users    []int           // by backend
+	byGateway      [][]int         // by backend, then by place among the top gateways
+	latencies      []time.Duration // of the served requests
+	lags           []time.Duration // of the requests sent
+}
+
+// tallySamples counts each backend's requests and users, the requests
+// from the top gateways, and the latencies and schedule lags.
+func tallySamples(d *runData) tally {
+	nb := len(d.ids)
+	t := tally{
+		reqs:      make([]int, nb),
+		users:     make([]int, nb),
+		byGateway: make([][]int, nb),
+		latencies: make([]time.Duration, 0, len(d.samples)),
+		lags:      make([]time.Duration, 0, len(d.samples)),
+	}
+	lastUser := make([]int, nb)
+	for i := range lastUser {
+		lastUser[i] = -1
+	}
+	top := d.pop.Top(topGateways)
+	rank := make(map[int]int, len(top)) // gateway index -> place in top
+	for i, g := range top {
+		rank[g.Index] = i
+	}
+	for b := range t.byGateway {
+		t.byGateway[b] = make([]int, len(top))
+	}
+	for i := range d.samples {
+		s := &d.samples[i]
+		if s.sent {
+			t.lags = append(t.lags, s.lag)
+		}
+		if !s.served() {
+			t.failed++
+			continue
+		}
+		t.served++
+		b := int(s.backend)
+		t.reqs[b]++
+		u := i / d.requests
+		if lastUser[b] != u {
+			lastUser[b] = u
+			t.users[b]++
+		}
+		if r, ok := rank[d.pop.Users[u].Gateway]; ok {
+			t.byGateway[b][r]++
+		}
+		t.latencies = append(t.latencies, s.latency)
+	}
+	return t
+}
+
+// addMoves sets the result's session moves and re-pins, and each killed
+// backend's failover: how many users it moved and how soon the first did.
+func addMoves(d *runData, res *RunResult) {
 	m := countMoves(d.samples, d.requests, d.downs)
 	res.BrokenSessions = m.brokenUsers
 	res.RepinnedUsers = m.repinnedUsers
@@ -267,18 +302,6 @@ func analyze(d *runData) RunResult {
 		}
 		res.Failovers = append(res.Failovers, f)
 	}
-
-	slices.Sort(latencies)
-	slices.Sort(lags)
-	res.LatencyP50MS = ms(percentile(latencies, 50))
-	res.LatencyP99MS = ms(percentile(latencies, 99))
-	res.ScheduleLagP99MS = ms(percentile(lags, 99))
-	if d.elapsed > 0 {
-		res.GeneratorRPS = float64(len(lags)) / d.elapsed.Seconds()
-	}
-	res.Timeline = timeline(d)
-	res.Finding = finding(d, &res, reqs)
-	return res
 }
 
 // unrecorded counts served samples that the backend which answered did not

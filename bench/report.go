@@ -181,105 +181,14 @@ func modeTitle(mode string) string {
 // side by side, and one finding per mode.
 func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
-	s := &r.Scenario
-	skew := s.Skew
-	if s.Skew == string(Zipf) {
-		skew = fmt.Sprintf("zipf s=%g", s.ZipfS)
-	}
-	pace := "as fast as possible"
-	if s.DurationMS > 0 {
-		rate := float64(s.TotalRequests) / (s.DurationMS / 1000)
-		pace = fmt.Sprintf("%.0f req/s over %s", rate, fmtDuration(s.DurationMS))
-	}
-	fmt.Fprintf(&b, "lbctl bench: %d users behind %d gateways (%s, seed %d), %d backends, %d requests per user, %s\n",
-		s.Users, s.Gateways, skew, s.Seed, s.Backends, s.Requests, pace)
-	fmt.Fprintf(&b, "policy %s; health %s", s.Policy, s.Health)
-	if len(s.TopGateways) > 0 {
-		top := s.TopGateways[0]
-		fmt.Fprintf(&b, "; gateway %s holds %.1f%% of users", top.Addr, 100*top.Share)
-		if len(s.TopGateways) > 1 {
-			sum := 0.0
-			for _, g := range s.TopGateways {
-				sum += g.Share
-			}
-			fmt.Fprintf(&b, ", the top %d hold %.1f%%", len(s.TopGateways), 100*sum)
-		}
-	}
-	b.WriteString("\n")
-	for _, e := range s.Failures {
-		fmt.Fprintf(&b, "fail %s at %s", e.Backend, fmtDuration(e.AtMS))
-		for _, rec := range s.Recoveries {
-			if rec.Backend == e.Backend && rec.AtMS > e.AtMS {
-				fmt.Fprintf(&b, ", recover at %s", fmtDuration(rec.AtMS))
-				break
-			}
-		}
-		b.WriteString("\n")
-	}
+	writeScenario(&b, &r.Scenario)
 	if len(r.Runs) == 0 {
 		return writeTrimmed(w, b.String())
 	}
-
-	// Per-backend load, one column group per mode.
-	const group = "%7s %9s %7s"
 	b.WriteString("\n")
-	fmt.Fprintf(&b, "%-10s", "")
-	for _, run := range r.Runs {
-		fmt.Fprintf(&b, "   %-25s", modeTitle(run.Mode))
-	}
+	writeLoads(&b, r.Runs)
 	b.WriteString("\n")
-	fmt.Fprintf(&b, "%-10s", "backend")
-	for range r.Runs {
-		b.WriteString("   ")
-		fmt.Fprintf(&b, group, "users", "requests", "share")
-	}
-	b.WriteString("\n")
-	for i, be := range r.Runs[0].Backends {
-		fmt.Fprintf(&b, "%-10s", be.ID)
-		for _, run := range r.Runs {
-			x := run.Backends[i]
-			b.WriteString("   ")
-			fmt.Fprintf(&b, group, fmt.Sprint(x.Users), fmt.Sprint(x.Requests), fmt.Sprintf("%.1f%%", 100*x.Share))
-		}
-		b.WriteString("\n")
-	}
-
-	// The comparison.
-	b.WriteString("\n")
-	fmt.Fprintf(&b, "%-20s", "")
-	for _, run := range r.Runs {
-		fmt.Fprintf(&b, " %12s", run.Mode)
-	}
-	b.WriteString("\n")
-	row := func(name string, f func(*RunResult) string) {
-		fmt.Fprintf(&b, "%-20s", name)
-		for i := range r.Runs {
-			fmt.Fprintf(&b, " %12s", f(&r.Runs[i]))
-		}
-		b.WriteString("\n")
-	}
-	row("max_over_mean", func(x *RunResult) string { return fmt.Sprintf("%.2f", x.MaxOverMean) })
-	row("cov", func(x *RunResult) string { return fmt.Sprintf("%.3f", x.CoV) })
-	row("jain", func(x *RunResult) string { return fmt.Sprintf("%.3f", x.Jain) })
-	row("broken_sessions", func(x *RunResult) string { return fmt.Sprint(x.BrokenSessions) })
-	row("repinned_users", func(x *RunResult) string { return fmt.Sprint(x.RepinnedUsers) })
-	row("failed_requests", func(x *RunResult) string {
-		return fmt.Sprintf("%d/%d", x.FailedRequests, x.TotalRequests)
-	})
-	if len(s.Failures) > 0 {
-		row("failover_ms", func(x *RunResult) string {
-			if x.FailoverMS == nil {
-				return "-"
-			}
-			return fmt.Sprintf("%.1f", *x.FailoverMS)
-		})
-	}
-	row("latency_p50_ms", func(x *RunResult) string { return fmt.Sprintf("%.2f", x.LatencyP50MS) })
-	row("latency_p99_ms", func(x *RunResult) string { return fmt.Sprintf("%.2f", x.LatencyP99MS) })
-	row("generator_rps", func(x *RunResult) string { return fmt.Sprintf("%.0f", x.GeneratorRPS) })
-	row("schedule_lag_p99_ms", func(x *RunResult) string { return fmt.Sprintf("%.1f", x.ScheduleLagP99MS) })
-	row("duration", func(x *RunResult) string { return fmtDuration(x.DurationMS) })
-
+	writeComparison(&b, r.Runs, len(r.Scenario.Failures) > 0)
 	b.WriteString("\n")
 	for _, run := range r.Runs {
 		b.WriteString(run.Finding + "\n")
@@ -292,7 +201,109 @@ func (r *Report) WriteText(w io.Writer) error {
 	return writeTrimmed(w, b.String())
 }
 
-// writeTrimmed writes text without the spaces that padding leaves at the
+// writeScenario writes what every mode faced: the population, the pace,
+// the policy and health checks, and the failures with their recoveries.
+func writeScenario(b *strings.Builder, s *Scenario) {
+	skew := s.Skew
+	if s.Skew == string(Zipf) {
+		skew = fmt.Sprintf("zipf s=%g", s.ZipfS)
+	}
+	pace := "as fast as possible"
+	if s.DurationMS > 0 {
+		rate := float64(s.TotalRequests) / (s.DurationMS / 1000)
+		pace = fmt.Sprintf("%.0f req/s over %s", rate, fmtDuration(s.DurationMS))
+	}
+	fmt.Fprintf(b, "lbctl bench: %d users behind %d gateways (%s, seed %d), %d backends, %d requests per user, %s\n",
+		s.Users, s.Gateways, skew, s.Seed, s.Backends, s.Requests, pace)
+	fmt.Fprintf(b, "policy %s; health %s", s.Policy, s.Health)
+	if len(s.TopGateways) > 0 {
+		top := s.TopGateways[0]
+		fmt.Fprintf(b, "; gateway %s holds %.1f%% of users", top.Addr, 100*top.Share)
+		if len(s.TopGateways) > 1 {
+			sum := 0.0
+			for _, g := range s.TopGateways {
+				sum += g.Share
+			}
+			fmt.Fprintf(b, ", the top %d hold %.1f%%", len(s.TopGateways), 100*sum)
+		}
+	}
+	b.WriteString("\n")
+	for _, e := range s.Failures {
+		fmt.Fprintf(b, "fail %s at %s", e.Backend, fmtDuration(e.AtMS))
+		for _, rec := range s.Recoveries {
+			if rec.Backend == e.Backend && rec.AtMS > e.AtMS {
+				fmt.Fprintf(b, ", recover at %s", fmtDuration(rec.AtMS))
+				break
+			}
+		}
+		b.WriteString("\n")
+	}
+}
+
+// writeLoads writes each backend's users, requests and share, one column
+// group per mode.
+func writeLoads(b *strings.Builder, runs []RunResult) {
+	const group = "%7s %9s %7s"
+	fmt.Fprintf(b, "%-10s", "")
+	for _, run := range runs {
+		fmt.Fprintf(b, "   %-25s", modeTitle(run.Mode))
+	}
+	b.WriteString("\n")
+	fmt.Fprintf(b, "%-10s", "backend")
+	for range runs {
+		b.WriteString("   ")
+		fmt.Fprintf(b, group, "users", "requests", "share")
+	}
+	b.WriteString("\n")
+	for i, be := range runs[0].Backends {
+		fmt.Fprintf(b, "%-10s", be.ID)
+		for _, run := range runs {
+			x := run.Backends[i]
+			b.WriteString("   ")
+			fmt.Fprintf(b, group, fmt.Sprint(x.Users), fmt.Sprint(x.Requests), fmt.Sprintf("%.1f%%", 100*x.Share))
+		}
+		b.WriteString("\n")
+	}
+}
+
+// writeComparison writes the modes' figures side by side, one row a
+// metric; failover_ms only when the scenario failed a backend.
+func writeComparison(b *strings.Builder, runs []RunResult, failures bool) {
+	fmt.Fprintf(b, "%-20s", "")
+	for _, run := range runs {
+		fmt.Fprintf(b, " %12s", run.Mode)
+	}
+	b.WriteString("\n")
+	row := func(name string, f func(*RunResult) string) {
+		fmt.Fprintf(b, "%-20s", name)
+		for i := range runs {
+			fmt.Fprintf(b, " %12s", f(&runs[i]))
+		}
+		b.WriteString("\n")
+	}
+	row("max_over_mean", func(x *RunResult) string { return fmt.Sprintf("%.2f", x.MaxOverMean) })
+	row("cov", func(x *RunResult) string { return fmt.Sprintf("%.3f", x.CoV) })
+	row("jain", func(x *RunResult) string { return fmt.Sprintf("%.3f", x.Jain) })
+	row("broken_sessions", func(x *RunResult) string { return fmt.Sprint(x.BrokenSessions) })
+	row("repinned_users", func(x *RunResult) string { return fmt.Sprint(x.RepinnedUsers) })
+	row("failed_requests", func(x *RunResult) string {
+		return fmt.Sprintf("%d/%d", x.FailedRequests, x.TotalRequests)
+	})
+	if failures {
+		row("failover_ms", func(x *RunResult) string {
+			if x.FailoverMS == nil {
+				return "-"
+			}
+			return fmt.Sprintf("%.1f", *x.FailoverMS)
+		})
+	}
+	row("latency_p50_ms", func(x *RunResult) string { return fmt.Sprintf("%.2f", x.LatencyP50MS) })
+	row("latency_p99_ms", func(x *RunResult) string { return fmt.Sprintf("%.2f", x.LatencyP99MS) })
+	row("generator_rps", func(x *RunResult) string { return fmt.Sprintf("%.0f", x.GeneratorRPS) })
+	row("schedule_lag_p99_ms", func(x *RunResult) string { return fmt.Sprintf("%.1f", x.ScheduleLagP99MS) })
+	row("duration", func(x *RunResult) string { return fmtDuration(x.DurationMS) })
+}
+
 // ends of lines.
 func writeTrimmed(w io.Writer, text string) error {
 	lines := strings.Split(text, "\n")

@@ -1,7 +1,10 @@
-// Package bench is lbctl's NAT-skew and failover lab. It starts in-process
-// HTTP backends and lbctl's own L4 and L7 front doors over one backend pool,
-// plays a population of browsers behind NAT gateways (each gateway a
-// distinct 127.x.y.z source address) against each front door in turn, and
+// Package bench owns lbctl's NAT-skew and failover lab: the population of
+// browsers behind NAT gateways (each gateway a distinct 127.x.y.z source
+// address), the load generator, the schedule of backend failures and
+// recoveries, the metrics, and the report and plot. It starts killable
+// in-process backends (internal/testbackend) and builds lbctl's own L4 and
+// L7 front doors over one backend pool through the instance wiring, exactly
+// as serve does, plays the population against each front door in turn, and
 // reports how evenly each kind of persistence spread the load, whether any
 // session moved while its backend was up, and how users were re-pinned when
 // a backend was killed.
@@ -16,10 +19,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/internal/instance"
-	"github.com/lbctl/lbctl/l4"
 )
 
 // Run plays the scenario against each mode in turn and returns the report.
@@ -75,12 +76,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-// frontDoor is what the lab needs of either proxy.
-type frontDoor interface {
-	Serve(net.Listener) error
-	Close() error
-}
-
 // runMode plays the scenario once against one front door.
 func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *backendSet,
 	cfg *config.Config, pool *instance.Pool, log *slog.Logger) (RunResult, error) {
@@ -94,16 +89,9 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 	if err != nil {
 		return RunResult{}, err
 	}
-	var door frontDoor
-	var table *affinity.Table
-	switch mode {
-	case L4:
-		var p *l4.Proxy
-		p, table = instance.L4(cfg, pool, log)
-		door = p
-	default:
-		door = instance.L7(cfg, pool, log)
-	}
+	modeCfg := *cfg
+	modeCfg.Mode = string(mode)
+	door, table := instance.NewFrontDoor(&modeCfg, pool, log)
 	served := make(chan error, 1)
 	go func() { served <- door.Serve(ln) }()
 
@@ -113,21 +101,7 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 		probes.Go(func() { pool.Prober.Run(probeCtx) })
 	}
 
-	gen := &generator{
-		pop:         pop,
-		requests:    o.Requests,
-		duration:    o.Pace(),
-		concurrency: o.Concurrency,
-		keepAlive:   o.KeepAlive,
-		timeout:     10 * time.Second,
-		target:      "http://" + ln.Addr().String() + "/",
-		backends:    make(map[string]int, len(set.all)),
-	}
-	ids := make([]string, len(set.all))
-	for i, b := range set.all {
-		gen.backends[b.id] = i
-		ids[i] = b.id
-	}
+	gen := newGenerator(o, pop, set, "http://"+ln.Addr().String()+"/")
 	stopBar := startProgress(o.Progress, string(mode), gen.total(), &gen.done)
 	start := time.Now()
 	sched := startSchedule(set, o.Failures, o.Recoveries, start)
@@ -138,7 +112,7 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 	stopProbes()
 	probes.Wait()
 	door.Close()
-	if err := <-served; err != nil && !errors.Is(err, l4.ErrProxyClosed) {
+	if err := <-served; err != nil && !errors.Is(err, instance.ErrClosed) {
 		return RunResult{}, fmt.Errorf("serve: %w", err)
 	}
 	var aff *AffinityStats
@@ -148,32 +122,42 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 		aff = &AffinityStats{Hits: st.Hits, Misses: st.Misses, Repins: st.Repins,
 			Evictions: st.Evictions, Expirations: st.Expirations, Size: st.Size}
 	}
-	records := make([][]record, len(set.all))
-	for i, b := range set.all {
-		records[i] = b.takeRecords()
-	}
+	records := set.takeRecords()
 	if err := errors.Join(runErr, schedErr); err != nil {
 		return RunResult{}, err
-	}
-	gen.mu.Lock()
-	reasons := gen.reasons
-	gen.mu.Unlock()
-	if len(reasons) == 0 {
-		reasons = nil
 	}
 	return analyze(&runData{
 		mode:     mode,
 		pop:      pop,
 		requests: o.Requests,
-		ids:      ids,
+		ids:      set.ids(),
 		samples:  samples,
 		records:  records,
 		downs:    downs,
 		elapsed:  elapsed,
-		reasons:  reasons,
+		reasons:  gen.failureReasons(),
 		affinity: aff,
 		warnings: warnings,
 	}), nil
+}
+
+// newGenerator returns the generator that plays pop against target, with
+// the options' pace and concurrency, knowing set's backends by index.
+func newGenerator(o *Options, pop *Population, set *backendSet, target string) *generator {
+	gen := &generator{
+		pop:         pop,
+		requests:    o.Requests,
+		duration:    o.Pace(),
+		concurrency: o.Concurrency,
+		keepAlive:   o.KeepAlive,
+		timeout:     10 * time.Second,
+		target:      target,
+		backends:    make(map[string]int, len(set.all)),
+	}
+	for i, b := range set.all {
+		gen.backends[b.id] = i
+	}
+	return gen
 }
 
 // waitUp probes until every backend is available, so that a run does not

@@ -1,7 +1,16 @@
-// Package config is lbctl's TOML schema: the types a config file decodes
-// into, their defaults, and the validation that runs before anything starts.
-// It knows nothing of sockets and imports no other lbctl package; the
-// packages that serve traffic copy what they need out of a Config.
+// Package config owns lbctl's TOML schema: the types a config file decodes
+// into, their defaults, the validation that runs before anything starts
+// (each problem named by key, line and value), and the effective config
+// that `lbctl check` prints. It knows nothing of sockets and imports no
+// other lbctl package; the packages that serve traffic copy what they need
+// out of a Config.
+//
+// Two pieces are written by hand next to BurntSushi/toml, each because the
+// library cannot do its job: the key-line finder (lines.go), since the
+// decoder exposes no key positions, and the encoder (encode.go), since
+// toml.Encoder leaves out a key whose value is a nil slice (a config with
+// no cookie secret would print no secret key, and check must print every
+// key) and indents tables, where the file's own style does not.
 package config
 
 import "time"
@@ -32,8 +41,13 @@ type Config struct {
 // Balance is the [balance] table.
 type Balance struct {
 	// Policy picks a backend when no affinity or cookie applies:
-	// "roundrobin", "leastconn" or "random2" (power of two choices).
+	// "roundrobin", "leastconn", "random2" (power of two choices) or
+	// "maglev" (consistent hashing of the client address, alike on
+	// every instance).
 	Policy string `toml:"policy"`
+	// TableSize is the size of the Maglev lookup table, a prime; other
+	// policies ignore it.
+	TableSize int `toml:"table_size"`
 }
 
 // Affinity is the [affinity] table: L4 source-IP affinity.
@@ -158,7 +172,8 @@ func Default() Config {
 		Mode:   "l4",
 		Listen: "127.0.0.1:8080",
 		Balance: Balance{
-			Policy: "roundrobin",
+			Policy:    "roundrobin",
+			TableSize: defaultTableSize,
 		},
 		Affinity: Affinity{
 			TTL:          Duration(time.Hour),

@@ -44,6 +44,7 @@ func TestDefault(t *testing.T) {
 		{"mode", d.Mode, "l4"},
 		{"listen", d.Listen, "127.0.0.1:8080"},
 		{"balance.policy", d.Balance.Policy, "roundrobin"},
+		{"balance.table_size", d.Balance.TableSize, 65537},
 		{"affinity.ttl", d.Affinity.TTL.D(), time.Hour},
 		{"affinity.capacity", d.Affinity.Capacity, 65536},
 		{"affinity.ipv4_prefix", d.Affinity.IPv4Prefix, 32},

@@ -10,14 +10,17 @@ import (
 // Encode writes c as TOML: every key of every table, every backend, and
 // durations in their compact form, so that Parse reads it back to an equal
 // Config. `lbctl check` prints the effective configuration this way. The
-// output includes the cookie secrets and the admin token as they are.
+// output includes the cookie secrets and the admin token as they are
+// (check redacts them first). It is not toml.Encoder: see the package
+// doc.
 func (c *Config) Encode(w io.Writer) error {
 	e := encoder{w: w}
 	e.table("",
 		"mode", quote(c.Mode),
 		"listen", quote(c.Listen))
 	e.table("[balance]",
-		"policy", quote(c.Balance.Policy))
+		"policy", quote(c.Balance.Policy),
+		"table_size", strconv.Itoa(c.Balance.TableSize))
 	e.table("[affinity]",
 		"ttl", quote(c.Affinity.TTL.String()),
 		"capacity", strconv.Itoa(c.Affinity.Capacity),

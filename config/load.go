@@ -243,7 +243,8 @@ var schema = map[string]map[string]field{
 		"listen": func(c *Config, v any) error { return setString(&c.Listen, v) },
 	},
 	"balance": {
-		"policy": func(c *Config, v any) error { return setString(&c.Balance.Policy, v) },
+		"policy":     func(c *Config, v any) error { return setString(&c.Balance.Policy, v) },
+		"table_size": func(c *Config, v any) error { return setInt(&c.Balance.TableSize, v) },
 	},
 	"affinity": {
 		"ttl":           func(c *Config, v any) error { return setDuration(&c.Affinity.TTL, v) },

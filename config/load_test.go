@@ -145,7 +145,12 @@ func TestParseRejects(t *testing.T) {
 		{
 			name: "unknown policy",
 			file: "[balance]\npolicy = \"fastest\"\n" + oneBackend,
-			want: `lbctl.toml:2: balance.policy: "fastest" is not one of roundrobin, leastconn, random2`,
+			want: `lbctl.toml:2: balance.policy: "fastest" is not one of roundrobin, leastconn, random2, maglev`,
+		},
+		{
+			name: "maglev table size not a prime",
+			file: "[balance]\npolicy = \"maglev\"\ntable_size = 65536\n" + oneBackend,
+			want: `lbctl.toml:3: balance.table_size: 65536 is not a prime from 3 to 16777216 (the default is 65537)`,
 		},
 		{
 			name: "address without port",

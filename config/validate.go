@@ -26,7 +26,10 @@ func (c *Config) validate(needBackends bool) error {
 		v.fail("listen", "%q %s", c.Listen, msg)
 	}
 
-	v.oneOf("balance.policy", c.Balance.Policy, "roundrobin", "leastconn", "random2")
+	v.oneOf("balance.policy", c.Balance.Policy, "roundrobin", "leastconn", "random2", "maglev")
+	if n := c.Balance.TableSize; n < 3 || n > maxTableSize || !isPrime(n) {
+		v.fail("balance.table_size", "%d is not a prime from 3 to %d (the default is %d)", n, maxTableSize, defaultTableSize)
+	}
 
 	v.positive("affinity.ttl", c.Affinity.TTL)
 	v.atLeast("affinity.capacity", c.Affinity.Capacity, 1)
@@ -67,6 +70,27 @@ func (c *Config) validate(needBackends bool) error {
 	}
 
 	return errors.Join(v.errs...)
+}
+
+// The Maglev table's default and largest size, as package backend has
+// them (DefaultTableSize, MaxTableSize; a test there checks they agree).
+const (
+	defaultTableSize = 65537
+	maxTableSize     = 1 << 24
+)
+
+// isPrime reports whether n is a prime, by trial division (n is at most
+// maxTableSize: about 2,000 divisions).
+func isPrime(n int) bool {
+	if n < 2 {
+		return false
+	}
+	for d := 2; d*d <= n; d++ {
+		if n%d == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // validator collects the problems Validate finds.

@@ -15,7 +15,7 @@ func (l *eventLoop) logSession(s *session) {
 	r := accesslog.Record{
 		L4: true, Time: l.start.Add(time.Duration(l.now)), Client: s.addr,
 		Duration: time.Duration(l.now - s.start),
-		BytesIn:  s.up.moved, BytesOut: s.down.moved,
+		BytesIn:  s.up.written, BytesOut: s.down.written,
 	}
 	if s.b != nil && s.relaying {
 		r.Backend = s.b.ID

@@ -228,7 +228,7 @@ func TestCloseConnsEndsOnlyThatBackendsConnections(t *testing.T) {
 			t.Errorf("client %s of app-02: read %d, %v; want the connection closed", o.src, n, err)
 		}
 	}
-	eventually.True(t, "app-02's connections to close", func() bool { return b.Active() == 0 && f.backends[1].openConns() == 0 })
+	eventually.True(t, "app-02's connections to close", func() bool { return b.Active() == 0 && f.backends[1].OpenConns() == 0 })
 	for _, o := range conns {
 		if o.on == "app-02" {
 			if got := greeting(t, o.src, f.addr); got == "app-02" {

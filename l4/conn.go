@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"time"
 
 	"github.com/lbctl/lbctl/affinity"
@@ -60,12 +59,11 @@ func (p *Proxy) key(c *net.TCPConn) affinity.Key {
 // the rest of the attempt.
 func (p *Proxy) connect(key affinity.Key, cfg *settings) (*backend.Backend, *net.TCPConn, error) {
 	seen, _ := p.Table.Lookup(key) // "" on a miss
-	var avoidBuf [4]*backend.Backend
-	avoid := avoidBuf[:0]
+	try := p.attempt(key, seen, cfg)
 	var lastErr error
 	for {
 		var b *backend.Backend
-		if b, seen = p.choose(key, seen, avoid, cfg.sel); b == nil {
+		if b, seen = p.choose(&try, key, seen); b == nil {
 			break
 		}
 		b.Acquire()
@@ -77,42 +75,46 @@ func (p *Proxy) connect(key affinity.Key, cfg *settings) (*backend.Backend, *net
 		b.Release()
 		p.Health.ReportFailure(b, err)
 		lastErr = err
-		avoid = append(avoid, b)
+		try.Fail(b)
 	}
 	return nil, nil, refused(lastErr)
 }
 
-// choose returns the backend key should be connected to next, and the pin
-// it now has: the backend seen (the pin this connection last saw) when that
-// keeps its pinned clients (up, and ready or draining before its deadline)
-// and is not in avoid, or else sel's choice, pinned in its place.
-// It returns nil when no backend outside avoid is available.
+// attempt begins the choice of backend for the client of key, whose pin
+// names seen ("" for none), as cfg places clients without one.
+func (p *Proxy) attempt(key affinity.Key, seen string, cfg *settings) backend.Attempt {
+	reg := p.Pool.Registry()
+	return backend.NewAttempt(reg, cfg.sel, backend.AddrHash(key.Addr()), reg.Get(seen))
+}
+
+// choose returns the backend the attempt's client should be connected to
+// next, and the pin it now has: the backend seen (the pin this connection
+// last saw) while the attempt offers it, or else the attempt's new choice,
+// pinned in its place. It returns nil when the attempt has no backend left.
 //
 // Connections of one client may arrive, or fail over, together. Each new
 // pin is therefore conditional on the pin this connection saw; when another
 // connection moved it first, this one follows that pin instead of choosing
 // on its own, so the client ends on one backend.
-func (p *Proxy) choose(key affinity.Key, seen string, avoid []*backend.Backend, sel backend.Selector) (*backend.Backend, string) {
+func (p *Proxy) choose(try *backend.Attempt, key affinity.Key, seen string) (*backend.Backend, string) {
 	// Each round either returns or follows a pin another connection moved;
 	// a bound keeps a pathological race from looping. A pin to a backend
 	// that a reload removed finds no backend, and moves.
-	reg := p.Pool.Registry()
+	reg := try.Registry()
 	for range 2*reg.Len() + 4 {
-		// A ready backend keeps its pins without a reading of the clock.
-		if b := reg.Get(seen); b != nil && (b.Available() || b.KeepsPinned(time.Now())) && !slices.Contains(avoid, b) {
-			return b, seen
-		}
-		next := sel.Select(reg.All(), avoid)
-		if next == nil {
-			return nil, seen
+		next := try.Next()
+		if next == nil || try.Pinned() {
+			return next, seen
 		}
 		if cur := p.Table.PinIf(key, seen, next.ID); cur != next.ID {
 			seen = cur // another connection of this client moved it first
+			try.Follow(reg.Get(cur))
 			continue
 		}
 		if seen != "" && seen != next.ID {
-			p.Pool.Repins.Count(backend.WhyRepin(reg.Get(seen), avoid))
+			p.Pool.Repins.Count(try.WhyRepin(reg.Get(seen)))
 		}
+		try.Follow(next)
 		return next, next.ID
 	}
 	return nil, seen

@@ -2,26 +2,27 @@ package l4
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/logtest"
 )
-
-// portableEngine makes the tests' proxies use a goroutine per connection
-// even where the event loop could serve.
-var portableEngine bool
 
 // TestPortableEngine runs the behaviour tests again on the goroutine per
 // connection engine, which serves wherever the event loop cannot (other
 // systems, backend names that need DNS).
 func TestPortableEngine(t *testing.T) {
-	portableEngine = true
-	defer func() { portableEngine = false }()
+	testHookPortable = true
+	defer func() { testHookPortable = false }()
 	for name, test := range map[string]func(*testing.T){
 		"OneSourceIPStaysOnOneBackend":          TestOneSourceIPStaysOnOneBackend,
 		"NewSourceIPsSpreadByPolicy":            TestNewSourceIPsSpreadByPolicy,
@@ -41,6 +42,7 @@ func TestPortableEngine(t *testing.T) {
 		"AccessLogLines":                        TestAccessLogLines,
 		"BackendNameUsesPortableEngine":         TestBackendNamedByHostname,
 		"SlowSteadyReaderIsNotIdle":             TestSlowSteadyReaderIsNotIdle,
+		"StalledReaderIsIdle":                   TestStalledReaderIsIdle,
 		"LocalConnectFailureKeepsBackendUp":     TestLocalConnectFailureKeepsTheBackendUp,
 		"DrainKeepsPinnedClients":               TestDrainKeepsPinnedClients,
 		"DrainDeadlineMovesPinnedClientsOnce":   TestDrainDeadlineMovesPinnedClientsOnce,
@@ -114,10 +116,10 @@ func TestSlowClientGetsEveryByte(t *testing.T) {
 	}
 }
 
-// shrinkSendBuffers makes the event loop's send buffer towards each client
-// small, so that a slow client makes the proxy hold bytes back; by default
-// the kernel would take a whole reply at once. Call it before the proxy
-// starts.
+// shrinkSendBuffers makes the proxy's send buffer towards each client
+// small, on either engine, so that a slow client makes the proxy hold
+// bytes back; by default the kernel would take a whole reply at once. Call
+// it before the proxy starts.
 func shrinkSendBuffers(t *testing.T) {
 	testHookAccepted = func(fd int) { syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096) }
 	t.Cleanup(func() { testHookAccepted = nil })
@@ -162,15 +164,26 @@ func TestBackendNamedByHostname(t *testing.T) {
 	}
 }
 
+// slowIdle is the idle timeout of slowReaderSetup's proxy.
+const slowIdle = 300 * time.Millisecond
+
+// slowReaderSetup starts a proxy with a short idle timeout and small send
+// buffers in front of a backend that sends 64 KiB at once and then
+// nothing, and returns a client with a small receive window, and what the
+// backend sends.
+func slowReaderSetup(t *testing.T) (net.Conn, []byte) {
+	t.Helper()
+	reply := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
+	backendAddr := oneShotBackend(t, func(c net.Conn) { c.Write(reply) })
+	shrinkSendBuffers(t)
+	return dialSlowClient(t, serveProxy(t, newRegistry(t, backendAddr), func(p *Proxy) { p.IdleTimeout = slowIdle })), reply
+}
+
 // A client that reads slowly but steadily is not idle, even when the
 // proxy, holding bytes for it, reads nothing from the backend for longer
 // than the idle timeout.
 func TestSlowSteadyReaderIsNotIdle(t *testing.T) {
-	const idle = 300 * time.Millisecond
-	reply := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
-	backendAddr := oneShotBackend(t, func(c net.Conn) { c.Write(reply) })
-	shrinkSendBuffers(t)
-	c := dialSlowClient(t, serveProxy(t, newRegistry(t, backendAddr), func(p *Proxy) { p.IdleTimeout = idle }))
+	c, reply := slowReaderSetup(t)
 	// 2 KiB every 50 ms: a 16 KiB buffer held for this client takes
 	// longer than the idle timeout to drain.
 	got := make([]byte, 0, len(reply))
@@ -187,5 +200,60 @@ func TestSlowSteadyReaderIsNotIdle(t *testing.T) {
 	}
 	if !bytes.Equal(got, reply) {
 		t.Error("bytes differ from the backend's")
+	}
+}
+
+// A client that stops reading while the proxy holds bytes for it is idle:
+// its acknowledgments of window probes are not bytes moving, so the idle
+// timeout closes the connection on either engine.
+func TestStalledReaderIsIdle(t *testing.T) {
+	c, reply := slowReaderSetup(t)
+	// Read nothing for well over the idle timeout, then drain: the
+	// connection must have ended before the whole reply came.
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 512)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatalf("first bytes: %v", err)
+	}
+	time.Sleep(4 * slowIdle) // the stall under test, not a wait for a condition
+	n, err := io.Copy(io.Discard, c)
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("after the stall: %v", err)
+	}
+	if got := int64(len(buf)) + n; got >= int64(len(reply)) {
+		t.Errorf("a client that read nothing for %v got all %d bytes: the connection was not idle", 4*slowIdle, got)
+	}
+}
+
+// The engine that serves a listener is said at start, with the reason when
+// it is the portable one: a backend named by host name moves all traffic
+// off the event loop, which an operator must be able to see.
+func TestServeLogsWhichEngineServes(t *testing.T) {
+	if testHookPortable || runtime.GOOS != "linux" {
+		t.Skip("the event loop serves on Linux only")
+	}
+	tb := startBackend(t, "app-01")
+	_, port, _ := net.SplitHostPort(tb.addr)
+	for _, c := range []struct {
+		name, address, want string
+	}{
+		{"ip literal", tb.addr, `msg="l4 engine: one event loop serves the listener"`},
+		{"host name", net.JoinHostPort("localhost", port),
+			`msg="l4 engine: a goroutine per connection serves the listener"`},
+	} {
+		reg, err := backend.NewRegistry([]*backend.Backend{backend.New("app-01", c.address, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out logtest.Buffer
+		addr := serveProxy(t, reg, func(p *Proxy) { p.Logger = slog.New(slog.NewTextHandler(&out, nil)) })
+		greeting(t, "127.0.0.32", addr) // Serve has chosen by then
+		got := out.String()
+		if !strings.Contains(got, c.want) {
+			t.Errorf("%s: log %q, want %s", c.name, got, c.want)
+		}
+		if c.name == "host name" && !strings.Contains(got, `reason="backend app-01 has address \"localhost:`) {
+			t.Errorf("%s: log %q does not say which backend needs the portable engine", c.name, got)
+		}
 	}
 }

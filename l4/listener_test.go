@@ -56,7 +56,7 @@ func TestStopAcceptingKeepsItsConnections(t *testing.T) {
 	if id := greeting(t, "127.0.0.17", f.addr); id != "app-01" {
 		t.Errorf("the other listener answered with %q, want app-01", id)
 	}
-	if portableEngine {
+	if testHookPortable {
 		// The goroutine engine's Serve returns at once: its connections
 		// are the proxy's.
 		if err := <-servedOld; !errors.Is(err, net.ErrClosed) {
@@ -84,7 +84,7 @@ func TestStopAcceptingKeepsItsConnections(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown = %v, want nil", err)
 	}
-	if !portableEngine {
+	if !testHookPortable {
 		// The loop ends with its last session, during the Shutdown.
 		if err := <-servedOld; !errors.Is(err, net.ErrClosed) && !errors.Is(err, ErrProxyClosed) {
 			t.Errorf("Serve of the retired listener = %v, want net.ErrClosed or ErrProxyClosed", err)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/accept"
 )
 
 // eventLoop serves every connection accepted on one listener from a single
@@ -33,7 +34,8 @@ import (
 // data, so no read is made that is known to find nothing.
 //
 // The loop's state belongs to its goroutine alone; other goroutines reach
-// it only through the proxy's stopping and aborting flags and wake. Nor
+// it only through its stopping, aborting, closing and retiring flags and
+// wake. Nor
 // does it wait on anything but epoll: its log lines (and those of passive
 // health) are handed to the proxy's log writer, never written in the loop.
 type eventLoop struct {
@@ -76,7 +78,11 @@ type eventLoop struct {
 	now      int64 // nanoseconds since start, read once per wake
 	lnReady  bool  // the listener may have connections to accept
 	acceptAt int64 // accepting resumes then after a failed accept
-	backoff  time.Duration
+	backoff  accept.Backoff
+
+	// stopping asks the loop to stop accepting and end once its sessions
+	// have, aborting to close every session and end now: see Stop.
+	stopping, aborting atomic.Bool
 
 	// closing asks the loop to close the sessions of the backends named
 	// in closeIDs (guarded by p.mu): see Proxy.CloseConns.
@@ -100,21 +106,22 @@ const (
 	spares = 64
 )
 
-// newEventLoop returns an event loop serving ln, or nil when ln or the
-// backends need the portable engine: a listener that is not TCP, or a
-// backend address that is not an IP literal (a name is resolved by each
-// dial of the portable engine, and the loop must never block on DNS).
-func (p *Proxy) newEventLoop(ln net.Listener) (*eventLoop, error) {
+// newEventLoop returns an event loop serving ln, or nil and the reason
+// when ln or the backends need the portable engine: a listener that is not
+// TCP, or a backend address that is not an IP literal (a name is resolved
+// by each dial of the portable engine, and the loop must never block on
+// DNS).
+func (p *Proxy) newEventLoop(ln net.Listener) (*eventLoop, string, error) {
 	tl, ok := ln.(*net.TCPListener)
 	if !ok {
-		return nil, nil
+		return nil, fmt.Sprintf("the listener is a %T, not a TCP listener", ln), nil
 	}
 	reg := p.Pool.Registry()
 	targets := make(map[*backend.Backend]*target, reg.Len())
 	for _, b := range reg.All() {
 		t := newTargetFor(b.Address())
 		if t == nil {
-			return nil, nil
+			return nil, fmt.Sprintf("backend %s has address %q, not an IP literal, and the event loop never resolves names", b.ID, b.Address()), nil
 		}
 		targets[b] = t
 	}
@@ -133,9 +140,9 @@ func (p *Proxy) newEventLoop(ln net.Listener) (*eventLoop, error) {
 	}
 	if err := l.open(tl); err != nil {
 		l.closeFDs()
-		return nil, fmt.Errorf("l4: event loop: %w", err)
+		return nil, "", fmt.Errorf("l4: event loop: %w", err)
 	}
-	return l, nil
+	return l, "", nil
 }
 
 // errNotLiteral is the dial error of a backend that a reload gave a host
@@ -259,8 +266,7 @@ func (l *eventLoop) pollOnce(uintptr) bool {
 	return l.ready0 != 0 || l.pollErr != nil
 }
 
-// wake makes the loop return from epoll_wait and look at the proxy's
-// stopping and aborting flags.
+// wake makes the loop return from epoll_wait and look at its flags.
 func (l *eventLoop) wake() {
 	one := [8]byte{1}
 	unix.Write(l.wakefd, one[:])
@@ -277,19 +283,14 @@ func (l *eventLoop) poll() (int, error) {
 	return n, nil
 }
 
-// run serves until the proxy is shut down (returning ErrProxyClosed), the
-// loop is retired and its sessions have ended (returning net.ErrClosed),
-// or the loop fails.
-func (l *eventLoop) run() (err error) {
-	if !l.p.addLoop(l) {
-		l.closeFDs()
-		return ErrProxyClosed
-	}
-	// Leave the proxy's set before closing the wake-up descriptor, which
-	// wakeLoops writes to under the same lock, and tell Shutdown and
-	// Close only once every descriptor is closed.
-	defer l.p.running.Done()
-	defer l.closeFDs()
+// Serve serves until the proxy is shut down (returning ErrProxyClosed),
+// the loop is retired and its sessions have ended (returning
+// net.ErrClosed), or the loop fails. The proxy's accept loop runs it (see
+// accept.Loop.Run), stops it through Stop and releases its descriptors
+// through Release once it has left the proxy's set, so that no wake ever
+// writes to a closed descriptor.
+func (l *eventLoop) Serve() (err error) {
+	l.p.addLoop(l)
 	defer l.p.removeLoop(l)
 	for {
 		timeout := l.timeout()
@@ -320,11 +321,11 @@ func (l *eventLoop) run() (err error) {
 		if l.closing.Load() {
 			l.closeConns()
 		}
-		if l.p.aborting.Load() {
+		if l.aborting.Load() {
 			l.closeAll()
 			return ErrProxyClosed
 		}
-		if (l.p.stopping.Load() || l.retiring.Load()) && l.lnfd >= 0 {
+		if (l.stopping.Load() || l.retiring.Load()) && l.lnfd >= 0 {
 			sysClose(l.lnfd)
 			l.lnfd = -1
 		}
@@ -336,7 +337,7 @@ func (l *eventLoop) run() (err error) {
 		}
 		l.expire()
 		if l.lnfd < 0 && l.sessions == 0 {
-			if !l.p.stopping.Load() {
+			if !l.stopping.Load() {
 				return fmt.Errorf("l4: %s: %w", l.lnAddr, net.ErrClosed)
 			}
 			return ErrProxyClosed
@@ -408,7 +409,7 @@ func (l *eventLoop) accept() error {
 		fd, peer, err := sysAccept(l.lnfd)
 		switch err {
 		case 0:
-			l.backoff = 0
+			l.backoff.Reset()
 			l.startSession(fd, peer)
 			continue
 		case unix.EAGAIN:
@@ -420,9 +421,7 @@ func (l *eventLoop) accept() error {
 			return fmt.Errorf("l4: accept: %w", err)
 		}
 		// Out of descriptors or memory: retry later, and say so.
-		l.backoff = min(max(2*l.backoff, 5*time.Millisecond), time.Second)
-		l.acceptAt = l.now + int64(l.backoff)
-		l.p.loopLog.Warn("accept failed; retrying", "listener", l.lnAddr, "error", err, "retry_in", l.backoff)
+		l.acceptAt = l.now + int64(l.backoff.Failed(l.p.loopLog, l.lnAddr, err))
 		return nil
 	}
 	return nil // more may be waiting: lnReady stays true
@@ -466,6 +465,20 @@ func (l *eventLoop) closeAll() {
 		}
 	}
 }
+
+// Stop asks the loop to stop accepting and end once its sessions have, or
+// with abort to close them all and end now, and wakes it. The proxy's
+// accept loop calls it, from Shutdown and Close.
+func (l *eventLoop) Stop(abort bool) {
+	if abort {
+		l.aborting.Store(true)
+	}
+	l.stopping.Store(true)
+	l.wake()
+}
+
+// Release closes the loop's descriptors once it has stopped serving.
+func (l *eventLoop) Release() { l.closeFDs() }
 
 // listener returns the listener the loop was made for.
 func (l *eventLoop) listener() net.Listener { return l.ln }

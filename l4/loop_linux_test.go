@@ -9,13 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/asynclog"
 	"github.com/lbctl/lbctl/internal/leakcheck"
+	"github.com/lbctl/lbctl/internal/logtest"
 )
 
 // A pump that runs out of budget leaves bytes in the socket that no new
@@ -29,7 +29,7 @@ func TestEventLoopFinishesWhatABudgetLeft(t *testing.T) {
 	reply := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	// The backend writes it all, then keeps the connection open and quiet.
 	backendAddr := oneShotBackend(t, func(c net.Conn) { c.Write(reply) })
-	c := dialFrom(t, "127.0.0.31", serveProxy(t, newRegistry(t, backendAddr), func(p *Proxy) { p.goroutines = false }))
+	c := dialFrom(t, "127.0.0.31", serveProxy(t, newRegistry(t, backendAddr), nil))
 	defer c.Close()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	got := make([]byte, len(reply))
@@ -41,51 +41,6 @@ func TestEventLoopFinishesWhatABudgetLeft(t *testing.T) {
 	}
 }
 
-// stalledOutput is a log handler whose output stalls, as stderr does when
-// nobody reads it: every Handle blocks until unblock is called, then
-// records the line.
-type stalledOutput struct {
-	entered chan struct{} // a value each time Handle starts
-	release chan struct{}
-	once    sync.Once
-	mu      sync.Mutex
-	lines   []string // guarded by mu
-}
-
-func newStalledOutput() *stalledOutput {
-	return &stalledOutput{entered: make(chan struct{}, 1024), release: make(chan struct{})}
-}
-
-func (o *stalledOutput) unblock() { o.once.Do(func() { close(o.release) }) }
-
-func (o *stalledOutput) Enabled(context.Context, slog.Level) bool { return true }
-
-func (o *stalledOutput) Handle(_ context.Context, r slog.Record) error {
-	select {
-	case o.entered <- struct{}{}:
-	default:
-	}
-	<-o.release
-	line := r.Message
-	r.Attrs(func(a slog.Attr) bool {
-		line += " " + a.String()
-		return true
-	})
-	o.mu.Lock()
-	o.lines = append(o.lines, line)
-	o.mu.Unlock()
-	return nil
-}
-
-func (o *stalledOutput) WithAttrs([]slog.Attr) slog.Handler { return o }
-func (o *stalledOutput) WithGroup(string) slog.Handler      { return o }
-
-func (o *stalledOutput) written() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return strings.Join(o.lines, "\n")
-}
-
 // A log output that stalls must not stall traffic: the event loop's lines
 // (a backend going down, refused clients) are handed to the proxy's log
 // writer, and dropped once its queue is full. The proxy still shuts down,
@@ -94,22 +49,21 @@ func (o *stalledOutput) written() string {
 func TestStalledLogOutputDoesNotStallTraffic(t *testing.T) {
 	good := startBackend(t, "app-01")
 	dead := startBackend(t, "app-02")
-	dead.kill() // its port refuses connections
+	dead.Kill() // its port refuses connections
 	reg, err := backend.NewRegistry([]*backend.Backend{backend.New("app-01", good.addr, 1), backend.New("app-02", dead.addr, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := newStalledOutput()
+	out := logtest.NewStalled()
 	log := slog.New(out)
 	base := leakcheck.Take(t)
 	var p *Proxy
 	addr := serveProxy(t, reg, func(proxy *Proxy) {
 		p = proxy
-		p.goroutines = false
 		p.Logger = log
 		p.Health = &backend.Prober{Pool: p.Pool, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1, Logger: log}
 	})
-	t.Cleanup(out.unblock) // before the proxy is closed, should the test fail
+	t.Cleanup(out.Unblock) // before the proxy is closed, should the test fail
 
 	// Round robin offers app-02 to one of two new clients: its dial is
 	// refused, it goes down (a line the output now stalls on), and that
@@ -120,7 +74,7 @@ func TestStalledLogOutputDoesNotStallTraffic(t *testing.T) {
 		}
 	}
 	select {
-	case <-out.entered:
+	case <-out.Entered:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no line reached the log output")
 	}
@@ -157,13 +111,13 @@ func TestStalledLogOutputDoesNotStallTraffic(t *testing.T) {
 	if err := p.Shutdown(ctx); err != nil {
 		t.Errorf("Shutdown = %v, want nil", err)
 	}
-	out.unblock()
+	out.Unblock()
 	select {
 	case <-p.logq.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal("the log writer did not exit once the output moved")
 	}
-	logs := out.written()
+	logs := strings.Join(out.Lines(), "\n")
 	for _, want := range []string{"backend down backend=app-02", "client refused", asynclog.DroppedMessage + " dropped="} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q:\n%s", want, logs)

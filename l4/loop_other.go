@@ -6,11 +6,17 @@ import "net"
 
 // eventLoop exists on Linux only; elsewhere every connection has its own
 // goroutine.
-type eventLoop struct{}
+type eventLoop struct{ lnAddr string }
 
-func (p *Proxy) newEventLoop(net.Listener) (*eventLoop, error) { return nil, nil }
+func (p *Proxy) newEventLoop(net.Listener) (*eventLoop, string, error) {
+	return nil, "the event loop runs on Linux only", nil
+}
 
-func (l *eventLoop) run() error { return nil }
+func (l *eventLoop) Serve() error { return nil }
+
+func (l *eventLoop) Stop(bool) {}
+
+func (l *eventLoop) Release() {}
 
 func (l *eventLoop) wake() {}
 

@@ -1,6 +1,14 @@
-// Package l4 is lbctl's TCP front door: it keys each client by its source
-// address, keeps that key pinned to one backend in an affinity table, and
-// splices bytes both ways between the client and the backend.
+// Package l4 owns lbctl's TCP front door: it keys each client by its source
+// address, keeps that key pinned to one backend in an affinity table, fails
+// over to another backend when the dial fails, and relays bytes both ways
+// with half-close until both ends are done or the connection is idle.
+//
+// Two engines serve a listener with the same rules. On Linux, one
+// edge-triggered epoll event loop per listener owns every socket as a raw
+// descriptor (see eventLoop); elsewhere, or when the listener is not TCP
+// or a backend is named by host name (the loop never resolves names), a
+// goroutine per connection accepts through internal/accept and relays
+// through internal/splice. Serve logs which engine serves and why.
 package l4
 
 import (
@@ -24,7 +32,7 @@ import (
 var ErrProxyClosed = accept.ErrClosed
 
 // DefaultConnectTimeout bounds a backend dial when Proxy.ConnectTimeout is zero.
-const DefaultConnectTimeout = 3 * time.Second
+const DefaultConnectTimeout = backend.DefaultConnectTimeout
 
 // Proxy accepts TCP connections and relays each one to the backend its
 // client is pinned to. Pool, Selector and Table must be set before Serve;
@@ -65,11 +73,6 @@ type Proxy struct {
 	// view; nil counts nothing.
 	NAT *natview.Tracker
 
-	// goroutines makes Serve use a goroutine per connection over
-	// net.TCPConn even where the event loop could serve; tests set it to
-	// cover the portable engine on Linux.
-	goroutines bool
-
 	init  sync.Once
 	loop  accept.Loop              // the portable engine
 	tuned atomic.Pointer[settings] // what new connections use: see Reconfigure
@@ -81,13 +84,10 @@ type Proxy struct {
 	loopLog    *slog.Logger    // Logger, through logq
 	loopHealth *backend.Prober // Health, logging through logq
 
-	// The event loops serving listeners (one per Serve call), and the
-	// requests they act on when woken.
-	mu       sync.Mutex
-	loops    map[*eventLoop]struct{} // to wake
-	running  sync.WaitGroup          // one per loop, until its descriptors are closed
-	stopping atomic.Bool             // stop accepting; end once connections have
-	aborting atomic.Bool             // close every connection now
+	// The event loops serving listeners (one per Serve call), for
+	// StopAccepting and CloseConns; loop runs and stops them.
+	mu    sync.Mutex
+	loops map[*eventLoop]struct{}
 	// Listeners that StopAccepting retired before an event loop for them
 	// registered: addLoop retires such a loop at once.
 	retired map[net.Listener]struct{}
@@ -98,12 +98,9 @@ type Proxy struct {
 	relays   map[*net.TCPConn]relay
 }
 
-func (p *Proxy) logger() *slog.Logger {
-	if p.Logger != nil {
-		return p.Logger
-	}
-	return slog.Default()
-}
+// logger returns Logger, or slog.Default() when it is nil (once setup
+// has run).
+func (p *Proxy) logger() *slog.Logger { return p.loop.Log() }
 
 // settings returns the fields that Reconfigure replaces.
 func (p *Proxy) settings() Settings {
@@ -113,6 +110,15 @@ func (p *Proxy) settings() Settings {
 func (p *Proxy) setup() {
 	p.init.Do(func() {
 		p.loop.Handle = p.handle
+		if hook := testHookAccepted; hook != nil {
+			// The event loop calls it itself: see startSession.
+			p.loop.Handle = func(c *accept.Conn) {
+				if rc, err := c.SyscallConn(); err == nil {
+					rc.Control(func(fd uintptr) { hook(int(fd)) })
+				}
+				p.handle(c)
+			}
+		}
 		p.loop.Logger = p.Logger
 		// A missing Selector is Serve's error to report; the
 		// settings then wait for one.
@@ -129,14 +135,17 @@ func (p *Proxy) setup() {
 // Serve accepts connections on ln and relays each to its backend until ln
 // fails or the proxy is shut down, in which case it returns ErrProxyClosed.
 // Temporary accept errors (such as running out of file descriptors) are
-// retried with a backoff from 5ms doubling to 1s. Serve closes ln when it
-// returns.
+// retried as accept.Backoff says, on either engine. Serve closes ln when
+// it returns.
 //
 // On Linux, when ln is a TCP listener and every backend address is an IP
-// literal when Serve is called, one event loop in the calling goroutine serves every connection
-// of ln (see eventLoop); otherwise each connection gets its own goroutine.
-// The event loop takes ln's socket over at once: ln itself is closed when
-// the loop starts, and the socket when Serve returns.
+// literal when Serve is called, one event loop in the calling goroutine
+// serves every connection of ln (see eventLoop); otherwise each connection
+// gets its own goroutine (the portable engine). Both engines keep the same
+// rules (pins, failover, half-close, idle timeout); Serve logs at info
+// level which one serves ln, and why when it is the portable one. The
+// event loop takes ln's socket over at once: ln itself is closed when the
+// loop starts, and the socket when Serve returns.
 func (p *Proxy) Serve(ln net.Listener) error {
 	if p.Pool == nil || p.Selector == nil || p.Table == nil {
 		ln.Close()
@@ -152,17 +161,31 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		}
 		p.tuned.CompareAndSwap(nil, r)
 	}
-	if !p.goroutines {
-		if l, err := p.newEventLoop(ln); err != nil {
+	why := "set by a test"
+	if !testHookPortable {
+		l, reason, err := p.newEventLoop(ln)
+		if err != nil {
 			ln.Close()
 			return err
-		} else if l != nil {
-			return l.run()
 		}
+		if l != nil {
+			// Through the loop's queue: Serve's goroutine is the loop's.
+			p.loopLog.Info("l4 engine: one event loop serves the listener", "listener", l.lnAddr)
+			return p.loop.Run(l)
+		}
+		why = reason
 	}
+	// Said once per listener, at start: this engine's costs differ (a
+	// goroutine and its stack per connection, more system calls).
+	p.logger().Info("l4 engine: a goroutine per connection serves the listener", "listener", ln.Addr().String(), "reason", why)
 	defer p.forgetRetired(ln)
 	return p.loop.Serve(ln)
 }
+
+// testHookPortable, when set before Serve, makes Serve use a goroutine per
+// connection even where the event loop could serve: the tests set it to
+// run their behaviour tests on both engines on Linux.
+var testHookPortable bool
 
 // StopAccepting stops accepting on ln, a listener that Serve serves, and
 // leaves the connections accepted there to run on: the proxy keeps
@@ -211,29 +234,15 @@ const logQueue = 256
 // loops' last log lines are then written, for as long as ctx allows.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.setup()
-	p.stopping.Store(true)
-	p.wakeLoops()
 	err := p.loop.Shutdown(ctx)
-	done := make(chan struct{})
-	go func() {
-		p.running.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		p.logq.Stop()
+	p.logq.Stop()
+	if err == nil {
 		select {
 		case <-p.logq.Done():
 		case <-ctx.Done(): // a stalled log output
 		}
-		return err
-	case <-ctx.Done():
 	}
-	p.aborting.Store(true)
-	p.wakeLoops()
-	<-done
-	p.logq.Stop()
-	return ctx.Err()
+	return err
 }
 
 // Close stops accepting and closes every open connection at once, returning
@@ -241,49 +250,33 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 // stop; Close does not wait for it to write what is queued.
 func (p *Proxy) Close() error {
 	p.setup()
-	p.stopping.Store(true)
-	p.aborting.Store(true)
-	p.wakeLoops()
 	err := p.loop.Close()
-	p.running.Wait()
 	p.logq.Stop()
 	return err
 }
 
-// addLoop registers a new event loop, unless the proxy is stopping. A loop
-// added here is one that Shutdown and Close, which set stopping before
-// they wake the loops (under the same lock), will wait for.
-func (p *Proxy) addLoop(l *eventLoop) bool {
+// addLoop registers an event loop that starts serving, for StopAccepting
+// and CloseConns, and starts the log writer. Shutdown and Close reach the
+// loop through the accept loop that runs it (see accept.Loop.Run), which
+// stops the log writer only after the loop has ended.
+func (p *Proxy) addLoop(l *eventLoop) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stopping.Load() {
-		return false
-	}
 	if p.loops == nil {
 		p.loops = make(map[*eventLoop]struct{})
 	}
 	p.loops[l] = struct{}{}
-	p.running.Add(1)
 	p.logq.Start()
 	if _, ok := p.retired[l.listener()]; ok {
 		l.retire()
 	}
-	return true
 }
 
-// removeLoop takes l out of the set that wakeLoops writes to.
+// removeLoop takes l out of the set that StopAccepting and CloseConns
+// write to.
 func (p *Proxy) removeLoop(l *eventLoop) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.loops, l)
 	delete(p.retired, l.listener())
-}
-
-// wakeLoops makes every event loop look at stopping and aborting.
-func (p *Proxy) wakeLoops() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for l := range p.loops {
-		l.wake()
-	}
 }

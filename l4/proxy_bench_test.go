@@ -2,15 +2,25 @@ package l4
 
 import (
 	"io"
+	"log/slog"
 	"net"
 	"testing"
 )
+
+// quietLogs sends the default logger's lines nowhere until b ends, so that
+// a proxy's start line ("l4 engine: ...") does not split a result line.
+func quietLogs(b *testing.B) {
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.DiscardHandler))
+	b.Cleanup(func() { slog.SetDefault(old) })
+}
 
 // BenchmarkConnection measures one short connection end to end: connect,
 // one byte each way, close. "direct" runs the same client against the
 // backend itself, so the proxy's own cost per connection (time and
 // allocations, including the backend dial) is the difference.
 func BenchmarkConnection(b *testing.B) {
+	quietLogs(b)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -54,6 +64,7 @@ func BenchmarkConnection(b *testing.B) {
 // connection and reads their echo: the steady-state copy path, which must
 // not allocate.
 func BenchmarkKeptAliveRoundTrip(b *testing.B) {
+	quietLogs(b)
 	f := newFixture(b, fixtureOpts{n: 1})
 	c, err := net.Dial("tcp", f.addr)
 	if err != nil {

@@ -20,89 +20,35 @@ import (
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/eventually"
 	"github.com/lbctl/lbctl/internal/leakcheck"
+	"github.com/lbctl/lbctl/internal/testbackend"
 )
 
-// testBackend is a TCP server on loopback that greets every connection with
-// its id on one line, then echoes until the client half-closes, then closes.
+// testBackend is a TCP backend on loopback that greets every connection
+// with its id on one line, then echoes until the client half-closes (see
+// testbackend.StartTCP); Kill and Revive crash it and bring it back on
+// the same address. id and addr are its ID and Addr.
 type testBackend struct {
-	id   string
-	addr string
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	*testbackend.Backend
+	id, addr string
 }
 
+// startBackend starts a testBackend, killed when the test ends.
 func startBackend(t testing.TB, id string) *testBackend {
 	t.Helper()
-	tb := &testBackend{id: id, conns: make(map[net.Conn]struct{})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	b, err := testbackend.StartTCP(id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb.addr = ln.Addr().String()
-	tb.serve(ln)
-	t.Cleanup(tb.kill)
-	return tb
+	t.Cleanup(func() { b.Kill() })
+	return &testBackend{Backend: b, id: id, addr: b.Addr()}
 }
 
-func (tb *testBackend) serve(ln net.Listener) {
-	tb.mu.Lock()
-	tb.ln = ln
-	tb.mu.Unlock()
-	tb.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			tb.mu.Lock()
-			tb.conns[c] = struct{}{}
-			tb.mu.Unlock()
-			tb.wg.Go(func() {
-				defer func() {
-					tb.mu.Lock()
-					delete(tb.conns, c)
-					tb.mu.Unlock()
-					c.Close()
-				}()
-				fmt.Fprintf(c, "%s\n", tb.id)
-				io.Copy(c, c)
-			})
-		}
-	})
-}
-
-// kill closes the listener and every open connection, as a crash would.
-func (tb *testBackend) kill() {
-	tb.mu.Lock()
-	if tb.ln != nil {
-		tb.ln.Close()
-		tb.ln = nil
-	}
-	for c := range tb.conns {
-		c.Close()
-	}
-	tb.mu.Unlock()
-	tb.wg.Wait()
-}
-
-// openConns returns how many connections the backend has open.
-func (tb *testBackend) openConns() int {
-	tb.mu.Lock()
-	defer tb.mu.Unlock()
-	return len(tb.conns)
-}
-
-// revive listens again on the same address.
+// revive listens again on tb's address.
 func (tb *testBackend) revive(t *testing.T) {
 	t.Helper()
-	ln, err := net.Listen("tcp", tb.addr)
-	if err != nil {
-		t.Fatalf("revive %s on %s: %v", tb.id, tb.addr, err)
+	if err := tb.Revive(); err != nil {
+		t.Fatal(err)
 	}
-	tb.serve(ln)
 }
 
 type fixture struct {
@@ -152,8 +98,7 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	f.pool = backend.NewPool(reg)
 	f.table = affinity.New(affinity.Options{})
 	t.Cleanup(f.table.Close)
-	f.proxy = &Proxy{Pool: f.pool, Selector: sel, Table: f.table, IdleTimeout: o.idle, ConnectTimeout: time.Second,
-		goroutines: portableEngine}
+	f.proxy = &Proxy{Pool: f.pool, Selector: sel, Table: f.table, IdleTimeout: o.idle, ConnectTimeout: time.Second}
 	if o.prober {
 		f.proxy.Health = &backend.Prober{Pool: f.pool, Checker: &backend.TCPCheck{}, Rise: 1, Fall: 1, Timeout: time.Second}
 	}
@@ -173,14 +118,14 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 }
 
 // serveProxy starts a proxy over a pool of reg, with a fresh affinity table, on the
-// engine the tests are running (see portableEngine); configure, when not
+// engine the tests are running (see testHookPortable); configure, when not
 // nil, adjusts it first. It returns the proxy's address and closes it when
 // the test ends.
 func serveProxy(t testing.TB, reg *backend.Registry, configure func(p *Proxy)) string {
 	t.Helper()
 	table := affinity.New(affinity.Options{})
 	t.Cleanup(table.Close)
-	p := &Proxy{Pool: backend.NewPool(reg), Selector: &backend.RoundRobin{}, Table: table, goroutines: portableEngine}
+	p := &Proxy{Pool: backend.NewPool(reg), Selector: &backend.RoundRobin{}, Table: table}
 	if configure != nil {
 		configure(p)
 	}
@@ -331,7 +276,7 @@ func TestFailoverRepinsWithoutFlapBack(t *testing.T) {
 			dead = b
 		}
 	}
-	dead.kill()
+	dead.Kill()
 
 	// The proxy has not noticed yet: the dial fails, and the client is
 	// moved within the same connection without seeing an error.
@@ -590,7 +535,7 @@ func TestNoGoroutineOrFDOutlivesItsConnection(t *testing.T) {
 	greeting(t, "127.0.0.20", f.addr)
 	eventually.True(t, "the first client's connection to end", func() bool {
 		for _, b := range f.backends {
-			if b.openConns() != 0 || f.registry.Get(b.id).Active() != 0 {
+			if b.OpenConns() != 0 || f.registry.Get(b.id).Active() != 0 {
 				return false
 			}
 		}
@@ -634,7 +579,7 @@ func TestNoGoroutineOrFDOutlivesItsConnection(t *testing.T) {
 	c := dialFrom(t, "127.0.0.21", f.addr)
 	bufio.NewReader(c).ReadString('\n')
 	for _, b := range f.backends {
-		b.kill()
+		b.Kill()
 	}
 	io.Copy(io.Discard, c)
 	c.Close()

@@ -66,7 +66,7 @@ func TestConcurrentFailoverOfOneClientRepinsToOneBackend(t *testing.T) {
 		first := greeting(t, client, f.addr)
 		for _, b := range f.backends {
 			if b.id == first {
-				b.kill()
+				b.Kill()
 			}
 		}
 		got := concurrentGreetings(t, 16, client, f.addr)

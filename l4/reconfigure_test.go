@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/eventually"
+	"github.com/lbctl/lbctl/internal/underload"
 )
 
 // A shorter idle timeout applies to the connections accepted after the
@@ -139,36 +138,7 @@ func TestReconfigureUnderLoad(t *testing.T) {
 		{Selector: &backend.LeastConn{}, ConnectTimeout: 2 * time.Second, IdleTimeout: 5 * time.Second},
 		{Selector: &backend.Random2{}, ConnectTimeout: 3 * time.Second},
 	}
-	var served, failed atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if err := echoOnce(fmt.Sprintf("127.0.1.%d", 1+(g*50+i)%200), f.addr); err != nil {
-					failed.Add(1)
-					t.Errorf("client %d: %v", g, err)
-					return
-				}
-				served.Add(1)
-			}
-		})
-	}
-	for i := range 30 {
-		from := served.Load()
-		eventually.True(t, "connections to be served between changes", func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
-		if err := f.proxy.Reconfigure(variants[(i+1)%len(variants)]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	close(stop)
-	wg.Wait()
-	if n := failed.Load(); n != 0 {
-		t.Errorf("%d of %d connections failed across 30 changes", n, served.Load()+n)
-	}
+	underload.Run(t, "changes", 4, 30,
+		func(g, i int) error { return echoOnce(fmt.Sprintf("127.0.1.%d", 1+(g*50+i)%200), f.addr) },
+		func(i int) error { return f.proxy.Reconfigure(variants[(i+1)%len(variants)]) })
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/testbackend"
 )
 
 // TestReloadedNameIsSkippedByTheEventLoop reloads a host name into a pool
@@ -14,14 +15,14 @@ import (
 // fault is the proxy's, not the backend's.
 func TestReloadedNameIsSkippedByTheEventLoop(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 1, prober: true})
-	if f.proxy.goroutines {
+	if testHookPortable {
 		t.Skip("the portable engine resolves names")
 	}
 	// Served once, the proxy has chosen its engine over the first pool.
 	greeting(t, "127.0.8.10", f.addr)
 	named := startBackend(t, "app-02")
 	_, port, _ := net.SplitHostPort(named.addr)
-	specs := specsOf(f, "", backend.Spec{ID: "app-02", Address: net.JoinHostPort("localhost", port), Weight: 1})
+	specs := testbackend.Specs(f.backends, "", backend.Spec{ID: "app-02", Address: net.JoinHostPort("localhost", port), Weight: 1})
 	if _, err := f.pool.Reload(specs); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}

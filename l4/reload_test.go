@@ -7,27 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
-	"github.com/lbctl/lbctl/internal/eventually"
 	"github.com/lbctl/lbctl/internal/leakcheck"
+	"github.com/lbctl/lbctl/internal/testbackend"
+	"github.com/lbctl/lbctl/internal/underload"
 )
-
-// specsOf returns the specs of the fixture's backends (weight 1) followed
-// by extra, leaving out the ids in drop.
-func specsOf(f *fixture, drop string, extra ...backend.Spec) []backend.Spec {
-	var out []backend.Spec
-	for _, tb := range f.backends {
-		if tb.id != drop {
-			out = append(out, backend.Spec{ID: tb.id, Address: tb.addr, Weight: 1})
-		}
-	}
-	return append(out, extra...)
-}
 
 // TestReloadKeepsPinsAndMovesRemovedClients reloads a pool of three with
 // 60 pinned clients: app-04 joins, app-03 leaves (still running, so that
@@ -66,7 +53,7 @@ func TestReloadKeepsPinsAndMovesRemovedClients(t *testing.T) {
 		t.Fatalf("no client on app-03: %v", pinned)
 	}
 
-	specs := specsOf(f, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 1})
+	specs := testbackend.Specs(f.backends, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 1})
 	specs[1].Weight = 3 // app-02
 	ch, err := f.pool.Reload(specs)
 	if err != nil {
@@ -149,43 +136,15 @@ func TestReloadsUnderLoad(t *testing.T) {
 	go func() { probed <- prober.Run(ctx) }()
 
 	configs := [][]backend.Spec{
-		specsOf(f, ""),
-		specsOf(f, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 2}),
+		testbackend.Specs(f.backends, ""),
+		testbackend.Specs(f.backends, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 2}),
 	}
-	var served, failed atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if err := echoOnce(fmt.Sprintf("127.0.7.%d", g*50+i%50+1), f.addr); err != nil {
-					failed.Add(1)
-					t.Errorf("client %d: %v", g, err)
-					return
-				}
-				served.Add(1)
-			}
+	underload.Run(t, "reloads", 4, 20,
+		func(g, i int) error { return echoOnce(fmt.Sprintf("127.0.7.%d", g*50+i%50+1), f.addr) },
+		func(i int) error {
+			_, err := f.pool.Reload(configs[(i+1)%2])
+			return err
 		})
-	}
-	for i := range 20 {
-		from := served.Load()
-		eventually.True(t, "clients to be served between reloads", func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
-		if _, err := f.pool.Reload(configs[(i+1)%2]); err != nil {
-			t.Fatalf("reload %d: %v", i, err)
-		}
-	}
-	from := served.Load()
-	eventually.True(t, "clients to be served after the last reload", func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
-	close(stop)
-	wg.Wait()
-	if n := failed.Load(); n != 0 {
-		t.Errorf("%d of %d clients failed across 20 reloads", n, served.Load()+n)
-	}
 	stopProber()
 	if err := <-probed; err != context.Canceled {
 		t.Errorf("prober Run = %v, want context.Canceled", err)

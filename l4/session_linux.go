@@ -25,10 +25,9 @@ type session struct {
 	up, down       direction // client to server, server to client
 
 	key     affinity.Key
-	addr    netip.AddrPort // the client's, for logs
-	seen    string         // the pin this session last saw
-	avoid   []*backend.Backend
-	avoidBf [4]*backend.Backend
+	addr    netip.AddrPort   // the client's, for logs
+	seen    string           // the pin this session last saw
+	try     backend.Attempt  // the choice of backend, step by step
 	b       *backend.Backend // the backend dialled or connected, acquired
 	start   int64            // loop time of the accept, for the access log
 	lastErr error            // the last failed dial
@@ -62,7 +61,7 @@ type direction struct {
 	piped    bool   // pipe is open
 	pipe     [2]int
 	inPipe   int   // bytes spliced into pipe and not yet out
-	moved    int64 // bytes written to dst, for the access log
+	written  int64 // bytes written to dst, for the access log
 	eof      bool  // src has ended
 	done     bool  // and everything, the end included, went to dst
 }
@@ -79,6 +78,7 @@ func (l *eventLoop) startSession(fd int, peer netip.AddrPort) {
 	s.seen, _ = l.p.Table.Lookup(s.key)
 	s.start = l.now
 	l.p.loop.Counts.Opened()
+	s.try = l.p.attempt(s.key, s.seen, s.cfg)
 	setNoDelay(fd)
 	if testHookAccepted != nil {
 		testHookAccepted(fd)
@@ -96,7 +96,7 @@ func (l *eventLoop) startSession(fd int, peer netip.AddrPort) {
 // client is refused.
 func (l *eventLoop) dial(s *session) {
 	for {
-		b, seen := l.p.choose(s.key, s.seen, s.avoid, s.cfg.sel)
+		b, seen := l.p.choose(&s.try, s.key, s.seen)
 		s.seen = seen
 		if b == nil {
 			l.refuse(s)
@@ -106,7 +106,7 @@ func (l *eventLoop) dial(s *session) {
 		if t == nil {
 			// Not the backend's fault: passive health is not told.
 			s.lastErr = b.DialError(errNotLiteral)
-			s.avoid = append(s.avoid, b)
+			s.try.Fail(b)
 			continue
 		}
 		fd, err := sysSocket(t.family)
@@ -162,7 +162,7 @@ func (l *eventLoop) failed(s *session, b *backend.Backend, err error) {
 	s.lastErr = b.DialError(err)
 	b.CountConnectFailure()
 	l.p.loopHealth.ReportFailure(b, s.lastErr)
-	s.avoid = append(s.avoid, b)
+	s.try.Fail(b)
 }
 
 // refuse closes a client no backend took.
@@ -268,40 +268,12 @@ func (l *eventLoop) pump(s *session, d, other *direction) (more, ok bool) {
 		if steps == pumpSteps {
 			return true, true
 		}
+		var r moved
 		switch {
 		case len(d.pending) > 0:
-			if !d.dst.writable {
-				return false, true
-			}
-			n, err := sysWrite(d.dst.fd, d.pending)
-			if err == unix.EAGAIN {
-				d.dst.writable = false
-				return false, true
-			} else if err != 0 {
-				return false, false
-			}
-			d.moved += int64(n)
-			l.touch(s) // a slow reader that takes bytes is not idle
-			if d.pending = d.pending[n:]; len(d.pending) > 0 {
-				d.dst.writable = false // a short write: the socket is full
-				return false, true
-			}
-			l.putBuf(d.buf)
-			d.buf, d.pending = nil, nil
+			r = l.writePending(s, d)
 		case d.inPipe > 0:
-			if !d.dst.writable {
-				return false, true
-			}
-			n, err := sysSplice(d.pipe[0], d.dst.fd, d.inPipe)
-			if err == unix.EAGAIN {
-				d.dst.writable = false
-				return false, true
-			} else if err != 0 {
-				return false, false
-			}
-			d.inPipe -= n
-			d.moved += int64(n)
-			l.touch(s)
+			r = l.writePipe(s, d)
 		case d.eof:
 			// Forward the end. When the other way has ended too, the
 			// session closes next, and close sends the FIN itself.
@@ -312,60 +284,132 @@ func (l *eventLoop) pump(s *session, d, other *direction) (more, ok bool) {
 		case !d.src.readable:
 			return false, true
 		case d.bulk:
-			if !d.piped && !l.getPipe(d) {
-				return false, false
-			}
-			n, err := sysSplice(d.src.fd, d.pipe[1], pipeSize)
-			switch {
-			case err == unix.EAGAIN: // the pipe is empty, so the socket is
-				d.src.readable = false
-			case err != 0:
-				return false, false
-			case n == 0:
-				d.eof = true
-			default:
-				d.inPipe = n
-				l.touch(s)
-			}
+			r = l.readPipe(s, d)
 		default:
-			n, err := sysRead(d.src.fd, l.scratch)
-			switch {
-			case err == unix.EAGAIN:
-				d.src.readable = false
-				continue
-			case err != 0:
-				return false, false
-			case n == 0:
-				d.eof = true
-				continue
-			}
-			l.touch(s)
-			data := l.scratch[:n]
-			if d.dst.writable {
-				w, err := sysWrite(d.dst.fd, data)
-				if err != 0 && err != unix.EAGAIN {
-					return false, false
-				}
-				if err == 0 {
-					data = data[w:]
-					d.moved += int64(w)
-				}
-			}
-			if len(data) > 0 {
-				d.dst.writable = false
-				d.buf = l.getBuf()
-				d.pending = d.buf[:copy(d.buf, data)]
-			}
-			if n == len(l.scratch) {
-				d.bulk = true
-			} else if !d.src.rdhup {
-				// A short read emptied the socket; more data brings
-				// another edge. After the peer's FIN, read on to see it.
-				d.src.readable = false
-			}
+			r = l.readSmall(s, d)
+		}
+		switch r {
+		case pumpBlocked:
+			return false, true
+		case pumpFailed:
+			return false, false
 		}
 	}
 	return false, true
+}
+
+// moved is what one step of a pump came to.
+type moved uint8
+
+const (
+	pumpOn      moved = iota // the pump may take its next step
+	pumpBlocked              // a socket would block: its next edge resumes the pump
+	pumpFailed               // a socket failed: the session closes
+)
+
+// writePending writes the bytes that d's destination could not take
+// before.
+func (l *eventLoop) writePending(s *session, d *direction) moved {
+	if !d.dst.writable {
+		return pumpBlocked
+	}
+	n, err := sysWrite(d.dst.fd, d.pending)
+	if err == unix.EAGAIN {
+		d.dst.writable = false
+		return pumpBlocked
+	} else if err != 0 {
+		return pumpFailed
+	}
+	d.written += int64(n)
+	l.touch(s) // a slow reader that takes bytes is not idle
+	if d.pending = d.pending[n:]; len(d.pending) > 0 {
+		d.dst.writable = false // a short write: the socket is full
+		return pumpBlocked
+	}
+	l.putBuf(d.buf)
+	d.buf, d.pending = nil, nil
+	return pumpOn
+}
+
+// writePipe splices what d's pipe holds to its destination.
+func (l *eventLoop) writePipe(s *session, d *direction) moved {
+	if !d.dst.writable {
+		return pumpBlocked
+	}
+	n, err := sysSplice(d.pipe[0], d.dst.fd, d.inPipe)
+	if err == unix.EAGAIN {
+		d.dst.writable = false
+		return pumpBlocked
+	} else if err != 0 {
+		return pumpFailed
+	}
+	d.inPipe -= n
+	d.written += int64(n)
+	l.touch(s)
+	return pumpOn
+}
+
+// readPipe splices from d's source into its pipe, once the direction
+// carries bulk data.
+func (l *eventLoop) readPipe(s *session, d *direction) moved {
+	if !d.piped && !l.getPipe(d) {
+		return pumpFailed
+	}
+	n, err := sysSplice(d.src.fd, d.pipe[1], pipeSize)
+	switch {
+	case err == unix.EAGAIN: // the pipe is empty, so the socket is
+		d.src.readable = false
+	case err != 0:
+		return pumpFailed
+	case n == 0:
+		d.eof = true
+	default:
+		d.inPipe = n
+		l.touch(s)
+	}
+	return pumpOn
+}
+
+// readSmall reads a small message into the loop's scratch buffer and
+// writes it on at once, setting aside what the destination cannot take.
+// A read that fills the buffer marks the direction as bulk.
+func (l *eventLoop) readSmall(s *session, d *direction) moved {
+	n, err := sysRead(d.src.fd, l.scratch)
+	switch {
+	case err == unix.EAGAIN:
+		d.src.readable = false
+		return pumpOn
+	case err != 0:
+		return pumpFailed
+	case n == 0:
+		d.eof = true
+		return pumpOn
+	}
+	l.touch(s)
+	data := l.scratch[:n]
+	if d.dst.writable {
+		w, err := sysWrite(d.dst.fd, data)
+		if err != 0 && err != unix.EAGAIN {
+			return pumpFailed
+		}
+		if err == 0 {
+			data = data[w:]
+			d.written += int64(w)
+		}
+	}
+	if len(data) > 0 {
+		d.dst.writable = false
+		d.buf = l.getBuf()
+		d.pending = d.buf[:copy(d.buf, data)]
+	}
+	if n == len(l.scratch) {
+		d.bulk = true
+	} else if !d.src.rdhup {
+		// A short read emptied the socket; more data brings another
+		// edge. After the peer's FIN, read on to see it.
+		d.src.readable = false
+	}
+	return pumpOn
 }
 
 // touch records that s moved bytes now, for the idle timeout.
@@ -421,7 +465,6 @@ func (l *eventLoop) newSession() *session {
 	s.server = endpoint{fd: -1, s: s}
 	s.up = direction{src: &s.client, dst: &s.server}
 	s.down = direction{src: &s.server, dst: &s.client}
-	s.avoid = s.avoidBf[:0]
 	l.serial++
 	s.serial = l.serial
 	l.sessions++
@@ -446,7 +489,6 @@ func (l *eventLoop) closeSession(s *session) {
 	}
 	l.logSession(s)
 	l.p.loop.Counts.Closed()
-	clear(s.avoidBf[:])
 	*s = session{}
 	l.sessions--
 	if len(l.free) < 1024 {

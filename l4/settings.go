@@ -35,14 +35,7 @@ func (s Settings) resolve() (*settings, error) {
 	if s.Selector == nil {
 		return nil, errNoSelector
 	}
-	r := &settings{sel: s.Selector, idle: max(s.IdleTimeout, 0)}
-	r.dialer.Timeout = s.ConnectTimeout
-	if r.dialer.Timeout <= 0 {
-		r.dialer.Timeout = DefaultConnectTimeout
-	}
-	// Dead peers are found by the idle timeout; TCP keep-alive would
-	// only add three system calls to every dial.
-	r.dialer.KeepAlive = -1
+	r := &settings{sel: s.Selector, dialer: backend.Dialer(s.ConnectTimeout), idle: max(s.IdleTimeout, 0)}
 	if hook := testHookDialing; hook != nil {
 		r.dialer.Control = func(_, _ string, rc syscall.RawConn) error { return rc.Control(hook) }
 	}

@@ -56,8 +56,8 @@ func (s *session) headRead(b *backend.Backend) {
 // new, one naming no backend of the pool is tampered, one whose backend
 // took the request is valid, and one whose backend did not (it could not
 // keep the client, or failed it) is repinned, for the reason WhyRepin
-// gives.
-func (a *account) cookie() (accesslog.Outcome, backend.RepinReason) {
+// gives for the request's attempt try.
+func (a *account) cookie(try *backend.Attempt) (accesslog.Outcome, backend.RepinReason) {
 	switch {
 	case !a.cookieSent:
 		return accesslog.CookieNew, 0
@@ -66,7 +66,7 @@ func (a *account) cookie() (accesslog.Outcome, backend.RepinReason) {
 	case a.b == a.named:
 		return accesslog.CookieValid, 0
 	}
-	return accesslog.CookieRepinned, backend.WhyRepin(a.named, nil)
+	return accesslog.CookieRepinned, try.WhyRepin(a.named)
 }
 
 // endAccount reports the request: to its backend's counts by status
@@ -74,7 +74,7 @@ func (a *account) cookie() (accesslog.Outcome, backend.RepinReason) {
 // the front door's request count, and to the access log.
 func (s *session) endAccount() {
 	a := &s.acct
-	outcome, why := a.cookie()
+	outcome, why := a.cookie(&s.try)
 	if a.b != nil {
 		a.b.CountResponse(a.status)
 		if outcome == accesslog.CookieRepinned {

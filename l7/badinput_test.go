@@ -276,7 +276,7 @@ func TestNoBackendGets503AtOnce(t *testing.T) {
 func TestAllBackendsDownGets503(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 2})
 	for _, b := range f.backends {
-		b.kill()
+		b.Kill()
 	}
 	got := rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	if !strings.HasPrefix(got, "HTTP/1.1 503 ") {

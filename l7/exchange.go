@@ -52,29 +52,26 @@ func (s *session) exchange() bool {
 		s.tune(cfg)
 	}
 	s.st = p.current()
-	b, sticky := s.pinned()
-	if !sticky {
+	s.try = backend.NewAttempt(s.st.reg, s.cfg.sel, s.addrKey, s.pinned())
+	b := s.next()
+	if !s.try.Pinned() {
 		s.countSession()
 	}
-	s.avoid = s.avoid[:0]
 	retriedOther, retriedFresh := false, false
 	for {
 		if b == nil {
-			if b = s.cfg.sel.Select(s.st.reg.All(), s.avoid); b == nil {
-				return s.answer(503, hasBody)
-			}
-			sticky = false
+			return s.answer(503, hasBody)
 		}
 		up, reused, err := p.upstream(s.st, s.cfg, b, retryable && !retriedFresh)
 		if err != nil {
 			// Nothing was sent: any request may go to the next backend.
 			p.Health.ReportFailure(b, err)
 			p.logger().Debug("backend connect failed", "backend", b.ID, "error", err)
-			s.avoid = append(s.avoid, b)
-			b = nil
+			s.try.Fail(b)
+			b = s.next()
 			continue
 		}
-		keep, out := s.roundTrip(b, up, reused, retryable, !sticky)
+		keep, out := s.roundTrip(b, up, reused, retryable, !s.try.Pinned())
 		switch out {
 		case relayed:
 			b.CountServed()
@@ -86,17 +83,15 @@ func (s *session) exchange() bool {
 				return s.answer(502, hasBody)
 			}
 			retriedOther, retriedFresh = true, false
-			s.avoid = append(s.avoid, b)
-			b = nil
+			s.try.Fail(b)
+			b = s.next()
 		}
 	}
 }
 
-// pinned returns the backend the request's persistence cookie names, if
-// it keeps its pinned clients (up, and ready or draining before its
-// deadline), and counts the client as one it keeps (see Proxy.Pinned). A
-// cookie naming a backend that a reload removed names none.
-func (s *session) pinned() (*backend.Backend, bool) {
+// pinned returns the backend the request's persistence cookie names, or
+// nil. A cookie naming a backend that a reload removed names none.
+func (s *session) pinned() *backend.Backend {
 	name := s.st.codec.name
 	for i := range s.req.fields {
 		f := &s.req.fields[i]
@@ -104,18 +99,24 @@ func (s *session) pinned() (*backend.Backend, bool) {
 			continue
 		}
 		if v, ok := findCookie(f.value, name); ok {
-			// A ready backend keeps its pins without a reading of the
-			// clock.
 			b := s.st.codec.backendFor(v)
 			s.acct.named, s.acct.cookieSent = b, true
-			if b != nil && (b.Available() || b.KeepsPinned(time.Now())) {
-				s.st.pins[b].add(s.pinKey, pinMinute(time.Now()))
-				return b, true
-			}
-			return nil, false
+			return b
 		}
 	}
-	return nil, false
+	return nil
+}
+
+// next returns the backend the exchange tries next (see backend.Attempt):
+// first the one the cookie names while it keeps its pinned clients (up,
+// and ready or draining before its deadline), counted then as a client it
+// keeps (see Proxy.Pinned); else the selector's choice.
+func (s *session) next() *backend.Backend {
+	b := s.try.Next()
+	if b != nil && s.try.Pinned() {
+		s.st.pins[b].add(s.pinKey, pinMinute(time.Now()))
+	}
+	return b
 }
 
 // answer writes a canned error and reports whether the connection can go

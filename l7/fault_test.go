@@ -76,7 +76,7 @@ func TestClientAbortIsNobodysFault(t *testing.T) {
 	const chunked = "POST /sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"
 	served := func() (n int64) {
 		for _, hb := range f.backends {
-			n += hb.served.Load()
+			n += hb.Served()
 		}
 		return n
 	}

@@ -11,76 +11,47 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/testbackend"
 )
 
-// httpBackend is a real HTTP server on loopback that answers with its id
-// and remembers the last request's header, so tests can see what lbctl
-// forwarded. It can be killed (listener and connections closed, as a crash
-// would) and revived on the same address.
+// httpBackend is a killable HTTP backend on loopback (see
+// testbackend.StartHTTP) that answers with its id and remembers the last
+// request's header, so tests can see what lbctl forwarded; its paths
+// below give the framings the tests need.
 type httpBackend struct {
-	id      string
-	addr    string
-	healthy atomic.Bool
-	served  atomic.Int64
-	conns   atomic.Int64 // connections accepted
-	bigDone chan error   // how the last /big response ended
+	*testbackend.Backend
+	id, addr string
+	bigDone  chan error // how the last /big response ended
 
 	mu       sync.Mutex
-	srv      *http.Server
 	last     http.Header
 	arrivals map[string]int // requests that reached the handler, by target
 	arrival  chan struct{}  // closed and replaced on every arrival
 }
 
+// startHTTPBackend starts an httpBackend, killed when the test ends.
 func startHTTPBackend(t testing.TB, id string) *httpBackend {
 	t.Helper()
 	hb := &httpBackend{id: id, bigDone: make(chan error, 1), arrivals: map[string]int{}, arrival: make(chan struct{})}
-	hb.healthy.Store(true)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	b, err := testbackend.StartHTTP(id, hb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hb.addr = ln.Addr().String()
-	hb.serve(ln)
-	t.Cleanup(hb.kill)
+	t.Cleanup(func() { b.Kill() })
+	hb.Backend, hb.addr = b, b.Addr()
 	return hb
 }
 
-func (hb *httpBackend) serve(ln net.Listener) {
-	srv := &http.Server{Handler: hb, ReadHeaderTimeout: 10 * time.Second,
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			if s == http.StateNew {
-				hb.conns.Add(1)
-			}
-		}}
-	hb.mu.Lock()
-	hb.srv = srv
-	hb.mu.Unlock()
-	go srv.Serve(ln)
-}
-
-func (hb *httpBackend) kill() {
-	hb.mu.Lock()
-	srv := hb.srv
-	hb.srv = nil
-	hb.mu.Unlock()
-	if srv != nil {
-		srv.Close()
-	}
-}
-
+// revive listens again on hb's address.
 func (hb *httpBackend) revive(t testing.TB) {
 	t.Helper()
-	ln, err := net.Listen("tcp", hb.addr)
-	if err != nil {
-		t.Fatalf("revive %s on %s: %v", hb.id, hb.addr, err)
+	if err := hb.Revive(); err != nil {
+		t.Fatal(err)
 	}
-	hb.serve(ln)
 }
 
 func (hb *httpBackend) lastHeader() http.Header {
@@ -111,14 +82,9 @@ func (hb *httpBackend) awaitArrivals(target string, n int, within time.Duration)
 	}
 }
 
+// ServeHTTP serves every request but health checks, which testbackend
+// answers.
 func (hb *httpBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/healthz" {
-		if !hb.healthy.Load() {
-			w.WriteHeader(http.StatusInternalServerError)
-		}
-		return
-	}
-	hb.served.Add(1)
 	hb.mu.Lock()
 	hb.last = r.Header.Clone()
 	hb.arrivals[r.RequestURI]++
@@ -289,6 +255,18 @@ func tryGet(c *http.Client, url string, hdr ...string) (string, *http.Response, 
 		return "", nil, fmt.Errorf("GET %s: reading body: %w", url, err)
 	}
 	return strings.TrimSpace(string(body)), resp, nil
+}
+
+// okGet is tryGet for a request that must be answered 200.
+func okGet(c *http.Client, url string, hdr ...string) error {
+	_, resp, err := tryGet(c, url, hdr...)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
 }
 
 // rawExchange writes raw to a new connection and returns everything the

@@ -180,7 +180,7 @@ func TestFailoverOnKilledBackendRepinsWithoutFlapBack(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 3, prober: true})
 	c := f.client(t)
 	first, _ := get(t, c, f.url("/"))
-	f.byID[first].kill()
+	f.byID[first].Kill()
 
 	second, resp := get(t, c, f.url("/"))
 	if second == first || resp.StatusCode != 200 {
@@ -207,7 +207,7 @@ func TestFailoverOnFailingHealthCheck(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 2, prober: true})
 	c := f.client(t)
 	first, _ := get(t, c, f.url("/"))
-	f.byID[first].healthy.Store(false)
+	f.byID[first].SetHealthy(false)
 	f.proxy.Health.Round(context.Background())
 	second, resp := get(t, c, f.url("/"))
 	if second == first {
@@ -216,7 +216,7 @@ func TestFailoverOnFailingHealthCheck(t *testing.T) {
 	if ck, _ := http.ParseSetCookie(resp.Header.Get("Set-Cookie")); ck == nil || ck.Value != second {
 		t.Errorf("Set-Cookie %q, want SERVERID=%s", resp.Header.Get("Set-Cookie"), second)
 	}
-	f.byID[first].healthy.Store(true)
+	f.byID[first].SetHealthy(true)
 	f.proxy.Health.Round(context.Background())
 	if got, _ := get(t, c, f.url("/")); got != second {
 		t.Errorf("after %s recovered the browser went to %s, want %s", first, got, second)

@@ -1,7 +1,8 @@
-// Package l7 is lbctl's HTTP/1.1 front door: it keeps each browser on one
+// Package l7 owns lbctl's HTTP/1.1 front door: it keeps each browser on one
 // backend with a persistence cookie, moves it with a new cookie when that
 // backend fails, and forwards requests and responses as streams over
-// kept-alive connections.
+// kept-alive connections. It accepts through internal/accept and relays
+// protocol upgrades through internal/splice.
 //
 // The HTTP engine is lbctl's own: request heads are read into a
 // per-connection buffer and parsed in place by a strict parser that rejects
@@ -29,7 +30,7 @@ var ErrProxyClosed = accept.ErrClosed
 
 // Defaults for zero Proxy fields.
 const (
-	DefaultConnectTimeout    = 3 * time.Second
+	DefaultConnectTimeout    = backend.DefaultConnectTimeout
 	DefaultHeaderTimeout     = 10 * time.Second
 	DefaultServerTimeout     = 60 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
@@ -97,12 +98,9 @@ type Proxy struct {
 	live     liveSessions // the sessions serving a connection, for CloseConns
 }
 
-func (p *Proxy) logger() *slog.Logger {
-	if p.Logger != nil {
-		return p.Logger
-	}
-	return slog.Default()
-}
+// logger returns Logger, or slog.Default() when it is nil (once setup
+// has run).
+func (p *Proxy) logger() *slog.Logger { return p.loop.Log() }
 
 func (p *Proxy) setup() {
 	p.init.Do(func() {

@@ -8,13 +8,12 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/eventually"
+	"github.com/lbctl/lbctl/internal/underload"
 )
 
 // keptAlive is one client connection that sends requests one after the
@@ -130,6 +129,11 @@ func TestReconfigureIdleTimeout(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 1}) // 10 s idle timeout
 	kept := openKeptAlive(t, f.addr)
 	kept.get(t, "/", "")
+	// The wait for the next request takes the settings in force when it
+	// starts: it must have started before the change.
+	eventually.True(t, "the kept connection to wait for its next request", func() bool {
+		return goroutineIn("(*connReader).waitByte")
+	})
 
 	const idle = 200 * time.Millisecond
 	s := f.proxy.fields()
@@ -297,38 +301,11 @@ func TestReconfigureUnderLoad(t *testing.T) {
 	variants[1].MaxHeaderBytes = 16 << 10
 	variants[1].ServerTimeout = 30 * time.Second
 
-	var served, failed atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := range 4 {
-		c := f.client(t)
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				// Heads of 8 KiB outgrow a connection's own buffer.
-				if _, resp, err := tryGet(c, f.url("/"), "X-Pad", strings.Repeat("p", 8<<10)); err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-					t.Errorf("client %d: %v, %v", g, resp, err)
-					return
-				}
-				served.Add(1)
-			}
-		})
-	}
-	for i := range 40 {
-		from := served.Load()
-		eventually.True(t, "requests to be served between changes", func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
-		if err := f.proxy.Reconfigure(variants[(i+1)%2]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	close(stop)
-	wg.Wait()
-	if n := failed.Load(); n != 0 {
-		t.Errorf("%d of %d requests failed across 40 changes", n, served.Load()+n)
-	}
+	clients := []*http.Client{f.client(t), f.client(t), f.client(t), f.client(t)}
+	underload.Run(t, "changes", len(clients), 40,
+		func(g, _ int) error {
+			// Heads of 8 KiB outgrow a connection's own buffer.
+			return okGet(clients[g], f.url("/"), "X-Pad", strings.Repeat("p", 8<<10))
+		},
+		func(i int) error { return f.proxy.Reconfigure(variants[(i+1)%2]) })
 }

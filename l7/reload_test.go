@@ -7,26 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
-	"github.com/lbctl/lbctl/internal/eventually"
+	"github.com/lbctl/lbctl/internal/testbackend"
+	"github.com/lbctl/lbctl/internal/underload"
 )
-
-// specsOf returns the specs of the fixture's backends (weight 1) followed
-// by extra, leaving out the id drop.
-func specsOf(f *fixture, drop string, extra ...backend.Spec) []backend.Spec {
-	var out []backend.Spec
-	for _, hb := range f.backends {
-		if hb.id != drop {
-			out = append(out, backend.Spec{ID: hb.id, Address: hb.addr, Weight: 1})
-		}
-	}
-	return append(out, extra...)
-}
 
 // TestReloadKeepsCookiesAndMovesRemoved reloads a pool of three with 60
 // browsers holding cookies: app-04 joins, app-03 leaves (still running, so
@@ -93,7 +80,7 @@ func TestReloadKeepsCookiesAndMovesRemoved(t *testing.T) {
 			for b, u := range f.proxy.state.Load().ups {
 				ups[b.ID] = u
 			}
-			specs := specsOf(f, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 1})
+			specs := testbackend.Specs(f.backends, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 1})
 			specs[1].Weight = 3 // app-02
 			ch, err := f.pool.Reload(specs)
 			if err != nil {
@@ -177,53 +164,30 @@ func TestReloadsUnderLoad(t *testing.T) {
 	go func() { probed <- prober.Run(ctx) }()
 
 	configs := [][]backend.Spec{
-		specsOf(f, ""),
-		specsOf(f, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 2}),
+		testbackend.Specs(f.backends, ""),
+		testbackend.Specs(f.backends, "app-03", backend.Spec{ID: "app-04", Address: app04.addr, Weight: 2}),
 	}
-	var served, failed atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
+	var clients []*http.Client
 	var transports []*http.Transport
-	for g := range 4 {
+	for range 4 {
 		tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}
 		transports = append(transports, tr)
-		wg.Go(func() {
-			c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				// Each request stands for another browser, half of them
-				// with a cookie naming a backend that may be gone.
-				var hdr []string
-				if i%2 == 1 {
-					hdr = []string{"Cookie", fmt.Sprintf("SERVERID=app-%02d", 1+(g+i)%4)}
-				}
-				if _, resp, err := tryGet(c, f.url("/"), hdr...); err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-					t.Errorf("client %d: %v, %v", g, resp, err)
-					return
-				}
-				served.Add(1)
+		clients = append(clients, &http.Client{Transport: tr, Timeout: 10 * time.Second})
+	}
+	underload.Run(t, "reloads", len(clients), 20,
+		func(g, i int) error {
+			// Each request stands for another browser, half of them with
+			// a cookie naming a backend that may be gone.
+			var hdr []string
+			if i%2 == 1 {
+				hdr = []string{"Cookie", fmt.Sprintf("SERVERID=app-%02d", 1+(g+i)%4)}
 			}
+			return okGet(clients[g], f.url("/"), hdr...)
+		},
+		func(i int) error {
+			_, err := f.pool.Reload(configs[(i+1)%2])
+			return err
 		})
-	}
-	for i := range 20 {
-		from := served.Load()
-		eventually.True(t, "requests to be served between reloads", func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
-		if _, err := f.pool.Reload(configs[(i+1)%2]); err != nil {
-			t.Fatalf("reload %d: %v", i, err)
-		}
-	}
-	from := served.Load()
-	eventually.True(t, "requests to be served after the last reload", func() bool { return served.Load() >= from+5 || failed.Load() > 0 })
-	close(stop)
-	wg.Wait()
-	if n := failed.Load(); n != 0 {
-		t.Errorf("%d of %d requests failed across 20 reloads", n, served.Load()+n)
-	}
 	for _, tr := range transports {
 		tr.CloseIdleConnections()
 	}
@@ -233,7 +197,7 @@ func TestReloadsUnderLoad(t *testing.T) {
 	}
 	f.proxy.Close()
 	for _, hb := range append(f.backends, app04) {
-		hb.kill()
+		hb.Kill()
 	}
 	base.Wait(t, 5*time.Second)
 }

@@ -20,6 +20,9 @@ type session struct {
 	client *net.TCPConn
 	ip     []byte // the client's address, as X-Forwarded-For shows it
 	pinKey uint64 // the client's address hashed, for Proxy.Pinned
+	// addrKey is the client's address hashed alike on every instance,
+	// for the Maglev policy (see backend.AddrHash).
+	addrKey uint64
 
 	in  connReader  // client input; holds whole request heads
 	up  connReader  // backend input; holds whole response heads
@@ -28,11 +31,11 @@ type session struct {
 	out []byte      // heads being written
 	tmp []byte      // a Cookie value with the persistence cookie removed
 
-	req   requestHead
-	resp  responseHead
-	avoid []*backend.Backend
-	st    *poolState // the pool as the exchange in progress sees it
-	cfg   *settings  // the proxy's settings as the request in progress sees them
+	req  requestHead
+	resp responseHead
+	try  backend.Attempt // the choice of backend for the exchange in progress
+	st   *poolState      // the pool as the exchange in progress sees it
+	cfg  *settings       // the proxy's settings as the request in progress sees them
 	// sized is the settings the client reader's head limit was last set
 	// from: a new limit waits until the reader holds nothing.
 	sized *settings
@@ -62,7 +65,6 @@ func (p *Proxy) getSession(c *net.TCPConn) *session {
 			inBuf: make([]byte, smallHead),
 			out:   make([]byte, 0, 4096),
 			tmp:   make([]byte, 0, 1024),
-			avoid: make([]*backend.Backend, 0, 4),
 			ip:    make([]byte, 0, 64),
 		}
 	}
@@ -73,8 +75,11 @@ func (p *Proxy) getSession(c *net.TCPConn) *session {
 	s.cw = timedWriter{c: c}
 	s.tune(cfg)
 	s.ip = s.ip[:0]
+	s.addrKey = 0
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		s.ip = a.AddrPort().Addr().Unmap().AppendTo(s.ip)
+		addr := a.AddrPort().Addr().Unmap()
+		s.ip = addr.AppendTo(s.ip)
+		s.addrKey = backend.AddrHash(addr)
 	}
 	s.pinKey = pinClientKey(s.ip)
 	return s

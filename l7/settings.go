@@ -60,11 +60,8 @@ func (s Settings) resolve(old *settings) *settings {
 		idle:    max(s.IdleTimeout, 0),
 		maxHead: orDefault(s.MaxHeaderBytes, DefaultMaxHeaderBytes),
 		cookie:  s.Cookie,
+		dialer:  backend.Dialer(s.ConnectTimeout),
 	}
-	r.dialer.Timeout = orDefault(s.ConnectTimeout, DefaultConnectTimeout)
-	// Dead peers are found by the timeouts; TCP keep-alive would only add
-	// three system calls to every dial.
-	r.dialer.KeepAlive = -1
 	if r.cookie.Name == "" {
 		r.cookie.Name = "SERVERID"
 	}

@@ -123,7 +123,7 @@ func TestBackendConnectionsAreReused(t *testing.T) {
 	for range 50 {
 		get(t, c, f.url("/"))
 	}
-	if n := f.backends[0].conns.Load(); n > 2 {
+	if n := f.backends[0].Accepted(); n > 2 {
 		t.Errorf("50 sequential requests opened %d backend connections, want them kept alive", n)
 	}
 }
@@ -341,7 +341,7 @@ func TestShutdownClosesIdleAndFinishesInFlight(t *testing.T) {
 	// backend are gone too, so is everything the test started.
 	idle.Close()
 	busy.Close()
-	f.backends[0].kill()
+	f.backends[0].Kill()
 	base.Wait(t, 5*time.Second)
 }
 
@@ -605,7 +605,7 @@ func TestShutdownClosesAConnectionThatSentNothing(t *testing.T) {
 		t.Errorf("after Shutdown the client read %q, %v; want the connection closed with nothing", got, err)
 	}
 	c.Close()
-	f.backends[0].kill()
+	f.backends[0].Kill()
 	base.Wait(t, 5*time.Second)
 }
 

@@ -24,6 +24,7 @@ type Instance struct {
 	changes   []string // "id state for source", one per SetAdminState
 	pinsLimit int      // the limit of the last Pins call
 	reload    func() (admin.ReloadResult, error)
+	upgrade   func() (admin.UpgradeResult, error)
 	now       time.Time
 	nat       admin.NATView
 }
@@ -40,6 +41,9 @@ func NewInstance() *Instance {
 		now:  time.Now().UTC().Truncate(time.Second),
 		reload: func() (admin.ReloadResult, error) {
 			return admin.ReloadResult{Changes: []string{"+app-04"}, Summary: "reloaded: +app-04"}, nil
+		},
+		upgrade: func() (admin.UpgradeResult, error) {
+			return admin.UpgradeResult{PID: 4242, Summary: "upgraded: new process 4242 serves"}, nil
 		},
 	}
 }
@@ -154,6 +158,20 @@ func (f *Instance) Reload(context.Context) (admin.ReloadResult, error) {
 	reload := f.reload
 	f.mu.Unlock()
 	return reload()
+}
+
+func (f *Instance) Upgrade(context.Context) (admin.UpgradeResult, error) {
+	f.mu.Lock()
+	upgrade := f.upgrade
+	f.mu.Unlock()
+	return upgrade()
+}
+
+// SetUpgrade makes fn the answer of every Upgrade from now on.
+func (f *Instance) SetUpgrade(fn func() (admin.UpgradeResult, error)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.upgrade = fn
 }
 
 // Snapshot returns the backends, pins and state changes as text, for tests

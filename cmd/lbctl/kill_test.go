@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/lbctl/lbctl/internal/testbackend"
 	"io"
 	"net"
 	"net/http"
@@ -110,18 +111,17 @@ func TestMaintKillClosesConnections(t *testing.T) {
 	})
 }
 
-// idBackend is an HTTP backend on loopback that answers every request
-// with its id.
+// idBackend starts an HTTP backend that answers every request with its
+// id (see testbackend.StartHTTP) until the test ends; it returns the
+// address.
 func idBackend(t *testing.T, id string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	b, err := testbackend.StartHTTP(id, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, id) })}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
+	t.Cleanup(func() { b.Kill() })
+	return b.Addr()
 }
 
 // TestBackendListShowsL7PinnedClients runs lbctl in L7 mode: clients,

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,10 +11,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/logtest"
+	"github.com/lbctl/lbctl/internal/testbackend"
 )
 
 // TestMain lets a test run the real command in a child process: with
@@ -76,28 +77,17 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// echoBackend accepts connections, writes id and a newline, then echoes.
+// echoBackend starts a TCP backend that writes id and a newline to each
+// connection, then echoes (see testbackend.StartTCP), until the test ends;
+// it returns the address.
 func echoBackend(t *testing.T, id string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	b, err := testbackend.StartTCP(id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprintln(c, id)
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	t.Cleanup(func() { b.Kill() })
+	return b.Addr()
 }
 
 func TestCheckPrintsEffectiveConfig(t *testing.T) {
@@ -112,7 +102,7 @@ address = "127.0.0.1:9001"
 	if err != nil {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
-	for _, want := range []string{`policy = "roundrobin"`, `capacity      = 65536`, `save_interval = "30s"`, `id      = "app-01"`, `<redacted>`} {
+	for _, want := range []string{`policy     = "roundrobin"`, `table_size = 65537`, `capacity      = 65536`, `save_interval = "30s"`, `id      = "app-01"`, `<redacted>`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out)
 		}
@@ -335,24 +325,8 @@ address = %q
 	return stderr.String()
 }
 
-// syncBuffer is a bytes.Buffer that a child's output can be copied into
-// while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// syncBuffer is where a child's output is copied while the test reads it.
+type syncBuffer = logtest.Buffer
 
 func TestServeDemo(t *testing.T) {
 	listen := freeAddr(t)

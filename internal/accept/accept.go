@@ -1,7 +1,10 @@
-// Package accept is the accept loop and connection tracking that both front
-// doors share: it backs off on temporary accept errors, runs one handler
-// goroutine per connection, and shuts down gracefully, waiting for busy
-// connections while closing idle ones.
+// Package accept owns how lbctl's front doors take clients and stop taking
+// them: the accept loop with its one retry policy for failed accepts
+// (Backoff), the tracking of open connections, and the one graceful
+// shutdown that waits for busy connections while closing idle ones. The
+// L7 proxy and the L4 proxy's goroutine engine accept through Loop.Serve;
+// the L4 event loop, which accepts on its own socket, retries with the same
+// Backoff and is shut down by the same Loop through Run.
 package accept
 
 import (
@@ -40,19 +43,42 @@ type Loop struct {
 	// handlers may count requests on it.
 	Counts Counts
 
-	closing atomic.Bool
-	mu      sync.Mutex // guards lns and conns
+	closing atomic.Bool // set under mu: see stopAccepting
+	mu      sync.Mutex  // guards lns, conns and servers
 	lns     map[net.Listener]struct{}
 	conns   map[*Conn]struct{}
-	wg      sync.WaitGroup // one per live handler
+	servers map[Server]struct{}
+	wg      sync.WaitGroup // one per live handler and per running Server
 }
 
-func (l *Loop) logger() *slog.Logger {
+// Log returns Logger, or slog.Default() when it is nil: the logger of the
+// front door that owns the loop.
+func (l *Loop) Log() *slog.Logger {
 	if l.Logger != nil {
 		return l.Logger
 	}
 	return slog.Default()
 }
+
+// Backoff is the retry policy for an accept that failed for want of a
+// resource (file descriptors, memory): the first retry comes after 5ms,
+// each next one after twice as long, up to 1s, until an accept succeeds.
+// Each failure is logged as a warning naming the listener and the wait.
+// The zero value is ready to use; it is not safe for concurrent use.
+type Backoff struct {
+	wait time.Duration
+}
+
+// Failed records a failed accept on listener, logs it to log, and returns
+// how long to wait before accepting again.
+func (b *Backoff) Failed(log *slog.Logger, listener string, err error) time.Duration {
+	b.wait = min(max(2*b.wait, 5*time.Millisecond), time.Second)
+	log.Warn("accept failed; retrying", "listener", listener, "error", err, "retry_in", b.wait)
+	return b.wait
+}
+
+// Reset records a successful accept: the next failure waits 5ms again.
+func (b *Backoff) Reset() { b.wait = 0 }
 
 // Closing reports whether Shutdown or Close has been called; handlers of
 // kept-alive connections check it between requests.
@@ -60,16 +86,16 @@ func (l *Loop) Closing() bool { return l.closing.Load() }
 
 // Serve accepts connections on ln until ln fails or the loop is shut down,
 // in which case it returns ErrClosed. Temporary accept errors (such as
-// running out of file descriptors) are retried with a backoff from 5ms
-// doubling to 1s. Serve closes ln when it returns.
+// running out of file descriptors) are retried as Backoff says. Serve
+// closes ln when it returns.
 func (l *Loop) Serve(ln net.Listener) error {
-	if !l.track(ln, true) {
+	if !join(l, &l.lns, ln, false) {
 		ln.Close()
 		return ErrClosed
 	}
-	defer l.track(ln, false)
+	defer leave(l, &l.lns, ln, false)
 	defer ln.Close()
-	var backoff time.Duration
+	var backoff Backoff
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -79,19 +105,17 @@ func (l *Loop) Serve(ln net.Listener) error {
 			if errors.Is(err, net.ErrClosed) {
 				return err
 			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			l.logger().Warn("accept failed; retrying", "listener", ln.Addr().String(), "error", err, "retry_in", backoff)
-			time.Sleep(backoff)
+			time.Sleep(backoff.Failed(l.Log(), ln.Addr().String(), err))
 			continue
 		}
-		backoff = 0
+		backoff.Reset()
 		tc, ok := c.(*net.TCPConn)
 		if !ok {
 			c.Close()
 			continue
 		}
 		conn := &Conn{TCPConn: tc}
-		if !l.trackConn(conn, true) {
+		if !join(l, &l.conns, conn, true) {
 			tc.Close()
 			return ErrClosed
 		}
@@ -102,17 +126,59 @@ func (l *Loop) Serve(ln net.Listener) error {
 func (l *Loop) serveConn(c *Conn) {
 	l.Counts.Opened()
 	defer l.Counts.Closed()
-	defer l.trackConn(c, false)
+	defer leave(l, &l.conns, c, true)
 	l.Handle(c)
 }
 
+// A Server serves a listener of its own instead of through Serve (the L4
+// event loop takes its listener's socket and every connection into one
+// goroutine), and is shut down with the loop's connections: see Run.
+type Server interface {
+	// Serve serves until the server has been stopped and its connections
+	// have ended, or it fails.
+	Serve() error
+	// Stop asks the server to stop accepting and to end once its
+	// connections have (abort false), or to close every connection and
+	// end at once (abort true). It is called with the loop's lock held,
+	// while Serve runs or before it starts, so it must not block.
+	Stop(abort bool)
+	// Release frees what Serve used. It runs once, after Serve has
+	// returned (or instead of it) and once Stop can no longer be called.
+	Release()
+}
+
+// Run serves s in the calling goroutine under the loop's shutdown: from
+// then on, Shutdown and Close stop s with the loop's own connections and
+// wait until s has served and been released. When the loop is closing
+// already, s is released without serving and Run returns ErrClosed.
+func (l *Loop) Run(s Server) error {
+	if !join(l, &l.servers, s, true) {
+		s.Release()
+		return ErrClosed
+	}
+	defer l.wg.Done()
+	defer s.Release()
+	defer leave(l, &l.servers, s, false)
+	return s.Serve()
+}
+
+// stopServers asks every running Server to stop, or to abort.
+func (l *Loop) stopServers(abort bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for s := range l.servers {
+		s.Stop(abort)
+	}
+}
+
 // Shutdown stops accepting, closes idle connections, and waits for busy
-// ones to finish (closing each as soon as it turns idle). When ctx ends
-// first, the remaining connections are closed and ctx's error is returned
-// once their handlers have exited.
+// ones to finish (closing each as soon as it turns idle) and for every
+// Server to end. When ctx ends first, the remaining connections are
+// closed, the Servers aborted, and ctx's error is returned once their
+// handlers have exited.
 func (l *Loop) Shutdown(ctx context.Context) error {
-	l.closing.Store(true)
-	l.closeListeners()
+	l.stopAccepting()
+	l.stopServers(false)
 	done := make(chan struct{})
 	go func() {
 		l.wg.Wait()
@@ -127,6 +193,7 @@ func (l *Loop) Shutdown(ctx context.Context) error {
 			return nil
 		case <-ctx.Done():
 			l.closeConns(false)
+			l.stopServers(true)
 			<-done
 			return ctx.Err()
 		case <-tick.C:
@@ -134,58 +201,52 @@ func (l *Loop) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Close stops accepting and closes every connection at once, returning
-// after their handlers have exited.
+// Close stops accepting and closes every connection at once, aborting
+// every Server, and returns after their handlers and the Servers have
+// exited.
 func (l *Loop) Close() error {
-	l.closing.Store(true)
-	l.closeListeners()
+	l.stopAccepting()
 	l.closeConns(false)
+	l.stopServers(true)
 	l.wg.Wait()
 	return nil
 }
 
-// track adds or removes a listener; adding fails once the loop is closing.
-func (l *Loop) track(ln net.Listener, add bool) bool {
+// join adds x to set, counting it in wg when counted, unless the loop is
+// closing; it reports whether x joined. It takes the lock under which
+// stopAccepting marks the loop closing, so that nothing joins once
+// Shutdown or Close waits.
+func join[T comparable](l *Loop, set *map[T]struct{}, x T, counted bool) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !add {
-		delete(l.lns, ln)
-		return true
-	}
 	if l.closing.Load() {
 		return false
 	}
-	if l.lns == nil {
-		l.lns = make(map[net.Listener]struct{})
+	if *set == nil {
+		*set = make(map[T]struct{})
 	}
-	l.lns[ln] = struct{}{}
+	(*set)[x] = struct{}{}
+	if counted {
+		l.wg.Add(1)
+	}
 	return true
 }
 
-// trackConn adds or removes a live connection and keeps wg in step; adding
-// fails once the loop is closing.
-func (l *Loop) trackConn(c *Conn, add bool) bool {
+// leave removes x from set, and marks it done in wg when counted.
+func leave[T comparable](l *Loop, set *map[T]struct{}, x T, counted bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !add {
-		delete(l.conns, c)
+	delete(*set, x)
+	if counted {
 		l.wg.Done()
-		return true
 	}
-	if l.closing.Load() {
-		return false
-	}
-	if l.conns == nil {
-		l.conns = make(map[*Conn]struct{})
-	}
-	l.conns[c] = struct{}{}
-	l.wg.Add(1)
-	return true
 }
 
-func (l *Loop) closeListeners() {
+// stopAccepting marks the loop closing and closes its listeners.
+func (l *Loop) stopAccepting() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.closing.Store(true)
 	for ln := range l.lns {
 		ln.Close()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"sync/atomic"
 	"syscall"
@@ -133,5 +134,76 @@ func TestShutdownDeadlineClosesBusy(t *testing.T) {
 	defer cancel()
 	if err := l.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Shutdown = %v, want deadline exceeded", err)
+	}
+}
+
+func TestBackoffDoublesToOneSecondAndResets(t *testing.T) {
+	var b Backoff
+	log := slog.New(slog.DiscardHandler)
+	var got []time.Duration
+	for range 10 {
+		got = append(got, b.Failed(log, "127.0.0.1:1", syscall.EMFILE))
+	}
+	want := []time.Duration{5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000}
+	for i := range want {
+		if got[i] != want[i]*time.Millisecond {
+			t.Fatalf("waits %v, want %v ms", got, want)
+		}
+	}
+	b.Reset()
+	if d := b.Failed(log, "127.0.0.1:1", syscall.EMFILE); d != 5*time.Millisecond {
+		t.Errorf("first wait after Reset = %v, want 5ms", d)
+	}
+}
+
+// stoppable is a Server that serves until stopped and records its calls.
+type stoppable struct {
+	stop     chan bool // what Stop was asked, once
+	serving  chan struct{}
+	released atomic.Bool
+}
+
+func newStoppable() *stoppable {
+	return &stoppable{stop: make(chan bool, 1), serving: make(chan struct{})}
+}
+
+func (s *stoppable) Serve() error {
+	close(s.serving)
+	<-s.stop
+	return ErrClosed
+}
+
+func (s *stoppable) Stop(abort bool) {
+	select {
+	case s.stop <- abort:
+	default:
+	}
+}
+
+func (s *stoppable) Release() { s.released.Store(true) }
+
+func TestShutdownStopsAndWaitsForServers(t *testing.T) {
+	var l Loop
+	s := newStoppable()
+	ran := make(chan error, 1)
+	go func() { ran <- l.Run(s) }()
+	<-s.serving
+	if err := l.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	if !s.released.Load() {
+		t.Error("Shutdown returned before the server was released")
+	}
+	if err := <-ran; !errors.Is(err, ErrClosed) {
+		t.Errorf("Run = %v, want ErrClosed", err)
+	}
+	late := newStoppable()
+	if err := l.Run(late); !errors.Is(err, ErrClosed) || !late.released.Load() {
+		t.Errorf("Run after Shutdown = %v (released %v), want ErrClosed and released", err, late.released.Load())
+	}
+	select {
+	case <-late.serving:
+		t.Error("a server run after Shutdown served")
+	default:
 	}
 }

@@ -1,54 +1,15 @@
 package asynclog
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/logtest"
 )
-
-// stalled is a handler whose output stalls until release is closed, as
-// stderr does when its reader stops: Handle blocks, then records the
-// record's message and attributes.
-type stalled struct {
-	entered chan struct{} // a value each time Handle starts
-	release chan struct{}
-	mu      sync.Mutex
-	lines   []string // guarded by mu
-}
-
-func newStalled() *stalled {
-	return &stalled{entered: make(chan struct{}, 100), release: make(chan struct{})}
-}
-
-func (s *stalled) Enabled(context.Context, slog.Level) bool { return true }
-
-func (s *stalled) Handle(_ context.Context, r slog.Record) error {
-	s.entered <- struct{}{}
-	<-s.release
-	line := r.Message
-	r.Attrs(func(a slog.Attr) bool {
-		line += " " + a.String()
-		return true
-	})
-	s.mu.Lock()
-	s.lines = append(s.lines, line)
-	s.mu.Unlock()
-	return nil
-}
-
-func (s *stalled) WithAttrs([]slog.Attr) slog.Handler { return s }
-func (s *stalled) WithGroup(string) slog.Handler      { return s }
-
-func (s *stalled) written() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.lines...)
-}
 
 // within fails the test unless f returns within 10 seconds.
 func within(t *testing.T, what string, f func()) {
@@ -68,18 +29,18 @@ func within(t *testing.T, what string, f func()) {
 // While the output stalls, logging neither blocks nor grows memory: what
 // the queue cannot hold is dropped, and counted once the output moves.
 func TestStalledOutputDropsAndCounts(t *testing.T) {
-	out := newStalled()
+	out := logtest.NewStalled()
 	q := New(4, out)
 	log := slog.New(q.Wrap(out))
 	q.Start()
 	log.Info("first")
-	within(t, "the writer taking the first record", func() { <-out.entered })
+	within(t, "the writer taking the first record", func() { <-out.Entered })
 	within(t, "logging while the output stalls", func() {
 		for i := range 10 {
 			log.Info("next", "i", i)
 		}
 	})
-	close(out.release)
+	out.Unblock()
 	q.Stop()
 	within(t, "the writer exiting after Stop", func() { <-q.Done() })
 	want := []string{
@@ -87,28 +48,13 @@ func TestStalledOutputDropsAndCounts(t *testing.T) {
 		DroppedMessage + " dropped=6", // the queue of 4 held i=0..3
 		"next i=0", "next i=1", "next i=2", "next i=3",
 	}
-	if got := out.written(); fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := out.Lines(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("written:\n%q\nwant\n%q", got, want)
 	}
 }
 
 // syncBuffer serialises the writer's writes with the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+type syncBuffer = logtest.Buffer
 
 // A wrapped handler keeps the level, attributes and groups of the handler
 // it wraps, and a record keeps attributes beyond those slog stores inline

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -48,10 +49,19 @@ type Instance struct {
 	timers   map[string]*time.Timer
 	closed   bool
 
-	frontMu sync.Mutex   // guards front
+	frontMu sync.Mutex   // guards front and frontDup
 	front   net.Listener // the listener new clients reach; nil before Serve
-	ended   chan error   // what the front listener's Serve returned
-	serving sync.WaitGroup
+	// frontDup is a duplicate of front's socket, which an upgrade hands
+	// to the new process: the L4 event loop takes front's own descriptor
+	// over. It is closed whenever front stops accepting, so that it never
+	// keeps a retired socket queueing clients nobody accepts.
+	frontDup socketDup
+	ended    chan error // what the front listener's Serve returned
+	serving  sync.WaitGroup
+
+	// upgrade starts the binary on disk to take over (see Run); nil when
+	// the instance was not started by Run.
+	upgrade func(context.Context) (admin.UpgradeResult, error)
 
 	// stateFile is [affinity] state_file, "" for none; see SaveState.
 	stateFile string
@@ -69,6 +79,21 @@ type Instance struct {
 // or Close; no client is served until Serve (and no backend probed until
 // the prober's Run, which the caller starts: see Prober).
 func New(cfg *config.Config, log *slog.Logger) (*Instance, error) {
+	in, err := build(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if in.stateFile != "" {
+		in.restoreState(in.stateFile)
+	}
+	in.startSaving()
+	return in, nil
+}
+
+// build builds an instance from cfg with nothing restored and no saves
+// started: an upgraded process restores from its predecessor instead of the
+// state file (see Run).
+func build(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 	parts, err := NewPool(cfg, log)
 	if err != nil {
 		return nil, err
@@ -85,11 +110,15 @@ func New(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 		in.l4, in.table = L4(cfg, parts, log)
 	}
 	in.attachAccessLog()
-	if in.stateFile != "" {
-		in.restoreState(in.stateFile)
-		in.saver.Go(func() { in.saveEvery(cfg.Affinity.SaveInterval.D(), in.saverStop) })
-	}
 	return in, nil
+}
+
+// startSaving starts the periodic saves of the state file, if one is
+// configured.
+func (in *Instance) startSaving() {
+	if in.stateFile != "" {
+		in.saver.Go(func() { in.saveEvery(in.cfg.Affinity.SaveInterval.D(), in.saverStop) })
+	}
 }
 
 // Prober returns the health prober. With checks off it probes nothing
@@ -122,9 +151,16 @@ func Listen(ctx context.Context, addr string) (net.Listener, error) {
 // own. What its Serve returns ends Serve, unless a reload has moved the
 // front to another listener by then.
 func (in *Instance) serveOn(ln net.Listener) {
+	d, err := dupSocket(ln)
+	if err != nil {
+		in.log.Warn("listener not kept for upgrades; an upgrade will be refused", "listen", ln.Addr().String(), "error", err)
+	}
 	in.frontMu.Lock()
 	in.front = ln
+	old := in.frontDup
+	in.frontDup = d
 	in.frontMu.Unlock()
+	old.close()
 	in.serving.Go(func() {
 		var err error
 		if in.l7 != nil {
@@ -142,6 +178,32 @@ func (in *Instance) serveOn(ln net.Listener) {
 			}
 		}
 	})
+}
+
+// closeFrontDup closes the duplicate of the front listener's socket, so
+// that nothing holds it open once the proxy stops accepting.
+func (in *Instance) closeFrontDup() {
+	in.frontMu.Lock()
+	d := in.frontDup
+	in.frontDup = socketDup{}
+	in.frontMu.Unlock()
+	d.close()
+}
+
+// frontSocket returns a new duplicate of the front listener's socket, for
+// an upgrade to hand over; the caller closes it.
+func (in *Instance) frontSocket() (*os.File, error) {
+	in.frontMu.Lock()
+	defer in.frontMu.Unlock()
+	return in.frontDup.file("front")
+}
+
+// listenAddr returns the configured listen address the front listener was
+// opened for.
+func (in *Instance) listenAddr() string {
+	in.reloading.Lock()
+	defer in.reloading.Unlock()
+	return in.cfg.Listen
 }
 
 // frontListener returns the listener new clients reach, nil before Serve.
@@ -164,12 +226,41 @@ func (in *Instance) moveFront(ln net.Listener) {
 	}
 }
 
+// StopAccepting stops accepting new clients on the front listener and lets
+// the connections it accepted run on, as a reload that moves listen does;
+// Shutdown then waits for them. An upgrade calls it once the new process
+// is ready to take the listener over.
+func (in *Instance) StopAccepting() {
+	in.frontMu.Lock()
+	ln, d := in.front, in.frontDup
+	in.frontDup = socketDup{}
+	in.frontMu.Unlock()
+	if ln == nil {
+		d.close()
+		return
+	}
+	socket := d.id()
+	d.close()
+	if in.l7 != nil {
+		in.l7.StopAccepting(ln)
+		return
+	}
+	in.l4.StopAccepting(ln)
+	// An L4 event loop closes its listener at its next turn, and may take
+	// one more batch of clients before it does, placing and pinning each.
+	// An upgrade sends the pins once StopAccepting returns, so it waits
+	// for the loop's descriptor to be gone: then every client this
+	// process accepted has its pin.
+	waitSocketClosed(socket, 5*time.Second)
+}
+
 // Shutdown stops the periodic saves of the state file, stops accepting and
 // lets open connections finish until ctx ends (see l4.Proxy.Shutdown and
 // l7.Proxy.Shutdown). The final save is the caller's: SaveState.
 func (in *Instance) Shutdown(ctx context.Context) error {
 	in.stopSaving()
 	in.stopTimers()
+	in.closeFrontDup()
 	if in.l7 != nil {
 		return in.l7.Shutdown(ctx)
 	}
@@ -181,6 +272,7 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 // every listener to end, which Shutdown brings about.
 func (in *Instance) Close() {
 	in.serving.Wait()
+	in.closeFrontDup()
 	in.stopSaving()
 	in.stopTimers()
 	if in.table != nil {
@@ -237,8 +329,8 @@ func (in *Instance) Reload(ctx context.Context) (res admin.ReloadResult, err err
 		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
 	}
 	sel := in.parts.Selector
-	if next.Balance.Policy != in.cfg.Balance.Policy {
-		if sel, err = backend.NewSelector(next.Balance.Policy); err != nil {
+	if next.Balance != in.cfg.Balance {
+		if sel, err = backend.NewSelector(next.Balance.Policy, backend.TableSize(next.Balance.TableSize)); err != nil {
 			return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{"balance.policy: " + err.Error()}}
 		}
 	}
@@ -443,6 +535,20 @@ func (in *Instance) ForgetPin(key string) (bool, error) {
 		return false, err
 	}
 	return in.table.Forget(k), nil
+}
+
+// errNoUpgrade answers an upgrade of an instance that Run did not start.
+var errNoUpgrade = errors.New("this instance cannot upgrade: it was not started by lbctl serve")
+
+// Upgrade starts the binary on disk with the listeners handed over and
+// returns once it is ready to serve, as SIGUSR2 does (see Run); this
+// process then stops accepting and drains. A failure leaves this process
+// serving.
+func (in *Instance) Upgrade(ctx context.Context) (admin.UpgradeResult, error) {
+	if in.upgrade == nil {
+		return admin.UpgradeResult{}, errNoUpgrade
+	}
+	return in.upgrade(ctx)
 }
 
 var _ admin.Instance = (*Instance)(nil)

@@ -48,7 +48,7 @@ func BenchmarkScrape(b *testing.B) {
 				ids := in.Pool().Registry().All()
 				for i := range 10000 {
 					addr := netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)})
-					t.Pin(t.Key(addr), ids[i%len(ids)].ID)
+					t.PinIf(t.Key(addr), "", ids[i%len(ids)].ID)
 				}
 			}
 			h := (&admin.Server{Instance: in, Logger: slog.New(slog.DiscardHandler)}).Handler()

@@ -1,13 +1,17 @@
-// Package instance is the wiring of one running lbctl: it builds the parts
-// from a config (the backend pool both front doors share, the L4 proxy with
-// its affinity table, the L7 proxy), and its Instance owns them while they
-// serve, applying reloads and operator commands to them. serve and bench
-// both build their servers through it, so the lab measures exactly what
-// serve runs.
+// Package instance owns one running lbctl: it is the one place that knows
+// how a config becomes running parts. It builds them (the backend Pool both
+// front doors share, the FrontDoor of the configured mode, with its
+// affinity table in L4), and its Instance owns them while they serve,
+// applying reloads, operator commands and the state file to them. It sits
+// above l4, l7 and admin and below cmd and bench: serve and the lab both
+// build their servers through it, so the lab measures exactly what serve
+// runs.
 package instance
 
 import (
+	"context"
 	"log/slog"
+	"net"
 
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
@@ -21,6 +25,10 @@ import (
 // that picks among them, and the prober that keeps their health. The
 // prober exists even when the config turns health checks off (it then
 // probes nothing), so that a reload can turn them on.
+//
+// Each part is package backend's; this bundle of them is the instance's,
+// and lives here because it is made from a config (see NewPool, and
+// applyChecks and Reload, which change it) while backend reads no config.
 type Pool struct {
 	Backends *backend.Pool
 	Selector backend.Selector
@@ -37,7 +45,7 @@ func NewPool(cfg *config.Config, log *slog.Logger) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	sel, err := backend.NewSelector(cfg.Balance.Policy)
+	sel, err := backend.NewSelector(cfg.Balance.Policy, backend.TableSize(cfg.Balance.TableSize))
 	if err != nil {
 		return nil, err
 	}
@@ -54,6 +62,32 @@ func NewPool(cfg *config.Config, log *slog.Logger) (*Pool, error) {
 	}
 	applyChecks(p, checks)
 	return p, nil
+}
+
+// FrontDoor is either proxy as the code that serves and stops it sees.
+type FrontDoor interface {
+	// Serve serves clients on ln until Shutdown or Close (returning
+	// ErrClosed) or until ln fails.
+	Serve(ln net.Listener) error
+	// Shutdown stops accepting and lets open connections finish until
+	// ctx ends.
+	Shutdown(ctx context.Context) error
+	// Close stops accepting and closes every connection at once.
+	Close() error
+}
+
+// ErrClosed is what a FrontDoor's Serve returns after Shutdown or Close:
+// l4.ErrProxyClosed and l7.ErrProxyClosed are this one error.
+var ErrClosed = l4.ErrProxyClosed
+
+// NewFrontDoor builds the front door of cfg.Mode over p: the L4 proxy and
+// its affinity table (which the caller closes once the proxy has
+// stopped), or the L7 proxy and a nil table.
+func NewFrontDoor(cfg *config.Config, p *Pool, log *slog.Logger) (FrontDoor, *affinity.Table) {
+	if cfg.Mode == "l7" {
+		return L7(cfg, p, log), nil
+	}
+	return L4(cfg, p, log)
 }
 
 // L4 builds the L4 proxy and its affinity table from cfg over p. The

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/config"
+	"github.com/lbctl/lbctl/internal/testbackend"
 )
 
 // l7Config is an L7 config over one backend; the idle timeout and the
@@ -32,19 +33,16 @@ id = "app-01"
 address = %q
 `
 
-// startHTTPBackend serves "app-01" on loopback until the test ends.
+// startHTTPBackend serves "app-01" on loopback (see
+// testbackend.StartHTTP) until the test ends, and returns its address.
 func startHTTPBackend(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	b, err := testbackend.StartHTTP("app-01", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "app-01\n")
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
+	t.Cleanup(func() { b.Kill() })
+	return b.Addr()
 }
 
 // ask sends a GET with the given Cookie field (none when empty) on c and

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
 )
 
@@ -153,6 +154,28 @@ func (in *Instance) restoreState(path string) {
 		in.log.Warn("state file ignored", "file", path, "error", err)
 		return
 	}
+	restored := in.applyStates(states)
+	pins := 0
+	if in.table != nil {
+		if _, err := br.Peek(1); err == nil {
+			pins, err = in.table.Load(br, in.configured)
+			if err != nil {
+				in.log.Warn("saved pins ignored", "file", path, "error", err)
+			}
+		}
+	}
+	in.log.Info("state restored", "file", path, "admin_states", restored, "pins", pins)
+}
+
+// configured reports whether backend id is in the live pool: pins to any
+// other are dropped when restored.
+func (in *Instance) configured(id string) bool {
+	return in.parts.Backends.Registry().Get(id) != nil
+}
+
+// applyStates sets the saved admin states of the backends still
+// configured, and returns how many it set.
+func (in *Instance) applyStates(states []savedState) int {
 	reg := in.parts.Backends.Registry()
 	restored := 0
 	for _, st := range states {
@@ -161,21 +184,78 @@ func (in *Instance) restoreState(path string) {
 			continue
 		}
 		b.SetAdmin(st.state, st.until)
-		if st.state == backend.Drain {
-			in.watchDrain(b, st.until)
-		}
+		in.watchDrain(b, st.until)
 		restored++
 	}
-	pins := 0
+	return restored
+}
+
+// An upgrade hands the state over in two parts on one stream (see Run),
+// each laid out as: a byte saying whether pins follow (1) or not (0), the
+// instant the remaining TTLs are counted from (int64 unix nanoseconds, big
+// endian), the admin section as the state file has it, and then, with 1,
+// an affinity snapshot (affinity.Table.SaveSince). The byte lets the two
+// processes differ in mode, which an upgrade may change as a restart may;
+// the instant lets the new process give each pin the very expiry and last
+// use it has in the old one (both read one clock), which the second part's
+// merge compares.
+
+// writeHandover writes one part of the hand-over to w: every admin state
+// and the pins last used at or after since (every pin for the zero since).
+func (in *Instance) writeHandover(w io.Writer, since time.Time) (pins int, err error) {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	hasPins := byte(0)
 	if in.table != nil {
-		if _, err := br.Peek(1); err == nil {
-			pins, err = in.table.Load(br, func(id string) bool { return reg.Get(id) != nil })
-			if err != nil {
-				in.log.Warn("saved pins ignored", "file", path, "error", err)
-			}
+		hasPins = 1
+	}
+	now := time.Now()
+	bw.WriteByte(hasPins)
+	bw.Write(binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano())))
+	if err := writeAdmin(bw, in.parts.Backends.Registry().All()); err != nil {
+		return 0, err
+	}
+	if in.table != nil {
+		if pins, err = in.table.SaveSince(bw, since, now); err != nil {
+			return 0, err
 		}
 	}
-	in.log.Info("state restored", "file", path, "admin_states", restored, "pins", pins)
+	return pins, bw.Flush()
+}
+
+// readHandover reads one part of the hand-over from br and applies it: the
+// admin states of the backends still configured, and the pins to them,
+// merged (affinity.Table.Merge: a pin replaces a live one used before it).
+// Pins sent to a process without a table (L7) are read and dropped.
+func (in *Instance) readHandover(br *bufio.Reader) (states, pins int, err error) {
+	var head [9]byte
+	if _, err := io.ReadFull(br, head[:]); err != nil {
+		return 0, 0, fmt.Errorf("read hand-over: %w", err)
+	}
+	hasPins := head[0]
+	if hasPins > 1 {
+		return 0, 0, fmt.Errorf("%w: hand-over part begins with %d", errBadState, hasPins)
+	}
+	savedAt := time.Unix(0, int64(binary.BigEndian.Uint64(head[1:])))
+	saved, err := readAdmin(br)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read hand-over: %w", err)
+	}
+	states = in.applyStates(saved)
+	if hasPins == 0 {
+		return states, 0, nil
+	}
+	table := in.table
+	if table == nil {
+		table = affinity.New(affinity.Options{})
+		defer table.Close()
+	}
+	if pins, err = table.Merge(br, in.configured, savedAt); err != nil {
+		return states, 0, fmt.Errorf("read hand-over: %w", err)
+	}
+	if in.table == nil {
+		pins = 0
+	}
+	return states, pins, nil
 }
 
 // SaveState writes the admin states and, in L4, the pins to the state

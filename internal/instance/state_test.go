@@ -50,7 +50,7 @@ func TestStateSurvivesARestart(t *testing.T) {
 	tb := in.Table()
 	keys := map[string]string{"192.0.2.1": "app-01", "192.0.2.2": "app-02", "2001:db8::7": "app-03", "198.51.100.9": "app-02"}
 	for a, id := range keys {
-		tb.Pin(tb.Key(netip.MustParseAddr(a)), id)
+		tb.PinIf(tb.Key(netip.MustParseAddr(a)), "", id)
 	}
 	deadline := time.Now().Add(time.Hour).Truncate(time.Second)
 	if _, err := in.SetAdminState("app-02", backend.Drain, admin.StateOptions{For: time.Until(deadline)}, "test"); err != nil {
@@ -108,7 +108,7 @@ func TestStateFileMissingOrDamaged(t *testing.T) {
 
 	good := filepath.Join(dir, "good")
 	in = newStateInstance(t, "l4", good, "1h", &out, "app-01")
-	in.Table().Pin(in.Table().Key(netip.MustParseAddr("192.0.2.1")), "app-01")
+	in.Table().PinIf(in.Table().Key(netip.MustParseAddr("192.0.2.1")), "", "app-01")
 	in.SetAdminState("app-01", backend.Maint, admin.StateOptions{}, "test")
 	if err := in.SaveState(); err != nil {
 		t.Fatal(err)
@@ -162,7 +162,7 @@ func TestStateSavedPeriodically(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "pins")
 	var out lockedBuffer
 	in := newStateInstance(t, "l4", file, "10ms", &out, "app-01")
-	in.Table().Pin(in.Table().Key(netip.MustParseAddr("192.0.2.1")), "app-01")
+	in.Table().PinIf(in.Table().Key(netip.MustParseAddr("192.0.2.1")), "", "app-01")
 	eventually.True(t, "a periodic save", func() bool {
 		_, err := os.Stat(file)
 		return err == nil

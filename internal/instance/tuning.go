@@ -24,7 +24,9 @@ func tuningChanges(cur, next *config.Config) []string {
 			items = append(items, "~"+name+"("+strings.Join(parts, ", ")+")")
 		}
 	}
-	section("balance", diff(nil, "policy", cur.Balance.Policy, next.Balance.Policy), cur.Balance, next.Balance)
+	bal := diff(nil, "policy", cur.Balance.Policy, next.Balance.Policy)
+	bal = diff(bal, "table_size", cur.Balance.TableSize, next.Balance.TableSize)
+	section("balance", bal, cur.Balance, next.Balance)
 
 	var t []string
 	t = diff(t, "connect", cur.Timeouts.Connect, next.Timeouts.Connect)

@@ -1,6 +1,9 @@
-// Package splice relays bytes both ways between two TCP connections with
-// half-close, the way both the L4 proxy and L7 upgrades (WebSocket) need it.
-// Both sides stay *net.TCPConn so that Linux splices the bytes in the kernel.
+// Package splice owns the byte relay of a connection that runs on
+// goroutines: both ways between two TCP connections, with half-close and
+// the idle rule (no bytes moved on either socket, either way, for the
+// timeout) that the L4 event loop keeps too. The L4 goroutine engine and L7
+// upgrades (WebSocket) use it. Both sides stay *net.TCPConn so that Linux
+// splices the bytes in the kernel.
 package splice
 
 import (
@@ -56,9 +59,11 @@ var bufPool = sync.Pool{New: func() any { return new([smallBuf]byte) }}
 // bytes written to dst.
 //
 // With an idle timeout, src carries a read deadline; when it fires, the
-// connection is idle only if neither socket has received data for the whole
-// timeout (the other direction may be busy), otherwise the deadline moves
-// and copying resumes. Deadlines fire between reads and between splice
+// connection is idle only if no bytes have moved on either socket, either
+// way, for the whole timeout (the other direction may be busy, or a slow
+// client may still be taking what the backend sent long ago), otherwise
+// the deadline moves and copying resumes. This is the L4 event loop's
+// rule too. Deadlines fire between reads and between splice
 // rounds, so no byte is lost when copying resumes.
 func proxyCopy(dst, src, client, server *net.TCPConn, idle time.Duration, ended *atomic.Int32, moved *int64) {
 	if idle > 0 {
@@ -123,15 +128,15 @@ func copySmall(dst, src *net.TCPConn, buf []byte, moved *int64) (bulk bool, err 
 	}
 }
 
-// quietFor returns how long neither socket has received any data. It
-// reports false when the kernel cannot tell; the direction whose deadline
-// fired then counts as idle on its own.
+// quietFor returns how long no bytes have moved on either socket (see
+// sinceLastData). It reports false when the kernel cannot tell; the
+// direction whose deadline fired then counts as idle on its own.
 func quietFor(a, b *net.TCPConn) (time.Duration, bool) {
-	qa, ok := sinceLastRecv(a)
+	qa, ok := sinceLastData(a)
 	if !ok {
 		return 0, false
 	}
-	qb, ok := sinceLastRecv(b)
+	qb, ok := sinceLastData(b)
 	if !ok {
 		return 0, false
 	}

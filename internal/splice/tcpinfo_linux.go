@@ -7,8 +7,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sinceLastRecv asks the kernel how long ago c last received data.
-func sinceLastRecv(c *net.TCPConn) (time.Duration, bool) {
+// sinceLastData asks the kernel how long ago bytes last moved on c, either
+// way: the later of the last data received and the last data sent that
+// the peer has acknowledged since. Sending counts only with the peer's
+// acknowledgment, so that retransmissions to a dead peer, which the
+// kernel counts as data sent, do not keep a connection from being idle;
+// a live peer that reads nothing sends acknowledgments but is sent no
+// data (only window probes), so it is idle too.
+func sinceLastData(c *net.TCPConn) (time.Duration, bool) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return 0, false
@@ -20,5 +26,6 @@ func sinceLastRecv(c *net.TCPConn) (time.Duration, bool) {
 	}); err != nil || serr != nil {
 		return 0, false
 	}
-	return time.Duration(info.Last_data_recv) * time.Millisecond, true
+	sent := max(info.Last_data_sent, info.Last_ack_recv)
+	return time.Duration(min(info.Last_data_recv, sent)) * time.Millisecond, true
 }

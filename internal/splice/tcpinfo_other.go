@@ -7,5 +7,5 @@ import (
 	"time"
 )
 
-// sinceLastRecv cannot ask the kernel on this system, so it reports false.
-func sinceLastRecv(c *net.TCPConn) (time.Duration, bool) { return 0, false }
+// sinceLastData cannot ask the kernel on this system, so it reports false.
+func sinceLastData(c *net.TCPConn) (time.Duration, bool) { return 0, false }
