@@ -19,20 +19,8 @@ import (
 	"github.com/lbctl/lbctl/admin"
 	"github.com/lbctl/lbctl/internal/browsertest"
 	"github.com/lbctl/lbctl/internal/eventually"
+	"github.com/lbctl/lbctl/internal/testbackend"
 )
-
-// killableBackend is an HTTP backend that answers with its id until kill.
-func killableBackend(t *testing.T, id string) (addr string, kill func()) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, id) })}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String(), func() { srv.Close() }
-}
 
 // browse plays users behind gateways against an L7 front door: users[i]
 // browsers behind the source address 127.0.70.(i+1), each with its own
@@ -87,11 +75,13 @@ func backendState(t *testing.T, adminAddr, id string) (state, health string) {
 // screenshot there too (docs/stats.png is made so).
 func TestStatsPageInBrowser(t *testing.T) {
 	listen, adminAddr := freeAddr(t), freeAddr(t)
-	a1, _ := killableBackend(t, "app-01")
-	a2, _ := killableBackend(t, "app-02")
-	a3, kill3 := killableBackend(t, "app-03")
+	app3, err := testbackend.StartHTTP("app-03", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { app3.Kill() })
 	cfg := "mode = \"l7\"\n" + fmt.Sprintf(liveConfig, listen, "60s", adminAddr) +
-		liveBackends("app-01", a1, "app-02", a2, "app-03", a3)
+		liveBackends("app-01", idBackend(t, "app-01"), "app-02", idBackend(t, "app-02"), "app-03", app3.Addr())
 	startServe(t, "--config", writeConfig(t, cfg), "--grace", "2s")
 	// Two offices and a carrier's NAT, and a few users on their own.
 	browse(t, listen, []int{24, 9, 5, 1, 1, 1, 1}, 3)
@@ -137,7 +127,7 @@ func TestStatsPageInBrowser(t *testing.T) {
 	}
 
 	// A backend goes down: the page shows it within 2s of the API.
-	kill3()
+	app3.Kill()
 	eventually.True(t, "app-03 to be down in the API", func() bool { _, h := backendState(t, adminAddr, "app-03"); return h == "down" })
 	downAt := time.Now()
 	eventually.True(t, "the page to show app-03 down", func() bool {

@@ -11,8 +11,7 @@ import (
 // L7 lbctl that users behind three gateways have visited.
 func TestTopShowsBackendsAndNATView(t *testing.T) {
 	listen := freeAddr(t)
-	a1, _ := killableBackend(t, "app-01")
-	a2, _ := killableBackend(t, "app-02")
+	a1, a2 := idBackend(t, "app-01"), idBackend(t, "app-02")
 	adminAddr := "unix:" + filepath.Join(t.TempDir(), "admin.sock")
 	cfg := "mode = \"l7\"\n" + fmt.Sprintf(liveConfig, listen, "60s", adminAddr) + liveBackends("app-01", a1, "app-02", a2)
 	startServe(t, "--config", writeConfig(t, cfg), "--grace", "2s")
