@@ -209,23 +209,27 @@ func TestIPAffinitySkew(t *testing.T) {
 		tail    float64
 		targets []Target
 		policy  string
+		byKey   func(affinity.Key) string
 		want    float64
 	}{
-		{"even", []Source{src(1, 10), src(2, 10), src(3, 10), src(4, 10)}, 0, four, "roundrobin", 1},
+		{"even", []Source{src(1, 10), src(2, 10), src(3, 10), src(4, 10)}, 0, four, "roundrobin", nil, 1},
 		// First seen order, not size, decides round robin: the two big
 		// sources land on a and c... 40+0, 10, 40, 10 of 100: 1.6x.
-		{"roundrobin order", []Source{src(1, 40), src(2, 10), src(3, 40), src(4, 10)}, 0, four, "roundrobin", 1.6},
+		{"roundrobin order", []Source{src(1, 40), src(2, 10), src(3, 40), src(4, 10)}, 0, four, "roundrobin", nil, 1.6},
 		// Round robin wraps: the fifth goes to a again.
-		{"wrap", []Source{src(1, 10), src(2, 10), src(3, 10), src(4, 10), src(5, 10)}, 0, four, "roundrobin", 20 / 12.5},
-		{"one NAT", []Source{src(1, 70)}, 30, four, "leastconn", (70 + 7.5) / 25},
-		{"least load", []Source{src(1, 40), src(2, 30), src(3, 20), src(4, 10), src(5, 10)}, 0, four, "leastconn", 40 / 27.5},
+		{"wrap", []Source{src(1, 10), src(2, 10), src(3, 10), src(4, 10), src(5, 10)}, 0, four, "roundrobin", nil, 20 / 12.5},
+		{"one NAT", []Source{src(1, 70)}, 30, four, "leastconn", nil, (70 + 7.5) / 25},
+		{"least load", []Source{src(1, 40), src(2, 30), src(3, 20), src(4, 10), src(5, 10)}, 0, four, "leastconn", nil, 40 / 27.5},
 		// Weights: b has 3 positions, a 1: cycle a b b b.
-		{"weighted", []Source{src(1, 10), src(2, 10), src(3, 10), src(4, 10)}, 0, []Target{{"a", 1}, {"b", 3}}, "roundrobin", 1},
-		{"empty", nil, 0, four, "roundrobin", 1},
+		{"weighted", []Source{src(1, 10), src(2, 10), src(3, 10), src(4, 10)}, 0, []Target{{"a", 1}, {"b", 3}}, "roundrobin", nil, 1},
+		{"empty", nil, 0, four, "roundrobin", nil, 1},
+		// Maglev places by the key's hash, here every key on b.
+		{"maglev", []Source{src(1, 10), src(2, 10), src(3, 10), src(4, 10)}, 0, four, "maglev", func(affinity.Key) string { return "b" }, 4},
+		{"maglev names no target", []Source{src(1, 10), src(2, 10)}, 0, four, "maglev", func(affinity.Key) string { return "gone" }, 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, _ := IPAffinitySkew(tc.sources, weight, tc.tail, tc.targets, tc.policy)
+			got, _ := IPAffinitySkew(tc.sources, weight, tc.tail, tc.targets, tc.policy, tc.byKey)
 			if math.Abs(got-tc.want) > 1e-9 {
 				t.Errorf("skew %v, want %v", got, tc.want)
 			}

@@ -149,10 +149,11 @@ type Placement struct {
 // Sources are placed in the order they were first seen (First): under
 // "roundrobin" the i-th goes to the i-th position of the weighted cycle,
 // as the round robin selector would have placed the i-th new key; under
-// any other policy ("leastconn", "random2") each goes to the target with
-// the least load per unit of weight, which is what those policies steer
-// towards.
-func IPAffinitySkew(sources []Source, weight func(Source) float64, tail float64, targets []Target, policy string) (float64, []Placement) {
+// "maglev" each goes where byKey (the live consistent hash) names; under
+// any other policy ("leastconn", "random2"), or when byKey names no
+// target, each goes to the target with the least load per unit of weight,
+// which is what those policies steer towards.
+func IPAffinitySkew(sources []Source, weight func(Source) float64, tail float64, targets []Target, policy string, byKey func(affinity.Key) string) (float64, []Placement) {
 	if len(targets) == 0 {
 		return 1, nil
 	}
@@ -166,10 +167,15 @@ func IPAffinitySkew(sources []Source, weight func(Source) float64, tail float64,
 	cycle := weightedCycle(targets)
 	for i, s := range order {
 		w := weight(s)
-		var at int
-		if policy == "roundrobin" {
+		at := -1
+		switch {
+		case policy == "roundrobin":
 			at = cycle[i%len(cycle)]
-		} else {
+		case policy == "maglev" && byKey != nil:
+			id := byKey(s.Key)
+			at = slices.IndexFunc(targets, func(t Target) bool { return t.ID == id })
+		}
+		if at < 0 {
 			at = 0
 			for j := range targets {
 				if loads[j]/float64(max(targets[j].Weight, 1)) < loads[at]/float64(max(targets[at].Weight, 1)) {

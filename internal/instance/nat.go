@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	"github.com/lbctl/lbctl/admin"
+	"github.com/lbctl/lbctl/affinity"
+	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/natview"
 )
 
@@ -31,9 +33,17 @@ func (in *Instance) NAT(limit int) admin.NATView {
 		tracker = in.l4.NAT
 	}
 	in.reloading.Lock()
-	policy := in.cfg.Balance.Policy
+	policy, sel := in.cfg.Balance.Policy, in.parts.Selector
 	in.reloading.Unlock()
-	return natView(mode, tracker.Snapshot(), in.natTargets(), policy, limit)
+	// Maglev places a key by its hash: ask the live table where.
+	reg := in.parts.Backends.Registry()
+	byKey := func(k affinity.Key) string {
+		if b := sel.Select(reg, backend.AddrHash(k.Addr()), nil); b != nil {
+			return b.ID
+		}
+		return ""
+	}
+	return natView(mode, tracker.Snapshot(), in.natTargets(), policy, byKey, limit)
 }
 
 // natTargets returns the backends that take new clients, with their
@@ -54,7 +64,7 @@ func (in *Instance) natTargets() []natview.Target {
 }
 
 // natView turns a tracker's snapshot into the API's view.
-func natView(mode string, snap natview.Snapshot, targets []natview.Target, policy string, limit int) admin.NATView {
+func natView(mode string, snap natview.Snapshot, targets []natview.Target, policy string, byKey func(affinity.Key) string, limit int) admin.NATView {
 	secs := snap.Window.Seconds()
 	v := admin.NATView{
 		Mode:          mode,
@@ -74,7 +84,7 @@ func natView(mode string, snap natview.Snapshot, targets []natview.Target, polic
 	for _, s := range snap.Sources {
 		tail -= weight(s)
 	}
-	skew, shares := natview.IPAffinitySkew(snap.Sources, weight, max(tail, 0), targets, policy)
+	skew, shares := natview.IPAffinitySkew(snap.Sources, weight, max(tail, 0), targets, policy, byKey)
 	v.IPAffinitySkew = math.Round(skew*100) / 100
 	for _, p := range shares {
 		v.IPAffinityShares = append(v.IPAffinityShares, admin.NATShare{Backend: p.ID, Share: p.Share})

@@ -1,6 +1,7 @@
 package instance
 
 import (
+	"fmt"
 	"math"
 	"net"
 	"testing"
@@ -18,23 +19,7 @@ func TestNATViewL4(t *testing.T) {
 	cfg := testConfig(t, startEchoBackend(t).ln.Addr().String())
 	cfg.Backends = append(cfg.Backends, config.Backend{ID: "app-02", Address: startEchoBackend(t).ln.Addr().String(), Weight: 1})
 	in, addr := startInstance(t, cfg, &cfg)
-
-	dial := func(src string) net.Conn {
-		t.Helper()
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatalf("dial from %s: %v", src, err)
-		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Write([]byte("x")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Read(make([]byte, 1)); err != nil {
-			t.Fatalf("echo from %s: %v", src, err)
-		}
-		return c
-	}
+	dial := dialer(t, addr)
 	var conns []net.Conn
 	for range 10 {
 		conns = append(conns, dial("127.0.80.1"))
@@ -66,4 +51,60 @@ func TestNATViewL4(t *testing.T) {
 	eventually.True(t, "the view to show no open connection", func() bool {
 		return len(in.NAT(20).ByConnections) == 0
 	})
+}
+
+// dialer returns a function that opens a connection to the proxy at addr
+// from src and waits for its first echo, so that it is pinned.
+func dialer(t *testing.T, addr string) func(src string) net.Conn {
+	return func(src string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial from %s: %v", src, err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			t.Fatalf("echo from %s: %v", src, err)
+		}
+		return c
+	}
+}
+
+// TestNATViewMaglev places sources by the live Maglev table: the shares
+// the view gives are the ones the pins show.
+func TestNATViewMaglev(t *testing.T) {
+	cfg := testConfig(t, startEchoBackend(t).ln.Addr().String())
+	for _, id := range []string{"app-02", "app-03"} {
+		cfg.Backends = append(cfg.Backends, config.Backend{ID: id, Address: startEchoBackend(t).ln.Addr().String(), Weight: 1})
+	}
+	cfg.Balance.Policy = "maglev"
+	in, addr := startInstance(t, cfg, &cfg)
+	dial := dialer(t, addr)
+	loads := map[string]float64{}
+	total := 0.0
+	for i := range 12 {
+		src := fmt.Sprintf("127.0.81.%d", i+1)
+		for range i + 1 {
+			dial(src).Close()
+		}
+		pin, ok, err := in.Pin(src)
+		if err != nil || !ok {
+			t.Fatalf("%s not pinned: %v", src, err)
+		}
+		loads[pin.Backend] += float64(i + 1)
+		total += float64(i + 1)
+	}
+	v := in.NAT(20)
+	if len(v.IPAffinityShares) != 3 {
+		t.Fatalf("shares %+v, want three backends", v.IPAffinityShares)
+	}
+	for _, sh := range v.IPAffinityShares {
+		if want := loads[sh.Backend] / total; math.Abs(sh.Share-want) > 1e-9 {
+			t.Errorf("%s: share %.3f, the pins give %.3f", sh.Backend, sh.Share, want)
+		}
+	}
 }
