@@ -81,7 +81,7 @@ func (t *Table) Forget(k Key) bool {
 func (t *Table) Range(fn func(k Key, id string, expires time.Time) bool) {
 	var batch [rangeBatch]pinned
 	for i := range t.shards {
-		if !t.shards[i].visit(t, batch[:0], fn) {
+		if !t.shards[i].visit(t, batch[:0], fn, nil) {
 			return
 		}
 	}
@@ -93,14 +93,21 @@ type pinned struct {
 	pin
 }
 
-// visit passes the shard's live pins to fn, collecting up to cap(batch) of
-// them per lock hold into batch. It reports whether fn wants more.
+// visit passes the shard's live pins to fn (or, when fn is nil, to
+// stamped), collecting up to cap(batch) of them per lock hold into batch.
+// It reports whether the callee wants more.
 //
 // Go's map iteration allows the map to change between steps, with the
 // semantics Range documents; the iterator only ever advances with s.mu held,
 // and every change to the map is made under s.mu, so no step overlaps a
 // change.
-func (s *shard) visit(t *Table, batch []pinned, fn func(Key, string, time.Time) bool) bool {
+func (s *shard) visit(t *Table, batch []pinned, fn func(Key, string, time.Time) bool, stamped func(Stamped) bool) bool {
+	emit := func(b []pinned) bool {
+		if fn != nil {
+			return t.emit(b, fn)
+		}
+		return t.emitStamped(b, stamped)
+	}
 	s.mu.Lock()
 	horizon := t.horizon(time.Now().UnixNano())
 	read := 0
@@ -112,7 +119,7 @@ func (s *shard) visit(t *Table, batch []pinned, fn func(Key, string, time.Time) 
 			continue
 		}
 		s.mu.Unlock()
-		if !t.emit(batch, fn) {
+		if !emit(batch) {
 			return false
 		}
 		batch, read = batch[:0], 0
@@ -120,7 +127,7 @@ func (s *shard) visit(t *Table, batch []pinned, fn func(Key, string, time.Time) 
 		horizon = t.horizon(time.Now().UnixNano())
 	}
 	s.mu.Unlock()
-	return t.emit(batch, fn)
+	return emit(batch)
 }
 
 // emit calls fn for each pin of batch still live now, until fn returns
