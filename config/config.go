@@ -23,6 +23,7 @@ type Config struct {
 	Timeouts Timeouts `toml:"timeouts"`
 	Limits   Limits   `toml:"limits"`
 	Admin    Admin    `toml:"admin"`
+	Cluster  Cluster  `toml:"cluster"`
 
 	// Backends is the pool, in file order ([[backend]] tables).
 	Backends []Backend `toml:"backend"`
@@ -130,6 +131,33 @@ type Admin struct {
 	Token string `toml:"token"`
 }
 
+// Cluster is the [cluster] table: instances that share their pins and
+// admin states (see package cluster).
+type Cluster struct {
+	// Bind is the host:port (an IP address, or empty for every address)
+	// this instance listens on for the other members, TCP and UDP; empty
+	// turns the cluster off.
+	Bind string `toml:"bind"`
+	// Name is this member's name, unique in the cluster; empty means Bind.
+	Name string `toml:"name"`
+	// Join lists host:port addresses of other members, joined at start and
+	// retried while they do not answer.
+	Join []string `toml:"join"`
+	// SecretKey is the base64 of a 16, 24 or 32 byte AES key that encrypts
+	// and authenticates every message between members. It is required
+	// unless Bind and every Join address are loopback.
+	SecretKey string `toml:"secret_key"`
+	// PushPullInterval is how often a member exchanges its whole state
+	// with another, which repairs any lost broadcast and carries renewals.
+	PushPullInterval Duration `toml:"push_pull_interval"`
+	// GossipInterval is how often a member gossips, carrying the queued
+	// broadcasts of pins and admin states.
+	GossipInterval Duration `toml:"gossip_interval"`
+	// BroadcastQueue bounds the broadcasts waiting to go out; past it
+	// changes are dropped and counted, and left to the next push/pull.
+	BroadcastQueue int `toml:"broadcast_queue"`
+}
+
 // Backend is one [[backend]] table.
 type Backend struct {
 	// ID names the backend in cookies and logs; unique, made of letters,
@@ -181,6 +209,12 @@ func Default() Config {
 		},
 		Limits: Limits{
 			HeaderBytes: 65536,
+		},
+		Cluster: Cluster{
+			Join:             []string{},
+			PushPullInterval: Duration(30 * time.Second),
+			GossipInterval:   Duration(200 * time.Millisecond),
+			BroadcastQueue:   1024,
 		},
 	}
 }

@@ -10,7 +10,8 @@ import (
 // Encode writes c as TOML: every key of every table, every backend, and
 // durations in their compact form, so that Parse reads it back to an equal
 // Config. `lbctl check` prints the effective configuration this way. The
-// output includes the cookie secrets and the admin token as they are.
+// output includes the cookie secrets, the admin token and the cluster's
+// secret key as they are.
 func (c *Config) Encode(w io.Writer) error {
 	e := encoder{w: w}
 	e.table("",
@@ -51,6 +52,14 @@ func (c *Config) Encode(w io.Writer) error {
 	e.table("[admin]",
 		"listen", quote(c.Admin.Listen),
 		"token", quote(c.Admin.Token))
+	e.table("[cluster]",
+		"bind", quote(c.Cluster.Bind),
+		"name", quote(c.Cluster.Name),
+		"join", quoteList(c.Cluster.Join),
+		"secret_key", quote(c.Cluster.SecretKey),
+		"push_pull_interval", quote(c.Cluster.PushPullInterval.String()),
+		"gossip_interval", quote(c.Cluster.GossipInterval.String()),
+		"broadcast_queue", strconv.Itoa(c.Cluster.BroadcastQueue))
 	for _, b := range c.Backends {
 		e.table("[["+backendKey+"]]",
 			"id", quote(b.ID),
@@ -102,6 +111,15 @@ func encodeSecrets(s Secrets) string {
 	}
 	quoted := make([]string, len(s))
 	for i, v := range s {
+		quoted[i] = quote(v)
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
+}
+
+// quoteList writes a list of strings as a TOML array.
+func quoteList(list []string) string {
+	quoted := make([]string, len(list))
+	for i, v := range list {
 		quoted[i] = quote(v)
 	}
 	return "[" + strings.Join(quoted, ", ") + "]"

@@ -284,6 +284,15 @@ var schema = map[string]map[string]field{
 		"listen": func(c *Config, v any) error { return setString(&c.Admin.Listen, v) },
 		"token":  func(c *Config, v any) error { return setString(&c.Admin.Token, v) },
 	},
+	"cluster": {
+		"bind":               func(c *Config, v any) error { return setString(&c.Cluster.Bind, v) },
+		"name":               func(c *Config, v any) error { return setString(&c.Cluster.Name, v) },
+		"join":               func(c *Config, v any) error { return setStrings(&c.Cluster.Join, v) },
+		"secret_key":         func(c *Config, v any) error { return setString(&c.Cluster.SecretKey, v) },
+		"push_pull_interval": func(c *Config, v any) error { return setDuration(&c.Cluster.PushPullInterval, v) },
+		"gossip_interval":    func(c *Config, v any) error { return setDuration(&c.Cluster.GossipInterval, v) },
+		"broadcast_queue":    func(c *Config, v any) error { return setInt(&c.Cluster.BroadcastQueue, v) },
+	},
 }
 
 // backendKey is the key of the [[backend]] array of tables.
@@ -404,6 +413,24 @@ func setString(dst *string, v any) error {
 		return fmt.Errorf("%s must be a string", describe(v))
 	}
 	*dst = s
+	return nil
+}
+
+// setStrings takes an array of strings.
+func setStrings(dst *[]string, v any) error {
+	list, ok := v.([]any)
+	if !ok {
+		return fmt.Errorf("%s must be an array of strings", describe(v))
+	}
+	out := make([]string, 0, len(list))
+	for i, e := range list {
+		s, ok := e.(string)
+		if !ok {
+			return fmt.Errorf("element %d is %s, not a string", i, describe(e))
+		}
+		out = append(out, s)
+	}
+	*dst = out
 	return nil
 }
 

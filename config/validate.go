@@ -59,6 +59,7 @@ func (c *Config) validate(needBackends bool) error {
 	v.between("limits.header_bytes", c.Limits.HeaderBytes, 1024, 1<<20)
 
 	v.admin(&c.Admin)
+	v.cluster(&c.Cluster)
 
 	if needBackends || len(c.Backends) > 0 {
 		v.backends(c.Backends)
