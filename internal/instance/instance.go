@@ -14,6 +14,7 @@ import (
 	"github.com/lbctl/lbctl/admin"
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/cluster"
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/l4"
 	"github.com/lbctl/lbctl/l7"
@@ -59,6 +60,8 @@ type Instance struct {
 	saver     sync.WaitGroup
 	saverStop chan struct{}
 	stopSaver sync.Once
+
+	cluster *cluster.Node // nil without [cluster]; see cluster.go
 }
 
 // New builds an instance from cfg, which must be valid. With a state
@@ -82,6 +85,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 	if in.stateFile != "" {
 		in.restoreState(in.stateFile)
 		in.saver.Go(func() { in.saveEvery(cfg.Affinity.SaveInterval.D(), in.saverStop) })
+	}
+	if err := in.joinCluster(cfg); err != nil {
+		in.Close()
+		return nil, err
 	}
 	return in, nil
 }
@@ -175,6 +182,7 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 // every listener to end, which Shutdown brings about.
 func (in *Instance) Close() {
 	in.serving.Wait()
+	in.leaveCluster()
 	in.stopSaving()
 	in.stopTimers()
 	if in.table != nil {
@@ -307,6 +315,7 @@ func restartOnly(cur, next *config.Config) []string {
 	}
 	check("mode", cur.Mode, next.Mode)
 	msgs = append(msgs, affinityRestartOnly(cur, next)...)
+	msgs = append(msgs, clusterRestartOnly(cur, next)...)
 	check("admin.listen", cur.Admin.Listen, next.Admin.Listen)
 	check("affinity.state_file", cur.Affinity.StateFile, next.Affinity.StateFile)
 	check("affinity.save_interval", cur.Affinity.SaveInterval, next.Affinity.SaveInterval)
@@ -354,6 +363,7 @@ func (in *Instance) SetAdminState(id string, state backend.AdminState, opts admi
 		until = time.Now().Add(opts.For)
 	}
 	b.SetAdmin(state, until)
+	in.publishAdmin(id, state, until)
 	in.watchDrain(b, until)
 	if opts.Kill && state == backend.Maint {
 		in.closeConns(id)
