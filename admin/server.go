@@ -137,6 +137,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/api/pins", only(http.MethodGet, s.pins))
 	mux.Handle("/api/pins/{key}", only(http.MethodDelete, s.forgetPin))
 	mux.Handle("/api/reload", only(http.MethodPost, s.reload))
+	mux.Handle("/api/cluster", only(http.MethodGet, s.cluster))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no API call at "+r.URL.Path)
 	})

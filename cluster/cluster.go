@@ -46,8 +46,8 @@ const (
 	flushEvery = 20 * time.Millisecond // how often the outbox is drained
 	// maxMessage bounds one broadcast so that several fit the UDP packet
 	// memberlist gossips them in (1400 bytes by default).
-	maxMessage  = 512
-	leaveWait = 2 * time.Second // how long Close waits for its leave to spread
+	maxMessage = 512
+	leaveWait  = 2 * time.Second // how long Close waits for its leave to spread
 )
 
 // rejoinPeriod is how often a join address that is not a live member is
@@ -180,6 +180,9 @@ func Start(opts Options) (*Node, error) {
 	log.Info("cluster started", "name", conf.Name, "bind", opts.Bind, "members", list.NumMembers(), "encrypted", len(opts.SecretKey) > 0)
 	return n, nil
 }
+
+// Name returns the member's name.
+func (n *Node) Name() string { return n.list.LocalNode().Name }
 
 // Address returns the host:port other members reach this one at, the
 // port bound when Bind asked for port 0.

@@ -129,14 +129,18 @@ gossip_interval = "50ms"
 	for _, m := range members {
 		m.cmd, m.log = startServe(t, "--config", m.config, "--grace", "2s")
 	}
-	eventually.True(t, "every member sees three", func() bool {
+	eventually.True(t, "every member sees three alive", func() bool {
 		for _, m := range members {
-			if strings.Count(m.log.String(), "cluster member joined") < 3 { // itself and two others
+			out, _, err := runLbctl(t, "cluster", "members", "--admin", m.admin)
+			if err != nil || strings.Count(out, " alive") != 3 {
 				return false
 			}
 		}
 		return true
 	})
+	if out := mustRun(t, "cluster", "members", "--admin", a.admin); !strings.Contains(out, a.bind+"  alive (this one)") {
+		t.Errorf("cluster members through a:\n%s", out)
+	}
 
 	// Clients pinned through a are pinned alike on b and c, and reach the
 	// same backend through them.

@@ -20,7 +20,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newCheckCmd(), newBenchCmd(), newVersionCmd(),
-		newReloadCmd(), newBackendCmd(), newPinCmd())
+		newReloadCmd(), newBackendCmd(), newPinCmd(), newClusterCmd())
 	return root
 }
 

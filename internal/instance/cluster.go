@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/lbctl/lbctl/admin"
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/cluster"
 	"github.com/lbctl/lbctl/config"
@@ -77,3 +78,19 @@ func clusterRestartOnly(cur, next *config.Config) []string {
 	}
 	return []string{"cluster: changed; it takes effect only at a restart, so the reload is refused (restore it, or restart lbctl)"}
 }
+
+// ClusterStatus returns the cluster as this instance sees it, for the
+// admin API; ok is false without [cluster].
+func (in *Instance) ClusterStatus() (admin.ClusterStatus, bool) {
+	if in.cluster == nil {
+		return admin.ClusterStatus{}, false
+	}
+	st := in.cluster.Stats()
+	out := admin.ClusterStatus{Name: in.cluster.Name(), PinsSent: st.PinsSent, PinsDropped: st.PinsDropped, PinsApplied: st.PinsApplied}
+	for _, m := range in.cluster.Members() {
+		out.Members = append(out.Members, admin.ClusterMember{Name: m.Name, Address: m.Address, State: m.State})
+	}
+	return out, true
+}
+
+var _ admin.ClusterInstance = (*Instance)(nil)
