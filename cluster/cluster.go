@@ -5,13 +5,26 @@
 // instance holds on all.
 //
 // It is built on hashicorp/memberlist (gossip membership with failure
-// detection, the library under Consul and Nomad): changes go out as
-// broadcasts through a TransmitLimitedQueue, piggybacked on the gossip,
-// and whole tables are exchanged at every push/pull, at a join and
-// periodically after, which brings a new or restarted member up to date
-// and repairs any broadcast lost. The data path never waits for it: the
-// affinity table writes its changes into a bounded outbox (see
-// affinity.Outbox) that a goroutine of the Node drains and batches.
+// detection, the library under Consul and Nomad, with AES-GCM encryption
+// of every message). Whole tables are exchanged at every push/pull, at a
+// join and periodically after, which brings a new or restarted member up
+// to date and repairs anything lost. Between push/pulls:
+//
+//   - pins and re-pins: the affinity table writes each into a bounded
+//     outbox (see affinity.Outbox) without waiting or allocating; a
+//     goroutine of the Node drains it every 20ms, packs the changes into
+//     messages of one UDP packet each, and sends each message to every
+//     live member over memberlist's packet transport (best effort, as
+//     gossip is). Pins are not gossiped through memberlist's
+//     TransmitLimitedQueue: that queue leaves only at the gossip ticks, a
+//     packet per tick and peer shared with memberlist's own messages, and
+//     sends each message several times, which carried 150 pins a second
+//     between two members where a busy balancer makes thousands.
+//   - admin states: broadcast through a TransmitLimitedQueue, one entry
+//     per backend (a newer state replaces the queued one), retransmitted
+//     by the gossip, since they are rare and each one matters.
+//
+// The data path never waits for any of it.
 package cluster
 
 import (
@@ -33,20 +46,18 @@ import (
 
 // Defaults used for zero Options fields.
 const (
-	DefaultPushPull       = 30 * time.Second
-	DefaultGossip         = 200 * time.Millisecond
-	DefaultBroadcastQueue = 1024
-	// OutboxSize is how many pin changes may wait for the next batch;
-	// more are dropped and counted (the next push/pull repairs them).
-	OutboxSize = 8192
+	DefaultPushPull  = 30 * time.Second
+	DefaultGossip    = 200 * time.Millisecond
+	DefaultQueueSize = 8192
 )
 
 // Batching and upkeep.
 const (
 	flushEvery = 20 * time.Millisecond // how often the outbox is drained
-	// maxMessage bounds one broadcast so that several fit the UDP packet
-	// memberlist gossips them in (1400 bytes by default).
-	maxMessage = 512
+	// maxMessage bounds one message of pins so that it fits one UDP
+	// packet with memberlist's framing and encryption (the 1400 bytes it
+	// assumes of a path), about 30 pins.
+	maxMessage = 1200
 	leaveWait  = 2 * time.Second // how long Close waits for its leave to spread
 )
 
@@ -72,13 +83,14 @@ type Options struct {
 	// PushPull is the period of the full exchange of state with a random
 	// member. Zero means DefaultPushPull.
 	PushPull time.Duration
-	// Gossip is the period of gossip, which carries the broadcasts. Zero
-	// means DefaultGossip.
+	// Gossip is the period of gossip, which carries membership and admin
+	// states. Zero means DefaultGossip.
 	Gossip time.Duration
-	// BroadcastQueue bounds the broadcasts waiting to be sent; a batch
-	// that finds it full is dropped and counted. Zero means
-	// DefaultBroadcastQueue.
-	BroadcastQueue int
+	// QueueSize bounds the pin changes waiting to be sent (the outbox,
+	// drained every 20ms); a change that finds it full is dropped and
+	// counted, and left to the next push/pull. Zero means
+	// DefaultQueueSize.
+	QueueSize int
 
 	// Table is the affinity table to replicate; nil replicates admin
 	// states only (L7).
@@ -94,8 +106,8 @@ type Options struct {
 
 // Stats counts what a Node has done since it started.
 type Stats struct {
-	PinsSent     uint64 // local pins and re-pins queued for broadcast
-	PinsDropped  uint64 // local changes dropped: outbox or broadcast queue full
+	PinsSent     uint64 // local pins and re-pins sent to every live member
+	PinsDropped  uint64 // local pins and re-pins dropped: the queue was full
 	PinsReceived uint64 // pins received, in broadcasts and push/pulls
 	PinsApplied  uint64 // received pins that changed the table
 	AdminApplied uint64 // received admin states that changed a backend
@@ -124,8 +136,8 @@ type Node struct {
 	adminMu sync.Mutex
 	admin   map[string]adminState
 
-	pinsSent, queueDropped, pinsReceived, pinsApplied atomic.Uint64
-	adminApplied, badMessages                         atomic.Uint64
+	pinsSent, pinsReceived, pinsApplied  atomic.Uint64
+	adminApplied, badMessages, sendFails atomic.Uint64
 
 	stop    chan struct{}
 	workers sync.WaitGroup
@@ -171,12 +183,13 @@ func Start(opts Options) (*Node, error) {
 	}
 	n.list = list
 	if opts.Table != nil {
-		n.outbox = affinity.NewOutbox(OutboxSize)
+		n.outbox = affinity.NewOutbox(cmp.Or(opts.QueueSize, DefaultQueueSize))
 		opts.Table.Publish(n.outbox)
 		n.workers.Go(n.flushEvery)
 	}
 	n.joinMissing()
-	n.workers.Go(n.rejoinEvery)
+	rejoin := rejoinPeriod
+	n.workers.Go(func() { n.rejoinEvery(rejoin) })
 	log.Info("cluster started", "name", conf.Name, "bind", opts.Bind, "members", list.NumMembers(), "encrypted", len(opts.SecretKey) > 0)
 	return n, nil
 }
@@ -243,7 +256,6 @@ func stateName(s memberlist.NodeStateType) string {
 func (n *Node) Stats() Stats {
 	st := Stats{
 		PinsSent:     n.pinsSent.Load(),
-		PinsDropped:  n.queueDropped.Load(),
 		PinsReceived: n.pinsReceived.Load(),
 		PinsApplied:  n.pinsApplied.Load(),
 		AdminApplied: n.adminApplied.Load(),
@@ -268,20 +280,9 @@ func (n *Node) PublishAdmin(id string, state backend.AdminState, until time.Time
 	a.stamp = max(time.Now().UnixNano(), n.admin[id].stamp+1)
 	n.admin[id] = a
 	n.adminMu.Unlock()
-	msg := appendAdmin([]byte{wireVersion}, id, a)
-	// A newer state of one backend replaces the older one in the queue.
-	n.enqueue(&adminChange{msg: msg, id: id}, 0)
-}
-
-// enqueue queues b unless the queue is full, in which case the pins it
-// carries are counted as dropped.
-func (n *Node) enqueue(b memberlist.Broadcast, pins int) {
-	if n.queue.NumQueued() >= cmp.Or(n.opts.BroadcastQueue, DefaultBroadcastQueue) {
-		n.queueDropped.Add(uint64(pins))
-		return
-	}
-	n.pinsSent.Add(uint64(pins))
-	n.queue.QueueBroadcast(b)
+	// A newer state of one backend replaces the older one in the queue,
+	// which therefore holds at most one entry per backend.
+	n.queue.QueueBroadcast(&adminChange{msg: appendAdmin([]byte{wireVersion}, id, a), id: id})
 }
 
 // flushEvery drains the outbox into broadcasts until the node stops.
@@ -305,33 +306,44 @@ func (n *Node) flushEvery() {
 	}
 }
 
-// flush packs changes into messages of at most maxMessage bytes and queues
-// each as a broadcast.
+// flush packs changes into messages of at most maxMessage bytes and sends
+// each to every other live member.
 func (n *Node) flush(changes []affinity.Change) {
-	var msg []byte
-	pins := 0
+	if len(changes) == 0 {
+		return
+	}
+	var peers []*memberlist.Node
+	self := n.list.LocalNode().Name
+	for _, m := range n.list.Members() {
+		if m.Name != self && m.State == memberlist.StateAlive {
+			peers = append(peers, m)
+		}
+	}
+	send := func(msg []byte) {
+		for _, m := range peers {
+			if err := n.list.SendBestEffort(m, msg); err != nil {
+				n.sendFails.Add(1)
+			}
+		}
+	}
+	msg := make([]byte, 1, maxMessage)
+	msg[0] = wireVersion
 	for _, c := range changes {
 		p := affinity.Stamped{Key: c.Key, ID: c.ID, Stamp: c.Stamp, Used: c.Used}
-		if msg != nil && len(msg)+pinSize(p) > maxMessage {
-			n.enqueue(pinBatch(msg), pins)
-			msg, pins = nil, 0
-		}
-		if msg == nil {
-			msg = make([]byte, 1, maxMessage)
-			msg[0] = wireVersion
+		if len(msg)+pinSize(p) > maxMessage {
+			send(msg)
+			msg = msg[:1]
 		}
 		msg = appendPin(msg, p)
-		pins++
 	}
-	if msg != nil {
-		n.enqueue(pinBatch(msg), pins)
-	}
+	send(msg)
+	n.pinsSent.Add(uint64(len(changes)))
 }
 
 // rejoinEvery retries the join addresses that are not live members until
 // the node stops.
-func (n *Node) rejoinEvery() {
-	t := time.NewTicker(rejoinPeriod)
+func (n *Node) rejoinEvery(period time.Duration) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {

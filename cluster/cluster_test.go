@@ -181,12 +181,17 @@ func TestSecretKey(t *testing.T) {
 }
 
 func TestFullQueueDropsAndCounts(t *testing.T) {
-	a := start(t, "127.0.0.2", nil, func(o *Options) { o.BroadcastQueue = 1 })
-	// Alone, a member retransmits nothing, so queued batches stay.
-	a.flush([]affinity.Change{{Key: k("10.5.0.1"), ID: "x", Stamp: 1, Used: 1}})
-	a.flush([]affinity.Change{{Key: k("10.5.0.2"), ID: "x", Stamp: 1, Used: 1}})
-	if st := a.Stats(); st.PinsDropped != 1 || st.PinsSent != 1 {
-		t.Errorf("stats %+v: want one pin sent and one dropped", st)
+	a := start(t, "127.0.0.2", nil, func(o *Options) { o.QueueSize = 2 })
+	const pins = 1000
+	for i := range pins {
+		a.table.Pin(k(fmt.Sprintf("10.5.%d.%d", i/256, i%256)), "x")
+	}
+	eventually.True(t, "every pin sent or dropped", func() bool {
+		st := a.Stats()
+		return st.PinsSent+st.PinsDropped == pins
+	})
+	if st := a.Stats(); st.PinsDropped == 0 {
+		t.Errorf("stats %+v: a burst of %d pins through a queue of 2 dropped none", st, pins)
 	}
 }
 
@@ -206,8 +211,9 @@ func TestCloseLeavesNothingBehind(t *testing.T) {
 // A member whose join address does not answer yet (it started first, or
 // was cut off) joins once it does, and gets the table then.
 func TestRejoinWhenTheOtherComesUp(t *testing.T) {
-	defer func(p time.Duration) { rejoinPeriod = p }(rejoinPeriod)
+	period := rejoinPeriod
 	rejoinPeriod = 50 * time.Millisecond
+	defer func() { rejoinPeriod = period }()
 	ln, err := net.Listen("tcp", "127.0.0.2:0")
 	if err != nil {
 		t.Fatal(err)

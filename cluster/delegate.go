@@ -16,7 +16,8 @@ type delegate Node
 // their address.
 func (d *delegate) NodeMeta(limit int) []byte { return nil }
 
-// NotifyMsg applies a broadcast from another member. A message holds a
+// NotifyMsg applies a message from another member: pins it sent or an
+// admin state it broadcast. A message holds a
 // few dozen records at most, each merged under one short shard lock, so
 // it is applied here rather than handed to another goroutine.
 func (d *delegate) NotifyMsg(msg []byte) { (*Node)(d).receive(msg) }
@@ -51,15 +52,6 @@ func (e *events) NotifyLeave(m *memberlist.Node) {
 
 func (e *events) NotifyUpdate(m *memberlist.Node) {}
 
-// pinBatch is a queued message of pins. Each is unique: nothing a later
-// batch holds makes an earlier one useless.
-type pinBatch []byte
-
-func (b pinBatch) Message() []byte                       { return b }
-func (b pinBatch) Finished()                             {}
-func (b pinBatch) Invalidates(memberlist.Broadcast) bool { return false }
-func (b pinBatch) UniqueBroadcast()                      {}
-
 // adminChange is a queued admin state of one backend, named after it so
 // that a newer state replaces an older one still queued.
 type adminChange struct {
@@ -78,10 +70,7 @@ func (a *adminChange) Invalidates(other memberlist.Broadcast) bool {
 	return ok && o.id == a.id
 }
 
-var (
-	_ memberlist.UniqueBroadcast = pinBatch(nil)
-	_ memberlist.NamedBroadcast  = (*adminChange)(nil)
-)
+var _ memberlist.NamedBroadcast = (*adminChange)(nil)
 
 // newMemberlistLogger returns a logger for memberlist that passes its
 // lines to log at the level each names ("[WARN] memberlist: ...").

@@ -29,7 +29,7 @@ const maxClusterName = 128
 func (v *validator) cluster(c *Cluster) {
 	v.positive("cluster.push_pull_interval", c.PushPullInterval)
 	v.positive("cluster.gossip_interval", c.GossipInterval)
-	v.atLeast("cluster.broadcast_queue", c.BroadcastQueue, 1)
+	v.atLeast("cluster.queue_size", c.QueueSize, 1)
 	if len(c.Name) > maxClusterName || strings.IndexFunc(c.Name, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0 {
 		v.fail("cluster.name", "%q must be at most %d visible ASCII characters, no spaces", c.Name, maxClusterName)
 	}

@@ -29,7 +29,7 @@ func TestValidateCluster(t *testing.T) {
 		{"name", func(c *Cluster) { c.Name = "a b" }, `cluster.name: "a b" must be at most 128 visible ASCII characters, no spaces`},
 		{"push pull", func(c *Cluster) { c.PushPullInterval = 0 }, `cluster.push_pull_interval: "0s" must be positive`},
 		{"gossip", func(c *Cluster) { c.GossipInterval = 0 }, `cluster.gossip_interval: "0s" must be positive`},
-		{"queue", func(c *Cluster) { c.BroadcastQueue = 0 }, `cluster.broadcast_queue: 0 must be at least 1`},
+		{"queue", func(c *Cluster) { c.QueueSize = 0 }, `cluster.queue_size: 0 must be at least 1`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,17 +54,17 @@ func TestClusterFromFile(t *testing.T) {
 bind = "127.0.0.1:7946"
 join = ["127.0.0.2:7946", "127.0.0.3:7946"]
 secret_key = "` + key16 + `"
-broadcast_queue = 0
+queue_size = 0
 
 [[backend]]
 id = "a"
 address = "127.0.0.1:9001"
 `
 	_, err := Parse([]byte(doc), "lbctl.toml")
-	if err == nil || err.Error() != "lbctl.toml:6: cluster.broadcast_queue: 0 must be at least 1" {
+	if err == nil || err.Error() != "lbctl.toml:6: cluster.queue_size: 0 must be at least 1" {
 		t.Fatalf("Parse = %v, want the queue refused on line 6", err)
 	}
-	cfg, err := Parse([]byte(strings.Replace(doc, "broadcast_queue = 0", "", 1)), "lbctl.toml")
+	cfg, err := Parse([]byte(strings.Replace(doc, "queue_size = 0", "", 1)), "lbctl.toml")
 	if err != nil {
 		t.Fatal(err)
 	}

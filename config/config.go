@@ -153,9 +153,10 @@ type Cluster struct {
 	// GossipInterval is how often a member gossips, carrying the queued
 	// broadcasts of pins and admin states.
 	GossipInterval Duration `toml:"gossip_interval"`
-	// BroadcastQueue bounds the broadcasts waiting to go out; past it
-	// changes are dropped and counted, and left to the next push/pull.
-	BroadcastQueue int `toml:"broadcast_queue"`
+	// QueueSize bounds the pins and re-pins waiting to be sent to the
+	// other members; past it they are dropped and counted, and left to
+	// the next push/pull.
+	QueueSize int `toml:"queue_size"`
 }
 
 // Backend is one [[backend]] table.
@@ -214,7 +215,7 @@ func Default() Config {
 			Join:             []string{},
 			PushPullInterval: Duration(30 * time.Second),
 			GossipInterval:   Duration(200 * time.Millisecond),
-			BroadcastQueue:   1024,
+			QueueSize:        8192,
 		},
 	}
 }

@@ -59,7 +59,7 @@ func (c *Config) Encode(w io.Writer) error {
 		"secret_key", quote(c.Cluster.SecretKey),
 		"push_pull_interval", quote(c.Cluster.PushPullInterval.String()),
 		"gossip_interval", quote(c.Cluster.GossipInterval.String()),
-		"broadcast_queue", strconv.Itoa(c.Cluster.BroadcastQueue))
+		"queue_size", strconv.Itoa(c.Cluster.QueueSize))
 	for _, b := range c.Backends {
 		e.table("[["+backendKey+"]]",
 			"id", quote(b.ID),

@@ -291,7 +291,7 @@ var schema = map[string]map[string]field{
 		"secret_key":         func(c *Config, v any) error { return setString(&c.Cluster.SecretKey, v) },
 		"push_pull_interval": func(c *Config, v any) error { return setDuration(&c.Cluster.PushPullInterval, v) },
 		"gossip_interval":    func(c *Config, v any) error { return setDuration(&c.Cluster.GossipInterval, v) },
-		"broadcast_queue":    func(c *Config, v any) error { return setInt(&c.Cluster.BroadcastQueue, v) },
+		"queue_size":         func(c *Config, v any) error { return setInt(&c.Cluster.QueueSize, v) },
 	},
 }
 

@@ -22,16 +22,16 @@ func (in *Instance) joinCluster(cfg *config.Config) error {
 		return nil
 	}
 	node, err := cluster.Start(cluster.Options{
-		Name:           c.Name,
-		Bind:           c.Bind,
-		Join:           c.Join,
-		SecretKey:      c.ClusterKey(),
-		PushPull:       c.PushPullInterval.D(),
-		Gossip:         c.GossipInterval.D(),
-		BroadcastQueue: c.BroadcastQueue,
-		Table:          in.table,
-		Apply:          in.applyClusterAdmin,
-		Log:            in.log,
+		Name:      c.Name,
+		Bind:      c.Bind,
+		Join:      c.Join,
+		SecretKey: c.ClusterKey(),
+		PushPull:  c.PushPullInterval.D(),
+		Gossip:    c.GossipInterval.D(),
+		QueueSize: c.QueueSize,
+		Table:     in.table,
+		Apply:     in.applyClusterAdmin,
+		Log:       in.log,
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
