@@ -49,7 +49,8 @@ func (t *Table) Get(k Key) (id string, expires time.Time, ok bool) {
 }
 
 // Forget removes the live pin of k and reports whether there was one; the
-// client is placed afresh at its next connection. The removal is the
+// client is placed afresh at its next connection. With an outbox (see
+// Publish), the removal is published as a Change with no ID. The removal is the
 // operator's, so it counts neither as an eviction nor as an expiration. An
 // expired pin still awaiting the sweeper is left to it, to be counted as the
 // expiration it is, and Forget reports false.
@@ -64,6 +65,7 @@ func (t *Table) Forget(k Key) bool {
 	}
 	s.remove(e)
 	t.size.Add(-1)
+	t.publish(k, "", nextStamp(time.Now().UnixNano(), e.stamp), 0)
 	return true
 }
 

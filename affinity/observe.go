@@ -24,7 +24,8 @@ import (
 // a re-pin made here after a pin learnt from an instance whose clock runs
 // ahead still wins everywhere, as it must: it is the later decision.
 
-// Change is a pin made or moved by this instance.
+// Change is a pin made or moved by this instance, or with an empty ID a
+// pin the operator forgot here.
 type Change struct {
 	Key   Key
 	ID    string
@@ -161,11 +162,18 @@ const (
 // last use. The pin takes its place in recency order and, past capacity,
 // evicts the least recently used pin of k's shard, as Pin does. Moving a
 // live pin here is not counted as a re-pin: that is the other instance's.
+//
+// An empty id is a pin forgotten elsewhere: it removes k's live pin when
+// it beats it (an operator's forget, later than the pin), so that the
+// forget holds on every instance.
 func (t *Table) Merge(k Key, id string, stamp, used int64) MergeResult {
 	now := time.Now().UnixNano()
+	if id == "" {
+		return t.mergeForget(k, stamp, now)
+	}
 	used = min(used, now)
 	horizon := t.horizon(now)
-	if used <= horizon || id == "" {
+	if used <= horizon {
 		return MergeIgnored
 	}
 	s := t.shard(k)
@@ -206,6 +214,21 @@ func (t *Table) Merge(k Key, id string, stamp, used int64) MergeResult {
 		s.evictions++
 		t.size.Add(-1)
 	}
+	return MergeApplied
+}
+
+// mergeForget removes k's live pin if a forget stamped stamp beats it.
+func (t *Table) mergeForget(k Key, stamp, now int64) MergeResult {
+	horizon := t.horizon(now)
+	s := t.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.items[k]
+	if !ok || e.used <= horizon || !wins(stamp, "", e.stamp, e.id) {
+		return MergeIgnored
+	}
+	s.remove(e)
+	t.size.Add(-1)
 	return MergeApplied
 }
 

@@ -264,3 +264,32 @@ func BenchmarkPinNewKey(b *testing.B) {
 		})
 	}
 }
+
+func TestForgetPublishedAndMerged(t *testing.T) {
+	a, b := New(Options{}), New(Options{})
+	defer a.Close()
+	defer b.Close()
+	o := NewOutbox(8)
+	a.Publish(o)
+	k := key(t, "10.0.0.7")
+	a.Pin(k, "x")
+	a.Forget(k)
+	got := o.Take(make([]Change, 0, 8))
+	if len(got) != 2 || got[1].ID != "" || got[1].Stamp <= got[0].Stamp {
+		t.Fatalf("changes %+v: want the pin, then a forget stamped above it", got)
+	}
+	b.Merge(k, got[0].ID, got[0].Stamp, got[0].Used)
+	// A later pin elsewhere survives an earlier forget.
+	later := New(Options{})
+	defer later.Close()
+	later.Merge(k, "y", got[1].Stamp+1, time.Now().UnixNano())
+	if r := later.Merge(k, "", got[1].Stamp, 0); r != MergeIgnored {
+		t.Errorf("an earlier forget removed a later pin: %d", r)
+	}
+	if r := b.Merge(k, "", got[1].Stamp, 0); r != MergeApplied {
+		t.Errorf("the forget merged: %d, want applied", r)
+	}
+	if _, _, ok := b.Get(k); ok {
+		t.Error("the forgotten pin is still on b")
+	}
+}

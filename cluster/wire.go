@@ -16,6 +16,7 @@ import (
 //	message: version byte (1), then records until the end
 //	pin:     kind byte 'p', key hi uint64, key lo uint64, stamp int64,
 //	         last use int64 (unix nanoseconds), id length uint8, id
+//	         (no id: the pin was forgotten)
 //	admin:   kind byte 'a', id length uint8, id, state byte, drain
 //	         deadline int64 (unix nanoseconds, 0 for none), stamp int64
 //
@@ -95,7 +96,7 @@ func decode(msg []byte, pin func(affinity.Stamped), admin func(id string, a admi
 	for len(b) > 0 {
 		switch b[0] {
 		case kindPin:
-			if len(b) < pinFixed || len(b) < pinFixed+int(b[pinFixed-1]) || b[pinFixed-1] == 0 {
+			if len(b) < pinFixed || len(b) < pinFixed+int(b[pinFixed-1]) {
 				return fmt.Errorf("%w: truncated pin record", errBadMessage)
 			}
 			n := pinFixed + int(b[pinFixed-1])
