@@ -329,7 +329,7 @@ func (n *Node) flush(changes []affinity.Change) {
 	msg := make([]byte, 1, maxMessage)
 	msg[0] = wireVersion
 	for _, c := range changes {
-		p := affinity.Stamped{Key: c.Key, ID: c.ID, Stamp: c.Stamp, Used: c.Used}
+		p := affinity.Stamped(c)
 		if len(msg)+pinSize(p) > maxMessage {
 			send(msg)
 			msg = msg[:1]

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"log"
 	"log/slog"
 	"strings"
@@ -89,6 +90,6 @@ func (w logWriter) Write(p []byte) (int, error) {
 			line = strings.TrimSpace(strings.TrimPrefix(line, prefix))
 		}
 	}
-	w.l.Log(nil, level, line, "source", "memberlist")
+	w.l.Log(context.Background(), level, line, "source", "memberlist")
 	return len(p), nil
 }
