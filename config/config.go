@@ -15,6 +15,12 @@ type Config struct {
 	// Listen is the host:port to accept on. An empty host means every
 	// local address.
 	Listen string `toml:"listen"`
+	// ListenProxy lists the peers (CIDR prefixes or addresses) whose
+	// connections must start with a PROXY protocol header naming the
+	// client: upstream L4 balancers. A connection from any other peer, and
+	// one from a listed peer without a valid header within
+	// timeouts.header, is refused. Empty: no header is read.
+	ListenProxy []string `toml:"listen_proxy"`
 
 	Balance  Balance  `toml:"balance"`
 	Affinity Affinity `toml:"affinity"`
@@ -169,14 +175,19 @@ type Backend struct {
 	// Weight is the backend's share under roundrobin, 1..256. A file that
 	// leaves it out gets 1.
 	Weight int `toml:"weight"`
+	// SendProxy, "v1" or "v2", makes every connection to the backend
+	// start with a PROXY protocol header of that version naming the
+	// client; empty sends none.
+	SendProxy string `toml:"send_proxy"`
 }
 
 // Default returns the configuration that an empty file yields, apart from
 // Backends, which has no default and is nil.
 func Default() Config {
 	return Config{
-		Mode:   "l4",
-		Listen: "127.0.0.1:8080",
+		Mode:        "l4",
+		Listen:      "127.0.0.1:8080",
+		ListenProxy: []string{},
 		Balance: Balance{
 			Policy: "roundrobin",
 		},

@@ -16,7 +16,8 @@ func (c *Config) Encode(w io.Writer) error {
 	e := encoder{w: w}
 	e.table("",
 		"mode", quote(c.Mode),
-		"listen", quote(c.Listen))
+		"listen", quote(c.Listen),
+		"listen_proxy", quoteList(c.ListenProxy))
 	e.table("[balance]",
 		"policy", quote(c.Balance.Policy))
 	e.table("[affinity]",
@@ -64,7 +65,8 @@ func (c *Config) Encode(w io.Writer) error {
 		e.table("[["+backendKey+"]]",
 			"id", quote(b.ID),
 			"address", quote(b.Address),
-			"weight", strconv.Itoa(b.Weight))
+			"weight", strconv.Itoa(b.Weight),
+			"send_proxy", quote(b.SendProxy))
 	}
 	return e.err
 }

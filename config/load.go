@@ -241,6 +241,7 @@ var schema = map[string]map[string]field{
 	"": {
 		"mode":   func(c *Config, v any) error { return setString(&c.Mode, v) },
 		"listen": func(c *Config, v any) error { return setString(&c.Listen, v) },
+		"listen_proxy": func(c *Config, v any) error { return setStrings(&c.ListenProxy, v) },
 	},
 	"balance": {
 		"policy": func(c *Config, v any) error { return setString(&c.Balance.Policy, v) },
@@ -372,6 +373,8 @@ func (d *decoder) backends(v any, c *Config) {
 				err = setString(&b.Address, table[k])
 			case "weight":
 				err = setInt(&b.Weight, table[k])
+			case "send_proxy":
+				err = setString(&b.SendProxy, table[k])
 			default:
 				d.unknown(prefix+"."+k, table[k])
 				continue

@@ -60,6 +60,7 @@ func (c *Config) validate(needBackends bool) error {
 
 	v.admin(&c.Admin)
 	v.cluster(&c.Cluster)
+	v.listenProxy(c.ListenProxy)
 
 	if needBackends || len(c.Backends) > 0 {
 		v.backends(c.Backends)
@@ -226,6 +227,7 @@ func (v *validator) backends(bs []Backend) {
 			v.fail(prefix+"address", "%q %s", b.Address, msg)
 		}
 		v.between(prefix+"weight", b.Weight, 1, 256)
+		v.sendProxy(prefix+"send_proxy", b.SendProxy)
 	}
 }
 
