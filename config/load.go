@@ -239,8 +239,8 @@ type field func(c *Config, v any) error
 // checks.
 var schema = map[string]map[string]field{
 	"": {
-		"mode":   func(c *Config, v any) error { return setString(&c.Mode, v) },
-		"listen": func(c *Config, v any) error { return setString(&c.Listen, v) },
+		"mode":         func(c *Config, v any) error { return setString(&c.Mode, v) },
+		"listen":       func(c *Config, v any) error { return setString(&c.Listen, v) },
 		"listen_proxy": func(c *Config, v any) error { return setStrings(&c.ListenProxy, v) },
 	},
 	"balance": {

@@ -27,23 +27,25 @@ func (p *Proxy) handle(c *accept.Conn) {
 	client := c.TCPConn
 	defer client.Close()
 	cfg := p.tuned.Load() // this connection's settings, to its end
-	key := p.key(client)
-	b, server, err := p.connect(key, cfg)
+	from, err := p.client(client)
 	if err != nil {
 		p.logger().Debug("client refused", "client", client.RemoteAddr().String(), "error", err)
 		return
 	}
+	key := p.Table.Key(from.Addr())
+	b, server, err := p.connect(key, cfg)
+	if err != nil {
+		p.logger().Debug("client refused", "client", from.String(), "error", err)
+		return
+	}
 	defer b.Release()
 	defer server.Close()
+	if err := sendProxy(server, b, from, client.LocalAddr()); err != nil {
+		return
+	}
 	p.track(client, server, b)
 	defer p.untrack(client)
 	splice.Relay(client, server, cfg.idle)
-}
-
-// key derives the affinity key from the client's source address.
-func (p *Proxy) key(c *net.TCPConn) affinity.Key {
-	var a = c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
-	return p.Table.Key(a)
 }
 
 // connect returns an open connection to the backend key is pinned to, or,

@@ -107,8 +107,13 @@ func (p *Proxy) putSession(s *session) {
 func (p *Proxy) handle(ac *accept.Conn) {
 	c := ac.TCPConn
 	defer c.Close()
+	client, ok := p.proxyClient(c)
+	if !ok {
+		return
+	}
 	s := p.getSession(c)
 	defer p.putSession(s)
+	s.setClient(client)
 	p.live.add(s)
 	defer p.live.remove(s)
 

@@ -70,13 +70,14 @@ func (in *Instance) leaveCluster() {
 	}
 }
 
-// clusterRestartOnly refuses a reload that changes [cluster]: membership
-// is set up once, at start.
+// clusterRestartOnly refuses a reload that changes [cluster] (membership
+// is set up once, at start) or listen_proxy.
 func clusterRestartOnly(cur, next *config.Config) []string {
-	if reflect.DeepEqual(cur.Cluster, next.Cluster) {
-		return nil
+	msgs := proxyRestartOnly(cur, next)
+	if !reflect.DeepEqual(cur.Cluster, next.Cluster) {
+		msgs = append(msgs, "cluster: changed; it takes effect only at a restart, so the reload is refused (restore it, or restart lbctl)")
 	}
-	return []string{"cluster: changed; it takes effect only at a restart, so the reload is refused (restore it, or restart lbctl)"}
+	return msgs
 }
 
 // ClusterStatus returns the cluster as this instance sees it, for the

@@ -252,7 +252,7 @@ func (in *Instance) Reload(ctx context.Context) (admin.ReloadResult, error) {
 	}
 	specs := make([]backend.Spec, len(next.Backends))
 	for i, b := range next.Backends {
-		specs[i] = backend.Spec{ID: b.ID, Address: b.Address, Weight: b.Weight}
+		specs[i] = Spec(b)
 	}
 	changes, err := in.parts.Backends.Reload(specs)
 	if err != nil {
