@@ -22,9 +22,6 @@ type Reader struct {
 // Reset forgets what r has read.
 func (r *Reader) Reset() { r.n = 0 }
 
-// errWouldBlock stops a step at EAGAIN.
-var errWouldBlock = errors.New("would block")
-
 // ReadFrom moves the header on along the socket fd: it peeks at what has
 // arrived, reads what belongs to the header, and reports done once the
 // whole header is read, with the client it names (see Parse). It returns
