@@ -72,3 +72,16 @@ func (v *validator) cluster(c *Cluster) {
 		v.fail("cluster.secret_key", "%s", fmt.Sprintf("decodes to %d bytes; an AES key is 16, 24 or 32", len(key)))
 	}
 }
+
+// clusterWarnings warns of a push/pull interval not shorter than the
+// affinity TTL: the exchange is what carries a pin's last use to the
+// members its client does not use, which would let the pin expire there
+// in between.
+func (d *decoder) clusterWarnings(c *Config, file string) []string {
+	if c.Cluster.Bind == "" || c.Mode == "l7" || c.Cluster.PushPullInterval < c.Affinity.TTL {
+		return nil
+	}
+	const path = "cluster.push_pull_interval"
+	msg := fmt.Sprintf("%s: %q is not shorter than affinity.ttl (%q): a client that uses one member only may lose its pin on the others between two exchanges", path, c.Cluster.PushPullInterval, c.Affinity.TTL)
+	return []string{(&fileError{file: file, line: d.line(path), msg: msg}).Error()}
+}

@@ -85,3 +85,24 @@ address = "127.0.0.1:9001"
 		t.Errorf("a number in join: %v", err)
 	}
 }
+
+func TestClusterWarnsOfPushPullPastTTL(t *testing.T) {
+	doc := `
+[affinity]
+ttl = "1m"
+[cluster]
+bind = "127.0.0.1:7946"
+push_pull_interval = "2m"
+[[backend]]
+id = "a"
+address = "127.0.0.1:9001"
+`
+	_, warnings, err := ParseWithWarnings([]byte(doc), "lbctl.toml")
+	if err != nil || len(warnings) != 1 || !strings.HasPrefix(warnings[0], `lbctl.toml:6: cluster.push_pull_interval: "2m" is not shorter than affinity.ttl ("1m")`) {
+		t.Errorf("warnings = %q, %v", warnings, err)
+	}
+	_, warnings, _ = ParseWithWarnings([]byte(strings.Replace(doc, `"2m"`, `"30s"`, 1)), "lbctl.toml")
+	if len(warnings) != 0 {
+		t.Errorf("warnings = %q for an interval below the TTL", warnings)
+	}
+}
