@@ -1,8 +1,12 @@
 package l7
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
+
+	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/proxyproto"
 )
 
 // PROXY protocol. Behind an upstream L4 balancer every connection comes
@@ -28,11 +32,39 @@ func (p *Proxy) proxyClient(c *net.TCPConn) (netip.AddrPort, bool) {
 }
 
 // setClient makes src, when valid, the session's client for forwarded
-// headers and for the pinned-client count.
+// headers, the pinned-client count and send_proxy headers; otherwise the
+// connection's peer is.
 func (s *session) setClient(src netip.AddrPort) {
 	if !src.IsValid() {
+		if a, ok := s.client.RemoteAddr().(*net.TCPAddr); ok {
+			s.from = a.AddrPort()
+		}
 		return
 	}
+	s.from = src
 	s.ip = src.Addr().Unmap().AppendTo(s.ip[:0])
 	s.pinKey = pinClientKey(s.ip)
+}
+
+// upstreamFor is upstream for s's exchange with b. A backend with
+// send_proxy gets a new connection for each exchange, starting with a
+// header naming s's client: a header names one client, and a kept-alive
+// connection would carry the next exchange of any client (release closes
+// such connections rather than keep them).
+func (p *Proxy) upstreamFor(s *session, b *backend.Backend, reuse bool) (*net.TCPConn, bool, error) {
+	v := b.SendProxy()
+	if v == 0 {
+		return p.upstream(s.st, s.cfg, b, reuse)
+	}
+	c, _, err := p.upstream(s.st, s.cfg, b, false)
+	if err != nil {
+		return nil, false, err
+	}
+	var buf [proxyproto.MaxV1]byte
+	local, _ := s.client.LocalAddr().(*net.TCPAddr)
+	if _, err := c.Write(proxyproto.Append(buf[:0], v, s.from, local.AddrPort())); err != nil {
+		c.Close()
+		return nil, false, b.DialError(fmt.Errorf("PROXY protocol header: %w", err))
+	}
+	return c, false, nil
 }

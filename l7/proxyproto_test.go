@@ -2,6 +2,7 @@ package l7
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/proxyproto"
 )
 
@@ -114,6 +116,60 @@ func TestProxyProtocolRefusesWithoutAResponse(t *testing.T) {
 	for _, b := range f.backends {
 		if h := b.lastHeader(); h != nil {
 			t.Errorf("%s got a request from a refused connection", b.id)
+		}
+	}
+}
+
+// A backend with send_proxy gets, on a connection of its own for each
+// exchange, a header naming the client: the connection's peer, or the
+// client a balancer's header named.
+func TestSendProxyL7(t *testing.T) {
+	for _, version := range []byte{1, 2} {
+		addr := rawBackend(t, func(c net.Conn) {
+			src, _, err := proxyproto.Read(c.(*net.TCPConn), time.Now().Add(5*time.Second))
+			r := bufio.NewReader(c)
+			for {
+				req, rerr := http.ReadRequest(r)
+				if rerr != nil {
+					return
+				}
+				body := fmt.Sprintf("%v %v", src.Addr(), err)
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				req.Body.Close()
+			}
+		})
+		reg, err := backend.NewRegistry([]*backend.Backend{backend.NewFromSpec(backend.Spec{ID: "app-01", Address: addr, Weight: 1, SendProxy: version})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers, _ := proxyproto.ParsePeers([]string{"127.0.0.2"})
+		f := newFixture(t, fixtureOpts{configure: func(p *Proxy) {
+			p.Pool = backend.NewPool(reg)
+			p.ProxyProtocol = proxyproto.Policy{From: peers}
+		}})
+		// Two requests of two clients on one balancer connection each,
+		// kept alive: each gets its own header.
+		for _, client := range []string{"203.0.113.7", "203.0.113.8"} {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+			c, err := d.Dial("tcp", f.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c.Write(proxyHeader(version, client+":5000"))
+			r := bufio.NewReader(c)
+			for range 2 {
+				c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+				resp, err := http.ReadResponse(r, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				if want := client + " <nil>"; string(body) != want {
+					t.Errorf("v%d: the backend saw %q, want %q", version, body, want)
+				}
+			}
+			c.Close()
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 
@@ -41,6 +42,8 @@ type session struct {
 	isHead, http10 bool // facts of s.req that outlive its buffer
 
 	inBuf []byte // the client reader's small buffer, of smallHead bytes
+
+	from netip.AddrPort // the client, for send_proxy headers: see setClient
 }
 
 // smallHead is the size of a connection's own input buffer: most request
