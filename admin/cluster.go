@@ -21,7 +21,8 @@ type ClusterStatus struct {
 type ClusterMember struct {
 	Name    string `json:"name"`
 	Address string `json:"address"`
-	// State is "alive", "suspect", "dead" or "left".
+	// State is "alive" or "suspect" (of having failed); members found
+	// dead, or that left, are not listed.
 	State string `json:"state"`
 }
 

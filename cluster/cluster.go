@@ -119,7 +119,7 @@ type Stats struct {
 type Member struct {
 	Name    string `json:"name"`
 	Address string `json:"address"`
-	State   string `json:"state"` // "alive", "suspect", "dead" or "left"
+	State   string `json:"state"` // "alive" or "suspect"
 }
 
 // Node is this instance's membership of the cluster. Create it with Start
@@ -227,7 +227,9 @@ func (n *Node) Close() error {
 	return err
 }
 
-// Members returns the members this one knows, itself included, by name.
+// Members returns the members this one takes for alive or suspects of
+// having failed, itself included, by name; those found dead, or that
+// left, drop out (memberlist forgets them).
 func (n *Node) Members() []Member {
 	nodes := n.list.Members()
 	out := make([]Member, 0, len(nodes))
@@ -341,7 +343,9 @@ func (n *Node) flush(changes []affinity.Change) {
 }
 
 // rejoinEvery retries the join addresses that are not live members until
-// the node stops.
+// the node stops. Joining exchanges whole state, so a member back from a
+// partition, which missed the pins sent meanwhile (they go to live members
+// only), has them within a period.
 func (n *Node) rejoinEvery(period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()

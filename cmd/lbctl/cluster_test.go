@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/lbctl/lbctl/internal/eventually"
@@ -87,7 +88,8 @@ func pinOf(t *testing.T, adminAddr, key string) string {
 // pinned through one instance reaches the same backend through the
 // others; a re-pin after a failure seen by one alone is honoured by the
 // others; an instance restarted with an empty table has every pin back
-// from its peers before it serves; a drain set on one shows on the others.
+// from its peers before it serves; a drain set on one shows on the others;
+// an instance cut off for a while has the pins made meanwhile once back.
 func TestClusterSharesPinsAndAdminStates(t *testing.T) {
 	addrs := map[string]string{}
 	backends := map[string]net.Listener{}
@@ -209,6 +211,37 @@ gossip_interval = "50ms"
 			t.Error("a new client through b landed on app-03, drained through a")
 		}
 	}
+
+	// c is cut off (paused) until a and b take it for dead; clients
+	// pinned through a meanwhile reach c too once it is back: a and b
+	// exchange whole state with a member that returns.
+	if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	cState := func() string {
+		out, _, _ := runLbctl(t, "cluster", "members", "--admin", a.admin)
+		for _, row := range fields(out) {
+			if len(row) > 2 && row[1] == c.bind {
+				return row[2]
+			}
+		}
+		return ""
+	}
+	eventually.True(t, "a to suspect c", func() bool { return cState() != "alive" })
+	// Members lists the live and the suspect; the dead drop out.
+	eventually.True(t, "a to take c for dead", func() bool { return cState() == "" })
+	meanwhile := map[string]string{}
+	for i := range 4 {
+		src := fmt.Sprintf("127.0.82.%d", i+1)
+		meanwhile[src] = greeting(t, a.listen, src)
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	for src, id := range meanwhile {
+		eventually.True(t, fmt.Sprintf("%s pinned to %s on c, back", src, id), func() bool { return pinOf(t, c.admin, src) == id })
+	}
+
 	for _, m := range members {
 		stopServe(t, m.cmd, m.cmd.Process.Pid, m.log)
 	}
