@@ -139,6 +139,12 @@ type Node struct {
 	pinsSent, pinsReceived, pinsApplied  atomic.Uint64
 	adminApplied, badMessages, sendFails atomic.Uint64
 
+	name string // this member's
+	// returned receives the address of each member that joins, or comes
+	// back after it was taken for dead (a partition, a pause), for a
+	// whole-state exchange with it at once: see rejoinEvery.
+	returned chan string
+
 	stop    chan struct{}
 	workers sync.WaitGroup
 	closing sync.Once
@@ -165,11 +171,12 @@ func Start(opts Options) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{opts: opts, log: log, admin: map[string]adminState{}, stop: make(chan struct{})}
+	n := &Node{opts: opts, log: log, admin: map[string]adminState{}, stop: make(chan struct{}), returned: make(chan string, 16)}
 	n.queue = &memberlist.TransmitLimitedQueue{NumNodes: n.numMembers, RetransmitMult: 4}
 
 	conf := memberlist.DefaultLANConfig()
 	conf.Name = cmp.Or(opts.Name, opts.Bind)
+	n.name = conf.Name
 	conf.BindAddr, conf.BindPort = host, port
 	conf.SecretKey = opts.SecretKey
 	conf.PushPullInterval = cmp.Or(opts.PushPull, DefaultPushPull)
@@ -342,10 +349,12 @@ func (n *Node) flush(changes []affinity.Change) {
 	n.pinsSent.Add(uint64(len(changes)))
 }
 
-// rejoinEvery retries the join addresses that are not live members until
-// the node stops. Joining exchanges whole state, so a member back from a
-// partition, which missed the pins sent meanwhile (they go to live members
-// only), has them within a period.
+// rejoinEvery retries the join addresses that are not live members, and
+// exchanges whole state with each member that joins or comes back, until
+// the node stops. A member back from a partition has missed the pins sent
+// meanwhile (they go to live members only); once the others take it for
+// alive again, they no longer retry its address, and it would otherwise
+// wait for the next periodic push/pull.
 func (n *Node) rejoinEvery(period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
@@ -355,6 +364,10 @@ func (n *Node) rejoinEvery(period time.Duration) {
 			return
 		case <-t.C:
 			n.joinMissing()
+		case addr := <-n.returned:
+			if _, err := n.list.Join([]string{addr}); err != nil {
+				n.log.Debug("cluster state exchange with a returning member failed", "address", addr, "error", err)
+			}
 		}
 	}
 }

@@ -43,8 +43,17 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 // changes.
 type events Node
 
+// NotifyJoin logs a member that joins, or comes back from the dead, and
+// asks for a whole-state exchange with it (see rejoinEvery).
 func (e *events) NotifyJoin(m *memberlist.Node) {
 	e.log.Info("cluster member joined", "member", m.Name, "address", m.Address())
+	if m.Name == e.name {
+		return
+	}
+	select {
+	case e.returned <- m.Address():
+	default: // exchanges are queued already; the periodic one catches up
+	}
 }
 
 func (e *events) NotifyLeave(m *memberlist.Node) {
