@@ -38,7 +38,7 @@ type Pool struct {
 func NewPool(cfg *config.Config, log *slog.Logger) (*Pool, error) {
 	bs := make([]*backend.Backend, 0, len(cfg.Backends))
 	for _, b := range cfg.Backends {
-		bs = append(bs, backend.New(b.ID, b.Address, b.Weight))
+		bs = append(bs, backend.NewFromSpec(Spec(b)))
 	}
 	reg, err := backend.NewRegistry(bs)
 	if err != nil {
@@ -106,6 +106,7 @@ func L4(cfg *config.Config, p *Pool, log *slog.Logger) (*l4.Proxy, *affinity.Tab
 		Health:         p.Prober,
 		ConnectTimeout: st.ConnectTimeout,
 		IdleTimeout:    st.IdleTimeout,
+		ProxyProtocol:  proxyPolicy(cfg),
 		Logger:         log,
 	}, table
 }
@@ -133,6 +134,7 @@ func L7(cfg *config.Config, p *Pool, log *slog.Logger) *l7.Proxy {
 		HeaderTimeout:  st.HeaderTimeout,
 		ServerTimeout:  st.ServerTimeout,
 		MaxHeaderBytes: st.MaxHeaderBytes,
+		ProxyProtocol:  proxyPolicy(cfg),
 		Logger:         log,
 	}
 }
