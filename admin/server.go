@@ -145,6 +145,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/api/stats", only(http.MethodGet, s.stats))
 	mux.Handle("/metrics", only(http.MethodGet, s.metricsHandler().ServeHTTP))
 	mux.Handle("/api/upgrade", only(http.MethodPost, s.upgrade))
+	mux.Handle("/api/cluster", only(http.MethodGet, s.cluster))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no API call at "+r.URL.Path)
 	})

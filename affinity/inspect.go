@@ -49,7 +49,8 @@ func (t *Table) Get(k Key) (id string, expires time.Time, ok bool) {
 }
 
 // Forget removes the live pin of k and reports whether there was one; the
-// client is placed afresh at its next connection. The removal is the
+// client is placed afresh at its next connection. With an outbox (see
+// Publish), the removal is published as a Change with no ID. The removal is the
 // operator's, so it counts neither as an eviction nor as an expiration. An
 // expired pin still awaiting the sweeper is left to it, to be counted as the
 // expiration it is, and Forget reports false.
@@ -64,6 +65,7 @@ func (t *Table) Forget(k Key) bool {
 	}
 	s.remove(e)
 	t.size.Add(-1)
+	t.publish(k, "", nextStamp(time.Now().UnixNano(), e.stamp), 0)
 	return true
 }
 
@@ -81,7 +83,7 @@ func (t *Table) Forget(k Key) bool {
 func (t *Table) Range(fn func(k Key, id string, expires time.Time) bool) {
 	var batch [rangeBatch]pinned
 	for i := range t.shards {
-		if !t.shards[i].visit(t, batch[:0], fn) {
+		if !t.shards[i].visit(t, batch[:0], fn, nil) {
 			return
 		}
 	}
@@ -93,14 +95,21 @@ type pinned struct {
 	pin
 }
 
-// visit passes the shard's live pins to fn, collecting up to cap(batch) of
-// them per lock hold into batch. It reports whether fn wants more.
+// visit passes the shard's live pins to fn (or, when fn is nil, to
+// stamped), collecting up to cap(batch) of them per lock hold into batch.
+// It reports whether the callee wants more.
 //
 // Go's map iteration allows the map to change between steps, with the
 // semantics Range documents; the iterator only ever advances with s.mu held,
 // and every change to the map is made under s.mu, so no step overlaps a
 // change.
-func (s *shard) visit(t *Table, batch []pinned, fn func(Key, string, time.Time) bool) bool {
+func (s *shard) visit(t *Table, batch []pinned, fn func(Key, string, time.Time) bool, stamped func(Stamped) bool) bool {
+	emit := func(b []pinned) bool {
+		if fn != nil {
+			return t.emit(b, fn)
+		}
+		return t.emitStamped(b, stamped)
+	}
 	s.mu.Lock()
 	horizon := t.horizon(time.Now().UnixNano())
 	read := 0
@@ -112,7 +121,7 @@ func (s *shard) visit(t *Table, batch []pinned, fn func(Key, string, time.Time) 
 			continue
 		}
 		s.mu.Unlock()
-		if !t.emit(batch, fn) {
+		if !emit(batch) {
 			return false
 		}
 		batch, read = batch[:0], 0
@@ -120,7 +129,7 @@ func (s *shard) visit(t *Table, batch []pinned, fn func(Key, string, time.Time) 
 		horizon = t.horizon(time.Now().UnixNano())
 	}
 	s.mu.Unlock()
-	return t.emit(batch, fn)
+	return emit(batch)
 }
 
 // emit calls fn for each pin of batch still live now, until fn returns

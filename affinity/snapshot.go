@@ -125,7 +125,7 @@ func (t *Table) rangeSince(since int64, fn func(Key, string, time.Time) bool) {
 		}
 		s.mu.Unlock()
 		if !whole {
-			if !s.visit(t, batch[:0], recent) {
+			if !s.visit(t, batch[:0], recent, nil) {
 				return
 			}
 			continue
@@ -158,7 +158,7 @@ func (t *Table) Load(r io.Reader, keep func(id string) bool) (loaded int, err er
 	return t.load(r, keep, time.Time{})
 }
 
-// Merge is Load of a snapshot that SaveSince wrote at savedAt (its now) in
+// MergeSnapshot is Load of a snapshot that SaveSince wrote at savedAt (its now) in
 // another process on this machine, into a table that may already hold
 // pins: each pin expires at savedAt plus its remaining TTL, as in the
 // process that saved it, and it replaces a live pin of its key that was
@@ -166,7 +166,7 @@ func (t *Table) Load(r io.Reader, keep func(id string) bool) (loaded int, err er
 // upgrade's new process merges the whole snapshot, then the changes since
 // (see SaveSince), so that the moves and new pins the old process made
 // meanwhile replace or join the pins the first restored.
-func (t *Table) Merge(r io.Reader, keep func(id string) bool, savedAt time.Time) (merged int, err error) {
+func (t *Table) MergeSnapshot(r io.Reader, keep func(id string) bool, savedAt time.Time) (merged int, err error) {
 	return t.load(r, keep, savedAt)
 }
 

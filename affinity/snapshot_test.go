@@ -320,10 +320,10 @@ func TestSaveSinceAndMerge(t *testing.T) {
 		// Loaded later than saved, as a new process reads while the old
 		// one serves on: the pins' times are the old process's.
 		time.Sleep(5 * time.Second)
-		if n, err := next.Merge(&first, nil, since); err != nil || n != 10 {
+		if n, err := next.MergeSnapshot(&first, nil, since); err != nil || n != 10 {
 			t.Fatalf("Merge of the first = %d, %v", n, err)
 		}
-		if n, err := next.Merge(&second, nil, secondAt); err != nil || n != 2 {
+		if n, err := next.MergeSnapshot(&second, nil, secondAt); err != nil || n != 2 {
 			t.Fatalf("Merge = %d, %v; want 2", n, err)
 		}
 		want := snapshotPins(old)
@@ -340,7 +340,7 @@ func TestSaveSinceAndMerge(t *testing.T) {
 		next.Pin(k(3), "app-01")
 		second.Reset()
 		old.SaveSince(&second, since, secondAt)
-		next.Merge(&second, nil, secondAt)
+		next.MergeSnapshot(&second, nil, secondAt)
 		if got, _, _ := next.Get(k(3)); got != "app-01" {
 			t.Errorf("Merge replaced a newer pin: k3 on %q, want app-01", got)
 		}
@@ -395,7 +395,7 @@ func TestSaveSinceManyChanges(t *testing.T) {
 				t.Errorf("%d changed: SaveSince = %d, %v", changed, n, err)
 			}
 			dst := New(Options{TTL: time.Hour, Capacity: 1000})
-			dst.Merge(&buf, nil, time.Now())
+			dst.MergeSnapshot(&buf, nil, time.Now())
 			for key, id := range snapshotPins(dst) {
 				if id != "app-02" {
 					t.Errorf("%d changed: %s saved on %s, which it left before since", changed, key, id)

@@ -73,6 +73,10 @@ type Table struct {
 	size   atomic.Int64 // entries over all shards
 	shards []shard
 
+	// outbox, when set, receives every pin made or moved locally, for
+	// replication to other instances (see Publish).
+	outbox atomic.Pointer[Outbox]
+
 	// resizing serializes SetTTL and SetCapacity.
 	resizing sync.Mutex
 	// retime tells the sweeper that the TTL changed, so that its period
@@ -84,10 +88,13 @@ type Table struct {
 }
 
 // pin is the value stored per key. It holds when the pin was last used,
-// not when it expires, so that a new TTL applies to every pin at once.
+// not when it expires, so that a new TTL applies to every pin at once, and
+// the stamp that orders it against pins of the same key made elsewhere
+// (see Merge).
 type pin struct {
-	id   string
-	used int64 // unix nanoseconds
+	id    string
+	used  int64 // unix nanoseconds
+	stamp int64 // when the key was pointed at id; 0 for a restored pin
 }
 
 // shard is one independently locked part of the table.
@@ -311,11 +318,17 @@ func (t *Table) PinIf(k Key, old, id string) (current string) {
 		s.repins++
 	}
 	if existed {
-		e.pin = pin{id: id, used: now}
+		stamp := e.stamp
+		if !live || e.id != id {
+			stamp = nextStamp(now, e.stamp)
+			t.publish(k, id, stamp, now)
+		}
+		e.pin = pin{id: id, used: now, stamp: stamp}
 		s.touch(e)
 		return id
 	}
-	s.insert(k, pin{id: id, used: now})
+	s.insert(k, pin{id: id, used: now, stamp: now})
+	t.publish(k, id, now, now)
 	if t.size.Add(1) > t.limit.Load() && len(s.items) > 1 {
 		// The oldest entry may already have expired, waiting for the
 		// sweeper; then it goes as an expiration, not an eviction.

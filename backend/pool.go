@@ -8,13 +8,30 @@ import (
 	"sync/atomic"
 )
 
-// Spec is what the config says of one backend: its id, the address to dial
-// and its weight. A reload hands the Pool one Spec per backend.
+// Spec is what the config says of one backend: its id, the address to dial,
+// its weight, and the PROXY protocol header it wants. A reload hands the
+// Pool one Spec per backend.
 type Spec struct {
 	ID      string
 	Address string
 	Weight  int
+	// SendProxy is the version of the PROXY protocol header (1 or 2) that
+	// starts every connection to the backend, naming the client; 0 for
+	// none.
+	SendProxy byte
 }
+
+// NewFromSpec returns a backend that is up, ready and idle, as s says.
+func NewFromSpec(s Spec) *Backend {
+	b := &Backend{ID: s.ID}
+	b.spec.Store(&s)
+	return b
+}
+
+// SendProxy returns the version of the PROXY protocol header the backend
+// wants first on each connection, 0 for none. A reload may change it;
+// connections already open keep what they were sent.
+func (b *Backend) SendProxy() byte { return b.spec.Load().SendProxy }
 
 // Address returns the host:port the data path and the prober dial. A reload
 // may change it; connections already open stay with the old address.
@@ -110,7 +127,7 @@ func (p *Pool) Reload(specs []Spec) (Changes, error) {
 	for _, s := range specs {
 		b := old.Get(s.ID)
 		if b == nil {
-			b = New(s.ID, s.Address, s.Weight)
+			b = NewFromSpec(s)
 			if p.joinDown.Load() {
 				b.down.Store(true)
 			}
@@ -241,5 +258,16 @@ func (u Update) String() string {
 	if u.From.Weight != u.To.Weight {
 		parts = append(parts, "weight "+strconv.Itoa(u.From.Weight)+"->"+strconv.Itoa(u.To.Weight))
 	}
+	if u.From.SendProxy != u.To.SendProxy {
+		parts = append(parts, "send_proxy "+proxyName(u.From.SendProxy)+"->"+proxyName(u.To.SendProxy))
+	}
 	return "~" + u.ID + "(" + strings.Join(parts, ", ") + ")"
+}
+
+// proxyName names a PROXY protocol version as send_proxy writes it.
+func proxyName(v byte) string {
+	if v == 0 {
+		return "none"
+	}
+	return "v" + strconv.Itoa(int(v))
 }

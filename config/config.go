@@ -24,6 +24,12 @@ type Config struct {
 	// Listen is the host:port to accept on. An empty host means every
 	// local address.
 	Listen string `toml:"listen"`
+	// ListenProxy lists the peers (CIDR prefixes or addresses) whose
+	// connections must start with a PROXY protocol header naming the
+	// client: upstream L4 balancers. A connection from any other peer, and
+	// one from a listed peer without a valid header within
+	// timeouts.header, is refused. Empty: no header is read.
+	ListenProxy []string `toml:"listen_proxy"`
 
 	Balance  Balance  `toml:"balance"`
 	Affinity Affinity `toml:"affinity"`
@@ -33,6 +39,7 @@ type Config struct {
 	Limits   Limits   `toml:"limits"`
 	Admin    Admin    `toml:"admin"`
 	Log      Log      `toml:"log"`
+	Cluster  Cluster  `toml:"cluster"`
 
 	// Backends is the pool, in file order ([[backend]] tables).
 	Backends []Backend `toml:"backend"`
@@ -153,6 +160,34 @@ type Log struct {
 	Access string `toml:"access"`
 }
 
+// Cluster is the [cluster] table: instances that share their pins and
+// admin states (see package cluster).
+type Cluster struct {
+	// Bind is the host:port (an IP address, or empty for every address)
+	// this instance listens on for the other members, TCP and UDP; empty
+	// turns the cluster off.
+	Bind string `toml:"bind"`
+	// Name is this member's name, unique in the cluster; empty means Bind.
+	Name string `toml:"name"`
+	// Join lists host:port addresses of other members, joined at start and
+	// retried while they do not answer.
+	Join []string `toml:"join"`
+	// SecretKey is the base64 of a 16, 24 or 32 byte AES key that encrypts
+	// and authenticates every message between members. It is required
+	// unless Bind and every Join address are loopback.
+	SecretKey string `toml:"secret_key"`
+	// PushPullInterval is how often a member exchanges its whole state
+	// with another, which repairs any lost broadcast and carries renewals.
+	PushPullInterval Duration `toml:"push_pull_interval"`
+	// GossipInterval is how often a member gossips, carrying the queued
+	// broadcasts of pins and admin states.
+	GossipInterval Duration `toml:"gossip_interval"`
+	// QueueSize bounds the pins and re-pins waiting to be sent to the
+	// other members; past it they are dropped and counted, and left to
+	// the next push/pull.
+	QueueSize int `toml:"queue_size"`
+}
+
 // Backend is one [[backend]] table.
 type Backend struct {
 	// ID names the backend in cookies and logs; unique, made of letters,
@@ -163,14 +198,19 @@ type Backend struct {
 	// Weight is the backend's share under roundrobin, 1..256. A file that
 	// leaves it out gets 1.
 	Weight int `toml:"weight"`
+	// SendProxy, "v1" or "v2", makes every connection to the backend
+	// start with a PROXY protocol header of that version naming the
+	// client; empty sends none.
+	SendProxy string `toml:"send_proxy"`
 }
 
 // Default returns the configuration that an empty file yields, apart from
 // Backends, which has no default and is nil.
 func Default() Config {
 	return Config{
-		Mode:   "l4",
-		Listen: "127.0.0.1:8080",
+		Mode:        "l4",
+		Listen:      "127.0.0.1:8080",
+		ListenProxy: []string{},
 		Balance: Balance{
 			Policy:    "roundrobin",
 			TableSize: defaultTableSize,
@@ -205,6 +245,12 @@ func Default() Config {
 		},
 		Limits: Limits{
 			HeaderBytes: 65536,
+		},
+		Cluster: Cluster{
+			Join:             []string{},
+			PushPullInterval: Duration(30 * time.Second),
+			GossipInterval:   Duration(200 * time.Millisecond),
+			QueueSize:        8192,
 		},
 	}
 }

@@ -125,7 +125,7 @@ func schemaKeys() []string {
 			keys = append(keys, k)
 		}
 	}
-	for _, k := range []string{"id", "address", "weight"} {
+	for _, k := range []string{"id", "address", "weight", "send_proxy"} {
 		keys = append(keys, backendKey+"."+k)
 	}
 	slices.Sort(keys)

@@ -10,14 +10,15 @@ import (
 // Encode writes c as TOML: every key of every table, every backend, and
 // durations in their compact form, so that Parse reads it back to an equal
 // Config. `lbctl check` prints the effective configuration this way. The
-// output includes the cookie secrets and the admin token as they are
-// (check redacts them first). It is not toml.Encoder: see the package
-// doc.
+// output includes the cookie secrets, the admin token and the cluster's
+// secret key as they are (check redacts them first). It is not
+// toml.Encoder: see the package doc.
 func (c *Config) Encode(w io.Writer) error {
 	e := encoder{w: w}
 	e.table("",
 		"mode", quote(c.Mode),
-		"listen", quote(c.Listen))
+		"listen", quote(c.Listen),
+		"listen_proxy", quoteList(c.ListenProxy))
 	e.table("[balance]",
 		"policy", quote(c.Balance.Policy),
 		"table_size", strconv.Itoa(c.Balance.TableSize))
@@ -56,11 +57,20 @@ func (c *Config) Encode(w io.Writer) error {
 		"token", quote(c.Admin.Token))
 	e.table("[log]",
 		"access", quote(c.Log.Access))
+	e.table("[cluster]",
+		"bind", quote(c.Cluster.Bind),
+		"name", quote(c.Cluster.Name),
+		"join", quoteList(c.Cluster.Join),
+		"secret_key", quote(c.Cluster.SecretKey),
+		"push_pull_interval", quote(c.Cluster.PushPullInterval.String()),
+		"gossip_interval", quote(c.Cluster.GossipInterval.String()),
+		"queue_size", strconv.Itoa(c.Cluster.QueueSize))
 	for _, b := range c.Backends {
 		e.table("[["+backendKey+"]]",
 			"id", quote(b.ID),
 			"address", quote(b.Address),
-			"weight", strconv.Itoa(b.Weight))
+			"weight", strconv.Itoa(b.Weight),
+			"send_proxy", quote(b.SendProxy))
 	}
 	return e.err
 }
@@ -107,6 +117,15 @@ func encodeSecrets(s Secrets) string {
 	}
 	quoted := make([]string, len(s))
 	for i, v := range s {
+		quoted[i] = quote(v)
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
+}
+
+// quoteList writes a list of strings as a TOML array.
+func quoteList(list []string) string {
+	quoted := make([]string, len(list))
+	for i, v := range list {
 		quoted[i] = quote(v)
 	}
 	return "[" + strings.Join(quoted, ", ") + "]"

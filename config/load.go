@@ -239,8 +239,9 @@ type field func(c *Config, v any) error
 // checks.
 var schema = map[string]map[string]field{
 	"": {
-		"mode":   func(c *Config, v any) error { return setString(&c.Mode, v) },
-		"listen": func(c *Config, v any) error { return setString(&c.Listen, v) },
+		"mode":         func(c *Config, v any) error { return setString(&c.Mode, v) },
+		"listen":       func(c *Config, v any) error { return setString(&c.Listen, v) },
+		"listen_proxy": func(c *Config, v any) error { return setStrings(&c.ListenProxy, v) },
 	},
 	"balance": {
 		"policy":     func(c *Config, v any) error { return setString(&c.Balance.Policy, v) },
@@ -287,6 +288,15 @@ var schema = map[string]map[string]field{
 	},
 	"log": {
 		"access": func(c *Config, v any) error { return setString(&c.Log.Access, v) },
+	},
+	"cluster": {
+		"bind":               func(c *Config, v any) error { return setString(&c.Cluster.Bind, v) },
+		"name":               func(c *Config, v any) error { return setString(&c.Cluster.Name, v) },
+		"join":               func(c *Config, v any) error { return setStrings(&c.Cluster.Join, v) },
+		"secret_key":         func(c *Config, v any) error { return setString(&c.Cluster.SecretKey, v) },
+		"push_pull_interval": func(c *Config, v any) error { return setDuration(&c.Cluster.PushPullInterval, v) },
+		"gossip_interval":    func(c *Config, v any) error { return setDuration(&c.Cluster.GossipInterval, v) },
+		"queue_size":         func(c *Config, v any) error { return setInt(&c.Cluster.QueueSize, v) },
 	},
 }
 
@@ -367,6 +377,8 @@ func (d *decoder) backends(v any, c *Config) {
 				err = setString(&b.Address, table[k])
 			case "weight":
 				err = setInt(&b.Weight, table[k])
+			case "send_proxy":
+				err = setString(&b.SendProxy, table[k])
 			default:
 				d.unknown(prefix+"."+k, table[k])
 				continue
@@ -408,6 +420,24 @@ func setString(dst *string, v any) error {
 		return fmt.Errorf("%s must be a string", describe(v))
 	}
 	*dst = s
+	return nil
+}
+
+// setStrings takes an array of strings.
+func setStrings(dst *[]string, v any) error {
+	list, ok := v.([]any)
+	if !ok {
+		return fmt.Errorf("%s must be an array of strings", describe(v))
+	}
+	out := make([]string, 0, len(list))
+	for i, e := range list {
+		s, ok := e.(string)
+		if !ok {
+			return fmt.Errorf("element %d is %s, not a string", i, describe(e))
+		}
+		out = append(out, s)
+	}
+	*dst = out
 	return nil
 }
 

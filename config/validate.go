@@ -64,6 +64,8 @@ func (c *Config) validate(needBackends bool) error {
 
 	v.admin(&c.Admin)
 	v.log(&c.Log)
+	v.cluster(&c.Cluster)
+	v.listenProxy(c.ListenProxy)
 
 	if needBackends || len(c.Backends) > 0 {
 		v.backends(c.Backends)
@@ -263,6 +265,7 @@ func (v *validator) backends(bs []Backend) {
 			v.fail(prefix+"address", "%q %s", b.Address, msg)
 		}
 		v.between(prefix+"weight", b.Weight, 1, 256)
+		v.sendProxy(prefix+"send_proxy", b.SendProxy)
 	}
 }
 

@@ -33,6 +33,7 @@ func (d *decoder) warnings(c *Config, file string) []string {
 			path, b.Address, b.ID, other, c.Backends[j].ID, where)
 		out = append(out, (&fileError{file: file, line: d.line(path), msg: msg}).Error())
 	}
+	out = append(out, d.clusterWarnings(c, file)...)
 	return out
 }
 

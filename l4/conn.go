@@ -27,27 +27,31 @@ func (p *Proxy) handle(c *accept.Conn) {
 	defer client.Close()
 	cfg := p.tuned.Load() // this connection's settings, to its end
 	start := time.Now()
-	key := p.key(client)
-	p.NAT.Opened(key, client.RemoteAddr().(*net.TCPAddr).AddrPort().Port())
+	from, err := p.client(client)
+	if err != nil {
+		p.logger().Debug("client refused", "client", client.RemoteAddr().String(), "error", err)
+		p.logConn(remoteAddrPort(client), nil, start, 0, 0)
+		return
+	}
+	key := p.Table.Key(from.Addr())
+	p.NAT.Opened(key, from.Port())
 	defer p.NAT.Closed(key)
 	b, server, err := p.connect(key, cfg)
 	if err != nil {
-		p.logger().Debug("client refused", "client", client.RemoteAddr().String(), "error", err)
-		p.logConn(client, nil, start, 0, 0)
+		p.logger().Debug("client refused", "client", from.String(), "error", err)
+		p.logConn(from, nil, start, 0, 0)
 		return
 	}
 	defer b.Release()
 	defer server.Close()
+	if err := sendProxy(server, b, from, client.LocalAddr()); err != nil {
+		p.logConn(from, b, start, 0, 0)
+		return
+	}
 	p.track(client, server, b)
 	defer p.untrack(client)
 	up, down := splice.Relay(client, server, cfg.idle)
-	p.logConn(client, b, start, up, down)
-}
-
-// key derives the affinity key from the client's source address.
-func (p *Proxy) key(c *net.TCPConn) affinity.Key {
-	var a = c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
-	return p.Table.Key(a)
+	p.logConn(from, b, start, up, down)
 }
 
 // connect returns an open connection to the backend key is pinned to, or,

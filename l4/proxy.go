@@ -25,6 +25,7 @@ import (
 	"github.com/lbctl/lbctl/internal/accept"
 	"github.com/lbctl/lbctl/internal/accesslog"
 	"github.com/lbctl/lbctl/internal/asynclog"
+	"github.com/lbctl/lbctl/internal/proxyproto"
 	"github.com/lbctl/lbctl/natview"
 )
 
@@ -63,6 +64,10 @@ type Proxy struct {
 	// AccessLog, when not nil, gets one record per client connection at
 	// its end; a full log drops records, never waits.
 	AccessLog *accesslog.Log
+	// ProxyProtocol, when its From is set, makes the listener take its
+	// clients' addresses from the PROXY protocol headers of the
+	// balancers in front of it (see proxyproto.go).
+	ProxyProtocol proxyproto.Policy
 	// Logger receives accept errors, and refused clients at debug level.
 	// Nil means slog.Default(). The event loop never writes to it (or to
 	// Health's logger) itself: it hands its lines to a goroutine of the

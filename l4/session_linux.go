@@ -12,6 +12,7 @@ import (
 
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/proxyproto"
 )
 
 // testHookAccepted, when set before Serve, sees every accepted client
@@ -40,6 +41,8 @@ type session struct {
 	deadline   int64 // of the dial in progress
 	last       int64 // when bytes last moved, either way
 	prev, next *session
+
+	header *proxyproto.Reader // the PROXY header being read: see proxyproto_linux.go
 }
 
 // endpoint is one socket of a session with what its events have told.
@@ -73,12 +76,12 @@ func (l *eventLoop) startSession(fd int, peer netip.AddrPort) {
 	s.client.fd = fd
 	s.addr = peer
 	s.cfg = l.p.tuned.Load()
-	s.key = l.p.Table.Key(s.addr.Addr())
-	l.p.NAT.Opened(s.key, peer.Port())
-	s.seen, _ = l.p.Table.Lookup(s.key)
 	s.start = l.now
 	l.p.loop.Counts.Opened()
-	s.try = l.p.attempt(s.key, s.seen, s.cfg)
+	if l.awaitHeader(s) {
+		return
+	}
+	l.place(s)
 	setNoDelay(fd)
 	if testHookAccepted != nil {
 		testHookAccepted(fd)
@@ -89,6 +92,15 @@ func (l *eventLoop) startSession(fd int, peer netip.AddrPort) {
 		return
 	}
 	l.dial(s)
+}
+
+// place keys s by its client's address, looks up the client's pin and
+// begins the choice of its backend.
+func (l *eventLoop) place(s *session) {
+	s.key = l.p.Table.Key(s.addr.Addr())
+	l.p.NAT.Opened(s.key, s.addr.Port())
+	s.seen, _ = l.p.Table.Lookup(s.key)
+	s.try = l.p.attempt(s.key, s.seen, s.cfg)
 }
 
 // dial starts a connection to the backend s should use next, failing over
@@ -146,6 +158,10 @@ func (l *eventLoop) dial(s *session) {
 // dialFailed ends the dial in progress (refused, reset, or past the
 // connect timeout) and moves on to the next backend.
 func (l *eventLoop) dialFailed(s *session, err error) {
+	if s.header != nil { // the header's wait, not a dial, timed out
+		l.headerTimedOut(s)
+		return
+	}
 	unlink(s)
 	l.forget(&s.server)
 	b := s.b
@@ -195,6 +211,12 @@ func (l *eventLoop) event(fd int, gen uint32, ev uint32) {
 		l.closeSession(s) // reset: nothing more can be delivered either way
 		return
 	}
+	if s.header != nil {
+		if ep == &s.client {
+			l.readHeader(s)
+		}
+		return
+	}
 	if !s.relaying {
 		if ep != &s.server {
 			return // the client waits for its backend
@@ -217,6 +239,7 @@ func (l *eventLoop) event(fd int, gen uint32, ev uint32) {
 		s.last = l.now
 		s.act = l.active.of(int64(s.cfg.idle))
 		s.act.pushBack(s)
+		l.queueProxyHeader(s)
 	}
 	l.relay(s)
 }

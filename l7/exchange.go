@@ -62,7 +62,7 @@ func (s *session) exchange() bool {
 		if b == nil {
 			return s.answer(503, hasBody)
 		}
-		up, reused, err := p.upstream(s.st, s.cfg, b, retryable && !retriedFresh)
+		up, reused, err := p.upstreamFor(s, b, retryable && !retriedFresh)
 		if err != nil {
 			// Nothing was sent: any request may go to the next backend.
 			p.Health.ReportFailure(b, err)

@@ -22,6 +22,7 @@ import (
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accept"
 	"github.com/lbctl/lbctl/internal/accesslog"
+	"github.com/lbctl/lbctl/internal/proxyproto"
 	"github.com/lbctl/lbctl/natview"
 )
 
@@ -56,6 +57,11 @@ type Proxy struct {
 	// "SERVERID"; the other zero values are taken as they are (a session
 	// cookie, no Path, no attributes).
 	Cookie CookieOptions
+
+	// ProxyProtocol, when its From is set, makes the listener take its
+	// clients' addresses from the PROXY protocol headers of the
+	// balancers in front of it (see proxyproto.go).
+	ProxyProtocol proxyproto.Policy
 
 	// ConnectTimeout bounds a backend dial. Zero means 3s.
 	ConnectTimeout time.Duration

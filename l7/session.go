@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 
@@ -47,6 +48,8 @@ type session struct {
 	isHead, http10 bool // facts of s.req that outlive its buffer
 
 	inBuf []byte // the client reader's small buffer, of smallHead bytes
+
+	from netip.AddrPort // the client, for send_proxy headers: see setClient
 }
 
 // smallHead is the size of a connection's own input buffer: most request
@@ -115,8 +118,13 @@ func (p *Proxy) putSession(s *session) {
 func (p *Proxy) handle(ac *accept.Conn) {
 	c := ac.TCPConn
 	defer c.Close()
+	client, ok := p.proxyClient(c)
+	if !ok {
+		return
+	}
 	s := p.getSession(c)
 	defer p.putSession(s)
+	s.setClient(client)
 	p.live.add(s)
 	defer p.live.remove(s)
 

@@ -49,11 +49,11 @@ func (p *Proxy) upstream(st *poolState, cfg *settings, b *backend.Backend, reuse
 }
 
 // release returns c to b's pool in st for reuse, or closes it when the pool
-// is full or retired (a reload removed or moved b since st was taken) or
-// the proxy is closing.
+// is full or retired (a reload removed or moved b since st was taken), the
+// proxy is closing, or b wants PROXY headers (see upstreamFor).
 func (p *Proxy) release(st *poolState, cfg *settings, b *backend.Backend, c *net.TCPConn) {
 	u := st.upstreams(b)
-	if p.loop.Closing() || u == nil || !u.put(c, p.maxIdle, cfg.idle) {
+	if p.loop.Closing() || u == nil || b.SendProxy() != 0 || !u.put(c, p.maxIdle, cfg.idle) {
 		c.Close()
 	}
 }

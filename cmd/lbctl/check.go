@@ -32,6 +32,9 @@ config on stderr, each starting with "warning: ".`,
 				if cfg.Admin.Token != "" {
 					cfg.Admin.Token = redacted
 				}
+				if cfg.Cluster.SecretKey != "" {
+					cfg.Cluster.SecretKey = redacted
+				}
 			}
 			if err := cfg.Encode(cmd.OutOrStdout()); err != nil {
 				return err
@@ -44,7 +47,7 @@ config on stderr, each starting with "warning: ".`,
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", defaultConfigPath, "config file")
 	cmd.Flags().StringVar(&mode, "mode", "", "override the config's mode: l4 or l7")
-	cmd.Flags().BoolVar(&showSecrets, "show-secrets", false, "print cookie secrets and the admin token instead of "+redacted)
+	cmd.Flags().BoolVar(&showSecrets, "show-secrets", false, "print cookie secrets, the admin token and the cluster secret key instead of "+redacted)
 	return cmd
 }
 

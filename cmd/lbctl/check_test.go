@@ -36,7 +36,7 @@ func TestCheckPrintsWarningsAfterTheConfig(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("check = %v, want exit 0 for a file with warnings\nstdout:\n%s\nstderr:\n%s", err, &stdout, &stderr)
 	}
-	for _, want := range []string{"[admin]\nlisten = \"0.0.0.0:9090\"\ntoken  = \"<redacted>\"\n", `id      = "app-02"`} {
+	for _, want := range []string{"[admin]\nlisten = \"0.0.0.0:9090\"\ntoken  = \"<redacted>\"\n", `id         = "app-02"`} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("effective config lacks %q:\n%s", want, &stdout)
 		}

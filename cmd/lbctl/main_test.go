@@ -102,7 +102,7 @@ address = "127.0.0.1:9001"
 	if err != nil {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
-	for _, want := range []string{`policy     = "roundrobin"`, `table_size = 65537`, `capacity      = 65536`, `save_interval = "30s"`, `id      = "app-01"`, `<redacted>`} {
+	for _, want := range []string{`policy     = "roundrobin"`, `table_size = 65537`, `capacity      = 65536`, `save_interval = "30s"`, `id         = "app-01"`, `<redacted>`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out)
 		}

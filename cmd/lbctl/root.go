@@ -20,7 +20,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newCheckCmd(), newBenchCmd(), newVersionCmd(),
-		newReloadCmd(), newUpgradeCmd(), newBackendCmd(), newPinCmd(), newTopCmd())
+		newReloadCmd(), newUpgradeCmd(), newBackendCmd(), newPinCmd(), newClusterCmd(), newTopCmd())
 	return root
 }
 

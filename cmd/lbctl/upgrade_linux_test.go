@@ -36,20 +36,6 @@ func buildLbctl(t *testing.T) string {
 	return bin
 }
 
-// freeAddrOn returns an address on ip with a port that was free a moment
-// ago. The lbctl processes and the test dial backends from 127.0.0.1, so a
-// front address on another loopback address is never taken by one of
-// their source ports before lbctl binds it.
-func freeAddrOn(t *testing.T, ip string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // upgradable is an lbctl serve process run from a binary on disk, with a
 // PID file and a log file shared by it and every process an upgrade
 // starts. This test process is their subreaper: the processes an upgrade

@@ -15,6 +15,7 @@ import (
 	"github.com/lbctl/lbctl/admin"
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/cluster"
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/l4"
 	"github.com/lbctl/lbctl/l7"
@@ -70,7 +71,8 @@ type Instance struct {
 	saverStop chan struct{}
 	stopSaver sync.Once
 
-	obs observed // for Stats and the access log: see stats.go
+	obs     observed      // for Stats and the access log: see stats.go
+	cluster *cluster.Node // nil without [cluster]; see cluster.go
 }
 
 // New builds an instance from cfg, which must be valid. With a state
@@ -110,6 +112,10 @@ func build(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 		in.l4, in.table = L4(cfg, parts, log)
 	}
 	in.attachAccessLog()
+	if err := in.joinCluster(cfg); err != nil {
+		in.Close()
+		return nil, err
+	}
 	return in, nil
 }
 
@@ -273,6 +279,7 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 func (in *Instance) Close() {
 	in.serving.Wait()
 	in.closeFrontDup()
+	in.leaveCluster()
 	in.stopSaving()
 	in.stopTimers()
 	if in.table != nil {
@@ -344,7 +351,7 @@ func (in *Instance) Reload(ctx context.Context) (res admin.ReloadResult, err err
 	}
 	specs := make([]backend.Spec, len(next.Backends))
 	for i, b := range next.Backends {
-		specs[i] = backend.Spec{ID: b.ID, Address: b.Address, Weight: b.Weight}
+		specs[i] = Spec(b)
 	}
 	changes, err := in.parts.Backends.Reload(specs)
 	if err != nil {
@@ -407,6 +414,7 @@ func restartOnly(cur, next *config.Config) []string {
 	}
 	check("mode", cur.Mode, next.Mode)
 	msgs = append(msgs, affinityRestartOnly(cur, next)...)
+	msgs = append(msgs, clusterRestartOnly(cur, next)...)
 	check("admin.listen", cur.Admin.Listen, next.Admin.Listen)
 	check("affinity.state_file", cur.Affinity.StateFile, next.Affinity.StateFile)
 	check("affinity.save_interval", cur.Affinity.SaveInterval, next.Affinity.SaveInterval)
@@ -455,6 +463,7 @@ func (in *Instance) SetAdminState(id string, state backend.AdminState, opts admi
 		until = time.Now().Add(opts.For)
 	}
 	b.SetAdmin(state, until)
+	in.publishAdmin(id, state, until)
 	in.watchDrain(b, until)
 	if opts.Kill && state == backend.Maint {
 		in.closeConns(id)

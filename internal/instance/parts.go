@@ -39,7 +39,7 @@ type Pool struct {
 func NewPool(cfg *config.Config, log *slog.Logger) (*Pool, error) {
 	bs := make([]*backend.Backend, 0, len(cfg.Backends))
 	for _, b := range cfg.Backends {
-		bs = append(bs, backend.New(b.ID, b.Address, b.Weight))
+		bs = append(bs, backend.NewFromSpec(Spec(b)))
 	}
 	reg, err := backend.NewRegistry(bs)
 	if err != nil {
@@ -107,6 +107,7 @@ func L4(cfg *config.Config, p *Pool, log *slog.Logger) (*l4.Proxy, *affinity.Tab
 		Health:         p.Prober,
 		ConnectTimeout: st.ConnectTimeout,
 		IdleTimeout:    st.IdleTimeout,
+		ProxyProtocol:  proxyPolicy(cfg),
 		Logger:         log,
 		NAT:            new(natview.Tracker), // keys come masked by the table
 	}, table
@@ -135,6 +136,7 @@ func L7(cfg *config.Config, p *Pool, log *slog.Logger) *l7.Proxy {
 		HeaderTimeout:  st.HeaderTimeout,
 		ServerTimeout:  st.ServerTimeout,
 		MaxHeaderBytes: st.MaxHeaderBytes,
+		ProxyProtocol:  proxyPolicy(cfg),
 		Logger:         log,
 		NAT:            &natview.Tracker{V4Prefix: cfg.Affinity.IPv4Prefix, V6Prefix: cfg.Affinity.IPv6Prefix},
 	}

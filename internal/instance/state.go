@@ -249,7 +249,7 @@ func (in *Instance) readHandover(br *bufio.Reader) (states, pins int, err error)
 		table = affinity.New(affinity.Options{})
 		defer table.Close()
 	}
-	if pins, err = table.Merge(br, in.configured, savedAt); err != nil {
+	if pins, err = table.MergeSnapshot(br, in.configured, savedAt); err != nil {
 		return states, 0, fmt.Errorf("read hand-over: %w", err)
 	}
 	if in.table == nil {
