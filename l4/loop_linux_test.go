@@ -8,12 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/asynclog"
+	"github.com/lbctl/lbctl/internal/eventually"
 	"github.com/lbctl/lbctl/internal/leakcheck"
 	"github.com/lbctl/lbctl/internal/logtest"
 )
@@ -144,4 +146,40 @@ func TestLoopWaitIsBounded(t *testing.T) {
 	if got := l.timeout(); got < 1 || got > 200 {
 		t.Errorf("with a connect deadline in 200 ms: wait %d ms, want 1..200", got)
 	}
+}
+
+// With GOMAXPROCS=2 and Loops left zero, two event loops serve the
+// listener, and both take connections from its one socket. Clients
+// connect one after another until each loop has accepted some; a loop
+// that never woke for the listener would fail the wait.
+func TestEveryLoopTakesConnections(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	testHookLoops = 0 // Loops' own default: GOMAXPROCS
+	defer func() { testHookLoops = 2 }()
+	tb := startBackend(t, "app-01")
+	var p *Proxy
+	addr := serveProxy(t, newRegistry(t, tb.addr), func(q *Proxy) { p = q })
+	eventually.True(t, "two event loops serving", func() bool { return len(p.loopAccepts()) == 2 })
+	clients := 0
+	eventually.True(t, "every loop to accept connections", func() bool {
+		clients++
+		if got := greeting(t, fmt.Sprintf("127.0.%d.%d", 1+clients/250, 1+clients%250), addr); got != "app-01" {
+			t.Fatalf("client %d: greeting %q, want app-01", clients, got)
+		}
+		accepts := p.loopAccepts()
+		return len(accepts) == 2 && accepts[0] > 0 && accepts[1] > 0
+	})
+	t.Logf("accepts per loop after %d clients: %v", clients, p.loopAccepts())
+}
+
+// loopAccepts returns how many connections each event loop serving now
+// has accepted.
+func (p *Proxy) loopAccepts() []uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var n []uint64
+	for l := range p.loops {
+		n = append(n, l.accepted.Load())
+	}
+	return n
 }

@@ -106,6 +106,7 @@ func L4(cfg *config.Config, p *Pool, log *slog.Logger) (*l4.Proxy, *affinity.Tab
 		Health:         p.Prober,
 		ConnectTimeout: st.ConnectTimeout,
 		IdleTimeout:    st.IdleTimeout,
+		Loops:          cfg.L4.Loops,
 		Logger:         log,
 	}, table
 }
