@@ -20,11 +20,11 @@ import (
 )
 
 // eventLoop serves the connections it accepts on a listener from a single
-// goroutine, the way HAProxy and nginx do, with one loop per core (see
-// Proxy.Loops) accepting from the listener's one socket: it owns the client and backend
-// sockets as raw non-blocking descriptors in its own edge-triggered epoll
-// set, and moves bytes with read/write for small messages and splice(2)
-// through a pipe once a direction carries bulk data.
+// goroutine, the way HAProxy and nginx do, one loop per core (see
+// Proxy.Loops) accepting from the listener's one socket: it owns the client
+// and backend sockets as raw non-blocking descriptors in its own
+// edge-triggered epoll set, and moves bytes with read/write for small
+// messages and splice(2) through a pipe once a direction carries bulk data.
 //
 // Compared with a goroutine per connection over net.TCPConn, a connection
 // costs no goroutine, no stack growth and about a quarter fewer system
@@ -39,8 +39,8 @@ import (
 // wake, and read its accepted count. What the loops of a proxy share (the
 // affinity table, the pool and its backends' counters, Counts) is sharded
 // or atomic: no loop waits for another. Nor does it wait on anything but
-// epoll: its log lines (and those of passive
-// health) are handed to the proxy's log writer, never written in the loop.
+// epoll: its log lines (and those of passive health) are handed to the
+// proxy's log writer, never written in the loop.
 type eventLoop struct {
 	p  *Proxy
 	ln net.Listener // what Serve was given, for StopAccepting
@@ -232,9 +232,14 @@ func newTargetFor(addr string) *target {
 }
 
 // open gives the loop its own duplicate of the listening socket lnfd, and
-// creates its epoll set and wake-up descriptor. The listener is registered
-// with EPOLLEXCLUSIVE, so that the kernel need not wake every loop for
-// each new connection (see the README's "Every core" for when it does).
+// creates its epoll set and wake-up descriptor.
+//
+// The listener is registered with EPOLLEXCLUSIVE, which holds the kernel to
+// waking one loop per new connection only where a loop sleeps in
+// epoll_wait itself. The loops sleep in the runtime's poller instead, so a
+// new connection wakes every idle loop; those that lose the race find no
+// event (the kernel checks the socket again before it reports an edge) and
+// sleep again, at the cost of a wake-up and an empty epoll_wait each.
 func (l *eventLoop) open(lnfd int) error {
 	var err error
 	if l.lnfd, err = unix.FcntlInt(uintptr(lnfd), unix.F_DUPFD_CLOEXEC, 0); err != nil {

@@ -6,10 +6,10 @@
 // Two engines serve a listener with the same rules. On Linux, edge-triggered
 // epoll event loops, one per core by default (see Proxy.Loops), accept from
 // the listener and own every socket as a raw descriptor (see eventLoop);
-// elsewhere, or when the listener is not TCP
-// or a backend is named by host name (the loop never resolves names), a
-// goroutine per connection accepts through internal/accept and relays
-// through internal/splice. Serve logs which engine serves and why.
+// elsewhere, or when the listener is not TCP or a backend is named by host
+// name (the loop never resolves names), a goroutine per connection accepts
+// through internal/accept and relays through internal/splice. Serve logs
+// which engine serves and why.
 package l4
 
 import (
