@@ -71,6 +71,7 @@ func behaviourTests() map[string]func(*testing.T) {
 		"ConcurrentFailover":                    TestConcurrentFailoverOfOneClientRepinsToOneBackend,
 		"SlowClientGetsEveryByte":               TestSlowClientGetsEveryByte,
 		"AccessLogLines":                        TestAccessLogLines,
+		"CountsAddUpEveryConnection":            TestCountsAddUpEveryConnection,
 		"BackendNameUsesPortableEngine":         TestBackendNamedByHostname,
 		"SlowSteadyReaderIsNotIdle":             TestSlowSteadyReaderIsNotIdle,
 		"StalledReaderIsIdle":                   TestStalledReaderIsIdle,
