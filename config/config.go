@@ -37,6 +37,7 @@ type Config struct {
 	Health   Health   `toml:"health"`
 	Timeouts Timeouts `toml:"timeouts"`
 	Limits   Limits   `toml:"limits"`
+	L4       L4       `toml:"l4"`
 	Admin    Admin    `toml:"admin"`
 	Log      Log      `toml:"log"`
 	Cluster  Cluster  `toml:"cluster"`
@@ -137,6 +138,14 @@ type Limits struct {
 	// HeaderBytes is the largest request head accepted; larger ones get
 	// 431 (L7).
 	HeaderBytes int `toml:"header_bytes"`
+}
+
+// L4 is the [l4] table: the L4 front door's engine.
+type L4 struct {
+	// Loops is how many event loops serve the listener on Linux, each
+	// accepting from it and relaying its own connections; 0 means one per
+	// core the Go runtime uses (GOMAXPROCS).
+	Loops int `toml:"loops"`
 }
 
 // Admin is the [admin] table: the listener of the runtime API that the

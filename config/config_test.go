@@ -70,6 +70,7 @@ func TestDefault(t *testing.T) {
 		{"timeouts.header", d.Timeouts.Header.D(), 10 * time.Second},
 		{"timeouts.server", d.Timeouts.Server.D(), 60 * time.Second},
 		{"limits.header_bytes", d.Limits.HeaderBytes, 65536},
+		{"l4.loops", d.L4.Loops, 0},
 		{"backends", d.Backends == nil, true},
 	}
 	for _, tt := range tests {

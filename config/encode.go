@@ -52,6 +52,8 @@ func (c *Config) Encode(w io.Writer) error {
 		"server", quote(c.Timeouts.Server.String()))
 	e.table("[limits]",
 		"header_bytes", strconv.Itoa(c.Limits.HeaderBytes))
+	e.table("[l4]",
+		"loops", strconv.Itoa(c.L4.Loops))
 	e.table("[admin]",
 		"listen", quote(c.Admin.Listen),
 		"token", quote(c.Admin.Token))

@@ -282,6 +282,9 @@ var schema = map[string]map[string]field{
 	"limits": {
 		"header_bytes": func(c *Config, v any) error { return setInt(&c.Limits.HeaderBytes, v) },
 	},
+	"l4": {
+		"loops": func(c *Config, v any) error { return setInt(&c.L4.Loops, v) },
+	},
 	"admin": {
 		"listen": func(c *Config, v any) error { return setString(&c.Admin.Listen, v) },
 		"token":  func(c *Config, v any) error { return setString(&c.Admin.Token, v) },

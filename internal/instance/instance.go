@@ -419,6 +419,7 @@ func restartOnly(cur, next *config.Config) []string {
 	check("affinity.state_file", cur.Affinity.StateFile, next.Affinity.StateFile)
 	check("affinity.save_interval", cur.Affinity.SaveInterval, next.Affinity.SaveInterval)
 	check("log.access", cur.Log.Access, next.Log.Access)
+	check("l4.loops", cur.L4.Loops, next.L4.Loops)
 	return msgs
 }
 
