@@ -1,14 +1,17 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/lbctl/lbctl/bench"
@@ -23,6 +26,14 @@ type benchFlags struct {
 	seed                                             uint64
 	keepAlive                                        bool
 	duration                                         time.Duration
+
+	poolSize, instances                 int
+	ipChurn                             float64
+	ipChurnEvery, drainFor              time.Duration
+	add, drain, maint, ready            []string
+	reloadAt, restartAt, targetBackends []string
+	target                              string
+	stateFile                           bool
 }
 
 func newBenchCmd() *cobra.Command {
@@ -30,7 +41,7 @@ func newBenchCmd() *cobra.Command {
 	f := benchFlags{
 		backends: d.Backends, users: d.Users, gateways: d.Gateways, requests: d.Requests,
 		concurrency: d.Concurrency, skew: string(d.Skew), zipfS: d.ZipfS, mode: "both",
-		seed: d.Seed, rate: d.Rate, logLevel: "error",
+		seed: d.Seed, rate: d.Rate, logLevel: "error", poolSize: d.PoolSize, instances: d.Instances,
 	}
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -52,8 +63,18 @@ Each mode's requests are spread evenly over its run, which lasts
 users*requests/--rate seconds (or --duration): every user sends its requests
 at a steady pace, at a phase of its own. --fail and --recover times count
 from the start of each mode's run and must fall within it.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		// Flags are parsed here, so that --reload@4s reads as --reload@=4s.
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := cmd.Flags().Parse(atFlags(args)); err != nil {
+				if errors.Is(err, pflag.ErrHelp) {
+					return cmd.Help()
+				}
+				return err
+			}
+			if rest := cmd.Flags().Args(); len(rest) > 0 {
+				return fmt.Errorf("bench takes no arguments, got %q", rest)
+			}
 			o, err := f.options()
 			if err != nil {
 				return err
@@ -107,6 +128,20 @@ from the start of each mode's run and must fall within it.`,
 	fl.Float64Var(&f.rate, "rate", f.rate, "requests per second offered; sets how long each run lasts; 0 = as fast as possible")
 	fl.DurationVar(&f.duration, "duration", 0, "spread each mode's requests over this long instead of pacing by --rate")
 	fl.StringVar(&f.logLevel, "log-level", f.logLevel, "level of lbctl's own logs on stderr: debug, info, warn or error")
+	fl.IntVar(&f.poolSize, "pool-size", f.poolSize, "addresses per gateway (a carrier NAT's pool), from which --ip-churn picks")
+	fl.Float64Var(&f.ipChurn, "ip-churn", 0, "probability that a request moves its user to another address of its gateway's pool")
+	fl.DurationVar(&f.ipChurnEvery, "ip-churn-every", 0, "move each user to another address of its pool once its address is this old")
+	fl.StringArrayVar(&f.add, "add", nil, "join a new backend through a reload, as `ID@DURATION` such as app-05@4s (repeatable)")
+	fl.StringArrayVar(&f.drain, "drain", nil, "drain a backend, as `ID@DURATION` (repeatable)")
+	fl.StringArrayVar(&f.maint, "maint", nil, "put a backend in maintenance, as `ID@DURATION` (repeatable)")
+	fl.StringArrayVar(&f.ready, "ready", nil, "make a backend ready again, as `ID@DURATION` (repeatable)")
+	fl.DurationVar(&f.drainFor, "drain-for", 0, "bound each --drain: after this, its pinned users move too; 0 = no deadline")
+	fl.StringArrayVar(&f.reloadAt, "reload@", nil, "reload lbctl's config this far into each run, as `DURATION` (repeatable)")
+	fl.StringArrayVar(&f.restartAt, "restart@", nil, "restart lbctl (in process) this far into each run, as `DURATION` (repeatable)")
+	fl.IntVar(&f.instances, "instances", f.instances, "lbctl instances on 127.0.0.2 and up; each connection goes to one by a hash, as ECMP")
+	fl.BoolVar(&f.stateFile, "state-file", false, "give each instance an affinity state file, so that a restart keeps pins and admin states")
+	fl.StringVar(&f.target, "target", "", "measure external load balancers instead of lbctl, as `l4=ADDR,l7=ADDR` (either alone)")
+	fl.StringSliceVar(&f.targetBackends, "target-backends", nil, "with --target: the lab's backends listen on these `ADDR,...`, one per --backends")
 	return cmd
 }
 
@@ -128,13 +163,44 @@ func (f *benchFlags) options() (bench.Options, error) {
 		}
 		o.Failures = append(o.Failures, e)
 	}
-	for _, s := range f.recover {
-		e, err := bench.ParseEvent(s)
-		if err != nil {
-			return o, fmt.Errorf("--recover: %w", err)
+	for _, g := range []struct {
+		flag string
+		from []string
+		to   *[]bench.Event
+	}{{"--recover", f.recover, &o.Recoveries}, {"--add", f.add, &o.Adds}, {"--drain", f.drain, &o.Drains},
+		{"--maint", f.maint, &o.Maints}, {"--ready", f.ready, &o.Readies}} {
+		for _, s := range g.from {
+			e, err := bench.ParseEvent(s)
+			if err != nil {
+				return o, fmt.Errorf("%s: %w", g.flag, err)
+			}
+			*g.to = append(*g.to, e)
 		}
-		o.Recoveries = append(o.Recoveries, e)
 	}
+	for _, g := range []struct {
+		flag string
+		from []string
+		to   *[]time.Duration
+	}{{"--reload@", f.reloadAt, &o.Reloads}, {"--restart@", f.restartAt, &o.Restarts}} {
+		for _, s := range g.from {
+			at, err := bench.ParseAt(s)
+			if err != nil {
+				return o, fmt.Errorf("%s: %w", g.flag, err)
+			}
+			*g.to = append(*g.to, at)
+		}
+	}
+	o.PoolSize, o.IPChurn, o.IPChurnEvery = f.poolSize, f.ipChurn, f.ipChurnEvery
+	o.DrainFor, o.Instances, o.StateFile = f.drainFor, f.instances, f.stateFile
+	if f.target != "" {
+		if o.Targets, err = bench.ParseTargets(f.target); err != nil {
+			return o, fmt.Errorf("--target: %w", err)
+		}
+		if len(f.targetBackends) > 0 {
+			o.Backends = len(f.targetBackends)
+		}
+	}
+	o.TargetBackends = f.targetBackends
 	if err := o.Validate(); err != nil {
 		return o, err
 	}
@@ -147,6 +213,25 @@ func (f *benchFlags) options() (bench.Options, error) {
 		return o, err
 	}
 	return o, nil
+}
+
+// atFlags rewrites --reload@DURATION and --restart@DURATION, as the lab's
+// flags are written, into the --reload@=DURATION that pflag parses.
+func atFlags(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a
+		for _, name := range []string{"--reload@", "--restart@"} {
+			if rest, ok := strings.CutPrefix(a, name); ok && rest != "" && !strings.HasPrefix(rest, "=") {
+				out[i] = name + "=" + rest
+			}
+		}
+		if a == "--" {
+			copy(out[i:], args[i:])
+			break
+		}
+	}
+	return out
 }
 
 // writeFile creates path and fills it with write.
