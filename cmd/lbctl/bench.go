@@ -34,15 +34,21 @@ type benchFlags struct {
 	reloadAt, restartAt, targetBackends []string
 	target                              string
 	stateFile                           bool
+	modeGiven                           bool // --mode was on the command line
 }
 
-func newBenchCmd() *cobra.Command {
+// defaultBenchFlags returns bench's flags as they are when none is given.
+func defaultBenchFlags() benchFlags {
 	d := bench.DefaultOptions()
-	f := benchFlags{
+	return benchFlags{
 		backends: d.Backends, users: d.Users, gateways: d.Gateways, requests: d.Requests,
 		concurrency: d.Concurrency, skew: string(d.Skew), zipfS: d.ZipfS, mode: "both",
 		seed: d.Seed, rate: d.Rate, logLevel: "error", poolSize: d.PoolSize, instances: d.Instances,
 	}
+}
+
+func newBenchCmd() *cobra.Command {
+	f := defaultBenchFlags()
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Compare IP affinity with cookie persistence behind NATs, with failover",
@@ -75,6 +81,7 @@ from the start of each mode's run and must fall within it.`,
 			if rest := cmd.Flags().Args(); len(rest) > 0 {
 				return fmt.Errorf("bench takes no arguments, got %q", rest)
 			}
+			f.modeGiven = cmd.Flags().Changed("mode")
 			o, err := f.options()
 			if err != nil {
 				return err
@@ -195,6 +202,15 @@ func (f *benchFlags) options() (bench.Options, error) {
 	if f.target != "" {
 		if o.Targets, err = bench.ParseTargets(f.target); err != nil {
 			return o, fmt.Errorf("--target: %w", err)
+		}
+		if !f.modeGiven {
+			// The modes are those the target names, l4 first.
+			o.Modes = nil
+			for _, m := range []bench.Mode{bench.L4, bench.L7} {
+				if o.Targets[m] != "" {
+					o.Modes = append(o.Modes, m)
+				}
+			}
 		}
 		if len(f.targetBackends) > 0 {
 			o.Backends = len(f.targetBackends)

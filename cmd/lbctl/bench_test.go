@@ -134,3 +134,18 @@ func TestBenchAtFlags(t *testing.T) {
 		t.Errorf("atFlags = %q, want %q", got, want)
 	}
 }
+
+// TestBenchTargetSetsModes: without --mode, --target's modes are run, and
+// --target-backends sets the number of backends.
+func TestBenchTargetSetsModes(t *testing.T) {
+	d := defaultBenchFlags()
+	d.target = "l7=127.0.0.1:18080"
+	d.targetBackends = []string{"127.0.0.1:19001", "127.0.0.1:19002"}
+	o, err := d.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Modes) != 1 || o.Modes[0] != "l7" || o.Backends != 2 {
+		t.Errorf("modes %v, backends %d; want [l7], 2", o.Modes, o.Backends)
+	}
+}
