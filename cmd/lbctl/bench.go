@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -35,6 +37,7 @@ type benchFlags struct {
 	target                              string
 	stateFile                           bool
 	modeGiven                           bool // --mode was on the command line
+	scenarioFiles                       []string
 }
 
 // defaultBenchFlags returns bench's flags as they are when none is given.
@@ -82,7 +85,7 @@ from the start of each mode's run and must fall within it.`,
 				return fmt.Errorf("bench takes no arguments, got %q", rest)
 			}
 			f.modeGiven = cmd.Flags().Changed("mode")
-			o, err := f.options()
+			runs, err := f.scenarios(cmd.Flags())
 			if err != nil {
 				return err
 			}
@@ -91,26 +94,37 @@ from the start of each mode's run and must fall within it.`,
 					return fmt.Errorf("--plot: %w", err)
 				}
 			}
-			if term.IsTerminal(int(os.Stderr.Fd())) {
-				o.Progress = os.Stderr
-			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			rep, err := bench.Run(ctx, o)
-			if err != nil {
-				return err
-			}
-			if err := rep.WriteText(cmd.OutOrStdout()); err != nil {
-				return err
-			}
-			if f.json != "" {
-				if err := writeFile(f.json, rep.WriteJSON); err != nil {
-					return fmt.Errorf("--json: %w", err)
+			out := cmd.OutOrStdout()
+			for i, sc := range runs {
+				o := sc.Options
+				if term.IsTerminal(int(os.Stderr.Fd())) {
+					o.Progress = os.Stderr
 				}
-			}
-			if f.plot != "" {
-				if err := writeFile(f.plot, func(w io.Writer) error { return rep.Plot(w, f.plot) }); err != nil {
-					return fmt.Errorf("--plot: %w", err)
+				if sc.Path != "" {
+					if i > 0 {
+						fmt.Fprintln(out)
+					}
+					fmt.Fprintf(out, "== %s (%s)\n", sc.Name, sc.Path)
+				}
+				rep, err := bench.Run(ctx, o)
+				if err != nil {
+					return fmt.Errorf("%s%w", sc.prefix(), err)
+				}
+				if err := rep.WriteText(out); err != nil {
+					return err
+				}
+				if f.json != "" {
+					if err := writeFile(sc.file(f.json, len(runs)), rep.WriteJSON); err != nil {
+						return fmt.Errorf("--json: %w", err)
+					}
+				}
+				if f.plot != "" {
+					name := sc.file(f.plot, len(runs))
+					if err := writeFile(name, func(w io.Writer) error { return rep.Plot(w, name) }); err != nil {
+						return fmt.Errorf("--plot: %w", err)
+					}
 				}
 			}
 			return nil
@@ -147,6 +161,7 @@ from the start of each mode's run and must fall within it.`,
 	fl.StringArrayVar(&f.restartAt, "restart@", nil, "restart lbctl (in process) this far into each run, as `DURATION` (repeatable)")
 	fl.IntVar(&f.instances, "instances", f.instances, "lbctl instances on 127.0.0.2 and up; each connection goes to one by a hash, as ECMP")
 	fl.BoolVar(&f.stateFile, "state-file", false, "give each instance an affinity state file, so that a restart keeps pins and admin states")
+	fl.StringArrayVar(&f.scenarioFiles, "scenario", nil, "run the scenario in this TOML `FILE` instead of the flags (repeatable: each in turn)")
 	fl.StringVar(&f.target, "target", "", "measure external load balancers instead of lbctl, as `l4=ADDR,l7=ADDR` (either alone)")
 	fl.StringSliceVar(&f.targetBackends, "target-backends", nil, "with --target: the lab's backends listen on these `ADDR,...`, one per --backends")
 	return cmd
@@ -229,6 +244,68 @@ func (f *benchFlags) options() (bench.Options, error) {
 		return o, err
 	}
 	return o, nil
+}
+
+// scenarioRun is one scenario bench runs: from a file, or from the flags
+// (Path "").
+type scenarioRun struct {
+	bench.ScenarioFile
+}
+
+// prefix names the scenario's file for an error, "" for the flags.
+func (s *scenarioRun) prefix() string {
+	if s.Path == "" {
+		return ""
+	}
+	return s.Path + ": "
+}
+
+// file is where the report of the scenario goes: name itself with one
+// scenario, else name with the scenario file's base name before the
+// extension (report-cgnat.json).
+func (s *scenarioRun) file(name string, runs int) string {
+	if runs < 2 {
+		return name
+	}
+	ext := filepath.Ext(name)
+	base := strings.TrimSuffix(filepath.Base(s.Path), filepath.Ext(s.Path))
+	return strings.TrimSuffix(name, ext) + "-" + base + ext
+}
+
+// scenarioFlagsAllowed are the flags that go with --scenario: where the
+// reports go and what is logged. Everything else is the scenario's.
+var scenarioFlagsAllowed = []string{"scenario", "json", "plot", "log-level"}
+
+// scenarios returns what bench runs: each --scenario file, or the flags.
+func (f *benchFlags) scenarios(fs *pflag.FlagSet) ([]scenarioRun, error) {
+	if len(f.scenarioFiles) == 0 {
+		o, err := f.options()
+		if err != nil {
+			return nil, err
+		}
+		return []scenarioRun{{ScenarioFile: bench.ScenarioFile{Options: o}}}, nil
+	}
+	var errs []error
+	fs.Visit(func(fl *pflag.Flag) {
+		if !slices.Contains(scenarioFlagsAllowed, fl.Name) {
+			errs = append(errs, fmt.Errorf("--%s: set it in the scenario file; with --scenario only --json, --plot and --log-level apply", fl.Name))
+		}
+	})
+	logger, err := newLogger(f.logLevel)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	var runs []scenarioRun
+	for _, path := range f.scenarioFiles {
+		sf, err := bench.LoadScenario(path)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		sf.Options.Logger = logger
+		runs = append(runs, scenarioRun{ScenarioFile: *sf})
+	}
+	return runs, errors.Join(errs...)
 }
 
 // atFlags rewrites --reload@DURATION and --restart@DURATION, as the lab's
