@@ -133,6 +133,11 @@ type Options struct {
 	// the addresses those load balancers are configured with.
 	Targets        map[Mode]string
 	TargetBackends []string
+	// TargetSettle is how long the lab waits, with its backends up,
+	// before each run against a target, so that the target's health
+	// checks have seen them all; lbctl's own instances are waited for
+	// by their probes instead.
+	TargetSettle time.Duration
 	// Seed fixes the population: which users sit behind which gateway
 	// and when each sends its requests.
 	Seed uint64
@@ -166,18 +171,19 @@ type Options struct {
 // 2000 requests per second (10s per mode), both modes, no failure.
 func DefaultOptions() Options {
 	return Options{
-		Backends:    4,
-		Users:       2000,
-		Gateways:    100,
-		Skew:        Zipf,
-		ZipfS:       1.1,
-		Requests:    10,
-		Modes:       []Mode{L4, L7},
-		Seed:        1,
-		Concurrency: 64,
-		Rate:        2000,
-		PoolSize:    1,
-		Instances:   1,
+		Backends:     4,
+		Users:        2000,
+		Gateways:     100,
+		Skew:         Zipf,
+		ZipfS:        1.1,
+		Requests:     10,
+		Modes:        []Mode{L4, L7},
+		Seed:         1,
+		Concurrency:  64,
+		Rate:         2000,
+		PoolSize:     1,
+		Instances:    1,
+		TargetSettle: time.Second,
 	}
 }
 
@@ -263,6 +269,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Instances < 0 || o.Instances > MaxInstances {
 		fail("--instances: %d is out of range 1..%d", o.Instances, MaxInstances)
+	}
+	if o.TargetSettle < 0 {
+		fail("--target-settle: %v must not be negative", o.TargetSettle)
 	}
 	if o.DrainFor < 0 {
 		fail("--drain-for: %v must not be negative", o.DrainFor)

@@ -97,6 +97,9 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 	var urls []string
 	if target := o.Targets[mode]; target != "" {
 		urls = []string{"http://" + target + "/"}
+		if err := settle(ctx, o.TargetSettle); err != nil {
+			return RunResult{}, err
+		}
 	} else {
 		modeCfg := *cfg
 		modeCfg.Mode = string(mode)
@@ -153,6 +156,18 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 		churn:    o.IPChurn > 0 || o.IPChurnEvery > 0,
 		prefix:   cfg.Affinity.IPv4Prefix,
 	}), nil
+}
+
+// settle waits d, or until ctx ends.
+func settle(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // actions are the run's events, each bound to what it acts on.

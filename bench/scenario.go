@@ -25,13 +25,13 @@ import (
 //	[run]         backends, requests, mode, rate, duration, concurrency, keepalive, instances, state_file
 //	[events]      fail, recover, add, drain, maint, ready (lists of "ID@DURATION"),
 //	              drain_for, reload, restart (lists of "DURATION")
-//	[target]      l4, l7, backends
+//	[target]      l4, l7, backends, settle
 var scenarioKeys = map[string][]string{
 	"":           {"name", "config", "population", "run", "events", "target"},
 	"population": {"users", "gateways", "skew", "zipf_s", "seed", "pool_size", "ip_churn", "ip_churn_every"},
 	"run":        {"backends", "requests", "mode", "rate", "duration", "concurrency", "keepalive", "instances", "state_file"},
 	"events":     {"fail", "recover", "add", "drain", "maint", "ready", "drain_for", "reload", "restart"},
-	"target":     {"l4", "l7", "backends"},
+	"target":     {"l4", "l7", "backends", "settle"},
 }
 
 // flagKeys maps the flags Validate names to the keys of a scenario file,
@@ -43,7 +43,7 @@ var flagKeys = map[string]string{
 	"--mode": "run.mode", "--rate": "run.rate", "--duration": "run.duration", "--concurrency": "run.concurrency",
 	"--instances": "run.instances", "--fail": "events.fail", "--recover": "events.recover", "--add": "events.add",
 	"--drain": "events.drain", "--maint": "events.maint", "--ready": "events.ready", "--drain-for": "events.drain_for",
-	"--reload@": "events.reload", "--restart@": "events.restart", "--target": "target", "--target-backends": "target.backends",
+	"--reload@": "events.reload", "--restart@": "events.restart", "--target": "target", "--target-backends": "target.backends", "--target-settle": "target.settle",
 }
 
 // Scenario file is a loaded scenario: its name and the options it sets.
@@ -163,6 +163,7 @@ func ParseScenario(data []byte, path string) (*ScenarioFile, error) {
 				}
 			}
 		}
+		d.duration(t, "target.settle", &o.TargetSettle)
 		if d.strs(t, "target.backends", &o.TargetBackends) {
 			o.Backends = len(o.TargetBackends)
 		}

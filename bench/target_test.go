@@ -88,6 +88,7 @@ func TestTargetMeasuresWhatItMeasuresDirectly(t *testing.T) {
 		L4: serveExternal(t, L4, "maglev", backends),
 		L7: serveExternal(t, L7, "maglev", backends),
 	}
+	o.TargetSettle = 0 // the second lbctl checks no health
 	through := run(t, o)
 	if through.Scenario.Target == "" {
 		t.Errorf("the report does not name the target")
@@ -126,8 +127,9 @@ func TestTargetValidation(t *testing.T) {
 	o.Targets = map[Mode]string{L7: "127.0.0.1:1"}
 	o.TargetBackends = []string{"127.0.0.1:2"}
 	o.Reloads = []time.Duration{time.Second}
+	o.TargetSettle = -time.Second
 	err := o.Validate()
-	for _, want := range []string{"--target: no address for mode l4", "--target-backends: 1 addresses for 3 --backends",
+	for _, want := range []string{"--target-settle: -1s must not be negative", "--target: no address for mode l4", "--target-backends: 1 addresses for 3 --backends",
 		"--reload@: acts on lbctl's own instances"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want %q", err, want)

@@ -32,6 +32,7 @@ type benchFlags struct {
 	poolSize, instances                 int
 	ipChurn                             float64
 	ipChurnEvery, drainFor              time.Duration
+	targetSettle                        time.Duration
 	add, drain, maint, ready            []string
 	reloadAt, restartAt, targetBackends []string
 	target                              string
@@ -47,6 +48,7 @@ func defaultBenchFlags() benchFlags {
 		backends: d.Backends, users: d.Users, gateways: d.Gateways, requests: d.Requests,
 		concurrency: d.Concurrency, skew: string(d.Skew), zipfS: d.ZipfS, mode: "both",
 		seed: d.Seed, rate: d.Rate, logLevel: "error", poolSize: d.PoolSize, instances: d.Instances,
+		targetSettle: d.TargetSettle,
 	}
 }
 
@@ -163,6 +165,7 @@ from the start of each mode's run and must fall within it.`,
 	fl.BoolVar(&f.stateFile, "state-file", false, "give each instance an affinity state file, so that a restart keeps pins and admin states")
 	fl.StringArrayVar(&f.scenarioFiles, "scenario", nil, "run the scenario in this TOML `FILE` instead of the flags (repeatable: each in turn)")
 	fl.StringVar(&f.target, "target", "", "measure external load balancers instead of lbctl, as `l4=ADDR,l7=ADDR` (either alone)")
+	fl.DurationVar(&f.targetSettle, "target-settle", f.targetSettle, "with --target: wait this long with the backends up before each run, for the target's health checks")
 	fl.StringSliceVar(&f.targetBackends, "target-backends", nil, "with --target: the lab's backends listen on these `ADDR,...`, one per --backends")
 	return cmd
 }
@@ -231,7 +234,7 @@ func (f *benchFlags) options() (bench.Options, error) {
 			o.Backends = len(f.targetBackends)
 		}
 	}
-	o.TargetBackends = f.targetBackends
+	o.TargetBackends, o.TargetSettle = f.targetBackends, f.targetSettle
 	if err := o.Validate(); err != nil {
 		return o, err
 	}
