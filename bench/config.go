@@ -45,6 +45,9 @@ func runConfig(base *config.Config, backends []*labBackend) (*config.Config, err
 	c.Listen = "127.0.0.1:8080" // not used: the lab listens on a port of its own
 	c.Balance = base.Balance
 	c.Affinity = base.Affinity
+	// The lab keeps the state files itself (--state-file): one per
+	// instance and mode, in a folder of its own.
+	c.Affinity.StateFile = ""
 	c.Cookie = base.Cookie
 	c.Health = base.Health
 	c.Timeouts = config.Timeouts{

@@ -315,8 +315,11 @@ func writeScenario(b *strings.Builder, s *Scenario) {
 	if len(s.Events) > 0 {
 		fmt.Fprintf(b, "events: %s\n", strings.Join(s.Events, " "))
 	}
-	if s.Instances > 1 || s.Target != "" {
-		fmt.Fprintf(b, "front doors: %d instance(s)%s\n", s.Instances, s.Target)
+	switch {
+	case s.Target != "":
+		fmt.Fprintf(b, "front doors: %s\n", strings.TrimPrefix(s.Target, ", "))
+	case s.Instances > 1:
+		fmt.Fprintf(b, "front doors: %d lbctl instances, connections spread by a hash\n", s.Instances)
 	}
 	for _, e := range s.Failures {
 		fmt.Fprintf(b, "fail %s at %s", e.Backend, fmtDuration(e.AtMS))

@@ -90,8 +90,12 @@ func TestTargetMeasuresWhatItMeasuresDirectly(t *testing.T) {
 	}
 	o.TargetSettle = 0 // the second lbctl checks no health
 	through := run(t, o)
-	if through.Scenario.Target == "" {
-		t.Errorf("the report does not name the target")
+	var text strings.Builder
+	if err := through.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if want := "front doors: target l4=" + o.Targets[L4] + ", target l7=" + o.Targets[L7]; !strings.Contains(text.String(), want) {
+		t.Errorf("the report does not name the target (%q):\n%s", want, text.String())
 	}
 	for _, m := range o.Modes {
 		a, b := direct.Result(m), through.Result(m)

@@ -120,7 +120,7 @@ func TestBenchEventFlags(t *testing.T) {
 	}
 	out := stdout.String()
 	for _, want := range []string{"each gateway a pool of 4 addresses", "events: --add app-04@200ms --drain app-01@300ms --drain-for 200ms --reload@400ms --restart@500ms",
-		"front doors: 2 instance(s)", "broken_sessions", "  address_changed", "l4: --add app-04 at ", "l4: --drain app-01 at "} {
+		"front doors: 2 lbctl instances", "broken_sessions", "  address_changed", "l4: --add app-04 at ", "l4: --drain app-01 at "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
