@@ -2,6 +2,7 @@ package bench
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -75,5 +76,31 @@ func TestPoolAddresses(t *testing.T) {
 		if got := poolAddr(tc.g, tc.j, tc.size).String(); got != tc.want {
 			t.Errorf("poolAddr(%d, %d, %d) = %s, want %s", tc.g, tc.j, tc.size, got, tc.want)
 		}
+	}
+}
+
+// TestPrefix24KeepsAPoolTogether is the trade-off of ipv4_prefix = 24:
+// each gateway's pool is one /24, so under L4 a user whose address moves
+// within it keeps its key and its backend. With every request after the
+// first from another address, no session breaks; and since a whole pool
+// is one key, all of a gateway's users share one backend.
+func TestPrefix24KeepsAPoolTogether(t *testing.T) {
+	o := small()
+	o.Modes = []Mode{L4}
+	o.Users, o.Gateways, o.Skew = 120, 6, Uniform
+	o.Backends, o.Requests, o.PoolSize, o.IPChurn = 3, 3, 8, 1
+	cfg := LabConfig()
+	cfg.Affinity.IPv4Prefix = 24
+	o.Config = cfg
+	l4 := run(t, o).Result(L4)
+	checkAccounting(t, o, l4)
+	if l4.BrokenSessions != 0 || l4.FailedRequests != 0 {
+		t.Errorf("broken %d %+v, failed %d; want 0, 0", l4.BrokenSessions, l4.Broken, l4.FailedRequests)
+	}
+	if l4.Affinity == nil || l4.Affinity.Size != o.Gateways {
+		t.Errorf("affinity %+v, want one pin per gateway's pool (%d)", l4.Affinity, o.Gateways)
+	}
+	if !strings.Contains(l4.Finding, "ipv4_prefix = 24 keeps each gateway's pool on one key") {
+		t.Errorf("finding %q does not explain the trade-off", l4.Finding)
 	}
 }

@@ -499,6 +499,9 @@ func finding(d *runData, res *RunResult, reqs []int) string {
 	if res.Broken.Rebalanced > 0 {
 		line += fmt.Sprintf("; %d users were moved while their backend was up", res.Broken.Rebalanced)
 	}
+	if d.churn && d.mode == L4 && d.prefix <= 24 && res.Broken.AddressChanged == 0 {
+		line += fmt.Sprintf("; ipv4_prefix = %d keeps each gateway's pool on one key: no session broke when an address changed, at the price of skew", d.prefix)
+	}
 	if d.churn && res.Broken.AddressChanged > 0 {
 		line += fmt.Sprintf("; %d users' sessions broke when their address changed", res.Broken.AddressChanged)
 		if d.mode == L4 && d.prefix == 32 {

@@ -56,7 +56,7 @@ func newBenchCmd() *cobra.Command {
 	f := defaultBenchFlags()
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Compare IP affinity with cookie persistence behind NATs, with failover",
+		Short: "Measure how sticky sessions spread and break: NAT skew, failover, churn, scale-up, drains, restarts",
 		Long: `bench is the NAT-skew and failover lab. It starts in-process backends and
 lbctl's own L4 and L7 front doors over one backend pool, then plays a
 population of browsers behind NAT gateways (each gateway its own 127.x.y.z
@@ -72,8 +72,19 @@ latency, side by side.
 
 Each mode's requests are spread evenly over its run, which lasts
 users*requests/--rate seconds (or --duration): every user sends its requests
-at a steady pace, at a phase of its own. --fail and --recover times count
-from the start of each mode's run and must fall within it.`,
+at a steady pace, at a phase of its own. Event times (--fail, --recover,
+--add, --drain, --maint, --ready, --reload@, --restart@) count from the
+start of each mode's run and must fall within it. broken_sessions is split
+by cause: backend_failed, maintenance, drain_deadline, restarted, reloaded,
+instance_changed, address_changed, and rebalanced (none of these).
+
+  lbctl bench --pool-size 16 --ip-churn 0.05      # carrier NAT pools
+  lbctl bench --add app-05@4s                     # scale up through a reload
+  lbctl bench --drain app-02@3s --drain-for 4s
+  lbctl bench --restart@4s --state-file
+  lbctl bench --instances 3 -c maglev.toml
+  lbctl bench --target l7=127.0.0.1:18080 --target-backends 127.0.0.1:19001,127.0.0.1:19002
+  lbctl bench --scenario bench/scenarios/cgnat.toml`,
 		// Flags are parsed here, so that --reload@4s reads as --reload@=4s.
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
