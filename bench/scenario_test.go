@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -74,5 +75,29 @@ func TestScenarioTargetSetsModes(t *testing.T) {
 	}
 	if o := sf.Options; len(o.Modes) != 1 || o.Modes[0] != L7 || o.Targets[L7] != "127.0.0.1:18080" || len(o.TargetBackends) != 2 {
 		t.Errorf("options %+v", o)
+	}
+}
+
+// TestScenarioConfigIsRelativeToTheFile: config names a file next to the
+// scenario, whose settings the run uses; a bad one is the config key's
+// error.
+func TestScenarioConfigIsRelativeToTheFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "lb.toml"), []byte("[balance]\npolicy = \"maglev\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sc := filepath.Join(dir, "s.toml")
+	if err := os.WriteFile(sc, []byte("config = \"lb.toml\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sf, err := LoadScenario(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sf.Options.Config == nil || sf.Options.Config.Balance.Policy != "maglev" {
+		t.Errorf("config %+v, want maglev from lb.toml", sf.Options.Config)
+	}
+	if _, err := ParseScenario([]byte("name = \"x\"\nconfig = \"missing.toml\"\n"), sc); err == nil || !strings.Contains(err.Error(), sc+":2: config: read config:") {
+		t.Errorf("missing config: %v, want it named by key and line", err)
 	}
 }
