@@ -47,6 +47,7 @@ func checkClean(t *testing.T, o Options, rep *Report) {
 // checks are off, so that app-04 takes users from the reload on: with
 // checks it would wait rise*interval first (see the README).
 func TestScaleUpReachesNewUsersOnly(t *testing.T) {
+	t.Parallel() // paced runs that mostly wait: they share the machine well
 	o := paced(time.Second, 2)
 	cfg := LabConfig()
 	cfg.Health.Check = "none"
@@ -89,6 +90,7 @@ func TestScaleUpReachesNewUsersOnly(t *testing.T) {
 // move, each for cause drain_deadline, and no request that starts 100ms
 // after the deadline reaches app-01. Nothing else breaks a session.
 func TestDrainKeepsSessionsUntilItsDeadline(t *testing.T) {
+	t.Parallel() // paced runs that mostly wait: they share the machine well
 	o := paced(1600*time.Millisecond, 4)
 	o.Drains = []Event{{Backend: "app-01", At: 300 * time.Millisecond}}
 	o.DrainFor = 300 * time.Millisecond
@@ -122,6 +124,7 @@ func TestDrainKeepsSessionsUntilItsDeadline(t *testing.T) {
 // TestMaintenanceMovesAtOnce puts app-02 in maintenance: its users move at
 // their next request, for cause maintenance, and nothing else breaks.
 func TestMaintenanceMovesAtOnce(t *testing.T) {
+	t.Parallel() // paced runs that mostly wait: they share the machine well
 	o := paced(time.Second, 4)
 	o.Maints = []Event{{Backend: "app-02", At: 300 * time.Millisecond}}
 	rep := run(t, o)
@@ -140,6 +143,7 @@ func TestMaintenanceMovesAtOnce(t *testing.T) {
 // some land elsewhere (restarted); with one, nobody moves. Cookies carry
 // the pin through either. A request in flight at the restart may fail.
 func TestRestartForgetsPinsWithoutStateFile(t *testing.T) {
+	t.Parallel() // paced runs that mostly wait: they share the machine well
 	for _, stateFile := range []bool{false, true} {
 		o := paced(time.Second, 4)
 		o.Restarts = []time.Duration{450 * time.Millisecond}
@@ -168,6 +172,7 @@ func TestRestartForgetsPinsWithoutStateFile(t *testing.T) {
 // instance computes the same backend, and nobody moves. Cookies hold
 // either way.
 func TestInstancesAgreeOnlyWithMaglev(t *testing.T) {
+	t.Parallel() // paced runs that mostly wait: they share the machine well
 	for _, policy := range []string{"roundrobin", "maglev"} {
 		o := paced(600*time.Millisecond, 4)
 		o.Instances = 3
