@@ -34,7 +34,7 @@ type schedule struct {
 	cancel  chan struct{}
 	done    chan struct{}
 
-	mu   sync.Mutex // guards done
+	mu   sync.Mutex // guards past
 	past []applied
 }
 
