@@ -161,8 +161,10 @@ func TestFailoverRepinsOnceAndStays(t *testing.T) {
 		if len(res.Warnings) > 0 {
 			t.Errorf("%s: warnings %q", res.Mode, res.Warnings)
 		}
-		if res.BrokenSessions != 0 {
-			t.Errorf("%s: %d broken sessions, want 0", res.Mode, res.BrokenSessions)
+		// Every move is a repin off the killed backend; none rebalanced.
+		if res.Broken.Rebalanced != 0 || res.BrokenSessions != res.RepinnedUsers || res.Broken.BackendFailed != res.RepinnedUsers {
+			t.Errorf("%s: broken %d %+v, repinned %d; want every broken session a repin, none rebalanced",
+				res.Mode, res.BrokenSessions, res.Broken, res.RepinnedUsers)
 		}
 		if res.RepinnedUsers == 0 || res.MaxRepinsPerUser != 1 || res.Repins != res.RepinnedUsers {
 			t.Errorf("%s: %d users repinned by %d moves, at most %d per user; want some, each moved once",
