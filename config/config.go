@@ -24,6 +24,7 @@ type Config struct {
 	Limits   Limits   `toml:"limits"`
 	Admin    Admin    `toml:"admin"`
 	Log      Log      `toml:"log"`
+	TLS      TLS      `toml:"tls"`
 
 	// Backends is the pool, in file order ([[backend]] tables).
 	Backends []Backend `toml:"backend"`
@@ -76,7 +77,8 @@ type Cookie struct {
 	Domain string `toml:"domain"`
 	// HTTPOnly adds the HttpOnly attribute.
 	HTTPOnly bool `toml:"http_only"`
-	// Secure adds the Secure attribute.
+	// Secure adds the Secure attribute. A file that leaves it out gets
+	// true when [tls] has certificates, false otherwise.
 	Secure bool `toml:"secure"`
 	// SameSite is "lax", "strict", "none", or empty to omit the attribute.
 	SameSite string `toml:"same_site"`
@@ -197,6 +199,7 @@ func Default() Config {
 		Limits: Limits{
 			HeaderBytes: 65536,
 		},
+		TLS: defaultTLS(),
 	}
 }
 

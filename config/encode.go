@@ -54,6 +54,11 @@ func (c *Config) Encode(w io.Writer) error {
 		"token", quote(c.Admin.Token))
 	e.table("[log]",
 		"access", quote(c.Log.Access))
+	e.table("[tls]",
+		"certificates", encodeCertificates(c.TLS.Certificates),
+		"min_version", quote(c.TLS.MinVersion),
+		"alpn", encodeStrings(c.TLS.ALPN),
+		"redirect_http", quote(c.TLS.RedirectHTTP))
 	for _, b := range c.Backends {
 		e.table("[["+backendKey+"]]",
 			"id", quote(b.ID),
@@ -106,6 +111,24 @@ func encodeSecrets(s Secrets) string {
 	quoted := make([]string, len(s))
 	for i, v := range s {
 		quoted[i] = quote(v)
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
+}
+
+// encodeCertificates writes tls.certificates as an array of inline tables.
+func encodeCertificates(cs []Certificate) string {
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = "{ cert = " + quote(c.Cert) + ", key = " + quote(c.Key) + " }"
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// encodeStrings writes an array of strings.
+func encodeStrings(ss []string) string {
+	quoted := make([]string, len(ss))
+	for i, s := range ss {
+		quoted[i] = quote(s)
 	}
 	return "[" + strings.Join(quoted, ", ") + "]"
 }

@@ -64,6 +64,7 @@ func (c *Config) validate(needBackends bool) error {
 
 	v.admin(&c.Admin)
 	v.log(&c.Log)
+	v.tls(&c.TLS, c.Mode, c.Listen)
 
 	if needBackends || len(c.Backends) > 0 {
 		v.backends(c.Backends)
