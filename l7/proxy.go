@@ -78,6 +78,9 @@ type Proxy struct {
 	// AccessLog, when not nil, gets one record per request (see
 	// account.go); a full log drops records, never waits.
 	AccessLog *accesslog.Log
+	// TLS, when set, terminates TLS on every connection the proxy
+	// accepts (see TLS); its options change with TLS.Update.
+	TLS *TLS
 	// Logger receives accept errors, and failed exchanges at debug level.
 	// Nil means slog.Default().
 	Logger *slog.Logger

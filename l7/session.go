@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -18,6 +19,8 @@ import (
 type session struct {
 	p      *Proxy
 	client *net.TCPConn
+	// sec is the TLS session over client; nil on a plain listener.
+	sec    *tls.Conn
 	ip     []byte // the client's address, as X-Forwarded-For shows it
 	pinKey uint64 // the client's address hashed, for Proxy.Pinned
 	// addrKey is the client's address hashed alike on every instance,
@@ -57,7 +60,7 @@ const smallHead = 4 << 10
 // must fit.
 const upBufSize = 64 << 10
 
-func (p *Proxy) getSession(c *net.TCPConn) *session {
+func (p *Proxy) getSession(c *net.TCPConn, sec *tls.Conn) *session {
 	s, _ := p.sessions.Get().(*session)
 	if s == nil {
 		s = &session{
@@ -68,11 +71,15 @@ func (p *Proxy) getSession(c *net.TCPConn) *session {
 			ip:    make([]byte, 0, 64),
 		}
 	}
-	s.client = c
+	s.client, s.sec = c, sec
 	cfg := p.tuned.Load()
-	s.in.reset(c, s.small(cfg), cfg.heads)
+	if sec != nil {
+		s.in.reset(sec, s.small(cfg), cfg.heads)
+	} else {
+		s.in.reset(c, s.small(cfg), cfg.heads)
+	}
 	s.sized = cfg
-	s.cw = timedWriter{c: c}
+	s.cw = timedWriter{c: c, sec: sec}
 	s.tune(cfg)
 	s.ip = s.ip[:0]
 	s.addrKey = 0
@@ -99,7 +106,7 @@ func (s *session) tune(cfg *settings) {
 }
 
 func (p *Proxy) putSession(s *session) {
-	s.client = nil
+	s.client, s.sec = nil, nil
 	s.st = nil
 	s.cfg, s.sized = nil, nil
 	s.in.reset(nil, s.inBuf, nil)
@@ -115,7 +122,16 @@ func (p *Proxy) putSession(s *session) {
 func (p *Proxy) handle(ac *accept.Conn) {
 	c := ac.TCPConn
 	defer c.Close()
-	s := p.getSession(c)
+	var sec *tls.Conn
+	if p.TLS != nil {
+		// A PROXY protocol header, when one is read, comes before the
+		// ClientHello: the connection handed to the handshake is then the
+		// one positioned after it.
+		if sec = p.TLS.handshake(c, c, p.tuned.Load().header); sec == nil {
+			return
+		}
+	}
+	s := p.getSession(c, sec)
 	defer p.putSession(s)
 	p.live.add(s)
 	defer p.live.remove(s)
@@ -208,8 +224,11 @@ func deadline(d time.Duration) time.Time {
 func (s *session) reject(status int) {
 	s.acct.status = status
 	s.client.SetWriteDeadline(time.Now().Add(time.Second))
-	if _, err := s.client.Write(cannedFor(status).close); err != nil {
+	if _, err := s.cw.write(cannedFor(status).close); err != nil {
 		return
+	}
+	if s.sec != nil {
+		s.sec.CloseWrite() // close_notify; the FIN follows
 	}
 	s.client.CloseWrite()
 	s.client.SetReadDeadline(time.Now().Add(500 * time.Millisecond))

@@ -29,6 +29,7 @@ type serveOptions struct {
 	mode     string
 	listen   string
 	demo     bool
+	tls      bool // the demo over TLS, with a self-signed certificate
 	grace    time.Duration
 	logLevel string
 }
@@ -56,6 +57,7 @@ and lbctl balances over them on 127.0.0.1:8080 (or --listen).`,
 	f.StringVar(&o.mode, "mode", "", "front door, overriding the config: l4 or l7")
 	f.StringVar(&o.listen, "listen", "", "host:port to accept on, overriding the config")
 	f.BoolVar(&o.demo, "demo", false, "serve three built-in demo backends; no config file needed")
+	f.BoolVar(&o.tls, "tls", false, "with --demo and --mode l7: terminate TLS on 127.0.0.1:8443 (or --listen) with a throwaway self-signed certificate")
 	f.DurationVar(&o.grace, "grace", 10*time.Second, "how long open connections may finish after SIGTERM")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.MarkFlagsMutuallyExclusive("demo", "config")
@@ -79,6 +81,15 @@ func runServe(ctx context.Context, o serveOptions) error {
 		if o.mode != "" {
 			cfg.Mode = o.mode
 		}
+		if o.tls {
+			cleanup, err := demoTLS(cfg, o.listen)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+		}
+	} else if o.tls {
+		return errors.New("--tls goes with --demo; a config file turns TLS on in its [tls] table")
 	} else {
 		var warnings []string
 		if cfg, warnings, err = loadConfig(o.config, o.mode); err != nil {
@@ -171,6 +182,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 		try := "curl -s http://%s/"
 		if cfg.Mode == "l7" {
 			try = "curl -si -c /tmp/lbctl-jar -b /tmp/lbctl-jar http://%s/"
+		}
+		if cfg.TLS.On() {
+			try = "curl -ski -c /tmp/lbctl-jar -b /tmp/lbctl-jar https://%s/"
 		}
 		fmt.Fprintf(os.Stderr, "\ndemo: three backends behind %s (%s); try\n  "+try+"\n\n", ln.Addr(), cfg.Mode, ln.Addr())
 	}

@@ -61,6 +61,7 @@ type Instance struct {
 	stopSaver sync.Once
 
 	obs observed // for Stats and the access log: see stats.go
+	tls tlsFront // L7 with [tls]: see tls.go
 }
 
 // New builds an instance from cfg, which must be valid. With a state
@@ -81,6 +82,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 	switch cfg.Mode {
 	case "l7":
 		in.l7 = L7(cfg, parts, log)
+		if err := in.setupTLS(cfg); err != nil {
+			in.closeAccessLog()
+			return nil, err
+		}
 	default:
 		in.l4, in.table = L4(cfg, parts, log)
 	}
@@ -106,6 +111,7 @@ func (in *Instance) Pool() *backend.Pool { return in.parts.Backends }
 // of each reload that moves listen after that, returning what the
 // serving of the latest one returned. It is called once.
 func (in *Instance) Serve(ln net.Listener) error {
+	in.serveRedirect()
 	in.serveOn(ln)
 	return <-in.ended
 }
@@ -170,6 +176,7 @@ func (in *Instance) moveFront(ln net.Listener) {
 func (in *Instance) Shutdown(ctx context.Context) error {
 	in.stopSaving()
 	in.stopTimers()
+	in.stopRedirect(ctx)
 	if in.l7 != nil {
 		return in.l7.Shutdown(ctx)
 	}
@@ -181,6 +188,7 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 // every listener to end, which Shutdown brings about.
 func (in *Instance) Close() {
 	in.serving.Wait()
+	in.closeRedirect()
 	in.stopSaving()
 	in.stopTimers()
 	if in.table != nil {
@@ -236,6 +244,10 @@ func (in *Instance) Reload(ctx context.Context) (res admin.ReloadResult, err err
 	if err != nil {
 		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
 	}
+	tlsPlan, err := in.planTLS(next)
+	if err != nil {
+		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
+	}
 	sel := in.parts.Selector
 	if next.Balance != in.cfg.Balance {
 		if sel, err = backend.NewSelector(next.Balance.Policy, backend.TableSize(next.Balance.TableSize)); err != nil {
@@ -273,6 +285,7 @@ func (in *Instance) Reload(ctx context.Context) (res admin.ReloadResult, err err
 	}
 	items := append(changes.Items(), tuning...)
 	items = append(items, in.applySettings(settings, next)...)
+	items = append(items, in.applyTLS(tlsPlan)...)
 	if next.Admin.Token != in.cfg.Admin.Token {
 		if in.API != nil {
 			in.API.SetToken(next.Admin.Token)
@@ -319,6 +332,7 @@ func restartOnly(cur, next *config.Config) []string {
 	check("affinity.state_file", cur.Affinity.StateFile, next.Affinity.StateFile)
 	check("affinity.save_interval", cur.Affinity.SaveInterval, next.Affinity.SaveInterval)
 	check("log.access", cur.Log.Access, next.Log.Access)
+	msgs = append(msgs, tlsRestartOnly(cur, next)...)
 	return msgs
 }
 
