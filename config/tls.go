@@ -35,9 +35,9 @@ type Certificate struct {
 func (t *TLS) On() bool { return len(t.Certificates) > 0 }
 
 // defaultTLS is the [tls] table of an empty file: off, and once
-// certificates are given, TLS 1.2 and up with HTTP/1.1.
+// certificates are given, TLS 1.2 and up with HTTP/2 and HTTP/1.1.
 func defaultTLS() TLS {
-	return TLS{Certificates: []Certificate{}, MinVersion: "1.2", ALPN: []string{"http/1.1"}}
+	return TLS{Certificates: []Certificate{}, MinVersion: "1.2", ALPN: []string{"h2", "http/1.1"}}
 }
 
 // setCertificates decodes tls.certificates: an array of {cert, key}
@@ -103,14 +103,12 @@ func setStrings(dst *[]string, v any) error {
 func (v *validator) tls(t *TLS, mode, listen string) {
 	v.oneOf("tls.min_version", t.MinVersion, "1.2", "1.3")
 	if len(t.ALPN) == 0 {
-		v.fail("tls.alpn", `[] must list at least one protocol ("http/1.1")`)
+		v.fail("tls.alpn", `[] must list at least one protocol ("h2", "http/1.1")`)
 	}
 	for i, p := range t.ALPN {
 		switch {
-		case p == "h2":
-			v.fail("tls.alpn", `element %d: "h2" is not served by this version: HTTP/2 to clients is not implemented yet, only "http/1.1"`, i)
-		case p != "http/1.1":
-			v.fail("tls.alpn", "element %d: %q is not a protocol lbctl serves (\"http/1.1\")", i, p)
+		case p != "h2" && p != "http/1.1":
+			v.fail("tls.alpn", "element %d: %q is not a protocol lbctl serves (\"h2\", \"http/1.1\")", i, p)
 		case slices.Index(t.ALPN, p) < i:
 			v.fail("tls.alpn", "element %d: %q is listed twice", i, p)
 		}

@@ -22,7 +22,7 @@ func TestTLSOffByDefault(t *testing.T) {
 	if c.TLS.On() || c.Cookie.Secure {
 		t.Errorf("TLS on %v, cookie.secure %v without [tls]: want both false", c.TLS.On(), c.Cookie.Secure)
 	}
-	if c.TLS.MinVersion != "1.2" || len(c.TLS.ALPN) != 1 || c.TLS.ALPN[0] != "http/1.1" {
+	if c.TLS.MinVersion != "1.2" || len(c.TLS.ALPN) != 2 || c.TLS.ALPN[0] != "h2" || c.TLS.ALPN[1] != "http/1.1" {
 		t.Errorf("tls defaults = %+v", c.TLS)
 	}
 }
@@ -68,7 +68,7 @@ redirect_http = "127.0.0.1:8081"
 	}
 	for _, line := range []string{
 		`certificates  = [{ cert = "/etc/a.pem", key = "/etc/a.key" }, { cert = "/etc/b.pem", key = "/etc/b.key" }]`,
-		`min_version   = "1.3"`, `alpn          = ["http/1.1"]`, `redirect_http = "127.0.0.1:8081"`,
+		`min_version   = "1.3"`, `alpn          = ["h2", "http/1.1"]`, `redirect_http = "127.0.0.1:8081"`,
 	} {
 		if !strings.Contains(out.String(), line) {
 			t.Errorf("encoded config lacks %q:\n%s", line, out.String())
@@ -91,7 +91,6 @@ func TestTLSRejects(t *testing.T) {
 min_version = "1.1"`, `t.toml:10: tls.min_version: "1.1" is not one of 1.2, 1.3`},
 		{"alpn empty", `alpn = []`, `t.toml:9: tls.alpn: [] must list at least one protocol`},
 		{"alpn unknown", `alpn = ["spdy/3"]`, `t.toml:9: tls.alpn: element 0: "spdy/3" is not a protocol lbctl serves`},
-		{"alpn h2", `alpn = ["h2", "http/1.1"]`, `t.toml:9: tls.alpn: element 0: "h2" is not served by this version`},
 		{"alpn twice", `alpn = ["http/1.1", "http/1.1"]`, `t.toml:9: tls.alpn: element 1: "http/1.1" is listed twice`},
 		{"alpn not strings", `alpn = [1]`, `t.toml:9: tls.alpn: element 0 is 1; it must be a string`},
 		{"certificates not tables", `certificates = ["a.pem"]`, `t.toml:9: tls.certificates: element 0 is "a.pem"; each must be a table`},

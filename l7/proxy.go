@@ -94,6 +94,7 @@ type Proxy struct {
 	sessions sync.Pool
 	ups      sync.Pool    // buffers of upBufSize bytes, one per exchange in progress
 	live     liveSessions // the sessions serving a connection, for CloseConns
+	h2       h2front      // HTTP/2 over TLS (see h2.go)
 }
 
 func (p *Proxy) logger() *slog.Logger {
@@ -236,6 +237,7 @@ func (p *Proxy) StopAccepting(ln net.Listener) {
 // returned. Kept-alive backend connections are closed in both cases.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.setup()
+	p.h2.goAway()
 	err := p.loop.Shutdown(ctx)
 	p.closeIdleUpstreams()
 	return err

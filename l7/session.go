@@ -130,6 +130,10 @@ func (p *Proxy) handle(ac *accept.Conn) {
 		if sec = p.TLS.handshake(c, c, p.tuned.Load().header); sec == nil {
 			return
 		}
+		if sec.ConnectionState().NegotiatedProtocol == "h2" {
+			p.serveH2(ac, sec)
+			return
+		}
 	}
 	s := p.getSession(c, sec)
 	defer p.putSession(s)

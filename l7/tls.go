@@ -38,8 +38,8 @@ type TLSOptions struct {
 	// MinVersion is the oldest version accepted, tls.VersionTLS12 or
 	// tls.VersionTLS13. Zero means TLS 1.2.
 	MinVersion uint16
-	// ALPN lists the protocols offered, most preferred first. Empty means
-	// "http/1.1". Only "http/1.1" is served.
+	// ALPN lists the protocols offered, most preferred first: "h2"
+	// (HTTP/2) and "http/1.1". Empty means "http/1.1" alone.
 	ALPN []string
 }
 
@@ -95,7 +95,7 @@ func newTLSState(o TLSOptions) (*tlsState, error) {
 		alpn = []string{"http/1.1"}
 	}
 	for _, p := range alpn {
-		if p != "http/1.1" {
+		if p != "http/1.1" && p != "h2" {
 			return nil, fmt.Errorf("tls: ALPN protocol %q is not served", p)
 		}
 	}

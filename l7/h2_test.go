@@ -1,0 +1,206 @@
+package l7
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// h2Options are TLS options that offer HTTP/2 first.
+func h2Options(t testing.TB) TLSOptions {
+	return TLSOptions{Certificates: []tls.Certificate{testCert(t, "lb.test")}, ALPN: []string{"h2", "http/1.1"}}
+}
+
+// h2Client is an HTTP/2 client (Go's, over real TLS, with HTTP/1.1 turned
+// off) with a cookie jar: one connection carries all its requests.
+func h2Client(t testing.TB) (*http.Client, *http.Transport) {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, Protocols: new(http.Protocols)}
+	tr.Protocols.SetHTTP2(true)
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Jar: jar, Transport: tr, Timeout: 30 * time.Second}, tr
+}
+
+func TestH2StickyAndRepinOnFailure(t *testing.T) {
+	f, _ := tlsFixture(t, 3, h2Options(t), nil)
+	c, _ := h2Client(t)
+	url := "https://" + f.addr + "/"
+	first, resp := get(t, c, url, "Cookie", "theme=dark")
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("answered over %s, want HTTP/2", resp.Proto)
+	}
+	if sc := resp.Header.Get("Set-Cookie"); !strings.HasPrefix(sc, "SERVERID="+first) {
+		t.Fatalf("Set-Cookie %q, want SERVERID=%s", sc, first)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "private" {
+		t.Errorf("Cache-Control %q with a new cookie, want private", cc)
+	}
+	h := f.byID[first].lastHeader()
+	if h.Get("X-Forwarded-Proto") != "https" || h.Get("X-Forwarded-For") != "127.0.0.1" || h.Get("Cookie") != "theme=dark" {
+		t.Errorf("backend saw X-Forwarded-Proto %q, X-Forwarded-For %q, Cookie %q", h.Get("X-Forwarded-Proto"), h.Get("X-Forwarded-For"), h.Get("Cookie"))
+	}
+	for range 10 {
+		id, resp := get(t, c, url, "Cookie", "theme=dark")
+		if id != first || resp.Header.Get("Set-Cookie") != "" {
+			t.Fatalf("pinned request went to %s (Set-Cookie %q), want %s and no new cookie", id, resp.Header.Get("Set-Cookie"), first)
+		}
+	}
+	// Only the other cookies reach the backend.
+	if got := f.byID[first].lastHeader().Get("Cookie"); got != "theme=dark" {
+		t.Errorf("backend got Cookie %q, want the persistence cookie removed", got)
+	}
+	f.byID[first].kill()
+	id, resp := get(t, c, url)
+	if id == first || !strings.HasPrefix(resp.Header.Get("Set-Cookie"), "SERVERID="+id) {
+		t.Fatalf("after %s died: %s with Set-Cookie %q, want another backend and its cookie", first, id, resp.Header.Get("Set-Cookie"))
+	}
+	for range 5 {
+		if again, _ := get(t, c, url); again != id {
+			t.Fatalf("after the re-pin the request went to %s, want %s", again, id)
+		}
+	}
+}
+
+func TestH2ConcurrentStreamsShareOneConnection(t *testing.T) {
+	f, _ := tlsFixture(t, 2, h2Options(t), nil)
+	c, _ := h2Client(t)
+	url := "https://" + f.addr + "/"
+	pin, _ := get(t, c, url)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for range 64 {
+		wg.Go(func() {
+			id, resp, err := tryGet(c, url)
+			switch {
+			case err != nil:
+				errs <- err
+			case id != pin || resp.ProtoMajor != 2:
+				errs <- fmt.Errorf("stream went to %s over %s, want %s over HTTP/2", id, resp.Proto, pin)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	var conns int64
+	for _, b := range f.backends {
+		conns += b.conns.Load()
+	}
+	if conns > h2MaxStreams {
+		t.Errorf("%d backend connections for 65 requests", conns)
+	}
+}
+
+// TestH2StreamsLargeBodiesBothWays: a 32 MiB upload of unknown length is
+// streamed to the backend and echoed back as it arrives, through flow
+// control on both sides.
+func TestH2StreamsLargeBodiesBothWays(t *testing.T) {
+	f, _ := tlsFixture(t, 1, h2Options(t), nil)
+	c, _ := h2Client(t)
+	body := make([]byte, 32<<20)
+	rand.Read(body)
+	pr, pw := io.Pipe()
+	go func() {
+		for b := body; len(b) > 0; b = b[min(len(b), 1<<20):] {
+			if _, err := pw.Write(b[:min(len(b), 1<<20)]); err != nil {
+				return
+			}
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", "https://"+f.addr+"/echo", pr)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, resp.Body)
+	if err != nil || n != int64(len(body)) {
+		t.Fatalf("echoed %d bytes, %v; want %d", n, err, len(body))
+	}
+	if sum := sha256.Sum256(body); !bytes.Equal(h.Sum(nil), sum[:]) {
+		t.Error("echoed body differs")
+	}
+	// And a body of known length to a sink.
+	resp2, err := c.Post("https://"+f.addr+"/sink", "application/octet-stream", bytes.NewReader(body[:5<<20]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp2.Body)
+	resp2.Body.Close()
+	if want := fmt.Sprintf("app-01 %d <nil>", 5<<20); strings.TrimSpace(string(got)) != want {
+		t.Errorf("sink answered %q, want %q", got, want)
+	}
+}
+
+// TestH2HeaderListLimit: a header list larger than the head limit never
+// reaches a backend.
+func TestH2HeaderListLimit(t *testing.T) {
+	f, _ := tlsFixture(t, 1, h2Options(t), func(p *Proxy) { p.MaxHeaderBytes = 4096 })
+	c, _ := h2Client(t)
+	_, resp, err := tryGet(c, "https://"+f.addr+"/", "X-Big", strings.Repeat("a", 8000))
+	if err == nil && resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("8 KB of fields against a 4 KiB limit: %d, want 431 or a refusal", resp.StatusCode)
+	}
+	if n := f.backends[0].served.Load(); n != 0 {
+		t.Errorf("backend served %d requests", n)
+	}
+	if _, resp := get(t, c, "https://"+f.addr+"/"); resp.StatusCode != 200 {
+		t.Errorf("a small request after it: %d", resp.StatusCode)
+	}
+}
+
+// TestH2cIsNotAccepted: HTTP/2 in clear text (prior knowledge) on a plain
+// listener is refused; nothing reaches a backend.
+func TestH2cIsNotAccepted(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 1})
+	got := rawExchange(t, f.addr, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 4") && !strings.HasPrefix(got, "HTTP/1.1 505") {
+		t.Errorf("h2c preface answered %q, want a 4xx or 505", got)
+	}
+	if n := f.backends[0].served.Load(); n != 0 {
+		t.Errorf("backend served %d requests", n)
+	}
+}
+
+// TestH2ShutdownSendsGoAway: Shutdown lets a stream in flight finish and
+// then the connection closes; the client sees GOAWAY rather than a reset.
+func TestH2ShutdownSendsGoAway(t *testing.T) {
+	f, _ := tlsFixture(t, 1, h2Options(t), nil)
+	c, _ := h2Client(t)
+	url := "https://" + f.addr
+	get(t, c, url+"/")
+	slow := make(chan error, 1)
+	go func() {
+		id, _, err := tryGet(c, url+"/slow")
+		if err == nil && id != "app-01" {
+			err = fmt.Errorf("slow answered %q", id)
+		}
+		slow <- err
+	}()
+	if err := f.backends[0].awaitArrivals("/slow", 1, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := f.proxy.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if err := <-slow; err != nil {
+		t.Errorf("stream in flight at Shutdown: %v", err)
+	}
+}
