@@ -191,6 +191,11 @@ func (x *h2exchange) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retr
 	p, r := x.c.p, x.r
 	b.Acquire()
 	defer b.Release()
+	// A stream the client resets (or a connection that goes) stops the
+	// exchange at once: its backend connection is closed, which no one
+	// holds against the backend.
+	cut := context.AfterFunc(r.Context(), func() { up.Close() })
+	defer cut()
 	uw := &timedWriter{c: up, idle: x.cfg.server}
 	if _, err := uw.Write(x.appendHead(nil, b)); err != nil {
 		up.Close()
@@ -213,7 +218,7 @@ func (x *h2exchange) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retr
 			up.Close()
 			bodyErr := waitBody(bodyDone)
 			var gone *clientGone
-			if errors.As(bodyErr, &gone) {
+			if errors.As(bodyErr, &gone) || r.Context().Err() != nil {
 				return relayed // the client reset the stream: nobody listens
 			}
 			switch {
@@ -246,7 +251,7 @@ func (x *h2exchange) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retr
 		// Interim responses (100, 103) are not relayed over HTTP/2.
 		up.SetReadDeadline(time.Now().Add(x.cfg.server))
 	}
-	x.relay(b, up, &rd, &resp, setCookie, bodyDone)
+	x.relay(b, up, &rd, &resp, setCookie, bodyDone, cut)
 	return relayed
 }
 
@@ -254,6 +259,9 @@ func (x *h2exchange) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retr
 // retried fresh, a retryable request goes to another backend, anything
 // else gets 502.
 func (x *h2exchange) failed(b *backend.Backend, err error, stale, retryable bool) outcome {
+	if x.r.Context().Err() != nil {
+		return relayed // the client reset the stream, which closed up
+	}
 	if stale && retryable {
 		return retryFresh
 	}
@@ -392,7 +400,7 @@ func waitBody(done chan error) error {
 // stream: its end-to-end fields, the persistence cookie when setCookie,
 // and the body as it arrives. up goes back to the pool when the response
 // ended where its framing says.
-func (x *h2exchange) relay(b *backend.Backend, up *net.TCPConn, rd *connReader, resp *responseHead, setCookie bool, bodyDone chan error) {
+func (x *h2exchange) relay(b *backend.Backend, up *net.TCPConn, rd *connReader, resp *responseHead, setCookie bool, bodyDone chan error, cut func() bool) {
 	h := x.w.Header()
 	private := false
 	named := namesFields(resp.fields)
@@ -457,7 +465,9 @@ func (x *h2exchange) relay(b *backend.Backend, up *net.TCPConn, rd *connReader, 
 	rd.idle = 0
 	bodyErr := x.joinBody(bodyDone, up, err != nil)
 	endKnown := framing != untilClose && !(resp.status == 204 && (resp.contentLength > 0 || resp.chunked))
-	if err == nil && bodyErr == nil && endKnown && !resp.close && rd.buffered() == 0 {
+	// cut() reports whether it stopped the closing of up on a reset:
+	// only then is up still open and ready for the pool.
+	if err == nil && bodyErr == nil && endKnown && !resp.close && rd.buffered() == 0 && cut() {
 		x.c.p.release(x.st, x.cfg, b, up)
 		return
 	}

@@ -14,6 +14,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/lbctl/lbctl/internal/eventually"
 )
 
 // h2Options are TLS options that offer HTTP/2 first.
@@ -213,4 +218,150 @@ func TestH2ShutdownSendsGoAway(t *testing.T) {
 	if err := <-slow; err != nil {
 		t.Errorf("stream in flight at Shutdown: %v", err)
 	}
+}
+
+// h2Raw is a client connection that speaks HTTP/2 frames directly, for
+// what a well-behaved client never sends.
+type h2Raw struct {
+	c   *tls.Conn
+	fr  *http2.Framer
+	enc *hpack.Encoder
+	dec *hpack.Decoder // the connection's: HPACK state lives as long as it
+	buf bytes.Buffer
+}
+
+func dialH2Raw(t *testing.T, addr string) *h2Raw {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if p := c.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("negotiated %q, want h2", p)
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	io.WriteString(c, http2.ClientPreface)
+	h := &h2Raw{c: c, fr: http2.NewFramer(c, c)}
+	h.enc = hpack.NewEncoder(&h.buf)
+	h.dec = hpack.NewDecoder(4096, nil)
+	if err := h.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// headers sends a request on stream id with fields after the usual
+// pseudo-fields of a GET of path.
+func (h *h2Raw) headers(id uint32, path string, end bool, fields ...string) error {
+	h.buf.Reset()
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "lb.test"}, {":path", path}} {
+		h.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	for i := 0; i+1 < len(fields); i += 2 {
+		h.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	return h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.buf.Bytes(), EndStream: end, EndHeaders: true})
+}
+
+// streamEnd reads frames until stream id ends, and returns its status
+// (0 when it was reset) and the reset's code.
+func (h *h2Raw) streamEnd(t *testing.T, id uint32) (status string, code http2.ErrCode) {
+	t.Helper()
+	for {
+		f, err := h.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading frames: %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				h.fr.WriteSettingsAck()
+			}
+		case *http2.HeadersFrame:
+			fields, err := h.dec.DecodeFull(f.HeaderBlockFragment())
+			if err != nil {
+				t.Fatalf("decoding a response head: %v", err)
+			}
+			for _, hf := range fields {
+				if hf.Name == ":status" && f.StreamID == id {
+					status = hf.Value
+				}
+			}
+			if f.StreamID == id && f.StreamEnded() {
+				return status, 0
+			}
+		case *http2.DataFrame:
+			if f.StreamID == id && f.StreamEnded() {
+				return status, 0
+			}
+		case *http2.RSTStreamFrame:
+			if f.StreamID == id {
+				return status, f.ErrCode
+			}
+		case *http2.GoAwayFrame:
+			t.Fatalf("GOAWAY %v waiting for stream %d", f.ErrCode, id)
+		}
+	}
+}
+
+// TestH2MalformedFieldsAreStreamErrors: upper-case field names and
+// connection-specific fields (RFC 9113 8.2) reset their stream, reach no
+// backend, and leave the connection serving.
+func TestH2MalformedFieldsAreStreamErrors(t *testing.T) {
+	f, _ := tlsFixture(t, 1, h2Options(t), nil)
+	h := dialH2Raw(t, f.addr)
+	id := uint32(1)
+	for _, fields := range [][]string{
+		{"X-Upper", "1"},
+		{"connection", "keep-alive"},
+		{"keep-alive", "timeout=5"},
+		{"transfer-encoding", "chunked"},
+		{"te", "gzip"},
+	} {
+		if err := h.headers(id, "/", true, fields...); err != nil {
+			t.Fatal(err)
+		}
+		if status, code := h.streamEnd(t, id); code != http2.ErrCodeProtocol && status != "400" {
+			t.Errorf("%v: status %q, reset %v; want a stream error", fields, status, code)
+		}
+		id += 2
+	}
+	if n := f.backends[0].served.Load(); n != 0 {
+		t.Errorf("backend served %d malformed requests", n)
+	}
+	if err := h.headers(id, "/", true, "te", "trailers"); err != nil {
+		t.Fatal(err)
+	}
+	if status, code := h.streamEnd(t, id); status != "200" {
+		t.Errorf("a good request after them: status %q, reset %v", status, code)
+	}
+}
+
+// TestH2RapidResetIsBounded: a client that opens streams and resets them
+// at once (CVE-2023-44487) neither holds backend connections nor keeps
+// other clients from being served.
+func TestH2RapidResetIsBounded(t *testing.T) {
+	f, _ := tlsFixture(t, 1, h2Options(t), nil)
+	h := dialH2Raw(t, f.addr)
+	go func() {
+		// Drain what the server sends so that its writes never block.
+		for {
+			if _, err := h.fr.ReadFrame(); err != nil {
+				return
+			}
+		}
+	}()
+	for i := range 5000 {
+		id := uint32(2*i + 1)
+		if h.headers(id, "/slow", true) != nil || h.fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+			break // the server closed the connection: bounded too
+		}
+	}
+	c, _ := h2Client(t)
+	if id, _ := get(t, c, "https://"+f.addr+"/"); id != "app-01" {
+		t.Errorf("another client got %q", id)
+	}
+	b := f.pool.Registry().Get("app-01")
+	eventually.True(t, "no backend connection held by reset streams", func() bool { return b.Active() == 0 })
 }
