@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -38,32 +39,54 @@ import (
 // connection may have open at once.
 const h2MaxStreams = 100
 
-// h2front is the HTTP/2 server of a proxy, made on first use. Its zero
-// value is ready.
+// h2front holds the HTTP/2 servers of a proxy. Its zero value is ready.
+//
+// An http2.Server's idle timeout is read by its connections while they
+// run, so it cannot change; a connection is served by the server made for
+// the idle timeout in force when it starts, and a new one is made when
+// Reconfigure changes it.
 type h2front struct {
-	once sync.Once
+	cur atomic.Pointer[h2server] // the server for the current idle timeout
+
+	mu  sync.Mutex  // guards all; taken only to make a server and at Shutdown
+	all []*h2server // every server made, for goAway
+}
+
+type h2server struct {
+	idle time.Duration
 	srv  *http2.Server
 	// base exists for its shutdown hook: http2.ConfigureServer registers
-	// on it the GOAWAY that every HTTP/2 connection gets at Shutdown.
+	// on it the GOAWAY that every connection of srv gets at Shutdown.
 	base *http.Server
 }
 
-func (h *h2front) server() *http2.Server {
-	h.once.Do(func() {
-		h.srv = &http2.Server{MaxConcurrentStreams: h2MaxStreams}
-		h.base = &http.Server{}
-		http2.ConfigureServer(h.base, h.srv)
-	})
-	return h.srv
+// server returns the HTTP/2 server for connections whose idle timeout is
+// idle.
+func (h *h2front) server(idle time.Duration) *http2.Server {
+	if s := h.cur.Load(); s != nil && s.idle == idle {
+		return s.srv
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s := h.cur.Load(); s != nil && s.idle == idle {
+		return s.srv
+	}
+	s := &h2server{idle: idle, srv: &http2.Server{MaxConcurrentStreams: h2MaxStreams, IdleTimeout: idle}, base: &http.Server{}}
+	http2.ConfigureServer(s.base, s.srv)
+	h.all = append(h.all, s)
+	h.cur.Store(s)
+	return s.srv
 }
 
 // goAway tells every HTTP/2 client connection to start no new stream; each
 // closes once its streams have ended.
 func (h *h2front) goAway() {
-	if h.base != nil {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, s := range h.all {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel() // only the hooks are wanted: there is no listener to wait for
-		h.base.Shutdown(ctx)
+		s.base.Shutdown(ctx)
 	}
 }
 
@@ -79,12 +102,13 @@ func (p *Proxy) serveH2(ac *accept.Conn, sec *tls.Conn) {
 		c.addrKey = backend.AddrHash(addr)
 		c.pinKey = pinClientKey([]byte(c.ip))
 	}
-	srv := p.h2.server()
+	// A connection idle for timeouts.idle is closed.
+	srv := p.h2.server(cfg.idle)
 	srv.ServeConn(sec, &http2.ServeConnOpts{
 		Handler: c,
 		// The header list limit is limits.header_bytes (a larger list
-		// gets 431); a connection idle for timeouts.idle is closed.
-		BaseConfig: &http.Server{MaxHeaderBytes: cfg.maxHead, IdleTimeout: cfg.idle,
+		// gets 431).
+		BaseConfig: &http.Server{MaxHeaderBytes: cfg.maxHead,
 			// What the HTTP/2 server reports (protocol errors of clients)
 			// is for debugging.
 			ErrorLog: slog.NewLogLogger(p.logger().Handler(), slog.LevelDebug)},
@@ -102,6 +126,7 @@ type h2client struct {
 // ServeHTTP forwards one stream.
 func (c *h2client) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := c.p
+	defer p.loop.Counts.Request()
 	if r.Method == http.MethodConnect {
 		// Neither CONNECT nor the extended CONNECT of RFC 8441 is
 		// served over HTTP/2.

@@ -75,6 +75,9 @@ func TestH2StickyAndRepinOnFailure(t *testing.T) {
 			t.Fatalf("after the re-pin the request went to %s, want %s", again, id)
 		}
 	}
+	// Each stream counts once it has ended, which may be after the
+	// client has its answer.
+	eventually.True(t, "17 requests counted", func() bool { return f.proxy.Counts().Requests() == 17 })
 }
 
 func TestH2ConcurrentStreamsShareOneConnection(t *testing.T) {
@@ -162,14 +165,27 @@ func TestH2HeaderListLimit(t *testing.T) {
 	if err == nil && resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("8 KB of fields against a 4 KiB limit: %d, want 431 or a refusal", resp.StatusCode)
 	}
-	// Many small fields over the limit: 431 on the stream.
+	// Many small fields over the limit: 431 on the stream, or the client
+	// refuses to send them, having read the limit in lbctl's SETTINGS.
 	hdr := []string{}
 	for i := range 40 {
 		hdr = append(hdr, fmt.Sprintf("X-Field-%d", i), strings.Repeat("b", 200))
 	}
 	_, resp, err = tryGet(c, "https://"+f.addr+"/", hdr...)
-	if err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+	refused := err != nil && strings.Contains(err.Error(), "larger than peer's advertised limit")
+	if !refused && (err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge) {
 		t.Errorf("40 fields of 200 bytes against a 4 KiB limit: %v, %v; want 431", resp, err)
+	}
+	// A client that sends them anyway gets 431 on the stream.
+	h := dialH2Raw(t, f.addr)
+	for i := 0; i < len(hdr); i += 2 {
+		hdr[i] = strings.ToLower(hdr[i])
+	}
+	if err := h.headers(1, "/", true, hdr...); err != nil {
+		t.Fatal(err)
+	}
+	if status, code := h.streamEnd(t, 1); status != "431" {
+		t.Errorf("40 fields of 200 bytes sent regardless: status %q, reset %v; want 431", status, code)
 	}
 	if n := f.backends[0].served.Load(); n != 0 {
 		t.Errorf("backend served %d requests", n)
@@ -364,4 +380,25 @@ func TestH2RapidResetIsBounded(t *testing.T) {
 	}
 	b := f.pool.Registry().Get("app-01")
 	eventually.True(t, "no backend connection held by reset streams", func() bool { return b.Active() == 0 })
+}
+
+// TestH2IdleConnectionCloses: an HTTP/2 connection without a stream for
+// timeouts.idle gets GOAWAY and is closed.
+func TestH2IdleConnectionCloses(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	f, _ := tlsFixture(t, 1, h2Options(t), func(p *Proxy) { p.IdleTimeout = idle })
+	h := dialH2Raw(t, f.addr)
+	start := time.Now()
+	for {
+		fr, err := h.fr.ReadFrame()
+		if err != nil {
+			break // closed
+		}
+		if s, ok := fr.(*http2.SettingsFrame); ok && !s.IsAck() {
+			h.fr.WriteSettingsAck()
+		}
+	}
+	if took := time.Since(start); took < idle || took > 25*time.Second {
+		t.Errorf("idle connection closed after %v, want about %v", took, idle)
+	}
 }

@@ -29,7 +29,7 @@ func TestDemoTLSListensOn8443ByDefault(t *testing.T) {
 
 // TestServeDemoTLS: `serve --demo --mode l7 --tls` answers over https with
 // its self-signed certificate, with a Secure cookie, and curl -k takes it
-// too when curl is installed.
+// too, over HTTP/2 and HTTP/1.1, when curl is installed.
 func TestServeDemoTLS(t *testing.T) {
 	listen := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -58,10 +58,14 @@ func TestServeDemoTLS(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Set-Cookie"), "; Secure") {
 		t.Errorf("demo over TLS: %d, Set-Cookie %q", resp.StatusCode, resp.Header.Get("Set-Cookie"))
 	}
+	// curl, when installed, gets the answer over HTTP/2 (it offers h2
+	// first) and over HTTP/1.1 when told to.
 	if _, err := exec.LookPath("curl"); err == nil {
-		out, err := exec.Command("curl", "-sk", "--max-time", "20", "https://"+listen+"/").CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "app-0") {
-			t.Errorf("curl -k https://%s/: %q, %v", listen, out, err)
+		for proto, want := range map[string]string{"--http2": "2", "--http1.1": "1.1"} {
+			out, err := exec.Command("curl", "-sk", proto, "--max-time", "20", "-w", "\n%{http_version}", "https://"+listen+"/").CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "app-0") || !strings.HasSuffix(string(out), "\n"+want) {
+				t.Errorf("curl -k %s https://%s/: %q, %v; want an answer over HTTP/%s", proto, listen, out, err, want)
+			}
 		}
 	}
 }
