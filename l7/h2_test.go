@@ -19,6 +19,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/lbctl/lbctl/internal/eventually"
+	"github.com/lbctl/lbctl/internal/leakcheck"
 )
 
 // h2Options are TLS options that offer HTTP/2 first.
@@ -401,4 +402,42 @@ func TestH2IdleConnectionCloses(t *testing.T) {
 	if took := time.Since(start); took < idle || took > 25*time.Second {
 		t.Errorf("idle connection closed after %v, want about %v", took, idle)
 	}
+}
+
+// TestTLSAndH2LeaveNothingBehind: TLS connections over HTTP/1.1 and
+// HTTP/2, bad handshakes and reset streams leave no goroutine or
+// descriptor behind once their clients are gone.
+func TestTLSAndH2LeaveNothingBehind(t *testing.T) {
+	f, _ := tlsFixture(t, 1, h2Options(t), func(p *Proxy) {
+		p.MaxIdlePerBackend = -1
+		p.HeaderTimeout = 300 * time.Millisecond
+	})
+	url := "https://" + f.addr + "/"
+	round := func() {
+		c1 := tlsClient(t, nil)
+		get(t, c1, url)
+		c1.Transport.(*http.Transport).CloseIdleConnections()
+		c2, tr := h2Client(t)
+		get(t, c2, url)
+		tr.CloseIdleConnections()
+	}
+	round()
+	warm := leakcheck.Take(t)
+	round()
+	// A handshake that stalls, and one that is garbage.
+	for _, send := range []string{"\x16\x03\x01\x02\x00\x01", "garbage\r\n\r\n"} {
+		c := dialProxy(t, f.addr)
+		io.WriteString(c, send)
+		io.ReadAll(c)
+		c.Close()
+	}
+	// Streams reset while the backend works on them.
+	h := dialH2Raw(t, f.addr)
+	for i := range 20 {
+		id := uint32(2*i + 1)
+		h.headers(id, "/slow", true)
+		h.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+	}
+	h.c.Close()
+	warm.Wait(t, 20*time.Second)
 }
