@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"sync"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accept"
+	"github.com/lbctl/lbctl/internal/accesslog"
 )
 
 // HTTP/2 to clients is a bridge: golang.org/x/net/http2's server speaks
@@ -97,6 +99,7 @@ func (p *Proxy) serveH2(ac *accept.Conn, sec *tls.Conn) {
 	cfg := p.tuned.Load()
 	c := &h2client{p: p}
 	if a, ok := ac.RemoteAddr().(*net.TCPAddr); ok {
+		c.addr = a.AddrPort()
 		addr := a.AddrPort().Addr().Unmap()
 		c.ip = addr.String()
 		c.addrKey = backend.AddrHash(addr)
@@ -118,27 +121,33 @@ func (p *Proxy) serveH2(ac *accept.Conn, sec *tls.Conn) {
 // h2client is one HTTP/2 client connection: what its streams share.
 type h2client struct {
 	p       *Proxy
-	ip      string // the client's address, as X-Forwarded-For shows it
-	addrKey uint64 // see session.addrKey
-	pinKey  uint64 // see session.pinKey
+	addr    netip.AddrPort // the client's address and port, for the access log
+	ip      string         // the client's address, as X-Forwarded-For shows it
+	addrKey uint64         // see session.addrKey
+	pinKey  uint64         // see session.pinKey
 }
 
 // ServeHTTP forwards one stream.
 func (c *h2client) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := c.p
-	defer p.loop.Counts.Request()
+	cfg := p.tuned.Load()
+	st := p.current()
+	x := &h2exchange{c: c, cfg: cfg, st: st, w: w, r: r}
+	var try backend.Attempt
+	if p.AccessLog != nil {
+		x.acct.start = time.Now()
+	}
+	defer x.endAccount(&try)
 	if r.Method == http.MethodConnect {
 		// Neither CONNECT nor the extended CONNECT of RFC 8441 is
 		// served over HTTP/2.
-		h2Answer(w, http.StatusMethodNotAllowed)
+		x.answer(http.StatusMethodNotAllowed)
 		return
 	}
-	cfg := p.tuned.Load()
-	st := p.current()
 	hasBody := r.ContentLength != 0
 	retryable := !hasBody && idempotent([]byte(r.Method))
-	pinned := c.pinned(st, r)
-	try := backend.NewAttempt(st.reg, cfg.sel, c.addrKey, pinned)
+	pinned := x.pinned()
+	try = backend.NewAttempt(st.reg, cfg.sel, c.addrKey, pinned)
 	next := func() *backend.Backend {
 		b := try.Next()
 		if b != nil && try.Pinned() {
@@ -146,12 +155,11 @@ func (c *h2client) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return b
 	}
-	x := &h2exchange{c: c, cfg: cfg, st: st, w: w, r: r}
 	b := next()
 	retriedOther, retriedFresh := false, false
 	for {
 		if b == nil {
-			h2Answer(w, http.StatusServiceUnavailable)
+			x.answer(http.StatusServiceUnavailable)
 			return
 		}
 		up, reused, err := p.upstream(st, cfg, b, retryable && !retriedFresh)
@@ -170,7 +178,7 @@ func (c *h2client) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			retriedFresh = true
 		case retryOther:
 			if retriedOther {
-				h2Answer(w, http.StatusBadGateway)
+				x.answer(http.StatusBadGateway)
 				return
 			}
 			retriedOther, retriedFresh = true, false
@@ -183,30 +191,66 @@ func (c *h2client) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // pinned returns the backend the stream's persistence cookie names, or
 // nil. HTTP/2 may split Cookie into several fields (RFC 9113 8.2.3); each
 // is looked at.
-func (c *h2client) pinned(st *poolState, r *http.Request) *backend.Backend {
-	for _, v := range r.Header.Values("Cookie") {
-		if val, ok := findCookie([]byte(v), st.codec.name); ok {
-			return st.codec.backendFor(val)
+func (x *h2exchange) pinned() *backend.Backend {
+	for _, v := range x.r.Header.Values("Cookie") {
+		if val, ok := findCookie([]byte(v), x.st.codec.name); ok {
+			b := x.st.codec.backendFor(val)
+			x.acct.named, x.acct.cookieSent = b, true
+			return b
 		}
 	}
 	return nil
 }
 
-// h2Answer ends a stream with a canned error.
-func h2Answer(w http.ResponseWriter, status int) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	io.WriteString(w, strconv.Itoa(status)+" "+http.StatusText(status)+"\n")
+// answer ends the stream with a canned error.
+func (x *h2exchange) answer(status int) {
+	x.acct.status = status
+	h := x.w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	x.w.WriteHeader(status)
+	n, _ := io.WriteString(x.w, strconv.Itoa(status)+" "+http.StatusText(status)+"\n")
+	x.bytes += int64(n)
+}
+
+// endAccount reports the stream as session.endAccount reports a request:
+// to its backend's counts by status class, to the re-pin counts, to the
+// front door's request count, and to the access log (whose Bytes are the
+// body's: HTTP/2 heads are compressed per connection).
+func (x *h2exchange) endAccount(try *backend.Attempt) {
+	p, a := x.c.p, &x.acct
+	outcome, why := a.cookie(try)
+	if a.b != nil {
+		a.b.CountResponse(a.status)
+		if outcome == accesslog.CookieRepinned {
+			p.Pool.Repins.Count(why)
+		}
+	}
+	p.loop.Counts.Request()
+	if p.AccessLog == nil {
+		return
+	}
+	r := new(accesslog.Record)
+	r.Time = time.Now()
+	r.Duration = r.Time.Sub(a.start)
+	r.Client = x.c.addr
+	if a.b != nil {
+		r.Backend = a.b.ID
+	}
+	r.SetRequest([]byte(x.r.Method), []byte(x.r.URL.RequestURI()))
+	r.Status, r.Bytes, r.Head, r.Cookie = a.status, x.bytes, a.head, outcome
+	p.AccessLog.Write(r)
 }
 
 // h2exchange is one stream's request on its way to a backend.
 type h2exchange struct {
-	c   *h2client
-	cfg *settings
-	st  *poolState
-	w   http.ResponseWriter
-	r   *http.Request
+	c     *h2client
+	cfg   *settings
+	st    *poolState
+	w     http.ResponseWriter
+	r     *http.Request
+	acct  account // what the stream reports when it ends
+	bytes int64   // body bytes written to the stream
 }
 
 // roundTrip sends the request to b over up and relays the answer, with
@@ -216,6 +260,7 @@ func (x *h2exchange) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retr
 	p, r := x.c.p, x.r
 	b.Acquire()
 	defer b.Release()
+	x.acct.b = b
 	// A stream the client resets (or a connection that goes) stops the
 	// exchange at once: its backend connection is closed, which no one
 	// holds against the backend.
@@ -236,7 +281,8 @@ func (x *h2exchange) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retr
 	var rd connReader
 	rd.reset(up, *upBuf, nil)
 	var resp responseHead
-	up.SetReadDeadline(time.Now().Add(x.cfg.server))
+	x.acct.sent = time.Now()
+	up.SetReadDeadline(x.acct.sent.Add(x.cfg.server))
 	for {
 		head, partial, err := rd.readHead()
 		if err != nil {
@@ -251,11 +297,11 @@ func (x *h2exchange) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retr
 				if bodyErr == nil {
 					x.backendFault(b, err)
 				}
-				h2Answer(x.w, http.StatusGatewayTimeout)
+				x.answer(http.StatusGatewayTimeout)
 				return relayed
 			case errors.Is(err, errHeadTooLarge):
 				x.backendFault(b, err)
-				h2Answer(x.w, http.StatusBadGateway)
+				x.answer(http.StatusBadGateway)
 				return relayed
 			}
 			return x.failed(b, err, reused && !partial, retryable)
@@ -267,10 +313,13 @@ func (x *h2exchange) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retr
 				err = errors.New("101 to a request that asked for no switch")
 			}
 			x.backendFault(b, err)
-			h2Answer(x.w, http.StatusBadGateway)
+			x.answer(http.StatusBadGateway)
 			return relayed
 		}
 		if resp.status >= 200 {
+			x.acct.head = time.Since(x.acct.sent)
+			x.acct.status = resp.status
+			b.ObserveResponseHead(x.acct.head)
 			break
 		}
 		// Interim responses (100, 103) are not relayed over HTTP/2.
@@ -294,7 +343,7 @@ func (x *h2exchange) failed(b *backend.Backend, err error, stale, retryable bool
 	if retryable {
 		return retryOther
 	}
-	h2Answer(x.w, http.StatusBadGateway)
+	x.answer(http.StatusBadGateway)
 	return relayed
 }
 
@@ -472,11 +521,11 @@ func (x *h2exchange) relay(b *backend.Backend, up *net.TCPConn, rd *connReader, 
 		// without the field that lbctl does not forward.
 		up.Close()
 		waitBody(bodyDone)
-		h2Answer(x.w, http.StatusBadGateway)
+		x.answer(http.StatusBadGateway)
 		return
 	}
 	x.w.WriteHeader(resp.status)
-	fw := h2Flusher{w: x.w, rc: http.NewResponseController(x.w)}
+	fw := h2Flusher{w: x.w, rc: http.NewResponseController(x.w), n: &x.bytes}
 	rd.idle = x.cfg.server
 	var err error
 	switch framing {
@@ -531,10 +580,12 @@ func (x *h2exchange) joinBody(done chan error, up *net.TCPConn, failed bool) err
 type h2Flusher struct {
 	w  http.ResponseWriter
 	rc *http.ResponseController
+	n  *int64 // bytes written
 }
 
 func (f h2Flusher) Write(p []byte) (int, error) {
 	n, err := f.w.Write(p)
+	*f.n += int64(n)
 	if err == nil {
 		err = f.rc.Flush()
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,8 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/accesslog"
 	"github.com/lbctl/lbctl/internal/eventually"
 	"github.com/lbctl/lbctl/internal/leakcheck"
 )
@@ -440,4 +443,50 @@ func TestTLSAndH2LeaveNothingBehind(t *testing.T) {
 	}
 	h.c.Close()
 	warm.Wait(t, 20*time.Second)
+}
+
+// TestH2StreamsAreAccounted: each HTTP/2 stream gets its access log line
+// and counts, with the cookie's outcome, as an HTTP/1.1 request does.
+func TestH2StreamsAreAccounted(t *testing.T) {
+	path := t.TempDir() + "/access.log"
+	file, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	lg := accesslog.New(file, accesslog.DefaultSize)
+	f, _ := tlsFixture(t, 2, h2Options(t), func(p *Proxy) { p.AccessLog = lg })
+	c, _ := h2Client(t)
+	url := "https://" + f.addr
+	first, _ := get(t, c, url+"/a?x=1")
+	get(t, c, url+"/b")
+	f.byID[first].kill()
+	get(t, c, url+"/c")
+	eventually.True(t, "3 requests counted", func() bool { return f.proxy.Counts().Requests() == 3 })
+	if err := lg.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d access log lines, want 3:\n%s", len(lines), data)
+	}
+	for i, want := range []string{
+		`"method":"GET","path":"/a?x=1","status":200`, `"path":"/b","status":200`, `"path":"/c","status":200`,
+	} {
+		if !strings.Contains(lines[i], want) {
+			t.Errorf("line %d = %s, want it to hold %s", i, lines[i], want)
+		}
+	}
+	for i, want := range []string{`"cookie":"new"`, `"cookie":"valid"`, `"cookie":"repinned"`} {
+		if !strings.Contains(lines[i], want) {
+			t.Errorf("line %d = %s, want it to hold %s", i, lines[i], want)
+		}
+	}
+	if got := f.pool.Repins.Load(backend.RepinFailed); got != 1 {
+		t.Errorf("%d re-pins for a failure counted, want 1", got)
+	}
 }
