@@ -4,15 +4,20 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/internal/eventually"
+	"github.com/lbctl/lbctl/internal/selfsigned"
 )
 
 func TestDemoTLSListensOn8443ByDefault(t *testing.T) {
@@ -74,5 +79,59 @@ func TestServeTLSNeedsDemo(t *testing.T) {
 	err := runServe(context.Background(), serveOptions{tls: true, config: writeConfig(t, ""), logLevel: "warn"})
 	if err == nil || !strings.Contains(err.Error(), "--tls goes with --demo") {
 		t.Errorf("serve --tls without --demo: %v", err)
+	}
+}
+
+// TestServeTLSReloadsCertificatesOnSIGHUP: a real lbctl serve takes up a
+// renewed certificate on SIGHUP, and a broken one is refused with the
+// file named in the log while the one in force stays.
+func TestServeTLSReloadsCertificatesOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "site.pem"), filepath.Join(dir, "site.key")
+	writePair := func(name string) {
+		t.Helper()
+		c, k, err := selfsigned.PEM(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if os.WriteFile(cert, c, 0o600) != nil || os.WriteFile(key, k, 0o600) != nil {
+			t.Fatal("writing the certificate")
+		}
+	}
+	writePair("old.test")
+	listen := freeAddr(t)
+	path := writeConfig(t, fmt.Sprintf(`mode = "l7"
+listen = %q
+[health]
+check = "none"
+[tls]
+certificates = [{ cert = %q, key = %q }]
+[[backend]]
+id = "app-01"
+address = "127.0.0.1:1"
+`, listen, cert, key))
+	cmd, log := startServe(t, "-c", path)
+	name := func() string {
+		c, err := tls.Dial("tcp", listen, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			return err.Error()
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].DNSNames[0]
+	}
+	if got := name(); got != "old.test" {
+		t.Fatalf("certificate %q, want old.test", got)
+	}
+	writePair("new.test")
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, log, "~tls(certificates)")
+	if got := name(); got != "new.test" {
+		t.Errorf("after SIGHUP the certificate is %q, want new.test", got)
+	}
+	os.WriteFile(cert, []byte("broken"), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, log, "tls.certificates[0]: "+cert)
+	if got := name(); got != "new.test" {
+		t.Errorf("after a broken certificate the handshake shows %q, want new.test (kept)", got)
 	}
 }
