@@ -25,26 +25,22 @@ func TestNATViewAgainstKnownPopulation(t *testing.T) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	o := Options{Backends: 4, Users: 1000, Gateways: 40, Skew: Zipf, ZipfS: 1.1, Requests: 2,
-		Modes: []Mode{L4}, Seed: 7, Concurrency: 1}
+		Modes: []Mode{L4}, Seed: 7, Concurrency: 1, PoolSize: 1, Instances: 1}
 	pop, err := NewPopulation(o.Users, o.Gateways, o.Skew, o.ZipfS, o.Seed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := startBackends(o.Backends)
+	set, err := startBackends(o.Backends, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer set.close()
-	cfg, err := runConfig(LabConfig(), set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := instance.NewPool(cfg, log)
+	cfg, err := runConfig(LabConfig(), set.all)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	l4run, err := runMode(ctx, L4, &o, pop, set, cfg, pool, log)
+	l4run, err := runMode(ctx, L4, &o, pop, set, cfg, t.TempDir(), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,16 +72,12 @@ func TestNATViewAgainstKnownPopulation(t *testing.T) {
 		<-served
 		in.Close()
 	}()
-	gen := &generator{pop: pop, requests: o.Requests, concurrency: 1, timeout: 10 * time.Second,
-		target: "http://" + ln.Addr().String() + "/", backends: map[string]int{}}
-	for i, b := range set.all {
-		gen.backends[b.id] = i
-	}
+	gen := newGenerator(&o, pop, set, []string{"http://" + ln.Addr().String() + "/"})
 	if _, _, err := gen.run(ctx, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if n := gen.failed.Load(); n > 0 {
-		t.Fatalf("L7 run: %d requests failed: %v", n, gen.reasons)
+		t.Fatalf("L7 run: %d requests failed: %v", n, gen.failureReasons())
 	}
 
 	view := in.NAT(20)

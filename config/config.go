@@ -37,9 +37,11 @@ type Config struct {
 	Health   Health   `toml:"health"`
 	Timeouts Timeouts `toml:"timeouts"`
 	Limits   Limits   `toml:"limits"`
+	L4       L4       `toml:"l4"`
 	Admin    Admin    `toml:"admin"`
 	Log      Log      `toml:"log"`
 	Cluster  Cluster  `toml:"cluster"`
+	TLS      TLS      `toml:"tls"`
 
 	// Backends is the pool, in file order ([[backend]] tables).
 	Backends []Backend `toml:"backend"`
@@ -92,7 +94,8 @@ type Cookie struct {
 	Domain string `toml:"domain"`
 	// HTTPOnly adds the HttpOnly attribute.
 	HTTPOnly bool `toml:"http_only"`
-	// Secure adds the Secure attribute.
+	// Secure adds the Secure attribute. A file that leaves it out gets
+	// true when [tls] has certificates, false otherwise.
 	Secure bool `toml:"secure"`
 	// SameSite is "lax", "strict", "none", or empty to omit the attribute.
 	SameSite string `toml:"same_site"`
@@ -137,6 +140,14 @@ type Limits struct {
 	// HeaderBytes is the largest request head accepted; larger ones get
 	// 431 (L7).
 	HeaderBytes int `toml:"header_bytes"`
+}
+
+// L4 is the [l4] table: the L4 front door's engine.
+type L4 struct {
+	// Loops is how many event loops serve the listener on Linux, each
+	// accepting from it and relaying its own connections; 0 means one per
+	// core the Go runtime uses (GOMAXPROCS).
+	Loops int `toml:"loops"`
 }
 
 // Admin is the [admin] table: the listener of the runtime API that the
@@ -252,6 +263,7 @@ func Default() Config {
 			GossipInterval:   Duration(200 * time.Millisecond),
 			QueueSize:        8192,
 		},
+		TLS: defaultTLS(),
 	}
 }
 

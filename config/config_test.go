@@ -70,6 +70,7 @@ func TestDefault(t *testing.T) {
 		{"timeouts.header", d.Timeouts.Header.D(), 10 * time.Second},
 		{"timeouts.server", d.Timeouts.Server.D(), 60 * time.Second},
 		{"limits.header_bytes", d.Limits.HeaderBytes, 65536},
+		{"l4.loops", d.L4.Loops, 0},
 		{"backends", d.Backends == nil, true},
 	}
 	for _, tt := range tests {
@@ -142,7 +143,9 @@ func tagKeys(prefix string, t reflect.Type) []string {
 			key = prefix + "." + key
 		}
 		ft := f.Type
-		if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
+		// Arrays of tables are keys of their own, apart from the
+		// top level's [[backend]].
+		if prefix == "" && ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
 			ft = ft.Elem()
 		}
 		if ft.Kind() == reflect.Struct {

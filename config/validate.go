@@ -61,11 +61,15 @@ func (c *Config) validate(needBackends bool) error {
 	v.positive("timeouts.server", c.Timeouts.Server)
 
 	v.between("limits.header_bytes", c.Limits.HeaderBytes, 1024, 1<<20)
+	if n := c.L4.Loops; n < 0 || n > maxLoops {
+		v.fail("l4.loops", "%d is out of range 0..%d (0 is one loop per core)", n, maxLoops)
+	}
 
 	v.admin(&c.Admin)
 	v.log(&c.Log)
 	v.cluster(&c.Cluster)
 	v.listenProxy(c.ListenProxy)
+	v.tls(&c.TLS, c.Mode, c.Listen)
 
 	if needBackends || len(c.Backends) > 0 {
 		v.backends(c.Backends)
@@ -73,6 +77,10 @@ func (c *Config) validate(needBackends bool) error {
 
 	return errors.Join(v.errs...)
 }
+
+// maxLoops bounds l4.loops: more loops than cores only share the cores,
+// and each holds descriptors and buffers of its own.
+const maxLoops = 1024
 
 // The Maglev table's default and largest size, as package backend has
 // them (DefaultTableSize, MaxTableSize; a test there checks they agree).

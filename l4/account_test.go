@@ -1,10 +1,13 @@
 package l4
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -84,5 +87,32 @@ func TestAccessLogLines(t *testing.T) {
 	}
 	if l := got["127.0.0.42"]; l.Mode != "l4" || !strings.HasPrefix(l.Client, "127.0.0.42:") || l.Backend != nil || l.BytesIn != 0 || l.BytesOut != 0 {
 		t.Errorf("line of the refused client: %+v", l)
+	}
+}
+
+// The proxy's counts add up the connections of every loop (and of the
+// goroutine engine): accepted ones, and open ones until they end.
+func TestCountsAddUpEveryConnection(t *testing.T) {
+	tb := startBackend(t, "app-01")
+	var p *Proxy
+	addr := serveProxy(t, newRegistry(t, tb.addr), func(q *Proxy) { p = q })
+	const n = 40
+	conns := make([]*net.TCPConn, 0, n)
+	for i := range n {
+		c := dialFrom(t, fmt.Sprintf("127.0.3.%d", i+1), addr)
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "app-01\n" {
+			t.Fatalf("client %d: greeting %q, %v", i, line, err)
+		}
+		conns = append(conns, c)
+	}
+	if got, open := p.Counts().Accepted(), p.Counts().Open(); got != n || open != n {
+		t.Errorf("with %d connections open: %d accepted, %d open; want %d and %d", n, got, open, n, n)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	eventually.True(t, "every connection counted closed", func() bool { return p.Counts().Open() == 0 })
+	if got := p.Counts().Accepted(); got != n {
+		t.Errorf("%d accepted after the clients left, want %d", got, n)
 	}
 }

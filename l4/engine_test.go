@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"syscall"
@@ -17,13 +18,43 @@ import (
 	"github.com/lbctl/lbctl/internal/logtest"
 )
 
+// TestMain runs the package's tests with two event loops per listener
+// (Proxy.Loops zero), whatever GOMAXPROCS is, so that every L4 test holds
+// with several loops; TestOneEventLoop runs the behaviour tests again with
+// one.
+func TestMain(m *testing.M) {
+	testHookLoops = 2
+	os.Exit(m.Run())
+}
+
+// TestOneEventLoop runs the behaviour tests again with one event loop per
+// listener, the loop count of a single core.
+func TestOneEventLoop(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the event loop serves on Linux only")
+	}
+	testHookLoops = 1
+	defer func() { testHookLoops = 2 }()
+	for name, test := range behaviourTests() {
+		t.Run(name, test)
+	}
+}
+
 // TestPortableEngine runs the behaviour tests again on the goroutine per
 // connection engine, which serves wherever the event loop cannot (other
 // systems, backend names that need DNS).
 func TestPortableEngine(t *testing.T) {
 	testHookPortable = true
 	defer func() { testHookPortable = false }()
-	for name, test := range map[string]func(*testing.T){
+	for name, test := range behaviourTests() {
+		t.Run(name, test)
+	}
+}
+
+// behaviourTests are the tests of what a client sees, which each engine
+// and loop count must pass alike.
+func behaviourTests() map[string]func(*testing.T) {
+	return map[string]func(*testing.T){
 		"OneSourceIPStaysOnOneBackend":          TestOneSourceIPStaysOnOneBackend,
 		"NewSourceIPsSpreadByPolicy":            TestNewSourceIPsSpreadByPolicy,
 		"FailoverRepinsWithoutFlapBack":         TestFailoverRepinsWithoutFlapBack,
@@ -40,6 +71,7 @@ func TestPortableEngine(t *testing.T) {
 		"ConcurrentFailover":                    TestConcurrentFailoverOfOneClientRepinsToOneBackend,
 		"SlowClientGetsEveryByte":               TestSlowClientGetsEveryByte,
 		"AccessLogLines":                        TestAccessLogLines,
+		"CountsAddUpEveryConnection":            TestCountsAddUpEveryConnection,
 		"BackendNameUsesPortableEngine":         TestBackendNamedByHostname,
 		"SlowSteadyReaderIsNotIdle":             TestSlowSteadyReaderIsNotIdle,
 		"StalledReaderIsIdle":                   TestStalledReaderIsIdle,
@@ -55,8 +87,6 @@ func TestPortableEngine(t *testing.T) {
 		"ReconfigurePolicy":                     TestReconfigurePolicyTakesEffect,
 		"ReconfigureUnderLoad":                  TestReconfigureUnderLoad,
 		"StopAcceptingKeepsItsConnections":      TestStopAcceptingKeepsItsConnections,
-	} {
-		t.Run(name, test)
 	}
 }
 
@@ -237,7 +267,7 @@ func TestServeLogsWhichEngineServes(t *testing.T) {
 	for _, c := range []struct {
 		name, address, want string
 	}{
-		{"ip literal", tb.addr, `msg="l4 engine: one event loop serves the listener"`},
+		{"ip literal", tb.addr, `msg="l4 engine: event loops serve the listener" listener=`},
 		{"host name", net.JoinHostPort("localhost", port),
 			`msg="l4 engine: a goroutine per connection serves the listener"`},
 	} {
@@ -246,11 +276,17 @@ func TestServeLogsWhichEngineServes(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out logtest.Buffer
-		addr := serveProxy(t, reg, func(p *Proxy) { p.Logger = slog.New(slog.NewTextHandler(&out, nil)) })
+		addr := serveProxy(t, reg, func(p *Proxy) {
+			p.Logger = slog.New(slog.NewTextHandler(&out, nil))
+			p.Loops = 3
+		})
 		greeting(t, "127.0.0.32", addr) // Serve has chosen by then
 		got := out.String()
 		if !strings.Contains(got, c.want) {
 			t.Errorf("%s: log %q, want %s", c.name, got, c.want)
+		}
+		if c.name == "ip literal" && !strings.Contains(got, " loops=3\n") {
+			t.Errorf("%s: log %q does not say how many loops serve", c.name, got)
 		}
 		if c.name == "host name" && !strings.Contains(got, `reason="backend app-01 has address \"localhost:`) {
 			t.Errorf("%s: log %q does not say which backend needs the portable engine", c.name, got)

@@ -19,11 +19,12 @@ import (
 	"github.com/lbctl/lbctl/internal/accept"
 )
 
-// eventLoop serves every connection accepted on one listener from a single
-// goroutine, the way HAProxy and nginx do: it owns the client and backend
-// sockets as raw non-blocking descriptors in its own edge-triggered epoll
-// set, and moves bytes with read/write for small messages and splice(2)
-// through a pipe once a direction carries bulk data.
+// eventLoop serves the connections it accepts on a listener from a single
+// goroutine, the way HAProxy and nginx do, one loop per core (see
+// Proxy.Loops) accepting from the listener's one socket: it owns the client
+// and backend sockets as raw non-blocking descriptors in its own
+// edge-triggered epoll set, and moves bytes with read/write for small
+// messages and splice(2) through a pipe once a direction carries bulk data.
 //
 // Compared with a goroutine per connection over net.TCPConn, a connection
 // costs no goroutine, no stack growth and about a quarter fewer system
@@ -35,9 +36,11 @@ import (
 //
 // The loop's state belongs to its goroutine alone; other goroutines reach
 // it only through its stopping, aborting, closing and retiring flags and
-// wake. Nor
-// does it wait on anything but epoll: its log lines (and those of passive
-// health) are handed to the proxy's log writer, never written in the loop.
+// wake, and read its accepted count. What the loops of a proxy share (the
+// affinity table, the pool and its backends' counters, Counts) is sharded
+// or atomic: no loop waits for another. Nor does it wait on anything but
+// epoll: its log lines (and those of passive health) are handed to the
+// proxy's log writer, never written in the loop.
 type eventLoop struct {
 	p  *Proxy
 	ln net.Listener // what Serve was given, for StopAccepting
@@ -79,6 +82,9 @@ type eventLoop struct {
 	lnReady  bool  // the listener may have connections to accept
 	acceptAt int64 // accepting resumes then after a failed accept
 	backoff  accept.Backoff
+	// accepted counts the connections this loop accepted: how the
+	// accepts spread over the loops.
+	accepted atomic.Uint64
 
 	// stopping asks the loop to stop accepting and end once its sessions
 	// have, aborting to close every session and end now: see Stop.
@@ -106,43 +112,83 @@ const (
 	spares = 64
 )
 
-// newEventLoop returns an event loop serving ln, or nil and the reason
-// when ln or the backends need the portable engine: a listener that is not
-// TCP, or a backend address that is not an IP literal (a name is resolved
-// by each dial of the portable engine, and the loop must never block on
-// DNS).
-func (p *Proxy) newEventLoop(ln net.Listener) (*eventLoop, string, error) {
+// newEventLoops returns n event loops serving ln together, or nil and the
+// reason when ln or the backends need the portable engine: a listener
+// that is not TCP, or a backend address that is not an IP literal (a name
+// is resolved by each dial of the portable engine, and the loop must never
+// block on DNS).
+//
+// The loops share ln's one socket: each holds a duplicate of it in its own
+// epoll set, registered with EPOLLEXCLUSIVE, and accepts from the one
+// queue. A listener handed over by an upgrade, or retired by a reload that
+// moves the listen address, is then still one socket whose queue no loop
+// can strand (see the README's "Every core").
+func (p *Proxy) newEventLoops(ln net.Listener, n int) ([]*eventLoop, string, error) {
 	tl, ok := ln.(*net.TCPListener)
 	if !ok {
 		return nil, fmt.Sprintf("the listener is a %T, not a TCP listener", ln), nil
 	}
 	reg := p.Pool.Registry()
-	targets := make(map[*backend.Backend]*target, reg.Len())
 	for _, b := range reg.All() {
-		t := newTargetFor(b.Address())
-		if t == nil {
+		if newTargetFor(b.Address()) == nil {
 			return nil, fmt.Sprintf("backend %s has address %q, not an IP literal, and the event loop never resolves names", b.ID, b.Address()), nil
 		}
-		targets[b] = t
 	}
-	l := &eventLoop{
-		p:       p,
-		ln:      ln,
-		epfd:    -1,
-		lnfd:    -1,
-		wakefd:  -1,
-		events:  make([]unix.EpollEvent, 256),
-		scratch: make([]byte, bufSize),
-		targets: targets,
-		reg:     reg,
-		start:   time.Now(),
-		lnReady: true,
-	}
-	if err := l.open(tl); err != nil {
-		l.closeFDs()
+	lnfd, err := takeListener(tl)
+	if err != nil {
 		return nil, "", fmt.Errorf("l4: event loop: %w", err)
 	}
-	return l, "", nil
+	defer sysClose(lnfd) // each loop holds a duplicate of its own
+	loops := make([]*eventLoop, 0, n)
+	for range n {
+		l := &eventLoop{
+			p:       p,
+			ln:      ln,
+			epfd:    -1,
+			lnfd:    -1,
+			wakefd:  -1,
+			lnAddr:  tl.Addr().String(),
+			events:  make([]unix.EpollEvent, 256),
+			scratch: make([]byte, bufSize),
+			targets: make(map[*backend.Backend]*target, reg.Len()),
+			reg:     reg,
+			start:   time.Now(),
+			lnReady: true,
+		}
+		for _, b := range reg.All() {
+			l.targets[b] = newTargetFor(b.Address())
+		}
+		loops = append(loops, l)
+		if err := l.open(lnfd); err != nil {
+			for _, l := range loops {
+				l.closeFDs()
+			}
+			return nil, "", fmt.Errorf("l4: event loop: %w", err)
+		}
+	}
+	return loops, "", nil
+}
+
+// takeListener returns a duplicate of ln's socket and closes ln: the
+// runtime's poller then forgets the socket, and only the event loops are
+// woken by new connections.
+func takeListener(ln *net.TCPListener) (int, error) {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(lfd uintptr) {
+		fd, derr = unix.FcntlInt(lfd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("duplicate listener: %w", derr)
+	}
+	ln.Close()
+	return fd, nil
 }
 
 // errNotLiteral is the dial error of a backend that a reload gave a host
@@ -185,34 +231,28 @@ func newTargetFor(addr string) *target {
 	return t
 }
 
-// open takes the listener's socket over and creates the epoll set and the
-// wake-up descriptor. The listener is duplicated and the original closed:
-// the runtime's poller then forgets it, and only this loop is woken by new
-// connections.
-func (l *eventLoop) open(ln *net.TCPListener) error {
-	rc, err := ln.SyscallConn()
-	if err != nil {
-		return err
+// open gives the loop its own duplicate of the listening socket lnfd, and
+// creates its epoll set and wake-up descriptor.
+//
+// The listener is registered with EPOLLEXCLUSIVE, which holds the kernel to
+// waking one loop per new connection only where a loop sleeps in
+// epoll_wait itself. The loops sleep in the runtime's poller instead, so a
+// new connection wakes every idle loop; those that lose the race find no
+// event (the kernel checks the socket again before it reports an edge) and
+// sleep again, at the cost of a wake-up and an empty epoll_wait each.
+func (l *eventLoop) open(lnfd int) error {
+	var err error
+	if l.lnfd, err = unix.FcntlInt(uintptr(lnfd), unix.F_DUPFD_CLOEXEC, 0); err != nil {
+		return fmt.Errorf("duplicate listener: %w", err)
 	}
-	var derr error
-	if err := rc.Control(func(fd uintptr) {
-		l.lnfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return err
-	}
-	if derr != nil {
-		return fmt.Errorf("duplicate listener: %w", derr)
-	}
-	l.lnAddr = ln.Addr().String()
-	ln.Close()
 	if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return fmt.Errorf("epoll_create1: %w", err)
 	}
 	if l.wakefd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
 		return fmt.Errorf("eventfd: %w", err)
 	}
-	for _, fd := range []int{l.lnfd, l.wakefd} {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(fd)}
+	for fd, flags := range map[int]uint32{l.lnfd: unix.EPOLLEXCLUSIVE, l.wakefd: 0} {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET | flags, Fd: int32(fd)}
 		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 			return fmt.Errorf("epoll_ctl: %w", err)
 		}
@@ -409,6 +449,7 @@ func (l *eventLoop) accept() error {
 		fd, peer, err := sysAccept(l.lnfd)
 		switch err {
 		case 0:
+			l.accepted.Add(1) // written by this loop alone: uncontended
 			l.backoff.Reset()
 			l.startSession(fd, peer)
 			continue

@@ -4,16 +4,23 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/asynclog"
+	"github.com/lbctl/lbctl/internal/eventually"
 	"github.com/lbctl/lbctl/internal/leakcheck"
 	"github.com/lbctl/lbctl/internal/logtest"
 )
@@ -143,5 +150,137 @@ func TestLoopWaitIsBounded(t *testing.T) {
 	l.connecting.of(int64(time.Second)).pushBack(&session{deadline: int64(time.Since(l.start) + 200*time.Millisecond)})
 	if got := l.timeout(); got < 1 || got > 200 {
 		t.Errorf("with a connect deadline in 200 ms: wait %d ms, want 1..200", got)
+	}
+}
+
+// With GOMAXPROCS=2 and Loops left zero, two event loops serve the
+// listener, and both take connections from its one socket. Clients
+// connect one after another until each loop has accepted some; a loop
+// that never woke for the listener would fail the wait.
+func TestEveryLoopTakesConnections(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	testHookLoops = 0 // Loops' own default: GOMAXPROCS
+	defer func() { testHookLoops = 2 }()
+	tb := startBackend(t, "app-01")
+	var p *Proxy
+	addr := serveProxy(t, newRegistry(t, tb.addr), func(q *Proxy) { p = q })
+	eventually.True(t, "two event loops serving", func() bool { return len(p.loopAccepts()) == 2 })
+	clients := 0
+	eventually.True(t, "every loop to accept connections", func() bool {
+		clients++
+		if got := greeting(t, fmt.Sprintf("127.0.%d.%d", 1+clients/250, 1+clients%250), addr); got != "app-01" {
+			t.Fatalf("client %d: greeting %q, want app-01", clients, got)
+		}
+		accepts := p.loopAccepts()
+		return len(accepts) == 2 && accepts[0] > 0 && accepts[1] > 0
+	})
+	t.Logf("accepts per loop after %d clients: %v", clients, p.loopAccepts())
+}
+
+// loopAccepts returns how many connections each event loop serving now
+// has accepted.
+func (p *Proxy) loopAccepts() []uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var n []uint64
+	for l := range p.loops {
+		n = append(n, l.accepted.Load())
+	}
+	return n
+}
+
+// A listener that fails under its loops ends Serve with the failure, not
+// a hang: each loop's accept sees it (a loop the kernel did not wake looks
+// at the listener within maxWait), and a loop that fails retires the
+// others.
+func TestFailedListenerEndsEveryLoop(t *testing.T) {
+	tb := startBackend(t, "app-01")
+	table := affinity.New(affinity.Options{})
+	defer table.Close()
+	p := &Proxy{Pool: backend.NewPool(newRegistry(t, tb.addr)), Selector: &backend.RoundRobin{}, Table: table, Loops: 2}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A descriptor of the listening socket of the test's own, to break it
+	// with once the loops serve.
+	rc, _ := ln.(*net.TCPListener).SyscallConn()
+	var fd int
+	var derr error
+	rc.Control(func(lfd uintptr) { fd, derr = unix.Dup(int(lfd)) })
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	defer unix.Close(fd)
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ln) }()
+	defer p.Close()
+	eventually.True(t, "two event loops serving", func() bool { return len(p.loopAccepts()) == 2 })
+	greeting(t, "127.0.0.51", ln.Addr().String())
+	// shutdown(2) on a listening socket makes every accept on it fail
+	// with EINVAL.
+	if err := unix.Shutdown(fd, unix.SHUT_RDWR); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-served:
+		if err == nil || stopped(err) || !errors.Is(err, unix.EINVAL) {
+			t.Errorf("Serve = %v, want the accept failure (EINVAL)", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve still running 20s after its listener failed")
+	}
+	if n := len(p.loopAccepts()); n != 0 {
+		t.Errorf("%d loops still registered after Serve returned", n)
+	}
+}
+
+// When one loop of a listener fails and the others could serve on, Serve
+// still returns the failure: the failing loop retires its siblings, which
+// end once their connections have. The test breaks one loop alone by
+// putting a pipe where its duplicate of the listener was.
+func TestOneFailedLoopRetiresTheOthers(t *testing.T) {
+	tb := startBackend(t, "app-01")
+	table := affinity.New(affinity.Options{})
+	defer table.Close()
+	p := &Proxy{Pool: backend.NewPool(newRegistry(t, tb.addr)), Selector: &backend.RoundRobin{}, Table: table, Loops: 2}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ln) }()
+	defer p.Close()
+	eventually.True(t, "two event loops serving", func() bool { return len(p.loopAccepts()) == 2 })
+	p.mu.Lock()
+	var victim *eventLoop
+	for l := range p.loops {
+		victim = l
+		break
+	}
+	lnfd := victim.lnfd // set before the loop registered, under p.mu
+	p.mu.Unlock()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if err := unix.Dup3(int(r.Fd()), lnfd, unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	// The victim's next accept fails: when a client wakes it, or at the
+	// latest after maxWait. (The client may be served, or reset when the
+	// listener closes with it in the queue.)
+	if c, err := dialFromErr("127.0.0.52", ln.Addr().String()); err == nil {
+		c.Close()
+	}
+	select {
+	case err := <-served:
+		if !errors.Is(err, unix.ENOTSOCK) {
+			t.Errorf("Serve = %v, want the failed loop's accept error (ENOTSOCK)", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve still running 20s after one of its loops failed")
 	}
 }

@@ -8,7 +8,7 @@ import "net"
 // goroutine.
 type eventLoop struct{ lnAddr string }
 
-func (p *Proxy) newEventLoop(net.Listener) (*eventLoop, string, error) {
+func (p *Proxy) newEventLoops(net.Listener, int) ([]*eventLoop, string, error) {
 	return nil, "the event loop runs on Linux only", nil
 }
 

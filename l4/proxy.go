@@ -3,12 +3,13 @@
 // over to another backend when the dial fails, and relays bytes both ways
 // with half-close until both ends are done or the connection is idle.
 //
-// Two engines serve a listener with the same rules. On Linux, one
-// edge-triggered epoll event loop per listener owns every socket as a raw
-// descriptor (see eventLoop); elsewhere, or when the listener is not TCP
-// or a backend is named by host name (the loop never resolves names), a
-// goroutine per connection accepts through internal/accept and relays
-// through internal/splice. Serve logs which engine serves and why.
+// Two engines serve a listener with the same rules. On Linux, edge-triggered
+// epoll event loops, one per core by default (see Proxy.Loops), accept from
+// the listener and own every socket as a raw descriptor (see eventLoop);
+// elsewhere, or when the listener is not TCP or a backend is named by host
+// name (the loop never resolves names), a goroutine per connection accepts
+// through internal/accept and relays through internal/splice. Serve logs
+// which engine serves and why.
 package l4
 
 import (
@@ -16,6 +17,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +70,11 @@ type Proxy struct {
 	// clients' addresses from the PROXY protocol headers of the
 	// balancers in front of it (see proxyproto.go).
 	ProxyProtocol proxyproto.Policy
+	// Loops is how many event loops serve each listener on Linux, each in
+	// a goroutine of its own, accepting from the listener's one socket.
+	// Zero means runtime.GOMAXPROCS at Serve: a loop per core the Go
+	// runtime uses. It is read by Serve; the portable engine ignores it.
+	Loops int
 	// Logger receives accept errors, and refused clients at debug level.
 	// Nil means slog.Default(). The event loop never writes to it (or to
 	// Health's logger) itself: it hands its lines to a goroutine of the
@@ -89,12 +96,12 @@ type Proxy struct {
 	loopLog    *slog.Logger    // Logger, through logq
 	loopHealth *backend.Prober // Health, logging through logq
 
-	// The event loops serving listeners (one per Serve call), for
+	// The event loops serving listeners (Loops per Serve call), for
 	// StopAccepting and CloseConns; loop runs and stops them.
 	mu    sync.Mutex
 	loops map[*eventLoop]struct{}
-	// Listeners that StopAccepting retired before an event loop for them
-	// registered: addLoop retires such a loop at once.
+	// Listeners that StopAccepting retired while Serve serves them: an
+	// event loop of theirs that registers late is retired by addLoop.
 	retired map[net.Listener]struct{}
 
 	// The portable engine's open connections, by client connection, for
@@ -144,13 +151,14 @@ func (p *Proxy) setup() {
 // it returns.
 //
 // On Linux, when ln is a TCP listener and every backend address is an IP
-// literal when Serve is called, one event loop in the calling goroutine
-// serves every connection of ln (see eventLoop); otherwise each connection
-// gets its own goroutine (the portable engine). Both engines keep the same
-// rules (pins, failover, half-close, idle timeout); Serve logs at info
-// level which one serves ln, and why when it is the portable one. The
-// event loop takes ln's socket over at once: ln itself is closed when the
-// loop starts, and the socket when Serve returns.
+// literal when Serve is called, event loops serve the connections of ln
+// (see eventLoop and Loops): one in the calling goroutine, the others in
+// goroutines that Serve waits for. Otherwise each connection gets its own
+// goroutine (the portable engine). Both engines keep the same rules (pins,
+// failover, half-close, idle timeout); Serve logs at info level which one
+// serves ln, and why when it is the portable one. The event loops take
+// ln's socket over at once: ln itself is closed when they start, and the
+// socket when Serve returns.
 func (p *Proxy) Serve(ln net.Listener) error {
 	if p.Pool == nil || p.Selector == nil || p.Table == nil {
 		ln.Close()
@@ -166,25 +174,78 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		}
 		p.tuned.CompareAndSwap(nil, r)
 	}
+	defer p.forgetRetired(ln)
 	why := "set by a test"
 	if !testHookPortable {
-		l, reason, err := p.newEventLoop(ln)
+		loops, reason, err := p.newEventLoops(ln, p.loopCount())
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		if l != nil {
-			// Through the loop's queue: Serve's goroutine is the loop's.
-			p.loopLog.Info("l4 engine: one event loop serves the listener", "listener", l.lnAddr)
-			return p.loop.Run(l)
+		if loops != nil {
+			// Through the loops' queue: Serve's goroutine is a loop's.
+			p.loopLog.Info("l4 engine: event loops serve the listener", "listener", loops[0].lnAddr, "loops", len(loops))
+			return p.runLoops(loops)
 		}
 		why = reason
 	}
 	// Said once per listener, at start: this engine's costs differ (a
 	// goroutine and its stack per connection, more system calls).
 	p.logger().Info("l4 engine: a goroutine per connection serves the listener", "listener", ln.Addr().String(), "reason", why)
-	defer p.forgetRetired(ln)
 	return p.loop.Serve(ln)
+}
+
+// loopCount returns how many event loops serve a listener: Loops, or
+// GOMAXPROCS when it is zero.
+func (p *Proxy) loopCount() int {
+	switch {
+	case p.Loops > 0:
+		return p.Loops
+	case testHookLoops > 0:
+		return testHookLoops
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// testHookLoops, when set before Serve, is how many event loops serve each
+// listener of a proxy whose Loops is zero, in place of GOMAXPROCS: the
+// tests run their behaviour tests with one loop and with two.
+var testHookLoops int
+
+// runLoops runs loops, the event loops of one listener, under the proxy's
+// accept loop, the first in the calling goroutine, and returns once all of
+// them have ended. When one fails, the others are retired, so that Serve
+// returns the failure. Serve returns ErrProxyClosed when the proxy shut
+// the loops down, and an error wrapping net.ErrClosed when they were
+// retired (see StopAccepting).
+func (p *Proxy) runLoops(loops []*eventLoop) error {
+	ended := make(chan error, len(loops)-1)
+	for _, l := range loops[1:] {
+		go func() { ended <- p.runLoop(l) }()
+	}
+	err := p.runLoop(loops[0])
+	for range loops[1:] {
+		if e := <-ended; !stopped(e) && stopped(err) {
+			err = e
+		}
+	}
+	return err
+}
+
+// runLoop runs l under the proxy's accept loop and, when l fails, retires
+// the other loops of its listener.
+func (p *Proxy) runLoop(l *eventLoop) error {
+	err := p.loop.Run(l)
+	if !stopped(err) {
+		p.retire(l.listener())
+	}
+	return err
+}
+
+// stopped reports whether err is how a loop ends when asked to: shut down
+// with the proxy, or retired.
+func stopped(err error) bool {
+	return errors.Is(err, ErrProxyClosed) || errors.Is(err, net.ErrClosed)
 }
 
 // testHookPortable, when set before Serve, makes Serve use a goroutine per
@@ -200,28 +261,29 @@ var testHookPortable bool
 // its connections has ended with an event loop. A reload uses it to move
 // the proxy to a new listen address.
 func (p *Proxy) StopAccepting(ln net.Listener) {
-	p.mu.Lock()
-	found := false
-	for l := range p.loops {
-		if l.listener() == ln {
-			l.retire()
-			found = true
-		}
-	}
-	if !found {
-		// Its loop may not have registered yet; the portable engine
-		// stops when ln closes below.
-		if p.retired == nil {
-			p.retired = make(map[net.Listener]struct{})
-		}
-		p.retired[ln] = struct{}{}
-	}
-	p.mu.Unlock()
+	p.retire(ln)
 	ln.Close()
 }
 
-// forgetRetired drops ln from the listeners retired before their loop
-// registered, once its Serve has returned.
+// retire asks the event loops of ln to stop accepting and end once their
+// connections have; loops of ln that register later (see addLoop) are
+// retired as they do, until Serve(ln) returns.
+func (p *Proxy) retire(ln net.Listener) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for l := range p.loops {
+		if l.listener() == ln {
+			l.retire()
+		}
+	}
+	if p.retired == nil {
+		p.retired = make(map[net.Listener]struct{})
+	}
+	p.retired[ln] = struct{}{}
+}
+
+// forgetRetired drops ln from the retired listeners once its Serve has
+// returned.
 func (p *Proxy) forgetRetired(ln net.Listener) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -283,5 +345,4 @@ func (p *Proxy) removeLoop(l *eventLoop) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.loops, l)
-	delete(p.retired, l.listener())
 }

@@ -73,6 +73,7 @@ type Instance struct {
 
 	obs     observed      // for Stats and the access log: see stats.go
 	cluster *cluster.Node // nil without [cluster]; see cluster.go
+	tls     tlsFront      // L7 with [tls]: see tls.go
 }
 
 // New builds an instance from cfg, which must be valid. With a state
@@ -108,6 +109,10 @@ func build(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 	switch cfg.Mode {
 	case "l7":
 		in.l7 = L7(cfg, parts, log)
+		if err := in.setupTLS(cfg); err != nil {
+			in.closeAccessLog()
+			return nil, err
+		}
 	default:
 		in.l4, in.table = L4(cfg, parts, log)
 	}
@@ -141,6 +146,7 @@ func (in *Instance) Pool() *backend.Pool { return in.parts.Backends }
 // of each reload that moves listen after that, returning what the
 // serving of the latest one returned. It is called once.
 func (in *Instance) Serve(ln net.Listener) error {
+	in.serveRedirect()
 	in.serveOn(ln)
 	return <-in.ended
 }
@@ -267,6 +273,7 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 	in.stopSaving()
 	in.stopTimers()
 	in.closeFrontDup()
+	in.stopRedirect(ctx)
 	if in.l7 != nil {
 		return in.l7.Shutdown(ctx)
 	}
@@ -280,6 +287,7 @@ func (in *Instance) Close() {
 	in.serving.Wait()
 	in.closeFrontDup()
 	in.leaveCluster()
+	in.closeRedirect()
 	in.stopSaving()
 	in.stopTimers()
 	if in.table != nil {
@@ -335,6 +343,10 @@ func (in *Instance) Reload(ctx context.Context) (res admin.ReloadResult, err err
 	if err != nil {
 		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
 	}
+	tlsPlan, err := in.planTLS(next)
+	if err != nil {
+		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
+	}
 	sel := in.parts.Selector
 	if next.Balance != in.cfg.Balance {
 		if sel, err = backend.NewSelector(next.Balance.Policy, backend.TableSize(next.Balance.TableSize)); err != nil {
@@ -372,6 +384,7 @@ func (in *Instance) Reload(ctx context.Context) (res admin.ReloadResult, err err
 	}
 	items := append(changes.Items(), tuning...)
 	items = append(items, in.applySettings(settings, next)...)
+	items = append(items, in.applyTLS(tlsPlan)...)
 	if next.Admin.Token != in.cfg.Admin.Token {
 		if in.API != nil {
 			in.API.SetToken(next.Admin.Token)
@@ -419,6 +432,8 @@ func restartOnly(cur, next *config.Config) []string {
 	check("affinity.state_file", cur.Affinity.StateFile, next.Affinity.StateFile)
 	check("affinity.save_interval", cur.Affinity.SaveInterval, next.Affinity.SaveInterval)
 	check("log.access", cur.Log.Access, next.Log.Access)
+	check("l4.loops", cur.L4.Loops, next.L4.Loops)
+	msgs = append(msgs, tlsRestartOnly(cur, next)...)
 	return msgs
 }
 

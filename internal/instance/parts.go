@@ -108,6 +108,7 @@ func L4(cfg *config.Config, p *Pool, log *slog.Logger) (*l4.Proxy, *affinity.Tab
 		ConnectTimeout: st.ConnectTimeout,
 		IdleTimeout:    st.IdleTimeout,
 		ProxyProtocol:  proxyPolicy(cfg),
+		Loops:          cfg.L4.Loops,
 		Logger:         log,
 		NAT:            new(natview.Tracker), // keys come masked by the table
 	}, table
