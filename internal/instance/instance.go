@@ -125,10 +125,13 @@ func build(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 }
 
 // startSaving starts the periodic saves of the state file, if one is
-// configured.
+// configured. It reads the interval before the saver starts: a reload
+// replaces in.cfg (save_interval is restart-only, so the value is the
+// same), and the saver must not read it while it does.
 func (in *Instance) startSaving() {
 	if in.stateFile != "" {
-		in.saver.Go(func() { in.saveEvery(in.cfg.Affinity.SaveInterval.D(), in.saverStop) })
+		every := in.cfg.Affinity.SaveInterval.D()
+		in.saver.Go(func() { in.saveEvery(every, in.saverStop) })
 	}
 }
 
