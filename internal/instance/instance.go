@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lbctl/lbctl/admin"
@@ -71,8 +72,10 @@ type Instance struct {
 	saverStop chan struct{}
 	stopSaver sync.Once
 
-	obs     observed      // for Stats and the access log: see stats.go
-	cluster *cluster.Node // nil without [cluster]; see cluster.go
+	obs observed // for Stats and the access log: see stats.go
+	// cluster is the membership, nil without [cluster], and in the new
+	// process of an upgrade until the old one has left (see cluster.go).
+	cluster atomic.Pointer[cluster.Node]
 }
 
 // New builds an instance from cfg, which must be valid. With a state
@@ -88,13 +91,18 @@ func New(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 	if in.stateFile != "" {
 		in.restoreState(in.stateFile)
 	}
+	if err := in.joinCluster(cfg); err != nil {
+		in.Close()
+		return nil, err
+	}
 	in.startSaving()
 	return in, nil
 }
 
-// build builds an instance from cfg with nothing restored and no saves
-// started: an upgraded process restores from its predecessor instead of the
-// state file (see Run).
+// build builds an instance from cfg with nothing restored, no saves
+// started and no cluster joined: an upgraded process restores from its
+// predecessor instead of the state file, and joins the cluster once its
+// predecessor has left it (see Run).
 func build(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 	parts, err := NewPool(cfg, log)
 	if err != nil {
@@ -112,10 +120,6 @@ func build(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 		in.l4, in.table = L4(cfg, parts, log)
 	}
 	in.attachAccessLog()
-	if err := in.joinCluster(cfg); err != nil {
-		in.Close()
-		return nil, err
-	}
 	return in, nil
 }
 
