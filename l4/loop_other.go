@@ -22,7 +22,7 @@ func (l *eventLoop) wake() {}
 
 func (l *eventLoop) listener() net.Listener { return nil }
 
-func (l *eventLoop) retire() {}
+func (l *eventLoop) retire() <-chan struct{} { return nil }
 
 func (l *eventLoop) closeConnsLater(string) {}
 

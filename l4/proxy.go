@@ -254,28 +254,45 @@ var testHookPortable bool
 // serving its other listeners, and Shutdown still waits for (or closes)
 // those connections. Serve(ln) then returns an error wrapping
 // net.ErrClosed: at once with a goroutine per connection, once the last of
-// its connections has ended with an event loop. A reload uses it to move
-// the proxy to a new listen address.
+// its connections has ended with event loops. A reload uses it to move
+// the proxy to a new listen address, and an upgrade to hand the listener
+// over.
+//
+// With event loops, StopAccepting returns once every loop of ln has closed
+// its copy of the listening socket (or ended): from then on no connection
+// is accepted here, and one that arrives waits in the socket's queue for
+// whoever else holds the socket (the new process of an upgrade), every
+// connection accepted here having been placed and pinned. A loop that has
+// not started yet is retired as it starts (see addLoop), before it
+// accepts anything.
 func (p *Proxy) StopAccepting(ln net.Listener) {
-	p.retire(ln)
+	done := p.retire(ln)
 	ln.Close()
+	for _, c := range done {
+		<-c
+	}
 }
 
 // retire asks the event loops of ln to stop accepting and end once their
-// connections have; loops of ln that register later (see addLoop) are
-// retired as they do, until Serve(ln) returns.
-func (p *Proxy) retire(ln net.Listener) {
+// connections have, and returns a channel per loop that is closed once
+// that loop accepts no more; loops of ln that register later (see
+// addLoop) are retired as they do, until Serve(ln) returns.
+func (p *Proxy) retire(ln net.Listener) []<-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var done []<-chan struct{}
 	for l := range p.loops {
 		if l.listener() == ln {
-			l.retire()
+			if c := l.retire(); c != nil {
+				done = append(done, c)
+			}
 		}
 	}
 	if p.retired == nil {
 		p.retired = make(map[net.Listener]struct{})
 	}
 	p.retired[ln] = struct{}{}
+	return done
 }
 
 // forgetRetired drops ln from the retired listeners once its Serve has

@@ -249,19 +249,17 @@ func (in *Instance) StopAccepting() {
 		d.close()
 		return
 	}
-	socket := d.id()
 	d.close()
+	// An upgrade sends the pins once StopAccepting returns. The L4 event
+	// loops each close their copy of the listener at their next turn, and
+	// may take one more batch of clients before they do, placing and
+	// pinning each: l4's StopAccepting returns once they all have, so that
+	// every client this process accepted has its pin by then.
 	if in.l7 != nil {
 		in.l7.StopAccepting(ln)
 		return
 	}
 	in.l4.StopAccepting(ln)
-	// An L4 event loop closes its listener at its next turn, and may take
-	// one more batch of clients before it does, placing and pinning each.
-	// An upgrade sends the pins once StopAccepting returns, so it waits
-	// for the loop's descriptor to be gone: then every client this
-	// process accepted has its pin.
-	waitSocketClosed(socket, 5*time.Second)
 }
 
 // Shutdown stops the periodic saves of the state file, stops accepting and
