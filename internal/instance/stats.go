@@ -165,5 +165,12 @@ func (in *Instance) Stats() admin.Stats {
 	if lg := in.obs.access; lg != nil {
 		st.AccessLog = admin.AccessLogStats{Enabled: true, Written: lg.Written(), Dropped: lg.Dropped()}
 	}
+	if node := in.cluster.Load(); node != nil {
+		c := node.Stats()
+		st.Cluster = &admin.ClusterStats{
+			Members: c.Members, PinsSent: c.PinsSent, PinsDropped: c.PinsDropped, PinsReceived: c.PinsReceived,
+			PinsApplied: c.PinsApplied, AdminApplied: c.AdminApplied, BadMessages: c.BadMessages,
+		}
+	}
 	return st
 }
