@@ -66,6 +66,8 @@ var (
 		"Client connections accepted.", nil, nil)
 	descFrontRequests = prometheus.NewDesc("lbctl_front_requests_total",
 		"Requests read from clients (L7).", nil, nil)
+	descFrontProxyRefused = prometheus.NewDesc("lbctl_front_proxy_refused_total",
+		"Client connections refused for their PROXY protocol header: from a peer not in listen_proxy, or without a valid header in time.", nil, nil)
 	descClusterMembers = prometheus.NewDesc("lbctl_cluster_members",
 		"Live members of the cluster, this one included.", nil, nil)
 	descClusterPinsSent = prometheus.NewDesc("lbctl_cluster_pins_sent_total",
@@ -111,7 +113,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		descRepins, descAffinityEntries, descAffinityCapacity, descAffinityLookups,
 		descAffinityEvictions, descAffinityExpirations, descReloads, descLastReload,
 		descBuildInfo, descStateSaveFailures, descAccessLogWritten, descAccessLogDropped,
-		descFrontActive, descFrontConns, descFrontRequests,
+		descFrontActive, descFrontConns, descFrontRequests, descFrontProxyRefused,
 		descClusterMembers, descClusterPinsSent, descClusterPinsDropped, descClusterPinsReceived,
 		descClusterPinsApplied, descClusterAdminApplied, descClusterBadMessages,
 	} {
@@ -173,6 +175,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	if l7 {
 		counter(descFrontRequests, st.Front.RequestsTotal)
 	}
+	counter(descFrontProxyRefused, st.Front.ProxyRefused)
 	if cl := st.Cluster; cl != nil {
 		gauge(descClusterMembers, float64(cl.Members))
 		counter(descClusterPinsSent, cl.PinsSent)

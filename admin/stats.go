@@ -79,6 +79,10 @@ type FrontStats struct {
 	ConnectionsTotal uint64 `json:"connections_total"`
 	// RequestsTotal counts the requests read (L7; 0 in L4).
 	RequestsTotal uint64 `json:"requests_total"`
+	// ProxyRefused counts the connections refused for their PROXY
+	// protocol header (listen_proxy): from a peer not listed, or without
+	// a valid header in time. They are counted in ConnectionsTotal too.
+	ProxyRefused uint64 `json:"proxy_refused"`
 }
 
 // BackendStats is one backend: its status, and what the data path counted.

@@ -34,6 +34,7 @@ func (l *eventLoop) awaitHeader(s *session) bool {
 	}
 	if err := pp.Admit(s.addr.Addr()); err != nil {
 		s.lastErr = err
+		l.p.loop.Counts.RefusedProxy()
 		l.refuse(s)
 		return true
 	}
@@ -57,6 +58,7 @@ func (l *eventLoop) readHeader(s *session) {
 	src, ok, done, err := s.header.ReadFrom(s.client.fd)
 	if err != nil {
 		s.lastErr = err
+		l.p.loop.Counts.RefusedProxy()
 		l.refuse(s)
 		return
 	}
@@ -77,6 +79,7 @@ func (l *eventLoop) readHeader(s *session) {
 // headerTimedOut refuses a session whose header did not come in time.
 func (l *eventLoop) headerTimedOut(s *session) {
 	s.lastErr = errHeaderTimeout
+	l.p.loop.Counts.RefusedProxy()
 	l.refuse(s)
 }
 

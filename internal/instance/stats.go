@@ -131,7 +131,7 @@ func (in *Instance) Stats() admin.Stats {
 		st.Listen = ln.Addr().String()
 	}
 	c := in.counts()
-	st.Front = admin.FrontStats{ActiveConnections: c.Open(), ConnectionsTotal: c.Accepted(), RequestsTotal: c.Requests()}
+	st.Front = admin.FrontStats{ActiveConnections: c.Open(), ConnectionsTotal: c.Accepted(), RequestsTotal: c.Requests(), ProxyRefused: c.ProxyRefused()}
 
 	pinned := in.pinnedCounts()
 	all := in.parts.Backends.Registry().All()
