@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,6 +69,8 @@ var (
 		"Requests read from clients (L7).", nil, nil)
 	descFrontProxyRefused = prometheus.NewDesc("lbctl_front_proxy_refused_total",
 		"Client connections refused for their PROXY protocol header: from a peer not in listen_proxy, or without a valid header in time.", nil, nil)
+	descFrontLoopConns = prometheus.NewDesc("lbctl_front_loop_connections_total",
+		"Client connections accepted by each L4 event loop.", []string{"loop"}, nil)
 	descClusterMembers = prometheus.NewDesc("lbctl_cluster_members",
 		"Live members of the cluster, this one included.", nil, nil)
 	descClusterPinsSent = prometheus.NewDesc("lbctl_cluster_pins_sent_total",
@@ -113,7 +116,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		descRepins, descAffinityEntries, descAffinityCapacity, descAffinityLookups,
 		descAffinityEvictions, descAffinityExpirations, descReloads, descLastReload,
 		descBuildInfo, descStateSaveFailures, descAccessLogWritten, descAccessLogDropped,
-		descFrontActive, descFrontConns, descFrontRequests, descFrontProxyRefused,
+		descFrontActive, descFrontConns, descFrontRequests, descFrontProxyRefused, descFrontLoopConns,
 		descClusterMembers, descClusterPinsSent, descClusterPinsDropped, descClusterPinsReceived,
 		descClusterPinsApplied, descClusterAdminApplied, descClusterBadMessages,
 	} {
@@ -176,6 +179,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descFrontRequests, st.Front.RequestsTotal)
 	}
 	counter(descFrontProxyRefused, st.Front.ProxyRefused)
+	for i, n := range st.Front.LoopConnections {
+		counter(descFrontLoopConns, n, strconv.Itoa(i))
+	}
 	if cl := st.Cluster; cl != nil {
 		gauge(descClusterMembers, float64(cl.Members))
 		counter(descClusterPinsSent, cl.PinsSent)

@@ -83,6 +83,10 @@ type FrontStats struct {
 	// protocol header (listen_proxy): from a peer not listed, or without
 	// a valid header in time. They are counted in ConnectionsTotal too.
 	ProxyRefused uint64 `json:"proxy_refused"`
+	// LoopConnections counts the client connections each L4 event loop
+	// accepted, by loop (l4.loops); omitted when no event loop serves
+	// (L7, or L4's goroutine engine).
+	LoopConnections []uint64 `json:"loop_connections,omitempty"`
 }
 
 // BackendStats is one backend: its status, and what the data path counted.

@@ -83,8 +83,10 @@ type eventLoop struct {
 	acceptAt int64 // accepting resumes then after a failed accept
 	backoff  accept.Backoff
 	// accepted counts the connections this loop accepted: how the
-	// accepts spread over the loops.
+	// accepts spread over the loops (see Proxy.LoopAccepts, which knows
+	// the loop by its index among its listener's loops).
 	accepted atomic.Uint64
+	index    int
 
 	// stopping asks the loop to stop accepting and end once its sessions
 	// have, aborting to close every session and end now: see Stop.
@@ -145,8 +147,9 @@ func (p *Proxy) newEventLoops(ln net.Listener, n int) ([]*eventLoop, string, err
 	}
 	defer sysClose(lnfd) // each loop holds a duplicate of its own
 	loops := make([]*eventLoop, 0, n)
-	for range n {
+	for i := range n {
 		l := &eventLoop{
+			index:   i,
 			p:       p,
 			ln:      ln,
 			epfd:    -1,

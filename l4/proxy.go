@@ -99,6 +99,9 @@ type Proxy struct {
 	// Listeners that StopAccepting retired while Serve serves them: an
 	// event loop of theirs that registers late is retired by addLoop.
 	retired map[net.Listener]struct{}
+	// loopBase holds, by loop index, the connections accepted by the
+	// loops that have ended: see LoopAccepts.
+	loopBase []uint64
 
 	// The portable engine's open connections, by client connection, for
 	// CloseConns.
@@ -353,9 +356,37 @@ func (p *Proxy) addLoop(l *eventLoop) {
 }
 
 // removeLoop takes l out of the set that StopAccepting and CloseConns
-// write to.
+// write to, keeping its count of accepted connections for LoopAccepts.
 func (p *Proxy) removeLoop(l *eventLoop) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.loops, l)
+	p.loopBase = growTo(p.loopBase, l.index+1)
+	p.loopBase[l.index] += l.accepted.Load()
+}
+
+// LoopAccepts returns how many connections each event loop has accepted
+// since the proxy started, by loop index (the loops of every listener
+// served so far, a listen moved by a reload included, add up by index), or
+// nil when no event loop has served: the portable engine, or before Serve.
+// It shows how evenly the kernel spreads the connections over the loops.
+// The loops count in atomics of their own; this reads them under the
+// proxy's lock, off the data path.
+func (p *Proxy) LoopAccepts() []uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := append([]uint64(nil), p.loopBase...)
+	for l := range p.loops {
+		out = growTo(out, l.index+1)
+		out[l.index] += l.accepted.Load()
+	}
+	return out
+}
+
+// growTo returns s extended with zeros to at least n elements.
+func growTo(s []uint64, n int) []uint64 {
+	for len(s) < n {
+		s = append(s, 0)
+	}
+	return s
 }

@@ -132,6 +132,9 @@ func (in *Instance) Stats() admin.Stats {
 	}
 	c := in.counts()
 	st.Front = admin.FrontStats{ActiveConnections: c.Open(), ConnectionsTotal: c.Accepted(), RequestsTotal: c.Requests(), ProxyRefused: c.ProxyRefused()}
+	if in.l4 != nil {
+		st.Front.LoopConnections = in.l4.LoopAccepts()
+	}
 
 	pinned := in.pinnedCounts()
 	all := in.parts.Backends.Registry().All()
