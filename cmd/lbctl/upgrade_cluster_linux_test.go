@@ -9,9 +9,9 @@ import (
 	"github.com/lbctl/lbctl/internal/eventually"
 )
 
-// TestUpgradeInCluster upgrades one member of a two-member cluster: the
-// new process takes the cluster's bind address over from the old one, and
-// pins keep flowing both ways through it afterwards. Pins made through the
+// TestUpgradeInCluster upgrades one member of a two-member cluster twice
+// in a row: each new process takes the cluster's bind address over from
+// the old one, and pins keep flowing both ways through it afterwards. Pins made through the
 // member before the upgrade are still its own after it.
 func TestUpgradeInCluster(t *testing.T) {
 	bin := buildLbctl(t)
@@ -68,12 +68,16 @@ gossip_interval = "50ms"
 		eventually.True(t, fmt.Sprintf("%s pinned to %s on b", src, id), func() bool { return pinOf(t, b.admin, src) == id })
 	}
 
+	// Twice, the second at once: a new process upgraded before it has
+	// joined must not join once it has handed over.
 	old, _ := u.upgrade()
+	old2, _ := u.upgrade()
 	u.waitExit(old)
+	u.waitExit(old2)
 	if strings.Contains(u.log(), "upgrade failed") {
-		t.Fatalf("the upgrade failed:\n%s", u.log())
+		t.Fatalf("an upgrade failed:\n%s", u.log())
 	}
-	twoAlive("both members alive after the upgrade")
+	twoAlive("both members alive after the upgrades")
 
 	// The upgraded member keeps the pins made before, shares the pins
 	// made through it, and has the pins made through the other.

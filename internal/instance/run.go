@@ -165,6 +165,10 @@ type runner struct {
 	upgrading sync.Mutex
 	// handover passes the ready new process of an upgrade to run.
 	handover chan *successor
+	// stopJoining, in the new process of an upgrade, ends its attempts to
+	// join the cluster and waits for them: a process that hands over in
+	// turn must not join once it has left. Nil otherwise.
+	stopJoining func()
 	wg       sync.WaitGroup
 }
 
@@ -188,7 +192,13 @@ func (r *runner) run(ctx context.Context, ln net.Listener, pred *predecessor) er
 		}
 		// The old process has stopped accepting and leaves the cluster,
 		// freeing its bind address for this one.
-		r.wg.Go(func() { in.joinClusterAfterUpgrade(bgCtx, cfg, r.o.upgradeTimeout()) })
+		joinCtx, stopJoining := context.WithCancel(bgCtx)
+		joining := make(chan struct{})
+		r.wg.Go(func() {
+			defer close(joining)
+			in.joinClusterAfterUpgrade(joinCtx, cfg, r.o.upgradeTimeout())
+		})
+		r.stopJoining = func() { stopJoining(); <-joining }
 	} else if err := writePIDFile(r.o.PIDFile); err != nil {
 		ln.Close()
 		if r.adminLn != nil {
@@ -362,7 +372,12 @@ func (r *runner) handOver(s *successor) {
 	// told, which may take a gossip period: it runs while the changes are
 	// sent, so as not to hold the new process back from accepting.
 	var left sync.WaitGroup
-	left.Go(r.in.leaveCluster)
+	left.Go(func() {
+		if r.stopJoining != nil {
+			r.stopJoining()
+		}
+		r.in.leaveCluster()
+	})
 	defer left.Wait()
 	states, pins, err := s.finish(r.in, r.o.upgradeTimeout())
 	if err != nil {
