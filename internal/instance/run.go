@@ -169,7 +169,7 @@ type runner struct {
 	// join the cluster and waits for them: a process that hands over in
 	// turn must not join once it has left. Nil otherwise.
 	stopJoining func()
-	wg       sync.WaitGroup
+	wg          sync.WaitGroup
 }
 
 func (r *runner) run(ctx context.Context, ln net.Listener, pred *predecessor) error {
