@@ -1,9 +1,15 @@
 package l4
 
 import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
 	"testing"
 	"time"
 
+	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/accesslog"
 	"github.com/lbctl/lbctl/internal/eventually"
 	"github.com/lbctl/lbctl/internal/proxyproto"
 )
@@ -47,6 +53,61 @@ func TestProxyRefusalsCounted(t *testing.T) {
 		}
 		if got := counts.Accepted(); got != 4 {
 			t.Errorf("%d connections accepted, want 4", got)
+		}
+	})
+}
+
+// The access log's bytes_in counts the client's bytes alone on both
+// engines: the PROXY header sent to a send_proxy backend is not the
+// client's, and the goroutine engine writes it apart from the relay.
+func TestSendProxyHeaderNotInBytesIn(t *testing.T) {
+	onBothEngines(t, func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					if _, _, err := proxyproto.Read(c.(*net.TCPConn), time.Now().Add(10*time.Second)); err != nil {
+						return
+					}
+					io.Copy(c, c)
+				}()
+			}
+		}()
+		reg, err := backend.NewRegistry([]*backend.Backend{backend.NewFromSpec(backend.Spec{ID: "app-01", Address: ln.Addr().String(), Weight: 1, SendProxy: 1})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out lockedLog
+		lg := accesslog.New(&out, 64)
+		defer lg.Close(context.Background())
+		addr := serveProxy(t, reg, func(p *Proxy) { p.AccessLog = lg })
+		c := dialFrom(t, "127.0.0.43", addr)
+		io.WriteString(c, "hello")
+		buf := make([]byte, 5)
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "hello" {
+			t.Fatalf("echo %q, %v", buf, err)
+		}
+		c.Close()
+		eventually.True(t, "the line", func() bool { return lg.Written() == 1 })
+		var l struct {
+			BytesIn  int64 `json:"bytes_in"`
+			BytesOut int64 `json:"bytes_out"`
+		}
+		if err := json.Unmarshal([]byte(out.lines()[0]), &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.BytesIn != 5 || l.BytesOut != 5 {
+			t.Errorf("bytes_in %d, bytes_out %d; want 5 and 5, the client's own", l.BytesIn, l.BytesOut)
 		}
 	})
 }

@@ -104,6 +104,10 @@ func (l *eventLoop) queueProxyHeader(s *session) {
 	}
 	s.up.buf = l.getBuf()
 	s.up.pending = proxyproto.Append(s.up.buf[:0], v, s.addr, local)
+	// The header goes out as the first of the client's bytes, but it is
+	// not the client's: the access log's bytes_in leaves it out, as the
+	// goroutine engine's does.
+	s.up.written = -int64(len(s.up.pending))
 }
 
 // sockaddrPort converts a socket address to an address and port.
