@@ -38,8 +38,27 @@ func (in *Instance) joinCluster(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
+	in.clusterMu.Lock()
+	defer in.clusterMu.Unlock()
 	in.cluster.Store(node)
+	// The join applied the other members' states; those set here while
+	// waiting are later, and win here as everywhere.
+	for id, a := range in.unpublished {
+		node.PublishAdmin(id, a.state, a.until)
+		if b := in.parts.Backends.Registry().Get(id); b != nil {
+			b.SetAdmin(a.state, a.until)
+			in.watchDrain(b, a.until)
+		}
+	}
+	in.unpublished = nil
 	return nil
+}
+
+// adminChange is an admin state the operator set, waiting for the join
+// to be shared.
+type adminChange struct {
+	state backend.AdminState
+	until time.Time
 }
 
 // rejoinRetry is how often the new process of an upgrade tries the
@@ -95,11 +114,24 @@ func (in *Instance) applyClusterAdmin(id string, state backend.AdminState, until
 }
 
 // publishAdmin shares an admin state the operator set here with the other
-// members.
+// members. With [cluster] configured but not yet joined (the new process
+// of an upgrade, until the old one has left), the last state of each
+// backend waits and is published at the join: otherwise the join would
+// bring the other members' older state over it.
 func (in *Instance) publishAdmin(id string, state backend.AdminState, until time.Time) {
+	in.clusterMu.Lock()
+	defer in.clusterMu.Unlock()
 	if node := in.cluster.Load(); node != nil {
 		node.PublishAdmin(id, state, until)
+		return
 	}
+	if in.clusterBind == "" {
+		return
+	}
+	if in.unpublished == nil {
+		in.unpublished = map[string]adminChange{}
+	}
+	in.unpublished[id] = adminChange{state: state, until: until}
 }
 
 // Cluster returns the instance's cluster membership, nil without one.

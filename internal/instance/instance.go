@@ -76,6 +76,12 @@ type Instance struct {
 	// cluster is the membership, nil without [cluster], and in the new
 	// process of an upgrade until the old one has left (see cluster.go).
 	cluster atomic.Pointer[cluster.Node]
+	// clusterMu orders the admin states the operator sets against the
+	// join: one set before it waits in unpublished, and is published as
+	// the node starts. See publishAdmin.
+	clusterMu   sync.Mutex
+	unpublished map[string]adminChange
+	clusterBind string // [cluster] bind: "" without a cluster
 }
 
 // New builds an instance from cfg, which must be valid. With a state
@@ -109,7 +115,7 @@ func build(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 		return nil, err
 	}
 	in := &Instance{log: log, parts: parts, cfg: cfg, timers: map[string]*time.Timer{}, ended: make(chan error, 1),
-		stateFile: cfg.Affinity.StateFile, saverStop: make(chan struct{})}
+		stateFile: cfg.Affinity.StateFile, saverStop: make(chan struct{}), clusterBind: cfg.Cluster.Bind}
 	if err := in.openObserved(cfg); err != nil {
 		return nil, err
 	}
