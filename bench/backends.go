@@ -37,9 +37,17 @@ type record struct {
 	request int32 // index of the request in the run: user*requests + k
 }
 
-func startBackend(id string, index int) (*labBackend, error) {
+// startBackend starts backend id on addr, or on a free port when addr is
+// empty.
+func startBackend(id string, index int, addr string) (*labBackend, error) {
 	b := &labBackend{id: id, index: index}
-	tb, err := testbackend.StartHTTP(id, http.HandlerFunc(b.answer))
+	var tb *testbackend.Backend
+	var err error
+	if addr == "" {
+		tb, err = testbackend.StartHTTP(id, http.HandlerFunc(b.answer))
+	} else {
+		tb, err = testbackend.StartHTTPOn(id, addr, http.HandlerFunc(b.answer))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -90,10 +98,23 @@ type backendSet struct {
 // backendID names backend i (from 0) of n.
 func backendID(i int) string { return fmt.Sprintf("app-%02d", i+1) }
 
-func startBackends(n int) (*backendSet, error) {
-	s := &backendSet{byID: make(map[string]*labBackend, n)}
+// startBackends starts app-01..NN, on addrs when given (one each), and
+// then the backends that --add joins later, in order.
+func startBackends(n int, addrs []string, adds []Event) (*backendSet, error) {
+	s := &backendSet{byID: make(map[string]*labBackend, n+len(adds))}
+	ids := make([]string, 0, n+len(adds))
 	for i := range n {
-		b, err := startBackend(backendID(i), i)
+		ids = append(ids, backendID(i))
+	}
+	for _, e := range adds {
+		ids = append(ids, e.Backend)
+	}
+	for i, id := range ids {
+		addr := ""
+		if i < len(addrs) {
+			addr = addrs[i]
+		}
+		b, err := startBackend(id, i, addr)
 		if err != nil {
 			s.close()
 			return nil, err

@@ -40,11 +40,14 @@ func LoadConfig(path string) (*config.Config, error) {
 // runConfig is the config both front doors are built from: the lab's
 // backends and timeouts, and base's [balance], [affinity], [cookie] and
 // [health].
-func runConfig(base *config.Config, set *backendSet) (*config.Config, error) {
+func runConfig(base *config.Config, backends []*labBackend) (*config.Config, error) {
 	c := config.Default()
 	c.Listen = "127.0.0.1:8080" // not used: the lab listens on a port of its own
 	c.Balance = base.Balance
 	c.Affinity = base.Affinity
+	// The lab keeps the state files itself (--state-file): one per
+	// instance and mode, in a folder of its own.
+	c.Affinity.StateFile = ""
 	c.Cookie = base.Cookie
 	c.Health = base.Health
 	c.Timeouts = config.Timeouts{
@@ -53,7 +56,7 @@ func runConfig(base *config.Config, set *backendSet) (*config.Config, error) {
 		Header:  config.Duration(5 * time.Second),
 		Server:  config.Duration(5 * time.Second),
 	}
-	for _, b := range set.all {
+	for _, b := range backends {
 		c.Backends = append(c.Backends, config.Backend{ID: b.id, Address: b.addr, Weight: 1})
 	}
 	if err := c.Validate(); err != nil {

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -26,6 +28,8 @@ type sample struct {
 	latency time.Duration // until the whole answer was read, or the failure
 	lag     time.Duration // how late the request started against its schedule
 	backend int16         // index of the backend that answered; failed when < 0
+	addr    uint8         // slot of the user's gateway pool the request came from
+	door    uint8         // index of the front door (--instances) it went to
 	sent    bool          // the request was attempted
 }
 
@@ -45,8 +49,16 @@ type generator struct {
 	concurrency int
 	keepAlive   bool
 	timeout     time.Duration
-	target      string         // URL of the front door
+	targets     []string       // URL of each front door
 	backends    map[string]int // backend id -> index, to read answers
+	seed        uint64
+
+	// poolSize is the number of addresses of each gateway's pool; churn
+	// is the probability that a user's request moves it to another of
+	// them, churnEvery the age at which its address moves regardless.
+	poolSize   int
+	churn      float64
+	churnEvery time.Duration
 
 	done   atomic.Int64 // requests finished, served or failed
 	failed atomic.Int64
@@ -56,7 +68,7 @@ type generator struct {
 	queue      dueQueue
 	pushes     uint64
 	reasons    map[string]int
-	transports map[int]*http.Transport // per gateway, without keep-alive
+	transports map[netip.Addr]*http.Transport // per source address, without keep-alive
 }
 
 // failureReasons returns how many requests failed for each reason, nil
@@ -77,6 +89,10 @@ type pending struct {
 	due    time.Duration // when it is due, from the run's start
 	order  uint64        // ties on due go first in, first out
 	client *http.Client
+
+	slot    int           // the address of the gateway's pool the user sends from
+	movedAt time.Duration // when slot last changed, from the run's start
+	rng     *rand.Rand    // the user's own draws: churn
 }
 
 // dueQueue is a min-heap of users by the due time of their next request.
@@ -117,7 +133,7 @@ func (g *generator) total() int { return len(g.pop.Users) * g.requests }
 func (g *generator) run(ctx context.Context, start time.Time) ([]sample, time.Duration, error) {
 	samples := make([]sample, g.total())
 	g.reasons = make(map[string]int)
-	g.transports = make(map[int]*http.Transport)
+	g.transports = make(map[netip.Addr]*http.Transport)
 	users := make([]*User, len(g.pop.Users))
 	for i := range g.pop.Users {
 		users[i] = &g.pop.Users[i]
@@ -135,7 +151,11 @@ func (g *generator) run(ctx context.Context, start time.Time) ([]sample, time.Du
 	})
 	g.queue = make(dueQueue, 0, len(users))
 	for _, u := range users {
-		g.queue = append(g.queue, &pending{user: u, due: g.dueAt(u, 0), order: g.pushes})
+		p := &pending{user: u, due: g.dueAt(u, 0), order: g.pushes, rng: rand.New(rand.NewPCG(g.seed, uint64(u.ID)))}
+		if g.poolSize > 1 {
+			p.slot = p.rng.IntN(g.poolSize)
+		}
+		g.queue = append(g.queue, p)
 		g.pushes++
 	}
 	heap.Init(&g.queue)
@@ -183,8 +203,9 @@ func (g *generator) work(ctx context.Context, start time.Time, samples []sample)
 			p.close()
 			return
 		}
+		g.churnAddress(p, time.Since(start))
 		if p.client == nil {
-			p.client = g.newClient(p.user)
+			p.client = g.newClient(p)
 		}
 		g.send(ctx, p, start, &samples[p.user.ID*g.requests+p.next])
 		p.next++
@@ -212,24 +233,80 @@ func (p *pending) close() {
 	p.client = nil
 }
 
-// newClient returns a browser for u: its own cookie jar, dialing from its
-// gateway's address. Without keep-alive the users of one gateway share a
+// churnAddress moves p's user to another address of its gateway's pool
+// before a request after its first: with probability churn, or when its
+// address is churnEvery old. The browser keeps its cookie jar; with
+// keep-alive its connection goes, since a NAT's new address is a new
+// connection.
+func (g *generator) churnAddress(p *pending, now time.Duration) {
+	if p.next == 0 || g.poolSize < 2 {
+		return
+	}
+	move := g.churn > 0 && p.rng.Float64() < g.churn
+	if g.churnEvery > 0 && now-p.movedAt >= g.churnEvery {
+		move = true
+	}
+	if !move {
+		return
+	}
+	// Another slot, uniformly among the pool's other addresses.
+	p.slot = (p.slot + 1 + p.rng.IntN(g.poolSize-1)) % g.poolSize
+	p.movedAt = now
+	if p.client != nil && g.keepAlive {
+		p.client.Transport.(*http.Transport).CloseIdleConnections()
+		p.client.Transport = g.newTransport(g.addr(p))
+	} else if p.client != nil {
+		p.client.Transport = g.sharedTransport(g.addr(p))
+	}
+}
+
+// addr is the source address p's user sends from now.
+func (g *generator) addr(p *pending) netip.Addr {
+	return poolAddr(p.user.Gateway, p.slot, g.poolSize)
+}
+
+// newClient returns a browser for p's user: its own cookie jar, dialing
+// from its address. Without keep-alive the users of one address share a
 // transport, which then holds no connections.
-func (g *generator) newClient(u *User) *http.Client {
+func (g *generator) newClient(p *pending) *http.Client {
 	jar, _ := cookiejar.New(nil) // never fails without options
 	var t *http.Transport
 	if g.keepAlive {
-		t = g.newTransport(g.pop.Gateways[u.Gateway].Addr)
+		t = g.newTransport(g.addr(p))
 	} else {
-		g.mu.Lock()
-		t = g.transports[u.Gateway]
-		if t == nil {
-			t = g.newTransport(g.pop.Gateways[u.Gateway].Addr)
-			g.transports[u.Gateway] = t
-		}
-		g.mu.Unlock()
+		t = g.sharedTransport(g.addr(p))
 	}
-	return &http.Client{Transport: t, Jar: jar, Timeout: g.timeout}
+	var j http.CookieJar = jar
+	if len(g.targets) > 1 {
+		vip, _ := url.Parse(g.targets[0]) // the lab's own URL: it parses
+		j = oneSite{jar: jar, site: vip}
+	}
+	return &http.Client{Transport: t, Jar: j, Timeout: g.timeout}
+}
+
+// oneSite is a browser's cookie jar when the front doors are several
+// instances: their loopback addresses differ, but to the browser they are
+// one site, as instances behind one virtual address are, so the cookies
+// of each are the cookies of all.
+type oneSite struct {
+	jar  http.CookieJar
+	site *url.URL
+}
+
+func (o oneSite) SetCookies(_ *url.URL, cs []*http.Cookie) { o.jar.SetCookies(o.site, cs) }
+func (o oneSite) Cookies(_ *url.URL) []*http.Cookie        { return o.jar.Cookies(o.site) }
+
+// sharedTransport returns the transport without keep-alive of source
+// address a.
+func (g *generator) sharedTransport(a netip.Addr) *http.Transport {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	t := g.transports[a]
+	if t == nil {
+		t = g.newTransport(a)
+		g.transports[a] = t
+	}
+	return t
 }
 
 func (g *generator) newTransport(gw netip.Addr) *http.Transport {
@@ -256,7 +333,10 @@ func (g *generator) send(ctx context.Context, p *pending, start time.Time, s *sa
 	s.start = begin
 	s.lag = max(begin-p.due, 0)
 	s.backend = -1
-	id, err := g.fetch(ctx, p.client, p.user.ID, p.user.ID*g.requests+p.next)
+	s.addr = uint8(p.slot)
+	door := g.door(p.user.ID, p.next)
+	s.door = uint8(door)
+	id, err := g.fetch(ctx, p.client, g.targets[door], p.user.ID, p.user.ID*g.requests+p.next)
 	s.latency = time.Since(start) - begin
 	if err == nil {
 		if b, ok := g.backends[id]; ok {
@@ -274,10 +354,26 @@ func (g *generator) send(ctx context.Context, p *pending, start time.Time, s *sa
 	g.done.Add(1)
 }
 
-// fetch sends one GET to the front door and returns the id of the backend
-// that answered.
-func (g *generator) fetch(ctx context.Context, c *http.Client, user, request int) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.target, nil)
+// door returns the front door request k of user goes to: with several
+// (--instances), a hash of the user, the request and the seed, as ECMP
+// spreads connections by their addresses and ports.
+func (g *generator) door(user, k int) int {
+	if len(g.targets) < 2 {
+		return 0
+	}
+	x := g.seed ^ uint64(user)<<24 ^ uint64(k) ^ 0x9e3779b97f4a7c15
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return int(x % uint64(len(g.targets)))
+}
+
+// fetch sends one GET to the front door at target and returns the id of
+// the backend that answered.
+func (g *generator) fetch(ctx context.Context, c *http.Client, target string, user, request int) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return "", err
 	}

@@ -78,14 +78,52 @@ type downtime struct {
 
 const forever = time.Duration(math.MaxInt64)
 
+// cause is why a session broke: why a user's request landed on another
+// backend than its request before.
+type cause int
+
+// The causes, in the order a move is explained: the first that applies is
+// its cause.
+const (
+	// backendFailed: the lab had the earlier backend killed in between.
+	backendFailed cause = iota
+	// maintenance: the earlier backend was put in maintenance.
+	maintenance
+	// drainDeadline: the earlier backend's bounded drain ran out.
+	drainDeadline
+	// restarted: lbctl restarted in between.
+	restarted
+	// reloaded: lbctl reloaded its config (--reload@, --add) in between.
+	reloaded
+	// instanceChanged: the two requests went to different lbctl instances.
+	instanceChanged
+	// addressChanged: the user's source address changed (--ip-churn).
+	addressChanged
+	// rebalanced: none of the above; the session moved while nothing
+	// asked it to, which lbctl must never do.
+	rebalanced
+	numCauses
+)
+
+// span is a stretch of a run that explains moves off backend (any backend
+// when it is -1) by cause.
+type span struct {
+	cause    cause
+	backend  int
+	from, to time.Duration
+}
+
 // moves is what happened to sessions: which users changed backend between
 // two served requests, and why.
 type moves struct {
-	brokenUsers   int // users moved at least once while their backend was up
-	brokenMoves   int
-	repinnedUsers int // users moved because their backend was down
-	repins        int // such moves
-	maxRepins     int // the most repins of one user
+	brokenUsers int            // users moved at least once, for any cause
+	byCause     [numCauses]int // users moved at least once for each cause
+	brokenMoves int            // moves for any cause but a failed backend
+	// Moves off a killed backend: the users, the moves, the most of one
+	// user.
+	repinnedUsers int
+	repins        int
+	maxRepins     int
 	// per downtime, in the order given: users moved off it and the end of
 	// the first request served elsewhere by one of them (forever if none)
 	downUsers []int
@@ -93,11 +131,14 @@ type moves struct {
 }
 
 // countMoves walks every user's served requests in order. A user whose
-// request lands on another backend than the one before was repinned when
-// the lab had that earlier backend killed at some point between the two
-// requests, and broken otherwise: a session must stay put while its
-// backend is up. Failed requests are skipped.
-func countMoves(samples []sample, requests int, downs []downtime) moves {
+// request lands on another backend than the one before had its session
+// broken, for the first cause that explains the move: the lab had that
+// earlier backend killed at some point between the two requests (downs;
+// such a move is a repin), or another of spans applies, or the two
+// requests went to different instances or came from different addresses;
+// when nothing explains it, the session was rebalanced while its backend
+// was up. Failed requests are skipped.
+func countMoves(samples []sample, requests int, downs []downtime, spans []span) moves {
 	m := moves{downUsers: make([]int, len(downs)), firstMove: make([]time.Duration, len(downs))}
 	for i := range m.firstMove {
 		m.firstMove[i] = forever
@@ -105,7 +146,8 @@ func countMoves(samples []sample, requests int, downs []downtime) moves {
 	seen := make([]bool, len(downs))
 	for u := 0; u*requests < len(samples); u++ {
 		clear(seen)
-		broken, repins := false, 0
+		var why [numCauses]bool
+		repins := 0
 		var prev *sample
 		for k := range requests {
 			s := &samples[u*requests+k]
@@ -115,6 +157,7 @@ func countMoves(samples []sample, requests int, downs []downtime) moves {
 			if prev != nil && s.backend != prev.backend {
 				end := s.start + s.latency
 				if d := explainingDowntime(downs, int(prev.backend), prev.start, end); d >= 0 {
+					why[backendFailed] = true
 					repins++
 					if !seen[d] {
 						seen[d] = true
@@ -122,11 +165,18 @@ func countMoves(samples []sample, requests int, downs []downtime) moves {
 					}
 					m.firstMove[d] = min(m.firstMove[d], end)
 				} else {
-					broken = true
+					why[explain(spans, prev, s, end)] = true
 					m.brokenMoves++
 				}
 			}
 			prev = s
+		}
+		broken := false
+		for c, ok := range why {
+			if ok {
+				m.byCause[c]++
+				broken = true
+			}
 		}
 		if broken {
 			m.brokenUsers++
@@ -138,6 +188,26 @@ func countMoves(samples []sample, requests int, downs []downtime) moves {
 		}
 	}
 	return m
+}
+
+// explain returns the cause of a move from prev to s, which ended at end,
+// that no downtime explains.
+func explain(spans []span, prev, s *sample, end time.Duration) cause {
+	best := numCauses
+	for _, sp := range spans {
+		if (sp.backend < 0 || sp.backend == int(prev.backend)) && sp.from <= end && sp.to >= prev.start {
+			best = min(best, sp.cause)
+		}
+	}
+	switch {
+	case best < numCauses:
+		return best
+	case s.door != prev.door:
+		return instanceChanged
+	case s.addr != prev.addr:
+		return addressChanged
+	}
+	return rebalanced
 }
 
 // explainingDowntime returns the index of the latest downtime of backend b
@@ -174,14 +244,18 @@ type runData struct {
 	mode     Mode
 	pop      *Population
 	requests int
-	ids      []string   // backend ids by index
+	ids      []string   // backend ids by index: app-01..NN, then the added ones
+	initial  int        // backends in the pool from the start
 	samples  []sample   // by user*requests + k
 	records  [][]record // per backend, what it recorded
-	downs    []downtime // one per --fail that happened
+	past     []applied  // the events that happened, in order
+	drainFor time.Duration
 	elapsed  time.Duration
 	reasons  map[string]int
 	affinity *AffinityStats
 	warnings []string
+	churn    bool // users' addresses changed (--ip-churn)
+	prefix   int  // affinity.ipv4_prefix
 }
 
 // analyze turns a run's raw data into its result.
@@ -222,6 +296,8 @@ func analyze(d *runData) RunResult {
 		res.GeneratorRPS = float64(len(t.lags)) / d.elapsed.Seconds()
 	}
 	res.Timeline = timeline(d)
+	res.ScaleUps = scaleUps(d, &res.Timeline)
+	res.Drains = drains(d)
 	res.Finding = finding(d, &res, t.reqs)
 	return res
 }
@@ -286,12 +362,19 @@ func tallySamples(d *runData) tally {
 // addMoves sets the result's session moves and re-pins, and each killed
 // backend's failover: how many users it moved and how soon the first did.
 func addMoves(d *runData, res *RunResult) {
-	m := countMoves(d.samples, d.requests, d.downs)
+	downs := downtimes(d.past)
+	m := countMoves(d.samples, d.requests, downs, spans(d.past, d.drainFor))
 	res.BrokenSessions = m.brokenUsers
+	res.Broken = Broken{
+		BackendFailed: m.byCause[backendFailed], Maintenance: m.byCause[maintenance],
+		DrainDeadline: m.byCause[drainDeadline], Restarted: m.byCause[restarted],
+		Reloaded: m.byCause[reloaded], InstanceChanged: m.byCause[instanceChanged],
+		AddressChanged: m.byCause[addressChanged], Rebalanced: m.byCause[rebalanced],
+	}
 	res.RepinnedUsers = m.repinnedUsers
 	res.Repins = m.repins
 	res.MaxRepinsPerUser = m.maxRepins
-	for i, dt := range d.downs {
+	for i, dt := range downs {
 		f := Failover{Backend: d.ids[dt.backend], AtMS: ms(dt.from), RepinnedUsers: m.downUsers[i]}
 		if m.firstMove[i] != forever {
 			v := ms(m.firstMove[i] - dt.from)
@@ -340,6 +423,13 @@ func timeline(d *runData) Timeline {
 	w := bucketWidth(d.elapsed)
 	n := int(d.elapsed/w) + 1
 	t := Timeline{BucketMS: ms(w), Failed: make([]int, n)}
+	for _, p := range d.past {
+		e := TimelineEvent{Event: p.flag, AtMS: ms(p.from)}
+		if p.backend >= 0 {
+			e.Backend = d.ids[p.backend]
+		}
+		t.Events = append(t.Events, e)
+	}
 	for _, id := range d.ids {
 		t.Backends = append(t.Backends, Series{ID: id, Requests: make([]int, n)})
 	}
@@ -406,8 +496,17 @@ func finding(d *runData, res *RunResult, reqs []int) string {
 	} else {
 		line += fmt.Sprintf("gateway %s holds %.0f%% of users", gw.Addr, 100*d.pop.Share(g))
 	}
-	if res.BrokenSessions > 0 {
-		line += fmt.Sprintf("; %d users were moved while their backend was up", res.BrokenSessions)
+	if res.Broken.Rebalanced > 0 {
+		line += fmt.Sprintf("; %d users were moved while their backend was up", res.Broken.Rebalanced)
+	}
+	if d.churn && d.mode == L4 && d.prefix <= 24 && res.Broken.AddressChanged == 0 {
+		line += fmt.Sprintf("; ipv4_prefix = %d keeps each gateway's pool on one key: no session broke when an address changed, at the price of skew", d.prefix)
+	}
+	if d.churn && res.Broken.AddressChanged > 0 {
+		line += fmt.Sprintf("; %d users' sessions broke when their address changed", res.Broken.AddressChanged)
+		if d.mode == L4 && d.prefix == 32 {
+			line += " (ipv4_prefix = 24 keys a whole pool as one client: fewer breaks, more skew)"
+		}
 	}
 	return line
 }

@@ -77,9 +77,10 @@ func TestCountMovesByHand(t *testing.T) {
 		at(3, 1), at(26, -1), at(33, 2), at(70, 1),
 	}
 	downs := []downtime{{backend: 1, from: 25 * time.Millisecond, to: 60 * time.Millisecond}}
-	m := countMoves(samples, R, downs)
-	if m.brokenUsers != 2 || m.brokenMoves != 2 {
-		t.Errorf("broken users %d, moves %d; want 2, 2", m.brokenUsers, m.brokenMoves)
+	m := countMoves(samples, R, downs, nil)
+	// Users 1 and 3 rebalanced, users 2 and 3 moved off the killed backend.
+	if m.brokenUsers != 3 || m.brokenMoves != 2 || m.byCause[rebalanced] != 2 || m.byCause[backendFailed] != 2 {
+		t.Errorf("broken users %d, moves %d, by cause %v; want 3, 2, rebalanced 2 and backend_failed 2", m.brokenUsers, m.brokenMoves, m.byCause)
 	}
 	if m.repinnedUsers != 2 || m.repins != 2 || m.maxRepins != 1 {
 		t.Errorf("repinned users %d, repins %d, max per user %d; want 2, 2, 1", m.repinnedUsers, m.repins, m.maxRepins)
@@ -94,7 +95,7 @@ func TestCountMovesByHand(t *testing.T) {
 }
 
 func TestCountMovesWithoutDowntime(t *testing.T) {
-	m := countMoves([]sample{at(0, 0), at(5, 0), at(1, 1), at(6, 1)}, 2, nil)
+	m := countMoves([]sample{at(0, 0), at(5, 0), at(1, 1), at(6, 1)}, 2, nil, nil)
 	if m.brokenUsers != 0 || m.repinnedUsers != 0 {
 		t.Errorf("got %+v, want no moves", m)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -38,8 +39,10 @@ func ParseModes(s string) ([]Mode, error) {
 	return nil, fmt.Errorf("--mode: %q is not l4, l7 or both", s)
 }
 
-// Event kills a backend (--fail) or brings it back (--recover) at a time
-// into each mode's run.
+// Event is something the lab does to a backend at a time into each mode's
+// run: kill it (--fail), bring it back (--recover), join it (--add), or put
+// it in an admin state (--drain, --maint, --ready). A --reload@ or
+// --restart@ has no backend.
 type Event struct {
 	Backend string
 	At      time.Duration
@@ -51,18 +54,34 @@ func ParseEvent(s string) (Event, error) {
 	if !ok || id == "" || at == "" {
 		return Event{}, fmt.Errorf("%q is not ID@DURATION (app-02@5s)", s)
 	}
-	d, err := time.ParseDuration(at)
+	d, err := parseAt(s, at)
 	if err != nil {
-		return Event{}, fmt.Errorf("%q: %q is not a duration (500ms, 5s)", s, at)
-	}
-	if d < 0 {
-		return Event{}, fmt.Errorf("%q: the time must not be negative", s)
+		return Event{}, err
 	}
 	return Event{Backend: id, At: d}, nil
 }
 
+// ParseAt parses the DURATION of --reload@DURATION and --restart@DURATION.
+func ParseAt(s string) (time.Duration, error) { return parseAt(s, s) }
+
+func parseAt(s, at string) (time.Duration, error) {
+	d, err := time.ParseDuration(at)
+	if err != nil {
+		return 0, fmt.Errorf("%q: %q is not a duration (500ms, 5s)", s, at)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%q: the time must not be negative", s)
+	}
+	return d, nil
+}
+
 // String returns the event as ParseEvent reads it.
-func (e Event) String() string { return e.Backend + "@" + e.At.String() }
+func (e Event) String() string {
+	if e.Backend == "" {
+		return e.At.String()
+	}
+	return e.Backend + "@" + e.At.String()
+}
 
 // Options is a lab scenario. Each field is the lbctl bench flag of the same
 // name, and Validate's messages name the flags.
@@ -82,6 +101,43 @@ type Options struct {
 	// Failures kill backends, Recoveries bring them back, at their times
 	// into each mode's run.
 	Failures, Recoveries []Event
+	// PoolSize is the number of addresses of each gateway (a carrier NAT's
+	// pool); with more than one, gateway g sends from 127.(2+g/256).(g%256).x.
+	// IPChurn is the probability that a request after a user's first moves
+	// it to another address of its pool; IPChurnEvery, when positive, moves
+	// it once its address is that old.
+	PoolSize     int
+	IPChurn      float64
+	IPChurnEvery time.Duration
+	// Adds join new backends, each with an id that none of app-01..NN
+	// has, through a reload of every instance.
+	Adds []Event
+	// Drains, Maints and Readies set admin states on every instance; a
+	// drain lasts at most DrainFor when that is positive.
+	Drains, Maints, Readies []Event
+	DrainFor                time.Duration
+	// Reloads and Restarts reload or restart every instance at those
+	// times. A restart is in process: the instance shuts down (open
+	// connections get a second), saves its state file if it has one, and
+	// is built again on its address.
+	Reloads, Restarts []time.Duration
+	// Instances is the number of lbctl instances (1..8), on 127.0.0.2 and
+	// up; each request goes to one of them by a hash, as ECMP spreads
+	// connections. Zero means one.
+	Instances int
+	// StateFile gives each instance an affinity state file in a temporary
+	// folder, so that a restart keeps the admin states and (in L4) pins.
+	StateFile bool
+	// Targets, when set, are external load balancers to measure instead
+	// of lbctl, by mode; the lab's backends then listen on TargetBackends,
+	// the addresses those load balancers are configured with.
+	Targets        map[Mode]string
+	TargetBackends []string
+	// TargetSettle is how long the lab waits, with its backends up,
+	// before each run against a target, so that the target's health
+	// checks have seen them all; lbctl's own instances are waited for
+	// by their probes instead.
+	TargetSettle time.Duration
 	// Seed fixes the population: which users sit behind which gateway
 	// and when each sends its requests.
 	Seed uint64
@@ -115,16 +171,19 @@ type Options struct {
 // 2000 requests per second (10s per mode), both modes, no failure.
 func DefaultOptions() Options {
 	return Options{
-		Backends:    4,
-		Users:       2000,
-		Gateways:    100,
-		Skew:        Zipf,
-		ZipfS:       1.1,
-		Requests:    10,
-		Modes:       []Mode{L4, L7},
-		Seed:        1,
-		Concurrency: 64,
-		Rate:        2000,
+		Backends:     4,
+		Users:        2000,
+		Gateways:     100,
+		Skew:         Zipf,
+		ZipfS:        1.1,
+		Requests:     10,
+		Modes:        []Mode{L4, L7},
+		Seed:         1,
+		Concurrency:  64,
+		Rate:         2000,
+		PoolSize:     1,
+		Instances:    1,
+		TargetSettle: time.Second,
 	}
 }
 
@@ -196,13 +255,102 @@ func (o *Options) Validate() error {
 	if o.Rate < 0 || math.IsNaN(o.Rate) || math.IsInf(o.Rate, 0) {
 		fail("--rate: %v must be a positive number of requests per second, or 0 for as fast as possible", o.Rate)
 	}
+	if o.PoolSize < 1 || o.PoolSize > MaxPoolSize {
+		fail("--pool-size: %d is out of range 1..%d", o.PoolSize, MaxPoolSize)
+	}
+	if o.IPChurn < 0 || o.IPChurn > 1 || math.IsNaN(o.IPChurn) {
+		fail("--ip-churn: %v is not a probability in [0, 1]", o.IPChurn)
+	}
+	if o.IPChurnEvery < 0 {
+		fail("--ip-churn-every: %v must not be negative", o.IPChurnEvery)
+	}
+	if (o.IPChurn > 0 || o.IPChurnEvery > 0) && o.PoolSize < 2 {
+		fail("--ip-churn: a user can only move to another address of its gateway's pool; give --pool-size 2 or more")
+	}
+	if o.Instances < 0 || o.Instances > MaxInstances {
+		fail("--instances: %d is out of range 1..%d", o.Instances, MaxInstances)
+	}
+	if o.TargetSettle < 0 {
+		fail("--target-settle: %v must not be negative", o.TargetSettle)
+	}
+	if o.DrainFor < 0 {
+		fail("--drain-for: %v must not be negative", o.DrainFor)
+	}
+	errs = append(errs, o.checkTargets()...)
 	errs = append(errs, o.checkEvents()...)
 	return errors.Join(errs...)
 }
 
+// MaxInstances is the most lbctl instances a run plays against.
+const MaxInstances = 8
+
+// instances is the number of instances a run starts.
+func (o *Options) instances() int { return max(o.Instances, 1) }
+
+// checkTargets checks --target and --target-backends: each target is an
+// address of a mode the run measures, the backends' addresses are as many
+// as --backends, and nothing asks an external load balancer to do what
+// only lbctl's own instances can (reload, restart, admin states).
+func (o *Options) checkTargets() []error {
+	var errs []error
+	if len(o.Targets) == 0 {
+		if len(o.TargetBackends) > 0 {
+			errs = append(errs, errors.New("--target-backends: only with --target"))
+		}
+		return errs
+	}
+	for m, addr := range o.Targets {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("--target %s=%s: %w", m, addr, err))
+		}
+		if !slices.Contains(o.Modes, m) {
+			errs = append(errs, fmt.Errorf("--target %s=%s: --mode does not run %s", m, addr, m))
+		}
+	}
+	for _, m := range o.Modes {
+		if o.Targets[m] == "" {
+			errs = append(errs, fmt.Errorf("--target: no address for mode %s", m))
+		}
+	}
+	if len(o.TargetBackends) != o.Backends {
+		errs = append(errs, fmt.Errorf("--target-backends: %d addresses for %d --backends", len(o.TargetBackends), o.Backends))
+	}
+	for _, a := range o.TargetBackends {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("--target-backends %s: %w", a, err))
+		}
+	}
+	for _, g := range []struct {
+		flag string
+		n    int
+	}{{"--add", len(o.Adds)}, {"--drain", len(o.Drains)}, {"--maint", len(o.Maints)},
+		{"--ready", len(o.Readies)}, {"--reload@", len(o.Reloads)}, {"--restart@", len(o.Restarts)}} {
+		if g.n > 0 {
+			errs = append(errs, fmt.Errorf("%s: acts on lbctl's own instances, not on a --target", g.flag))
+		}
+	}
+	if o.instances() > 1 || o.StateFile {
+		errs = append(errs, errors.New("--instances and --state-file: lbctl's own instances, not a --target"))
+	}
+	return errs
+}
+
+// ParseTargets parses --target's "l4=ADDR,l7=ADDR" (either part alone).
+func ParseTargets(s string) (map[Mode]string, error) {
+	t := make(map[Mode]string)
+	for part := range strings.SplitSeq(s, ",") {
+		m, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || (Mode(m) != L4 && Mode(m) != L7) || addr == "" {
+			return nil, fmt.Errorf("%q is not l4=ADDR or l7=ADDR", part)
+		}
+		t[Mode(m)] = addr
+	}
+	return t, nil
+}
+
 // checkEvents checks that every event names a backend, falls within the
-// paced run, and that each backend's events alternate: a fail, then a
-// recover, then a fail...
+// paced run, that each backend's kills alternate (a fail, then a recover,
+// then a fail...), and that each --add names a new backend once.
 func (o *Options) checkEvents() []error {
 	var errs []error
 	type ev struct {
@@ -210,21 +358,37 @@ func (o *Options) checkEvents() []error {
 		flag string
 	}
 	var all []ev
-	for _, e := range o.Failures {
-		all = append(all, ev{e, "--fail"})
+	for _, g := range []struct {
+		flag string
+		es   []Event
+	}{{"--fail", o.Failures}, {"--recover", o.Recoveries}, {"--add", o.Adds},
+		{"--drain", o.Drains}, {"--maint", o.Maints}, {"--ready", o.Readies}} {
+		for _, e := range g.es {
+			all = append(all, ev{e, g.flag})
+		}
 	}
-	for _, e := range o.Recoveries {
-		all = append(all, ev{e, "--recover"})
+	for _, at := range o.Reloads {
+		all = append(all, ev{Event{At: at}, "--reload@"})
+	}
+	for _, at := range o.Restarts {
+		all = append(all, ev{Event{At: at}, "--restart@"})
+	}
+	added := make(map[string]bool)
+	for _, e := range o.Adds {
+		if o.initialBackend(e.Backend) {
+			errs = append(errs, fmt.Errorf("--add %s: %s is already one of the %d --backends; give a new id such as %s",
+				e, e.Backend, o.Backends, backendID(o.Backends+len(o.Adds)-1)))
+		}
+		if added[e.Backend] {
+			errs = append(errs, fmt.Errorf("--add %s: %s is added twice", e, e.Backend))
+		}
+		added[e.Backend] = true
 	}
 	down := make(map[string]bool)
 	slices.SortStableFunc(all, func(a, b ev) int { return cmp.Compare(a.At, b.At) })
 	for _, e := range all {
-		known := false
-		for i := range o.Backends {
-			known = known || backendID(i) == e.Backend
-		}
 		switch {
-		case !known:
+		case e.Backend != "" && !o.initialBackend(e.Backend) && !added[e.Backend]:
 			errs = append(errs, fmt.Errorf("%s %s: no backend %q (the lab runs app-01..%s)", e.flag, e, e.Backend, backendID(max(o.Backends, 1)-1)))
 			continue
 		case o.Pace() > 0 && e.At >= o.Pace():
@@ -237,7 +401,20 @@ func (o *Options) checkEvents() []error {
 		case e.flag == "--recover" && !down[e.Backend]:
 			errs = append(errs, fmt.Errorf("%s %s: %s has not failed by then (a --fail must come first)", e.flag, e, e.Backend))
 		}
-		down[e.Backend] = e.flag == "--fail"
+		switch e.flag {
+		case "--fail", "--recover":
+			down[e.Backend] = e.flag == "--fail"
+		}
 	}
 	return errs
+}
+
+// initialBackend reports whether id is one of app-01..NN.
+func (o *Options) initialBackend(id string) bool {
+	for i := range o.Backends {
+		if backendID(i) == id {
+			return true
+		}
+	}
+	return false
 }

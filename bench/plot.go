@@ -47,7 +47,7 @@ func (r *Report) Plot(w io.Writer, name string) error {
 		return fmt.Errorf("the report has no run to plot")
 	}
 	rows := 1
-	if len(r.Scenario.Failures) > 0 {
+	if r.hasEvents() {
 		rows = 2
 	}
 	cols := len(r.Runs)
@@ -113,6 +113,35 @@ var (
 	killColor    = color.RGBA{0xd6, 0x27, 0x28, 0xff}
 	recoverColor = color.RGBA{0x2c, 0xa0, 0x2c, 0xff}
 )
+
+// hasEvents reports whether the scenario failed a backend or any run
+// marks an event on its timeline: then the plot shows the timelines.
+func (r *Report) hasEvents() bool {
+	if len(r.Scenario.Failures) > 0 {
+		return true
+	}
+	for _, run := range r.Runs {
+		if len(run.Timeline.Events) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// eventMark is how the timeline marks an event: its colour and label.
+func eventMark(e TimelineEvent) (color.Color, string) {
+	switch e.Event {
+	case "--fail":
+		return killColor, e.Backend + " killed"
+	case "--recover":
+		return recoverColor, e.Backend + " back"
+	case "--add":
+		return recoverColor, e.Backend + " added"
+	case "--drain", "--maint", "--ready":
+		return color.RGBA{0xff, 0x7f, 0x0e, 0xff}, e.Backend + " " + e.Event[2:]
+	}
+	return color.Black, strings.TrimSuffix(e.Event[2:], "@")
+}
 
 // loadPlots draws, per mode, the requests each backend served stacked by
 // gateway.
@@ -197,7 +226,8 @@ func (r *Report) loadPlots() ([]*plot.Plot, error) {
 }
 
 // timelinePlots draws, per mode, each backend's requests per second over
-// the run with the kills and recoveries marked.
+// the run with its events marked: kills, recoveries, added backends, admin
+// states, reloads and restarts.
 func (r *Report) timelinePlots() ([]*plot.Plot, error) {
 	ymax := 0.0
 	for _, run := range r.Runs {
@@ -249,16 +279,22 @@ func (r *Report) timelinePlots() ([]*plot.Plot, error) {
 			p.Legend.Add(label, line)
 			return nil
 		}
-		for _, f := range run.Failovers {
-			if err := mark(f.AtMS, killColor, f.Backend+" killed"); err != nil {
-				return nil, err
+		events := run.Timeline.Events
+		if events == nil {
+			// A report from before the timeline kept its events.
+			for _, f := range run.Failovers {
+				events = append(events, TimelineEvent{Event: "--fail", Backend: f.Backend, AtMS: f.AtMS})
+			}
+			for _, e := range r.Scenario.Recoveries {
+				if e.AtMS <= run.DurationMS {
+					events = append(events, TimelineEvent{Event: "--recover", Backend: e.Backend, AtMS: e.AtMS})
+				}
 			}
 		}
-		for _, e := range r.Scenario.Recoveries {
-			if e.AtMS <= run.DurationMS {
-				if err := mark(e.AtMS, recoverColor, e.Backend+" back"); err != nil {
-					return nil, err
-				}
+		for _, e := range events {
+			c, label := eventMark(e)
+			if err := mark(e.AtMS, c, label); err != nil {
+				return nil, err
 			}
 		}
 		p.Legend.Top = true

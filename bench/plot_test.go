@@ -52,3 +52,27 @@ func TestPlotFormat(t *testing.T) {
 		t.Error("plotting an empty report succeeded")
 	}
 }
+
+// TestPlotMarksEvents draws a report whose only events are lifecycle ones:
+// the timelines appear, each event marked and named.
+func TestPlotMarksEvents(t *testing.T) {
+	rep := sampleReport()
+	rep.Scenario.Failures, rep.Scenario.Recoveries = nil, nil
+	for i := range rep.Runs {
+		rep.Runs[i].Failovers = nil
+		rep.Runs[i].Timeline.Events = []TimelineEvent{
+			{Event: "--add", Backend: "app-05", AtMS: 1000},
+			{Event: "--drain", Backend: "app-01", AtMS: 1500},
+			{Event: "--restart@", AtMS: 2500},
+		}
+	}
+	var svg bytes.Buffer
+	if err := rep.Plot(&svg, "report.svg"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"app-05 added", "app-01 drain", "restart", "requests/s per backend"} {
+		if !strings.Contains(svg.String(), want) {
+			t.Errorf("svg lacks %q", want)
+		}
+	}
+}

@@ -147,9 +147,25 @@ func apportion(total int, weights []float64) []int {
 }
 
 // gatewayAddr is gateway g's source address: 127.1.(g/250).(g%250+1). It
-// stays clear of 127.0.0.1, where the lab's proxies and backends listen.
+// stays clear of 127.0.0.x, where the lab's proxies and backends listen.
 func gatewayAddr(g int) netip.Addr {
 	return netip.AddrFrom4([4]byte{127, 1, byte(g / 250), byte(g%250 + 1)})
+}
+
+// MaxPoolSize is the most addresses one gateway's pool can hold: a pool
+// fills part of a /24 of its own.
+const MaxPoolSize = 250
+
+// poolAddr is address slot j of gateway g when gateways have pools of
+// size > 1 (--pool-size): gateway g owns the /24 127.(2+g/256).(g%256).0 and
+// slot j is its host j+1, as a carrier's NAT pool is one contiguous block.
+// So ipv4_prefix = 24 keys a whole pool as one client. With a pool of one,
+// slot 0 is gatewayAddr(g).
+func poolAddr(g, j, size int) netip.Addr {
+	if size <= 1 {
+		return gatewayAddr(g)
+	}
+	return netip.AddrFrom4([4]byte{127, byte(2 + g/256), byte(g % 256), byte(j + 1)})
 }
 
 // Share returns the fraction of all users behind gateway g.

@@ -35,6 +35,14 @@ type Scenario struct {
 	Failures       []EventReport  `json:"failures"`
 	Recoveries     []EventReport  `json:"recoveries"`
 	TopGateways    []GatewayShare `json:"top_gateways"` // the most populous, at most five
+	PoolSize       int            `json:"pool_size"`
+	IPChurn        float64        `json:"ip_churn"`
+	IPChurnEveryMS float64        `json:"ip_churn_every_ms"`
+	Instances      int            `json:"instances"`
+	StateFile      bool           `json:"state_file"`
+	Target         string         `json:"target,omitempty"` // ", target l4=ADDR l7=ADDR" when measuring another load balancer
+	// Events are the lifecycle events as flags: --add app-05@4s, --reload@2s...
+	Events []string `json:"events,omitempty"`
 }
 
 // topGateways is how many gateways the report follows by name.
@@ -75,13 +83,17 @@ type RunResult struct {
 	CoV         float64 `json:"cov"`
 	Jain        float64 `json:"jain"`
 
-	// BrokenSessions counts users moved to another backend while theirs
-	// was up (must be 0); RepinnedUsers those moved because theirs was
-	// down, Repins such moves (one per repinned user when nobody flaps).
-	BrokenSessions   int `json:"broken_sessions"`
-	RepinnedUsers    int `json:"repinned_users"`
-	Repins           int `json:"repins"`
-	MaxRepinsPerUser int `json:"max_repins_per_user"`
+	// BrokenSessions counts users moved to another backend at least
+	// once, for any cause; Broken counts them by cause (a user moved for
+	// two causes counts under both). Broken.Rebalanced, a move while
+	// nothing asked for one, must be 0. RepinnedUsers are the users moved
+	// because their backend was killed (Broken.BackendFailed), Repins
+	// such moves (one per repinned user when nobody flaps).
+	BrokenSessions   int    `json:"broken_sessions"`
+	Broken           Broken `json:"broken_by_cause"`
+	RepinnedUsers    int    `json:"repinned_users"`
+	Repins           int    `json:"repins"`
+	MaxRepinsPerUser int    `json:"max_repins_per_user"`
 	// FailoverMS is the slowest of Failovers, null without --fail.
 	FailoverMS *float64   `json:"failover_ms"`
 	Failovers  []Failover `json:"failovers,omitempty"`
@@ -95,7 +107,12 @@ type RunResult struct {
 	ScheduleLagP99MS float64 `json:"schedule_lag_p99_ms"`
 	DurationMS       float64 `json:"duration_ms"`
 
-	// Affinity is the L4 affinity table's counters; nil for L7.
+	// ScaleUps follow each --add, Drains each --drain and --maint.
+	ScaleUps []ScaleUp     `json:"scale_ups,omitempty"`
+	Drains   []DrainResult `json:"drains,omitempty"`
+
+	// Affinity is the L4 affinity table's counters (of the first
+	// instance, since its last restart); nil for L7 and a --target.
 	Affinity *AffinityStats `json:"affinity,omitempty"`
 
 	Finding  string   `json:"finding"`
@@ -113,6 +130,62 @@ type BackendResult struct {
 	// TopGatewayRequests are the requests served here from each of the
 	// scenario's top_gateways, in their order.
 	TopGatewayRequests []int `json:"top_gateway_requests"`
+}
+
+// Broken is the users whose session broke, by cause: their request landed
+// on another backend than their request before, because that backend was
+// killed (backend_failed), put in maintenance, reached its drain deadline,
+// because lbctl restarted or reloaded in between, because the two requests
+// went to different lbctl instances or came from different addresses of
+// the user's gateway, or for none of these (rebalanced).
+type Broken struct {
+	BackendFailed   int `json:"backend_failed"`
+	Maintenance     int `json:"maintenance"`
+	DrainDeadline   int `json:"drain_deadline"`
+	Restarted       int `json:"restarted"`
+	Reloaded        int `json:"reloaded"`
+	InstanceChanged int `json:"instance_changed"`
+	AddressChanged  int `json:"address_changed"`
+	Rebalanced      int `json:"rebalanced"`
+}
+
+// ScaleUp is what followed one --add.
+type ScaleUp struct {
+	Backend string  `json:"backend"`
+	AtMS    float64 `json:"at_ms"`
+	// NewUsers arrived after the reload that added the backend;
+	// NewUsersThere of them reached it, a share of NewUsersShare.
+	NewUsers      int     `json:"new_users"`
+	NewUsersThere int     `json:"new_users_there"`
+	NewUsersShare float64 `json:"new_users_share"`
+	// EarlierUsersThere arrived before it and still reached it: moved
+	// sessions, which lbctl should not cause.
+	EarlierUsersThere int `json:"earlier_users_there"`
+	// ToMeanMS is how long after the add the backend's requests in a
+	// bucket of the timeline first reached the mean; null if never.
+	ToMeanMS *float64 `json:"to_mean_ms"`
+}
+
+// DrainResult is what followed one --drain or --maint.
+type DrainResult struct {
+	Backend    string   `json:"backend"`
+	State      string   `json:"state"` // drain or maint
+	AtMS       float64  `json:"at_ms"`
+	DeadlineMS *float64 `json:"deadline_ms"` // --drain-for after AtMS; null without
+	// LastRequestMS is how long after the state change the backend
+	// finished its last request (0 when none came): the drain's
+	// completion time. Completed says that it ended before the
+	// backend's next state (or the run's end).
+	LastRequestMS *float64 `json:"last_request_ms"`
+	UsersAfter    int      `json:"users_after"` // users it served after the change
+	Completed     bool     `json:"completed"`
+}
+
+// TimelineEvent is one event of a run as the plot marks it.
+type TimelineEvent struct {
+	Event   string  `json:"event"` // the flag: --fail, --add, --restart@...
+	Backend string  `json:"backend,omitempty"`
+	AtMS    float64 `json:"at_ms"`
 }
 
 // Failover is what followed one --fail.
@@ -137,9 +210,10 @@ type AffinityStats struct {
 
 // Timeline is the served requests per backend over the run, by start time.
 type Timeline struct {
-	BucketMS float64  `json:"bucket_ms"`
-	Backends []Series `json:"backends"`
-	Failed   []int    `json:"failed"`
+	BucketMS float64         `json:"bucket_ms"`
+	Backends []Series        `json:"backends"`
+	Failed   []int           `json:"failed"`
+	Events   []TimelineEvent `json:"events,omitempty"`
 }
 
 // Series is one backend's requests per bucket.
@@ -194,6 +268,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		b.WriteString(run.Finding + "\n")
 	}
 	for _, run := range r.Runs {
+		writeEventResults(&b, &run)
+	}
+	for _, run := range r.Runs {
 		for _, warn := range run.Warnings {
 			fmt.Fprintf(&b, "warning: %s: %s\n", run.Mode, warn)
 		}
@@ -228,6 +305,22 @@ func writeScenario(b *strings.Builder, s *Scenario) {
 		}
 	}
 	b.WriteString("\n")
+	if s.PoolSize > 1 || s.IPChurn > 0 || s.IPChurnEveryMS > 0 {
+		fmt.Fprintf(b, "each gateway a pool of %d addresses; a request moves its user to another with probability %g", s.PoolSize, s.IPChurn)
+		if s.IPChurnEveryMS > 0 {
+			fmt.Fprintf(b, ", and every %s", fmtDuration(s.IPChurnEveryMS))
+		}
+		b.WriteString("\n")
+	}
+	if len(s.Events) > 0 {
+		fmt.Fprintf(b, "events: %s\n", strings.Join(s.Events, " "))
+	}
+	switch {
+	case s.Target != "":
+		fmt.Fprintf(b, "front doors: %s\n", strings.TrimPrefix(s.Target, ", "))
+	case s.Instances > 1:
+		fmt.Fprintf(b, "front doors: %d lbctl instances, connections spread by a hash\n", s.Instances)
+	}
 	for _, e := range s.Failures {
 		fmt.Fprintf(b, "fail %s at %s", e.Backend, fmtDuration(e.AtMS))
 		for _, rec := range s.Recoveries {
@@ -285,6 +378,15 @@ func writeComparison(b *strings.Builder, runs []RunResult, failures bool) {
 	row("cov", func(x *RunResult) string { return fmt.Sprintf("%.3f", x.CoV) })
 	row("jain", func(x *RunResult) string { return fmt.Sprintf("%.3f", x.Jain) })
 	row("broken_sessions", func(x *RunResult) string { return fmt.Sprint(x.BrokenSessions) })
+	for _, c := range brokenCauses {
+		any := false
+		for i := range runs {
+			any = any || *c.count(&runs[i].Broken) > 0
+		}
+		if any {
+			row("  "+c.name, func(x *RunResult) string { return fmt.Sprint(*c.count(&x.Broken)) })
+		}
+	}
 	row("repinned_users", func(x *RunResult) string { return fmt.Sprint(x.RepinnedUsers) })
 	row("failed_requests", func(x *RunResult) string {
 		return fmt.Sprintf("%d/%d", x.FailedRequests, x.TotalRequests)
@@ -302,6 +404,46 @@ func writeComparison(b *strings.Builder, runs []RunResult, failures bool) {
 	row("generator_rps", func(x *RunResult) string { return fmt.Sprintf("%.0f", x.GeneratorRPS) })
 	row("schedule_lag_p99_ms", func(x *RunResult) string { return fmt.Sprintf("%.1f", x.ScheduleLagP99MS) })
 	row("duration", func(x *RunResult) string { return fmtDuration(x.DurationMS) })
+}
+
+// brokenCauses names Broken's counts in the order the report shows them.
+var brokenCauses = []struct {
+	name  string
+	count func(*Broken) *int
+}{
+	{"backend_failed", func(b *Broken) *int { return &b.BackendFailed }},
+	{"maintenance", func(b *Broken) *int { return &b.Maintenance }},
+	{"drain_deadline", func(b *Broken) *int { return &b.DrainDeadline }},
+	{"restarted", func(b *Broken) *int { return &b.Restarted }},
+	{"reloaded", func(b *Broken) *int { return &b.Reloaded }},
+	{"instance_changed", func(b *Broken) *int { return &b.InstanceChanged }},
+	{"address_changed", func(b *Broken) *int { return &b.AddressChanged }},
+	{"rebalanced", func(b *Broken) *int { return &b.Rebalanced }},
+}
+
+// writeEventResults writes a line for each --add and each --drain or
+// --maint of a run.
+func writeEventResults(b *strings.Builder, run *RunResult) {
+	for _, su := range run.ScaleUps {
+		toMean := "never"
+		if su.ToMeanMS != nil {
+			toMean = "after " + fmtDuration(*su.ToMeanMS)
+		}
+		fmt.Fprintf(b, "%s: --add %s at %s: %d of %d new users (%.0f%%) reached it, %d earlier users did; its load reached the mean %s\n",
+			run.Mode, su.Backend, fmtDuration(su.AtMS), su.NewUsersThere, su.NewUsers, 100*su.NewUsersShare, su.EarlierUsersThere, toMean)
+	}
+	for _, d := range run.Drains {
+		end := "still serving when the next state came"
+		if d.Completed {
+			end = "its last request ended " + fmtDuration(*d.LastRequestMS) + " after"
+		}
+		deadline := ""
+		if d.DeadlineMS != nil {
+			deadline = fmt.Sprintf(" (deadline at %s)", fmtDuration(*d.DeadlineMS))
+		}
+		fmt.Fprintf(b, "%s: --%s %s at %s%s: %d users served after; %s\n",
+			run.Mode, d.State, d.Backend, fmtDuration(d.AtMS), deadline, d.UsersAfter, end)
+	}
 }
 
 // ends of lines.

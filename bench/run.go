@@ -15,12 +15,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"sync"
+	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/config"
-	"github.com/lbctl/lbctl/internal/instance"
 )
 
 // Run plays the scenario against each mode in turn and returns the report.
@@ -48,7 +48,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	set, err := startBackends(o.Backends)
+	set, err := startBackends(o.Backends, o.TargetBackends, o.Adds)
 	if err != nil {
 		return nil, err
 	}
@@ -57,17 +57,27 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if base == nil {
 		base = LabConfig()
 	}
-	cfg, err := runConfig(base, set)
+	cfg, err := runConfig(base, set.all[:o.Backends])
 	if err != nil {
 		return nil, err
 	}
-	pool, err := instance.NewPool(cfg, log)
-	if err != nil {
-		return nil, err
+	var stateDir string
+	if o.StateFile {
+		if stateDir, err = os.MkdirTemp("", "lbctl-bench-"); err != nil {
+			return nil, fmt.Errorf("--state-file: %w", err)
+		}
+		defer os.RemoveAll(stateDir)
 	}
 	rep := &Report{Scenario: scenario(&o, pop, cfg)}
 	for _, m := range o.Modes {
-		res, err := runMode(ctx, m, &o, pop, set, cfg, pool, log)
+		dir := ""
+		if stateDir != "" {
+			dir = filepath.Join(stateDir, string(m))
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("--state-file: %w", err)
+			}
+		}
+		res, err := runMode(ctx, m, &o, pop, set, cfg, dir, log)
 		if err != nil {
 			return nil, fmt.Errorf("%s run: %w", m, err)
 		}
@@ -76,51 +86,54 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-// runMode plays the scenario once against one front door.
+// runMode plays the scenario once against one mode's front doors: lbctl's
+// own instances, or the --target of the mode.
 func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *backendSet,
-	cfg *config.Config, pool *instance.Pool, log *slog.Logger) (RunResult, error) {
+	cfg *config.Config, stateDir string, log *slog.Logger) (res RunResult, err error) {
 	if err := set.reset(); err != nil {
 		return RunResult{}, err
 	}
-	if err := waitUp(ctx, pool); err != nil {
-		return RunResult{}, err
+	var d *doors
+	var urls []string
+	if target := o.Targets[mode]; target != "" {
+		urls = []string{"http://" + target + "/"}
+		if err := settle(ctx, o.TargetSettle); err != nil {
+			return RunResult{}, err
+		}
+	} else {
+		modeCfg := *cfg
+		modeCfg.Mode = string(mode)
+		if d, err = startDoors(ctx, &modeCfg, o.instances(), stateDir, log); err != nil {
+			return RunResult{}, err
+		}
+		defer func() {
+			if d != nil {
+				err = errors.Join(err, d.close())
+			}
+		}()
+		urls = d.urls()
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return RunResult{}, err
-	}
-	modeCfg := *cfg
-	modeCfg.Mode = string(mode)
-	door, table := instance.NewFrontDoor(&modeCfg, pool, log)
-	served := make(chan error, 1)
-	go func() { served <- door.Serve(ln) }()
 
-	var probes sync.WaitGroup
-	probeCtx, stopProbes := context.WithCancel(ctx)
-	if pool.Prober != nil {
-		probes.Go(func() { pool.Prober.Run(probeCtx) })
-	}
-
-	gen := newGenerator(o, pop, set, "http://"+ln.Addr().String()+"/")
+	gen := newGenerator(o, pop, set, urls)
 	stopBar := startProgress(o.Progress, string(mode), gen.total(), &gen.done)
 	start := time.Now()
-	sched := startSchedule(set, o.Failures, o.Recoveries, start)
+	sched := startSchedule(actions(ctx, o, set, d), start)
 	samples, elapsed, runErr := gen.run(ctx, start)
-	downs, warnings, schedErr := sched.stop(elapsed)
+	past, warnings, schedErr := sched.stop(elapsed)
 	stopBar()
 
-	stopProbes()
-	probes.Wait()
-	door.Close()
-	if err := <-served; err != nil && !errors.Is(err, instance.ErrClosed) {
-		return RunResult{}, fmt.Errorf("serve: %w", err)
-	}
 	var aff *AffinityStats
-	if table != nil {
-		st := table.Stats()
-		table.Close()
-		aff = &AffinityStats{Hits: st.Hits, Misses: st.Misses, Repins: st.Repins,
-			Evictions: st.Evictions, Expirations: st.Expirations, Size: st.Size}
+	if d != nil {
+		if table := d.first().Table(); table != nil {
+			st := table.Stats()
+			aff = &AffinityStats{Hits: st.Hits, Misses: st.Misses, Repins: st.Repins,
+				Evictions: st.Evictions, Expirations: st.Expirations, Size: st.Size}
+		}
+		closeErr := d.close()
+		d = nil
+		if closeErr != nil {
+			return RunResult{}, closeErr
+		}
 	}
 	records := set.takeRecords()
 	if err := errors.Join(runErr, schedErr); err != nil {
@@ -131,19 +144,63 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 		pop:      pop,
 		requests: o.Requests,
 		ids:      set.ids(),
+		initial:  o.Backends,
 		samples:  samples,
 		records:  records,
-		downs:    downs,
+		past:     past,
+		drainFor: o.DrainFor,
 		elapsed:  elapsed,
 		reasons:  gen.failureReasons(),
 		affinity: aff,
 		warnings: warnings,
+		churn:    o.IPChurn > 0 || o.IPChurnEvery > 0,
+		prefix:   cfg.Affinity.IPv4Prefix,
 	}), nil
 }
 
-// newGenerator returns the generator that plays pop against target, with
-// the options' pace and concurrency, knowing set's backends by index.
-func newGenerator(o *Options, pop *Population, set *backendSet, target string) *generator {
+// settle waits d, or until ctx ends.
+func settle(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// actions are the run's events, each bound to what it acts on.
+func actions(ctx context.Context, o *Options, set *backendSet, d *doors) []action {
+	var as []action
+	on := func(flag string, es []Event, apply func(b *labBackend) error) {
+		for _, e := range es {
+			b := set.byID[e.Backend]
+			as = append(as, action{flag: flag, event: e, backend: b.index, apply: func() error { return apply(b) }})
+		}
+	}
+	on("--fail", o.Failures, func(b *labBackend) error { b.kill(); return nil })
+	on("--recover", o.Recoveries, func(b *labBackend) error { return b.restart() })
+	if d == nil {
+		return as
+	}
+	on("--add", o.Adds, func(b *labBackend) error { return d.add(ctx, b.id, b.addr) })
+	on("--drain", o.Drains, func(b *labBackend) error { return d.setState(b.id, backend.Drain, o.DrainFor) })
+	on("--maint", o.Maints, func(b *labBackend) error { return d.setState(b.id, backend.Maint, 0) })
+	on("--ready", o.Readies, func(b *labBackend) error { return d.setState(b.id, backend.Ready, 0) })
+	for _, at := range o.Reloads {
+		as = append(as, action{flag: "--reload@", event: Event{At: at}, backend: -1, apply: func() error { return d.reload(ctx) }})
+	}
+	for _, at := range o.Restarts {
+		as = append(as, action{flag: "--restart@", event: Event{At: at}, backend: -1, apply: func() error { return d.restart(ctx) }})
+	}
+	return as
+}
+
+// newGenerator returns the generator that plays pop against the front
+// doors at urls, with the options' pace, concurrency and churn, knowing
+// set's backends by index.
+func newGenerator(o *Options, pop *Population, set *backendSet, urls []string) *generator {
 	gen := &generator{
 		pop:         pop,
 		requests:    o.Requests,
@@ -151,39 +208,17 @@ func newGenerator(o *Options, pop *Population, set *backendSet, target string) *
 		concurrency: o.Concurrency,
 		keepAlive:   o.KeepAlive,
 		timeout:     10 * time.Second,
-		target:      target,
+		targets:     urls,
 		backends:    make(map[string]int, len(set.all)),
+		seed:        o.Seed,
+		poolSize:    max(o.PoolSize, 1),
+		churn:       o.IPChurn,
+		churnEvery:  o.IPChurnEvery,
 	}
 	for i, b := range set.all {
 		gen.backends[b.id] = i
 	}
 	return gen
-}
-
-// waitUp probes until every backend is available, so that a run does not
-// start while the previous one's failures still count.
-func waitUp(ctx context.Context, pool *instance.Pool) error {
-	if pool.Prober == nil {
-		return nil
-	}
-	rounds := pool.Prober.Rise + pool.Prober.Fall + 20
-	for range rounds {
-		pool.Prober.Round(ctx)
-		var down []string
-		for _, b := range pool.Backends.Registry().All() {
-			if !b.Available() {
-				down = append(down, b.ID)
-			}
-		}
-		if len(down) == 0 {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return errors.New("backends did not pass their health checks before the run")
 }
 
 // scenario describes what every mode faces.
@@ -207,6 +242,33 @@ func scenario(o *Options, pop *Population, cfg *config.Config) Scenario {
 	}
 	if o.Skew == Zipf {
 		s.ZipfS = o.ZipfS
+	}
+	s.PoolSize, s.IPChurn, s.IPChurnEveryMS = max(o.PoolSize, 1), o.IPChurn, ms(o.IPChurnEvery)
+	s.Instances, s.StateFile = o.instances(), o.StateFile
+	for _, m := range o.Modes {
+		if t := o.Targets[m]; t != "" {
+			s.Target += fmt.Sprintf(", target %s=%s", m, t)
+		}
+	}
+	if s.Target != "" {
+		s.Instances = 0
+	}
+	for _, g := range []struct {
+		flag string
+		es   []Event
+	}{{"--add", o.Adds}, {"--drain", o.Drains}, {"--maint", o.Maints}, {"--ready", o.Readies}} {
+		for _, e := range g.es {
+			s.Events = append(s.Events, g.flag+" "+e.String())
+		}
+	}
+	if o.DrainFor > 0 {
+		s.Events = append(s.Events, "--drain-for "+o.DrainFor.String())
+	}
+	for _, at := range o.Reloads {
+		s.Events = append(s.Events, "--reload@"+at.String())
+	}
+	for _, at := range o.Restarts {
+		s.Events = append(s.Events, "--restart@"+at.String())
 	}
 	switch h := cfg.Health; h.Check {
 	case "none":

@@ -9,37 +9,38 @@ import (
 	"time"
 )
 
-// schedule applies the --fail and --recover events of one run at their
-// times, and keeps the downtimes they cause.
+// action is one scheduled event of a run: a --fail, --recover, --add,
+// --drain, --maint, --ready, --reload@ or --restart@.
+type action struct {
+	flag    string
+	event   Event // Backend is "" for --reload@ and --restart@
+	backend int   // index of the backend it acts on, -1 for none
+	apply   func() error
+}
+
+// applied is an action as it happened: when it began and ended, from the
+// run's start.
+type applied struct {
+	action
+	from, to time.Duration
+	err      error
+}
+
+// schedule applies a run's actions at their times, and keeps what
+// happened.
 type schedule struct {
-	events []scheduledEvent
-	start  time.Time
-	cancel chan struct{}
-	done   chan struct{}
+	actions []action
+	start   time.Time
+	cancel  chan struct{}
+	done    chan struct{}
 
-	// mu guards the fields below.
-	mu      sync.Mutex
-	downs   []downtime
-	open    map[int]int // backend index -> its downtime still open
-	applied int
-	err     error
+	mu   sync.Mutex // guards past
+	past []applied
 }
 
-type scheduledEvent struct {
-	Event
-	kill    bool
-	backend *labBackend
-}
-
-func startSchedule(set *backendSet, fails, recovers []Event, start time.Time) *schedule {
-	s := &schedule{start: start, cancel: make(chan struct{}), done: make(chan struct{}), open: make(map[int]int)}
-	for _, e := range fails {
-		s.events = append(s.events, scheduledEvent{Event: e, kill: true, backend: set.byID[e.Backend]})
-	}
-	for _, e := range recovers {
-		s.events = append(s.events, scheduledEvent{Event: e, backend: set.byID[e.Backend]})
-	}
-	slices.SortStableFunc(s.events, func(a, b scheduledEvent) int { return cmp.Compare(a.At, b.At) })
+func startSchedule(actions []action, start time.Time) *schedule {
+	s := &schedule{actions: slices.Clone(actions), start: start, cancel: make(chan struct{}), done: make(chan struct{})}
+	slices.SortStableFunc(s.actions, func(a, b action) int { return cmp.Compare(a.event.At, b.event.At) })
 	go s.loop()
 	return s
 }
@@ -48,53 +49,60 @@ func (s *schedule) loop() {
 	defer close(s.done)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for _, e := range s.events {
-		timer.Reset(time.Until(s.start.Add(e.At)))
+	for _, a := range s.actions {
+		timer.Reset(time.Until(s.start.Add(a.event.At)))
 		select {
 		case <-s.cancel:
 			return
 		case <-timer.C:
 		}
-		b := e.backend
-		if e.kill {
-			from := time.Since(s.start)
-			b.kill()
-			s.mu.Lock()
-			s.open[b.index] = len(s.downs)
-			s.downs = append(s.downs, downtime{backend: b.index, from: from, to: forever})
-			s.applied++
-			s.mu.Unlock()
-			continue
-		}
-		err := b.restart()
+		from := time.Since(s.start)
+		err := a.apply()
 		to := time.Since(s.start)
 		s.mu.Lock()
-		if i, ok := s.open[b.index]; ok && err == nil {
-			s.downs[i].to = to
-			delete(s.open, b.index)
-		}
-		s.applied++
-		s.err = errors.Join(s.err, err)
+		s.past = append(s.past, applied{action: a, from: from, to: to, err: err})
 		s.mu.Unlock()
 	}
 }
 
-// stop cancels the events still to come and returns the downtimes, a
-// warning for each event the run ended before, and any failure to restart
-// a backend.
-func (s *schedule) stop(elapsed time.Duration) ([]downtime, []string, error) {
+// stop cancels the actions still to come and returns those that happened,
+// a warning for each the run ended before, and the errors of those that
+// failed.
+func (s *schedule) stop(elapsed time.Duration) ([]applied, []string, error) {
 	close(s.cancel)
 	<-s.done
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var warnings []string
-	for _, e := range s.events[s.applied:] {
-		flag := "--recover"
-		if e.kill {
-			flag = "--fail"
-		}
+	for _, a := range s.actions[len(s.past):] {
 		warnings = append(warnings, fmt.Sprintf("%s %s did not happen: the run ended after %s",
-			flag, e.Event, fmtDuration(ms(elapsed))))
+			a.flag, a.event, fmtDuration(ms(elapsed))))
 	}
-	return s.downs, warnings, s.err
+	var errs []error
+	for _, p := range s.past {
+		if p.err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w", p.flag, p.event, p.err))
+		}
+	}
+	return s.past, warnings, errors.Join(errs...)
+}
+
+// downtimes returns the stretches during which the lab had a backend
+// killed: from each --fail to the --recover after it, or forever.
+func downtimes(past []applied) []downtime {
+	var downs []downtime
+	open := make(map[int]int)
+	for _, p := range past {
+		switch p.flag {
+		case "--fail":
+			open[p.backend] = len(downs)
+			downs = append(downs, downtime{backend: p.backend, from: p.from, to: forever})
+		case "--recover":
+			if i, ok := open[p.backend]; ok && p.err == nil {
+				downs[i].to = p.to
+				delete(open, p.backend)
+			}
+		}
+	}
+	return downs
 }

@@ -41,6 +41,7 @@ type Config struct {
 	Admin    Admin    `toml:"admin"`
 	Log      Log      `toml:"log"`
 	Cluster  Cluster  `toml:"cluster"`
+	TLS      TLS      `toml:"tls"`
 
 	// Backends is the pool, in file order ([[backend]] tables).
 	Backends []Backend `toml:"backend"`
@@ -93,7 +94,8 @@ type Cookie struct {
 	Domain string `toml:"domain"`
 	// HTTPOnly adds the HttpOnly attribute.
 	HTTPOnly bool `toml:"http_only"`
-	// Secure adds the Secure attribute.
+	// Secure adds the Secure attribute. A file that leaves it out gets
+	// true when [tls] has certificates, false otherwise.
 	Secure bool `toml:"secure"`
 	// SameSite is "lax", "strict", "none", or empty to omit the attribute.
 	SameSite string `toml:"same_site"`
@@ -261,6 +263,7 @@ func Default() Config {
 			GossipInterval:   Duration(200 * time.Millisecond),
 			QueueSize:        8192,
 		},
+		TLS: defaultTLS(),
 	}
 }
 

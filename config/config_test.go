@@ -143,7 +143,9 @@ func tagKeys(prefix string, t reflect.Type) []string {
 			key = prefix + "." + key
 		}
 		ft := f.Type
-		if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
+		// Arrays of tables are keys of their own, apart from the
+		// top level's [[backend]].
+		if prefix == "" && ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
 			ft = ft.Elem()
 		}
 		if ft.Kind() == reflect.Struct {

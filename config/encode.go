@@ -67,6 +67,11 @@ func (c *Config) Encode(w io.Writer) error {
 		"push_pull_interval", quote(c.Cluster.PushPullInterval.String()),
 		"gossip_interval", quote(c.Cluster.GossipInterval.String()),
 		"queue_size", strconv.Itoa(c.Cluster.QueueSize))
+	e.table("[tls]",
+		"certificates", encodeCertificates(c.TLS.Certificates),
+		"min_version", quote(c.TLS.MinVersion),
+		"alpn", quoteList(c.TLS.ALPN),
+		"redirect_http", quote(c.TLS.RedirectHTTP))
 	for _, b := range c.Backends {
 		e.table("[["+backendKey+"]]",
 			"id", quote(b.ID),
@@ -117,11 +122,16 @@ func encodeSecrets(s Secrets) string {
 	case len(s) == 1 && s[0] != "":
 		return quote(s[0])
 	}
-	quoted := make([]string, len(s))
-	for i, v := range s {
-		quoted[i] = quote(v)
+	return quoteList(s)
+}
+
+// encodeCertificates writes tls.certificates as an array of inline tables.
+func encodeCertificates(cs []Certificate) string {
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = "{ cert = " + quote(c.Cert) + ", key = " + quote(c.Key) + " }"
 	}
-	return "[" + strings.Join(quoted, ", ") + "]"
+	return "[" + strings.Join(parts, ", ") + "]"
 }
 
 // quoteList writes a list of strings as a TOML array.

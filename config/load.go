@@ -75,6 +75,11 @@ func parse(data []byte, name string, needBackends bool) (*Config, []string, erro
 	d := decoder{lines: keyLines(data), failed: make(map[string]bool)}
 	cfg := Default()
 	d.config(tree, &cfg)
+	if cfg.TLS.On() && !hasKey(tree, "cookie", "secure") {
+		// Browsers send a Secure cookie only over https: on a TLS
+		// listener that is every request.
+		cfg.Cookie.Secure = true
+	}
 	if err := cfg.validate(needBackends); err != nil {
 		for _, e := range unjoin(err) {
 			var fe *fieldError
@@ -92,6 +97,16 @@ func parse(data []byte, name string, needBackends bool) (*Config, []string, erro
 		return nil, nil, d.join(name)
 	}
 	return &cfg, d.warnings(&cfg, name), nil
+}
+
+// hasKey reports whether the document sets key in table.
+func hasKey(tree map[string]any, table, key string) bool {
+	t, ok := tree[table].(map[string]any)
+	if !ok {
+		return false
+	}
+	_, ok = t[key]
+	return ok
 }
 
 // syntaxError places err, the TOML library's refusal of data, in the file
@@ -300,6 +315,12 @@ var schema = map[string]map[string]field{
 		"push_pull_interval": func(c *Config, v any) error { return setDuration(&c.Cluster.PushPullInterval, v) },
 		"gossip_interval":    func(c *Config, v any) error { return setDuration(&c.Cluster.GossipInterval, v) },
 		"queue_size":         func(c *Config, v any) error { return setInt(&c.Cluster.QueueSize, v) },
+	},
+	"tls": {
+		"certificates":  func(c *Config, v any) error { return setCertificates(&c.TLS.Certificates, v) },
+		"min_version":   func(c *Config, v any) error { return setString(&c.TLS.MinVersion, v) },
+		"alpn":          func(c *Config, v any) error { return setStrings(&c.TLS.ALPN, v) },
+		"redirect_http": func(c *Config, v any) error { return setString(&c.TLS.RedirectHTTP, v) },
 	},
 }
 

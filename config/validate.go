@@ -69,6 +69,7 @@ func (c *Config) validate(needBackends bool) error {
 	v.log(&c.Log)
 	v.cluster(&c.Cluster)
 	v.listenProxy(c.ListenProxy)
+	v.tls(&c.TLS, c.Mode, c.Listen)
 
 	if needBackends || len(c.Backends) > 0 {
 		v.backends(c.Backends)

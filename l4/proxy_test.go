@@ -450,17 +450,21 @@ func TestIdleTimeout(t *testing.T) {
 		defer c.Close()
 		r := bufio.NewReader(c)
 		r.ReadString('\n')
-		// The client keeps sending and reading the echo every 100ms; the
-		// echo direction (server to client) alone would look idle only if
-		// the proxy ignored the other socket. Run for 3 idle periods.
-		for i := range 10 {
+		// The client keeps sending a byte and reading its echo, a tenth
+		// of the idle timeout apart (so that a busy machine delaying a
+		// few of them does not make a pause as long as the timeout), for
+		// three idle periods: the connection must stay open throughout.
+		tick := time.NewTicker(idle / 10)
+		defer tick.Stop()
+		start := time.Now()
+		for i := 0; time.Since(start) < 3*idle; i++ {
 			if _, err := c.Write([]byte{byte(i)}); err != nil {
 				t.Fatalf("write %d: %v", i, err)
 			}
 			if _, err := r.ReadByte(); err != nil {
-				t.Fatalf("read %d after %v: %v", i, time.Duration(i)*100*time.Millisecond, err)
+				t.Fatalf("read %d after %v: %v", i, time.Since(start), err)
 			}
-			time.Sleep(100 * time.Millisecond)
+			<-tick.C
 		}
 	})
 }

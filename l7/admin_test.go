@@ -93,6 +93,12 @@ func TestDrainKeepsCookieClients(t *testing.T) {
 	f := newFixture(t, fixtureOpts{n: 3})
 	bs := pinBrowsers(t, f, 6)
 	b := f.registry.Get("app-02")
+	// A request is counted once its response is on its way, so the last
+	// pinning request may not be counted yet: wait for each pinning
+	// request app-02 answered before taking the count the drain's are
+	// measured from.
+	pinned := uint64(len(browsersOn(t, bs, "app-02")))
+	eventually.True(t, "app-02's pinning requests to be counted", func() bool { return b.Served() >= pinned })
 	b.SetAdmin(backend.Drain, time.Time{})
 	before := b.Served()
 	const rounds = 3

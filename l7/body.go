@@ -2,6 +2,7 @@ package l7
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -26,6 +27,7 @@ var errBadChunk = errors.New("malformed chunked body")
 // write of every request.
 type timedWriter struct {
 	c     *net.TCPConn
+	sec   *tls.Conn // when set, writes go through it, over c
 	idle  time.Duration
 	until time.Time // the deadline now set on c, zero when none
 	err   error     // the first write error, so callers can tell write from read failures
@@ -39,12 +41,21 @@ func (w *timedWriter) Write(p []byte) (int, error) {
 			w.c.SetWriteDeadline(w.until)
 		}
 	}
-	n, err := w.c.Write(p)
+	n, err := w.write(p)
 	w.n += int64(n)
 	if err != nil && w.err == nil {
 		w.err = err
 	}
 	return n, err
+}
+
+// write writes p to the connection as it is, through TLS when there is
+// TLS.
+func (w *timedWriter) write(p []byte) (int, error) {
+	if w.sec != nil {
+		return w.sec.Write(p)
+	}
+	return w.c.Write(p)
 }
 
 // copyFixed copies exactly n bytes of body from src to dst.

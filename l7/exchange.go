@@ -497,6 +497,10 @@ func (s *session) tunnel(b *backend.Backend, up *net.TCPConn, setCookie bool) bo
 	}
 	s.client.SetDeadline(time.Time{})
 	up.SetDeadline(time.Time{})
+	if s.sec != nil {
+		relayTLS(s.sec, s.client, up, s.cfg.idle)
+		return false
+	}
 	splice.Relay(s.client, up, s.cfg.idle)
 	return false
 }

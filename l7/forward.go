@@ -67,6 +67,9 @@ func (s *session) appendRequestHead(dst []byte, b *backend.Backend) []byte {
 	dst = append(dst, s.ip...)
 	dst = append(dst, "\r\nX-Real-IP: "...)
 	dst = append(dst, s.ip...)
+	if s.sec != nil {
+		return append(dst, "\r\nX-Forwarded-Proto: https\r\n\r\n"...)
+	}
 	dst = append(dst, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
 	return dst
 }

@@ -85,6 +85,9 @@ type Proxy struct {
 	// AccessLog, when not nil, gets one record per request (see
 	// account.go); a full log drops records, never waits.
 	AccessLog *accesslog.Log
+	// TLS, when set, terminates TLS on every connection the proxy
+	// accepts (see TLS); its options change with TLS.Update.
+	TLS *TLS
 	// Logger receives accept errors, and failed exchanges at debug level.
 	// Nil means slog.Default().
 	Logger *slog.Logger
@@ -98,6 +101,7 @@ type Proxy struct {
 	sessions sync.Pool
 	ups      sync.Pool    // buffers of upBufSize bytes, one per exchange in progress
 	live     liveSessions // the sessions serving a connection, for CloseConns
+	h2       h2front      // HTTP/2 over TLS (see h2.go)
 }
 
 // logger returns Logger, or slog.Default() when it is nil (once setup
@@ -237,6 +241,7 @@ func (p *Proxy) StopAccepting(ln net.Listener) {
 // returned. Kept-alive backend connections are closed in both cases.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.setup()
+	p.h2.goAway()
 	err := p.loop.Shutdown(ctx)
 	p.closeIdleUpstreams()
 	return err

@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -19,6 +20,8 @@ import (
 type session struct {
 	p      *Proxy
 	client *net.TCPConn
+	// sec is the TLS session over client; nil on a plain listener.
+	sec    *tls.Conn
 	ip     []byte // the client's address, as X-Forwarded-For shows it
 	pinKey uint64 // the client's address hashed, for Proxy.Pinned
 	// addrKey is the client's address hashed alike on every instance,
@@ -60,7 +63,7 @@ const smallHead = 4 << 10
 // must fit.
 const upBufSize = 64 << 10
 
-func (p *Proxy) getSession(c *net.TCPConn) *session {
+func (p *Proxy) getSession(c *net.TCPConn, sec *tls.Conn) *session {
 	s, _ := p.sessions.Get().(*session)
 	if s == nil {
 		s = &session{
@@ -71,11 +74,15 @@ func (p *Proxy) getSession(c *net.TCPConn) *session {
 			ip:    make([]byte, 0, 64),
 		}
 	}
-	s.client = c
+	s.client, s.sec = c, sec
 	cfg := p.tuned.Load()
-	s.in.reset(c, s.small(cfg), cfg.heads)
+	if sec != nil {
+		s.in.reset(sec, s.small(cfg), cfg.heads)
+	} else {
+		s.in.reset(c, s.small(cfg), cfg.heads)
+	}
 	s.sized = cfg
-	s.cw = timedWriter{c: c}
+	s.cw = timedWriter{c: c, sec: sec}
 	s.tune(cfg)
 	s.ip = s.ip[:0]
 	s.addrKey = 0
@@ -102,7 +109,7 @@ func (s *session) tune(cfg *settings) {
 }
 
 func (p *Proxy) putSession(s *session) {
-	s.client = nil
+	s.client, s.sec = nil, nil
 	s.st = nil
 	s.cfg, s.sized = nil, nil
 	s.in.reset(nil, s.inBuf, nil)
@@ -122,7 +129,19 @@ func (p *Proxy) handle(ac *accept.Conn) {
 	if !ok {
 		return
 	}
-	s := p.getSession(c)
+	var sec *tls.Conn
+	if p.TLS != nil {
+		// A PROXY protocol header, read above, comes before the
+		// ClientHello: the handshake reads from where it ended.
+		if sec = p.TLS.handshake(c, c, p.tuned.Load().header); sec == nil {
+			return
+		}
+		if sec.ConnectionState().NegotiatedProtocol == "h2" {
+			p.serveH2(ac, sec, client)
+			return
+		}
+	}
+	s := p.getSession(c, sec)
 	defer p.putSession(s)
 	s.setClient(client)
 	p.live.add(s)
@@ -216,8 +235,11 @@ func deadline(d time.Duration) time.Time {
 func (s *session) reject(status int) {
 	s.acct.status = status
 	s.client.SetWriteDeadline(time.Now().Add(time.Second))
-	if _, err := s.client.Write(cannedFor(status).close); err != nil {
+	if _, err := s.cw.write(cannedFor(status).close); err != nil {
 		return
+	}
+	if s.sec != nil {
+		s.sec.CloseWrite() // close_notify; the FIN follows
 	}
 	s.client.CloseWrite()
 	s.client.SetReadDeadline(time.Now().Add(500 * time.Millisecond))

@@ -5,6 +5,7 @@
 #   bench/peers/run.sh                 # every workload, 3 rounds of 5 s
 #   ROUNDS=5 DURATION=10 bench/peers/run.sh
 #   WORKLOADS="l7-sticky l4-keepalive" bench/peers/run.sh
+#   WORKLOADS=l7-tls bench/peers/run.sh  # sticky requests over kept-alive TLS
 #
 # Backends (two nginx servers and an iperf3 server) and the load tools (wrk,
 # iperf3, hey, lbctl's source-address generator) run on CPU 0; each proxy in
@@ -92,6 +93,11 @@ wait_port() { # host:port
 wait_port $BACKEND1
 wait_port $IPERF
 
+# One ECDSA P-256 certificate for every proxy's TLS (l7-tls).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+	-keyout "$work/site.key" -out "$work/site.pem" 2>/dev/null
+cat "$work/site.pem" "$work/site.key" >"$work/site-bundle.pem"
+
 # --- proxy configs ------------------------------------------------------------
 # proxy_config NAME WORKLOAD writes NAME's config for WORKLOAD into $work.
 kind_of() { case $1 in l4-*) echo tcp ;; *) echo http ;; esac; }
@@ -112,6 +118,7 @@ haproxy_conf() {
 		# request arrives, as lbctl's L7 does on Linux.
 		case $w in
 		l4-*) echo "  bind $FRONT" ;;
+		l7-tls) echo "  bind $FRONT defer-accept ssl crt $work/site-bundle.pem alpn http/1.1" ;;
 		*) echo "  bind $FRONT defer-accept" ;;
 		esac
 		case $w in
@@ -168,9 +175,11 @@ nginx_conf() {
 			echo "  server { listen $FRONT backlog=4096; proxy_pass b; } }"
 			;;
 		*)
+			local tls=""
+			[ "$w" = l7-tls ] && tls="ssl; ssl_certificate $work/site.pem; ssl_certificate_key $work/site.key"
 			echo "http { access_log off; keepalive_requests 10000000;"
 			echo "  upstream b { hash \$cookie_SERVERID consistent; server $BACKEND1; server $BACKEND2; keepalive 64; }"
-			echo "  server { listen $FRONT backlog=4096 deferred; location / { proxy_pass http://b;"
+			echo "  server { listen $FRONT backlog=4096 deferred $tls; location / { proxy_pass http://b;"
 			echo "    proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }"
 			;;
 		esac
@@ -217,6 +226,11 @@ lbctl_conf() {
 			echo "id = \"app-02\""
 			echo "address = \"$BACKEND2\""
 		fi
+		if [ "$w" = l7-tls ]; then
+			echo "[tls]"
+			echo "certificates = [{ cert = \"$work/site.pem\", key = \"$work/site.key\" }]"
+			echo "alpn = [\"http/1.1\"]"
+		fi
 	} >"$f"
 	echo "$work/lbctl serve --config $f --log-level warn"
 }
@@ -245,7 +259,7 @@ stop_proxy() {
 on_load() { taskset -c "$LOAD_CPU" "$@"; }
 
 wrk_rps() { # wrk args...: prints requests per second
-	on_load wrk -t1 -c"$CONNS" -d"${DURATION}s" "$@" "http://$FRONT/" 2>/dev/null |
+	on_load wrk -t1 -c"$CONNS" -d"${DURATION}s" "$@" "${scheme:-http}://$FRONT/" 2>/dev/null |
 		awk '/Requests\/sec/ { print $2 }'
 }
 
@@ -256,6 +270,7 @@ measure() {
 	l4-keepalive | l7-newsession) wrk_rps ;;
 	l4-newconn | l7-newconn) wrk_rps -H "Connection: close" ;;
 	l7-sticky) wrk_rps -H "Cookie: SERVERID=app-01" ;;
+	l7-tls) scheme=https wrk_rps -H "Cookie: SERVERID=app-01" ;;
 	l4-bulk)
 		on_load iperf3 -c "${FRONT%:*}" -p "${FRONT##*:}" -P 4 -t "$DURATION" -f m 2>/dev/null |
 			awk '/SUM.*receiver/ { print $(NF-2) }'
@@ -275,6 +290,7 @@ measure() {
 
 proxies_for() {
 	case $1 in
+	l7-tls) echo "haproxy nginx lbctl" ;;
 	l7-*) echo "haproxy nginx lbctl caddy" ;;
 	*) echo "haproxy nginx lbctl" ;;
 	esac

@@ -105,3 +105,95 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestBenchEventFlags runs the lab's lifecycle flags as the README writes
+// them (--reload@2s, not --reload@=2s) and checks that they reach the
+// report: the events line and the causes of broken sessions.
+func TestBenchEventFlags(t *testing.T) {
+	cmd := lbctl(t, "bench", "--users", "60", "--gateways", "60", "--skew", "uniform", "--requests", "4", "--backends", "3",
+		"--duration", "800ms", "--concurrency", "4", "--mode", "l4", "--pool-size", "4", "--ip-churn", "1",
+		"--add", "app-04@200ms", "--drain", "app-01@300ms", "--drain-for", "200ms", "--reload@400ms", "--restart@500ms", "--instances", "2")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bench: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{"each gateway a pool of 4 addresses", "events: --add app-04@200ms --drain app-01@300ms --drain-for 200ms --reload@400ms --restart@500ms",
+		"front doors: 2 lbctl instances", "broken_sessions", "  address_changed", "l4: --add app-04 at ", "l4: --drain app-01 at "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestBenchAtFlags(t *testing.T) {
+	got := atFlags([]string{"--reload@4s", "--restart@=1s", "--restart@", "2s", "--", "--reload@3s"})
+	want := []string{"--reload@=4s", "--restart@=1s", "--restart@", "2s", "--", "--reload@3s"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("atFlags = %q, want %q", got, want)
+	}
+}
+
+// TestBenchTargetSetsModes: without --mode, --target's modes are run, and
+// --target-backends sets the number of backends.
+func TestBenchTargetSetsModes(t *testing.T) {
+	d := defaultBenchFlags()
+	d.target = "l7=127.0.0.1:18080"
+	d.targetBackends = []string{"127.0.0.1:19001", "127.0.0.1:19002"}
+	o, err := d.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Modes) != 1 || o.Modes[0] != "l7" || o.Backends != 2 {
+		t.Errorf("modes %v, backends %d; want [l7], 2", o.Modes, o.Backends)
+	}
+}
+
+// TestBenchScenarios runs two scenario files in one bench: each report is
+// headed by the scenario's name, and each gets a JSON file of its own. A
+// flag that belongs in the file is refused, and a bad file is reported by
+// line and key.
+func TestBenchScenarios(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, doc string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := write("a.toml", "name = \"churn\"\n[population]\nusers = 40\ngateways = 4\npool_size = 4\nip_churn = 1\n[run]\nbackends = 2\nrequests = 3\nrate = 0\nconcurrency = 4\n")
+	b := write("b.toml", "name = \"plain\"\n[population]\nusers = 30\ngateways = 3\n[run]\nbackends = 2\nrequests = 2\nrate = 0\nmode = \"l7\"\n")
+	report := filepath.Join(dir, "r.json")
+	cmd := lbctl(t, "bench", "--scenario", a, "--scenario", b, "--json", report)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bench: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{"== churn (" + a + ")", "== plain (" + b + ")", "each gateway a pool of 4 addresses", "40 users behind 4 gateways", "30 users behind 3 gateways"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	for _, f := range []string{"r-a.json", "r-b.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("report %s: %v", f, err)
+		}
+	}
+
+	bad := write("bad.toml", "[run]\nbackends = 2\nrequest = 3\n")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "--scenario", a, "--users", "5"}, "--users: set it in the scenario file"},
+		{[]string{"bench", "--scenario", bad}, bad + ":3: run.request: unknown key"},
+	} {
+		out, err := lbctl(t, tc.args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("lbctl %q: %v\n%s\nwant %q", tc.args, err, out, tc.want)
+		}
+	}
+}

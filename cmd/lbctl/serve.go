@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -21,6 +22,7 @@ type serveOptions struct {
 	mode           string
 	listen         string
 	demo           bool
+	tls            bool // the demo over TLS, with a self-signed certificate
 	grace          time.Duration
 	upgradeTimeout time.Duration
 	pidFile        string
@@ -52,6 +54,7 @@ and lbctl balances over them on 127.0.0.1:8080 (or --listen).`,
 	f.StringVar(&o.mode, "mode", "", "front door, overriding the config: l4 or l7")
 	f.StringVar(&o.listen, "listen", "", "host:port to accept on, overriding the config")
 	f.BoolVar(&o.demo, "demo", false, "serve three built-in demo backends; no config file needed")
+	f.BoolVar(&o.tls, "tls", false, "with --demo and --mode l7: terminate TLS on 127.0.0.1:8443 (or --listen) with a throwaway self-signed certificate")
 	f.DurationVar(&o.grace, "grace", 10*time.Second, "how long open connections may finish after SIGTERM or an upgrade")
 	f.DurationVar(&o.upgradeTimeout, "upgrade-timeout", instance.DefaultUpgradeTimeout, "how long an upgrade waits for the new process to be ready")
 	f.StringVar(&o.pidFile, "pid-file", "", "file to write the process id to (rewritten by the new process of an upgrade)")
@@ -80,13 +83,25 @@ func runServe(ctx context.Context, o serveOptions) error {
 		if o.mode != "" {
 			ro.Config.Mode = o.mode
 		}
+		if o.tls {
+			cleanup, err := demoTLS(ro.Config, o.listen)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+		}
 		ro.Serving = func(front net.Addr, cfg *config.Config) {
 			try := "curl -s http://%s/"
 			if cfg.Mode == "l7" {
 				try = "curl -si -c /tmp/lbctl-jar -b /tmp/lbctl-jar http://%s/"
 			}
+			if cfg.TLS.On() {
+				try = "curl -ski -c /tmp/lbctl-jar -b /tmp/lbctl-jar https://%s/"
+			}
 			fmt.Fprintf(os.Stderr, "\ndemo: three backends behind %s (%s); try\n  "+try+"\n\n", front, cfg.Mode, front)
 		}
+	} else if o.tls {
+		return errors.New("--tls goes with --demo; a config file turns TLS on in its [tls] table")
 	} else {
 		// The same loading serves the start and every reload: the file,
 		// then the flags that override it.

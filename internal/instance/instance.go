@@ -81,7 +81,8 @@ type Instance struct {
 	// the node starts. See publishAdmin.
 	clusterMu   sync.Mutex
 	unpublished map[string]adminChange
-	clusterBind string // [cluster] bind: "" without a cluster
+	clusterBind string   // [cluster] bind: "" without a cluster
+	tls         tlsFront // L7 with [tls]: see tls.go
 }
 
 // New builds an instance from cfg, which must be valid. With a state
@@ -122,6 +123,10 @@ func build(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 	switch cfg.Mode {
 	case "l7":
 		in.l7 = L7(cfg, parts, log)
+		if err := in.setupTLS(cfg); err != nil {
+			in.closeAccessLog()
+			return nil, err
+		}
 	default:
 		in.l4, in.table = L4(cfg, parts, log)
 	}
@@ -151,6 +156,7 @@ func (in *Instance) Pool() *backend.Pool { return in.parts.Backends }
 // of each reload that moves listen after that, returning what the
 // serving of the latest one returned. It is called once.
 func (in *Instance) Serve(ln net.Listener) error {
+	in.serveRedirect()
 	in.serveOn(ln)
 	return <-in.ended
 }
@@ -275,6 +281,7 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 	in.stopSaving()
 	in.stopTimers()
 	in.closeFrontDup()
+	in.stopRedirect(ctx)
 	if in.l7 != nil {
 		return in.l7.Shutdown(ctx)
 	}
@@ -288,6 +295,7 @@ func (in *Instance) Close() {
 	in.serving.Wait()
 	in.closeFrontDup()
 	in.leaveCluster()
+	in.closeRedirect()
 	in.stopSaving()
 	in.stopTimers()
 	if in.table != nil {
@@ -343,6 +351,10 @@ func (in *Instance) Reload(ctx context.Context) (res admin.ReloadResult, err err
 	if err != nil {
 		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
 	}
+	tlsPlan, err := in.planTLS(next)
+	if err != nil {
+		return admin.ReloadResult{}, &admin.ReloadError{Messages: []string{err.Error()}}
+	}
 	sel := in.parts.Selector
 	if next.Balance != in.cfg.Balance {
 		if sel, err = backend.NewSelector(next.Balance.Policy, backend.TableSize(next.Balance.TableSize)); err != nil {
@@ -380,6 +392,7 @@ func (in *Instance) Reload(ctx context.Context) (res admin.ReloadResult, err err
 	}
 	items := append(changes.Items(), tuning...)
 	items = append(items, in.applySettings(settings, next)...)
+	items = append(items, in.applyTLS(tlsPlan)...)
 	if next.Admin.Token != in.cfg.Admin.Token {
 		if in.API != nil {
 			in.API.SetToken(next.Admin.Token)
@@ -428,6 +441,7 @@ func restartOnly(cur, next *config.Config) []string {
 	check("affinity.save_interval", cur.Affinity.SaveInterval, next.Affinity.SaveInterval)
 	check("log.access", cur.Log.Access, next.Log.Access)
 	check("l4.loops", cur.L4.Loops, next.L4.Loops)
+	msgs = append(msgs, tlsRestartOnly(cur, next)...)
 	return msgs
 }
 

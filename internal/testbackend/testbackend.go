@@ -58,6 +58,17 @@ func StartHTTP(id string, handler http.Handler) (*Backend, error) {
 	return b, b.listen("127.0.0.1:0")
 }
 
+// StartHTTPOn is StartHTTP on a fixed address, such as one an operator
+// has configured another load balancer with.
+func StartHTTPOn(id, addr string, handler http.Handler) (*Backend, error) {
+	if handler == nil {
+		handler = Answer(id)
+	}
+	b := &Backend{id: id, handler: handler}
+	b.healthy.Store(true)
+	return b, b.listen(addr)
+}
+
 // StartTCP starts a TCP backend named id on a free loopback port: it
 // writes its id and a newline to each connection, then echoes until the
 // client half-closes, then closes.

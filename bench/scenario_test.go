@@ -1,0 +1,103 @@
+package bench
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestShippedScenariosLoad loads every scenario in bench/scenarios and
+// checks what each one sets.
+func TestShippedScenariosLoad(t *testing.T) {
+	files, err := filepath.Glob("scenarios/*.toml")
+	if err != nil || len(files) != 4 {
+		t.Fatalf("scenarios: %v, %v; want 4 files", files, err)
+	}
+	got := make(map[string]*ScenarioFile)
+	for _, f := range files {
+		sf, err := LoadScenario(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		got[filepath.Base(f)] = sf
+	}
+	if s := got["cgnat.toml"]; s == nil || s.Options.PoolSize != 16 || s.Options.IPChurn != 0.05 || s.Options.Gateways != 20 {
+		t.Errorf("cgnat: %+v", s)
+	}
+	if s := got["scale-up.toml"]; s == nil || len(s.Options.Adds) != 1 || s.Options.Adds[0] != (Event{"app-05", 2 * time.Second}) || s.Options.Duration != 8*time.Second {
+		t.Errorf("scale-up: %+v", s)
+	}
+	if s := got["maintenance.toml"]; s == nil || len(s.Options.Drains) != 1 || s.Options.DrainFor != 3*time.Second {
+		t.Errorf("maintenance: %+v", s)
+	}
+	if s := got["nat-skew.toml"]; s == nil || s.Name != "NAT skew" || s.Options.Users != 2000 {
+		t.Errorf("nat-skew: %+v", s)
+	}
+}
+
+// TestScenarioErrorsNameKeyAndLine writes broken scenarios: each error
+// names the file, the line and the key.
+func TestScenarioErrorsNameKeyAndLine(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc string
+		want      []string
+	}{
+		{"unknown key", "[population]\nusers = 10\nuser = 3\n", []string{"s.toml:3: population.user: unknown key"}},
+		{"unknown table", "name = \"x\"\n[popul]\nusers = 1\n", []string{"s.toml:2: popul: unknown key"}},
+		{"wrong type", "[run]\nbackends = \"four\"\n", []string{"s.toml:2: run.backends: want a whole number"}},
+		{"out of range", "[population]\n\nusers = 0\n", []string{"s.toml:3: population.users: 0 must be at least 1"}},
+		{"bad event", "[events]\nfail = [\"app-02\"]\n", []string{"s.toml:2: events.fail:", "is not ID@DURATION"}},
+		{"event past the run", "[run]\nduration = \"1s\"\n[events]\nreload = [\"2s\"]\n", []string{"s.toml:4: events.reload 2s: each run lasts 1s"}},
+		{"bad duration", "[events]\ndrain_for = \"soon\"\n", []string{"s.toml:2: events.drain_for: \"soon\" is not a duration"}},
+		{"syntax", "[run\nbackends = 3\n", []string{"s.toml:1:"}},
+		{"two problems", "[population]\nusers = -1\n[run]\nbackends = 0\n", []string{"s.toml:2: population.users", "s.toml:4: run.backends"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseScenario([]byte(tc.doc), "s.toml")
+			for _, want := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("error %v, want %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+// TestScenarioTargetSetsModes: a [target] with l7 alone runs l7 alone.
+func TestScenarioTargetSetsModes(t *testing.T) {
+	doc := "[run]\nbackends = 2\n[target]\nl7 = \"127.0.0.1:18080\"\nbackends = [\"127.0.0.1:19001\", \"127.0.0.1:19002\"]\n"
+	sf, err := ParseScenario([]byte(doc), "t.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := sf.Options; len(o.Modes) != 1 || o.Modes[0] != L7 || o.Targets[L7] != "127.0.0.1:18080" || len(o.TargetBackends) != 2 {
+		t.Errorf("options %+v", o)
+	}
+}
+
+// TestScenarioConfigIsRelativeToTheFile: config names a file next to the
+// scenario, whose settings the run uses; a bad one is the config key's
+// error.
+func TestScenarioConfigIsRelativeToTheFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "lb.toml"), []byte("[balance]\npolicy = \"maglev\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sc := filepath.Join(dir, "s.toml")
+	if err := os.WriteFile(sc, []byte("config = \"lb.toml\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sf, err := LoadScenario(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sf.Options.Config == nil || sf.Options.Config.Balance.Policy != "maglev" {
+		t.Errorf("config %+v, want maglev from lb.toml", sf.Options.Config)
+	}
+	if _, err := ParseScenario([]byte("name = \"x\"\nconfig = \"missing.toml\"\n"), sc); err == nil || !strings.Contains(err.Error(), sc+":2: config: read config:") {
+		t.Errorf("missing config: %v, want it named by key and line", err)
+	}
+}
