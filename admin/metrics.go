@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,6 +67,24 @@ var (
 		"Client connections accepted.", nil, nil)
 	descFrontRequests = prometheus.NewDesc("lbctl_front_requests_total",
 		"Requests read from clients (L7).", nil, nil)
+	descFrontProxyRefused = prometheus.NewDesc("lbctl_front_proxy_refused_total",
+		"Client connections refused for their PROXY protocol header: from a peer not in listen_proxy, or without a valid header in time.", nil, nil)
+	descFrontLoopConns = prometheus.NewDesc("lbctl_front_loop_connections_total",
+		"Client connections accepted by each L4 event loop.", []string{"loop"}, nil)
+	descClusterMembers = prometheus.NewDesc("lbctl_cluster_members",
+		"Live members of the cluster, this one included.", nil, nil)
+	descClusterPinsSent = prometheus.NewDesc("lbctl_cluster_pins_sent_total",
+		"Local pins and re-pins sent to the other members.", nil, nil)
+	descClusterPinsDropped = prometheus.NewDesc("lbctl_cluster_pins_dropped_total",
+		"Local pins and re-pins not sent because the outbox was full; the next push/pull carries them.", nil, nil)
+	descClusterPinsReceived = prometheus.NewDesc("lbctl_cluster_pins_received_total",
+		"Pins received from the other members.", nil, nil)
+	descClusterPinsApplied = prometheus.NewDesc("lbctl_cluster_pins_applied_total",
+		"Pins received from the other members that changed the affinity table.", nil, nil)
+	descClusterAdminApplied = prometheus.NewDesc("lbctl_cluster_admin_states_applied_total",
+		"Admin states received from the other members that changed a backend.", nil, nil)
+	descClusterBadMessages = prometheus.NewDesc("lbctl_cluster_bad_messages_total",
+		"Messages from the other members that did not decode.", nil, nil)
 )
 
 // statusClasses are the code label's values, in the order of
@@ -97,7 +116,9 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		descRepins, descAffinityEntries, descAffinityCapacity, descAffinityLookups,
 		descAffinityEvictions, descAffinityExpirations, descReloads, descLastReload,
 		descBuildInfo, descStateSaveFailures, descAccessLogWritten, descAccessLogDropped,
-		descFrontActive, descFrontConns, descFrontRequests,
+		descFrontActive, descFrontConns, descFrontRequests, descFrontProxyRefused, descFrontLoopConns,
+		descClusterMembers, descClusterPinsSent, descClusterPinsDropped, descClusterPinsReceived,
+		descClusterPinsApplied, descClusterAdminApplied, descClusterBadMessages,
 	} {
 		ch <- d
 	}
@@ -105,7 +126,8 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect reads one Stats snapshot and sends it as metrics. The metrics
 // of L7 requests (requests by code, the response-head histogram, front
-// requests) appear in L7 only, those of the affinity table in L4 only.
+// requests) appear in L7 only, those of the affinity table in L4 only,
+// those of the cluster with [cluster] only.
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.in.Stats()
 	l7 := st.Mode == "l7"
@@ -155,6 +177,19 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descFrontConns, st.Front.ConnectionsTotal)
 	if l7 {
 		counter(descFrontRequests, st.Front.RequestsTotal)
+	}
+	counter(descFrontProxyRefused, st.Front.ProxyRefused)
+	for i, n := range st.Front.LoopConnections {
+		counter(descFrontLoopConns, n, strconv.Itoa(i))
+	}
+	if cl := st.Cluster; cl != nil {
+		gauge(descClusterMembers, float64(cl.Members))
+		counter(descClusterPinsSent, cl.PinsSent)
+		counter(descClusterPinsDropped, cl.PinsDropped)
+		counter(descClusterPinsReceived, cl.PinsReceived)
+		counter(descClusterPinsApplied, cl.PinsApplied)
+		counter(descClusterAdminApplied, cl.AdminApplied)
+		counter(descClusterBadMessages, cl.BadMessages)
 	}
 }
 

@@ -42,6 +42,33 @@ type Stats struct {
 	StateSaveFailures uint64 `json:"state_save_failures"`
 	// AccessLog is the access log's account; zeros when it is off.
 	AccessLog AccessLogStats `json:"access_log"`
+	// Cluster is this member's account of the cluster; nil (omitted)
+	// without [cluster], and in the new process of an upgrade until it
+	// has joined.
+	Cluster *ClusterStats `json:"cluster,omitempty"`
+}
+
+// ClusterStats is this member's account of the cluster it shares pins and
+// admin states with.
+type ClusterStats struct {
+	// Members is the number of live members, this one included.
+	Members int `json:"members"`
+	// PinsSent counts the local pins and re-pins sent to the others.
+	PinsSent uint64 `json:"pins_sent"`
+	// PinsDropped counts the local pins and re-pins not sent because the
+	// outbox was full (the next push/pull carries them).
+	PinsDropped uint64 `json:"pins_dropped"`
+	// PinsReceived counts the pins received from the others, in their
+	// messages and push/pulls.
+	PinsReceived uint64 `json:"pins_received"`
+	// PinsApplied counts the received pins that changed the table.
+	PinsApplied uint64 `json:"pins_applied"`
+	// AdminApplied counts the received admin states that changed a
+	// backend.
+	AdminApplied uint64 `json:"admin_applied"`
+	// BadMessages counts the messages from the others that did not
+	// decode.
+	BadMessages uint64 `json:"bad_messages"`
 }
 
 // FrontStats counts the front door's clients.
@@ -52,6 +79,14 @@ type FrontStats struct {
 	ConnectionsTotal uint64 `json:"connections_total"`
 	// RequestsTotal counts the requests read (L7; 0 in L4).
 	RequestsTotal uint64 `json:"requests_total"`
+	// ProxyRefused counts the connections refused for their PROXY
+	// protocol header (listen_proxy): from a peer not listed, or without
+	// a valid header in time. They are counted in ConnectionsTotal too.
+	ProxyRefused uint64 `json:"proxy_refused"`
+	// LoopConnections counts the client connections each L4 event loop
+	// accepted, by loop (l4.loops); omitted when no event loop serves
+	// (L7, or L4's goroutine engine).
+	LoopConnections []uint64 `json:"loop_connections,omitempty"`
 }
 
 // BackendStats is one backend: its status, and what the data path counted.

@@ -15,18 +15,24 @@ import (
 
 // The snapshot format Save writes and Load reads, all integers big endian:
 //
-//	header:  magic "LBPINS\r\n" (8 bytes), version uint16 (1)
+//	header:  magic "LBPINS\r\n" (8 bytes), version uint16 (2)
 //	pin:     kind byte 1, key hi uint64, key lo uint64,
-//	         remaining TTL int64 (nanoseconds), id length uvarint, id
+//	         remaining TTL int64 (nanoseconds), stamp int64 (version 2
+//	         only), id length uvarint, id
 //	end:     kind byte 0, pin count uint64, CRC-32C uint32 of every byte
 //	         before it, header included
 //
 // The end record makes a truncated file an error rather than a shorter
-// table, and the checksum catches a changed byte. Nothing follows the end
+// table, and the checksum catches a changed byte. The stamp is the one
+// that orders the pin against pins of its key made on other instances of
+// a cluster (see Merge): an upgrade hands the table over with it, so that
+// the pins the new process serves rank as they did in the old one.
+// Version 1 snapshots, without stamps, are still read; their pins restore
+// with stamp 0, which any pin made since beats. Nothing follows the end
 // record that Load reads, so a snapshot can be one section of a larger file.
 const (
 	snapshotMagic   = "LBPINS\r\n"
-	snapshotVersion = 1
+	snapshotVersion = 2
 	kindEnd         = 0
 	kindPin         = 1
 	// maxSnapshotID bounds the id length Load accepts, far above any
@@ -70,18 +76,19 @@ func (t *Table) SaveSince(w io.Writer, since, now time.Time) (int, error) {
 	head = binary.BigEndian.AppendUint16(head, snapshotVersion)
 	bw.Write(head)
 	n := 0
-	each := t.Range
+	each := t.RangeStamped
 	if !since.IsZero() {
-		each = func(fn func(Key, string, time.Time) bool) { t.rangeSince(since.UnixNano(), fn) }
+		each = func(fn func(Stamped) bool) { t.rangeSince(since.UnixNano(), fn) }
 	}
-	each(func(k Key, id string, expires time.Time) bool {
+	each(func(p Stamped) bool {
 		rec := append(buf[:0], kindPin)
-		rec = binary.BigEndian.AppendUint64(rec, k.hi)
-		rec = binary.BigEndian.AppendUint64(rec, k.lo)
-		rec = binary.BigEndian.AppendUint64(rec, uint64(expires.Sub(now)))
-		rec = binary.AppendUvarint(rec, uint64(len(id)))
+		rec = binary.BigEndian.AppendUint64(rec, p.Key.hi)
+		rec = binary.BigEndian.AppendUint64(rec, p.Key.lo)
+		rec = binary.BigEndian.AppendUint64(rec, uint64(t.expires(p.Used).Sub(now)))
+		rec = binary.BigEndian.AppendUint64(rec, uint64(p.Stamp))
+		rec = binary.AppendUvarint(rec, uint64(len(p.ID)))
 		bw.Write(rec)
-		_, err := bw.WriteString(id)
+		_, err := bw.WriteString(p.ID)
 		n++
 		return err == nil
 	})
@@ -99,18 +106,17 @@ func (t *Table) SaveSince(w io.Writer, since, now time.Time) (int, error) {
 	return n, nil
 }
 
-// rangeSince is Range limited to the pins last used at or after since
+// rangeSince is RangeStamped limited to the pins last used at or after since
 // (unix nanoseconds). A shard's recency list is in order of last use, so the
 // pins changed since are at its front: each shard's are read from there in
 // one lock hold, and the walk stops at the first older pin, so that the
 // changes of the last seconds are read in time proportional to them, not to
 // the table. A shard with more than a batch of them is read whole, as
 // Range reads it, keeping its lock holds as short.
-func (t *Table) rangeSince(since int64, fn func(Key, string, time.Time) bool) {
+func (t *Table) rangeSince(since int64, fn func(Stamped) bool) {
 	var batch [rangeBatch]pinned
-	ttl := t.ttl.Load()
-	recent := func(k Key, id string, expires time.Time) bool {
-		return expires.UnixNano()-ttl < since || fn(k, id, expires)
+	recent := func(p Stamped) bool {
+		return p.Used < since || fn(p)
 	}
 	for i := range t.shards {
 		s := &t.shards[i]
@@ -125,12 +131,12 @@ func (t *Table) rangeSince(since int64, fn func(Key, string, time.Time) bool) {
 		}
 		s.mu.Unlock()
 		if !whole {
-			if !s.visit(t, batch[:0], recent, nil) {
+			if !s.visit(t, batch[:0], nil, recent) {
 				return
 			}
 			continue
 		}
-		if !t.emit(got, fn) {
+		if !t.emitStamped(got, fn) {
 			return
 		}
 	}
@@ -141,6 +147,7 @@ type savedPin struct {
 	key       Key
 	id        string
 	remaining time.Duration
+	stamp     int64
 }
 
 // Load reads a snapshot that Save wrote and restores its pins, each with
@@ -189,7 +196,7 @@ func (t *Table) load(r io.Reader, keep func(id string) bool, savedAt time.Time) 
 		if p.remaining <= 0 || (keep != nil && !keep(p.id)) || t.Key(p.key.Addr()) != p.key {
 			continue
 		}
-		if t.restore(p.key, p.id, from.Add(p.remaining), merge) {
+		if t.restore(p.key, p.id, p.stamp, from.Add(p.remaining), merge) {
 			loaded++
 		}
 	}
@@ -257,11 +264,16 @@ func readSnapshot(br *bufio.Reader) ([]savedPin, error) {
 	if string(head[:len(snapshotMagic)]) != snapshotMagic {
 		return nil, bad("not an affinity snapshot")
 	}
-	if v := binary.BigEndian.Uint16(head[len(snapshotMagic):]); v != snapshotVersion {
-		return nil, bad("version %d, this lbctl reads version %d", v, snapshotVersion)
+	version := binary.BigEndian.Uint16(head[len(snapshotMagic):])
+	if version != 1 && version != snapshotVersion {
+		return nil, bad("version %d, this lbctl reads versions 1 and %d", version, snapshotVersion)
+	}
+	fixed := 24 // key and remaining TTL
+	if version >= 2 {
+		fixed += 8 // stamp
 	}
 	var pins []savedPin
-	var rec [24]byte
+	var rec [32]byte
 	var idBuf [maxSnapshotID]byte
 	ids := map[string]string{}
 	for {
@@ -290,8 +302,12 @@ func readSnapshot(br *bufio.Reader) ([]savedPin, error) {
 		default:
 			return nil, bad("unknown record kind %d", kind)
 		}
-		if _, err := io.ReadFull(cr, rec[:]); err != nil {
+		if _, err := io.ReadFull(cr, rec[:fixed]); err != nil {
 			return nil, truncated(err)
+		}
+		var stamp int64
+		if fixed > 24 {
+			stamp = int64(binary.BigEndian.Uint64(rec[24:32]))
 		}
 		n, err := binary.ReadUvarint(cr)
 		if err != nil {
@@ -317,6 +333,7 @@ func readSnapshot(br *bufio.Reader) ([]savedPin, error) {
 		pins = append(pins, savedPin{
 			key:       Key{hi: binary.BigEndian.Uint64(rec[:8]), lo: binary.BigEndian.Uint64(rec[8:16])},
 			remaining: time.Duration(binary.BigEndian.Uint64(rec[16:24])),
+			stamp:     stamp,
 			id:        id,
 		})
 	}
@@ -331,12 +348,12 @@ func readSnapshot(br *bufio.Reader) ([]savedPin, error) {
 // many makes that immediate) and, past capacity, evicts the least recently
 // used pin of k's shard, as Pin does.
 func (t *Table) Restore(k Key, id string, expires time.Time) bool {
-	return t.restore(k, id, expires, false)
+	return t.restore(k, id, 0, expires, false)
 }
 
-// restore is Restore; with newer, a live pin of k last used before the
-// saved one is replaced rather than kept.
-func (t *Table) restore(k Key, id string, expires time.Time, newer bool) bool {
+// restore is Restore of a pin stamped stamp; with newer, a live pin of k
+// last used before the saved one is replaced rather than kept.
+func (t *Table) restore(k Key, id string, stamp int64, expires time.Time, newer bool) bool {
 	now := time.Now().UnixNano()
 	used := min(expires.UnixNano()-t.ttl.Load(), now)
 	horizon := t.horizon(now)
@@ -360,7 +377,7 @@ func (t *Table) restore(k Key, id string, expires time.Time, newer bool) bool {
 			s.repins++
 		}
 	}
-	e := &entry{key: k, pin: pin{id: id, used: used}}
+	e := &entry{key: k, pin: pin{id: id, used: used, stamp: stamp}}
 	s.items[k] = e
 	// The recency list is in order of last use, which the sweeper and
 	// eviction rely on: e goes after every entry used later.

@@ -3,7 +3,10 @@ package affinity
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
+	"io"
 	"net/netip"
 	"strconv"
 	"testing"
@@ -404,5 +407,60 @@ func TestSaveSinceManyChanges(t *testing.T) {
 			dst.Close()
 			tb.Close()
 		}
+	})
+}
+
+// A snapshot carries each pin's stamp, through SaveSince and MergeSnapshot
+// alike; one of version 1, written before stamps were, still loads, its
+// pins stamped 0.
+func TestSnapshotStamps(t *testing.T) {
+	tb := New(Options{TTL: time.Hour})
+	defer tb.Close()
+	k := tb.Key(netip.MustParseAddr("192.0.2.7"))
+	stamp := time.Now().Add(-time.Minute).UnixNano()
+	tb.Merge(k, "app-02", stamp, time.Now().UnixNano())
+	for _, since := range []time.Time{{}, time.Now().Add(-time.Second)} {
+		var buf bytes.Buffer
+		if _, err := tb.SaveSince(&buf, since, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		next := New(Options{TTL: time.Hour})
+		defer next.Close()
+		if n, err := next.MergeSnapshot(&buf, nil, time.Now()); err != nil || n != 1 {
+			t.Fatalf("since %v: merged %d, %v", since, n, err)
+		}
+		next.RangeStamped(func(p Stamped) bool {
+			if p.Stamp != stamp || p.ID != "app-02" {
+				t.Errorf("since %v: restored %s stamped %d, want app-02 stamped %d", since, p.ID, p.Stamp, stamp)
+			}
+			return true
+		})
+	}
+
+	// Version 1: header, one pin of 10 minutes left, the end record.
+	crc := crc32.New(castagnoli)
+	var v1 bytes.Buffer
+	w := io.MultiWriter(&v1, crc)
+	hi, lo := k.Halves()
+	rec := append([]byte(snapshotMagic), 0, 1, kindPin)
+	rec = binary.BigEndian.AppendUint64(rec, hi)
+	rec = binary.BigEndian.AppendUint64(rec, lo)
+	rec = binary.BigEndian.AppendUint64(rec, uint64(10*time.Minute))
+	rec = binary.AppendUvarint(rec, 6)
+	rec = append(rec, "app-01"...)
+	rec = append(rec, kindEnd)
+	rec = binary.BigEndian.AppendUint64(rec, 1)
+	w.Write(rec)
+	v1.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32()))
+	old := New(Options{TTL: time.Hour})
+	defer old.Close()
+	if n, err := old.Load(&v1, nil); err != nil || n != 1 {
+		t.Fatalf("version 1 snapshot: loaded %d, %v", n, err)
+	}
+	old.RangeStamped(func(p Stamped) bool {
+		if p.Stamp != 0 || p.ID != "app-01" {
+			t.Errorf("version 1 snapshot restored %s stamped %d, want app-01 stamped 0", p.ID, p.Stamp)
+		}
+		return true
 	})
 }

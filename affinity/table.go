@@ -94,7 +94,7 @@ type Table struct {
 type pin struct {
 	id    string
 	used  int64 // unix nanoseconds
-	stamp int64 // when the key was pointed at id; 0 for a restored pin
+	stamp int64 // when the key was pointed at id; 0 for a pin restored from a version 1 snapshot
 }
 
 // shard is one independently locked part of the table.

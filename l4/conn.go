@@ -29,6 +29,7 @@ func (p *Proxy) handle(c *accept.Conn) {
 	start := time.Now()
 	from, err := p.client(client)
 	if err != nil {
+		p.loop.Counts.RefusedProxy()
 		p.logger().Debug("client refused", "client", client.RemoteAddr().String(), "error", err)
 		p.logConn(remoteAddrPort(client), nil, start, 0, 0)
 		return

@@ -83,8 +83,10 @@ type eventLoop struct {
 	acceptAt int64 // accepting resumes then after a failed accept
 	backoff  accept.Backoff
 	// accepted counts the connections this loop accepted: how the
-	// accepts spread over the loops.
+	// accepts spread over the loops (see Proxy.LoopAccepts, which knows
+	// the loop by its index among its listener's loops).
 	accepted atomic.Uint64
+	index    int
 
 	// stopping asks the loop to stop accepting and end once its sessions
 	// have, aborting to close every session and end now: see Stop.
@@ -97,6 +99,11 @@ type eventLoop struct {
 	// retiring asks the loop to close its listener and end once its
 	// sessions have: see Proxy.StopAccepting.
 	retiring atomic.Bool
+	// doneAccepting is closed by the loop once it will accept no more
+	// connections: it has closed its listener, or ended. StopAccepting
+	// waits for it. notAccepting says it is closed; the loop's alone.
+	doneAccepting chan struct{}
+	notAccepting  bool
 }
 
 const (
@@ -140,8 +147,9 @@ func (p *Proxy) newEventLoops(ln net.Listener, n int) ([]*eventLoop, string, err
 	}
 	defer sysClose(lnfd) // each loop holds a duplicate of its own
 	loops := make([]*eventLoop, 0, n)
-	for range n {
+	for i := range n {
 		l := &eventLoop{
+			index:   i,
 			p:       p,
 			ln:      ln,
 			epfd:    -1,
@@ -154,6 +162,8 @@ func (p *Proxy) newEventLoops(ln net.Listener, n int) ([]*eventLoop, string, err
 			reg:     reg,
 			start:   time.Now(),
 			lnReady: true,
+
+			doneAccepting: make(chan struct{}),
 		}
 		for _, b := range reg.All() {
 			l.targets[b] = newTargetFor(b.Address())
@@ -332,6 +342,7 @@ func (l *eventLoop) poll() (int, error) {
 func (l *eventLoop) Serve() (err error) {
 	l.p.addLoop(l)
 	defer l.p.removeLoop(l)
+	defer l.stopAccepting()
 	for {
 		timeout := l.timeout()
 		n, werr := l.wait(timeout)
@@ -368,6 +379,7 @@ func (l *eventLoop) Serve() (err error) {
 		if (l.stopping.Load() || l.retiring.Load()) && l.lnfd >= 0 {
 			sysClose(l.lnfd)
 			l.lnfd = -1
+			l.stopAccepting()
 		}
 		if l.lnfd >= 0 && l.lnReady && l.now >= l.acceptAt {
 			if err := l.accept(); err != nil {
@@ -525,10 +537,21 @@ func (l *eventLoop) Release() { l.closeFDs() }
 func (l *eventLoop) listener() net.Listener { return l.ln }
 
 // retire asks the loop to stop accepting and to end once its sessions
-// have, and wakes it. The caller holds p.mu.
-func (l *eventLoop) retire() {
+// have, and wakes it; the loop closes the channel returned once it will
+// accept no more. The caller holds p.mu.
+func (l *eventLoop) retire() <-chan struct{} {
 	l.retiring.Store(true)
 	l.wake()
+	return l.doneAccepting
+}
+
+// stopAccepting tells StopAccepting that the loop accepts no more; the
+// loop calls it as it closes its listener and as it ends.
+func (l *eventLoop) stopAccepting() {
+	if !l.notAccepting {
+		l.notAccepting = true
+		close(l.doneAccepting)
+	}
 }
 
 // closeConnsLater asks the loop to close the sessions of the backend

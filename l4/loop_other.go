@@ -2,11 +2,18 @@
 
 package l4
 
-import "net"
+import (
+	"net"
+	"sync/atomic"
+)
 
 // eventLoop exists on Linux only; elsewhere every connection has its own
 // goroutine.
-type eventLoop struct{ lnAddr string }
+type eventLoop struct {
+	lnAddr   string
+	index    int
+	accepted atomic.Uint64
+}
 
 func (p *Proxy) newEventLoops(net.Listener, int) ([]*eventLoop, string, error) {
 	return nil, "the event loop runs on Linux only", nil
@@ -22,7 +29,7 @@ func (l *eventLoop) wake() {}
 
 func (l *eventLoop) listener() net.Listener { return nil }
 
-func (l *eventLoop) retire() {}
+func (l *eventLoop) retire() <-chan struct{} { return nil }
 
 func (l *eventLoop) closeConnsLater(string) {}
 

@@ -103,6 +103,9 @@ type Proxy struct {
 	// Listeners that StopAccepting retired while Serve serves them: an
 	// event loop of theirs that registers late is retired by addLoop.
 	retired map[net.Listener]struct{}
+	// loopBase holds, by loop index, the connections accepted by the
+	// loops that have ended: see LoopAccepts.
+	loopBase []uint64
 
 	// The portable engine's open connections, by client connection, for
 	// CloseConns.
@@ -258,28 +261,45 @@ var testHookPortable bool
 // serving its other listeners, and Shutdown still waits for (or closes)
 // those connections. Serve(ln) then returns an error wrapping
 // net.ErrClosed: at once with a goroutine per connection, once the last of
-// its connections has ended with an event loop. A reload uses it to move
-// the proxy to a new listen address.
+// its connections has ended with event loops. A reload uses it to move
+// the proxy to a new listen address, and an upgrade to hand the listener
+// over.
+//
+// With event loops, StopAccepting returns once every loop of ln has closed
+// its copy of the listening socket (or ended): from then on no connection
+// is accepted here, and one that arrives waits in the socket's queue for
+// whoever else holds the socket (the new process of an upgrade), every
+// connection accepted here having been placed and pinned. A loop that has
+// not started yet is retired as it starts (see addLoop), before it
+// accepts anything.
 func (p *Proxy) StopAccepting(ln net.Listener) {
-	p.retire(ln)
+	done := p.retire(ln)
 	ln.Close()
+	for _, c := range done {
+		<-c
+	}
 }
 
 // retire asks the event loops of ln to stop accepting and end once their
-// connections have; loops of ln that register later (see addLoop) are
-// retired as they do, until Serve(ln) returns.
-func (p *Proxy) retire(ln net.Listener) {
+// connections have, and returns a channel per loop that is closed once
+// that loop accepts no more; loops of ln that register later (see
+// addLoop) are retired as they do, until Serve(ln) returns.
+func (p *Proxy) retire(ln net.Listener) []<-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var done []<-chan struct{}
 	for l := range p.loops {
 		if l.listener() == ln {
-			l.retire()
+			if c := l.retire(); c != nil {
+				done = append(done, c)
+			}
 		}
 	}
 	if p.retired == nil {
 		p.retired = make(map[net.Listener]struct{})
 	}
 	p.retired[ln] = struct{}{}
+	return done
 }
 
 // forgetRetired drops ln from the retired listeners once its Serve has
@@ -340,9 +360,37 @@ func (p *Proxy) addLoop(l *eventLoop) {
 }
 
 // removeLoop takes l out of the set that StopAccepting and CloseConns
-// write to.
+// write to, keeping its count of accepted connections for LoopAccepts.
 func (p *Proxy) removeLoop(l *eventLoop) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.loops, l)
+	p.loopBase = growTo(p.loopBase, l.index+1)
+	p.loopBase[l.index] += l.accepted.Load()
+}
+
+// LoopAccepts returns how many connections each event loop has accepted
+// since the proxy started, by loop index (the loops of every listener
+// served so far, a listen moved by a reload included, add up by index), or
+// nil when no event loop has served: the portable engine, or before Serve.
+// It shows how evenly the kernel spreads the connections over the loops.
+// The loops count in atomics of their own; this reads them under the
+// proxy's lock, off the data path.
+func (p *Proxy) LoopAccepts() []uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := append([]uint64(nil), p.loopBase...)
+	for l := range p.loops {
+		out = growTo(out, l.index+1)
+		out[l.index] += l.accepted.Load()
+	}
+	return out
+}
+
+// growTo returns s extended with zeros to at least n elements.
+func growTo(s []uint64, n int) []uint64 {
+	for len(s) < n {
+		s = append(s, 0)
+	}
+	return s
 }

@@ -34,6 +34,7 @@ func (l *eventLoop) awaitHeader(s *session) bool {
 	}
 	if err := pp.Admit(s.addr.Addr()); err != nil {
 		s.lastErr = err
+		l.p.loop.Counts.RefusedProxy()
 		l.refuse(s)
 		return true
 	}
@@ -57,6 +58,7 @@ func (l *eventLoop) readHeader(s *session) {
 	src, ok, done, err := s.header.ReadFrom(s.client.fd)
 	if err != nil {
 		s.lastErr = err
+		l.p.loop.Counts.RefusedProxy()
 		l.refuse(s)
 		return
 	}
@@ -77,6 +79,7 @@ func (l *eventLoop) readHeader(s *session) {
 // headerTimedOut refuses a session whose header did not come in time.
 func (l *eventLoop) headerTimedOut(s *session) {
 	s.lastErr = errHeaderTimeout
+	l.p.loop.Counts.RefusedProxy()
 	l.refuse(s)
 }
 
@@ -101,6 +104,10 @@ func (l *eventLoop) queueProxyHeader(s *session) {
 	}
 	s.up.buf = l.getBuf()
 	s.up.pending = proxyproto.Append(s.up.buf[:0], v, s.addr, local)
+	// The header goes out as the first of the client's bytes, but it is
+	// not the client's: the access log's bytes_in leaves it out, as the
+	// goroutine engine's does.
+	s.up.written = -int64(len(s.up.pending))
 }
 
 // sockaddrPort converts a socket address to an address and port.

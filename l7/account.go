@@ -1,8 +1,6 @@
 package l7
 
 import (
-	"net"
-	"net/netip"
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
@@ -89,21 +87,13 @@ func (s *session) endAccount() {
 	r := s.rec
 	r.Time = time.Now()
 	r.Duration = r.Time.Sub(a.start)
-	r.Client = netipOf(s.client)
+	r.Client = s.from // the client a PROXY header named, or the peer
 	r.Backend = ""
 	if a.b != nil {
 		r.Backend = a.b.ID
 	}
 	r.Status, r.Bytes, r.Head, r.Cookie = a.status, s.cw.n-a.bytes, a.head, outcome
 	lg.Write(r)
-}
-
-// netipOf returns c's remote address without allocating.
-func netipOf(c *net.TCPConn) (ap netip.AddrPort) {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.AddrPort()
-	}
-	return ap
 }
 
 // Counts returns the proxy's connection and request counts.

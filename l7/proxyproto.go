@@ -25,6 +25,7 @@ func (p *Proxy) proxyClient(c *net.TCPConn) (netip.AddrPort, bool) {
 	}
 	src, err := p.ProxyProtocol.Client(c)
 	if err != nil {
+		p.Counts().RefusedProxy()
 		p.logger().Debug("client refused", "client", c.RemoteAddr().String(), "error", err)
 		return netip.AddrPort{}, false
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/admin"
+	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
 )
 
@@ -88,5 +89,55 @@ func TestHandover(t *testing.T) {
 	}
 	if _, _, err := fresh.readHandover(bufio.NewReader(strings.NewReader("\x07\x00\x00\x00\x00\x00\x00\x00\x00"))); err == nil {
 		t.Error("a hand-over that begins with 7 read without an error")
+	}
+}
+
+// The hand-over carries each pin's stamp, so that the pins of the new
+// process rank against other members' pins as they did in the old one: a
+// pin another member made before the old process re-pinned the key loses
+// to the re-pin after the upgrade too, and a later one still wins.
+func TestHandoverKeepsStamps(t *testing.T) {
+	dir := t.TempDir()
+	var out lockedBuffer
+	old := newStateInstance(t, "l4", filepath.Join(dir, "old"), "1h", &out, "app-01", "app-02", "app-03")
+	defer old.Close()
+	tb := old.Table()
+	a := tb.Key(netip.MustParseAddr("192.0.2.1"))
+	b := tb.Key(netip.MustParseAddr("192.0.2.2"))
+	now := time.Now().UnixNano()
+	// Learnt from another member, then re-pinned here.
+	tb.Merge(a, "app-01", now-int64(time.Minute), now-int64(time.Minute))
+	tb.PinIf(a, "app-01", "app-02")
+	tb.Merge(b, "app-03", now-int64(time.Second), now-int64(time.Second))
+	want := map[affinity.Key]int64{}
+	tb.RangeStamped(func(p affinity.Stamped) bool { want[p.Key] = p.Stamp; return true })
+
+	var stream bytes.Buffer
+	if _, err := old.writeHandover(&stream, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	next := newStateInstance(t, "l4", filepath.Join(dir, "next"), "1h", &out, "app-01", "app-02", "app-03")
+	defer next.Close()
+	if _, pins, err := next.readHandover(bufio.NewReader(&stream)); err != nil || pins != 2 {
+		t.Fatalf("hand-over: %d pins, %v; want 2", pins, err)
+	}
+	got := map[affinity.Key]int64{}
+	next.Table().RangeStamped(func(p affinity.Stamped) bool { got[p.Key] = p.Stamp; return true })
+	for k, s := range want {
+		if got[k] != s {
+			t.Errorf("pin %s stamped %d in the old process, %d in the new", k, s, got[k])
+		}
+	}
+	// The other member's older pin of a comes again (a push/pull): the
+	// re-pin made before the upgrade wins. Its newer pin of b is the
+	// same pin and renews it.
+	if r := next.Table().Merge(a, "app-01", now-int64(time.Minute), now); r != affinity.MergeIgnored {
+		t.Errorf("an older pin of another member merged over the handed-over re-pin: %v", r)
+	}
+	if id, _, _ := next.Table().Get(a); id != "app-02" {
+		t.Errorf("192.0.2.1 pinned to %q after the merge, want app-02", id)
+	}
+	if r := next.Table().Merge(b, "app-03", now-int64(time.Second), now); r != affinity.MergeRenewed {
+		t.Errorf("the same pin from another member: %v, want renewed", r)
 	}
 }

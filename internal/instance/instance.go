@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lbctl/lbctl/admin"
@@ -71,9 +72,17 @@ type Instance struct {
 	saverStop chan struct{}
 	stopSaver sync.Once
 
-	obs     observed      // for Stats and the access log: see stats.go
-	cluster *cluster.Node // nil without [cluster]; see cluster.go
-	tls     tlsFront      // L7 with [tls]: see tls.go
+	obs observed // for Stats and the access log: see stats.go
+	// cluster is the membership, nil without [cluster], and in the new
+	// process of an upgrade until the old one has left (see cluster.go).
+	cluster atomic.Pointer[cluster.Node]
+	// clusterMu orders the admin states the operator sets against the
+	// join: one set before it waits in unpublished, and is published as
+	// the node starts. See publishAdmin.
+	clusterMu   sync.Mutex
+	unpublished map[string]adminChange
+	clusterBind string   // [cluster] bind: "" without a cluster
+	tls         tlsFront // L7 with [tls]: see tls.go
 }
 
 // New builds an instance from cfg, which must be valid. With a state
@@ -89,20 +98,25 @@ func New(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 	if in.stateFile != "" {
 		in.restoreState(in.stateFile)
 	}
+	if err := in.joinCluster(cfg); err != nil {
+		in.Close()
+		return nil, err
+	}
 	in.startSaving()
 	return in, nil
 }
 
-// build builds an instance from cfg with nothing restored and no saves
-// started: an upgraded process restores from its predecessor instead of the
-// state file (see Run).
+// build builds an instance from cfg with nothing restored, no saves
+// started and no cluster joined: an upgraded process restores from its
+// predecessor instead of the state file, and joins the cluster once its
+// predecessor has left it (see Run).
 func build(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 	parts, err := NewPool(cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	in := &Instance{log: log, parts: parts, cfg: cfg, timers: map[string]*time.Timer{}, ended: make(chan error, 1),
-		stateFile: cfg.Affinity.StateFile, saverStop: make(chan struct{})}
+		stateFile: cfg.Affinity.StateFile, saverStop: make(chan struct{}), clusterBind: cfg.Cluster.Bind}
 	if err := in.openObserved(cfg); err != nil {
 		return nil, err
 	}
@@ -117,10 +131,6 @@ func build(cfg *config.Config, log *slog.Logger) (*Instance, error) {
 		in.l4, in.table = L4(cfg, parts, log)
 	}
 	in.attachAccessLog()
-	if err := in.joinCluster(cfg); err != nil {
-		in.Close()
-		return nil, err
-	}
 	return in, nil
 }
 
@@ -254,19 +264,17 @@ func (in *Instance) StopAccepting() {
 		d.close()
 		return
 	}
-	socket := d.id()
 	d.close()
+	// An upgrade sends the pins once StopAccepting returns. The L4 event
+	// loops each close their copy of the listener at their next turn, and
+	// may take one more batch of clients before they do, placing and
+	// pinning each: l4's StopAccepting returns once they all have, so that
+	// every client this process accepted has its pin by then.
 	if in.l7 != nil {
 		in.l7.StopAccepting(ln)
 		return
 	}
 	in.l4.StopAccepting(ln)
-	// An L4 event loop closes its listener at its next turn, and may take
-	// one more batch of clients before it does, placing and pinning each.
-	// An upgrade sends the pins once StopAccepting returns, so it waits
-	// for the loop's descriptor to be gone: then every client this
-	// process accepted has its pin.
-	waitSocketClosed(socket, 5*time.Second)
 }
 
 // Shutdown stops the periodic saves of the state file, stops accepting and

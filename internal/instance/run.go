@@ -131,8 +131,13 @@ func Run(ctx context.Context, o Options) (err error) {
 	if o.Config == nil {
 		in.Load = o.Load
 	}
-	if pred == nil && in.stateFile != "" {
-		in.restoreState(in.stateFile)
+	if pred == nil {
+		if in.stateFile != "" {
+			in.restoreState(in.stateFile)
+		}
+		if err := in.joinCluster(cfg); err != nil {
+			return err
+		}
 	}
 	ln, adminLn, err := pred.listeners(ctx, cfg)
 	if err != nil {
@@ -160,7 +165,11 @@ type runner struct {
 	upgrading sync.Mutex
 	// handover passes the ready new process of an upgrade to run.
 	handover chan *successor
-	wg       sync.WaitGroup
+	// stopJoining, in the new process of an upgrade, ends its attempts to
+	// join the cluster and waits for them: a process that hands over in
+	// turn must not join once it has left. Nil otherwise.
+	stopJoining func()
+	wg          sync.WaitGroup
 }
 
 func (r *runner) run(ctx context.Context, ln net.Listener, pred *predecessor) error {
@@ -181,6 +190,15 @@ func (r *runner) run(ctx context.Context, ln net.Listener, pred *predecessor) er
 			}
 			return err
 		}
+		// The old process has stopped accepting and leaves the cluster,
+		// freeing its bind address for this one.
+		joinCtx, stopJoining := context.WithCancel(bgCtx)
+		joining := make(chan struct{})
+		r.wg.Go(func() {
+			defer close(joining)
+			in.joinClusterAfterUpgrade(joinCtx, cfg, r.o.upgradeTimeout())
+		})
+		r.stopJoining = func() { stopJoining(); <-joining }
 	} else if err := writePIDFile(r.o.PIDFile); err != nil {
 		ln.Close()
 		if r.adminLn != nil {
@@ -349,6 +367,18 @@ func (r *runner) handOver(s *successor) {
 		r.stopAPI()
 	}
 	r.in.StopAccepting()
+	// The new process joins the cluster on the same bind address once
+	// this one has left it. Leaving waits for the other members to be
+	// told, which may take a gossip period: it runs while the changes are
+	// sent, so as not to hold the new process back from accepting.
+	var left sync.WaitGroup
+	left.Go(func() {
+		if r.stopJoining != nil {
+			r.stopJoining()
+		}
+		r.in.leaveCluster()
+	})
+	defer left.Wait()
 	states, pins, err := s.finish(r.in, r.o.upgradeTimeout())
 	if err != nil {
 		r.log.Warn("upgrade: the last changes were not handed over; the new process serves with the state sent before", "error", err)

@@ -131,7 +131,10 @@ func (in *Instance) Stats() admin.Stats {
 		st.Listen = ln.Addr().String()
 	}
 	c := in.counts()
-	st.Front = admin.FrontStats{ActiveConnections: c.Open(), ConnectionsTotal: c.Accepted(), RequestsTotal: c.Requests()}
+	st.Front = admin.FrontStats{ActiveConnections: c.Open(), ConnectionsTotal: c.Accepted(), RequestsTotal: c.Requests(), ProxyRefused: c.ProxyRefused()}
+	if in.l4 != nil {
+		st.Front.LoopConnections = in.l4.LoopAccepts()
+	}
 
 	pinned := in.pinnedCounts()
 	all := in.parts.Backends.Registry().All()
@@ -164,6 +167,13 @@ func (in *Instance) Stats() admin.Stats {
 	in.obs.reloadMu.Unlock()
 	if lg := in.obs.access; lg != nil {
 		st.AccessLog = admin.AccessLogStats{Enabled: true, Written: lg.Written(), Dropped: lg.Dropped()}
+	}
+	if node := in.cluster.Load(); node != nil {
+		c := node.Stats()
+		st.Cluster = &admin.ClusterStats{
+			Members: c.Members, PinsSent: c.PinsSent, PinsDropped: c.PinsDropped, PinsReceived: c.PinsReceived,
+			PinsApplied: c.PinsApplied, AdminApplied: c.AdminApplied, BadMessages: c.BadMessages,
+		}
 	}
 	return st
 }
