@@ -29,6 +29,12 @@ func (l *lockedLog) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 func (l *lockedLog) lines() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -61,7 +67,7 @@ func TestAccessLogLines(t *testing.T) {
 	io.ReadAll(c2)
 	c2.Close()
 
-	eventually.True(t, "two lines", func() bool { return lg.Written() == 2 })
+	eventually.True(t, "two lines", func() bool { return lg.Written() == 2 && strings.Count(out.String(), "\n") == 2 })
 	type line struct {
 		Mode     string  `json:"mode"`
 		Client   string  `json:"client"`

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,7 +99,9 @@ func TestSendProxyHeaderNotInBytesIn(t *testing.T) {
 			t.Fatalf("echo %q, %v", buf, err)
 		}
 		c.Close()
-		eventually.True(t, "the line", func() bool { return lg.Written() == 1 })
+		// Written counts a line as it is formatted; the line reaches the
+		// output when the writer flushes.
+		eventually.True(t, "the line", func() bool { return lg.Written() == 1 && strings.HasSuffix(out.String(), "\n") })
 		var l struct {
 			BytesIn  int64 `json:"bytes_in"`
 			BytesOut int64 `json:"bytes_out"`

@@ -252,7 +252,10 @@ func (l *Log) Dropped() uint64 {
 	return l.dropped.Load()
 }
 
-// Written returns how many lines the writer has handed to the output.
+// Written returns how many lines the writer has taken for the output:
+// formatted into its buffer, which it writes out when the buffer fills or
+// the ring runs empty. A reader of the output may see a line a moment
+// after Written counts it.
 func (l *Log) Written() uint64 {
 	if l == nil {
 		return 0
