@@ -16,38 +16,25 @@ import (
 // backend wanting a v2 header too. The difference from "plain" is the cost
 // per connection of reading (and writing) a header.
 func BenchmarkConnectionProxyProtocol(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		buf := make([]byte, 1)
+	out, in := make([]byte, 1), make([]byte, 64)
+	addr := serialBackend(b, func(c net.Conn) {
+		// A header, when the backend wants one, comes first: read up to
+		// the client's byte, then answer it.
 		for {
-			c, err := ln.Accept()
+			n, err := c.Read(in)
 			if err != nil {
 				return
 			}
-			// A header, when the backend wants one, comes first: read up
-			// to the client's byte, then answer it.
-			in := make([]byte, 64)
-			for {
-				n, err := c.Read(in)
-				if err != nil {
-					break
-				}
-				if n > 0 && in[n-1] == 'x' {
-					c.Write(buf)
-					break
-				}
+			if n > 0 && in[n-1] == 'x' {
+				c.Write(out)
+				return
 			}
-			c.Close()
 		}
-	}()
+	})
 	peers, _ := proxyproto.ParsePeers([]string{"127.0.0.1"})
-	plain := serveProxy(b, newRegistry(b, ln.Addr().String()), nil)
-	header := serveProxy(b, newRegistry(b, ln.Addr().String()), func(p *Proxy) { p.ProxyProtocol = proxyproto.Policy{From: peers} })
-	sendReg, err := backend.NewRegistry([]*backend.Backend{backend.NewFromSpec(backend.Spec{ID: "app-01", Address: ln.Addr().String(), Weight: 1, SendProxy: 2})})
+	plain := serveProxy(b, newRegistry(b, addr), nil)
+	header := serveProxy(b, newRegistry(b, addr), func(p *Proxy) { p.ProxyProtocol = proxyproto.Policy{From: peers} })
+	sendReg, err := backend.NewRegistry([]*backend.Backend{backend.NewFromSpec(backend.Spec{ID: "app-01", Address: addr, Weight: 1, SendProxy: 2})})
 	if err != nil {
 		b.Fatal(err)
 	}
