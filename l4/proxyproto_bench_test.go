@@ -1,7 +1,6 @@
 package l4
 
 import (
-	"io"
 	"net"
 	"net/netip"
 	"testing"
@@ -41,22 +40,7 @@ func BenchmarkConnectionProxyProtocol(b *testing.B) {
 	both := serveProxy(b, sendReg, func(p *Proxy) { p.ProxyProtocol = proxyproto.Policy{From: peers} })
 
 	hdr := proxyproto.Append(nil, 2, netip.MustParseAddrPort("203.0.113.7:5000"), netip.MustParseAddrPort("192.0.2.1:443"))
-	run := func(b *testing.B, addr string, first []byte) {
-		b.ReportAllocs()
-		buf := make([]byte, 1)
-		for b.Loop() {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				b.Fatal(err)
-			}
-			c.Write(append(first, 'x'))
-			if _, err := io.ReadFull(c, buf); err != nil {
-				b.Fatal(err)
-			}
-			c.Close()
-		}
-	}
-	b.Run("plain", func(b *testing.B) { run(b, plain, nil) })
-	b.Run("header", func(b *testing.B) { run(b, header, hdr) })
-	b.Run("header+send", func(b *testing.B) { run(b, both, hdr) })
+	b.Run("plain", func(b *testing.B) { connectEach(b, plain, nil) })
+	b.Run("header", func(b *testing.B) { connectEach(b, header, hdr) })
+	b.Run("header+send", func(b *testing.B) { connectEach(b, both, hdr) })
 }
