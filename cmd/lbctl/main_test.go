@@ -217,16 +217,7 @@ address = %q
 	c.(*net.TCPConn).CloseWrite()
 	io.Copy(io.Discard, r)
 
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("lbctl exited with %v, want 0\n%s", err, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("lbctl did not exit after SIGTERM\n%s", stderr.String())
-	}
+	waitExit(t, waitFor(cmd), "after SIGTERM", &stderr)
 	if !strings.Contains(stderr.String(), "shutting down") {
 		t.Errorf("log lacks the shutdown line:\n%s", stderr.String())
 	}
