@@ -54,7 +54,8 @@ func benchProxyT(b testing.TB, resp string) string {
 
 // startProxy starts a proxy over one backend "app-01" at addr, round
 // robin, with the default cookie; configure, when not nil, adjusts it
-// first. It returns the proxy's address and closes it when the test ends.
+// first. It returns the proxy's address and closes it when the test ends
+// (see serveOn).
 func startProxy(t testing.TB, addr string, configure func(*Proxy)) string {
 	t.Helper()
 	reg, err := backend.NewRegistry([]*backend.Backend{backend.New("app-01", addr, 1)})
@@ -69,8 +70,7 @@ func startProxy(t testing.TB, addr string, configure func(*Proxy)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go p.Serve(ln)
-	t.Cleanup(func() { p.Close() })
+	serveOn(t, p, ln)
 	return ln.Addr().String()
 }
 
