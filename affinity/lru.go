@@ -53,6 +53,20 @@ func (s *shard) oldest() *entry {
 	return nil
 }
 
+// dropOldest removes the least recently used entry of a shard that has
+// one, to make room: counted as an expiration when it was last used at or
+// before horizon (it waited for the sweeper), else as an eviction. The
+// caller takes it off the table's size.
+func (s *shard) dropOldest(horizon int64) {
+	e := s.oldest()
+	if e.used <= horizon {
+		s.expirations++
+	} else {
+		s.evictions++
+	}
+	s.remove(e)
+}
+
 func (s *shard) pushFront(e *entry) {
 	root := &s.recency
 	e.prev = root

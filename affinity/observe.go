@@ -206,14 +206,7 @@ func (t *Table) Merge(k Key, id string, stamp, used int64) MergeResult {
 		t.size.Add(-1)
 		s.expirations++
 	}
-	e = &entry{key: k, pin: pin{id: id, used: used, stamp: stamp}}
-	s.items[k] = e
-	s.place(e)
-	if t.size.Add(1) > t.limit.Load() && len(s.items) > 1 {
-		s.remove(s.oldest())
-		s.evictions++
-		t.size.Add(-1)
-	}
+	t.admit(s, k, pin{id: id, used: used, stamp: stamp})
 	return MergeApplied
 }
 
@@ -230,6 +223,21 @@ func (t *Table) mergeForget(k Key, stamp, now int64) MergeResult {
 	s.remove(e)
 	t.size.Add(-1)
 	return MergeApplied
+}
+
+// admit adds a pin of k, which has no entry in s, in recency order (see
+// place) and, past capacity, evicts the least recently used pin of s: how
+// a pin made elsewhere (Merge) or saved before (Restore) comes in. s.mu is
+// held.
+func (t *Table) admit(s *shard, k Key, p pin) {
+	e := &entry{key: k, pin: p}
+	s.items[k] = e
+	s.place(e)
+	if t.size.Add(1) > t.limit.Load() && len(s.items) > 1 {
+		s.remove(s.oldest())
+		s.evictions++
+		t.size.Add(-1)
+	}
 }
 
 // place links e, not in the recency list, after every entry used later

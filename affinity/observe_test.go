@@ -6,11 +6,18 @@ import (
 	"time"
 )
 
-func TestPublishReportsPinsAndRepinsOnly(t *testing.T) {
+// publishing returns a table with default options, closed when the test
+// ends, that publishes to a new outbox of the given size.
+func publishing(t *testing.T, size int) (*Table, *Outbox) {
 	tb := New(Options{})
-	defer tb.Close()
-	o := NewOutbox(16)
+	t.Cleanup(tb.Close)
+	o := NewOutbox(size)
 	tb.Publish(o)
+	return tb, o
+}
+
+func TestPublishReportsPinsAndRepinsOnly(t *testing.T) {
+	tb, o := publishing(t, 16)
 	k := key(t, "10.0.0.1")
 	tb.Pin(k, "a")        // new pin: published
 	tb.Lookup(k)          // a hit: not published
@@ -156,10 +163,7 @@ func TestMergeConverges(t *testing.T) {
 // A local re-pin after a merged pin from a clock far ahead still wins: its
 // stamp goes above the one it replaces.
 func TestLocalRepinBeatsFutureStamp(t *testing.T) {
-	tb := New(Options{})
-	defer tb.Close()
-	o := NewOutbox(4)
-	tb.Publish(o)
+	tb, o := publishing(t, 4)
 	k := key(t, "10.0.0.3")
 	future := time.Now().Add(time.Hour).UnixNano()
 	tb.Merge(k, "a", future, time.Now().UnixNano())

@@ -1,10 +1,11 @@
 package affinity
 
 import (
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/underload"
 )
 
 func TestSetTTLShorterAppliesAtOnce(t *testing.T) {
@@ -172,30 +173,23 @@ func TestSetCapacityCountsExpiredAsExpirations(t *testing.T) {
 func TestResizeUnderConcurrentUse(t *testing.T) {
 	tb := New(Options{Capacity: 1 << 14})
 	defer tb.Close()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				k := v4key(g<<18 | i%(1<<16))
-				if _, ok := tb.Lookup(k); !ok {
-					tb.Pin(k, "app-01")
-				}
-			}
-		})
-	}
-	for i := range 50 {
+	// Four clients look up and pin without pause while the capacity and
+	// the TTL change 50 times, then the capacity shrinks.
+	underload.Run(t, "resizes", 4, 51, func(g, i int) error {
+		k := v4key(g<<18 | i%(1<<16))
+		if _, ok := tb.Lookup(k); !ok {
+			tb.Pin(k, "app-01")
+		}
+		return nil
+	}, func(i int) error {
+		if i == 50 {
+			tb.SetCapacity(1 << 10)
+			return nil
+		}
 		tb.SetCapacity(1<<10 + i*64)
 		tb.SetTTL(time.Duration(i+1) * time.Minute)
-	}
-	tb.SetCapacity(1 << 10)
-	close(stop)
-	wg.Wait()
+		return nil
+	})
 	// Pins made while the last SetCapacity ran evict on their own: the
 	// bound holds once everything is quiet.
 	if st := tb.Stats(); st.Size > 1<<10 {

@@ -377,21 +377,6 @@ func (t *Table) restore(k Key, id string, stamp int64, expires time.Time, newer 
 			s.repins++
 		}
 	}
-	e := &entry{key: k, pin: pin{id: id, used: used, stamp: stamp}}
-	s.items[k] = e
-	// The recency list is in order of last use, which the sweeper and
-	// eviction rely on: e goes after every entry used later.
-	at := &s.recency
-	for at.next != &s.recency && at.next.used > used {
-		at = at.next
-	}
-	e.prev, e.next = at, at.next
-	at.next.prev = e
-	at.next = e
-	if t.size.Add(1) > t.limit.Load() && len(s.items) > 1 {
-		s.remove(s.oldest())
-		s.evictions++
-		t.size.Add(-1)
-	}
+	t.admit(s, k, pin{id: id, used: used, stamp: stamp})
 	return true
 }

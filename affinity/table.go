@@ -332,13 +332,7 @@ func (t *Table) PinIf(k Key, old, id string) (current string) {
 	if t.size.Add(1) > t.limit.Load() && len(s.items) > 1 {
 		// The oldest entry may already have expired, waiting for the
 		// sweeper; then it goes as an expiration, not an eviction.
-		oldest := s.oldest()
-		if oldest.used <= horizon {
-			s.expirations++
-		} else {
-			s.evictions++
-		}
-		s.remove(oldest)
+		s.dropOldest(horizon)
 		t.size.Add(-1)
 	}
 	return id
@@ -439,13 +433,7 @@ func (s *shard) shrink(t *Table, limit, total int64, sharep *int) (removed int, 
 	share := *sharep
 	horizon := t.horizon(time.Now().UnixNano())
 	for len(s.items) > share && removed < sweepBatch && t.size.Load() > limit {
-		e := s.oldest()
-		if e.used <= horizon {
-			s.expirations++
-		} else {
-			s.evictions++
-		}
-		s.remove(e)
+		s.dropOldest(horizon)
 		t.size.Add(-1)
 		removed++
 	}

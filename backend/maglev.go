@@ -76,6 +76,11 @@ func CheckTableSize(m int) error {
 
 // prime reports whether n is a prime, by trial division (n is at most
 // MaxTableSize: about 2,000 divisions).
+//
+// Package config has a copy (isPrime) to validate balance.table_size, on
+// purpose: config imports no other lbctl package (see its package doc),
+// and ten lines of arithmetic do not justify breaking that rule.
+// TestConfigAgreesOnTableSize keeps the two alike.
 func prime(n int) bool {
 	if n < 2 {
 		return false

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/lbctl/lbctl/config"
@@ -235,6 +236,22 @@ func TestCheckTableSize(t *testing.T) {
 	}
 	if _, err := NewSelector("maglev", TableSize(65536)); err == nil {
 		t.Error("NewSelector(maglev, TableSize(65536)) = nil error, want one: 65536 is not a prime")
+	}
+}
+
+// Package config checks balance.table_size with its own copy of the rule
+// (config imports no other lbctl package; see prime): the two agree on
+// every size, the largest prime allowed and the first size past the bound
+// included.
+func TestConfigAgreesOnTableSize(t *testing.T) {
+	for _, m := range []int{-7, 0, 1, 2, 3, 4, 9, 65536, 65537, 65541, 655373, 16777213, MaxTableSize, MaxTableSize + 1} {
+		c := config.Default()
+		c.Balance.TableSize = m
+		err := c.Validate()
+		inConfig := err == nil || !strings.Contains(err.Error(), "balance.table_size")
+		if inBackend := CheckTableSize(m) == nil; inConfig != inBackend {
+			t.Errorf("table size %d: config accepts it %v, backend %v (config: %v)", m, inConfig, inBackend, err)
+		}
 	}
 }
 

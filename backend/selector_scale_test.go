@@ -23,22 +23,27 @@ func weighted(n int) []*Backend {
 // markUp brings b back up as one passing check with rise 1 would.
 func markUp(b *Backend) { b.Observe(true, 1, 1) }
 
+// benchSelect runs the sub-benchmark name: selections by s in reg, each
+// with another client key, avoiding avoid, after one selection that builds
+// what the policy keeps for reg.
+func benchSelect(b *testing.B, name string, s Selector, reg *Registry, avoid []*Backend) {
+	s.Select(reg, 0, avoid)
+	b.Run(name, func(b *testing.B) {
+		b.ReportAllocs()
+		key := uint64(0)
+		for b.Loop() {
+			key++
+			s.Select(reg, mix64(key), avoid)
+		}
+	})
+}
+
 // BenchmarkSelect measures one selection among n available backends of
 // weights 1-4, each with another client key.
 func BenchmarkSelect(b *testing.B) {
 	for _, policy := range policies {
 		for _, n := range scaleSizes {
-			reg := registryOf(b, weighted(n))
-			s := mustSelector(b, policy)
-			s.Select(reg, 0, nil)
-			b.Run(fmt.Sprintf("%s/%d", policy, n), func(b *testing.B) {
-				b.ReportAllocs()
-				key := uint64(0)
-				for b.Loop() {
-					key++
-					s.Select(reg, mix64(key), nil)
-				}
-			})
+			benchSelect(b, fmt.Sprintf("%s/%d", policy, n), mustSelector(b, policy), registryOf(b, weighted(n)), nil)
 		}
 	}
 }
@@ -48,18 +53,7 @@ func BenchmarkSelect(b *testing.B) {
 func BenchmarkSelectAvoid(b *testing.B) {
 	for _, policy := range policies {
 		pool := weighted(3000)
-		reg := registryOf(b, pool)
-		avoid := []*Backend{pool[7], pool[1500]}
-		s := mustSelector(b, policy)
-		s.Select(reg, 0, avoid)
-		b.Run(policy+"/3000", func(b *testing.B) {
-			b.ReportAllocs()
-			key := uint64(0)
-			for b.Loop() {
-				key++
-				s.Select(reg, mix64(key), avoid)
-			}
-		})
+		benchSelect(b, policy+"/3000", mustSelector(b, policy), registryOf(b, pool), []*Backend{pool[7], pool[1500]})
 	}
 }
 
@@ -330,19 +324,7 @@ func TestLeastConnRelativeToWeight(t *testing.T) {
 			t.Errorf("counts %v, want all on b1", got)
 		}
 	})
-	t.Run("acquire spreads by weight", func(t *testing.T) {
-		pool := newPool(1, 3, 2, 2)
-		reg := registryOf(t, pool)
-		lc := new(LeastConn)
-		for range 80 {
-			lc.Select(reg, 0, nil).Acquire()
-		}
-		for _, b := range pool {
-			if got, want := b.Active(), int64(10*b.Weight()); got != want {
-				t.Errorf("%s (weight %d) Active() = %d, want %d", b.ID, b.Weight(), got, want)
-			}
-		}
-	})
+	t.Run("acquire spreads by weight", func(t *testing.T) { acquireSpreads(t, 1, 3, 2, 2) })
 	t.Run("follows releases among 3000", func(t *testing.T) {
 		pool := weighted(3000)
 		reg := registryOf(t, pool)

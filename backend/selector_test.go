@@ -243,19 +243,29 @@ func TestLeastConn(t *testing.T) {
 		})
 	}
 
-	t.Run("acquire spreads", func(t *testing.T) {
-		pool := newPool(1, 1, 1, 1)
-		reg := registryOf(t, pool)
-		lc := new(LeastConn)
-		for range 40 {
-			lc.Select(reg, 0, nil).Acquire()
+	t.Run("acquire spreads", func(t *testing.T) { acquireSpreads(t, 1, 1, 1, 1) })
+}
+
+// acquireSpreads acquires ten selections of least-connections per unit of
+// weight over a pool of the weights given, with no release, and checks
+// that each backend then holds ten per unit of its weight.
+func acquireSpreads(t *testing.T, weights ...int) {
+	t.Helper()
+	pool := newPool(weights...)
+	reg := registryOf(t, pool)
+	lc := new(LeastConn)
+	total := 0
+	for _, w := range weights {
+		total += w
+	}
+	for range 10 * total {
+		lc.Select(reg, 0, nil).Acquire()
+	}
+	for _, b := range pool {
+		if got, want := b.Active(), int64(10*b.Weight()); got != want {
+			t.Errorf("%s (weight %d) Active() = %d, want %d", b.ID, b.Weight(), got, want)
 		}
-		for _, b := range pool {
-			if got, want := b.Active(), int64(10); got != want {
-				t.Errorf("%s Active() = %d, want %d", b.ID, got, want)
-			}
-		}
-	})
+	}
 }
 
 func TestRandom2(t *testing.T) {

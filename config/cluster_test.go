@@ -33,15 +33,8 @@ func TestValidateCluster(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := valid()
-			tt.mutate(&c.Cluster)
-			err := c.Validate()
-			switch {
-			case tt.want == "" && err != nil:
-				t.Errorf("Validate = %v, want nil", err)
-			case tt.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.want)):
-				t.Errorf("Validate = %v, want %s...", err, tt.want)
-			case err != nil && strings.Contains(err.Error(), c.Cluster.SecretKey) && c.Cluster.SecretKey != "":
+			c, err := validateChange(t, func(c *Config) { tt.mutate(&c.Cluster) }, tt.want)
+			if err != nil && c.Cluster.SecretKey != "" && strings.Contains(err.Error(), c.Cluster.SecretKey) {
 				t.Errorf("the message quotes the secret key: %v", err)
 			}
 		})

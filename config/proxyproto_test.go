@@ -1,9 +1,6 @@
 package config
 
-import (
-	"strings"
-	"testing"
-)
+import "testing"
 
 func TestValidateProxyProtocol(t *testing.T) {
 	tests := []struct {
@@ -18,17 +15,7 @@ func TestValidateProxyProtocol(t *testing.T) {
 		{"send_proxy bad", func(c *Config) { c.Backends[1].SendProxy = "v3" }, `backend[1].send_proxy: "v3" is not one of v1, v2`},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := valid()
-			tt.mutate(&c)
-			err := c.Validate()
-			switch {
-			case tt.want == "" && err != nil:
-				t.Errorf("Validate = %v, want nil", err)
-			case tt.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.want)):
-				t.Errorf("Validate = %v, want %s...", err, tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { validateChange(t, tt.mutate, tt.want) })
 	}
 	doc := "listen_proxy = [\"10.0.0.0/8\"]\n[[backend]]\nid = \"a\"\naddress = \"127.0.0.1:9001\"\nsend_proxy = \"v4\"\n"
 	if _, err := Parse([]byte(doc), "lbctl.toml"); err == nil || err.Error() != `lbctl.toml:5: backend[0].send_proxy: "v4" is not one of v1, v2` {

@@ -91,6 +91,10 @@ const (
 
 // isPrime reports whether n is a prime, by trial division (n is at most
 // maxTableSize: about 2,000 divisions).
+//
+// It is a copy of package backend's prime, on purpose: config imports no
+// other lbctl package (see the package doc). backend's
+// TestConfigAgreesOnTableSize keeps the two alike.
 func isPrime(n int) bool {
 	if n < 2 {
 		return false

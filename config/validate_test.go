@@ -107,6 +107,23 @@ func TestValidateRejects(t *testing.T) {
 	}
 }
 
+// validateChange applies mutate to a valid config and checks what Validate
+// then says: nothing when want is "", else an error that starts with want.
+// It returns the config and the error for a caller's further checks.
+func validateChange(t *testing.T, mutate func(c *Config), want string) (Config, error) {
+	t.Helper()
+	c := valid()
+	mutate(&c)
+	err := c.Validate()
+	switch {
+	case want == "" && err != nil:
+		t.Errorf("Validate = %v, want nil", err)
+	case want != "" && (err == nil || !strings.HasPrefix(err.Error(), want)):
+		t.Errorf("Validate = %v, want %s...", err, want)
+	}
+	return c, err
+}
+
 func TestValidateAccepts(t *testing.T) {
 	tests := []struct {
 		name   string

@@ -2,50 +2,25 @@ package l4
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accesslog"
 	"github.com/lbctl/lbctl/internal/eventually"
+	"github.com/lbctl/lbctl/internal/logtest"
 )
-
-// lockedLog is an access log output the test reads while the log writes.
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *lockedLog) lines() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Split(strings.TrimSuffix(l.b.String(), "\n"), "\n")
-}
 
 // Each connection ends in one access log line with its client, backend
 // and bytes each way; a refused client's line names no backend. It runs
 // on both engines (see TestPortableEngine).
 func TestAccessLogLines(t *testing.T) {
-	var out lockedLog
+	var out logtest.Buffer
 	lg := accesslog.New(&out, 64)
 	defer lg.Close(context.Background())
 	tb := startBackend(t, "app-01")
@@ -77,7 +52,7 @@ func TestAccessLogLines(t *testing.T) {
 	}
 	// By client: the engines may end the two connections in either order.
 	got := map[string]line{}
-	for _, s := range out.lines() {
+	for _, s := range out.Lines() {
 		var l line
 		if err := json.Unmarshal([]byte(s), &l); err != nil {
 			t.Fatalf("line %q: %v", s, err)

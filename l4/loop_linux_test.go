@@ -189,33 +189,47 @@ func (p *Proxy) loopAccepts() []uint64 {
 	return n
 }
 
-// A listener that fails under its loops ends Serve with the failure, not
-// a hang: each loop's accept sees it (a loop the kernel did not wake looks
-// at the listener within maxWait), and a loop that fails retires the
-// others.
-func TestFailedListenerEndsEveryLoop(t *testing.T) {
+// twoLoops starts a proxy with two event loops over one backend and
+// returns it once both serve, with its listener and what its Serve
+// returned; the proxy closes when the test ends. before, when not nil,
+// sees the listener before Serve takes it.
+func twoLoops(t *testing.T, before func(net.Listener)) (*Proxy, net.Listener, <-chan error) {
+	t.Helper()
 	tb := startBackend(t, "app-01")
 	table := affinity.New(affinity.Options{})
-	defer table.Close()
+	t.Cleanup(table.Close)
 	p := &Proxy{Pool: backend.NewPool(newRegistry(t, tb.addr)), Selector: &backend.RoundRobin{}, Table: table, Loops: 2}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	if before != nil {
+		before(ln)
+	}
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ln) }()
+	t.Cleanup(func() { p.Close() })
+	eventually.True(t, "two event loops serving", func() bool { return len(p.loopAccepts()) == 2 })
+	return p, ln, served
+}
+
+// A listener that fails under its loops ends Serve with the failure, not
+// a hang: each loop's accept sees it (a loop the kernel did not wake looks
+// at the listener within maxWait), and a loop that fails retires the
+// others.
+func TestFailedListenerEndsEveryLoop(t *testing.T) {
 	// A descriptor of the listening socket of the test's own, to break it
 	// with once the loops serve.
-	rc, _ := ln.(*net.TCPListener).SyscallConn()
-	var fd int
+	fd := -1
 	var derr error
-	rc.Control(func(lfd uintptr) { fd, derr = unix.Dup(int(lfd)) })
+	p, ln, served := twoLoops(t, func(ln net.Listener) {
+		rc, _ := ln.(*net.TCPListener).SyscallConn()
+		rc.Control(func(lfd uintptr) { fd, derr = unix.Dup(int(lfd)) })
+	})
 	if derr != nil {
 		t.Fatal(derr)
 	}
 	defer unix.Close(fd)
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ln) }()
-	defer p.Close()
-	eventually.True(t, "two event loops serving", func() bool { return len(p.loopAccepts()) == 2 })
 	greeting(t, "127.0.0.51", ln.Addr().String())
 	// shutdown(2) on a listening socket makes every accept on it fail
 	// with EINVAL.
@@ -240,18 +254,7 @@ func TestFailedListenerEndsEveryLoop(t *testing.T) {
 // end once their connections have. The test breaks one loop alone by
 // putting a pipe where its duplicate of the listener was.
 func TestOneFailedLoopRetiresTheOthers(t *testing.T) {
-	tb := startBackend(t, "app-01")
-	table := affinity.New(affinity.Options{})
-	defer table.Close()
-	p := &Proxy{Pool: backend.NewPool(newRegistry(t, tb.addr)), Selector: &backend.RoundRobin{}, Table: table, Loops: 2}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ln) }()
-	defer p.Close()
-	eventually.True(t, "two event loops serving", func() bool { return len(p.loopAccepts()) == 2 })
+	p, ln, served := twoLoops(t, nil)
 	p.mu.Lock()
 	var victim *eventLoop
 	for l := range p.loops {

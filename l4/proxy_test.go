@@ -142,6 +142,19 @@ func serveProxy(t testing.TB, reg *backend.Registry, configure func(p *Proxy)) s
 	return ln.Addr().String()
 }
 
+// connBackend starts a backend that serves each connection with serve (see
+// testbackend.StartTCPFunc), killed when the test ends; it returns the
+// address.
+func connBackend(t testing.TB, serve func(c net.Conn)) string {
+	t.Helper()
+	b, err := testbackend.StartTCPFunc("app-01", serve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Kill() })
+	return b.Addr()
+}
+
 // oneShotBackend accepts one connection, writes reply, then waits until
 // the test ends (or the client closes) before closing; it returns its
 // address.
@@ -342,27 +355,12 @@ func TestNoBackendClosesAtOnceAndRecovers(t *testing.T) {
 func TestHalfCloseDeliversWholeReply(t *testing.T) {
 	// A backend that reads the whole request, then answers with a large
 	// reply derived from it: the answer only starts after the client's FIN.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	reply := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req, _ := io.ReadAll(c)
-				fmt.Fprintf(c, "got %d bytes\n", len(req))
-				c.Write(reply)
-			}()
-		}
-	}()
-	addr := serveProxy(t, newRegistry(t, ln.Addr().String()), nil)
+	addr := serveProxy(t, newRegistry(t, connBackend(t, func(c net.Conn) {
+		req, _ := io.ReadAll(c)
+		fmt.Fprintf(c, "got %d bytes\n", len(req))
+		c.Write(reply)
+	})), nil)
 
 	c := dialFrom(t, "127.0.0.10", addr)
 	defer c.Close()

@@ -1,7 +1,6 @@
 package l4
 
 import (
-	"io"
 	"net"
 	"net/netip"
 	"testing"
@@ -16,60 +15,32 @@ import (
 // backend wanting a v2 header too. The difference from "plain" is the cost
 // per connection of reading (and writing) a header.
 func BenchmarkConnectionProxyProtocol(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		buf := make([]byte, 1)
+	out, in := make([]byte, 1), make([]byte, 64)
+	addr := serialBackend(b, func(c net.Conn) {
+		// A header, when the backend wants one, comes first: read up to
+		// the client's byte, then answer it.
 		for {
-			c, err := ln.Accept()
+			n, err := c.Read(in)
 			if err != nil {
 				return
 			}
-			// A header, when the backend wants one, comes first: read up
-			// to the client's byte, then answer it.
-			in := make([]byte, 64)
-			for {
-				n, err := c.Read(in)
-				if err != nil {
-					break
-				}
-				if n > 0 && in[n-1] == 'x' {
-					c.Write(buf)
-					break
-				}
+			if n > 0 && in[n-1] == 'x' {
+				c.Write(out)
+				return
 			}
-			c.Close()
 		}
-	}()
+	})
 	peers, _ := proxyproto.ParsePeers([]string{"127.0.0.1"})
-	plain := serveProxy(b, newRegistry(b, ln.Addr().String()), nil)
-	header := serveProxy(b, newRegistry(b, ln.Addr().String()), func(p *Proxy) { p.ProxyProtocol = proxyproto.Policy{From: peers} })
-	sendReg, err := backend.NewRegistry([]*backend.Backend{backend.NewFromSpec(backend.Spec{ID: "app-01", Address: ln.Addr().String(), Weight: 1, SendProxy: 2})})
+	plain := serveProxy(b, newRegistry(b, addr), nil)
+	header := serveProxy(b, newRegistry(b, addr), func(p *Proxy) { p.ProxyProtocol = proxyproto.Policy{From: peers} })
+	sendReg, err := backend.NewRegistry([]*backend.Backend{backend.NewFromSpec(backend.Spec{ID: "app-01", Address: addr, Weight: 1, SendProxy: 2})})
 	if err != nil {
 		b.Fatal(err)
 	}
 	both := serveProxy(b, sendReg, func(p *Proxy) { p.ProxyProtocol = proxyproto.Policy{From: peers} })
 
 	hdr := proxyproto.Append(nil, 2, netip.MustParseAddrPort("203.0.113.7:5000"), netip.MustParseAddrPort("192.0.2.1:443"))
-	run := func(b *testing.B, addr string, first []byte) {
-		b.ReportAllocs()
-		buf := make([]byte, 1)
-		for b.Loop() {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				b.Fatal(err)
-			}
-			c.Write(append(first, 'x'))
-			if _, err := io.ReadFull(c, buf); err != nil {
-				b.Fatal(err)
-			}
-			c.Close()
-		}
-	}
-	b.Run("plain", func(b *testing.B) { run(b, plain, nil) })
-	b.Run("header", func(b *testing.B) { run(b, header, hdr) })
-	b.Run("header+send", func(b *testing.B) { run(b, both, hdr) })
+	b.Run("plain", func(b *testing.B) { connectEach(b, plain, nil) })
+	b.Run("header", func(b *testing.B) { connectEach(b, header, hdr) })
+	b.Run("header+send", func(b *testing.B) { connectEach(b, both, hdr) })
 }

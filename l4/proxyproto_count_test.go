@@ -12,6 +12,7 @@ import (
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accesslog"
 	"github.com/lbctl/lbctl/internal/eventually"
+	"github.com/lbctl/lbctl/internal/logtest"
 	"github.com/lbctl/lbctl/internal/proxyproto"
 )
 
@@ -87,7 +88,7 @@ func TestSendProxyHeaderNotInBytesIn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out lockedLog
+		var out logtest.Buffer
 		lg := accesslog.New(&out, 64)
 		defer lg.Close(context.Background())
 		addr := serveProxy(t, reg, func(p *Proxy) { p.AccessLog = lg })
@@ -106,7 +107,7 @@ func TestSendProxyHeaderNotInBytesIn(t *testing.T) {
 			BytesIn  int64 `json:"bytes_in"`
 			BytesOut int64 `json:"bytes_out"`
 		}
-		if err := json.Unmarshal([]byte(out.lines()[0]), &l); err != nil {
+		if err := json.Unmarshal([]byte(out.Lines()[0]), &l); err != nil {
 			t.Fatal(err)
 		}
 		if l.BytesIn != 5 || l.BytesOut != 5 {

@@ -178,24 +178,25 @@ func TestSendProxy(t *testing.T) {
 	onBothEngines(t, func(t *testing.T) {
 		for _, version := range []byte{1, 2} {
 			seen := make(chan string, 2)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ln.Close() })
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
+			// report waits for what the backend saw of the next connection.
+			report := func() string {
+				var got string
+				eventually.True(t, "the backend to report", func() bool {
+					select {
+					case got = <-seen:
+						return true
+					default:
+						return false
 					}
-					src, ok, err := proxyproto.Read(c.(*net.TCPConn), time.Now().Add(10*time.Second))
-					rest, _ := io.ReadAll(io.LimitReader(c, 5))
-					seen <- fmt.Sprintf("%v %v %v %s", src, ok, err, rest)
-					c.Close()
-				}
-			}()
-			reg, err := backend.NewRegistry([]*backend.Backend{backend.NewFromSpec(backend.Spec{ID: "app-01", Address: ln.Addr().String(), Weight: 1, SendProxy: version})})
+				})
+				return got
+			}
+			addr := connBackend(t, func(c net.Conn) {
+				src, ok, err := proxyproto.Read(c.(*net.TCPConn), time.Now().Add(10*time.Second))
+				rest, _ := io.ReadAll(io.LimitReader(c, 5))
+				seen <- fmt.Sprintf("%v %v %v %s", src, ok, err, rest)
+			})
+			reg, err := backend.NewRegistry([]*backend.Backend{backend.NewFromSpec(backend.Spec{ID: "app-01", Address: addr, Weight: 1, SendProxy: version})})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -207,30 +208,13 @@ func TestSendProxy(t *testing.T) {
 			local := c.LocalAddr().(*net.TCPAddr).AddrPort()
 			c.Write([]byte("hello"))
 			want := fmt.Sprintf("%v true <nil> hello", local)
-			var got string
-			eventually.True(t, "the backend to report", func() bool {
-				select {
-				case got = <-seen:
-					return true
-				default:
-					return false
-				}
-			})
-			if got != want {
+			if got := report(); got != want {
 				t.Errorf("v%d direct: backend saw %q, want %q", version, got, want)
 			}
 			c.Close()
 
 			c, _ = sendFirst(t, balancer, behind, header(2, "203.0.113.7:5000"), []byte("hello"))
-			eventually.True(t, "the backend to report", func() bool {
-				select {
-				case got = <-seen:
-					return true
-				default:
-					return false
-				}
-			})
-			if want := "203.0.113.7:5000 true <nil> hello"; got != want {
+			if got, want := report(), "203.0.113.7:5000 true <nil> hello"; got != want {
 				t.Errorf("v%d behind a balancer: backend saw %q, want %q", version, got, want)
 			}
 			c.Close()

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accesslog"
 )
 
@@ -17,18 +16,7 @@ import (
 // to lg, and returns its address.
 func loggedProxy(t testing.TB, lg *accesslog.Log) string {
 	t.Helper()
-	reg, err := backend.NewRegistry([]*backend.Backend{backend.New("app-01", cannedBackend(t, benchResponse), 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &Proxy{Pool: backend.NewPool(reg), Selector: &backend.RoundRobin{}, Cookie: defaultCookie(), AccessLog: lg}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(ln)
-	t.Cleanup(func() { p.Close() })
-	return ln.Addr().String()
+	return startProxy(t, cannedBackend(t, benchResponse), func(p *Proxy) { p.AccessLog = lg })
 }
 
 const stickyRequest = "GET /index.html HTTP/1.1\r\nHost: example.com\r\nCookie: SERVERID=app-01\r\n\r\n"

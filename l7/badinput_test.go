@@ -155,21 +155,12 @@ func (cb *countingBackend) forwarded(t *testing.T, proxyAddr string) int64 {
 
 func newRawFixture(t *testing.T, addr string, configure func(*Proxy)) string {
 	t.Helper()
-	reg, err := backend.NewRegistry([]*backend.Backend{backend.New("app-01", addr, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &Proxy{Pool: backend.NewPool(reg), Selector: &backend.RoundRobin{}, Cookie: defaultCookie(), ConnectTimeout: time.Second, ServerTimeout: 2 * time.Second}
-	if configure != nil {
-		configure(p)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(ln)
-	t.Cleanup(func() { p.Close() })
-	return ln.Addr().String()
+	return startProxy(t, addr, func(p *Proxy) {
+		p.ConnectTimeout, p.ServerTimeout = time.Second, 2*time.Second
+		if configure != nil {
+			configure(p)
+		}
+	})
 }
 
 func TestAmbiguousFramingIsRejectedBeforeTheBackend(t *testing.T) {

@@ -197,15 +197,21 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		ln = acceptWatch{ln.(*net.TCPListener), o.accepted}
 	}
 	f.ln = ln
+	serveOn(t, f.proxy, ln)
+	return f
+}
+
+// serveOn runs p on ln until the test ends; then it closes p and checks
+// that Serve ended as a close ends it.
+func serveOn(t testing.TB, p *Proxy, ln net.Listener) {
 	served := make(chan error, 1)
-	go func() { served <- f.proxy.Serve(ln) }()
+	go func() { served <- p.Serve(ln) }()
 	t.Cleanup(func() {
-		f.proxy.Close()
+		p.Close()
 		if err := <-served; !errors.Is(err, ErrProxyClosed) {
 			t.Errorf("Serve returned %v, want ErrProxyClosed", err)
 		}
 	})
-	return f
 }
 
 func defaultCookie() CookieOptions {

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/loopback"
 )
 
 // hookedConn is a connection whose SetReadDeadline runs hook, with the
@@ -20,34 +22,12 @@ func (c hookedConn) SetReadDeadline(t time.Time) error {
 	return c.TCPConn.SetReadDeadline(t)
 }
 
-// tcpPair returns both ends of a loopback TCP connection, closed when the
-// test ends.
-func tcpPair(t testing.TB) (client, server *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		c.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
-}
-
 // TestInterruptEndsAReadThatMovedItsDeadlineAfterward plays the race
 // between stopping a body copy and the copy's next read: the read moves
 // its deadline idle ahead just after interrupt set a past one. The read
 // must still end at once, not when idle runs out.
 func TestInterruptEndsAReadThatMovedItsDeadlineAfterward(t *testing.T) {
-	client, server := tcpPair(t)
+	client, server := loopback.Pair(t)
 	inFill, proceed := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	conn := hookedConn{TCPConn: server, hook: func(d time.Time) {

@@ -87,14 +87,7 @@ func killFixture(t *testing.T) (*Proxy, string, map[string]*streamBackend, *back
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ln) }()
-	t.Cleanup(func() {
-		p.Close()
-		if err := <-served; !errors.Is(err, ErrProxyClosed) {
-			t.Errorf("Serve returned %v, want ErrProxyClosed", err)
-		}
-	})
+	serveOn(t, p, ln)
 	return p, ln.Addr().String(), sbs, reg
 }
 

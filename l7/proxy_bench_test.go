@@ -7,51 +7,42 @@ import (
 	"testing"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/testbackend"
 	"github.com/lbctl/lbctl/natview"
 )
 
 // cannedBackend answers every request head it reads on a kept-alive
 // connection with the same small response, without allocating, so that a
 // benchmark through the proxy measures the proxy.
-func cannedBackend(b testing.TB, resp string) string {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
+func cannedBackend(t testing.TB, resp string) string {
+	t.Helper()
+	b, err := testbackend.StartTCPFunc("app-01", func(c net.Conn) {
+		buf := make([]byte, 64<<10)
+		out := []byte(resp)
+		n := 0
 		for {
-			c, err := ln.Accept()
+			m, err := c.Read(buf[n:])
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 64<<10)
-				out := []byte(resp)
-				n := 0
-				for {
-					m, err := c.Read(buf[n:])
-					if err != nil {
-						return
-					}
-					n += m
-					for {
-						i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
-						if i < 0 {
-							break
-						}
-						if _, err := c.Write(out); err != nil {
-							return
-						}
-						n = copy(buf, buf[i+4:n])
-					}
+			n += m
+			for {
+				i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
+				if i < 0 {
+					break
 				}
-			}()
+				if _, err := c.Write(out); err != nil {
+					return
+				}
+				n = copy(buf, buf[i+4:n])
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Kill() })
+	return b.Addr()
 }
 
 // benchProxy starts a proxy over one canned backend "app-01".
@@ -59,18 +50,29 @@ func benchProxy(b *testing.B, resp string) string { return benchProxyT(b, resp) 
 
 func benchProxyT(b testing.TB, resp string) string {
 	b.Helper()
-	reg, err := backend.NewRegistry([]*backend.Backend{backend.New("app-01", cannedBackend(b, resp), 1)})
+	return startProxy(b, cannedBackend(b, resp), nil)
+}
+
+// startProxy starts a proxy over one backend "app-01" at addr, round
+// robin, with the default cookie; configure, when not nil, adjusts it
+// first. It returns the proxy's address and closes it when the test ends
+// (see serveOn).
+func startProxy(t testing.TB, addr string, configure func(*Proxy)) string {
+	t.Helper()
+	reg, err := backend.NewRegistry([]*backend.Backend{backend.New("app-01", addr, 1)})
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	// The NAT view counts new sessions, as it does in lbctl serve.
 	p := &Proxy{Pool: backend.NewPool(reg), Selector: &backend.RoundRobin{}, Cookie: defaultCookie(), NAT: new(natview.Tracker)}
+	if configure != nil {
+		configure(p)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	go p.Serve(ln)
-	b.Cleanup(func() { p.Close() })
+	serveOn(t, p, ln)
 	return ln.Addr().String()
 }
 

@@ -5,8 +5,6 @@ import (
 	"net"
 	"testing"
 	"time"
-
-	"github.com/lbctl/lbctl/backend"
 )
 
 // FuzzProxy sends arbitrary bytes to a running proxy over a real socket, as
@@ -30,19 +28,9 @@ func FuzzProxy(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	hb := startHTTPBackend(f, "app-01")
-	reg, err := backend.NewRegistry([]*backend.Backend{backend.New("app-01", hb.addr, 1)})
-	if err != nil {
-		f.Fatal(err)
-	}
-	p := &Proxy{Pool: backend.NewPool(reg), Selector: &backend.RoundRobin{}, Cookie: defaultCookie(),
-		HeaderTimeout: 200 * time.Millisecond, IdleTimeout: 200 * time.Millisecond, ServerTimeout: time.Second}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	go p.Serve(ln)
-	f.Cleanup(func() { p.Close() })
-	addr := ln.Addr().String()
+	addr := startProxy(f, hb.addr, func(p *Proxy) {
+		p.HeaderTimeout, p.IdleTimeout, p.ServerTimeout = 200*time.Millisecond, 200*time.Millisecond, time.Second
+	})
 
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c := dialProxy(t, addr)

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/loopback"
 )
 
 // requestBackend serves raw HTTP/1.1 on loopback: for every request head it
@@ -163,7 +165,7 @@ func TestPoolTakesOnlyQuietConnections(t *testing.T) {
 	peers := make([]*net.TCPConn, 3)
 	var u upstreamPool
 	for i := range conns {
-		conns[i], peers[i] = tcpPair(t)
+		conns[i], peers[i] = loopback.Pair(t)
 		if !quiet(conns[i]) {
 			t.Fatalf("connection %d is not quiet before anything was sent", i)
 		}
@@ -205,7 +207,7 @@ func TestPoolTakesOnlyQuietConnections(t *testing.T) {
 // BenchmarkQuiet is the price of the check that runs once per reuse of a
 // backend connection, when it is taken from the pool.
 func BenchmarkQuiet(b *testing.B) {
-	c, _ := tcpPair(b)
+	c, _ := loopback.Pair(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if !quiet(c) {

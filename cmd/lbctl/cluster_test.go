@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/lbctl/lbctl/internal/eventually"
+	"github.com/lbctl/lbctl/internal/testbackend"
 )
 
 // member is one lbctl serve process of a cluster under test.
@@ -41,31 +41,6 @@ func freeAddrOn(t *testing.T, ip string) string {
 	return ""
 }
 
-// echoBackendAt is echoBackend on a given address, which a test can close
-// and open again to play a backend that fails and comes back.
-func echoBackendAt(t *testing.T, addr, id string) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprintln(c, id)
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln
-}
-
 // pinOf returns the backend the instance whose admin API is at adminAddr
 // has key pinned to, "" for none.
 func pinOf(t *testing.T, adminAddr, key string) string {
@@ -92,10 +67,10 @@ func pinOf(t *testing.T, adminAddr, key string) string {
 // an instance cut off for a while has the pins made meanwhile once back.
 func TestClusterSharesPinsAndAdminStates(t *testing.T) {
 	addrs := map[string]string{}
-	backends := map[string]net.Listener{}
+	backends := map[string]*testbackend.Backend{}
 	for _, id := range []string{"app-01", "app-02", "app-03"} {
-		addrs[id] = freeAddr(t)
-		backends[id] = echoBackendAt(t, addrs[id], id)
+		backends[id] = killableEcho(t, id)
+		addrs[id] = backends[id].Addr()
 	}
 	dir := t.TempDir()
 	members := make([]*clusterMember, 3)
@@ -168,12 +143,12 @@ gossip_interval = "50ms"
 		src, failed = s, id
 		break
 	}
-	backends[failed].Close()
+	backends[failed].Kill()
 	moved := greeting(t, a.listen, src)
 	if moved == failed {
 		t.Fatalf("client %s still reached %s, closed", src, failed)
 	}
-	backends[failed] = echoBackendAt(t, addrs[failed], failed)
+	revive(t, backends[failed])
 	for _, m := range []*clusterMember{b, c} {
 		eventually.True(t, fmt.Sprintf("%s re-pinned to %s on %s", src, moved, m.listen), func() bool { return pinOf(t, m.admin, src) == moved })
 		if got := greeting(t, m.listen, src); got != moved {

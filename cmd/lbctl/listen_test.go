@@ -87,22 +87,14 @@ func TestReloadMovesListen(t *testing.T) {
 	if err := old.echoes(); err != nil {
 		t.Errorf("client of the old listener while draining: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	done := waitFor(cmd)
 	select {
 	case err := <-done:
 		t.Fatalf("lbctl exited (%v) before its open connection ended\n%s", err, log.String())
 	case <-time.After(50 * time.Millisecond):
 	}
 	old.c.Close()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("lbctl exited with %v, want 0\n%s", err, log.String())
-		}
-	case <-time.After(8 * time.Second):
-		t.Fatalf("lbctl did not exit once its last connection closed\n%s", log.String())
-	}
+	waitExit(t, done, "once its last connection closed", log)
 }
 
 // A listen address given with --listen pins the listener: a reload of a

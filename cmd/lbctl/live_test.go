@@ -53,6 +53,29 @@ func startServe(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
 	return cmd, log
 }
 
+// waitFor waits in the background for cmd to exit and delivers what its
+// Wait returned.
+func waitFor(cmd interface{ Wait() error }) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return done
+}
+
+// waitExit waits for the exit that done (see waitFor) delivers and fails
+// the test unless the process exits 0 within 20 s; why says what should
+// make it exit ("after SIGTERM"), log is its output.
+func waitExit(t *testing.T, done <-chan error, why string, log *syncBuffer) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("lbctl exited with %v, want 0\n%s", err, log.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("lbctl did not exit %s\n%s", why, log.String())
+	}
+}
+
 // waitLog waits until the child's log holds want, or fails the test.
 func waitLog(t *testing.T, log *syncBuffer, want string) {
 	t.Helper()
@@ -227,14 +250,5 @@ func TestOperateARunningInstance(t *testing.T) {
 	}
 
 	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("lbctl exited with %v, want 0\n%s", err, log.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("lbctl did not exit after SIGTERM\n%s", log.String())
-	}
+	waitExit(t, waitFor(cmd), "after SIGTERM", log)
 }

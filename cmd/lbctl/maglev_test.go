@@ -7,9 +7,10 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/testbackend"
 )
 
 // maglevInstances starts one lbctl serve process per backend order, each
@@ -35,54 +36,6 @@ func maglevInstances(t *testing.T, head string, ids, addrs []string, orders [][]
 	return listens, logs
 }
 
-// stoppableEcho is echoBackend with a stop and a restart on the same
-// address, for a backend that dies and comes back.
-type stoppableEcho struct {
-	t    *testing.T
-	id   string
-	addr string
-	mu   sync.Mutex
-	ln   net.Listener
-}
-
-func newStoppableEcho(t *testing.T, id string) *stoppableEcho {
-	e := &stoppableEcho{t: t, id: id, addr: "127.0.0.1:0"}
-	e.start()
-	e.addr = e.ln.Addr().String()
-	t.Cleanup(e.stop)
-	return e
-}
-
-func (e *stoppableEcho) start() {
-	e.t.Helper()
-	ln, err := net.Listen("tcp", e.addr)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.mu.Lock()
-	e.ln = ln
-	e.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprintln(c, e.id)
-				io.Copy(c, c)
-			}()
-		}
-	}()
-}
-
-func (e *stoppableEcho) stop() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.ln.Close()
-}
-
 // TestMaglevInstancesAgreeOnEveryClient runs three L4 instances with
 // policy maglev, each listing the backends in another order and none
 // talking to another: every client lands on the same backend through all
@@ -91,12 +44,12 @@ func (e *stoppableEcho) stop() {
 // it comes back, nobody moves back (the pins hold).
 func TestMaglevInstancesAgreeOnEveryClient(t *testing.T) {
 	ids := []string{"app-01", "app-02", "app-03", "app-04"}
-	var echoes []*stoppableEcho
+	var echoes []*testbackend.Backend
 	var addrs []string
 	for _, id := range ids {
-		e := newStoppableEcho(t, id)
+		e := killableEcho(t, id)
 		echoes = append(echoes, e)
-		addrs = append(addrs, e.addr)
+		addrs = append(addrs, e.Addr())
 	}
 	listens, logs := maglevInstances(t, "", ids, addrs, [][]int{{0, 1, 2, 3}, {3, 2, 1, 0}, {2, 0, 3, 1}})
 
@@ -128,7 +81,7 @@ func TestMaglevInstancesAgreeOnEveryClient(t *testing.T) {
 		t.Errorf("%d clients landed on %v, want every backend used", clients, count)
 	}
 
-	echoes[1].stop() // app-02 dies
+	echoes[1].Kill() // app-02 dies
 	after := placeAll("app-02 dead")
 	for i := range clients {
 		switch {
@@ -139,7 +92,7 @@ func TestMaglevInstancesAgreeOnEveryClient(t *testing.T) {
 		}
 	}
 
-	echoes[1].start()
+	revive(t, echoes[1])
 	for _, log := range logs {
 		waitLog(t, log, `"backend up" backend=app-02`)
 	}

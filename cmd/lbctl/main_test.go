@@ -82,12 +82,27 @@ func freeAddr(t *testing.T) string {
 // it returns the address.
 func echoBackend(t *testing.T, id string) string {
 	t.Helper()
+	return killableEcho(t, id).Addr()
+}
+
+// killableEcho is echoBackend for a test that kills the backend and
+// revives it on the same address, to play one that fails and comes back.
+func killableEcho(t *testing.T, id string) *testbackend.Backend {
+	t.Helper()
 	b, err := testbackend.StartTCP(id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Kill() })
-	return b.Addr()
+	return b
+}
+
+// revive brings a killed backend back on its address.
+func revive(t *testing.T, b *testbackend.Backend) {
+	t.Helper()
+	if err := b.Revive(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestCheckPrintsEffectiveConfig(t *testing.T) {
@@ -202,16 +217,7 @@ address = %q
 	c.(*net.TCPConn).CloseWrite()
 	io.Copy(io.Discard, r)
 
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("lbctl exited with %v, want 0\n%s", err, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("lbctl did not exit after SIGTERM\n%s", stderr.String())
-	}
+	waitExit(t, waitFor(cmd), "after SIGTERM", &stderr)
 	if !strings.Contains(stderr.String(), "shutting down") {
 		t.Errorf("log lacks the shutdown line:\n%s", stderr.String())
 	}

@@ -14,35 +14,26 @@ import (
 
 	"github.com/lbctl/lbctl/internal/eventually"
 	"github.com/lbctl/lbctl/internal/proxyproto"
+	"github.com/lbctl/lbctl/internal/testbackend"
 )
 
 // proxyEchoBackend accepts connections that start with a PROXY header and
 // greets each with its id and the client the header named.
 func proxyEchoBackend(t *testing.T, id string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	b, err := testbackend.StartTCPFunc(id, func(c net.Conn) {
+		src, _, err := proxyproto.Read(c.(*net.TCPConn), time.Now().Add(10*time.Second))
+		if err != nil {
+			fmt.Fprintf(c, "%s no header: %v\n", id, err)
+			return
+		}
+		fmt.Fprintf(c, "%s %s\n", id, src.Addr())
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				src, _, err := proxyproto.Read(c.(*net.TCPConn), time.Now().Add(10*time.Second))
-				if err != nil {
-					fmt.Fprintf(c, "%s no header: %v\n", id, err)
-					return
-				}
-				fmt.Fprintf(c, "%s %s\n", id, src.Addr())
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	t.Cleanup(func() { b.Kill() })
+	return b.Addr()
 }
 
 // TestBehindHAProxy runs lbctl behind HAProxy (mode tcp, send-proxy-v2,

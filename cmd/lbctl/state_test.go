@@ -7,7 +7,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // stopServe sends SIGTERM to a serve process and waits for it to exit 0.
@@ -18,16 +17,7 @@ func stopServe(t *testing.T, cmd interface {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve exited with %v:\n%s", err, log.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("serve did not exit after SIGTERM:\n%s", log.String())
-	}
+	waitExit(t, waitFor(cmd), "after SIGTERM", log)
 }
 
 // TestPinsSurviveARestart runs lbctl serve with a state file, pins twenty

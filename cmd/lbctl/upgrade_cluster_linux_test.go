@@ -18,8 +18,7 @@ func TestUpgradeInCluster(t *testing.T) {
 	addrs := map[string]string{}
 	var ids []string
 	for _, id := range []string{"app-01", "app-02", "app-03"} {
-		addrs[id] = freeAddr(t)
-		echoBackendAt(t, addrs[id], id)
+		addrs[id] = killableEcho(t, id).Addr()
 		ids = append(ids, id, addrs[id])
 	}
 	dir := t.TempDir()

@@ -2,7 +2,6 @@ package accesslog
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,25 +16,8 @@ import (
 
 	"github.com/lbctl/lbctl/internal/eventually"
 	"github.com/lbctl/lbctl/internal/leakcheck"
+	"github.com/lbctl/lbctl/internal/logtest"
 )
-
-// lockedBuffer is an output the test reads while the writer writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Split(strings.TrimSuffix(l.b.String(), "\n"), "\n")
-}
 
 func l7Record(path string, status int) *Record {
 	r := &Record{
@@ -86,7 +68,7 @@ func TestRecordLines(t *testing.T) {
 // writes what was queued before it returns.
 func TestEveryRecordOnce(t *testing.T) {
 	base := leakcheck.Take(t)
-	var out lockedBuffer
+	var out logtest.Buffer
 	// The ring holds every record, so that none is dropped whatever the
 	// writer's pace.
 	l := New(&out, 4096)
@@ -104,7 +86,7 @@ func TestEveryRecordOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := map[string]int{}
-	for _, line := range out.lines() {
+	for _, line := range out.Lines() {
 		var v struct{ Path string }
 		if err := json.Unmarshal([]byte(line), &v); err != nil {
 			t.Fatalf("line %q: %v", line, err)

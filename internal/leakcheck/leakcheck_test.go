@@ -2,11 +2,12 @@ package leakcheck
 
 import (
 	"io"
-	"net"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/loopback"
 )
 
 // A pipe left open is a leak that Wait reports; WaitExceptPipes, for code
@@ -35,24 +36,8 @@ func TestWaitCatchesALeakedPipe(t *testing.T) {
 // connections is not a leak: Wait empties the pool.
 func TestWaitEmptiesTheRuntimesPipePool(t *testing.T) {
 	b := Take(t)
-	pair := func() (client, server *net.TCPConn) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.(*net.TCPConn), s.(*net.TCPConn)
-	}
-	in, from := pair()
-	to, out := pair()
+	in, from := loopback.Pair(t)
+	to, out := loopback.Pair(t)
 	go func() {
 		in.Write(make([]byte, 1<<20))
 		in.Close()

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	goproxy "github.com/pires/go-proxyproto"
+
+	"github.com/lbctl/lbctl/internal/loopback"
 )
 
 var (
@@ -122,31 +124,11 @@ func TestPeers(t *testing.T) {
 	}
 }
 
-// pair returns both ends of a loopback TCP connection.
-func pair(t *testing.T) (client, server *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
-}
-
 // A header sent a byte at a time is read whole, and the bytes after it
 // stay in the socket.
 func TestReadInPiecesLeavesTheRest(t *testing.T) {
 	for _, version := range []byte{1, 2} {
-		c, s := pair(t)
+		c, s := loopback.Pair(t)
 		hdr := Append(nil, version, client4, lb4)
 		go func() {
 			for i := range hdr {
@@ -179,7 +161,7 @@ func TestReadRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, s := pair(t)
+			c, s := loopback.Pair(t)
 			c.Write([]byte(tt.send))
 			if tt.want == io.ErrUnexpectedEOF {
 				c.CloseWrite()

@@ -8,9 +8,11 @@
 // GET /healthz with 200, or 500 once SetHealthy(false), and every other
 // request with its handler, by default its id on a line and in an
 // X-Backend header. A TCP backend (StartTCP) greets each connection with
-// its id on a line, then echoes until the client half-closes. Backends
-// that test an exact wire framing are the tests' own; this one is the
-// mechanism of a backend that comes and goes.
+// its id on a line, then echoes until the client half-closes; one started
+// with StartTCPFunc serves each connection as the test says, for a test of
+// an exact wire framing. Either way this package is the one mechanism of a
+// backend that listens, counts, comes and goes, and leaves no goroutine or
+// connection behind once killed.
 package testbackend
 
 import (
@@ -35,7 +37,7 @@ type Backend struct {
 	id      string
 	addr    string         // fixed by the first listen; Revive listens here again
 	handler http.Handler   // HTTP: serves what is not a health check
-	greet   bool           // TCP: greet with the id, then echo
+	serve   func(net.Conn) // TCP: what each connection gets; nil for HTTP
 	healthy atomic.Bool    // HTTP: what HealthPath answers
 	served  atomic.Int64   // requests (HTTP) or connections (TCP) served
 	opened  atomic.Int64   // connections accepted
@@ -73,7 +75,21 @@ func StartHTTPOn(id, addr string, handler http.Handler) (*Backend, error) {
 // writes its id and a newline to each connection, then echoes until the
 // client half-closes, then closes.
 func StartTCP(id string) (*Backend, error) {
-	b := &Backend{id: id, greet: true}
+	return StartTCPFunc(id, func(c net.Conn) {
+		fmt.Fprintf(c, "%s\n", id)
+		io.Copy(c, c)
+	})
+}
+
+// StartTCPFunc starts a TCP backend named id on a free loopback port that
+// serves each connection with serve, in a goroutine of its own, and closes
+// the connection when serve returns. Kill closes the connections serve
+// still holds and waits for every serve to return, so a serve must end
+// once its connection fails. It is for a test that needs a backend of its
+// own framing (a PROXY header first, a canned response, a reply only after
+// the client's FIN) with the lifetime of every other backend here.
+func StartTCPFunc(id string, serve func(c net.Conn)) (*Backend, error) {
+	b := &Backend{id: id, serve: serve}
 	return b, b.listen("127.0.0.1:0")
 }
 
@@ -169,7 +185,7 @@ func (b *Backend) listen(addr string) error {
 	if b.conns == nil {
 		b.conns = make(map[net.Conn]struct{})
 	}
-	if b.greet {
+	if b.serve != nil {
 		b.serving.Go(func() { b.acceptTCP(ln) })
 		return nil
 	}
@@ -239,8 +255,7 @@ func (b *Backend) acceptTCP(ln net.Listener) {
 				b.mu.Unlock()
 				c.Close()
 			}()
-			fmt.Fprintf(c, "%s\n", b.id)
-			io.Copy(c, c)
+			b.serve(c)
 		})
 	}
 }

@@ -109,3 +109,43 @@ func TestTCPBackendGreetsEchoesAndDies(t *testing.T) {
 		t.Errorf("after Kill: %d open, %d accepted; want 0, 1", b.OpenConns(), b.Accepted())
 	}
 }
+
+// A backend of the test's own framing serves each connection with its
+// function, and Kill ends a serve still blocked on its connection, leaving
+// no goroutine or descriptor behind.
+func TestTCPFuncServesEachConnectionAndKillEndsIt(t *testing.T) {
+	base := leakcheck.Take(t)
+	b, err := StartTCPFunc("app-03", func(c net.Conn) {
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return
+		}
+		io.WriteString(c, "got "+line)
+		io.Copy(io.Discard, c) // held until the client or Kill closes
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "hello\n")
+	r := bufio.NewReader(c)
+	if got, err := r.ReadString('\n'); err != nil || got != "got hello\n" {
+		t.Fatalf("reply %q, %v", got, err)
+	}
+	if b.Served() != 1 || b.OpenConns() != 1 {
+		t.Errorf("served %d, %d open; want 1, 1", b.Served(), b.OpenConns())
+	}
+	if !b.Kill() {
+		t.Fatal("Kill reported the backend dead already")
+	}
+	if _, err := r.ReadByte(); err == nil {
+		t.Error("the connection survived Kill")
+	}
+	c.Close()
+	base.Wait(t, 20*time.Second)
+}

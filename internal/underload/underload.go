@@ -1,7 +1,7 @@
 // Package underload owns the harness of the tests that change a running
-// proxy under traffic (reloads, new settings): clients send requests
-// without pause while the change is applied again and again, and no
-// request may fail.
+// proxy, or a part it shares such as the affinity table, under traffic
+// (reloads, new settings, a resize): clients send requests without pause
+// while the change is applied again and again, and no request may fail.
 package underload
 
 import (
