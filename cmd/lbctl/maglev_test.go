@@ -53,8 +53,8 @@ func TestMaglevInstancesAgreeOnEveryClient(t *testing.T) {
 	}
 	listens, logs := maglevInstances(t, "", ids, addrs, [][]int{{0, 1, 2, 3}, {3, 2, 1, 0}, {2, 0, 3, 1}})
 
-	const clients = 120
-	source := func(i int) string { return fmt.Sprintf("127.0.63.%d", i+1) }
+	const clients = 1000 // as many client keys as the scale-out issue asks for
+	source := func(i int) string { return fmt.Sprintf("127.63.%d.%d", i/250, i%250+1) }
 	// placeAll connects each client through each instance and returns
 	// where it landed, failing the test where the instances disagree.
 	placeAll := func(what string) []string {
