@@ -92,6 +92,7 @@ type Proxy struct {
 	sessions sync.Pool
 	ups      sync.Pool    // buffers of upBufSize bytes, one per exchange in progress
 	live     liveSessions // the sessions serving a connection, for CloseConns
+	parks    parking      // the watcher of idle connections (see park.go)
 }
 
 // logger returns Logger, or slog.Default() when it is nil (once setup
@@ -101,6 +102,7 @@ func (p *Proxy) logger() *slog.Logger { return p.loop.Log() }
 func (p *Proxy) setup() {
 	p.init.Do(func() {
 		p.loop.Handle = p.handle
+		p.loop.Park = p.parkConn
 		p.loop.Logger = p.Logger
 		p.maxIdle = orDefault(p.MaxIdlePerBackend, DefaultMaxIdlePerBackend)
 		if p.MaxIdlePerBackend < 0 {

@@ -112,9 +112,18 @@ func (p *Proxy) putSession(s *session) {
 
 // handle serves one client connection: requests in order until the client
 // or a response closes it, the idle timeout passes, or the proxy shuts down.
+//
+// A connection that is idle long enough between requests is parked
+// instead (see park.go): handle returns without closing it, and serves it
+// again, as a connection with input waiting, when its client sends.
 func (p *Proxy) handle(ac *accept.Conn) {
 	c := ac.TCPConn
-	defer c.Close()
+	parked := false
+	defer func() {
+		if !parked {
+			c.Close()
+		}
+	}()
 	s := p.getSession(c)
 	defer p.putSession(s)
 	p.live.add(s)
@@ -138,12 +147,15 @@ func (p *Proxy) handle(ac *accept.Conn) {
 			if p.loop.Closing() {
 				return
 			}
+			var err error
 			if first {
 				c.SetReadDeadline(time.Now().Add(s.cfg.header))
+				err = s.in.waitByte()
 			} else {
-				c.SetReadDeadline(deadline(s.cfg.idle))
+				err = s.waitIdle(ac, blank == 0)
 			}
-			if err := s.in.waitByte(); err != nil {
+			if err != nil {
+				parked = err == errParked
 				return
 			}
 			ac.SetIdle(false)
