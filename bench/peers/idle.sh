@@ -5,22 +5,25 @@
 # before the clients and once they are all idle, divided by N.
 #
 #   bench/peers/idle.sh                     # lbctl and HAProxy, 10,000 clients
-#   CONNS=20000 PROXIES="lbctl haproxy nginx" bench/peers/idle.sh
+#   CONNS=5000 PROXIES="lbctl haproxy nginx" SETTLE=60 bench/peers/idle.sh
 #
 # Every proxy runs with one thread (GOMAXPROCS=1, nbthread 1,
 # worker_processes 1), a keep-alive idle timeout far longer than the run,
-# and the same nginx backend. The "after" figure is taken once the proxy's
-# memory has settled: sampled every SAMPLE seconds, it is the first sample
-# that moved less than 1% from the one before, or the last after SETTLE
-# seconds. lbctl's collector runs when its heap grows or every two minutes,
-# so what a burst of connections left behind may take that long to go.
+# and the same nginx backend. Two figures per proxy: the memory WAIT seconds
+# after the clients have gone idle, and the least memory seen over the
+# SETTLE seconds that follow, sampled every SAMPLE seconds. They differ for
+# lbctl: what the burst of connections used while they were busy (the
+# goroutines' stacks and the sessions) is free once they are parked, but Go
+# gives it back to the system only after its collector has run, twice for
+# pooled sessions, and with nothing allocating it runs every two minutes.
 set -euo pipefail
 
 CONNS=${CONNS:-10000}
 SOURCES=${SOURCES:-20}
 PROXIES=${PROXIES:-"lbctl haproxy"}
+WAIT=${WAIT:-10}
 SETTLE=${SETTLE:-300}
-SAMPLE=${SAMPLE:-5}
+SAMPLE=${SAMPLE:-10}
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -78,6 +81,8 @@ lbctl_cmd() {
 	cat >"$work/lbctl.toml" <<CONF
 mode = "l7"
 listen = "$FRONT"
+[admin]
+listen = ""
 [timeouts]
 idle = "1h"
 [health]
@@ -141,33 +146,30 @@ rss_kib() {
 	echo "$total"
 }
 
-# settle PID: prints the resident KiB once it holds still (see above).
-settle() {
-	local prev cur waited=0
-	prev=$(rss_kib "$1")
-	while [ "$waited" -lt "$SETTLE" ]; do
+# least PID SECONDS: prints the least resident KiB of PID over SECONDS.
+least() {
+	local low cur waited=0
+	low=$(rss_kib "$1")
+	while [ "$waited" -lt "$2" ]; do
 		sleep "$SAMPLE"
 		waited=$((waited + SAMPLE))
 		cur=$(rss_kib "$1")
-		if [ $((cur > prev ? cur - prev : prev - cur)) -le $((prev / 100)) ]; then
-			echo "$cur"
-			return
-		fi
-		prev=$cur
+		[ "$cur" -ge "$low" ] || low=$cur
 	done
-	echo "$prev"
+	echo "$low"
 }
 
 echo
-echo "| proxy | idle kept-alive connections | RSS before, KiB | RSS after, KiB | per connection, KiB |"
-echo "| --- | --- | --- | --- | --- |"
+echo "| proxy | idle kept-alive connections | RSS before, KiB | after ${WAIT} s, KiB | least over ${SETTLE} s, KiB | per connection after ${WAIT} s, KiB | per connection, least, KiB |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 for p in $PROXIES; do
 	cmd=$("${p}_cmd")
 	# shellcheck disable=SC2086
 	GOMAXPROCS=1 bash -c "exec $cmd" >"$work/$p.log" 2>&1 &
 	proxy_pid=$!
 	wait_port $FRONT
-	before=$(settle "$proxy_pid")
+	sleep 2
+	before=$(rss_kib "$proxy_pid")
 	n=$CONNS
 	[ "$p" != haproxy ] || [ "$n" -le $((haproxy_maxconn - 10)) ] || n=$((haproxy_maxconn - 10))
 	"$work/idleload" -addr "$FRONT" -conns "$n" -sources "$SOURCES" </dev/null >"$work/load.out" &
@@ -177,14 +179,16 @@ for p in $PROXIES; do
 		sleep 0.5
 	done
 	ready=$(awk '/^ready/ { print $2 }' "$work/load.out")
-	after=$(settle "$proxy_pid")
+	sleep "$WAIT"
+	early=$(rss_kib "$proxy_pid")
+	after=$(least "$proxy_pid" "$SETTLE")
 	kill "$load_pid" 2>/dev/null || true
 	wait "$load_pid" 2>/dev/null || true
 	closed=$(awk '/closed by the proxy/ { print $NF }' "$work/load.out")
 	kill "$proxy_pid" 2>/dev/null || true
 	wait "$proxy_pid" 2>/dev/null || true
-	per=$(awk -v a="$after" -v b="$before" -v n="$ready" 'BEGIN { if (n > 0) printf "%.2f", (a - b) / n; else print "n/a" }')
-	printf '| %s | %s | %s | %s | %s |\n' "$p" "$ready" "$before" "$after" "$per"
+	per() { awk -v a="$1" -v b="$before" -v n="$ready" 'BEGIN { if (n > 0) printf "%.2f", (a - b) / n; else print "n/a" }'; }
+	printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$p" "$ready" "$before" "$early" "$after" "$(per "$early")" "$(per "$after")"
 	[ "${closed:-0}" = 0 ] || echo "($p closed $closed of them before the end)" >&2
 	for _ in $(seq 100); do
 		(exec 3<>"/dev/tcp/${FRONT%:*}/${FRONT##*:}") 2>/dev/null || break

@@ -1,7 +1,7 @@
 // Command idleload opens many kept-alive HTTP connections to a proxy, each
 // from one of several loopback source addresses, sends one request on each,
 // reads its response and then leaves the connection idle, open, until it is
-// told to stop (SIGINT, SIGTERM or the end of its standard input). It prints
+// told to stop (SIGINT or SIGTERM). It prints
 // "ready N" once N connections have had their answer, and a count of the
 // ones the proxy has closed when it stops. bench/peers/idle.sh uses it to
 // measure what an idle kept-alive connection costs each proxy.
@@ -89,10 +89,6 @@ func main() {
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		io.Copy(io.Discard, os.Stdin)
-		stop <- syscall.SIGTERM
-	}()
 	<-stop
 	// A connection the proxy closed reads its end at once.
 	closed := 0
