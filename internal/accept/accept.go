@@ -1,7 +1,9 @@
 // Package accept owns how lbctl's front doors take clients and stop taking
 // them: the accept loop with its one retry policy for failed accepts
-// (Backoff), the tracking of open connections, and the one graceful
-// shutdown that waits for busy connections while closing idle ones. The
+// (Backoff), the tracking of open connections, the hand-over of idle ones
+// to a keeper that holds them without a goroutine (Conn.Park, Unpark), and
+// the one graceful shutdown that waits for busy connections while closing
+// idle ones. The
 // L7 proxy and the L4 proxy's goroutine engine accept through Loop.Serve;
 // the L4 event loop, which accepts on its own socket, retries with the same
 // Backoff and is shut down by the same Loop through Run.
