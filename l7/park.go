@@ -16,9 +16,9 @@ import (
 // buffers go back to their pools, and the proxy's watcher (internal/park)
 // holds its socket until the client sends again, when the connection is
 // served anew on a fresh goroutine, or until the idle timeout, when the
-// watcher closes it. An idle connection then costs its socket and a few
-// hundred bytes instead of a goroutine's stack and a session (see the
-// README's figures). Shutdown and Close stop the watcher, which closes
+// watcher closes it. An idle connection then costs its socket and under a
+// kilobyte of live memory instead of a goroutine's stack and a session
+// (see the README's figures). Shutdown and Close stop the watcher, which closes
 // every parked connection at once, as they close idle connections.
 //
 // Parking waits parkAfter so that the kept-alive path is unchanged for a
