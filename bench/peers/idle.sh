@@ -22,7 +22,7 @@ CONNS=${CONNS:-10000}
 SOURCES=${SOURCES:-20}
 PROXIES=${PROXIES:-"lbctl haproxy"}
 WAIT=${WAIT:-10}
-SETTLE=${SETTLE:-360}
+SETTLE=${SETTLE:-480}
 SAMPLE=${SAMPLE:-10}
 
 here=$(cd "$(dirname "$0")" && pwd)
