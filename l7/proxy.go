@@ -106,6 +106,7 @@ type Proxy struct {
 	ups      sync.Pool    // buffers of upBufSize bytes, one per exchange in progress
 	live     liveSessions // the sessions serving a connection, for CloseConns
 	h2       h2front      // HTTP/2 over TLS (see h2.go)
+	parks    parking      // the watcher of idle connections (see park.go)
 }
 
 // logger returns Logger, or slog.Default() when it is nil (once setup
@@ -115,6 +116,7 @@ func (p *Proxy) logger() *slog.Logger { return p.loop.Log() }
 func (p *Proxy) setup() {
 	p.init.Do(func() {
 		p.loop.Handle = p.handle
+		p.loop.Park = p.parkConn
 		p.loop.Logger = p.Logger
 		p.maxIdle = orDefault(p.MaxIdlePerBackend, DefaultMaxIdlePerBackend)
 		if p.MaxIdlePerBackend < 0 {

@@ -122,23 +122,39 @@ func (p *Proxy) putSession(s *session) {
 
 // handle serves one client connection: requests in order until the client
 // or a response closes it, the idle timeout passes, or the proxy shuts down.
+//
+// A connection that is idle long enough between requests is parked
+// instead (see park.go): handle returns without closing it, and serves it
+// again, as a connection with input waiting, when its client sends.
 func (p *Proxy) handle(ac *accept.Conn) {
 	c := ac.TCPConn
-	defer c.Close()
-	client, ok := p.proxyClient(c)
-	if !ok {
-		return
-	}
+	parked := false
+	defer func() {
+		if !parked {
+			c.Close()
+		}
+	}()
+	// A parked connection served again (see park.go) has had its PROXY
+	// header read, and is plain TCP: only a new one reads a header and
+	// shakes hands.
+	client := ac.Client
 	var sec *tls.Conn
-	if p.TLS != nil {
-		// A PROXY protocol header, read above, comes before the
-		// ClientHello: the handshake reads from where it ended.
-		if sec = p.TLS.handshake(c, c, p.tuned.Load().header); sec == nil {
+	if !ac.Resumed() {
+		var ok bool
+		if client, ok = p.proxyClient(c); !ok {
 			return
 		}
-		if sec.ConnectionState().NegotiatedProtocol == "h2" {
-			p.serveH2(ac, sec, client)
-			return
+		ac.Client = client
+		if p.TLS != nil {
+			// A PROXY protocol header, read above, comes before the
+			// ClientHello: the handshake reads from where it ended.
+			if sec = p.TLS.handshake(c, c, p.tuned.Load().header); sec == nil {
+				return
+			}
+			if sec.ConnectionState().NegotiatedProtocol == "h2" {
+				p.serveH2(ac, sec, client)
+				return
+			}
 		}
 	}
 	s := p.getSession(c, sec)
@@ -165,12 +181,15 @@ func (p *Proxy) handle(ac *accept.Conn) {
 			if p.loop.Closing() {
 				return
 			}
+			var err error
 			if first {
 				c.SetReadDeadline(time.Now().Add(s.cfg.header))
+				err = s.in.waitByte()
 			} else {
-				c.SetReadDeadline(deadline(s.cfg.idle))
+				err = s.waitIdle(ac, blank == 0)
 			}
-			if err := s.in.waitByte(); err != nil {
+			if err != nil {
+				parked = err == errParked
 				return
 			}
 			ac.SetIdle(false)

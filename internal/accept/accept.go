@@ -1,7 +1,9 @@
 // Package accept owns how lbctl's front doors take clients and stop taking
 // them: the accept loop with its one retry policy for failed accepts
-// (Backoff), the tracking of open connections, and the one graceful
-// shutdown that waits for busy connections while closing idle ones. The
+// (Backoff), the tracking of open connections, the hand-over of idle ones
+// to a keeper that holds them without a goroutine (Conn.Park, Unpark), and
+// the one graceful shutdown that waits for busy connections while closing
+// idle ones. The
 // L7 proxy and the L4 proxy's goroutine engine accept through Loop.Serve;
 // the L4 event loop, which accepts on its own socket, retries with the same
 // Backoff and is shut down by the same Loop through Run.
@@ -12,6 +14,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,8 +26,33 @@ var ErrClosed = errors.New("server closed")
 // Conn is one accepted connection as its handler sees it.
 type Conn struct {
 	*net.TCPConn
-	idle atomic.Bool
+	// Client is the client the handler found the connection to carry
+	// for (the source a PROXY protocol header named), zero until it sets
+	// it; a parked connection served again keeps it, since its header was
+	// read when it was new.
+	Client netip.AddrPort
+	idle   atomic.Bool
+	// resumed is set when Unpark serves the connection again.
+	resumed bool
+	// parkUntil and parked are the handler's request to park the
+	// connection (see Park), read by the loop once Handle has returned.
+	parkUntil time.Time
+	parked    bool
 }
+
+// Park asks the loop to hand c, idle, to the loop's Park hook once the
+// handler returns without closing it, so that an idle connection costs no
+// goroutine: the hook watches it until its client sends again (then Unpark
+// serves it anew), until, or until it is stopped with the loop (see
+// Server). Only a handler may call it, and only when the loop has a Park
+// hook; until is zero for no deadline.
+func (c *Conn) Park(until time.Time) {
+	c.parkUntil, c.parked = until, true
+}
+
+// Resumed reports whether the connection is a parked one served again by
+// Unpark, rather than one just accepted.
+func (c *Conn) Resumed() bool { return c.resumed }
 
 // SetIdle marks the connection as waiting for its client's next request
 // (true) or busy (false). Shutdown closes idle connections at once and
@@ -37,6 +65,13 @@ func (c *Conn) SetIdle(idle bool) { c.idle.Store(idle) }
 type Loop struct {
 	// Handle serves one connection.
 	Handle func(c *Conn)
+	// Park, when set, takes a connection whose handler asked to park it
+	// (Conn.Park), with the deadline the handler gave. From then on the
+	// loop neither waits for the connection nor closes it: the keeper
+	// either serves it again through Unpark or closes it and counts it
+	// closed. It reports false when it cannot keep c, and the loop closes
+	// c then.
+	Park func(c *Conn, until time.Time) bool
 	// Logger receives accept errors. Nil means slog.Default().
 	Logger *slog.Logger
 	// Counts counts the connections the loop accepts and their ends; the
@@ -119,15 +154,44 @@ func (l *Loop) Serve(ln net.Listener) error {
 			tc.Close()
 			return ErrClosed
 		}
+		l.Counts.Opened()
 		go l.serveConn(conn)
 	}
 }
 
+// serveConn runs Handle for c, which has joined the loop, and then either
+// counts c closed or hands it to the Park hook. c leaves the loop's set
+// before the hook sees it, and the handler counts as running until the
+// hook is done, so that Shutdown cannot return while a connection is on
+// its way to the keeper, nor the keeper serve c again (Unpark) while it is
+// still in the set.
 func (l *Loop) serveConn(c *Conn) {
-	l.Counts.Opened()
-	defer l.Counts.Closed()
-	defer leave(l, &l.conns, c, true)
+	defer l.wg.Done()
 	l.Handle(c)
+	parked, until := c.parked, c.parkUntil
+	c.parked, c.parkUntil = false, time.Time{}
+	leave(l, &l.conns, c, false)
+	if parked {
+		if l.Park != nil && l.Park(c, until) {
+			return
+		}
+		c.Close()
+	}
+	l.Counts.Closed()
+}
+
+// Unpark serves c, which the Park hook took, again: Handle runs for it in
+// a new goroutine, as for a connection just accepted. When the loop is
+// closing, Unpark closes c instead, counts it closed and reports false.
+func (l *Loop) Unpark(c *Conn) bool {
+	if !join(l, &l.conns, c, true) {
+		c.Close()
+		l.Counts.Closed()
+		return false
+	}
+	c.resumed = true
+	go l.serveConn(c)
+	return true
 }
 
 // A Server serves a listener of its own instead of through Serve (the L4
@@ -156,6 +220,28 @@ func (l *Loop) Run(s Server) error {
 		s.Release()
 		return ErrClosed
 	}
+	return l.serveServer(s)
+}
+
+// Start is Run in a goroutine of its own, except that s joins the loop
+// before Start returns, so that a Shutdown that follows waits for it. It
+// reports false, having released s, when the loop is closing. An error
+// that ends s is logged.
+func (l *Loop) Start(s Server) bool {
+	if !join(l, &l.servers, s, true) {
+		s.Release()
+		return false
+	}
+	go func() {
+		if err := l.serveServer(s); err != nil {
+			l.Log().Error("server failed", "error", err)
+		}
+	}()
+	return true
+}
+
+// serveServer serves s, which has joined the loop, and releases it.
+func (l *Loop) serveServer(s Server) error {
 	defer l.wg.Done()
 	defer s.Release()
 	defer leave(l, &l.servers, s, false)

@@ -1,0 +1,151 @@
+package l7
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lbctl/lbctl/internal/accept"
+	"github.com/lbctl/lbctl/internal/park"
+)
+
+// An idle kept-alive client connection is parked: once it has waited
+// parkAfter for its next request, its goroutine ends, its session and
+// buffers go back to their pools, and the proxy's watcher (internal/park)
+// holds its socket until the client sends again, when the connection is
+// served anew on a fresh goroutine, or until the idle timeout, when the
+// watcher closes it. An idle connection then costs its socket and under a
+// kilobyte of live memory instead of a goroutine's stack and a session
+// (see the README's figures). Shutdown and Close stop the watcher, which closes
+// every parked connection at once, as they close idle connections.
+//
+// Parking waits parkAfter so that the kept-alive path is unchanged for a
+// client that sends its next request soon: waiting costs nothing more than
+// the idle timeout's deadline, which is set anyway, and a connection is
+// parked at most once per pause between its requests.
+//
+// Only a plain TCP client connection is parked; where the watcher is not
+// available (outside Linux, or when it cannot start), idle connections
+// keep their goroutines as before.
+//
+// A connection served anew has input waiting: handle takes it as a new
+// connection, whose wait for its first request ends at once, and whose
+// head then gets the header timeout from that moment, as a later
+// request's head gets it from its first byte.
+
+// parkAfter is how long an idle kept-alive connection waits on its
+// goroutine before it is parked.
+const parkAfter = time.Second
+
+// errParked ends the serving of a connection that was handed to the
+// watcher: the session lets go of it without closing it.
+var errParked = errors.New("connection parked")
+
+// parking is a proxy's watcher of parked connections, started with the
+// first connection to park (see Proxy.watcher).
+type parking struct {
+	mu     sync.Mutex // guards w and the starting of it
+	w      *park.Watcher[*accept.Conn]
+	failed atomic.Bool   // the watcher could not start: nothing parks
+	after  time.Duration // parkAfter, or what a test sets before Serve
+}
+
+// watcher returns the proxy's watcher, starting it under the proxy's
+// accept loop on first use, or nil when connections cannot park.
+func (p *Proxy) watcher() *park.Watcher[*accept.Conn] {
+	p.parks.mu.Lock()
+	defer p.parks.mu.Unlock()
+	if p.parks.w != nil || p.parks.failed.Load() {
+		return p.parks.w
+	}
+	w, err := park.New(p.unpark, p.expireParked)
+	if err != nil {
+		p.parks.failed.Store(true)
+		if !errors.Is(err, errors.ErrUnsupported) {
+			p.logger().Warn("idle connections cannot be parked; each keeps its goroutine", "error", err)
+		}
+		return nil
+	}
+	if !p.loop.Start(w) {
+		p.parks.failed.Store(true) // closing: nothing parks any more
+		return nil
+	}
+	p.parks.w = w
+	return w
+}
+
+// waitIdle waits for the first byte of the client's next request, for up
+// to the idle timeout. A connection still idle after parkAfter is asked to
+// park (accept.Conn.Park) and waitIdle returns errParked; the accept loop
+// hands it to parkConn once the session has let go of it. A connection
+// that sent empty lines alone since its last request (mayPark false) does
+// not park, so that their count (maxBlankHeads) is not lost.
+func (s *session) waitIdle(ac *accept.Conn, mayPark bool) error {
+	now := time.Now()
+	until := time.Time{}
+	if s.cfg.idle > 0 {
+		until = now.Add(s.cfg.idle)
+	}
+	after := s.p.parkAfterOf()
+	if !mayPark || (s.cfg.idle > 0 && s.cfg.idle <= after) || !s.parkable(ac) {
+		s.client.SetReadDeadline(until)
+		return s.in.waitByte()
+	}
+	s.client.SetReadDeadline(now.Add(after))
+	err := s.in.waitByte()
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	if s.p.watcher() == nil {
+		// No watcher after all: wait out the idle timeout here.
+		s.client.SetReadDeadline(until)
+		return s.in.waitByte()
+	}
+	ac.Park(until)
+	return errParked
+}
+
+// parkable reports whether the session's client connection may park: a
+// plain TCP connection (a TLS session's state lives in its tls.Conn, which
+// a connection served anew would not have), with the proxy's watcher
+// available (or not tried).
+func (s *session) parkable(ac *accept.Conn) bool {
+	return s.sec == nil && s.client == ac.TCPConn && !s.p.parks.failed.Load()
+}
+
+// parkAfterOf returns how long an idle connection waits before parking.
+func (p *Proxy) parkAfterOf() time.Duration {
+	if p.parks.after > 0 {
+		return p.parks.after
+	}
+	return parkAfter
+}
+
+// parkConn is the accept loop's Park hook: it hands c to the watcher until
+// its client sends again or until passes.
+func (p *Proxy) parkConn(c *accept.Conn, until time.Time) bool {
+	w := p.watcher()
+	if w == nil {
+		return false
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	parked := false
+	// Control keeps the descriptor open while the watcher registers it;
+	// from then on nobody closes c but the watcher's hand-backs.
+	rc.Control(func(fd uintptr) { parked = w.Park(int(fd), until, c) })
+	return parked
+}
+
+// unpark serves c again once its client has sent something (or hung up).
+func (p *Proxy) unpark(c *accept.Conn) { p.loop.Unpark(c) }
+
+// expireParked closes c, parked past its idle timeout or at shutdown.
+func (p *Proxy) expireParked(c *accept.Conn) {
+	c.Close()
+	p.loop.Counts.Closed()
+}
