@@ -37,34 +37,16 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 // that answer's JSON, leniently, so that the page shows whatever fields
 // the running version has.
 type pageStats struct {
-	Time    time.Time `json:"time"`
-	Version string    `json:"version"`
-	Mode    string    `json:"mode"`
-	Listen  string    `json:"listen"`
-	Started time.Time `json:"started"`
-	Front   struct {
-		ActiveConnections int64  `json:"active_connections"`
-		ConnectionsTotal  uint64 `json:"connections_total"`
-		RequestsTotal     uint64 `json:"requests_total"`
-	} `json:"front"`
-	Backends []pageBackend `json:"backends"`
-	Affinity *struct {
-		Entries     int    `json:"entries"`
-		Capacity    int    `json:"capacity"`
-		Hits        uint64 `json:"hits"`
-		Misses      uint64 `json:"misses"`
-		Repins      uint64 `json:"repins"`
-		Evictions   uint64 `json:"evictions"`
-		Expirations uint64 `json:"expirations"`
-	} `json:"affinity"`
-	Repins map[string]uint64 `json:"repins"`
-	Reload *struct {
-		OK          uint64    `json:"reloads_ok"`
-		Failed      uint64    `json:"reloads_failed"`
-		LastTime    time.Time `json:"last_time"`
-		LastOK      bool      `json:"last_ok"`
-		LastSummary string    `json:"last_summary"`
-	} `json:"reload"`
+	Time     time.Time         `json:"time"`
+	Version  string            `json:"version"`
+	Mode     string            `json:"mode"`
+	Listen   string            `json:"listen"`
+	Started  time.Time         `json:"started"`
+	Front    FrontStats        `json:"front"`
+	Backends []pageBackend     `json:"backends"`
+	Affinity *AffinityStats    `json:"affinity"`
+	Repins   map[string]uint64 `json:"repins"`
+	Reload   *ReloadStats      `json:"reload"`
 }
 
 // pageBackend is one backend of pageStats.
