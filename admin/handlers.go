@@ -55,9 +55,7 @@ type StateRequest struct {
 
 func (s *Server) backends(w http.ResponseWriter, _ *http.Request) {
 	list := s.Instance.Backends()
-	if list == nil {
-		list = []BackendStatus{}
-	}
+	list = orEmpty(list)
 	writeJSON(w, http.StatusOK, BackendList{Backends: list})
 }
 
@@ -164,9 +162,7 @@ func (s *Server) pins(w http.ResponseWriter, r *http.Request) {
 	if len(list) > limit {
 		res.Pins, res.More = list[:limit], true
 	}
-	if res.Pins == nil {
-		res.Pins = []PinStatus{}
-	}
+	res.Pins = orEmpty(res.Pins)
 	writeJSON(w, http.StatusOK, res)
 }
 
@@ -233,9 +229,7 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	if res.Changes == nil {
-		res.Changes = []string{}
-	}
+	res.Changes = orEmpty(res.Changes)
 	s.logger().Info("config reloaded", "source", apiSource, "summary", res.Summary)
 	writeJSON(w, http.StatusOK, res)
 }
@@ -272,6 +266,15 @@ func decodeStrict(body []byte, v any) error {
 		return errors.New("more than one JSON value")
 	}
 	return nil
+}
+
+// orEmpty returns list, or an empty list for nil, so that a list with
+// nothing in it reads [] in the JSON answers rather than null.
+func orEmpty[T any](list []T) []T {
+	if list == nil {
+		return []T{}
+	}
+	return list
 }
 
 // writeJSON writes v, indented so that curl output reads well.

@@ -89,14 +89,8 @@ func (s *Server) nat(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	v := s.Instance.NAT(limit)
-	if v.Sources == nil {
-		v.Sources = []NATSource{}
-	}
-	if v.ByConnections == nil {
-		v.ByConnections = []NATSource{}
-	}
-	if v.IPAffinityShares == nil {
-		v.IPAffinityShares = []NATShare{}
-	}
+	v.Sources = orEmpty(v.Sources)
+	v.ByConnections = orEmpty(v.ByConnections)
+	v.IPAffinityShares = orEmpty(v.IPAffinityShares)
 	writeJSON(w, http.StatusOK, v)
 }
