@@ -54,9 +54,7 @@ type StateRequest struct {
 }
 
 func (s *Server) backends(w http.ResponseWriter, _ *http.Request) {
-	list := s.Instance.Backends()
-	list = orEmpty(list)
-	writeJSON(w, http.StatusOK, BackendList{Backends: list})
+	writeJSON(w, http.StatusOK, BackendList{Backends: orEmpty(s.Instance.Backends())})
 }
 
 func (s *Server) setState(w http.ResponseWriter, r *http.Request) {
