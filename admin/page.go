@@ -35,18 +35,12 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 
 // pageStats is what the page shows of GET /api/stats. It is decoded from
 // that answer's JSON, leniently, so that the page shows whatever fields
-// the running version has.
+// the running version has: the backends' response counts as a map, and
+// the reload counts absent (nil) from a version that has none.
 type pageStats struct {
-	Time     time.Time         `json:"time"`
-	Version  string            `json:"version"`
-	Mode     string            `json:"mode"`
-	Listen   string            `json:"listen"`
-	Started  time.Time         `json:"started"`
-	Front    FrontStats        `json:"front"`
-	Backends []pageBackend     `json:"backends"`
-	Affinity *AffinityStats    `json:"affinity"`
-	Repins   map[string]uint64 `json:"repins"`
-	Reload   *ReloadStats      `json:"reload"`
+	Stats
+	Backends []pageBackend `json:"backends"`
+	Reload   *ReloadStats  `json:"reload"`
 }
 
 // pageBackend is one backend of pageStats.
@@ -128,7 +122,7 @@ func (s *Server) pageStats(api http.Handler, r *http.Request) (st pageStats, ok 
 	if rec.status == http.StatusOK && json.Unmarshal(rec.body.Bytes(), &st) == nil {
 		return st, true
 	}
-	st = pageStats{Time: time.Now()}
+	st = pageStats{Stats: Stats{Time: time.Now()}}
 	for _, b := range s.Instance.Backends() {
 		st.Backends = append(st.Backends, pageBackend{BackendStatus: b})
 	}
