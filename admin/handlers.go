@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -132,14 +133,9 @@ func (s *Server) pins(w http.ResponseWriter, r *http.Request) {
 		s.pin(w, q.Get("key"))
 		return
 	}
-	limit := defaultPinLimit
-	if v := q.Get("limit"); q.Has("limit") {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPinLimit {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q is not a number from 1 to %d", v, maxPinLimit))
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, q, defaultPinLimit, maxPinLimit)
+	if !ok {
+		return
 	}
 	backendID := q.Get("backend")
 	if q.Has("backend") && backendID == "" {
@@ -264,6 +260,22 @@ func decodeStrict(body []byte, v any) error {
 		return errors.New("more than one JSON value")
 	}
 	return nil
+}
+
+// queryLimit returns the limit query parameter of q, def when it is
+// absent. A limit that is not a number from 1 to most is answered 400 on
+// w and reported false.
+func queryLimit(w http.ResponseWriter, q url.Values, def, most int) (int, bool) {
+	if !q.Has("limit") {
+		return def, true
+	}
+	v := q.Get("limit")
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > most {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q is not a number from 1 to %d", v, most))
+		return 0, false
+	}
+	return n, true
 }
 
 // orEmpty returns list, or an empty list for nil, so that a list with

@@ -3,7 +3,6 @@ package admin
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 )
 
 // The limits of GET /api/nat.
@@ -79,14 +78,9 @@ func (s *Server) nat(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	limit := defaultNATLimit
-	if v := q.Get("limit"); q.Has("limit") {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxNATLimit {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q is not a number from 1 to %d", v, maxNATLimit))
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, q, defaultNATLimit, maxNATLimit)
+	if !ok {
+		return
 	}
 	v := s.Instance.NAT(limit)
 	v.Sources = orEmpty(v.Sources)
