@@ -45,8 +45,6 @@ func (s *Server) cluster(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "this instance is in no cluster: [cluster] bind is not set")
 		return
 	}
-	if st.Members == nil {
-		st.Members = []ClusterMember{}
-	}
+	st.Members = orEmpty(st.Members)
 	writeJSON(w, http.StatusOK, st)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -54,11 +55,7 @@ type StateRequest struct {
 }
 
 func (s *Server) backends(w http.ResponseWriter, _ *http.Request) {
-	list := s.Instance.Backends()
-	if list == nil {
-		list = []BackendStatus{}
-	}
-	writeJSON(w, http.StatusOK, BackendList{Backends: list})
+	writeJSON(w, http.StatusOK, BackendList{Backends: orEmpty(s.Instance.Backends())})
 }
 
 func (s *Server) setState(w http.ResponseWriter, r *http.Request) {
@@ -136,14 +133,9 @@ func (s *Server) pins(w http.ResponseWriter, r *http.Request) {
 		s.pin(w, q.Get("key"))
 		return
 	}
-	limit := defaultPinLimit
-	if v := q.Get("limit"); q.Has("limit") {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPinLimit {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q is not a number from 1 to %d", v, maxPinLimit))
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, q, defaultPinLimit, maxPinLimit)
+	if !ok {
+		return
 	}
 	backendID := q.Get("backend")
 	if q.Has("backend") && backendID == "" {
@@ -164,9 +156,7 @@ func (s *Server) pins(w http.ResponseWriter, r *http.Request) {
 	if len(list) > limit {
 		res.Pins, res.More = list[:limit], true
 	}
-	if res.Pins == nil {
-		res.Pins = []PinStatus{}
-	}
+	res.Pins = orEmpty(res.Pins)
 	writeJSON(w, http.StatusOK, res)
 }
 
@@ -233,9 +223,7 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	if res.Changes == nil {
-		res.Changes = []string{}
-	}
+	res.Changes = orEmpty(res.Changes)
 	s.logger().Info("config reloaded", "source", apiSource, "summary", res.Summary)
 	writeJSON(w, http.StatusOK, res)
 }
@@ -272,6 +260,31 @@ func decodeStrict(body []byte, v any) error {
 		return errors.New("more than one JSON value")
 	}
 	return nil
+}
+
+// queryLimit returns the limit query parameter of q, def when it is
+// absent. A limit that is not a number from 1 to most is answered 400 on
+// w and reported false.
+func queryLimit(w http.ResponseWriter, q url.Values, def, most int) (int, bool) {
+	if !q.Has("limit") {
+		return def, true
+	}
+	v := q.Get("limit")
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > most {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q is not a number from 1 to %d", v, most))
+		return 0, false
+	}
+	return n, true
+}
+
+// orEmpty returns list, or an empty list for nil, so that a list with
+// nothing in it reads [] in the JSON answers rather than null.
+func orEmpty[T any](list []T) []T {
+	if list == nil {
+		return []T{}
+	}
+	return list
 }
 
 // writeJSON writes v, indented so that curl output reads well.

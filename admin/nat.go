@@ -3,7 +3,6 @@ package admin
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 )
 
 // The limits of GET /api/nat.
@@ -79,24 +78,13 @@ func (s *Server) nat(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	limit := defaultNATLimit
-	if v := q.Get("limit"); q.Has("limit") {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxNATLimit {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q is not a number from 1 to %d", v, maxNATLimit))
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, q, defaultNATLimit, maxNATLimit)
+	if !ok {
+		return
 	}
 	v := s.Instance.NAT(limit)
-	if v.Sources == nil {
-		v.Sources = []NATSource{}
-	}
-	if v.ByConnections == nil {
-		v.ByConnections = []NATSource{}
-	}
-	if v.IPAffinityShares == nil {
-		v.IPAffinityShares = []NATShare{}
-	}
+	v.Sources = orEmpty(v.Sources)
+	v.ByConnections = orEmpty(v.ByConnections)
+	v.IPAffinityShares = orEmpty(v.IPAffinityShares)
 	writeJSON(w, http.StatusOK, v)
 }

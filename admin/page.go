@@ -35,36 +35,12 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 
 // pageStats is what the page shows of GET /api/stats. It is decoded from
 // that answer's JSON, leniently, so that the page shows whatever fields
-// the running version has.
+// the running version has: the backends' response counts as a map, and
+// the reload counts absent (nil) from a version that has none.
 type pageStats struct {
-	Time    time.Time `json:"time"`
-	Version string    `json:"version"`
-	Mode    string    `json:"mode"`
-	Listen  string    `json:"listen"`
-	Started time.Time `json:"started"`
-	Front   struct {
-		ActiveConnections int64  `json:"active_connections"`
-		ConnectionsTotal  uint64 `json:"connections_total"`
-		RequestsTotal     uint64 `json:"requests_total"`
-	} `json:"front"`
+	Stats
 	Backends []pageBackend `json:"backends"`
-	Affinity *struct {
-		Entries     int    `json:"entries"`
-		Capacity    int    `json:"capacity"`
-		Hits        uint64 `json:"hits"`
-		Misses      uint64 `json:"misses"`
-		Repins      uint64 `json:"repins"`
-		Evictions   uint64 `json:"evictions"`
-		Expirations uint64 `json:"expirations"`
-	} `json:"affinity"`
-	Repins map[string]uint64 `json:"repins"`
-	Reload *struct {
-		OK          uint64    `json:"reloads_ok"`
-		Failed      uint64    `json:"reloads_failed"`
-		LastTime    time.Time `json:"last_time"`
-		LastOK      bool      `json:"last_ok"`
-		LastSummary string    `json:"last_summary"`
-	} `json:"reload"`
+	Reload   *ReloadStats  `json:"reload"`
 }
 
 // pageBackend is one backend of pageStats.
@@ -146,7 +122,7 @@ func (s *Server) pageStats(api http.Handler, r *http.Request) (st pageStats, ok 
 	if rec.status == http.StatusOK && json.Unmarshal(rec.body.Bytes(), &st) == nil {
 		return st, true
 	}
-	st = pageStats{Time: time.Now()}
+	st = pageStats{Stats: Stats{Time: time.Now()}}
 	for _, b := range s.Instance.Backends() {
 		st.Backends = append(st.Backends, pageBackend{BackendStatus: b})
 	}

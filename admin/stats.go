@@ -167,8 +167,6 @@ type AccessLogStats struct {
 
 func (s *Server) stats(w http.ResponseWriter, _ *http.Request) {
 	st := s.Instance.Stats()
-	if st.Backends == nil {
-		st.Backends = []BackendStats{}
-	}
+	st.Backends = orEmpty(st.Backends)
 	writeJSON(w, http.StatusOK, st)
 }

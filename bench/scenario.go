@@ -270,14 +270,26 @@ func value(t map[string]any, key string) (any, bool) {
 	return v, ok
 }
 
-func (d *scenarioDecoder) int(t map[string]any, key string, dst *int) bool {
+// decodeAs sets *dst to the value of key in t when it is a T, and reports
+// whether it did: false when key is absent, and false with a failure that
+// says what was wanted when its value is of another type.
+func decodeAs[T any](d *scenarioDecoder, t map[string]any, key, want string, dst *T) bool {
 	v, ok := value(t, key)
 	if !ok {
 		return false
 	}
-	n, ok := v.(int64)
+	x, ok := v.(T)
 	if !ok {
-		d.fail(key, "want a whole number, got %v", v)
+		d.fail(key, "want %s, got %v", want, v)
+		return false
+	}
+	*dst = x
+	return true
+}
+
+func (d *scenarioDecoder) int(t map[string]any, key string, dst *int) bool {
+	var n int64
+	if !decodeAs(d, t, key, "a whole number", &n) {
 		return false
 	}
 	*dst = int(n)
@@ -302,48 +314,23 @@ func (d *scenarioDecoder) float(t map[string]any, key string, dst *float64) bool
 }
 
 func (d *scenarioDecoder) bool(t map[string]any, key string, dst *bool) bool {
-	v, ok := value(t, key)
-	if !ok {
-		return false
-	}
-	b, ok := v.(bool)
-	if !ok {
-		d.fail(key, "want true or false, got %v", v)
-		return false
-	}
-	*dst = b
-	return true
+	return decodeAs(d, t, key, "true or false", dst)
 }
 
 func (d *scenarioDecoder) str(t map[string]any, key string, dst *string) bool {
-	v, ok := value(t, key)
-	if !ok {
-		return false
-	}
-	s, ok := v.(string)
-	if !ok {
-		d.fail(key, "want a string, got %v", v)
-		return false
-	}
-	*dst = s
-	return true
+	return decodeAs(d, t, key, "a string", dst)
 }
 
 func (d *scenarioDecoder) strs(t map[string]any, key string, dst *[]string) bool {
-	v, ok := value(t, key)
-	if !ok {
-		return false
-	}
-	list, ok := v.([]any)
-	if !ok {
-		d.fail(key, "want a list of strings, got %v", v)
+	var list []any
+	if !decodeAs(d, t, key, "a list of strings", &list) {
 		return false
 	}
 	out := make([]string, 0, len(list))
 	for _, x := range list {
 		s, ok := x.(string)
 		if !ok {
-			d.fail(key, "want a list of strings, got %v", v)
+			d.fail(key, "want a list of strings, got %v", list)
 			return false
 		}
 		out = append(out, s)
@@ -366,31 +353,26 @@ func (d *scenarioDecoder) duration(t map[string]any, key string, dst *time.Durat
 }
 
 func (d *scenarioDecoder) events(t map[string]any, key string, dst *[]Event) {
-	var list []string
-	if !d.strs(t, key, &list) {
-		return
-	}
-	for _, s := range list {
-		e, err := ParseEvent(s)
-		if err != nil {
-			d.fail(key, "%v", err)
-			continue
-		}
-		*dst = append(*dst, e)
-	}
+	decodeEach(d, t, key, dst, ParseEvent)
 }
 
 func (d *scenarioDecoder) times(t map[string]any, key string, dst *[]time.Duration) {
+	decodeEach(d, t, key, dst, ParseAt)
+}
+
+// decodeEach appends to *dst each string of the list at key in t, parsed;
+// a string that does not parse is a failure, and the others still count.
+func decodeEach[T any](d *scenarioDecoder, t map[string]any, key string, dst *[]T, parse func(string) (T, error)) {
 	var list []string
 	if !d.strs(t, key, &list) {
 		return
 	}
 	for _, s := range list {
-		at, err := ParseAt(s)
+		x, err := parse(s)
 		if err != nil {
 			d.fail(key, "%v", err)
 			continue
 		}
-		*dst = append(*dst, at)
+		*dst = append(*dst, x)
 	}
 }

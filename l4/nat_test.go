@@ -7,10 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lbctl/lbctl/affinity"
-	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/eventually"
-	"github.com/lbctl/lbctl/internal/proxyproto"
 	"github.com/lbctl/lbctl/natview"
 )
 
@@ -19,27 +16,8 @@ import (
 // came through: open while open, and no longer once closed.
 func TestNATCountsTheNamedClient(t *testing.T) {
 	onBothEngines(t, func(t *testing.T) {
-		var bs []*backend.Backend
-		for i := range 2 {
-			tb := startBackend(t, fmt.Sprintf("app-%02d", i+1))
-			bs = append(bs, backend.New(tb.id, tb.addr, 1))
-		}
-		reg, err := backend.NewRegistry(bs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		table := affinity.New(affinity.Options{})
-		t.Cleanup(table.Close)
-		peers, err := proxyproto.ParsePeers([]string{balancer + "/32"})
-		if err != nil {
-			t.Fatal(err)
-		}
 		nat := new(natview.Tracker)
-		addr := serveProxy(t, reg, func(p *Proxy) {
-			p.Table = table
-			p.ProxyProtocol = proxyproto.Policy{From: peers, Timeout: 10 * time.Second}
-			p.NAT = nat
-		})
+		addr, _ := proxyBehindBalancer(t, 10*time.Second, func(p *Proxy) { p.NAT = nat })
 		var conns []*net.TCPConn
 		for i := range 3 {
 			c, r := sendFirst(t, balancer, addr, header(2, fmt.Sprintf("203.0.113.7:%d", 5000+i)))

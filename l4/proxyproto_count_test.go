@@ -22,14 +22,10 @@ import (
 func TestProxyRefusalsCounted(t *testing.T) {
 	onBothEngines(t, func(t *testing.T) {
 		tb := startBackend(t, "app-01")
-		peers, err := proxyproto.ParsePeers([]string{balancer + "/32"})
-		if err != nil {
-			t.Fatal(err)
-		}
 		var p *Proxy
 		addr := serveProxy(t, newRegistry(t, tb.addr), func(q *Proxy) {
 			p = q
-			q.ProxyProtocol = proxyproto.Policy{From: peers, Timeout: 300 * time.Millisecond}
+			q.ProxyProtocol = balancerPolicy(t, 300*time.Millisecond)
 		})
 		closed := func(src string, send []byte) {
 			t.Helper()

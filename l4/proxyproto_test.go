@@ -36,8 +36,9 @@ const balancer = "127.0.0.2"
 
 // proxyBehindBalancer serves a proxy over three greeting backends that
 // takes PROXY headers from balancer, with a header timeout of wait, and
-// returns its address and its table.
-func proxyBehindBalancer(t *testing.T, wait time.Duration) (string, *affinity.Table) {
+// returns its address and its table. Each of more is applied to the proxy
+// before it serves, for what a test adds (a NAT tracker, say).
+func proxyBehindBalancer(t *testing.T, wait time.Duration, more ...func(*Proxy)) (string, *affinity.Table) {
 	t.Helper()
 	var bs []*backend.Backend
 	for i := range 3 {
@@ -50,15 +51,24 @@ func proxyBehindBalancer(t *testing.T, wait time.Duration) (string, *affinity.Ta
 	}
 	table := affinity.New(affinity.Options{})
 	t.Cleanup(table.Close)
+	addr := serveProxy(t, reg, func(p *Proxy) {
+		p.Table = table
+		p.ProxyProtocol = balancerPolicy(t, wait)
+		for _, f := range more {
+			f(p)
+		}
+	})
+	return addr, table
+}
+
+// balancerPolicy takes PROXY headers from balancer alone, within wait.
+func balancerPolicy(t *testing.T, wait time.Duration) proxyproto.Policy {
+	t.Helper()
 	peers, err := proxyproto.ParsePeers([]string{balancer + "/32"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serveProxy(t, reg, func(p *Proxy) {
-		p.Table = table
-		p.ProxyProtocol = proxyproto.Policy{From: peers, Timeout: wait}
-	})
-	return addr, table
+	return proxyproto.Policy{From: peers, Timeout: wait}
 }
 
 // sendFirst connects from src, writes each piece of first with a pause

@@ -317,24 +317,9 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	req, resp := &s.req, &s.resp
 	http10 := s.http10
 
-	// The body's framing from the backend.
-	const (
-		none = iota
-		fixed
-		chunked
-		untilClose
-	)
-	framing := untilClose
-	switch {
-	case s.isHead || resp.status == 204 || resp.status == 304:
-		framing = none
-	case resp.chunked:
-		framing = chunked
-	case resp.contentLength >= 0:
-		framing = fixed
-	}
-	dechunk := framing == chunked && http10
-	if http10 && framing != none && resp.te != nil && !onlyChunked(resp.te) {
+	framing := framingOf(s.isHead, resp)
+	dechunk := framing == chunkedBody && http10
+	if http10 && framing != noBody && resp.te != nil && !onlyChunked(resp.te) {
 		// An HTTP/1.0 client knows no transfer coding (RFC 9112 6.1):
 		// chunked is unwrapped for it, but gzip and the like cannot be
 		// passed on without the field that names them. Not the backend's
@@ -362,11 +347,11 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	if setCookie {
 		cookieFor = b
 	}
-	s.out = s.appendResponseHead(s.out[:0], cookieFor, closeAfter, framing == chunked && !dechunk || reframe)
+	s.out = s.appendResponseHead(s.out[:0], cookieFor, closeAfter, framing == chunkedBody && !dechunk || reframe)
 	// A small body already in the buffer goes out with the head, in one
 	// write.
 	bodyLeft := resp.contentLength
-	if framing == fixed && int64(s.up.buffered()) >= bodyLeft && int(bodyLeft) <= cap(s.out)-len(s.out) {
+	if framing == fixedLength && int64(s.up.buffered()) >= bodyLeft && int(bodyLeft) <= cap(s.out)-len(s.out) {
 		s.out = append(s.out, s.up.buf[s.up.r:s.up.r+int(bodyLeft)]...)
 		s.up.r += int(bodyLeft)
 		bodyLeft = 0
@@ -380,9 +365,9 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	s.up.idle = s.cfg.server
 	var err error
 	switch framing {
-	case fixed:
+	case fixedLength:
 		err = copyFixed(&s.cw, &s.up, bodyLeft)
-	case chunked:
+	case chunkedBody:
 		err = copyChunked(&s.cw, &s.up, !dechunk)
 	case untilClose:
 		err = copyUntilEOF(&s.cw, &s.up, reframe)
@@ -409,6 +394,31 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 		up.Close()
 	}
 	return bodyOK && !closeAfter
+}
+
+// bodyFraming is how a response's body is delimited on the backend
+// connection.
+type bodyFraming uint8
+
+const (
+	noBody      bodyFraming = iota // the answer to HEAD, a 204 or a 304
+	fixedLength                    // Content-Length
+	chunkedBody                    // Transfer-Encoding ending in chunked
+	untilClose                     // neither: the body runs until the backend closes
+)
+
+// framingOf returns the framing of the body of resp, the answer to a HEAD
+// request when head (RFC 9112 6.3).
+func framingOf(head bool, resp *responseHead) bodyFraming {
+	switch {
+	case head || resp.status == 204 || resp.status == 304:
+		return noBody
+	case resp.chunked:
+		return chunkedBody
+	case resp.contentLength >= 0:
+		return fixedLength
+	}
+	return untilClose
 }
 
 // onlyChunked reports whether the transfer codings te are chunked alone.

@@ -506,23 +506,11 @@ func (x *h2exchange) relay(b *backend.Backend, up *net.TCPConn, rd *connReader, 
 			h.Add("Cache-Control", "private")
 		}
 	}
-	const (
-		none = iota
-		fixed
-		chunked
-		untilClose
-	)
-	framing := untilClose
-	switch {
-	case x.r.Method == "HEAD" || resp.status == 204 || resp.status == 304:
-		framing = none
-	case resp.chunked:
-		framing = chunked
-	case resp.contentLength >= 0:
-		framing = fixed
+	framing := framingOf(x.r.Method == "HEAD", resp)
+	if framing == fixedLength {
 		h.Set("Content-Length", strconv.FormatInt(resp.contentLength, 10))
 	}
-	if resp.te != nil && !resp.chunked && framing != none {
+	if resp.te != nil && !resp.chunked && framing != noBody {
 		// A coding other than chunked cannot be named over HTTP/2
 		// without the field that lbctl does not forward.
 		up.Close()
@@ -535,9 +523,9 @@ func (x *h2exchange) relay(b *backend.Backend, up *net.TCPConn, rd *connReader, 
 	rd.idle = x.cfg.server
 	var err error
 	switch framing {
-	case fixed:
+	case fixedLength:
 		err = copyFixed(fw, rd, resp.contentLength)
-	case chunked:
+	case chunkedBody:
 		err = copyChunked(fw, rd, false)
 	case untilClose:
 		err = copyUntilEOF(fw, rd, false)

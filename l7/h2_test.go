@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -138,15 +137,7 @@ func TestH2StreamsLargeBodiesBothWays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, resp.Body)
-	if err != nil || n != int64(len(body)) {
-		t.Fatalf("echoed %d bytes, %v; want %d", n, err, len(body))
-	}
-	if sum := sha256.Sum256(body); !bytes.Equal(h.Sum(nil), sum[:]) {
-		t.Error("echoed body differs")
-	}
+	checkEchoed(t, resp, body)
 	// And a body of known length to a sink.
 	resp2, err := c.Post("https://"+f.addr+"/sink", "application/octet-stream", bytes.NewReader(body[:5<<20]))
 	if err != nil {

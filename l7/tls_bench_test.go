@@ -49,12 +49,7 @@ func BenchmarkTLSStickyRequest(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer c.Close()
-		for range 10 {
-			c.Write(out)
-			if _, err := io.ReadFull(c, in); err != nil {
-				b.Fatal(err)
-			}
-		}
+		exchangeN(b, c, out, in, 10)
 		if i == 0 {
 			continue
 		}
@@ -63,14 +58,7 @@ func BenchmarkTLSStickyRequest(b *testing.B) {
 		}
 		b.ReportAllocs()
 		b.ResetTimer()
-		for range b.N {
-			if _, err := c.Write(out); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := io.ReadFull(c, in); err != nil {
-				b.Fatal(err)
-			}
-		}
+		exchangeN(b, c, out, in, b.N)
 	}
 }
 
@@ -86,10 +74,7 @@ func BenchmarkTLSHandshake(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		c.Write(out)
-		if _, err := io.ReadFull(c, in); err != nil {
-			b.Fatal(err)
-		}
+		exchangeN(b, c, out, in, 1)
 		c.Close()
 	}
 }

@@ -59,6 +59,22 @@ func tlsClient(t testing.TB, conf *tls.Config) *http.Client {
 	return &http.Client{Jar: jar, Transport: tr, Timeout: 20 * time.Second}
 }
 
+// checkEchoed reads resp's body, closes it, and fails the test unless it
+// is body, byte for byte. The body is hashed as it arrives, so a large one
+// is never held twice.
+func checkEchoed(t testing.TB, resp *http.Response, body []byte) {
+	t.Helper()
+	defer resp.Body.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, resp.Body)
+	if err != nil || n != int64(len(body)) {
+		t.Fatalf("echoed %d bytes, %v; want %d", n, err, len(body))
+	}
+	if sum := sha256.Sum256(body); !bytes.Equal(h.Sum(nil), sum[:]) {
+		t.Error("echoed body differs")
+	}
+}
+
 // handshakeName dials addr over TLS with serverName as SNI and returns the
 // first DNS name of the certificate it gets.
 func handshakeName(t testing.TB, addr, serverName string) string {
@@ -267,15 +283,7 @@ func TestTLSStreamsBodiesBothWays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, resp.Body)
-	if err != nil || n != int64(len(body)) {
-		t.Fatalf("echoed %d bytes, %v; want %d", n, err, len(body))
-	}
-	if sum := sha256.Sum256(body); !bytes.Equal(h.Sum(nil), sum[:]) {
-		t.Error("echoed body differs")
-	}
+	checkEchoed(t, resp, body)
 }
 
 // TestTLSUpgradeRelaysBothWays: a protocol switch (WebSocket) over TLS

@@ -13,7 +13,7 @@ import (
 	"github.com/lbctl/lbctl/internal/testbackend"
 )
 
-// member is one lbctl serve process of a cluster under test.
+// clusterMember is one lbctl serve process of a cluster under test.
 type clusterMember struct {
 	listen, bind, admin, config string
 	cmd                         *exec.Cmd
@@ -39,6 +39,58 @@ func freeAddrOn(t *testing.T, ip string) string {
 	}
 	t.Fatalf("no port free for both TCP and UDP on %s", ip)
 	return ""
+}
+
+// newCluster describes n members, the i-th on 127.0.0.(firstHost+i) with
+// its admin API on a socket under dir, each configured to join all the
+// others in front of the backends given (as for liveBackends), with health
+// checks off so that a backend's failure is seen only by the member that
+// dials it. It starts none of them.
+func newCluster(t *testing.T, n, firstHost int, dir string, backends ...string) []*clusterMember {
+	t.Helper()
+	members := make([]*clusterMember, n)
+	for i := range members {
+		ip := fmt.Sprintf("127.0.0.%d", firstHost+i)
+		members[i] = &clusterMember{
+			listen: freeAddrOn(t, ip),
+			bind:   freeAddrOn(t, ip),
+			admin:  "unix:" + filepath.Join(dir, fmt.Sprintf("admin%d.sock", i)),
+		}
+	}
+	for i, m := range members {
+		var join []string
+		for j, o := range members {
+			if j != i {
+				join = append(join, fmt.Sprintf("%q", o.bind))
+			}
+		}
+		m.config = writeConfig(t, fmt.Sprintf(`
+listen = %q
+[health]
+check = "none"
+[admin]
+listen = %q
+[cluster]
+bind = %q
+join = [%s]
+gossip_interval = "50ms"
+`, m.listen, m.admin, m.bind, strings.Join(join, ", "))+liveBackends(backends...))
+	}
+	return members
+}
+
+// allAlive waits until every member lists all of them alive.
+func allAlive(t *testing.T, what string, members []*clusterMember) {
+	t.Helper()
+	eventually.True(t, what, func() bool {
+		for _, m := range members {
+			out, _, err := runLbctl(t, "cluster", "members", "--admin", m.admin)
+			if err != nil || strings.Count(out, " alive") != len(members) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // pinOf returns the backend the instance whose admin API is at adminAddr
@@ -73,48 +125,13 @@ func TestClusterSharesPinsAndAdminStates(t *testing.T) {
 		addrs[id] = backends[id].Addr()
 	}
 	dir := t.TempDir()
-	members := make([]*clusterMember, 3)
-	for i := range members {
-		ip := fmt.Sprintf("127.0.0.%d", 21+i)
-		members[i] = &clusterMember{
-			listen: freeAddrOn(t, ip),
-			bind:   freeAddrOn(t, ip),
-			admin:  "unix:" + filepath.Join(dir, fmt.Sprintf("admin%d.sock", i)),
-		}
-	}
-	for i, m := range members {
-		var join []string
-		for j, o := range members {
-			if j != i {
-				join = append(join, fmt.Sprintf("%q", o.bind))
-			}
-		}
-		m.config = writeConfig(t, fmt.Sprintf(`
-listen = %q
-[health]
-check = "none"
-[admin]
-listen = %q
-[cluster]
-bind = %q
-join = [%s]
-gossip_interval = "50ms"
-`, m.listen, m.admin, m.bind, strings.Join(join, ", "))+
-			liveBackends("app-01", addrs["app-01"], "app-02", addrs["app-02"], "app-03", addrs["app-03"]))
-	}
+	members := newCluster(t, 3, 21, dir,
+		"app-01", addrs["app-01"], "app-02", addrs["app-02"], "app-03", addrs["app-03"])
 	a, b, c := members[0], members[1], members[2]
 	for _, m := range members {
 		m.cmd, m.log = startServe(t, "--config", m.config, "--grace", "2s")
 	}
-	eventually.True(t, "every member sees three alive", func() bool {
-		for _, m := range members {
-			out, _, err := runLbctl(t, "cluster", "members", "--admin", m.admin)
-			if err != nil || strings.Count(out, " alive") != 3 {
-				return false
-			}
-		}
-		return true
-	})
+	allAlive(t, "every member sees three alive", members)
 	if out := mustRun(t, "cluster", "members", "--admin", a.admin); !strings.Contains(out, a.bind+"  alive (this one)") {
 		t.Errorf("cluster members through a:\n%s", out)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/internal/logtest"
+	"github.com/lbctl/lbctl/internal/loopback"
 	"github.com/lbctl/lbctl/internal/testbackend"
 )
 
@@ -66,15 +67,11 @@ func writeConfig(t *testing.T, body string) string {
 	return path
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
+// freeAddr returns a loopback address with a port that was free a moment
+// ago (see loopback.FreeAddr).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return loopback.FreeAddr(t)
 }
 
 // echoBackend starts a TCP backend that writes id and a newline to each

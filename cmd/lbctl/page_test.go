@@ -47,18 +47,26 @@ func browse(t *testing.T, listen string, users []int, requests int) {
 	}
 }
 
+// getAPI GETs path of the admin API at adminAddr (with no token) and
+// decodes the answer as a T.
+func getAPI[T any](t *testing.T, adminAddr, path string) T {
+	t.Helper()
+	var v T
+	resp, err := http.Get("http://" + adminAddr + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return v
+}
+
 // backendState returns the state and health of backend id through the API.
 func backendState(t *testing.T, adminAddr, id string) (state, health string) {
 	t.Helper()
-	resp, err := http.Get("http://" + adminAddr + "/api/backends")
-	if err != nil {
-		t.Fatalf("GET /api/backends: %v", err)
-	}
-	defer resp.Body.Close()
-	var list admin.BackendList
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		t.Fatalf("GET /api/backends: %v", err)
-	}
+	list := getAPI[admin.BackendList](t, adminAddr, "/api/backends")
 	for _, b := range list.Backends {
 		if b.ID == id {
 			return b.State, b.Health
@@ -168,16 +176,7 @@ var rateRE = regexp.MustCompile(`^[0-9]+\.[0-9]{2}$`)
 // natTotal returns the sessions the NAT view counts now, through the API.
 func natTotal(t *testing.T, adminAddr string) int {
 	t.Helper()
-	resp, err := http.Get("http://" + adminAddr + "/api/nat")
-	if err != nil {
-		t.Fatalf("GET /api/nat: %v", err)
-	}
-	defer resp.Body.Close()
-	var v admin.NATView
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		t.Fatalf("GET /api/nat: %v", err)
-	}
-	return v.TotalSessions
+	return getAPI[admin.NATView](t, adminAddr, "/api/nat").TotalSessions
 }
 
 // TestStatsPageAsksForToken serves the page of an API with admin.token:

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -22,42 +21,11 @@ func TestUpgradeInCluster(t *testing.T) {
 		ids = append(ids, id, addrs[id])
 	}
 	dir := t.TempDir()
-	type member struct{ listen, bind, admin, config string }
-	ms := make([]*member, 2)
-	for i := range ms {
-		ip := fmt.Sprintf("127.0.0.%d", 41+i)
-		ms[i] = &member{listen: freeAddrOn(t, ip), bind: freeAddrOn(t, ip), admin: "unix:" + filepath.Join(dir, fmt.Sprintf("admin%d.sock", i))}
-	}
-	for i, m := range ms {
-		other := ms[1-i]
-		m.config = writeConfig(t, fmt.Sprintf(`
-listen = %q
-[health]
-check = "none"
-[admin]
-listen = %q
-[cluster]
-bind = %q
-join = [%q]
-gossip_interval = "50ms"
-`, m.listen, m.admin, m.bind, other.bind)+liveBackends(ids...))
-	}
+	ms := newCluster(t, 2, 41, dir, ids...)
 	a, b := ms[0], ms[1]
 	u := startUpgradable(t, bin, "--config", a.config, "--grace", "2s")
 	bCmd, bLog := startServe(t, "--config", b.config, "--grace", "2s")
-	twoAlive := func(what string) {
-		t.Helper()
-		eventually.True(t, what, func() bool {
-			for _, m := range ms {
-				out, _, err := runLbctl(t, "cluster", "members", "--admin", m.admin)
-				if err != nil || strings.Count(out, " alive") != 2 {
-					return false
-				}
-			}
-			return true
-		})
-	}
-	twoAlive("both members alive")
+	allAlive(t, "both members alive", ms)
 	before := map[string]string{}
 	for i := range 6 {
 		src := fmt.Sprintf("127.0.90.%d", i+1)
@@ -76,7 +44,7 @@ gossip_interval = "50ms"
 	if strings.Contains(u.log(), "upgrade failed") {
 		t.Fatalf("an upgrade failed:\n%s", u.log())
 	}
-	twoAlive("both members alive after the upgrades")
+	allAlive(t, "both members alive after the upgrades", ms)
 
 	// The upgraded member keeps the pins made before, shares the pins
 	// made through it, and has the pins made through the other.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/admin"
+	"github.com/lbctl/lbctl/admin/admintest"
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/internal/logtest"
@@ -104,18 +105,7 @@ func TestReloadChangesAdminToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- api.Serve(ln) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := api.Shutdown(ctx); err != nil {
-			t.Errorf("admin Shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("admin Serve: %v", err)
-		}
-	}()
+	admintest.Serve(t, api, ln, nil)
 	status := func(token string) int {
 		t.Helper()
 		req, err := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/api/backends", nil)

@@ -93,25 +93,36 @@ func startInstance(t *testing.T, cfg *config.Config, next **config.Config) (*Ins
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
+	serveUntilEnd(t, in, ln)
 	ctx, stopProber := context.WithCancel(context.Background())
 	probed := make(chan error, 1)
 	go func() { probed <- in.Prober().Run(ctx) }()
-	served := make(chan error, 1)
-	go func() { served <- in.Serve(ln) }()
 	t.Cleanup(func() {
-		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := in.Shutdown(shutdown); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		<-served
 		stopProber()
 		if err := <-probed; !errors.Is(err, context.Canceled) {
 			t.Errorf("prober Run = %v, want context.Canceled", err)
 		}
-		in.Close()
 	})
 	return in, ln.Addr().String()
+}
+
+// serveUntilEnd serves in on ln until the test ends; then it shuts in
+// down, checks that Serve returned ErrClosed, and closes in.
+func serveUntilEnd(t *testing.T, in *Instance, ln net.Listener) {
+	t.Helper()
+	served := make(chan error, 1)
+	go func() { served <- in.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := in.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-served; !errors.Is(err, ErrClosed) {
+			t.Errorf("Serve returned %v after Shutdown, want ErrClosed", err)
+		}
+		in.Close()
+	})
 }
 
 // echoThrough sends one line through the proxy at addr and reads it back.

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/lbctl/lbctl/admin"
+	"github.com/lbctl/lbctl/admin/admintest"
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/internal/eventually"
@@ -36,19 +37,7 @@ func serveAdmin(t *testing.T, in *Instance) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := &admin.Server{Instance: in, Token: metricsToken, Logger: slog.New(slog.DiscardHandler)}
-	served := make(chan error, 1)
-	go func() { served <- api.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := api.Shutdown(ctx); err != nil {
-			t.Errorf("admin Shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("admin Serve: %v", err)
-		}
-	})
+	admintest.Serve(t, &admin.Server{Instance: in, Token: metricsToken, Logger: slog.New(slog.DiscardHandler)}, ln, nil)
 	return "http://" + ln.Addr().String()
 }
 

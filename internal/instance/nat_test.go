@@ -5,7 +5,6 @@ import (
 	"math"
 	"net"
 	"testing"
-	"time"
 
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/internal/eventually"
@@ -58,12 +57,7 @@ func TestNATViewL4(t *testing.T) {
 func dialer(t *testing.T, addr string) func(src string) net.Conn {
 	return func(src string) net.Conn {
 		t.Helper()
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatalf("dial from %s: %v", src, err)
-		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c := dialFrom(t, src, addr)
 		if _, err := c.Write([]byte("x")); err != nil {
 			t.Fatal(err)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/internal/leakcheck"
+	"github.com/lbctl/lbctl/internal/loopback"
 )
 
 func TestLogAffinityOnlyWhenSomethingMoved(t *testing.T) {
@@ -60,7 +61,7 @@ func TestRunStopsClean(t *testing.T) {
 	signal.Stop(sig)
 	base := leakcheck.Take(t)
 	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:" + freePort(t)
+	cfg.Listen = loopback.FreeAddr(t)
 	cfg.Health.Check = "none"
 	cfg.Admin.Listen = "unix:" + filepath.Join(t.TempDir(), "admin.sock")
 	cfg.Backends = []config.Backend{{ID: "app-01", Address: "127.0.0.1:1", Weight: 1}}
@@ -103,16 +104,4 @@ func TestRunStopsClean(t *testing.T) {
 	if _, err := in.Upgrade(context.Background()); !errors.Is(err, errNoUpgrade) {
 		t.Errorf("Upgrade of an instance Run did not start = %v, want errNoUpgrade", err)
 	}
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
 }

@@ -91,15 +91,7 @@ func TestReloadAppliesTimeoutsAndCookieSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- in.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		in.Shutdown(ctx)
-		in.Close()
-		<-served
-	})
+	serveUntilEnd(t, in, ln)
 	dial := func() (net.Conn, *bufio.Reader) {
 		t.Helper()
 		c, err := net.Dial("tcp", ln.Addr().String())
@@ -236,19 +228,7 @@ func TestReloadMovesL7Listen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- in.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := in.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-served; err == nil {
-			t.Error("Serve returned nil after Shutdown")
-		}
-		in.Close()
-	})
+	serveUntilEnd(t, in, ln)
 	dial := func(addr string) (net.Conn, *bufio.Reader) {
 		t.Helper()
 		c, err := net.Dial("tcp", addr)
