@@ -188,32 +188,7 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 	for {
 		head, partial, err := s.up.readHead()
 		if err != nil {
-			// The body copy is waited for before anything is judged:
-			// when it fails it closes up, so a client's fault often
-			// shows here first as a failed read of the response.
-			up.Close()
-			bodyErr := s.stopBody(bodyDone)
-			if s.clientFault(bodyErr) || s.flight.wasCut() {
-				return false, relayed
-			}
-			switch {
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				// Silence counts against the backend only once it had
-				// the whole request: while the body still flowed, a
-				// slow client may be what it waited for.
-				if bodyErr == nil {
-					s.backendFault(b, err)
-				}
-				return s.answer(504, bodyDone != nil), relayed
-			case errors.Is(err, errHeadTooLarge):
-				s.backendFault(b, err)
-				return s.answer(502, bodyDone != nil), relayed
-			case errors.Is(err, net.ErrClosed) && bodyErr != nil && !errors.Is(bodyErr, errBodyStopped):
-				// The body copy closed up when writing to the backend
-				// failed: its error says what happened.
-				err = bodyErr
-			}
-			return s.failed(b, err, reused && !partial, retryable, true)
+			return s.headFailed(b, up, bodyDone, err, reused && !partial, retryable)
 		}
 		if err := parseResponseHead(head, &s.resp); err != nil {
 			up.Close()
@@ -229,20 +204,7 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 			break
 		}
 		if s.resp.status == 101 {
-			// Only a switch the client asked for, to a protocol it
-			// offered, and after a request without a body (whose head
-			// is still intact to compare with). A backend that switches
-			// on its own is not counted against its health: any client
-			// could provoke it.
-			if !req.upgrade || bodyDone != nil || !upgradeAgreed(req.fields, s.resp.fields) {
-				up.Close()
-				if s.clientFault(s.stopBody(bodyDone)) {
-					return false, relayed
-				}
-				p.logger().Debug("backend switched protocols unasked", "backend", b.ID)
-				return s.answer(502, bodyDone != nil), relayed
-			}
-			return s.tunnel(b, up, setCookie), relayed
+			return s.switchProtocols(b, up, setCookie, bodyDone), relayed
 		}
 		// An interim response (100 Continue, 103 Early Hints) goes to an
 		// HTTP/1.1 client as it is (HTTP/1.0 has none, RFC 9110 15.2);
@@ -308,6 +270,57 @@ func clientFailed(bodyErr error) bool {
 	}
 	var gone *clientGone
 	return errors.Is(bodyErr, errBadChunk) || errors.As(bodyErr, &gone)
+}
+
+// headFailed judges an exchange whose response head could not be read
+// (err), as roundTrip says who is answerable; it closes up. The body copy
+// is waited for before anything is judged: when it fails it closes up, so
+// a client's fault often shows here first as a failed read of the
+// response. retryFresh says whether the request may go again on a new
+// connection to b (a kept-alive connection that failed before any of the
+// response came).
+func (s *session) headFailed(b *backend.Backend, up *net.TCPConn, bodyDone chan error, err error, retryFresh, retryable bool) (keep bool, out outcome) {
+	up.Close()
+	bodyErr := s.stopBody(bodyDone)
+	if s.clientFault(bodyErr) || s.flight.wasCut() {
+		return false, relayed
+	}
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// Silence counts against the backend only once it had the whole
+		// request: while the body still flowed, a slow client may be what
+		// it waited for.
+		if bodyErr == nil {
+			s.backendFault(b, err)
+		}
+		return s.answer(504, bodyDone != nil), relayed
+	case errors.Is(err, errHeadTooLarge):
+		s.backendFault(b, err)
+		return s.answer(502, bodyDone != nil), relayed
+	case errors.Is(err, net.ErrClosed) && bodyErr != nil && !errors.Is(bodyErr, errBodyStopped):
+		// The body copy closed up when writing to the backend failed: its
+		// error says what happened.
+		err = bodyErr
+	}
+	return s.failed(b, err, retryFresh, retryable, true)
+}
+
+// switchProtocols relays a 101 response and then the tunnel it opens, but
+// only for a switch the client asked for, to a protocol it offered, and
+// after a request without a body (whose head is still intact to compare
+// with); otherwise it closes up and answers 502. A backend that switches
+// on its own is not counted against its health: any client could provoke
+// it.
+func (s *session) switchProtocols(b *backend.Backend, up *net.TCPConn, setCookie bool, bodyDone chan error) bool {
+	if !s.req.upgrade || bodyDone != nil || !upgradeAgreed(s.req.fields, s.resp.fields) {
+		up.Close()
+		if s.clientFault(s.stopBody(bodyDone)) {
+			return false
+		}
+		s.p.logger().Debug("backend switched protocols unasked", "backend", b.ID)
+		return s.answer(502, bodyDone != nil)
+	}
+	return s.tunnel(b, up, setCookie)
 }
 
 // relayResponse writes the final response head in s.resp and its body to
