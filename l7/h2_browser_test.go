@@ -25,6 +25,17 @@ func TestH2BrowserStaysAndMovesOnce(t *testing.T) {
 	}
 	f := newFixture(t, fixtureOpts{n: 3, cookie: cookie, configure: func(p *Proxy) { p.TLS = front }})
 	url := "https://" + f.addr + "/"
+	// The page's favicon is not fetched: a favicon request still in
+	// flight with the old cookie when the backend dies would be re-pinned
+	// on its own, and could move the browser a second time.
+	if _, err := chromedp.Call(br.Ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatalf("enabling the network domain: %v", err)
+	}
+	if _, err := chromedp.Call(br.Ctx, network.SetBlockedURLs, network.SetBlockedURLsParams{
+		URLPatterns: []*network.BlockPattern{{URLPattern: "*://*:*/favicon.ico", Block: true}},
+	}); err != nil {
+		t.Fatalf("blocking the favicon: %v", err)
+	}
 	// load navigates to the page and returns the backend that answered,
 	// the protocol the navigation went over and the persistence cookie
 	// the browser holds afterwards.
@@ -76,6 +87,11 @@ func TestH2BrowserStaysAndMovesOnce(t *testing.T) {
 	for i := range 5 {
 		if id, _, c := load(); id != moved || c != newCookie {
 			t.Fatalf("load %d after the move: %s with cookie %q, want %s with %q", i+1, id, c, moved, newCookie)
+		}
+	}
+	for _, hb := range f.backends {
+		if n := hb.arrived("/favicon.ico"); n != 0 {
+			t.Errorf("%s got %d favicon requests, want them blocked", hb.id, n)
 		}
 	}
 }
