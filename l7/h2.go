@@ -52,6 +52,8 @@ type h2front struct {
 
 	mu  sync.Mutex  // guards all; taken only to make a server and at Shutdown
 	all []*h2server // every server made, for goAway
+
+	live h2clients // the connections being served, for CloseConns
 }
 
 type h2server struct {
@@ -108,6 +110,8 @@ func (p *Proxy) serveH2(ac *accept.Conn, sec *tls.Conn, client netip.AddrPort) {
 		c.addrKey = backend.AddrHash(addr)
 		c.pinKey = pinClientKey([]byte(c.ip))
 	}
+	p.h2.live.add(c)
+	defer p.h2.live.remove(c)
 	// A connection idle for timeouts.idle is closed.
 	srv := p.h2.server(cfg.idle)
 	srv.ServeConn(sec, &http2.ServeConnOpts{
@@ -128,6 +132,7 @@ type h2client struct {
 	ip      string         // the client's address, as X-Forwarded-For shows it
 	addrKey uint64         // see session.addrKey
 	pinKey  uint64         // see session.pinKey
+	flights h2flights      // the exchanges in progress, for CloseConns
 }
 
 // ServeHTTP forwards one stream.
@@ -135,7 +140,10 @@ func (c *h2client) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := c.p
 	cfg := p.tuned.Load()
 	st := p.current()
-	x := &h2exchange{c: c, cfg: cfg, st: st, w: w, r: r}
+	x := &h2exchange{c: c, cfg: cfg, st: st, w: w, r: r, flight: c.flights.claim()}
+	if x.flight != nil {
+		defer x.flight.free()
+	}
 	var try backend.Attempt
 	if p.AccessLog != nil {
 		x.acct.start = time.Now()
@@ -257,7 +265,14 @@ type h2exchange struct {
 	r     *http.Request
 	acct  account // what the stream reports when it ends
 	bytes int64   // body bytes written to the stream
+	// flight is the stream's slot for CloseConns; nil when the
+	// connection had none free.
+	flight *h2flight
 }
+
+// wasCut reports whether CloseConns cut the stream's exchange in
+// progress.
+func (x *h2exchange) wasCut() bool { return x.flight != nil && x.flight.wasCut() }
 
 // roundTrip sends the request to b over up and relays the answer, with
 // session.roundTrip's rules of who is answerable for a failure. It owns
@@ -267,6 +282,10 @@ func (x *h2exchange) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retr
 	b.Acquire()
 	defer b.Release()
 	x.acct.b = b
+	if x.flight != nil {
+		x.flight.begin(b, up)
+		defer x.flight.end()
+	}
 	// A stream the client resets (or a connection that goes) stops the
 	// exchange at once: its backend connection is closed, which no one
 	// holds against the backend.
@@ -341,6 +360,12 @@ func (x *h2exchange) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retr
 func (x *h2exchange) failed(b *backend.Backend, err error, stale, retryable bool) outcome {
 	if x.r.Context().Err() != nil {
 		return relayed // the client reset the stream, which closed up
+	}
+	if x.wasCut() {
+		// CloseConns cut the exchange: as an HTTP/1.1 client's connection
+		// is closed, the stream is reset, neither counted against the
+		// backend nor tried elsewhere.
+		panic(http.ErrAbortHandler)
 	}
 	if stale && retryable {
 		return retryFresh

@@ -14,9 +14,10 @@ import (
 // (maint --kill). A client whose exchange is cut has its connection
 // closed, as when a backend dies mid-response, whether or not the
 // response head had gone out; the cut is not counted against the
-// backend's health and the request is not tried elsewhere. Clients that
-// send again are placed by the usual rules: a backend in maintenance keeps
-// no pinned client.
+// backend's health and the request is not tried elsewhere. Over HTTP/2
+// the cut stream is reset and the connection's other streams go on.
+// Clients that send again are placed by the usual rules: a backend in
+// maintenance keeps no pinned client.
 //
 // An exchange that is still dialling the backend when CloseConns runs is
 // not cut. CloseConns returns once the closes are done; each cut exchange
@@ -24,6 +25,7 @@ import (
 func (p *Proxy) CloseConns(id string) {
 	p.setup()
 	p.live.each(func(s *session) { s.flight.cut(id) })
+	p.h2.live.each(func(c *h2client) { c.flights.cut(id) })
 	// Kept-alive connections go last, so that one an exchange released
 	// while the others were cut goes too.
 	for b, u := range p.current().ups {

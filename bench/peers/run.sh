@@ -6,6 +6,7 @@
 #   ROUNDS=5 DURATION=10 bench/peers/run.sh
 #   WORKLOADS="l7-sticky l4-keepalive" bench/peers/run.sh
 #   WORKLOADS=l7-tls bench/peers/run.sh  # sticky requests over kept-alive TLS
+#   WORKLOADS="l7-tls-handshake l7-h2" bench/peers/run.sh  # new TLS handshakes; sticky h2 (h2load)
 #
 # Backends (two nginx servers and an iperf3 server) and the load tools (wrk,
 # iperf3, hey, lbctl's source-address generator) run on CPU 0; each proxy in
@@ -29,7 +30,7 @@ export PATH="$PATH:/usr/local/go/bin:/usr/sbin"
 
 # --- tools ------------------------------------------------------------------
 missing=()
-for tool in haproxy nginx caddy wrk iperf3 hey taskset go; do
+for tool in haproxy nginx caddy wrk iperf3 hey h2load taskset go; do
 	command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 stream_mod=""
@@ -40,7 +41,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "missing: ${missing[*]}" >&2
 	echo "install them with:" >&2
-	echo "  sudo apt-get install haproxy nginx-light libnginx-mod-stream caddy wrk iperf3 hey util-linux" >&2
+	echo "  sudo apt-get install haproxy nginx-light libnginx-mod-stream caddy wrk iperf3 hey nghttp2-client util-linux" >&2
 	echo "(and Go 1.26 for lbctl itself)" >&2
 	exit 1
 fi
@@ -58,10 +59,11 @@ KEEP=${KEEP:-}
 echo "building lbctl ..." >&2
 (cd "$repo" && go build -o "$work/lbctl" ./cmd/lbctl && go build -o "$work/srcload" ./bench/peers/srcload)
 
-BACKEND1=127.0.0.1:19001
-BACKEND2=127.0.0.1:19002
-IPERF=127.0.0.1:15201
-FRONT=127.0.0.1:18000
+# The addresses may be moved, so that two runs on one machine do not meet.
+BACKEND1=${BACKEND1:-127.0.0.1:19001}
+BACKEND2=${BACKEND2:-127.0.0.1:19002}
+IPERF=${IPERF:-127.0.0.1:15201}
+FRONT=${FRONT:-127.0.0.1:18000}
 
 # --- backends on the load core ------------------------------------------------
 mkdir -p "$work/nginx-backend"
@@ -93,7 +95,7 @@ wait_port() { # host:port
 wait_port $BACKEND1
 wait_port $IPERF
 
-# One ECDSA P-256 certificate for every proxy's TLS (l7-tls).
+# One ECDSA P-256 certificate for every proxy's TLS (l7-tls*, l7-h2).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
 	-keyout "$work/site.key" -out "$work/site.pem" 2>/dev/null
 cat "$work/site.pem" "$work/site.key" >"$work/site-bundle.pem"
@@ -118,7 +120,8 @@ haproxy_conf() {
 		# request arrives, as lbctl's L7 does on Linux.
 		case $w in
 		l4-*) echo "  bind $FRONT" ;;
-		l7-tls) echo "  bind $FRONT defer-accept ssl crt $work/site-bundle.pem alpn http/1.1" ;;
+		l7-tls | l7-tls-handshake) echo "  bind $FRONT defer-accept ssl crt $work/site-bundle.pem alpn http/1.1" ;;
+		l7-h2) echo "  bind $FRONT defer-accept ssl crt $work/site-bundle.pem alpn h2,http/1.1" ;;
 		*) echo "  bind $FRONT defer-accept" ;;
 		esac
 		case $w in
@@ -176,7 +179,10 @@ nginx_conf() {
 			;;
 		*)
 			local tls=""
-			[ "$w" = l7-tls ] && tls="ssl; ssl_certificate $work/site.pem; ssl_certificate_key $work/site.key"
+			case $w in
+			l7-tls | l7-tls-handshake) tls="ssl; ssl_certificate $work/site.pem; ssl_certificate_key $work/site.key" ;;
+			l7-h2) tls="ssl http2; ssl_certificate $work/site.pem; ssl_certificate_key $work/site.key" ;;
+			esac
 			echo "http { access_log off; keepalive_requests 10000000;"
 			echo "  upstream b { hash \$cookie_SERVERID consistent; server $BACKEND1; server $BACKEND2; keepalive 64; }"
 			echo "  server { listen $FRONT backlog=4096 deferred $tls; location / { proxy_pass http://b;"
@@ -226,11 +232,13 @@ lbctl_conf() {
 			echo "id = \"app-02\""
 			echo "address = \"$BACKEND2\""
 		fi
-		if [ "$w" = l7-tls ]; then
+		case $w in
+		l7-tls | l7-tls-handshake | l7-h2)
 			echo "[tls]"
 			echo "certificates = [{ cert = \"$work/site.pem\", key = \"$work/site.key\" }]"
-			echo "alpn = [\"http/1.1\"]"
-		fi
+			if [ "$w" = l7-h2 ]; then echo "alpn = [\"h2\", \"http/1.1\"]"; else echo "alpn = [\"http/1.1\"]"; fi
+			;;
+		esac
 	} >"$f"
 	echo "$work/lbctl serve --config $f --log-level warn"
 }
@@ -271,6 +279,13 @@ measure() {
 	l4-newconn | l7-newconn) wrk_rps -H "Connection: close" ;;
 	l7-sticky) wrk_rps -H "Cookie: SERVERID=app-01" ;;
 	l7-tls) scheme=https wrk_rps -H "Cookie: SERVERID=app-01" ;;
+	# One request per connection, so one full handshake per request.
+	l7-tls-handshake) scheme=https wrk_rps -H "Connection: close" -H "Cookie: SERVERID=app-01" ;;
+	l7-h2)
+		# Ten streams in flight on each connection; only 2xx answers count.
+		on_load h2load -t1 -c"$CONNS" -m10 -D"$DURATION" -H "cookie: SERVERID=app-01" "https://$FRONT/" 2>/dev/null |
+			awk '/^finished in/ { t = $3 + 0 } /^status codes:/ { ok = $3 } END { if (t > 0) printf "%.2f\n", ok / t }'
+		;;
 	l4-bulk)
 		on_load iperf3 -c "${FRONT%:*}" -p "${FRONT##*:}" -P 4 -t "$DURATION" -f m 2>/dev/null |
 			awk '/SUM.*receiver/ { print $(NF-2) }'
@@ -290,7 +305,7 @@ measure() {
 
 proxies_for() {
 	case $1 in
-	l7-tls) echo "haproxy nginx lbctl" ;;
+	l7-tls | l7-tls-handshake | l7-h2) echo "haproxy nginx lbctl" ;;
 	l7-*) echo "haproxy nginx lbctl caddy" ;;
 	*) echo "haproxy nginx lbctl" ;;
 	esac
@@ -300,6 +315,7 @@ unit_of() {
 	case $1 in
 	l4-bulk) echo "Mbit/s" ;;
 	l7-tail) echo "1/p99 s" ;;
+	l7-tls-handshake) echo "handshakes/s" ;;
 	*) echo "req/s" ;;
 	esac
 }

@@ -1,5 +1,5 @@
 // Package browsertest runs Debian's chromium headless for tests of the
-// stats page, and collects what the page logs as errors. It never
+// stats page and of the TLS front door, and collects what the page logs as errors. It never
 // downloads a browser: without chromium on PATH a test skips, naming it,
 // except in CI (CI=true), where that is a failure.
 package browsertest
@@ -44,18 +44,24 @@ func Chromium(t testing.TB) string {
 	return ""
 }
 
+// IgnoreCertificateErrors lets the browser go on past a certificate it
+// cannot verify, such as a test's self-signed one, as a user clicking
+// through the warning would.
+var IgnoreCertificateErrors = chromedp.Flag("ignore-certificate-errors", true)
+
 // Start starts chromium headless with a 1280x1000 window and a profile in
-// the test's temporary directory; it stops when the test ends. Console
+// the test's temporary directory, with opts added to the usual flags; it
+// stops when the test ends. Console
 // errors and warnings, uncaught exceptions and the browser's own error
 // log lines (such as a failed load) are kept for Problems.
-func Start(t testing.TB) *Browser {
+func Start(t testing.TB, opts ...chromedp.ExecAllocatorOption) *Browser {
 	t.Helper()
 	chromium := Chromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+	all := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.WindowSize(1280, 1000),
 		chromedp.UserDataDir(filepath.Join(t.TempDir(), "chromium")))
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(all, opts...)...)
 	bctx, cancelBrowser := chromedp.NewContext(actx)
 	t.Cleanup(func() {
 		cancelBrowser()
