@@ -121,6 +121,15 @@ type Options struct {
 	// connections get a second), saves its state file if it has one, and
 	// is built again on its address.
 	Reloads, Restarts []time.Duration
+	// Upgrades send SIGUSR2 to every lbctl process at those times: the
+	// binary on disk starts, takes the listeners, pins and admin states
+	// over, and the old process drains. Run refuses them without Binary.
+	Upgrades []time.Duration
+	// Binary is the lbctl executable. With it, a run that restarts or
+	// upgrades lbctl runs its instances as `lbctl serve` child processes,
+	// so that --restart@ is a real SIGTERM and start and --upgrade@ a real
+	// SIGUSR2; without it, --restart@ rebuilds in-process instances.
+	Binary string
 	// Instances is the number of lbctl instances (1..8), on 127.0.0.2 and
 	// up; each request goes to one of them by a hash, as ECMP spreads
 	// connections. Zero means one.
@@ -281,6 +290,12 @@ func (o *Options) Validate() error {
 	return errors.Join(errs...)
 }
 
+// processes reports whether the run's lbctl instances are child
+// processes.
+func (o *Options) processes() bool {
+	return o.Binary != "" && (len(o.Restarts) > 0 || len(o.Upgrades) > 0)
+}
+
 // MaxInstances is the most lbctl instances a run plays against.
 const MaxInstances = 8
 
@@ -324,7 +339,8 @@ func (o *Options) checkTargets() []error {
 		flag string
 		n    int
 	}{{"--add", len(o.Adds)}, {"--drain", len(o.Drains)}, {"--maint", len(o.Maints)},
-		{"--ready", len(o.Readies)}, {"--reload@", len(o.Reloads)}, {"--restart@", len(o.Restarts)}} {
+		{"--ready", len(o.Readies)}, {"--reload@", len(o.Reloads)}, {"--restart@", len(o.Restarts)},
+		{"--upgrade@", len(o.Upgrades)}} {
 		if g.n > 0 {
 			errs = append(errs, fmt.Errorf("%s: acts on lbctl's own instances, not on a --target", g.flag))
 		}
@@ -372,6 +388,9 @@ func (o *Options) checkEvents() []error {
 	}
 	for _, at := range o.Restarts {
 		all = append(all, ev{Event{At: at}, "--restart@"})
+	}
+	for _, at := range o.Upgrades {
+		all = append(all, ev{Event{At: at}, "--upgrade@"})
 	}
 	added := make(map[string]bool)
 	for _, e := range o.Adds {

@@ -197,3 +197,23 @@ func TestBenchScenarios(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchUpgradeAndRestartRunProcesses runs the lab with --upgrade@ and
+// --restart@ as the README writes them: lbctl runs as child processes of
+// the binary, upgraded by SIGUSR2 and restarted with its state file, and
+// no request fails at the upgrade nor any session breaks at either.
+func TestBenchUpgradeAndRestartRunProcesses(t *testing.T) {
+	cmd := lbctl(t, "bench", "--users", "60", "--gateways", "60", "--skew", "uniform", "--requests", "6", "--backends", "3",
+		"--duration", "3s", "--concurrency", "4", "--upgrade@600ms", "--restart@1500ms", "--state-file", "--json", filepath.Join(t.TempDir(), "r.json"))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bench: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{"events: --restart@1.5s --upgrade@600ms (lbctl as child processes)", "broken_sessions                 0            0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
