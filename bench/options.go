@@ -134,6 +134,11 @@ type Options struct {
 	// up; each request goes to one of them by a hash, as ECMP spreads
 	// connections. Zero means one.
 	Instances int
+	// Cluster makes the instances one [cluster]: each shares its pins and
+	// admin states with the others over memberlist, so that a user's
+	// connection that lands on another instance finds its pin there, once
+	// it has arrived. It needs Binary and two instances or more.
+	Cluster bool
 	// StateFile gives each instance an affinity state file in a temporary
 	// folder, so that a restart keeps the admin states and (in L4) pins.
 	StateFile bool
@@ -279,6 +284,9 @@ func (o *Options) Validate() error {
 	if o.Instances < 0 || o.Instances > MaxInstances {
 		fail("--instances: %d is out of range 1..%d", o.Instances, MaxInstances)
 	}
+	if o.Cluster && o.instances() < 2 {
+		fail("--cluster: a cluster of one instance; give --instances 2 or more")
+	}
 	if o.TargetSettle < 0 {
 		fail("--target-settle: %v must not be negative", o.TargetSettle)
 	}
@@ -293,7 +301,7 @@ func (o *Options) Validate() error {
 // processes reports whether the run's lbctl instances are child
 // processes.
 func (o *Options) processes() bool {
-	return o.Binary != "" && (len(o.Restarts) > 0 || len(o.Upgrades) > 0)
+	return o.Binary != "" && (len(o.Restarts) > 0 || len(o.Upgrades) > 0 || o.Cluster)
 }
 
 // MaxInstances is the most lbctl instances a run plays against.
@@ -345,8 +353,8 @@ func (o *Options) checkTargets() []error {
 			errs = append(errs, fmt.Errorf("%s: acts on lbctl's own instances, not on a --target", g.flag))
 		}
 	}
-	if o.instances() > 1 || o.StateFile {
-		errs = append(errs, errors.New("--instances and --state-file: lbctl's own instances, not a --target"))
+	if o.instances() > 1 || o.StateFile || o.Cluster {
+		errs = append(errs, errors.New("--instances, --cluster and --state-file: lbctl's own instances, not a --target"))
 	}
 	return errs
 }

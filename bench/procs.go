@@ -5,6 +5,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -37,6 +38,7 @@ type procs struct {
 	bin       string
 	dir       string
 	stateFile bool
+	cluster   bool           // the processes form a [cluster]
 	cfg       *config.Config // the config every process runs, but for its own files
 	all       []*proc
 }
@@ -46,6 +48,7 @@ type proc struct {
 	index   int
 	addr    string
 	admin   string // the admin API's address, for admin states
+	member  string // the [cluster] bind address, with --cluster
 	cfgPath string
 	pidFile string
 	logPath string
@@ -62,44 +65,87 @@ const procWait = 30 * time.Second
 // startProcs starts n lbctl serve processes of cfg (whose Mode says the
 // front door) from bin, with their files in dir, and returns once each
 // serves. With stateFile, each keeps lab-N.state in dir.
-func startProcs(ctx context.Context, bin string, cfg *config.Config, n int, dir string, stateFile bool) (fleet, error) {
-	ps := &procs{bin: bin, dir: dir, stateFile: stateFile, cfg: cfg}
+func startProcs(ctx context.Context, bin string, cfg *config.Config, n int, dir string, stateFile, cluster bool) (fleet, error) {
+	ps := &procs{bin: bin, dir: dir, stateFile: stateFile, cluster: cluster, cfg: cfg}
 	for i := range n {
-		addr, err := freeAddr(fmt.Sprintf("127.0.0.%d:0", 2+i))
-		if err != nil {
-			ps.close()
-			return nil, err
-		}
-		adminAddr, err := freeAddr(fmt.Sprintf("127.0.0.%d:0", 2+i))
-		if err != nil {
-			ps.close()
-			return nil, err
-		}
-		p := &proc{index: i, addr: addr, admin: adminAddr,
+		p := &proc{index: i,
 			cfgPath: filepath.Join(dir, fmt.Sprintf("lab-%d.toml", i+1)),
 			pidFile: filepath.Join(dir, fmt.Sprintf("lab-%d.pid", i+1)),
 			logPath: filepath.Join(dir, fmt.Sprintf("lab-%d.log", i+1))}
+		host := fmt.Sprintf("127.0.0.%d:0", 2+i)
+		var err error
+		for _, a := range []*string{&p.addr, &p.admin, &p.member} {
+			if *a, err = freeAddr(host); err != nil {
+				return nil, err
+			}
+		}
+		ps.all = append(ps.all, p)
+	}
+	for _, p := range ps.all {
 		if err := ps.writeConfig(p); err != nil {
 			ps.close()
 			return nil, err
 		}
-		ps.all = append(ps.all, p)
 		if err := ps.start(ctx, p); err != nil {
 			ps.close()
 			return nil, err
 		}
 	}
+	if cluster {
+		for _, p := range ps.all {
+			if err := p.awaitMembers(ctx, n); err != nil {
+				ps.close()
+				return nil, err
+			}
+		}
+	}
 	return ps, nil
 }
 
+// awaitMembers waits until p's admin API lists n cluster members.
+func (p *proc) awaitMembers(ctx context.Context, n int) error {
+	c, err := admin.NewClient(p.admin, "")
+	if err != nil {
+		return fmt.Errorf("instance %d: %w", p.index+1, err)
+	}
+	deadline := time.Now().Add(procWait)
+	for {
+		var st admin.ClusterStatus
+		raw, err := c.Do(ctx, http.MethodGet, "/api/cluster", nil)
+		if err == nil {
+			err = json.Unmarshal(raw, &st)
+		}
+		if err == nil && len(st.Members) >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("instance %d: %d of %d cluster members within %v (%v); its log:\n%s",
+				p.index+1, len(st.Members), n, procWait, err, p.tail())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // writeConfig writes the config file of p: the shared config with p's
-// front listener and admin API, and p's state file when the run keeps one.
+// front listener, admin API and (with --cluster) cluster membership, and p's state file when the run keeps one.
 func (ps *procs) writeConfig(p *proc) error {
 	c := *ps.cfg
 	c.Listen = p.addr
 	c.Admin.Listen = p.admin
 	if ps.stateFile {
 		c.Affinity.StateFile = filepath.Join(ps.dir, fmt.Sprintf("lab-%d.state", p.index+1))
+	}
+	if ps.cluster {
+		c.Cluster.Bind, c.Cluster.Name, c.Cluster.Join = p.member, fmt.Sprintf("lab-%d", p.index+1), nil
+		for _, q := range ps.all {
+			if q != p {
+				c.Cluster.Join = append(c.Cluster.Join, q.member)
+			}
+		}
 	}
 	var buf bytes.Buffer
 	if err := c.Encode(&buf); err != nil {

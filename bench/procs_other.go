@@ -10,6 +10,6 @@ import (
 )
 
 // startProcs needs signals that only unix has.
-func startProcs(context.Context, string, *config.Config, int, string, bool) (fleet, error) {
-	return nil, errors.New("lbctl as a child process (--restart@, --upgrade@ with a binary): unix only")
+func startProcs(context.Context, string, *config.Config, int, string, bool, bool) (fleet, error) {
+	return nil, errors.New("lbctl as a child process (--restart@, --upgrade@, --cluster): unix only")
 }

@@ -140,12 +140,22 @@ func TestProcessUpgradeBreaksNothing(t *testing.T) {
 	}
 }
 
-// TestUpgradeNeedsTheBinary: an in-process instance cannot upgrade.
+// TestUpgradeNeedsTheBinary: an in-process instance cannot upgrade, nor
+// form a cluster.
 func TestUpgradeNeedsTheBinary(t *testing.T) {
 	o := small()
 	o.Upgrades = []time.Duration{0}
 	if _, err := Run(t.Context(), o); err == nil || !strings.Contains(err.Error(), "--upgrade@") {
 		t.Errorf("--upgrade@ without a binary: %v, want an error naming --upgrade@", err)
+	}
+	o = small()
+	o.Instances, o.Cluster = 2, true
+	if _, err := Run(t.Context(), o); err == nil || !strings.Contains(err.Error(), "--cluster") {
+		t.Errorf("--cluster without a binary: %v, want an error naming --cluster", err)
+	}
+	o.Instances = 1
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--cluster") {
+		t.Errorf("--cluster with one instance: %v, want an error naming --cluster", err)
 	}
 }
 
@@ -182,5 +192,28 @@ func TestProcessEventsLeaveNothingRunning(t *testing.T) {
 	out, err := exec.Command("pgrep", "-f", lbctlBinary(t)+" serve").CombinedOutput()
 	if err == nil {
 		t.Errorf("lbctl processes left running:\n%s", out)
+	}
+}
+
+// TestClusterKeepsPinsAcrossInstances spreads each user's connections
+// over 3 lbctl processes under round robin, as TestInstancesAgreeOnlyWithMaglev
+// does without a cluster (where L4 sessions break, instance_changed).
+// With --cluster each pin reaches the other instances within tens of
+// milliseconds, and a user's next request comes 500ms after its last
+// (4 requests over 2s), one user a gateway: every connection finds its
+// pin wherever it lands, and no session breaks in either mode.
+func TestClusterKeepsPinsAcrossInstances(t *testing.T) {
+	t.Parallel()
+	o := paced(2*time.Second, 4)
+	o.Binary = lbctlBinary(t)
+	o.Instances, o.Cluster = 3, true
+	rep := run(t, o)
+	checkClean(t, o, rep)
+	for i := range rep.Runs {
+		res := &rep.Runs[i]
+		t.Logf("%s: broken %d %+v", res.Mode, res.BrokenSessions, res.Broken)
+		if res.BrokenSessions != 0 {
+			t.Errorf("%s: broken %d %+v, want 0: the cluster shares the pins", res.Mode, res.BrokenSessions, res.Broken)
+		}
 	}
 }

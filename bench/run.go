@@ -34,6 +34,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if len(o.Upgrades) > 0 && o.Binary == "" {
 		return nil, errors.New("--upgrade@: needs the lbctl binary, to run lbctl as child processes")
 	}
+	if o.Cluster && o.Binary == "" {
+		return nil, errors.New("--cluster: needs the lbctl binary, to run lbctl as child processes")
+	}
 	if o.KeepAlive {
 		// Every user keeps a connection open for the whole run: its own,
 		// the proxy's two sides, and the backend's.
@@ -90,7 +93,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 }
 
 // startFleet starts the mode's lbctl instances: child processes of
-// o.Binary when the run restarts or upgrades lbctl and has the binary,
+// o.Binary when the run restarts, upgrades or clusters lbctl and has the
+// binary,
 // in-process instances otherwise. A process run keeps its files in a
 // folder of its own, and its state files there too.
 func startFleet(ctx context.Context, o *Options, cfg *config.Config, stateDir string, log *slog.Logger) (fleet, error) {
@@ -101,7 +105,7 @@ func startFleet(ctx context.Context, o *Options, cfg *config.Config, stateDir st
 	if err != nil {
 		return nil, fmt.Errorf("lbctl processes: %w", err)
 	}
-	ps, err := startProcs(ctx, o.Binary, cfg, o.instances(), dir, o.StateFile)
+	ps, err := startProcs(ctx, o.Binary, cfg, o.instances(), dir, o.StateFile, o.Cluster)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -319,6 +323,9 @@ func scenario(o *Options, pop *Population, cfg *config.Config) Scenario {
 	}
 	for _, at := range o.Upgrades {
 		s.Events = append(s.Events, "--upgrade@"+at.String())
+	}
+	if o.Cluster {
+		s.Events = append(s.Events, "--cluster")
 	}
 	if o.processes() {
 		s.Events = append(s.Events, "(lbctl as child processes)")

@@ -37,7 +37,7 @@ type benchFlags struct {
 	reloadAt, restartAt, targetBackends []string
 	upgradeAt                           []string
 	target                              string
-	stateFile                           bool
+	stateFile, cluster                  bool
 	modeGiven                           bool // --mode was on the command line
 	scenarioFiles                       []string
 }
@@ -85,6 +85,7 @@ instance_changed, address_changed, and rebalanced (none of these).
   lbctl bench --restart@4s --state-file            # lbctl as child processes: SIGTERM, start again
   lbctl bench --upgrade@4s                         # SIGUSR2: the zero-gap upgrade
   lbctl bench --instances 3 -c maglev.toml
+  lbctl bench --instances 3 --cluster              # the instances share their pins
   lbctl bench --target l7=127.0.0.1:18080 --target-backends 127.0.0.1:19001,127.0.0.1:19002
   lbctl bench --scenario bench/scenarios/cgnat.toml`,
 		// Flags are parsed here, so that --reload@4s reads as --reload@=4s.
@@ -181,6 +182,7 @@ instance_changed, address_changed, and rebalanced (none of these).
 	fl.StringArrayVar(&f.restartAt, "restart@", nil, "restart lbctl (SIGTERM, then start the process again) this far into each run, as `DURATION` (repeatable)")
 	fl.StringArrayVar(&f.upgradeAt, "upgrade@", nil, "upgrade lbctl (SIGUSR2: the binary on disk takes over) this far into each run, as `DURATION` (repeatable)")
 	fl.IntVar(&f.instances, "instances", f.instances, "lbctl instances on 127.0.0.2 and up; each connection goes to one by a hash, as ECMP")
+	fl.BoolVar(&f.cluster, "cluster", false, "make the --instances one [cluster] that shares pins and admin states (lbctl as child processes)")
 	fl.BoolVar(&f.stateFile, "state-file", false, "give each instance an affinity state file, so that a restart keeps pins and admin states")
 	fl.StringArrayVar(&f.scenarioFiles, "scenario", nil, "run the scenario in this TOML `FILE` instead of the flags (repeatable: each in turn)")
 	fl.StringVar(&f.target, "target", "", "measure external load balancers instead of lbctl, as `l4=ADDR,l7=ADDR` (either alone)")
@@ -235,7 +237,7 @@ func (f *benchFlags) options() (bench.Options, error) {
 		}
 	}
 	o.PoolSize, o.IPChurn, o.IPChurnEvery = f.poolSize, f.ipChurn, f.ipChurnEvery
-	o.DrainFor, o.Instances, o.StateFile = f.drainFor, f.instances, f.stateFile
+	o.DrainFor, o.Instances, o.StateFile, o.Cluster = f.drainFor, f.instances, f.stateFile, f.cluster
 	if f.target != "" {
 		if o.Targets, err = bench.ParseTargets(f.target); err != nil {
 			return o, fmt.Errorf("--target: %w", err)
