@@ -59,6 +59,28 @@ func buildLbctl() {
 	})
 }
 
+// TestLbctlProcesses runs the tests of lbctl as child processes while
+// the lab's in-process tests wait: a process test starts lbctl processes
+// and a build, and the timing of the paced in-process runs would suffer
+// if they shared the machine with them. The one that looks for processes
+// left over runs first and alone; the others in parallel.
+func TestLbctlProcesses(t *testing.T) {
+	t.Run("events_leave_nothing_running", testProcessEventsLeaveNothingRunning)
+	for _, tc := range []struct {
+		name string
+		f    func(*testing.T)
+	}{
+		{"restart_keeps_pins_only_with_state_file", testProcessRestartKeepsPinsOnlyWithStateFile},
+		{"upgrade_breaks_nothing", testProcessUpgradeBreaksNothing},
+		{"cluster_keeps_pins_across_instances", testClusterKeepsPinsAcrossInstances},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.f(t)
+		})
+	}
+}
+
 // restartRun is a paced scenario over 3s with lbctl as a child process:
 // 120 users, each behind a gateway of its own (one client key each), 6
 // requests each, request k at (k+phase)/6 of the run, so that every user
@@ -71,7 +93,7 @@ func restartRun(t *testing.T) Options {
 	return o
 }
 
-// TestProcessRestartKeepsPinsOnlyWithStateFile sends SIGTERM to the lbctl
+// testProcessRestartKeepsPinsOnlyWithStateFile sends SIGTERM to the lbctl
 // process 600ms into the run and starts it again. Under
 // "random2" over 3 backends (round robin would pin the gateways again in
 // the order they come back, which is the order they first came in: the
@@ -82,8 +104,7 @@ func restartRun(t *testing.T) Options {
 // binomial standard deviations of 5.2). With the state file the process saves its pins at
 // SIGTERM and loads them at start: nobody moves. Cookies hold either way.
 // Requests that arrive while no process listens fail; they are counted.
-func TestProcessRestartKeepsPinsOnlyWithStateFile(t *testing.T) {
-	t.Parallel()
+func testProcessRestartKeepsPinsOnlyWithStateFile(t *testing.T) {
 	for _, stateFile := range []bool{false, true} {
 		t.Run(fmt.Sprintf("state_file=%v", stateFile), func(t *testing.T) {
 			t.Parallel()
@@ -114,13 +135,12 @@ func TestProcessRestartKeepsPinsOnlyWithStateFile(t *testing.T) {
 	}
 }
 
-// TestProcessUpgradeBreaksNothing sends SIGUSR2 to the lbctl process 600ms
+// testProcessUpgradeBreaksNothing sends SIGUSR2 to the lbctl process 600ms
 // into the run: the binary on disk starts, takes the listener, the pins
 // and the admin states over, and the old process drains. No request fails
 // and no session moves, in either mode, with a state file or without
 // (the pins go over the hand-over, not through the file).
-func TestProcessUpgradeBreaksNothing(t *testing.T) {
-	t.Parallel()
+func testProcessUpgradeBreaksNothing(t *testing.T) {
 	for _, stateFile := range []bool{false, true} {
 		t.Run(fmt.Sprintf("state_file=%v", stateFile), func(t *testing.T) {
 			t.Parallel()
@@ -159,13 +179,13 @@ func TestUpgradeNeedsTheBinary(t *testing.T) {
 	}
 }
 
-// TestProcessEventsLeaveNothingRunning runs every event a process run
+// testProcessEventsLeaveNothingRunning runs every event a process run
 // takes, over two lbctl processes with state files: a restart, an
 // upgrade, an add through SIGHUP and a bounded drain through the admin
 // API. Each happens, and when Run returns no process is left: the ones
-// the upgrades started included. It runs alone (not in parallel), so
-// that the processes of other tests are not there to be seen.
-func TestProcessEventsLeaveNothingRunning(t *testing.T) {
+// the upgrades started included. It runs alone, so that the processes
+// of other tests are not there to be seen.
+func testProcessEventsLeaveNothingRunning(t *testing.T) {
 	o := restartRun(t)
 	o.Modes = []Mode{L4}
 	o.Instances, o.StateFile = 2, true
@@ -195,15 +215,14 @@ func TestProcessEventsLeaveNothingRunning(t *testing.T) {
 	}
 }
 
-// TestClusterKeepsPinsAcrossInstances spreads each user's connections
+// testClusterKeepsPinsAcrossInstances spreads each user's connections
 // over 3 lbctl processes under round robin, as TestInstancesAgreeOnlyWithMaglev
 // does without a cluster (where L4 sessions break, instance_changed).
 // With --cluster each pin reaches the other instances within tens of
 // milliseconds, and a user's next request comes 500ms after its last
 // (4 requests over 2s), one user a gateway: every connection finds its
 // pin wherever it lands, and no session breaks in either mode.
-func TestClusterKeepsPinsAcrossInstances(t *testing.T) {
-	t.Parallel()
+func testClusterKeepsPinsAcrossInstances(t *testing.T) {
 	o := paced(2*time.Second, 4)
 	o.Binary = lbctlBinary(t)
 	o.Instances, o.Cluster = 3, true
