@@ -7,7 +7,8 @@
 // as serve does, plays the population against each front door in turn, and
 // reports how evenly each kind of persistence spread the load, whether any
 // session moved while its backend was up, and how users were re-pinned when
-// a backend was killed.
+// a backend was killed. A run that restarts, upgrades or clusters lbctl
+// runs it as `lbctl serve` child processes of a binary instead (procs.go).
 package bench
 
 import (
