@@ -130,8 +130,8 @@ func TestBenchEventFlags(t *testing.T) {
 }
 
 func TestBenchAtFlags(t *testing.T) {
-	got := atFlags([]string{"--reload@4s", "--restart@=1s", "--restart@", "2s", "--", "--reload@3s"})
-	want := []string{"--reload@=4s", "--restart@=1s", "--restart@", "2s", "--", "--reload@3s"}
+	got := atFlags([]string{"--reload@4s", "--restart@=1s", "--restart@", "2s", "--upgrade@5s", "--", "--reload@3s"})
+	want := []string{"--reload@=4s", "--restart@=1s", "--restart@", "2s", "--upgrade@=5s", "--", "--reload@3s"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("atFlags = %q, want %q", got, want)
 	}
