@@ -97,6 +97,11 @@ instance_changed, address_changed, and rebalanced (none of these).
 				}
 				return err
 			}
+			// cobra defines --help on the command's flags before RunE, so
+			// that Parse sets it rather than failing with ErrHelp.
+			if help, _ := cmd.Flags().GetBool("help"); help {
+				return cmd.Help()
+			}
 			if rest := cmd.Flags().Args(); len(rest) > 0 {
 				return fmt.Errorf("bench takes no arguments, got %q", rest)
 			}

@@ -219,3 +219,20 @@ func TestBenchUpgradeAndRestartRunProcesses(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchHelpRunsNothing: --help prints the help, with the lifecycle
+// flags, and runs no scenario.
+func TestBenchHelpRunsNothing(t *testing.T) {
+	out, err := lbctl(t, "bench", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("bench --help: %v\n%s", err, out)
+	}
+	for _, want := range []string{"--upgrade@", "--cluster", "--restart@"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("help lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "generator_rps") {
+		t.Errorf("bench --help ran a scenario:\n%s", out)
+	}
+}
