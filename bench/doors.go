@@ -207,11 +207,24 @@ func (d *doors) count() int {
 	return len(d.all)
 }
 
-// first returns instance 1, whose table and prober the report reads.
-func (d *doors) first() *instance.Instance {
+// affinity returns the counters of instance 1's table, nil in L7.
+func (d *doors) affinity() *AffinityStats {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.all[0].in
+	in := d.all[0].in
+	d.mu.Unlock()
+	table := in.Table()
+	if table == nil {
+		return nil
+	}
+	st := table.Stats()
+	return &AffinityStats{Hits: st.Hits, Misses: st.Misses, Repins: st.Repins,
+		Evictions: st.Evictions, Expirations: st.Expirations, Size: st.Size}
+}
+
+// upgrade is for lbctl as a child process only; Validate keeps it from an
+// in-process run.
+func (d *doors) upgrade(context.Context) error {
+	return errors.New("--upgrade@: in-process instances cannot upgrade; give the lbctl binary (Options.Binary)")
 }
 
 // close stops every instance, the way the end of a run does.

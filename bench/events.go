@@ -35,7 +35,7 @@ func spans(past []applied, drainFor time.Duration) []span {
 			}
 		case "--ready":
 			closeOpen(p.backend, p.from)
-		case "--restart@":
+		case "--restart@", "--upgrade@":
 			out = append(out, span{cause: restarted, backend: -1, from: p.from, to: p.to})
 		case "--reload@", "--add":
 			out = append(out, span{cause: reloaded, backend: -1, from: p.from, to: p.to})

@@ -121,10 +121,24 @@ type Options struct {
 	// connections get a second), saves its state file if it has one, and
 	// is built again on its address.
 	Reloads, Restarts []time.Duration
+	// Upgrades send SIGUSR2 to every lbctl process at those times: the
+	// binary on disk starts, takes the listeners, pins and admin states
+	// over, and the old process drains. Run refuses them without Binary.
+	Upgrades []time.Duration
+	// Binary is the lbctl executable. With it, a run that restarts or
+	// upgrades lbctl runs its instances as `lbctl serve` child processes,
+	// so that --restart@ is a real SIGTERM and start and --upgrade@ a real
+	// SIGUSR2; without it, --restart@ rebuilds in-process instances.
+	Binary string
 	// Instances is the number of lbctl instances (1..8), on 127.0.0.2 and
 	// up; each request goes to one of them by a hash, as ECMP spreads
 	// connections. Zero means one.
 	Instances int
+	// Cluster makes the instances one [cluster]: each shares its pins and
+	// admin states with the others over memberlist, so that a user's
+	// connection that lands on another instance finds its pin there, once
+	// it has arrived. It needs Binary and two instances or more.
+	Cluster bool
 	// StateFile gives each instance an affinity state file in a temporary
 	// folder, so that a restart keeps the admin states and (in L4) pins.
 	StateFile bool
@@ -270,6 +284,9 @@ func (o *Options) Validate() error {
 	if o.Instances < 0 || o.Instances > MaxInstances {
 		fail("--instances: %d is out of range 1..%d", o.Instances, MaxInstances)
 	}
+	if o.Cluster && o.instances() < 2 {
+		fail("--cluster: a cluster of one instance; give --instances 2 or more")
+	}
 	if o.TargetSettle < 0 {
 		fail("--target-settle: %v must not be negative", o.TargetSettle)
 	}
@@ -279,6 +296,12 @@ func (o *Options) Validate() error {
 	errs = append(errs, o.checkTargets()...)
 	errs = append(errs, o.checkEvents()...)
 	return errors.Join(errs...)
+}
+
+// processes reports whether the run's lbctl instances are child
+// processes.
+func (o *Options) processes() bool {
+	return o.Binary != "" && (len(o.Restarts) > 0 || len(o.Upgrades) > 0 || o.Cluster)
 }
 
 // MaxInstances is the most lbctl instances a run plays against.
@@ -324,13 +347,14 @@ func (o *Options) checkTargets() []error {
 		flag string
 		n    int
 	}{{"--add", len(o.Adds)}, {"--drain", len(o.Drains)}, {"--maint", len(o.Maints)},
-		{"--ready", len(o.Readies)}, {"--reload@", len(o.Reloads)}, {"--restart@", len(o.Restarts)}} {
+		{"--ready", len(o.Readies)}, {"--reload@", len(o.Reloads)}, {"--restart@", len(o.Restarts)},
+		{"--upgrade@", len(o.Upgrades)}} {
 		if g.n > 0 {
 			errs = append(errs, fmt.Errorf("%s: acts on lbctl's own instances, not on a --target", g.flag))
 		}
 	}
-	if o.instances() > 1 || o.StateFile {
-		errs = append(errs, errors.New("--instances and --state-file: lbctl's own instances, not a --target"))
+	if o.instances() > 1 || o.StateFile || o.Cluster {
+		errs = append(errs, errors.New("--instances, --cluster and --state-file: lbctl's own instances, not a --target"))
 	}
 	return errs
 }
@@ -372,6 +396,9 @@ func (o *Options) checkEvents() []error {
 	}
 	for _, at := range o.Restarts {
 		all = append(all, ev{Event{At: at}, "--restart@"})
+	}
+	for _, at := range o.Upgrades {
+		all = append(all, ev{Event{At: at}, "--upgrade@"})
 	}
 	added := make(map[string]bool)
 	for _, e := range o.Adds {

@@ -112,7 +112,8 @@ type RunResult struct {
 	Drains   []DrainResult `json:"drains,omitempty"`
 
 	// Affinity is the L4 affinity table's counters (of the first
-	// instance, since its last restart); nil for L7 and a --target.
+	// instance, since its last restart); nil for L7, a --target and
+	// lbctl run as child processes.
 	Affinity *AffinityStats `json:"affinity,omitempty"`
 
 	Finding  string   `json:"finding"`

@@ -7,7 +7,8 @@
 // as serve does, plays the population against each front door in turn, and
 // reports how evenly each kind of persistence spread the load, whether any
 // session moved while its backend was up, and how users were re-pinned when
-// a backend was killed.
+// a backend was killed. A run that restarts, upgrades or clusters lbctl
+// runs it as `lbctl serve` child processes of a binary instead (procs.go).
 package bench
 
 import (
@@ -30,6 +31,12 @@ import (
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
+	}
+	if len(o.Upgrades) > 0 && o.Binary == "" {
+		return nil, errors.New("--upgrade@: needs the lbctl binary, to run lbctl as child processes")
+	}
+	if o.Cluster && o.Binary == "" {
+		return nil, errors.New("--cluster: needs the lbctl binary, to run lbctl as child processes")
 	}
 	if o.KeepAlive {
 		// Every user keeps a connection open for the whole run: its own,
@@ -86,6 +93,38 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
+// startFleet starts the mode's lbctl instances: child processes of
+// o.Binary when the run restarts, upgrades or clusters lbctl and has the
+// binary,
+// in-process instances otherwise. A process run keeps its files in a
+// folder of its own, and its state files there too.
+func startFleet(ctx context.Context, o *Options, cfg *config.Config, stateDir string, log *slog.Logger) (fleet, error) {
+	if !o.processes() {
+		return startDoors(ctx, cfg, o.instances(), stateDir, log)
+	}
+	dir, err := os.MkdirTemp("", "lbctl-bench-proc-")
+	if err != nil {
+		return nil, fmt.Errorf("lbctl processes: %w", err)
+	}
+	ps, err := startProcs(ctx, o.Binary, cfg, o.instances(), dir, o.StateFile, o.Cluster)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return &removing{ps, dir}, nil
+}
+
+// removing is a fleet whose close also removes its folder.
+type removing struct {
+	fleet
+	dir string
+}
+
+func (r *removing) close() error {
+	err := r.fleet.close()
+	return errors.Join(err, os.RemoveAll(r.dir))
+}
+
 // runMode plays the scenario once against one mode's front doors: lbctl's
 // own instances, or the --target of the mode.
 func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *backendSet,
@@ -93,7 +132,7 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 	if err := set.reset(); err != nil {
 		return RunResult{}, err
 	}
-	var d *doors
+	var d fleet
 	var urls []string
 	if target := o.Targets[mode]; target != "" {
 		urls = []string{"http://" + target + "/"}
@@ -103,7 +142,7 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 	} else {
 		modeCfg := *cfg
 		modeCfg.Mode = string(mode)
-		if d, err = startDoors(ctx, &modeCfg, o.instances(), stateDir, log); err != nil {
+		if d, err = startFleet(ctx, o, &modeCfg, stateDir, log); err != nil {
 			return RunResult{}, err
 		}
 		defer func() {
@@ -124,11 +163,7 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 
 	var aff *AffinityStats
 	if d != nil {
-		if table := d.first().Table(); table != nil {
-			st := table.Stats()
-			aff = &AffinityStats{Hits: st.Hits, Misses: st.Misses, Repins: st.Repins,
-				Evictions: st.Evictions, Expirations: st.Expirations, Size: st.Size}
-		}
+		aff = d.affinity()
 		closeErr := d.close()
 		d = nil
 		if closeErr != nil {
@@ -158,6 +193,20 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 	}), nil
 }
 
+// fleet is the lbctl instances a mode's run plays against: in-process
+// (doors) or child processes (procs, for --restart@ and --upgrade@ with a
+// binary).
+type fleet interface {
+	urls() []string
+	reload(ctx context.Context) error
+	add(ctx context.Context, id, addr string) error
+	setState(id string, state backend.AdminState, drainFor time.Duration) error
+	restart(ctx context.Context) error
+	upgrade(ctx context.Context) error
+	affinity() *AffinityStats
+	close() error
+}
+
 // settle waits d, or until ctx ends.
 func settle(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
@@ -171,7 +220,7 @@ func settle(ctx context.Context, d time.Duration) error {
 }
 
 // actions are the run's events, each bound to what it acts on.
-func actions(ctx context.Context, o *Options, set *backendSet, d *doors) []action {
+func actions(ctx context.Context, o *Options, set *backendSet, d fleet) []action {
 	var as []action
 	on := func(flag string, es []Event, apply func(b *labBackend) error) {
 		for _, e := range es {
@@ -193,6 +242,9 @@ func actions(ctx context.Context, o *Options, set *backendSet, d *doors) []actio
 	}
 	for _, at := range o.Restarts {
 		as = append(as, action{flag: "--restart@", event: Event{At: at}, backend: -1, apply: func() error { return d.restart(ctx) }})
+	}
+	for _, at := range o.Upgrades {
+		as = append(as, action{flag: "--upgrade@", event: Event{At: at}, backend: -1, apply: func() error { return d.upgrade(ctx) }})
 	}
 	return as
 }
@@ -269,6 +321,15 @@ func scenario(o *Options, pop *Population, cfg *config.Config) Scenario {
 	}
 	for _, at := range o.Restarts {
 		s.Events = append(s.Events, "--restart@"+at.String())
+	}
+	for _, at := range o.Upgrades {
+		s.Events = append(s.Events, "--upgrade@"+at.String())
+	}
+	if o.Cluster {
+		s.Events = append(s.Events, "--cluster")
+	}
+	if o.processes() {
+		s.Events = append(s.Events, "(lbctl as child processes)")
 	}
 	switch h := cfg.Health; h.Check {
 	case "none":

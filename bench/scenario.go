@@ -22,15 +22,15 @@ import (
 //	name = "carrier-grade NAT with churn"
 //	config = "lbctl.toml"          # [balance], [affinity], [cookie], [health]; relative to this file
 //	[population]  users, gateways, skew, zipf_s, seed, pool_size, ip_churn, ip_churn_every
-//	[run]         backends, requests, mode, rate, duration, concurrency, keepalive, instances, state_file
+//	[run]         backends, requests, mode, rate, duration, concurrency, keepalive, instances, cluster, state_file
 //	[events]      fail, recover, add, drain, maint, ready (lists of "ID@DURATION"),
-//	              drain_for, reload, restart (lists of "DURATION")
+//	              drain_for, reload, restart, upgrade (lists of "DURATION")
 //	[target]      l4, l7, backends, settle
 var scenarioKeys = map[string][]string{
 	"":           {"name", "config", "population", "run", "events", "target"},
 	"population": {"users", "gateways", "skew", "zipf_s", "seed", "pool_size", "ip_churn", "ip_churn_every"},
-	"run":        {"backends", "requests", "mode", "rate", "duration", "concurrency", "keepalive", "instances", "state_file"},
-	"events":     {"fail", "recover", "add", "drain", "maint", "ready", "drain_for", "reload", "restart"},
+	"run":        {"backends", "requests", "mode", "rate", "duration", "concurrency", "keepalive", "instances", "cluster", "state_file"},
+	"events":     {"fail", "recover", "add", "drain", "maint", "ready", "drain_for", "reload", "restart", "upgrade"},
 	"target":     {"l4", "l7", "backends", "settle"},
 }
 
@@ -41,9 +41,9 @@ var flagKeys = map[string]string{
 	"--zipf-s": "population.zipf_s", "--pool-size": "population.pool_size", "--ip-churn": "population.ip_churn",
 	"--ip-churn-every": "population.ip_churn_every", "--backends": "run.backends", "--requests": "run.requests",
 	"--mode": "run.mode", "--rate": "run.rate", "--duration": "run.duration", "--concurrency": "run.concurrency",
-	"--instances": "run.instances", "--fail": "events.fail", "--recover": "events.recover", "--add": "events.add",
+	"--instances": "run.instances", "--cluster": "run.cluster", "--fail": "events.fail", "--recover": "events.recover", "--add": "events.add",
 	"--drain": "events.drain", "--maint": "events.maint", "--ready": "events.ready", "--drain-for": "events.drain_for",
-	"--reload@": "events.reload", "--restart@": "events.restart", "--target": "target", "--target-backends": "target.backends", "--target-settle": "target.settle",
+	"--reload@": "events.reload", "--restart@": "events.restart", "--upgrade@": "events.upgrade", "--target": "target", "--target-backends": "target.backends", "--target-settle": "target.settle",
 }
 
 // Scenario file is a loaded scenario: its name and the options it sets.
@@ -134,6 +134,7 @@ func ParseScenario(data []byte, path string) (*ScenarioFile, error) {
 		d.int(r, "run.concurrency", &o.Concurrency)
 		d.bool(r, "run.keepalive", &o.KeepAlive)
 		d.int(r, "run.instances", &o.Instances)
+		d.bool(r, "run.cluster", &o.Cluster)
 		d.bool(r, "run.state_file", &o.StateFile)
 	}
 	if e := d.sub(tree, "events"); e != nil {
@@ -146,6 +147,7 @@ func ParseScenario(data []byte, path string) (*ScenarioFile, error) {
 		d.duration(e, "events.drain_for", &o.DrainFor)
 		d.times(e, "events.reload", &o.Reloads)
 		d.times(e, "events.restart", &o.Restarts)
+		d.times(e, "events.upgrade", &o.Upgrades)
 	}
 	if t := d.sub(tree, "target"); t != nil {
 		o.Targets = make(map[Mode]string)

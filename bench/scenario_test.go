@@ -54,6 +54,8 @@ func TestScenarioErrorsNameKeyAndLine(t *testing.T) {
 		{"bad duration", "[events]\ndrain_for = \"soon\"\n", []string{"s.toml:2: events.drain_for: \"soon\" is not a duration"}},
 		{"syntax", "[run\nbackends = 3\n", []string{"s.toml:1:"}},
 		{"two problems", "[population]\nusers = -1\n[run]\nbackends = 0\n", []string{"s.toml:2: population.users", "s.toml:4: run.backends"}},
+		{"cluster of one", "[run]\ninstances = 1\ncluster = true\n", []string{"s.toml:3: run.cluster: a cluster of one instance"}},
+		{"upgrade past the run", "[run]\nduration = \"1s\"\n[events]\nupgrade = [\"3s\"]\n", []string{"s.toml:4: events.upgrade 3s: each run lasts 1s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseScenario([]byte(tc.doc), "s.toml")
@@ -63,6 +65,20 @@ func TestScenarioErrorsNameKeyAndLine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestScenarioLifecycleKeys: run.cluster and events.upgrade set their
+// options.
+func TestScenarioLifecycleKeys(t *testing.T) {
+	doc := "[run]\ninstances = 3\ncluster = true\nstate_file = true\n[events]\nupgrade = [\"2s\"]\nrestart = [\"4s\"]\n"
+	sf, err := ParseScenario([]byte(doc), "l.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := sf.Options
+	if !o.Cluster || o.Instances != 3 || !o.StateFile || len(o.Upgrades) != 1 || o.Upgrades[0] != 2*time.Second || len(o.Restarts) != 1 {
+		t.Errorf("options %+v", o)
 	}
 }
 

@@ -35,8 +35,9 @@ type benchFlags struct {
 	targetSettle                        time.Duration
 	add, drain, maint, ready            []string
 	reloadAt, restartAt, targetBackends []string
+	upgradeAt                           []string
 	target                              string
-	stateFile                           bool
+	stateFile, cluster                  bool
 	modeGiven                           bool // --mode was on the command line
 	scenarioFiles                       []string
 }
@@ -73,7 +74,7 @@ latency, side by side.
 Each mode's requests are spread evenly over its run, which lasts
 users*requests/--rate seconds (or --duration): every user sends its requests
 at a steady pace, at a phase of its own. Event times (--fail, --recover,
---add, --drain, --maint, --ready, --reload@, --restart@) count from the
+--add, --drain, --maint, --ready, --reload@, --restart@, --upgrade@) count from the
 start of each mode's run and must fall within it. broken_sessions is split
 by cause: backend_failed, maintenance, drain_deadline, restarted, reloaded,
 instance_changed, address_changed, and rebalanced (none of these).
@@ -81,8 +82,10 @@ instance_changed, address_changed, and rebalanced (none of these).
   lbctl bench --pool-size 16 --ip-churn 0.05      # carrier NAT pools
   lbctl bench --add app-05@4s                     # scale up through a reload
   lbctl bench --drain app-02@3s --drain-for 4s
-  lbctl bench --restart@4s --state-file
+  lbctl bench --restart@4s --state-file            # lbctl as child processes: SIGTERM, start again
+  lbctl bench --upgrade@4s                         # SIGUSR2: the zero-gap upgrade
   lbctl bench --instances 3 -c maglev.toml
+  lbctl bench --instances 3 --cluster              # the instances share their pins
   lbctl bench --target l7=127.0.0.1:18080 --target-backends 127.0.0.1:19001,127.0.0.1:19002
   lbctl bench --scenario bench/scenarios/cgnat.toml`,
 		// Flags are parsed here, so that --reload@4s reads as --reload@=4s.
@@ -93,6 +96,11 @@ instance_changed, address_changed, and rebalanced (none of these).
 					return cmd.Help()
 				}
 				return err
+			}
+			// cobra defines --help on the command's flags before RunE, so
+			// that Parse sets it rather than failing with ErrHelp.
+			if help, _ := cmd.Flags().GetBool("help"); help {
+				return cmd.Help()
 			}
 			if rest := cmd.Flags().Args(); len(rest) > 0 {
 				return fmt.Errorf("bench takes no arguments, got %q", rest)
@@ -112,6 +120,11 @@ instance_changed, address_changed, and rebalanced (none of these).
 			out := cmd.OutOrStdout()
 			for i, sc := range runs {
 				o := sc.Options
+				// A restart or an upgrade runs lbctl as child processes
+				// of this very binary.
+				if o.Binary, err = os.Executable(); err != nil {
+					return fmt.Errorf("finding the lbctl binary: %w", err)
+				}
 				if term.IsTerminal(int(os.Stderr.Fd())) {
 					o.Progress = os.Stderr
 				}
@@ -171,8 +184,10 @@ instance_changed, address_changed, and rebalanced (none of these).
 	fl.StringArrayVar(&f.ready, "ready", nil, "make a backend ready again, as `ID@DURATION` (repeatable)")
 	fl.DurationVar(&f.drainFor, "drain-for", 0, "bound each --drain: after this, its pinned users move too; 0 = no deadline")
 	fl.StringArrayVar(&f.reloadAt, "reload@", nil, "reload lbctl's config this far into each run, as `DURATION` (repeatable)")
-	fl.StringArrayVar(&f.restartAt, "restart@", nil, "restart lbctl (in process) this far into each run, as `DURATION` (repeatable)")
+	fl.StringArrayVar(&f.restartAt, "restart@", nil, "restart lbctl (SIGTERM, then start the process again) this far into each run, as `DURATION` (repeatable)")
+	fl.StringArrayVar(&f.upgradeAt, "upgrade@", nil, "upgrade lbctl (SIGUSR2: the binary on disk takes over) this far into each run, as `DURATION` (repeatable)")
 	fl.IntVar(&f.instances, "instances", f.instances, "lbctl instances on 127.0.0.2 and up; each connection goes to one by a hash, as ECMP")
+	fl.BoolVar(&f.cluster, "cluster", false, "make the --instances one [cluster] that shares pins and admin states (lbctl as child processes)")
 	fl.BoolVar(&f.stateFile, "state-file", false, "give each instance an affinity state file, so that a restart keeps pins and admin states")
 	fl.StringArrayVar(&f.scenarioFiles, "scenario", nil, "run the scenario in this TOML `FILE` instead of the flags (repeatable: each in turn)")
 	fl.StringVar(&f.target, "target", "", "measure external load balancers instead of lbctl, as `l4=ADDR,l7=ADDR` (either alone)")
@@ -217,7 +232,7 @@ func (f *benchFlags) options() (bench.Options, error) {
 		flag string
 		from []string
 		to   *[]time.Duration
-	}{{"--reload@", f.reloadAt, &o.Reloads}, {"--restart@", f.restartAt, &o.Restarts}} {
+	}{{"--reload@", f.reloadAt, &o.Reloads}, {"--restart@", f.restartAt, &o.Restarts}, {"--upgrade@", f.upgradeAt, &o.Upgrades}} {
 		for _, s := range g.from {
 			at, err := bench.ParseAt(s)
 			if err != nil {
@@ -227,7 +242,7 @@ func (f *benchFlags) options() (bench.Options, error) {
 		}
 	}
 	o.PoolSize, o.IPChurn, o.IPChurnEvery = f.poolSize, f.ipChurn, f.ipChurnEvery
-	o.DrainFor, o.Instances, o.StateFile = f.drainFor, f.instances, f.stateFile
+	o.DrainFor, o.Instances, o.StateFile, o.Cluster = f.drainFor, f.instances, f.stateFile, f.cluster
 	if f.target != "" {
 		if o.Targets, err = bench.ParseTargets(f.target); err != nil {
 			return o, fmt.Errorf("--target: %w", err)
@@ -322,13 +337,14 @@ func (f *benchFlags) scenarios(fs *pflag.FlagSet) ([]scenarioRun, error) {
 	return runs, errors.Join(errs...)
 }
 
-// atFlags rewrites --reload@DURATION and --restart@DURATION, as the lab's
+// atFlags rewrites --reload@DURATION, --restart@DURATION and
+// --upgrade@DURATION, as the lab's
 // flags are written, into the --reload@=DURATION that pflag parses.
 func atFlags(args []string) []string {
 	out := make([]string, len(args))
 	for i, a := range args {
 		out[i] = a
-		for _, name := range []string{"--reload@", "--restart@"} {
+		for _, name := range []string{"--reload@", "--restart@", "--upgrade@"} {
 			if rest, ok := strings.CutPrefix(a, name); ok && rest != "" && !strings.HasPrefix(rest, "=") {
 				out[i] = name + "=" + rest
 			}
