@@ -13,10 +13,12 @@ import (
 // (failover) is passed over to the next position of the cycle.
 //
 // With an unchanging pool, selections over whole cycles give each backend
-// exactly its weight's share. A selection costs one atomic counter and a
-// binary search over the distinct weights (at most 256), whatever the
-// number of backends; the cycle is prepared once per change of the pool
-// (see prepared). The zero value is ready to use; it must not be copied
+// exactly its weight's share; after a change, from when the rebuilt cycle
+// lands (until then the old one serves, skipping what is no longer
+// available). A selection costs one atomic counter and a binary search
+// over the distinct weights (at most 256), whatever the number of
+// backends; the cycle is rebuilt off the data path once per change of the
+// pool (see prepared). The zero value is ready to use; it must not be copied
 // after first use.
 type RoundRobin struct {
 	next  atomic.Uint64
@@ -103,3 +105,6 @@ func buildCycle(reg *Registry, _ int) *cycle {
 	}
 	return c
 }
+
+// Prepare builds the cycle over reg (see Selector).
+func (r *RoundRobin) Prepare(reg *Registry) { r.cycle.prepare(reg, buildCycle, 0) }
