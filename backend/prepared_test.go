@@ -155,3 +155,26 @@ func TestBackgroundRebuildsEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestBackendBackFromAllDown: with every backend down, the structure holds
+// none; the first selection after one comes back finds it, without waiting
+// for the rebuild.
+func TestBackendBackFromAllDown(t *testing.T) {
+	for _, policy := range policies {
+		t.Run(policy, func(t *testing.T) {
+			pool := newPool(1, 2)
+			reg := registryOf(t, pool)
+			markDown(pool[0])
+			markDown(pool[1])
+			s := mustSelector(t, policy)
+			if b := s.Select(reg, 1, nil); b != nil {
+				t.Fatalf("Select = %s with every backend down, want none", b.ID)
+			}
+			markUp(pool[1])
+			if b := s.Select(reg, 1, nil); b != pool[1] {
+				t.Fatalf("Select = %v right after b1 came back, want b1", b)
+			}
+			settle(t, s, reg)
+		})
+	}
+}

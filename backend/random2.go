@@ -23,7 +23,11 @@ var _ Selector = (*Random2)(nil)
 func (r *Random2) Select(reg *Registry, _ uint64, avoid []*Backend) *Backend {
 	u := *r.list.get(reg, buildUsable, 0)
 	if len(u) == 0 {
-		return nil
+		if r.list.current(reg) {
+			return nil
+		}
+		// Built while none was available, and some may be now.
+		return fewEligible(reg.All(), avoid)
 	}
 	var first, second *Backend
 	if len(u) > 1 {

@@ -49,7 +49,11 @@ type segment struct {
 func (r *RoundRobin) Select(reg *Registry, _ uint64, avoid []*Backend) *Backend {
 	c := r.cycle.get(reg, buildCycle, 0)
 	if c.total == 0 {
-		return nil
+		if r.cycle.current(reg) {
+			return nil
+		}
+		// Built while none was available, and some may be now.
+		return firstEligible(reg.All(), avoid, 0)
 	}
 	n := r.next.Add(1) - 1
 	pos := int(n % uint64(c.total))
