@@ -117,8 +117,8 @@ func (b *Backend) Release() {
 
 // stateEpoch counts the changes of any backend's availability or weight:
 // health transitions, admin states, reloads. Selectors keep structures
-// prepared over the available backends and rebuild them when it moves
-// (see prepared). It is one counter for the process rather than one per
+// prepared over the available backends and rebuild them in the background
+// when it moves (see prepared). It is one counter for the process rather than one per
 // pool because a Backend does not know its pool; a change in one pool
 // costs another at most one rebuild.
 var stateEpoch atomic.Uint64

@@ -13,8 +13,8 @@ import (
 // so equally loaded backends share new clients evenly instead of the first
 // one taking them all.
 //
-// The order is a tournament tree over the available backends, prepared once
-// per change of the pool (see prepared), whose leaves each backend's
+// The order is a tournament tree over the available backends, rebuilt off
+// the data path once per change of the pool (see prepared), whose leaves each backend's
 // Acquire and Release keep current without a lock (see leaf.moved): a
 // selection walks it in O(log n), about 12 levels for 3,000 backends. While
 // connections start and end concurrently with a selection, it may take a
@@ -268,3 +268,6 @@ func buildOrder(reg *Registry, _ int) *order {
 	}
 	return o
 }
+
+// Prepare builds the order over reg (see Selector).
+func (l *LeastConn) Prepare(reg *Registry) { l.order.prepare(reg, buildOrder, 0) }

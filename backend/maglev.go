@@ -44,8 +44,10 @@ const MaxTableSize = 1 << 24
 // interleaved, a failed backend's clients spread over the others about in
 // proportion to their weights.
 //
-// A selection is one table lookup and a few probes; the table is built
-// once per registry. The zero value is not usable: see NewMaglev.
+// A selection is one table lookup and a few probes. The table is built
+// once per registry, before a reload publishes it (see Pool.Reload), and
+// never for a change of health or admin state, which it does not depend
+// on. The zero value is not usable: see NewMaglev.
 type Maglev struct {
 	size  int
 	table prepared[maglevTable]
@@ -102,7 +104,7 @@ type maglevTable struct {
 // Select returns the backend of the client's entry, or of the first entry
 // after it that is eligible, or nil when none is.
 func (m *Maglev) Select(reg *Registry, key uint64, avoid []*Backend) *Backend {
-	t := m.table.get(reg, buildMaglev, m.size)
+	t := m.table.forRegistry(reg, buildMaglev, m.size)
 	if len(t.backs) == 0 {
 		return nil
 	}
@@ -203,3 +205,6 @@ func mix64(x uint64) uint64 {
 	x = (x ^ x>>27) * 0x94d049bb133111eb
 	return x ^ x>>31
 }
+
+// Prepare builds the lookup table over reg (see Selector).
+func (m *Maglev) Prepare(reg *Registry) { m.table.forRegistry(reg, buildMaglev, m.size) }

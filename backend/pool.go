@@ -109,7 +109,13 @@ func (p *Pool) SetJoinDown(down bool) { p.joinDown.Store(down) }
 // Specs are checked the way NewRegistry checks backends (no empty or
 // duplicate id), and an empty address is refused; on an error nothing
 // changes. Reloads are serialised; readers never wait for one.
-func (p *Pool) Reload(specs []Spec) (Changes, error) {
+//
+// prepare names the selectors that will select from the pool after the
+// reload (the one in use and, when the policy changes, the next): each is
+// made ready for the new registry (see Selector.Prepare) before the
+// registry is published, so that no client waits for a build. With no
+// change to the backends they are made ready for the current one.
+func (p *Pool) Reload(specs []Spec, prepare ...Selector) (Changes, error) {
 	if err := checkSpecs(specs); err != nil {
 		return Changes{}, err
 	}
@@ -153,16 +159,25 @@ func (p *Pool) Reload(specs []Spec) (Changes, error) {
 		}
 	}
 	if ch.Empty() && sameOrder(old.All(), r.All()) {
+		for _, s := range prepare {
+			s.Prepare(old)
+		}
 		return ch, nil
 	}
 	for _, e := range edits {
 		e.b.spec.Store(e.spec)
 	}
+	// The weights changed in place and the removed backends make the
+	// structures over the old registry out of date; those over r are
+	// built after that, so that they are current when r is published.
+	availabilityChanged()
+	for _, s := range prepare {
+		s.Prepare(r)
+	}
 	p.cur.Store(r)
 	for _, b := range gone {
 		b.removed.Store(true)
 	}
-	availabilityChanged()
 	close(p.changed)
 	p.changed = make(chan struct{})
 	return ch, nil

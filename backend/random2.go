@@ -7,8 +7,8 @@ import "math/rand/v2"
 // on a tie). It spreads load almost as evenly as LeastConn without every
 // caller converging on the same backend. Weight is not considered.
 //
-// A selection draws from a list of the available backends prepared once per
-// change of the pool (see prepared), redrawing the rare draw that hits an
+// A selection draws from a list of the available backends rebuilt off the
+// data path once per change of the pool (see prepared), redrawing the rare draw that hits an
 // avoided backend, so it costs the same with 3 backends or 3,000. The zero
 // value is ready to use; it must not be copied after first use. It draws
 // from math/rand/v2's global source, which is safe for concurrent use.
@@ -23,7 +23,11 @@ var _ Selector = (*Random2)(nil)
 func (r *Random2) Select(reg *Registry, _ uint64, avoid []*Backend) *Backend {
 	u := *r.list.get(reg, buildUsable, 0)
 	if len(u) == 0 {
-		return nil
+		if r.list.current(reg) {
+			return nil
+		}
+		// Built while none was available, and some may be now.
+		return fewEligible(reg.All(), avoid)
 	}
 	var first, second *Backend
 	if len(u) > 1 {
@@ -103,3 +107,6 @@ func buildUsable(reg *Registry, _ int) *[]*Backend {
 	u := usable(reg)
 	return &u
 }
+
+// Prepare builds the list of reg's available backends (see Selector).
+func (r *Random2) Prepare(reg *Registry) { r.list.prepare(reg, buildUsable, 0) }

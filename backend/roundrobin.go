@@ -13,10 +13,12 @@ import (
 // (failover) is passed over to the next position of the cycle.
 //
 // With an unchanging pool, selections over whole cycles give each backend
-// exactly its weight's share. A selection costs one atomic counter and a
-// binary search over the distinct weights (at most 256), whatever the
-// number of backends; the cycle is prepared once per change of the pool
-// (see prepared). The zero value is ready to use; it must not be copied
+// exactly its weight's share; after a change, from when the rebuilt cycle
+// lands (until then the old one serves, skipping what is no longer
+// available). A selection costs one atomic counter and a binary search
+// over the distinct weights (at most 256), whatever the number of
+// backends; the cycle is rebuilt off the data path once per change of the
+// pool (see prepared). The zero value is ready to use; it must not be copied
 // after first use.
 type RoundRobin struct {
 	next  atomic.Uint64
@@ -47,7 +49,11 @@ type segment struct {
 func (r *RoundRobin) Select(reg *Registry, _ uint64, avoid []*Backend) *Backend {
 	c := r.cycle.get(reg, buildCycle, 0)
 	if c.total == 0 {
-		return nil
+		if r.cycle.current(reg) {
+			return nil
+		}
+		// Built while none was available, and some may be now.
+		return firstEligible(reg.All(), avoid, 0)
 	}
 	n := r.next.Add(1) - 1
 	pos := int(n % uint64(c.total))
@@ -103,3 +109,6 @@ func buildCycle(reg *Registry, _ int) *cycle {
 	}
 	return c
 }
+
+// Prepare builds the cycle over reg (see Selector).
+func (r *RoundRobin) Prepare(reg *Registry) { r.cycle.prepare(reg, buildCycle, 0) }

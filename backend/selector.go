@@ -22,6 +22,12 @@ import (
 // does not scan the pool: see prepared for when it is rebuilt.
 type Selector interface {
 	Select(reg *Registry, key uint64, avoid []*Backend) *Backend
+	// Prepare builds the structure that Select keeps for reg, unless it
+	// is ready, so that no selection in reg waits for it. Pool.Reload
+	// calls it before it publishes a new registry; it may take a few
+	// milliseconds (a Maglev table) and is safe to call concurrently
+	// with Select.
+	Prepare(reg *Registry)
 }
 
 // Option adjusts a Selector that NewSelector builds.
@@ -87,19 +93,23 @@ func usable(reg *Registry) []*Backend {
 // prepared holds a selector's structure of type T built over one registry
 // snapshot as it stood at one value of stateEpoch.
 //
+// The data path never waits for a build of a registry it was prepared for.
 // A selection that finds the structure current (the same registry, no
 // change of availability or weight since) uses it: one atomic load. One
-// that finds it out of date rebuilds it, unless another selection is
-// rebuilding it at that moment: then it uses the old one, whose every
-// choice it checks against the backend's live state anyway (a structure
-// for another registry is never used). A rebuild costs one pass over the
-// pool, once per change of health, admin state or config: a selection right
-// after a change sees it, so the exact shares of roundrobin hold from the
-// first selection after it, and no selection waits for another except the
-// very first ones for a new registry.
+// that finds it out of date (a health transition, an admin state, another
+// LeastConn taking the order over) uses it all the same, checking each
+// choice against the backend's live state as every policy does, and starts
+// a rebuild in the background (see refresh): until it lands, a backend that
+// went down is skipped and one that came up gets no clients. A structure for
+// another registry is never used: Pool.Reload prepares the next registry's
+// before it publishes it (see Selector.Prepare), so only a registry that
+// nobody prepared (a selector used without a Pool, or a selection for a
+// registry that a reload has since replaced) is built by the selection that
+// first meets it, the others waiting for that build.
 type prepared[T any] struct {
-	cur atomic.Pointer[built[T]]
-	mu  sync.Mutex // held while building
+	cur        atomic.Pointer[built[T]]
+	mu         sync.Mutex  // held while building
+	rebuilding atomic.Bool // a background rebuild is running
 }
 
 // built is one prepared structure and what it was built from.
@@ -109,37 +119,97 @@ type built[T any] struct {
 	val   *T
 }
 
-// get returns the structure for reg, building it with build(reg, arg) when
-// the one at hand is out of date. build must be a function, not a closure,
-// so that the call does not allocate; arg is what it needs besides reg
-// (the Maglev table size).
+// get returns the structure for reg, starting a background rebuild when
+// the one at hand is out of date, and building it here only when there is
+// none for reg. build must be a function, not a closure, so that the call
+// does not allocate; arg is what it needs besides reg (the Maglev table
+// size).
 func (p *prepared[T]) get(reg *Registry, build func(*Registry, int) *T, arg int) *T {
-	e := stateEpoch.Load()
 	c := p.cur.Load()
-	if c != nil && c.reg == reg && c.epoch == e {
-		return c.val
-	}
 	if c != nil && c.reg == reg {
-		if !p.mu.TryLock() {
-			return c.val // being rebuilt: checked choice by choice
+		if c.epoch != stateEpoch.Load() {
+			p.refresh(reg, build, arg)
 		}
-	} else {
-		p.mu.Lock()
-	}
-	defer p.mu.Unlock()
-	// Read the epoch before the state the build reads, so that a change
-	// during the build leaves it out of date, not marked current.
-	e = stateEpoch.Load()
-	if c = p.cur.Load(); c != nil && c.reg == reg && c.epoch == e {
 		return c.val
 	}
-	c = &built[T]{reg: reg, epoch: e, val: build(reg, arg)}
+	return p.prepare(reg, build, arg)
+}
+
+// forRegistry is get for a structure that depends on the registry alone,
+// not on the backends' availability (the Maglev table): it is built once
+// per registry and never rebuilt for a change of health or admin state.
+func (p *prepared[T]) forRegistry(reg *Registry, build func(*Registry, int) *T, arg int) *T {
+	if c := p.cur.Load(); c != nil && c.reg == reg {
+		return c.val
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c := p.cur.Load(); c != nil && c.reg == reg {
+		return c.val // built while this one waited
+	}
+	c := &built[T]{reg: reg, val: build(reg, arg)}
 	p.cur.Store(c)
 	return c.val
 }
 
+// prepare builds the structure for reg unless the one at hand is for reg
+// and current, and returns it. It waits for any build under way.
+func (p *prepared[T]) prepare(reg *Registry, build func(*Registry, int) *T, arg int) *T {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// Read the epoch before the state the build reads, so that a change
+	// during the build leaves it out of date, not marked current.
+	e := stateEpoch.Load()
+	if c := p.cur.Load(); c != nil && c.reg == reg && c.epoch == e {
+		return c.val
+	}
+	c := &built[T]{reg: reg, epoch: e, val: build(reg, arg)}
+	p.cur.Store(c)
+	return c.val
+}
+
+// refresh starts the rebuild of the out-of-date structure for reg in a
+// goroutine of its own, unless one is running. That goroutine belongs to
+// the selector and lives only as long as the work: it rebuilds until the
+// structure is current (changes may come in during a build) or is for
+// another registry, then ends, so there is never more than one per
+// structure and none once the pool is quiet. A change that comes in just
+// as it ends is noticed by the next selection, which starts another.
+func (p *prepared[T]) refresh(reg *Registry, build func(*Registry, int) *T, arg int) {
+	if !p.rebuilding.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer p.rebuilding.Store(false)
+		for p.rebuild(reg, build, arg) {
+		}
+	}()
+}
+
+// rebuild replaces the structure for reg by one built now, if it is still
+// the one at hand and out of date, and reports whether it did.
+func (p *prepared[T]) rebuild(reg *Registry, build func(*Registry, int) *T, arg int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := stateEpoch.Load()
+	c := p.cur.Load()
+	if c == nil || c.reg != reg || c.epoch == e {
+		return false
+	}
+	// invalidate may replace c meanwhile; the new structure supersedes it.
+	p.cur.Store(&built[T]{reg: reg, epoch: e, val: build(reg, arg)})
+	return true
+}
+
+// current reports whether the structure is for reg and up to date: what a
+// selection in reg finds ready.
+func (p *prepared[T]) current(reg *Registry) bool {
+	c := p.cur.Load()
+	return c != nil && c.reg == reg && c.epoch == stateEpoch.Load()
+}
+
 // invalidate marks the structure out of date, so that the next selection
-// rebuilds it.
+// has it rebuilt.
 func (p *prepared[T]) invalidate() {
 	if c := p.cur.Load(); c != nil {
 		p.cur.CompareAndSwap(c, &built[T]{reg: c.reg, epoch: c.epoch - 1, val: c.val})

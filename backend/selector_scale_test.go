@@ -81,7 +81,8 @@ func BenchmarkSelectParallel(b *testing.B) {
 }
 
 // BenchmarkPrepare measures a rebuild of each policy's structure over 3,000
-// backends, what one selection pays once after a change of the pool.
+// backends, what a reload pays before it publishes the new registry and a
+// background rebuild after a change of health or admin state.
 func BenchmarkPrepare(b *testing.B) {
 	reg := registryOf(b, weighted(3000))
 	for _, policy := range policies {
@@ -93,7 +94,7 @@ func BenchmarkPrepare(b *testing.B) {
 				if policy == "maglev" {
 					s.(*Maglev).table.cur.Store(nil)
 				}
-				s.Select(reg, 1, nil)
+				s.Prepare(reg)
 			}
 		})
 	}
@@ -139,7 +140,8 @@ func TestRoundRobinExactSharesOf3000(t *testing.T) {
 
 // TestRoundRobinExactSharesWhileMembersFlap takes backends down, into
 // maintenance and back during the run: over the whole cycles of each
-// phase, every backend that is available gets exactly its weight's share.
+// phase, once the rebuild that the change starts has landed, every backend
+// that is available gets exactly its weight's share.
 func TestRoundRobinExactSharesWhileMembersFlap(t *testing.T) {
 	pool := weighted(3000)
 	reg := registryOf(t, pool)
@@ -148,6 +150,7 @@ func TestRoundRobinExactSharesWhileMembersFlap(t *testing.T) {
 	down, maint := map[*Backend]bool{}, map[*Backend]bool{} // what put them there
 	phase := func(name string) {
 		t.Helper()
+		settle(t, rr, reg)
 		got := pickIn(rr, reg, nil, 2*cycleLength(pool, out))
 		t.Run(name, func(t *testing.T) { wantShares(t, got, pool, out, 2) })
 	}
@@ -261,7 +264,7 @@ func TestSelectorsConcurrentWithRebuilds(t *testing.T) {
 					if i%2 == 0 {
 						next = specs[:len(specs)-10]
 					}
-					if _, err := pool.Reload(next); err != nil {
+					if _, err := pool.Reload(next, s); err != nil {
 						panic(err)
 					}
 				}

@@ -376,7 +376,9 @@ func (in *Instance) Reload(ctx context.Context) (res admin.ReloadResult, err err
 	for i, b := range next.Backends {
 		specs[i] = Spec(b)
 	}
-	changes, err := in.parts.Backends.Reload(specs)
+	// Both selectors may meet the new registry: the one in use until
+	// Reconfigure below swaps sel in.
+	changes, err := in.parts.Backends.Reload(specs, in.parts.Selector, sel)
 	if err != nil {
 		if moved != nil {
 			moved.Close()

@@ -53,6 +53,7 @@ func NewPool(cfg *config.Config, log *slog.Logger) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	sel.Prepare(reg) // before the first client, not for it
 	p := &Pool{Backends: backend.NewPool(reg), Selector: sel}
 	// The fields show the settings the prober started with; applyChecks
 	// makes them current and sets how joining backends start.
