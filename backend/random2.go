@@ -23,11 +23,15 @@ var _ Selector = (*Random2)(nil)
 func (r *Random2) Select(reg *Registry, _ uint64, avoid []*Backend) *Backend {
 	u := *r.list.get(reg, buildUsable, 0)
 	if len(u) == 0 {
-		if r.list.current(reg) {
+		// Built while none was available. Some may be now, unless the
+		// list is current; and a rebuild may have landed since get, so a
+		// current one is read again.
+		if !r.list.current(reg) {
+			return fewEligible(reg.All(), avoid)
+		}
+		if u = *r.list.get(reg, buildUsable, 0); len(u) == 0 {
 			return nil
 		}
-		// Built while none was available, and some may be now.
-		return fewEligible(reg.All(), avoid)
 	}
 	var first, second *Backend
 	if len(u) > 1 {

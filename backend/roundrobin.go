@@ -49,11 +49,15 @@ type segment struct {
 func (r *RoundRobin) Select(reg *Registry, _ uint64, avoid []*Backend) *Backend {
 	c := r.cycle.get(reg, buildCycle, 0)
 	if c.total == 0 {
-		if r.cycle.current(reg) {
+		// Built while none was available. Some may be now, unless the
+		// structure is current; and a rebuild may have landed since get,
+		// so a current one is read again.
+		if !r.cycle.current(reg) {
+			return firstEligible(reg.All(), avoid, 0)
+		}
+		if c = r.cycle.get(reg, buildCycle, 0); c.total == 0 {
 			return nil
 		}
-		// Built while none was available, and some may be now.
-		return firstEligible(reg.All(), avoid, 0)
 	}
 	n := r.next.Add(1) - 1
 	pos := int(n % uint64(c.total))
