@@ -13,6 +13,7 @@ import (
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/eventually"
+	"github.com/lbctl/lbctl/internal/loopback"
 	"github.com/lbctl/lbctl/internal/proxyproto"
 )
 
@@ -71,15 +72,18 @@ func balancerPolicy(t *testing.T, wait time.Duration) proxyproto.Policy {
 	return proxyproto.Policy{From: peers, Timeout: wait}
 }
 
-// sendFirst connects from src, writes each piece of first with a pause
-// between, and returns the connection and a reader of its answers.
+// sendFirst connects from src, writes each piece of first once the proxy
+// has acknowledged the one before (so that each arrives on its own), and
+// returns the connection and a reader of its answers.
 func sendFirst(t *testing.T, src, addr string, first ...[]byte) (*net.TCPConn, *bufio.Reader) {
 	t.Helper()
 	c := dialFrom(t, src, addr)
 	t.Cleanup(func() { c.Close() })
 	for i, p := range first {
 		if i > 0 {
-			time.Sleep(5 * time.Millisecond)
+			if err := loopback.WaitAcked(c); err != nil {
+				t.Fatalf("piece %d from %s: %v", i-1, src, err)
+			}
 		}
 		if _, err := c.Write(p); err != nil {
 			t.Fatalf("write from %s: %v", src, err)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/loopback"
 )
 
 // This file holds the two instruments of the regression corpus
@@ -837,7 +839,7 @@ func (cb *corpusBackend) sendLater() {
 		if _, err := io.WriteString(w.c, w.bytes); err != nil {
 			continue // lbctl closed it already
 		}
-		waitAcked(w.c) // an error leaves the case to say what went wrong
+		loopback.WaitAcked(w.c) // an error leaves the case to say what went wrong
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/loopback"
 	"github.com/lbctl/lbctl/internal/proxyproto"
 )
 
@@ -28,8 +29,9 @@ func behindBalancer(t *testing.T, wait time.Duration) *fixture {
 	}})
 }
 
-// exchangeFrom connects from src, sends each piece, and returns the
-// response (nil when the connection ended without one).
+// exchangeFrom connects from src, sends each piece once the proxy has
+// acknowledged the one before (so that each arrives on its own), and
+// returns the response (nil when the connection ended without one).
 func exchangeFrom(t *testing.T, src, addr string, pieces ...[]byte) *http.Response {
 	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
@@ -41,7 +43,9 @@ func exchangeFrom(t *testing.T, src, addr string, pieces ...[]byte) *http.Respon
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	for i, p := range pieces {
 		if i > 0 {
-			time.Sleep(5 * time.Millisecond)
+			if err := loopback.WaitAcked(c); err != nil {
+				t.Fatalf("piece %d from %s: %v", i-1, src, err)
+			}
 		}
 		c.Write(p)
 	}

@@ -98,7 +98,7 @@ func TestBytesNobodyAskedForNeverReachAClient(t *testing.T) {
 					poisonSent <- nil // lbctl closed the connection: nothing can be delivered
 					return
 				}
-				poisonSent <- waitAcked(c)
+				poisonSent <- loopback.WaitAcked(c)
 			})
 			t.Cleanup(func() { close(stop) })
 			proxy := newRawFixture(t, addr, nil)
@@ -174,7 +174,7 @@ func TestPoolTakesOnlyQuietConnections(t *testing.T) {
 	peers[0].CloseWrite()
 	peers[2].Write([]byte("unasked"))
 	for _, c := range []*net.TCPConn{peers[0], peers[2]} {
-		if err := waitAcked(c); err != nil {
+		if err := loopback.WaitAcked(c); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -187,7 +187,7 @@ func TestPoolTakesOnlyQuietConnections(t *testing.T) {
 		t.Fatalf("after the peek, read %q, %v; want the bytes", buf[:n], err)
 	}
 	peers[2].Write([]byte("more"))
-	if err := waitAcked(peers[2]); err != nil {
+	if err := loopback.WaitAcked(peers[2]); err != nil {
 		t.Fatal(err)
 	}
 

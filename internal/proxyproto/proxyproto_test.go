@@ -133,7 +133,7 @@ func TestReadInPiecesLeavesTheRest(t *testing.T) {
 		go func() {
 			for i := range hdr {
 				c.Write(hdr[i : i+1])
-				time.Sleep(time.Millisecond)
+				loopback.WaitAcked(c) // each byte on its own; an error shows as a bad read
 			}
 			c.Write([]byte("payload"))
 		}()
