@@ -35,17 +35,8 @@ for tool in haproxy nginx jq go; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "missing: $tool" >&2; exit 1; }
 done
 
-work=$(mktemp -d /tmp/lbctl-field.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	[ -n "${KEEP:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-
-echo "building lbctl ..." >&2
-(cd "$repo" && go build -o "$work/lbctl" ./cmd/lbctl)
+. "$here/common.sh"
+start_work field
 
 # An address of its own, so that other loopback services on the usual ports
 # do not collide.

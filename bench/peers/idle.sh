@@ -37,17 +37,8 @@ if [ "$(ulimit -n)" -lt "$need" ]; then
 	}
 fi
 
-work=$(mktemp -d /tmp/lbctl-idle.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	[ -n "${KEEP:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-
-echo "building lbctl ..." >&2
-(cd "$repo" && go build -o "$work/lbctl" ./cmd/lbctl && go build -o "$work/idleload" ./bench/peers/idleload)
+. "$here/common.sh"
+start_work idle idleload
 
 BACKEND=127.0.0.1:19101
 FRONT=127.0.0.1:18100

@@ -46,18 +46,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 	exit 1
 fi
 
-work=$(mktemp -d /tmp/lbctl-peers.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	[ -n "${KEEP:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-KEEP=${KEEP:-}
-
-echo "building lbctl ..." >&2
-(cd "$repo" && go build -o "$work/lbctl" ./cmd/lbctl && go build -o "$work/srcload" ./bench/peers/srcload)
+. "$here/common.sh"
+start_work peers srcload
 
 # The addresses may be moved, so that two runs on one machine do not meet.
 BACKEND1=${BACKEND1:-127.0.0.1:19001}
