@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/lbctl/lbctl/internal/eventually"
+	"github.com/lbctl/lbctl/internal/loopback"
 	"github.com/lbctl/lbctl/internal/testbackend"
 )
 
@@ -24,21 +24,7 @@ type clusterMember struct {
 // and UDP both, as a cluster member binds both.
 func freeAddrOn(t *testing.T, ip string) string {
 	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", ip+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		pc, err := net.ListenPacket("udp", addr)
-		ln.Close()
-		if err == nil {
-			pc.Close()
-			return addr
-		}
-	}
-	t.Fatalf("no port free for both TCP and UDP on %s", ip)
-	return ""
+	return loopback.FreeAddrOn(t, ip, true)
 }
 
 // newCluster describes n members, the i-th on 127.0.0.(firstHost+i) with
