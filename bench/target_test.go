@@ -4,26 +4,22 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/internal/instance"
+	"github.com/lbctl/lbctl/internal/loopback"
 )
 
-// freeAddrs returns n loopback addresses with ports free a moment ago.
+// freeAddrs returns n loopback addresses with ports free a moment ago
+// (see loopback.FreeAddrOn).
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
 	var addrs []string
 	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, ln.Addr().String())
-		ln.Close()
+		addrs = append(addrs, loopback.FreeAddr(t))
 	}
 	return addrs
 }
