@@ -21,17 +21,13 @@ var _ Selector = (*Random2)(nil)
 // Select returns the less loaded of two random eligible backends, the only
 // eligible one if there is one, or nil.
 func (r *Random2) Select(reg *Registry, _ uint64, avoid []*Backend) *Backend {
-	u := *r.list.get(reg, buildUsable, 0)
+	l, stale := r.list.getOffering(reg, buildUsable, noneUsable)
+	if stale {
+		return fewEligible(reg.All(), avoid)
+	}
+	u := *l
 	if len(u) == 0 {
-		// Built while none was available. Some may be now, unless the
-		// list is current; and a rebuild may have landed since get, so a
-		// current one is read again.
-		if !r.list.current(reg) {
-			return fewEligible(reg.All(), avoid)
-		}
-		if u = *r.list.get(reg, buildUsable, 0); len(u) == 0 {
-			return nil
-		}
+		return nil
 	}
 	var first, second *Backend
 	if len(u) > 1 {
@@ -114,3 +110,6 @@ func buildUsable(reg *Registry, _ int) *[]*Backend {
 
 // Prepare builds the list of reg's available backends (see Selector).
 func (r *Random2) Prepare(reg *Registry) { r.list.prepare(reg, buildUsable, 0) }
+
+// noneUsable reports whether a list was built with no backend available.
+func noneUsable(l *[]*Backend) bool { return len(*l) == 0 }

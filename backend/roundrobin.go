@@ -37,6 +37,9 @@ type cycle struct {
 	segs  []segment
 }
 
+// empty reports whether the cycle was built with no backend available.
+func (c *cycle) empty() bool { return c.total == 0 }
+
 // segment is a run of rounds that hold the same backends.
 type segment struct {
 	start   int        // the cycle position of its first round
@@ -47,17 +50,12 @@ type segment struct {
 // or, when that one is avoided (or no longer available), at the positions
 // after it.
 func (r *RoundRobin) Select(reg *Registry, _ uint64, avoid []*Backend) *Backend {
-	c := r.cycle.get(reg, buildCycle, 0)
-	if c.total == 0 {
-		// Built while none was available. Some may be now, unless the
-		// structure is current; and a rebuild may have landed since get,
-		// so a current one is read again.
-		if !r.cycle.current(reg) {
-			return firstEligible(reg.All(), avoid, 0)
-		}
-		if c = r.cycle.get(reg, buildCycle, 0); c.total == 0 {
-			return nil
-		}
+	c, stale := r.cycle.getOffering(reg, buildCycle, (*cycle).empty)
+	if stale {
+		return firstEligible(reg.All(), avoid, 0)
+	}
+	if c.empty() {
+		return nil
 	}
 	n := r.next.Add(1) - 1
 	pos := int(n % uint64(c.total))

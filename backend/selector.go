@@ -135,6 +135,22 @@ func (p *prepared[T]) get(reg *Registry, build func(*Registry, int) *T, arg int)
 	return p.prepare(reg, build, arg)
 }
 
+// getOffering is get for a structure that is empty when it was built
+// while no backend was available (empty says which). When it is empty and
+// out of date, some backends may be available by now: it reports stale,
+// and the caller looks over the pool itself. When it is empty and current,
+// a rebuild may have landed between get and that check, so it is read
+// once more.
+func (p *prepared[T]) getOffering(reg *Registry, build func(*Registry, int) *T, empty func(*T) bool) (v *T, stale bool) {
+	if v = p.get(reg, build, 0); !empty(v) {
+		return v, false
+	}
+	if !p.current(reg) {
+		return v, true
+	}
+	return p.get(reg, build, 0), false
+}
+
 // forRegistry is get for a structure that depends on the registry alone,
 // not on the backends' availability (the Maglev table): it is built once
 // per registry and never rebuilt for a change of health or admin state.
