@@ -8,6 +8,7 @@
 #   WORKLOADS=l7-tls bench/peers/run.sh  # sticky requests over kept-alive TLS
 #   WORKLOADS="l7-tls-handshake l7-tls-resume l7-h2" bench/peers/run.sh  # full and resumed TLS handshakes; sticky h2 (h2load)
 #   TLS_GROUPS=mlkem,x25519 WORKLOADS=l7-tls-handshake bench/peers/run.sh  # a browser's key shares
+#   TLS_CURVES='"X25519", "P-256"' WORKLOADS=l7-tls-handshake bench/peers/run.sh  # lbctl's tls.curves
 #   LBCTL_BIN=/path/to/lbctl bench/peers/run.sh  # that lbctl binary instead of this tree's
 #
 # Backends (two nginx servers and an iperf3 server) and the load tools (wrk,
@@ -232,6 +233,8 @@ lbctl_conf() {
 			echo "[tls]"
 			echo "certificates = [{ cert = \"$work/site.pem\", key = \"$work/site.key\" }]"
 			if [ "$w" = l7-h2 ]; then echo "alpn = [\"h2\", \"http/1.1\"]"; else echo "alpn = [\"http/1.1\"]"; fi
+			# TLS_CURVES='"X25519", "P-256"' narrows lbctl's key exchanges.
+			if [ -n "${TLS_CURVES:-}" ]; then echo "curves = [$TLS_CURVES]"; fi
 			;;
 		esac
 	} >"$f"
