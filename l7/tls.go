@@ -88,7 +88,13 @@ func (s *servedCert) get(now func() time.Time) *tls.Certificate {
 // NewTLS returns a TLS front door with o, or an error saying what in o is
 // wrong.
 func NewTLS(o TLSOptions) (*TLS, error) {
-	t := &TLS{}
+	return newTLS(o, nil)
+}
+
+// newTLS is NewTLS with now as the clock that OCSP staples are checked
+// against (nil: time.Now).
+func newTLS(o TLSOptions, now func() time.Time) (*TLS, error) {
+	t := &TLS{now: now}
 	t.base = &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {

@@ -427,9 +427,8 @@ func TestTLSOCSPStapling(t *testing.T) {
 
 	var clock atomic.Int64 // unix nanoseconds
 	clock.Store(now.UnixNano())
-	front := &TLS{now: func() time.Time { return time.Unix(0, clock.Load()) }}
-	front.base = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return front.cur.Load().cfg, nil }}
-	if err := front.Update(TLSOptions{Certificates: []tls.Certificate{withStaple, without}}); err != nil {
+	front, err := newTLS(TLSOptions{Certificates: []tls.Certificate{withStaple, without}}, func() time.Time { return time.Unix(0, clock.Load()) })
+	if err != nil {
 		t.Fatal(err)
 	}
 	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) { p.TLS = front }})
