@@ -71,7 +71,8 @@ func (c *Config) Encode(w io.Writer) error {
 		"certificates", encodeCertificates(c.TLS.Certificates),
 		"min_version", quote(c.TLS.MinVersion),
 		"alpn", quoteList(c.TLS.ALPN),
-		"redirect_http", quote(c.TLS.RedirectHTTP))
+		"redirect_http", quote(c.TLS.RedirectHTTP),
+		"curves", quoteList(c.TLS.Curves))
 	for _, b := range c.Backends {
 		e.table("[["+backendKey+"]]",
 			"id", quote(b.ID),
@@ -129,7 +130,11 @@ func encodeSecrets(s Secrets) string {
 func encodeCertificates(cs []Certificate) string {
 	parts := make([]string, len(cs))
 	for i, c := range cs {
-		parts[i] = "{ cert = " + quote(c.Cert) + ", key = " + quote(c.Key) + " }"
+		parts[i] = "{ cert = " + quote(c.Cert) + ", key = " + quote(c.Key)
+		if c.OCSP != "" {
+			parts[i] += ", ocsp = " + quote(c.OCSP)
+		}
+		parts[i] += " }"
 	}
 	return "[" + strings.Join(parts, ", ") + "]"
 }

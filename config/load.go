@@ -321,6 +321,7 @@ var schema = map[string]map[string]field{
 		"min_version":   func(c *Config, v any) error { return setString(&c.TLS.MinVersion, v) },
 		"alpn":          func(c *Config, v any) error { return setStrings(&c.TLS.ALPN, v) },
 		"redirect_http": func(c *Config, v any) error { return setString(&c.TLS.RedirectHTTP, v) },
+		"curves":        func(c *Config, v any) error { return setStrings(&c.TLS.Curves, v) },
 	},
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"maps"
 	"slices"
@@ -21,6 +22,37 @@ type TLS struct {
 	// RedirectHTTP, when set, is a host:port where a plain HTTP listener
 	// answers every request with 308 to the same URL over https.
 	RedirectHTTP string `toml:"redirect_http"`
+	// Curves are the key exchanges allowed, by the names of curveIDs, as
+	// a set: crypto/tls ranks them itself.
+	Curves []string `toml:"curves"`
+}
+
+// curveNames are the key exchanges tls.curves may name, in crypto/tls's
+// order of preference, and curveIDs their code points. The first three
+// are post-quantum hybrids, TLS 1.3 only.
+var (
+	curveNames = []string{"X25519MLKEM768", "SecP256r1MLKEM768", "SecP384r1MLKEM1024", "X25519", "P-256", "P-384", "P-521"}
+	curveIDs   = map[string]tls.CurveID{
+		"X25519MLKEM768":     tls.X25519MLKEM768,
+		"SecP256r1MLKEM768":  tls.SecP256r1MLKEM768,
+		"SecP384r1MLKEM1024": tls.SecP384r1MLKEM1024,
+		"X25519":             tls.X25519,
+		"P-256":              tls.CurveP256,
+		"P-384":              tls.CurveP384,
+		"P-521":              tls.CurveP521,
+	}
+)
+
+// CurveIDs returns tls.curves as crypto/tls's code points. Validate has
+// checked the names.
+func (t *TLS) CurveIDs() []tls.CurveID {
+	ids := make([]tls.CurveID, 0, len(t.Curves))
+	for _, n := range t.Curves {
+		if id, ok := curveIDs[n]; ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // Certificate is one element of tls.certificates: PEM files.
@@ -29,6 +61,10 @@ type Certificate struct {
 	Cert string `toml:"cert"`
 	// Key is the path of the private key of the leaf.
 	Key string `toml:"key"`
+	// OCSP, when set, is the path of a DER OCSP response about the leaf,
+	// stapled to handshakes: made by the leaf's issuer, which must follow
+	// the leaf in Cert.
+	OCSP string `toml:"ocsp"`
 }
 
 // On reports whether the listener terminates TLS.
@@ -37,11 +73,11 @@ func (t *TLS) On() bool { return len(t.Certificates) > 0 }
 // defaultTLS is the [tls] table of an empty file: off, and once
 // certificates are given, TLS 1.2 and up with HTTP/2 and HTTP/1.1.
 func defaultTLS() TLS {
-	return TLS{Certificates: []Certificate{}, MinVersion: "1.2", ALPN: []string{"h2", "http/1.1"}}
+	return TLS{Certificates: []Certificate{}, MinVersion: "1.2", ALPN: []string{"h2", "http/1.1"}, Curves: slices.Clone(curveNames)}
 }
 
-// setCertificates decodes tls.certificates: an array of {cert, key}
-// tables.
+// setCertificates decodes tls.certificates: an array of {cert, key, ocsp}
+// tables, ocsp optional.
 func setCertificates(dst *[]Certificate, v any) error {
 	var tables []map[string]any
 	switch v := v.(type) {
@@ -68,8 +104,10 @@ func setCertificates(dst *[]Certificate, v any) error {
 				err = setString(&c.Cert, t[k])
 			case "key":
 				err = setString(&c.Key, t[k])
+			case "ocsp":
+				err = setString(&c.OCSP, t[k])
 			default:
-				err = fmt.Errorf("unknown key %q (cert and key are)", k)
+				err = fmt.Errorf("unknown key %q (cert, key and ocsp are)", k)
 			}
 			if err != nil {
 				return fmt.Errorf("element %d: %s: %w", i, k, err)
@@ -95,6 +133,7 @@ func (v *validator) tls(t *TLS, mode, listen string) {
 			v.fail("tls.alpn", "element %d: %q is listed twice", i, p)
 		}
 	}
+	v.curves(t)
 	for i, c := range t.Certificates {
 		if strings.TrimSpace(c.Cert) == "" {
 			v.fail(fmt.Sprintf("tls.certificates[%d].cert", i), "%q must be the path of a PEM certificate file", c.Cert)
@@ -115,5 +154,29 @@ func (v *validator) tls(t *TLS, mode, listen string) {
 		case t.RedirectHTTP == listen:
 			v.fail("tls.redirect_http", "%q is the TLS listen address itself", t.RedirectHTTP)
 		}
+	}
+}
+
+// curves checks tls.curves: known names, each once, and one that TLS 1.2
+// can use (the hybrids are TLS 1.3 only) unless min_version is "1.3".
+func (v *validator) curves(t *TLS) {
+	if len(t.Curves) == 0 {
+		v.fail("tls.curves", "[] must list at least one key exchange (%s)", strings.Join(curveNames, ", "))
+		return
+	}
+	classic := false
+	for i, n := range t.Curves {
+		id, ok := curveIDs[n]
+		switch {
+		case !ok:
+			v.fail("tls.curves", "element %d: %q is not a key exchange lbctl offers (%s)", i, n, strings.Join(curveNames, ", "))
+		case slices.Index(t.Curves, n) < i:
+			v.fail("tls.curves", "element %d: %q is listed twice", i, n)
+		case id == tls.X25519 || id == tls.CurveP256 || id == tls.CurveP384 || id == tls.CurveP521:
+			classic = true
+		}
+	}
+	if !classic && t.MinVersion != "1.3" {
+		v.fail("tls.curves", "%q holds only post-quantum hybrids, which TLS 1.2 clients cannot use: add X25519 or P-256, or set tls.min_version = \"1.3\"", t.Curves)
 	}
 }

@@ -9,9 +9,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/crypto/ocsp"
 )
 
 // TLS terminates TLS on the proxy's listener with crypto/tls. Its
@@ -26,6 +29,7 @@ import (
 type TLS struct {
 	base *tls.Config              // holds the ticket keys; hands each handshake the current config
 	cur  atomic.Pointer[tlsState] // what Update set last
+	now  func() time.Time         // the clock OCSP staples are checked against; nil is time.Now
 }
 
 // TLSOptions are the settings of a TLS front door.
@@ -34,6 +38,11 @@ type TLSOptions struct {
 	// names the server name exactly, then one whose wildcard covers it,
 	// then the first, which also answers clients that send no name. It
 	// must not be empty.
+	//
+	// A certificate's OCSPStaple, when set, must pass CheckOCSP. It is
+	// stapled to handshakes until its NextUpdate; after that they get the
+	// certificate without it, since a client that sees a stale response
+	// may refuse the connection, and one that sees none asks its CA.
 	Certificates []tls.Certificate
 	// MinVersion is the oldest version accepted, tls.VersionTLS12 or
 	// tls.VersionTLS13. Zero means TLS 1.2.
@@ -41,21 +50,51 @@ type TLSOptions struct {
 	// ALPN lists the protocols offered, most preferred first: "h2"
 	// (HTTP/2) and "http/1.1". Empty means "http/1.1" alone.
 	ALPN []string
+	// Curves are the key exchanges allowed, as a set: crypto/tls ranks
+	// them itself, a post-quantum hybrid the client supports first, then
+	// one the client sent a key share for (which spares a round trip),
+	// then in its fixed order. Empty means crypto/tls's default set, which
+	// in Go 1.26 is X25519MLKEM768, SecP256r1MLKEM768, SecP384r1MLKEM1024,
+	// X25519, P-256, P-384 and P-521.
+	Curves []tls.CurveID
 }
 
 // tlsState is one TLSOptions, ready for handshakes. It is immutable once
 // published.
 type tlsState struct {
 	cfg   *tls.Config
-	exact map[string]*tls.Certificate // by lower-case DNS name
-	wild  map[string]*tls.Certificate // by the name a "*." wildcard covers, "example.com" for "*.example.com"
-	first *tls.Certificate
+	exact map[string]*servedCert // by lower-case DNS name
+	wild  map[string]*servedCert // by the name a "*." wildcard covers, "example.com" for "*.example.com"
+	first *servedCert
+	now   func() time.Time
+}
+
+// servedCert is one certificate as handshakes get it: with its OCSP
+// staple until the staple goes stale, then without.
+type servedCert struct {
+	cert    *tls.Certificate
+	bare    *tls.Certificate // cert without its staple; nil when it has none
+	staleAt time.Time        // the staple's NextUpdate; zero when it never goes stale
+}
+
+// get returns the certificate to serve at the time now returns.
+func (s *servedCert) get(now func() time.Time) *tls.Certificate {
+	if s.bare != nil && !s.staleAt.IsZero() && !now().Before(s.staleAt) {
+		return s.bare
+	}
+	return s.cert
 }
 
 // NewTLS returns a TLS front door with o, or an error saying what in o is
 // wrong.
 func NewTLS(o TLSOptions) (*TLS, error) {
-	t := &TLS{}
+	return newTLS(o, nil)
+}
+
+// newTLS is NewTLS with now as the clock that OCSP staples are checked
+// against (nil: time.Now).
+func newTLS(o TLSOptions, now func() time.Time) (*TLS, error) {
+	t := &TLS{now: now}
 	t.base = &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -71,7 +110,11 @@ func NewTLS(o TLSOptions) (*TLS, error) {
 // Update replaces the options for handshakes that start afterwards. On an
 // error it changes nothing.
 func (t *TLS) Update(o TLSOptions) error {
-	st, err := newTLSState(o)
+	now := t.now
+	if now == nil {
+		now = time.Now
+	}
+	st, err := newTLSState(o, now)
 	if err != nil {
 		return err
 	}
@@ -79,7 +122,7 @@ func (t *TLS) Update(o TLSOptions) error {
 	return nil
 }
 
-func newTLSState(o TLSOptions) (*tlsState, error) {
+func newTLSState(o TLSOptions, now func() time.Time) (*tlsState, error) {
 	if len(o.Certificates) == 0 {
 		return nil, errors.New("tls: no certificate")
 	}
@@ -99,9 +142,10 @@ func newTLSState(o TLSOptions) (*tlsState, error) {
 			return nil, fmt.Errorf("tls: ALPN protocol %q is not served", p)
 		}
 	}
-	st := &tlsState{exact: map[string]*tls.Certificate{}, wild: map[string]*tls.Certificate{}}
+	st := &tlsState{exact: map[string]*servedCert{}, wild: map[string]*servedCert{}, now: now}
 	for i := range o.Certificates {
 		c := &o.Certificates[i]
+		sc := &servedCert{cert: c}
 		leaf := c.Leaf
 		if leaf == nil {
 			if len(c.Certificate) == 0 {
@@ -113,8 +157,17 @@ func newTLSState(o TLSOptions) (*tlsState, error) {
 			}
 			c.Leaf = leaf
 		}
+		if c.OCSPStaple != nil {
+			next, err := CheckOCSP(c, c.OCSPStaple, now())
+			if err != nil {
+				return nil, fmt.Errorf("tls: certificate %d: %w", i, err)
+			}
+			bare := *c
+			bare.OCSPStaple = nil
+			sc.bare, sc.staleAt = &bare, next
+		}
 		if st.first == nil {
-			st.first = c
+			st.first = sc
 		}
 		names := leaf.DNSNames
 		if len(names) == 0 && leaf.Subject.CommonName != "" {
@@ -127,14 +180,15 @@ func newTLSState(o TLSOptions) (*tlsState, error) {
 				m, n = st.wild, rest
 			}
 			if _, taken := m[n]; !taken { // the first certificate naming it wins
-				m[n] = c
+				m[n] = sc
 			}
 		}
 	}
 	st.cfg = &tls.Config{
-		MinVersion:     o.MinVersion,
-		NextProtos:     alpn,
-		GetCertificate: st.certificate,
+		MinVersion:       o.MinVersion,
+		NextProtos:       alpn,
+		CurvePreferences: o.Curves,
+		GetCertificate:   st.certificate,
 	}
 	return st, nil
 }
@@ -142,25 +196,75 @@ func newTLSState(o TLSOptions) (*tlsState, error) {
 // certificate chooses the certificate for a ClientHello: an exact match of
 // its server name, then a wildcard one level up, then the first.
 func (st *tlsState) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	return st.choose(hello.ServerName).get(st.now), nil
+}
+
+// choose returns the certificate for serverName: an exact match, then a
+// wildcard one level up, then the first.
+func (st *tlsState) choose(serverName string) *servedCert {
+	name := strings.ToLower(strings.TrimSuffix(serverName, "."))
 	if name != "" {
 		if c := st.exact[name]; c != nil {
-			return c, nil
+			return c
 		}
 		if _, parent, ok := strings.Cut(name, "."); ok {
 			if c := st.wild[parent]; c != nil {
-				return c, nil
+				return c
 			}
 		}
 	}
-	return st.first, nil
+	return st.first
 }
 
 // Certificate returns the certificate a handshake for serverName gets
 // ("" for a client that sends none).
 func (t *TLS) Certificate(serverName string) *tls.Certificate {
-	c, _ := t.cur.Load().certificate(&tls.ClientHelloInfo{ServerName: serverName})
-	return c
+	st := t.cur.Load()
+	return st.choose(serverName).get(st.now)
+}
+
+// CheckOCSP checks that der is an OCSP response that c can staple: a
+// successful response about c's leaf (by serial number), signed by the
+// leaf's issuer, the next certificate of c's chain, or by a responder
+// certificate that issuer signed for OCSP signing, saying "good", issued
+// by now and not past its NextUpdate. It returns that NextUpdate, zero
+// when the response gives none.
+func CheckOCSP(c *tls.Certificate, der []byte, now time.Time) (time.Time, error) {
+	leaf := c.Leaf
+	if leaf == nil {
+		if len(c.Certificate) == 0 {
+			return time.Time{}, errors.New("OCSP response: the certificate is empty")
+		}
+		var err error
+		if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return time.Time{}, fmt.Errorf("OCSP response: %w", err)
+		}
+	}
+	if len(c.Certificate) < 2 {
+		return time.Time{}, errors.New("OCSP response: the certificate file holds no issuer certificate after the leaf to check the response against")
+	}
+	issuer, err := x509.ParseCertificate(c.Certificate[1])
+	if err != nil {
+		return time.Time{}, fmt.Errorf("OCSP response: the issuer certificate: %w", err)
+	}
+	r, err := ocsp.ParseResponseForCert(der, leaf, issuer)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("OCSP response: %w", err)
+	}
+	if r.Certificate != nil && !slices.Contains(r.Certificate.ExtKeyUsage, x509.ExtKeyUsageOCSPSigning) {
+		return time.Time{}, fmt.Errorf("OCSP response: its responder %q is not authorized for OCSP signing", r.Certificate.Subject)
+	}
+	switch {
+	case r.Status == ocsp.Revoked:
+		return time.Time{}, fmt.Errorf("OCSP response: the certificate was revoked at %s", r.RevokedAt.UTC().Format(time.RFC3339))
+	case r.Status != ocsp.Good:
+		return time.Time{}, errors.New("OCSP response: the certificate's status is unknown to its CA")
+	case r.ThisUpdate.After(now):
+		return time.Time{}, fmt.Errorf("OCSP response: issued for %s, still in the future", r.ThisUpdate.UTC().Format(time.RFC3339))
+	case !r.NextUpdate.IsZero() && !now.Before(r.NextUpdate):
+		return time.Time{}, fmt.Errorf("OCSP response: expired at %s", r.NextUpdate.UTC().Format(time.RFC3339))
+	}
+	return r.NextUpdate, nil
 }
 
 // handshake runs the server side of a TLS handshake over raw, the

@@ -63,10 +63,21 @@ func BenchmarkTLSStickyRequest(b *testing.B) {
 }
 
 // BenchmarkTLSHandshake is a new client's full TLS 1.3 handshake with the
-// ECDSA P-256 certificate, and one request on it.
+// ECDSA P-256 certificate, and one request on it. The client is Go's, which
+// offers X25519MLKEM768 as browsers do, and gets it.
 func BenchmarkTLSHandshake(b *testing.B) {
+	benchHandshakes(b, nil)
+}
+
+// BenchmarkTLSHandshakeX25519 is BenchmarkTLSHandshake with a client that
+// offers X25519 alone, as OpenSSL 3.0 clients do.
+func BenchmarkTLSHandshakeX25519(b *testing.B) {
+	benchHandshakes(b, []tls.CurveID{tls.X25519})
+}
+
+func benchHandshakes(b *testing.B, curves []tls.CurveID) {
 	addr := tlsBenchProxy(b, benchResponse, TLSOptions{Certificates: []tls.Certificate{testCert(b, "lb.test")}})
-	conf := &tls.Config{InsecureSkipVerify: true}
+	conf := &tls.Config{InsecureSkipVerify: true, CurvePreferences: curves}
 	out, in := []byte("GET / HTTP/1.1\r\nHost: x\r\nCookie: SERVERID=app-01\r\n\r\n"), make([]byte, len(benchResponse))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -12,10 +12,14 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ocsp"
+
 	"github.com/lbctl/lbctl/internal/selfsigned"
+	"github.com/lbctl/lbctl/internal/testca"
 )
 
 // testCert returns a self-signed certificate for names, failing the test
@@ -325,5 +329,189 @@ func TestTLSUpgradeRelaysBothWays(t *testing.T) {
 	rest, err := io.ReadAll(r)
 	if err != nil || string(rest) != "echo hello\n" {
 		t.Errorf("after the switch got %q, %v; want the echo then a clean end", rest, err)
+	}
+}
+
+// dialCurves handshakes with addr offering curves (nil: Go's default) and
+// returns the key exchange negotiated.
+func dialCurves(addr string, curves []tls.CurveID) (tls.CurveID, error) {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr,
+		&tls.Config{InsecureSkipVerify: true, CurvePreferences: curves})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return c.ConnectionState().CurveID, nil
+}
+
+// TestTLSCurves: by default a client that offers the X25519MLKEM768
+// hybrid, as browsers and Go do, gets it; Curves narrows the set, and a
+// client with nothing in it is refused.
+func TestTLSCurves(t *testing.T) {
+	cert := testCert(t, "lb.test")
+	f, front := tlsFixture(t, 1, TLSOptions{Certificates: []tls.Certificate{cert}}, nil)
+	if got, err := dialCurves(f.addr, nil); err != nil || got != tls.X25519MLKEM768 {
+		t.Errorf("default: negotiated %v, %v; want X25519MLKEM768", got, err)
+	}
+	if got, err := dialCurves(f.addr, []tls.CurveID{tls.X25519}); err != nil || got != tls.X25519 {
+		t.Errorf("default, an X25519 client: negotiated %v, %v", got, err)
+	}
+
+	if err := front.Update(TLSOptions{Certificates: []tls.Certificate{cert}, Curves: []tls.CurveID{tls.X25519, tls.CurveP256}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := dialCurves(f.addr, nil); err != nil || got != tls.X25519 {
+		t.Errorf("X25519 and P-256 only: negotiated %v, %v; want X25519", got, err)
+	}
+	if got, err := dialCurves(f.addr, []tls.CurveID{tls.CurveP256}); err != nil || got != tls.CurveP256 {
+		t.Errorf("a P-256 client: negotiated %v, %v", got, err)
+	}
+	if got, err := dialCurves(f.addr, []tls.CurveID{tls.X25519MLKEM768}); err == nil {
+		t.Errorf("a hybrid-only client negotiated %v with X25519 and P-256 only", got)
+	}
+}
+
+// testCA returns a certificate authority for the test.
+func testCA(t testing.TB) *testca.CA {
+	t.Helper()
+	ca, err := testca.New("Test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// issue returns a certificate for name from ca, its chain carrying ca.
+func issue(t testing.TB, ca *testca.CA, name string) tls.Certificate {
+	t.Helper()
+	c, err := ca.Issue(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// ocspOf returns ca's OCSP response about c saying r.
+func ocspOf(t testing.TB, ca *testca.CA, c tls.Certificate, r testca.Response) []byte {
+	t.Helper()
+	der, err := ca.OCSP(c.Leaf, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// stapled handshakes with addr asking for OCSP stapling, with serverName
+// as SNI, and returns the response stapled (nil for none).
+func stapled(t testing.TB, addr, serverName string) []byte {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr,
+		&tls.Config{ServerName: serverName, InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.ConnectionState().OCSPResponse
+}
+
+// TestTLSOCSPStapling: a certificate's OCSP response is stapled to its
+// handshakes, under TLS 1.2 and 1.3, and a certificate without one gets
+// none; once the response is past its NextUpdate, handshakes get the
+// certificate without it.
+func TestTLSOCSPStapling(t *testing.T) {
+	ca := testCA(t)
+	withStaple, without := issue(t, ca, "ocsp.test"), issue(t, ca, "plain.test")
+	now := time.Now()
+	der := ocspOf(t, ca, withStaple, testca.Response{Status: ocsp.Good, ThisUpdate: now.Add(-time.Hour), NextUpdate: now.Add(time.Hour)})
+	withStaple.OCSPStaple = der
+
+	var clock atomic.Int64 // unix nanoseconds
+	clock.Store(now.UnixNano())
+	front, err := newTLS(TLSOptions{Certificates: []tls.Certificate{withStaple, without}}, func() time.Time { return time.Unix(0, clock.Load()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) { p.TLS = front }})
+
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		c, err := tls.Dial("tcp", f.addr, &tls.Config{ServerName: "ocsp.test", InsecureSkipVerify: true, MaxVersion: v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.ConnectionState().OCSPResponse; !bytes.Equal(got, der) {
+			t.Errorf("%s: stapled %d bytes, want the %d of the response", tls.VersionName(v), len(got), len(der))
+		}
+		c.Close()
+	}
+	if got := stapled(t, f.addr, "plain.test"); got != nil {
+		t.Errorf("a certificate without a response stapled %d bytes", len(got))
+	}
+
+	clock.Store(now.Add(time.Hour).UnixNano()) // the response's NextUpdate
+	if got := stapled(t, f.addr, "ocsp.test"); got != nil {
+		t.Errorf("a stale response is still stapled (%d bytes)", len(got))
+	}
+	if got := handshakeName(t, f.addr, "ocsp.test"); got != "ocsp.test" {
+		t.Errorf("after its response went stale, the certificate of %q is served", got)
+	}
+}
+
+// TestTLSOCSPRejects: a response that is not a current "good" about the
+// certificate, signed by its issuer, is refused naming what is wrong, and
+// the options in force stay.
+func TestTLSOCSPRejects(t *testing.T) {
+	ca, other := testCA(t), testCA(t)
+	cert, stranger := issue(t, ca, "ocsp.test"), issue(t, ca, "other.test")
+	now := time.Now()
+	current := testca.Response{Status: ocsp.Good, ThisUpdate: now.Add(-time.Hour), NextUpdate: now.Add(time.Hour)}
+	rogue := issue(t, ca, "responder.test") // a server certificate, not an OCSP signer
+	signerPEM, signerKey, err := ca.IssuePEM("responder.test", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := tls.X509KeyPair(signerPEM, signerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	selfSigned := testCert(t, "ocsp.test")
+	tests := []struct {
+		name string
+		cert tls.Certificate
+		der  []byte
+		want string
+	}{
+		{"garbage", cert, []byte("not an OCSP response"), "OCSP response: asn1: structure error"},
+		{"revoked", cert, ocspOf(t, ca, cert, testca.Response{Status: ocsp.Revoked, ThisUpdate: current.ThisUpdate, NextUpdate: current.NextUpdate}), "OCSP response: the certificate was revoked at "},
+		{"unknown", cert, ocspOf(t, ca, cert, testca.Response{Status: ocsp.Unknown, ThisUpdate: current.ThisUpdate, NextUpdate: current.NextUpdate}), "OCSP response: the certificate's status is unknown to its CA"},
+		{"expired", cert, ocspOf(t, ca, cert, testca.Response{Status: ocsp.Good, ThisUpdate: now.Add(-2 * time.Hour), NextUpdate: now.Add(-time.Hour)}), "OCSP response: expired at "},
+		{"future", cert, ocspOf(t, ca, cert, testca.Response{Status: ocsp.Good, ThisUpdate: now.Add(time.Hour), NextUpdate: now.Add(2 * time.Hour)}), "OCSP response: issued for "},
+		{"another certificate", cert, ocspOf(t, ca, stranger, current), "OCSP response: no response matching the supplied certificate"},
+		{"another CA", cert, ocspOf(t, other, cert, current), "OCSP response: bad OCSP signature"},
+		{"responder not for OCSP", cert, ocspOf(t, ca, cert, testca.Response{Status: ocsp.Good, ThisUpdate: current.ThisUpdate, NextUpdate: current.NextUpdate, Responder: &rogue}), `OCSP response: its responder "CN=responder.test" is not authorized for OCSP signing`},
+		{"no issuer in the chain", selfSigned, ocspOf(t, ca, cert, current), "OCSP response: the certificate file holds no issuer certificate"},
+	}
+	front, err := NewTLS(TLSOptions{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.cert
+			c.OCSPStaple = tt.der
+			err := front.Update(TLSOptions{Certificates: []tls.Certificate{c}})
+			if err == nil || !strings.HasPrefix(err.Error(), "tls: certificate 0: "+tt.want) {
+				t.Errorf("error = %v\nwant it to start with tls: certificate 0: %s", err, tt.want)
+			}
+		})
+	}
+	if got := front.Certificate("ocsp.test"); got.OCSPStaple != nil || got.Leaf != cert.Leaf {
+		t.Error("a refused update changed the certificate served")
+	}
+
+	// A response from a responder the CA delegated is fine.
+	c := cert
+	c.OCSPStaple = ocspOf(t, ca, cert, testca.Response{Status: ocsp.Good, ThisUpdate: current.ThisUpdate, NextUpdate: current.NextUpdate, Responder: &signer})
+	if err := front.Update(TLSOptions{Certificates: []tls.Certificate{c}}); err != nil {
+		t.Errorf("a delegated responder's response: %v", err)
 	}
 }

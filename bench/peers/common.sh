@@ -3,7 +3,8 @@
 
 # start_work NAME [PKG...] makes the work folder $work (removed at exit
 # unless KEEP is set), ends every process listed in $pids at exit, and
-# builds lbctl and each ./bench/peers/PKG into $work.
+# builds lbctl (or copies $LBCTL_BIN, to compare another build) and each
+# ./bench/peers/PKG into $work.
 start_work() {
 	local name=$1
 	shift
@@ -12,7 +13,12 @@ start_work() {
 	trap end_work EXIT
 	echo "building lbctl ..." >&2
 	(
-		cd "$repo" && go build -o "$work/lbctl" ./cmd/lbctl || exit 1
+		if [ -n "${LBCTL_BIN:-}" ]; then
+			cp "$LBCTL_BIN" "$work/lbctl" || exit 1
+		else
+			cd "$repo" && go build -o "$work/lbctl" ./cmd/lbctl || exit 1
+		fi
+		cd "$repo" || exit 1
 		for p in "$@"; do go build -o "$work/$p" "./bench/peers/$p" || exit 1; done
 	)
 }

@@ -6,7 +6,10 @@
 #   ROUNDS=5 DURATION=10 bench/peers/run.sh
 #   WORKLOADS="l7-sticky l4-keepalive" bench/peers/run.sh
 #   WORKLOADS=l7-tls bench/peers/run.sh  # sticky requests over kept-alive TLS
-#   WORKLOADS="l7-tls-handshake l7-h2" bench/peers/run.sh  # new TLS handshakes; sticky h2 (h2load)
+#   WORKLOADS="l7-tls-handshake l7-tls-resume l7-h2" bench/peers/run.sh  # full and resumed TLS handshakes; sticky h2 (h2load)
+#   TLS_GROUPS=mlkem,x25519 WORKLOADS=l7-tls-handshake bench/peers/run.sh  # a browser's key shares
+#   TLS_CURVES='"X25519", "P-256"' WORKLOADS=l7-tls-handshake bench/peers/run.sh  # lbctl's tls.curves
+#   LBCTL_BIN=/path/to/lbctl bench/peers/run.sh  # that lbctl binary instead of this tree's
 #
 # Backends (two nginx servers and an iperf3 server) and the load tools (wrk,
 # iperf3, hey, lbctl's source-address generator) run on CPU 0; each proxy in
@@ -47,7 +50,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 . "$here/common.sh"
-start_work peers srcload
+start_work peers srcload tlsload
 
 # The addresses may be moved, so that two runs on one machine do not meet.
 BACKEND1=${BACKEND1:-127.0.0.1:19001}
@@ -110,7 +113,7 @@ haproxy_conf() {
 		# request arrives, as lbctl's L7 does on Linux.
 		case $w in
 		l4-*) echo "  bind $FRONT" ;;
-		l7-tls | l7-tls-handshake) echo "  bind $FRONT defer-accept ssl crt $work/site-bundle.pem alpn http/1.1" ;;
+		l7-tls | l7-tls-handshake | l7-tls-resume) echo "  bind $FRONT defer-accept ssl crt $work/site-bundle.pem alpn http/1.1" ;;
 		l7-h2) echo "  bind $FRONT defer-accept ssl crt $work/site-bundle.pem alpn h2,http/1.1" ;;
 		*) echo "  bind $FRONT defer-accept" ;;
 		esac
@@ -168,10 +171,13 @@ nginx_conf() {
 			echo "  server { listen $FRONT backlog=4096; proxy_pass b; } }"
 			;;
 		*)
-			local tls=""
+			# nginx 1.22 leaves TLS 1.3 out of its default ssl_protocols
+			# (1.23.4 added it); without it every TLS row would compare
+			# nginx's TLS 1.2 with TLS 1.3 elsewhere.
+			local tls="" certs="ssl_certificate $work/site.pem; ssl_certificate_key $work/site.key; ssl_protocols TLSv1.2 TLSv1.3"
 			case $w in
-			l7-tls | l7-tls-handshake) tls="ssl; ssl_certificate $work/site.pem; ssl_certificate_key $work/site.key" ;;
-			l7-h2) tls="ssl http2; ssl_certificate $work/site.pem; ssl_certificate_key $work/site.key" ;;
+			l7-tls | l7-tls-handshake | l7-tls-resume) tls="ssl; $certs" ;;
+			l7-h2) tls="ssl http2; $certs" ;;
 			esac
 			echo "http { access_log off; keepalive_requests 10000000;"
 			echo "  upstream b { hash \$cookie_SERVERID consistent; server $BACKEND1; server $BACKEND2; keepalive 64; }"
@@ -223,10 +229,12 @@ lbctl_conf() {
 			echo "address = \"$BACKEND2\""
 		fi
 		case $w in
-		l7-tls | l7-tls-handshake | l7-h2)
+		l7-tls | l7-tls-handshake | l7-tls-resume | l7-h2)
 			echo "[tls]"
 			echo "certificates = [{ cert = \"$work/site.pem\", key = \"$work/site.key\" }]"
 			if [ "$w" = l7-h2 ]; then echo "alpn = [\"h2\", \"http/1.1\"]"; else echo "alpn = [\"http/1.1\"]"; fi
+			# TLS_CURVES='"X25519", "P-256"' narrows lbctl's key exchanges.
+			if [ -n "${TLS_CURVES:-}" ]; then echo "curves = [$TLS_CURVES]"; fi
 			;;
 		esac
 	} >"$f"
@@ -269,8 +277,18 @@ measure() {
 	l4-newconn | l7-newconn) wrk_rps -H "Connection: close" ;;
 	l7-sticky) wrk_rps -H "Cookie: SERVERID=app-01" ;;
 	l7-tls) scheme=https wrk_rps -H "Cookie: SERVERID=app-01" ;;
-	# One request per connection, so one full handshake per request.
-	l7-tls-handshake) scheme=https wrk_rps -H "Connection: close" -H "Cookie: SERVERID=app-01" ;;
+	# One request per connection, so one TLS 1.3 handshake per request:
+	# full, or resumed from the connection's previous session (wrk resumes
+	# every one after the first, so it cannot measure full handshakes).
+	# TLS_GROUPS: the key exchanges the client offers, the first with a
+	# key share ("x25519" as OpenSSL 3.0 clients, "mlkem,x25519" as
+	# browsers).
+	l7-tls-handshake | l7-tls-resume)
+		local resume=false
+		[ "$1" = l7-tls-resume ] && resume=true
+		on_load "$work/tlsload" -addr "$FRONT" -conns "$CONNS" -duration "${DURATION}s" \
+			-groups "${TLS_GROUPS:-x25519}" -resume="$resume"
+		;;
 	l7-h2)
 		# Ten streams in flight on each connection; only 2xx answers count.
 		on_load h2load -t1 -c"$CONNS" -m10 -D"$DURATION" -H "cookie: SERVERID=app-01" "https://$FRONT/" 2>/dev/null |
@@ -295,7 +313,7 @@ measure() {
 
 proxies_for() {
 	case $1 in
-	l7-tls | l7-tls-handshake | l7-h2) echo "haproxy nginx lbctl" ;;
+	l7-tls | l7-tls-handshake | l7-tls-resume | l7-h2) echo "haproxy nginx lbctl" ;;
 	l7-*) echo "haproxy nginx lbctl caddy" ;;
 	*) echo "haproxy nginx lbctl" ;;
 	esac
@@ -305,7 +323,7 @@ unit_of() {
 	case $1 in
 	l4-bulk) echo "Mbit/s" ;;
 	l7-tail) echo "1/p99 s" ;;
-	l7-tls-handshake) echo "handshakes/s" ;;
+	l7-tls-handshake | l7-tls-resume) echo "handshakes/s" ;;
 	*) echo "req/s" ;;
 	esac
 }
@@ -323,7 +341,7 @@ cpu_ticks() {
 }
 HZ=$(getconf CLK_TCK)
 
-work_of() { case $1 in l4-bulk) echo "Mbit" ;; *) echo "request" ;; esac; }
+work_of() { case $1 in l4-bulk) echo "Mbit" ;; l7-tls-handshake | l7-tls-resume) echo "handshake" ;; *) echo "request" ;; esac; }
 
 declare -A results cost
 echo "rounds=$ROUNDS duration=${DURATION}s connections=$CONNS proxy_cpu=$PROXY_CPU load_cpu=$LOAD_CPU" >&2

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/l7"
@@ -57,10 +58,11 @@ func (in *Instance) setupTLS(cfg *config.Config) error {
 	return nil
 }
 
-// loadTLS reads the certificate and key files of t. An error names the
-// element of tls.certificates and the file that failed, and says why.
+// loadTLS reads the certificate, key and OCSP response files of t. An
+// error names the element of tls.certificates and the file that failed,
+// and says why.
 func loadTLS(t *config.TLS) (l7.TLSOptions, [][]byte, error) {
-	opts := l7.TLSOptions{MinVersion: tls.VersionTLS12, ALPN: slices.Clone(t.ALPN)}
+	opts := l7.TLSOptions{MinVersion: tls.VersionTLS12, ALPN: slices.Clone(t.ALPN), Curves: t.CurveIDs()}
 	if t.MinVersion == "1.3" {
 		opts.MinVersion = tls.VersionTLS13
 	}
@@ -78,8 +80,19 @@ func loadTLS(t *config.TLS) (l7.TLSOptions, [][]byte, error) {
 		if err != nil {
 			return opts, nil, fmt.Errorf("tls.certificates[%d]: %s with key %s: %w", i, c.Cert, c.Key, err)
 		}
-		opts.Certificates = append(opts.Certificates, pair)
 		pems = append(pems, certPEM, keyPEM)
+		if c.OCSP != "" {
+			der, err := os.ReadFile(c.OCSP)
+			if err != nil {
+				return opts, nil, fmt.Errorf("tls.certificates[%d].ocsp: %w", i, err)
+			}
+			if _, err := l7.CheckOCSP(&pair, der, time.Now()); err != nil {
+				return opts, nil, fmt.Errorf("tls.certificates[%d].ocsp: %s for %s: %w", i, c.OCSP, c.Cert, err)
+			}
+			pair.OCSPStaple = der
+			pems = append(pems, der)
+		}
+		opts.Certificates = append(opts.Certificates, pair)
 	}
 	return opts, pems, nil
 }
@@ -119,6 +132,9 @@ func (in *Instance) planTLS(next *config.Config) (*tlsPlan, error) {
 	}
 	if !slices.Equal(next.TLS.ALPN, in.cfg.TLS.ALPN) {
 		changed = append(changed, "alpn")
+	}
+	if !slices.Equal(next.TLS.Curves, in.cfg.TLS.Curves) {
+		changed = append(changed, "curves")
 	}
 	if len(changed) > 0 {
 		p.items = []string{"~tls(" + strings.Join(changed, ", ") + ")"}

@@ -2,6 +2,7 @@ package instance
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -15,9 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ocsp"
+
 	"github.com/lbctl/lbctl/admin"
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/internal/selfsigned"
+	"github.com/lbctl/lbctl/internal/testca"
 )
 
 // writeCert writes a self-signed certificate for names and its key to
@@ -203,5 +207,92 @@ func TestTLSRedirectHTTP(t *testing.T) {
 	start := time.Now()
 	if _, err := io.ReadAll(idle); err != nil {
 		t.Errorf("silent client on the redirect listener: %v after %v, want it closed", err, time.Since(start))
+	}
+}
+
+// TestTLSOCSPFileStapledAndReloaded: tls.certificates[].ocsp is stapled,
+// read again on a reload, and a response that does not fit the
+// certificate refuses the reload, naming the file, keeping the one in
+// force; tls.curves is applied and a reload that changes it says so.
+func TestTLSOCSPFileStapledAndReloaded(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := testca.New("Test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.IssuePEM("ocsp.test", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, resp := filepath.Join(dir, "site.pem"), filepath.Join(dir, "site.key"), filepath.Join(dir, "site.ocsp")
+	writeOCSP := func(r testca.Response) []byte {
+		t.Helper()
+		der, err := ca.OCSP(pair.Leaf, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(resp, der, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	for path, data := range map[string][]byte{cert: certPEM, key: keyPEM} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	first := writeOCSP(testca.Response{Status: ocsp.Good, ThisUpdate: now.Add(-time.Hour), NextUpdate: now.Add(time.Hour)})
+	tail := fmt.Sprintf("certificates = [{cert = %q, key = %q, ocsp = %q}]\ncurves = [\"X25519\"]", cert, key, resp)
+	cfg := tlsConfig(t, startStatusBackend(t, "app-01"), tail)
+	next := cfg
+	in, addr := startInstance(t, cfg, &next)
+	handshake := func() tls.ConnectionState {
+		t.Helper()
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState()
+	}
+	if st := handshake(); !bytes.Equal(st.OCSPResponse, first) || st.CurveID != tls.X25519 {
+		t.Errorf("stapled %d bytes (want the %d of the file) over %v (want X25519)", len(st.OCSPResponse), len(first), st.CurveID)
+	}
+
+	// A renewed response is taken up by a reload.
+	renewed := writeOCSP(testca.Response{Status: ocsp.Good, ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(2 * time.Hour)})
+	res, err := in.Reload(context.Background())
+	if err != nil || !strings.Contains(res.Summary, "~tls(certificates)") {
+		t.Fatalf("reload with a renewed response: %v, summary %q", err, res.Summary)
+	}
+	if st := handshake(); !bytes.Equal(st.OCSPResponse, renewed) {
+		t.Error("the renewed response is not stapled after the reload")
+	}
+
+	// An expired response refuses the reload, naming the file.
+	writeOCSP(testca.Response{Status: ocsp.Good, ThisUpdate: now.Add(-2 * time.Hour), NextUpdate: now.Add(-time.Hour)})
+	_, err = in.Reload(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "tls.certificates[0].ocsp: "+resp+" for "+cert+": OCSP response: expired at ") ||
+		!strings.Contains(err.Error(), "the certificates in force are kept") {
+		t.Errorf("reload with an expired response: %v", err)
+	}
+	if st := handshake(); !bytes.Equal(st.OCSPResponse, renewed) {
+		t.Error("a refused reload changed the stapled response")
+	}
+
+	// tls.curves changes with a reload.
+	writeOCSP(testca.Response{Status: ocsp.Good, ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(2 * time.Hour)})
+	next = tlsConfig(t, cfg.Backends[0].Address, strings.Replace(tail, `["X25519"]`, `["P-256"]`, 1))
+	res, err = in.Reload(context.Background())
+	if err != nil || !strings.Contains(res.Summary, "curves") {
+		t.Fatalf("reload with other curves: %v, summary %q", err, res.Summary)
+	}
+	if st := handshake(); st.CurveID != tls.CurveP256 {
+		t.Errorf("after the reload the key exchange is %v, want P-256", st.CurveID)
 	}
 }
