@@ -37,6 +37,7 @@ type benchFlags struct {
 	reloadAt, restartAt, targetBackends []string
 	upgradeAt                           []string
 	target                              string
+	targetReloadCmd, targetRestartCmd   string
 	stateFile, cluster                  bool
 	modeGiven                           bool // --mode was on the command line
 	scenarioFiles                       []string
@@ -190,7 +191,9 @@ instance_changed, address_changed, and rebalanced (none of these).
 	fl.BoolVar(&f.cluster, "cluster", false, "make the --instances one [cluster] that shares pins and admin states (lbctl as child processes)")
 	fl.BoolVar(&f.stateFile, "state-file", false, "give each instance an affinity state file, so that a restart keeps pins and admin states")
 	fl.StringArrayVar(&f.scenarioFiles, "scenario", nil, "run the scenario in this TOML `FILE` instead of the flags (repeatable: each in turn)")
-	fl.StringVar(&f.target, "target", "", "measure external load balancers instead of lbctl, as `l4=ADDR,l7=ADDR` (either alone)")
+	fl.StringVar(&f.target, "target", "", "measure external load balancers instead of lbctl, as `l4=ADDR,l7=ADDR` (either alone; a mode again adds an instance; https://ADDR for TLS)")
+	fl.StringVar(&f.targetReloadCmd, "target-reload-cmd", "", "with --target: the shell `COMMAND` that --reload@ runs to reload it")
+	fl.StringVar(&f.targetRestartCmd, "target-restart-cmd", "", "with --target: the shell `COMMAND` that --restart@ runs to restart it")
 	fl.DurationVar(&f.targetSettle, "target-settle", f.targetSettle, "with --target: wait this long with the backends up before each run, for the target's health checks")
 	fl.StringSliceVar(&f.targetBackends, "target-backends", nil, "with --target: the lab's backends listen on these `ADDR,...`, one per --backends")
 	return cmd
@@ -251,7 +254,7 @@ func (f *benchFlags) options() (bench.Options, error) {
 			// The modes are those the target names, l4 first.
 			o.Modes = nil
 			for _, m := range []bench.Mode{bench.L4, bench.L7} {
-				if o.Targets[m] != "" {
+				if len(o.Targets[m]) > 0 {
 					o.Modes = append(o.Modes, m)
 				}
 			}
@@ -261,6 +264,7 @@ func (f *benchFlags) options() (bench.Options, error) {
 		}
 	}
 	o.TargetBackends, o.TargetSettle = f.targetBackends, f.targetSettle
+	o.TargetReloadCmd, o.TargetRestartCmd = f.targetReloadCmd, f.targetRestartCmd
 	if err := o.Validate(); err != nil {
 		return o, err
 	}
