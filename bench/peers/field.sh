@@ -17,6 +17,8 @@
 #               with and without a state file, and lbctl's SIGUSR2 upgrade)
 #   instances   3 instances of the load balancer, each connection to one of
 #               them by a hash, as ECMP spreads them
+#   tls         nat-skew over https: the load balancers terminate TLS with a
+#               test certificate (openssl), the lab resumes TLS sessions
 #
 # The lab's backends listen on fixed addresses (--target-backends) that
 # HAProxy and nginx are configured with, and the lab reaches them through
@@ -41,13 +43,13 @@
 # this machine (Debian's, without it) gets no cookie row.
 set -euo pipefail
 
-SCENARIOS=${SCENARIOS:-"nat-skew cgnat failover reload restart instances"}
+SCENARIOS=${SCENARIOS:-"nat-skew cgnat failover reload restart instances tls"}
 RATE=${RATE:-4000}
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin"
 
-for tool in haproxy nginx jq go; do
+for tool in haproxy nginx jq go openssl; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "missing: $tool" >&2; exit 1; }
 done
 
@@ -66,7 +68,15 @@ B=($IP:19101 $IP:19102 $IP:19103 $IP:19104)
 
 # Ports of each load balancer, on every instance's address.
 declare -A PORT=([haproxy source]=18101 [haproxy stick]=18102 [haproxy cookie]=18103
-	[haproxy stick+peers]=18104 [nginx ip_hash]=18201 [nginx hash]=18202)
+	[haproxy stick+peers]=18104 [haproxy cookie tls]=18105
+	[nginx ip_hash]=18201 [nginx hash]=18202 [nginx hash tls]=18203)
+
+# A test certificate for the tls scenario: HAProxy wants the key in the
+# same file, nginx and lbctl apart.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=$IP" \
+	-addext "subjectAltName=IP:$IP" -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+cat "$work/cert.pem" "$work/key.pem" >"$work/site.pem"
+printf 'mode = "l7"\n[[tls.certificates]]\ncert = "%s"\nkey = "%s"\n' "$work/cert.pem" "$work/key.pem" >"$work/tls.toml"
 
 # --- HAProxy ------------------------------------------------------------------
 servers() { # $1: extra per server
@@ -94,6 +104,7 @@ haproxy_cfg() { # $1: instance address
 	printf 'frontend cookie\n\tmode http\n\tbind %s:%d\n\tdefault_backend cookie\n' "$ip" "${PORT[haproxy cookie]}"
 	printf 'backend cookie\n\tmode http\n\tbalance roundrobin\n\tcookie SERVERID insert indirect nocache\n\toption httpchk GET /healthz\n'
 	servers "cookie ID"
+	printf 'frontend cookie_tls\n\tmode http\n\tbind %s:%d ssl crt %s\n\tdefault_backend cookie\n' "$ip" "${PORT[haproxy cookie tls]}" "$work/site.pem"
 }
 
 # --- nginx --------------------------------------------------------------------
@@ -111,6 +122,8 @@ nginx_cfg() { # $1: instance address, $2: prefix
 	echo " }"
 	echo "  server { listen $ip:${PORT[nginx ip_hash]}; location / { proxy_pass http://iphash; } }"
 	echo "  server { listen $ip:${PORT[nginx hash]}; location / { proxy_pass http://hash; } }"
+	echo "  server { listen $ip:${PORT[nginx hash tls]} ssl; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;"
+	echo "    location / { proxy_pass http://hash; } }"
 	echo "}"
 }
 
@@ -150,7 +163,7 @@ at() {
 # without its mode (a row names its own).
 scenario() {
 	local name=$1 base=$1
-	case $name in failover | reload | restart | instances) base=nat-skew ;; esac
+	case $name in failover | reload | restart | instances | tls) base=nat-skew ;; esac
 	sed -e '/^mode = /d' -e "s/^rate = .*/rate = $RATE/" "$repo/bench/scenarios/$base.toml"
 	case $name in
 	failover) printf '\n[events]\nfail = ["app-02@%s"]\nrecover = ["app-02@%s"]\n' "$(at 40)" "$(at 70)" ;;
@@ -171,7 +184,9 @@ row() {
 		fresh
 		local n=1 addrs="" i
 		[ "$sc" = instances ] && n=3
-		for ((i = 0; i < n; i++)); do addrs+="\"${INST[i]}:${PORT[$lb]}\","; done
+		local scheme=""
+		[ "$sc" = tls ] && scheme=https://
+		for ((i = 0; i < n; i++)); do addrs+="\"$scheme${INST[i]}:${PORT[$lb]}\","; done
 		printf '\n[target]\n%s = [%s]\nbackends = [%s]\n' "$mode" "${addrs%,}" "$(printf '"%s",' "${B[@]}" | sed 's/,$//')" >>"$file"
 		printf 'reload_cmd = "%s reload %s 1"\nrestart_cmd = "%s restart %s 1"\n' "$ctl" "${lb%% *}" "$ctl" "${lb%% *}" >>"$file"
 	else
@@ -186,6 +201,7 @@ row() {
 			sed -i "1i config = \"$work/maglev.toml\"" "$file"
 			;;
 		esac
+		[ "$sc" = tls ] && sed -i "1i config = \"$work/tls.toml\"" "$file"
 	fi
 	"$work/lbctl" bench --scenario "$file" --json "$json" >"$work/last.txt" 2>&1 || { cat "$file" "$work/last.txt" >&2; return 1; }
 	[ -z "${DEBUG:-}" ] || jq -c ".runs[0].failure_reasons" "$json" >&2
@@ -198,6 +214,12 @@ row() {
 # rows SCENARIO: every load balancer's rows of one scenario.
 rows() {
 	local sc=$1 x=""
+	if [ "$sc" = tls ]; then
+		row tls "haproxy cookie" l7 "haproxy cookie tls"
+		row tls "nginx hash" l7 "nginx hash tls"
+		row tls "lbctl l7" l7
+		return
+	fi
 	[ "$sc" = instances ] && x=" x3"
 	row "$sc" "haproxy source$x" l4 "haproxy source"
 	row "$sc" "haproxy stick$x" l4 "haproxy stick"
