@@ -70,7 +70,7 @@ latency, side by side.
   lbctl bench
   lbctl bench --users 5000 --gateways 200 --skew zipf --zipf-s 1.1 --backends 4 \
               --requests 20 --mode both --fail app-02@5s --json report.json --plot report.svg
-  lbctl bench --config lbctl.toml    # [balance], [affinity], [cookie], [health] from a config
+  lbctl bench --config lbctl.toml    # [balance], [affinity], [cookie], [health], [tls] from a config
 
 Each mode's requests are spread evenly over its run, which lasts
 users*requests/--rate seconds (or --duration): every user sends its requests
@@ -88,6 +88,8 @@ instance_changed, address_changed, and rebalanced (none of these).
   lbctl bench --instances 3 -c maglev.toml
   lbctl bench --instances 3 --cluster              # the instances share their pins
   lbctl bench --target l7=127.0.0.1:18080 --target-backends 127.0.0.1:19001,127.0.0.1:19002
+  lbctl bench --target l7=https://127.0.0.1:8443 --target-backends ... \
+              --restart@4s --target-restart-cmd 'systemctl restart haproxy'
   lbctl bench --scenario bench/scenarios/cgnat.toml`,
 		// Flags are parsed here, so that --reload@4s reads as --reload@=4s.
 		DisableFlagParsing: true,
