@@ -265,6 +265,7 @@ func TestTLS(t *testing.T) {
 // pins, so sessions break for cause instance_changed; under maglev both
 // compute the same backend and nobody moves.
 func TestTargetInstances(t *testing.T) {
+	t.Parallel() // paced runs that mostly wait: they share the machine well
 	for _, policy := range []string{"roundrobin", "maglev"} {
 		o := paced(600*time.Millisecond, 4)
 		o.Modes = []Mode{L4}

@@ -22,6 +22,7 @@ import (
 // (one per gateway) change backend, every one of them for cause
 // restarted; none rebalanced.
 func TestTargetRestartCommand(t *testing.T) {
+	t.Parallel() // paced runs that mostly wait: they share the machine well
 	o := paced(3*time.Second, 6)
 	o.Modes = []Mode{L4}
 	backends := freeAddrs(t, 3)
