@@ -26,7 +26,7 @@ func LabConfig() *config.Config {
 }
 
 // LoadConfig reads a config file for the lab. Only its [balance],
-// [affinity], [cookie] and [health] tables are used; its backends and
+// [affinity], [cookie], [health] and [tls] tables are used; its backends and
 // listen address are not, so a file may leave out [[backend]] entirely
 // (which `lbctl check` would reject).
 func LoadConfig(path string) (*config.Config, error) {
@@ -38,8 +38,8 @@ func LoadConfig(path string) (*config.Config, error) {
 }
 
 // runConfig is the config both front doors are built from: the lab's
-// backends and timeouts, and base's [balance], [affinity], [cookie] and
-// [health].
+// backends and timeouts, and base's [balance], [affinity], [cookie],
+// [health] and [tls] (whose certificates make the L7 door https).
 func runConfig(base *config.Config, backends []*labBackend) (*config.Config, error) {
 	c := config.Default()
 	c.Listen = "127.0.0.1:8080" // not used: the lab listens on a port of its own
@@ -50,6 +50,8 @@ func runConfig(base *config.Config, backends []*labBackend) (*config.Config, err
 	c.Affinity.StateFile = ""
 	c.Cookie = base.Cookie
 	c.Health = base.Health
+	// [tls] terminates TLS on the L7 door; runMode leaves it out of L4.
+	c.TLS = base.TLS
 	c.Timeouts = config.Timeouts{
 		Connect: config.Duration(time.Second),
 		Idle:    config.Duration(10 * time.Second),
@@ -59,7 +61,11 @@ func runConfig(base *config.Config, backends []*labBackend) (*config.Config, err
 	for _, b := range backends {
 		c.Backends = append(c.Backends, config.Backend{ID: b.id, Address: b.addr, Weight: 1})
 	}
-	if err := c.Validate(); err != nil {
+	check := c
+	if c.TLS.On() {
+		check.Mode = string(L7)
+	}
+	if err := check.Validate(); err != nil {
 		return nil, fmt.Errorf("lab config: %w", err)
 	}
 	return &c, nil

@@ -130,7 +130,7 @@ func (d *doors) urls() []string {
 	defer d.mu.Unlock()
 	var us []string
 	for _, dr := range d.all {
-		us = append(us, "http://"+dr.addr+"/")
+		us = append(us, frontURL(d.cfg, dr.addr))
 	}
 	return us
 }
@@ -264,4 +264,13 @@ func (d *doors) waitUp(ctx context.Context) error {
 		}
 		return errors.New("backends did not pass their health checks before the run")
 	})
+}
+
+// frontURL is the URL of a front door of cfg listening on addr: https
+// when it terminates TLS.
+func frontURL(cfg *config.Config, addr string) string {
+	if cfg.TLS.On() {
+		return "https://" + addr + "/"
+	}
+	return "http://" + addr + "/"
 }

@@ -46,16 +46,23 @@ func spans(past []applied, drainFor time.Duration) []span {
 
 // scaleUps reports each --add that happened: how many users arrived after
 // it (their first served request began after the reload ended), how many
-// of those reached the new backend, whether any user who arrived before
-// reached it, and how soon its requests per bucket reached the mean of all
-// backends.
+// of those reached the new backend, how many whose first request was in
+// flight during the reload were sent there, whether any user moved there
+// from another backend, and how soon its requests per bucket reached the
+// mean of all backends.
+//
+// A first request that began before the reload ended may still have been
+// routed on the new pool: on a loaded machine it waits to be accepted and
+// routed until after the new pool is in place, and then rightly goes to
+// the new backend. Such a user did not move; only one that another
+// backend served first and that reached the new one afterwards did.
 func scaleUps(d *runData, t *Timeline) []ScaleUp {
 	var out []ScaleUp
 	for _, p := range d.past {
 		if p.flag != "--add" || p.err != nil {
 			continue
 		}
-		su := ScaleUp{Backend: d.ids[p.backend], AtMS: ms(p.from)}
+		su := ScaleUp{Backend: d.ids[p.backend], AtMS: ms(p.from), ReloadedMS: ms(p.to)}
 		for u := 0; u*d.requests < len(d.samples); u++ {
 			first := -1
 			reached := false
@@ -72,12 +79,16 @@ func scaleUps(d *runData, t *Timeline) []ScaleUp {
 			if first < 0 {
 				continue
 			}
-			if d.samples[u*d.requests+first].start >= p.to {
+			f := &d.samples[u*d.requests+first]
+			switch {
+			case f.start >= p.to:
 				su.NewUsers++
 				if reached {
 					su.NewUsersThere++
 				}
-			} else if reached {
+			case int(f.backend) == p.backend:
+				su.JoiningUsersThere++
+			case reached:
 				su.EarlierUsersThere++
 			}
 		}

@@ -40,7 +40,8 @@ func checkClean(t *testing.T, o Options, rep *Report) {
 // TestScaleUpReachesNewUsersOnly adds app-04 to three backends a quarter
 // into the run. Each user sends 2 requests, the first at phase/2 of the
 // run, so the users with a phase over one half arrive after the add: about
-// half of 120. With round robin their first requests go to the 4 backends
+// half of 120 (more when a loaded machine sends first requests late, which
+// the bounds allow). With round robin their first requests go to the 4 backends
 // in turn (existing users' requests hit their cookie or pin and pick
 // nothing), so the new backend gets a quarter of them, give or take the
 // turns that arrive together; and no user who came before moves. Health
@@ -53,6 +54,10 @@ func TestScaleUpReachesNewUsersOnly(t *testing.T) {
 	cfg.Health.Check = "none"
 	o.Config = cfg
 	o.Adds = []Event{{Backend: "app-04", At: 250 * time.Millisecond}}
+	pop, err := NewPopulation(o.Users, o.Gateways, o.Skew, o.ZipfS, o.Seed)
+	if err != nil {
+		t.Fatal(err)
+	}
 	rep := run(t, o)
 	checkClean(t, o, rep)
 	for i := range rep.Runs {
@@ -68,9 +73,17 @@ func TestScaleUpReachesNewUsersOnly(t *testing.T) {
 		if su.EarlierUsersThere != 0 {
 			t.Errorf("%s: %d users who came before the add reached it", res.Mode, su.EarlierUsersThere)
 		}
-		// About 60; fewer when a busy machine applies the add late.
-		if su.NewUsers < 10 || su.NewUsers > 90 {
-			t.Errorf("%s: %d new users, want about 60", res.Mode, su.NewUsers)
+		// About 60: every user whose first request is due after the
+		// reload ended, fewer when a busy machine applies the add late;
+		// and more when it also sends first requests late.
+		due := 0
+		for _, u := range pop.Users {
+			if ms(o.Duration)*u.Phase/float64(o.Requests) >= su.ReloadedMS {
+				due++
+			}
+		}
+		if su.NewUsers < due || su.NewUsers > o.Users {
+			t.Errorf("%s: %d new users, want the %d due after the reload ended at %.0fms, or more", res.Mode, su.NewUsers, due, su.ReloadedMS)
 		}
 		if lo, hi := su.NewUsers/4-2, (su.NewUsers+3)/4+2; su.NewUsersThere < lo || su.NewUsersThere > hi {
 			t.Errorf("%s: %d of %d new users reached app-04, want a quarter: %d..%d", res.Mode, su.NewUsersThere, su.NewUsers, lo, hi)
@@ -78,8 +91,9 @@ func TestScaleUpReachesNewUsersOnly(t *testing.T) {
 		if su.ToMeanMS == nil {
 			t.Errorf("%s: app-04's load never reached the mean", res.Mode)
 		}
-		if got := res.Backends[3].Users; got != su.NewUsersThere {
-			t.Errorf("%s: app-04 served %d users, want the %d new ones", res.Mode, got, su.NewUsersThere)
+		if got := res.Backends[3].Users; got != su.NewUsersThere+su.JoiningUsersThere {
+			t.Errorf("%s: app-04 served %d users, want the %d new ones and the %d whose first request was in flight during the reload",
+				res.Mode, got, su.NewUsersThere, su.JoiningUsersThere)
 		}
 	}
 }
@@ -221,4 +235,53 @@ func TestEventsLeaveNothingRunning(t *testing.T) {
 		}
 	}
 	base.WaitExceptPipes(t, 30*time.Second)
+}
+
+// TestScaleUpCountsByHand feeds the scale-up bookkeeping a run where
+// app-02 joins by a reload from 100ms to 110ms, and checks who counts as
+// a new user, who joined during the reload, and who moved. A first
+// request that began before the reload ended but went to app-02 was
+// routed on the new pool: its user did not move (a loaded machine made the
+// old bookkeeping count such a user as an earlier one that moved there).
+func TestScaleUpCountsByHand(t *testing.T) {
+	span := func(startMS, latencyMS, b int) sample {
+		s := at(startMS, b)
+		s.latency = time.Duration(latencyMS) * time.Millisecond
+		return s
+	}
+	pop := &Population{Gateways: []Gateway{{Index: 0, Addr: gatewayAddr(0), Users: 6}}}
+	for u := range 6 {
+		pop.Users = append(pop.Users, User{ID: u, Gateway: 0})
+	}
+	d := &runData{
+		mode:     L7,
+		pop:      pop,
+		requests: 2,
+		ids:      []string{"app-01", "app-02"},
+		initial:  1,
+		samples: []sample{
+			at(0, 0), at(150, 0), // before the reload: earlier, stays
+			span(95, 30, 1), at(150, 1), // in flight during it, on app-02: joining
+			at(120, 1), at(160, 1), // after it, on app-02: new, there
+			at(120, 0), at(160, 0), // after it, on app-01: new, not there
+			at(50, 0), at(150, 1), // earlier, then app-02: a moved session
+			span(90, 30, 0), at(170, 0), // in flight during it, on app-01: earlier, stays
+		},
+		past: []applied{{
+			action: action{flag: "--add", event: Event{Backend: "app-02", At: 100 * time.Millisecond}, backend: 1},
+			from:   100 * time.Millisecond, to: 110 * time.Millisecond,
+		}},
+		elapsed: 200 * time.Millisecond,
+	}
+	res := analyze(d)
+	if len(res.ScaleUps) != 1 {
+		t.Fatalf("scale-ups %+v, want one", res.ScaleUps)
+	}
+	su := res.ScaleUps[0]
+	if su.NewUsers != 2 || su.NewUsersThere != 1 || su.NewUsersShare != 0.5 || su.JoiningUsersThere != 1 || su.EarlierUsersThere != 1 {
+		t.Errorf("got %+v, want 2 new users, 1 of them on app-02 (0.5), 1 joining, 1 earlier user moved there", su)
+	}
+	if got := res.Backends[1].Users; got != su.NewUsersThere+su.JoiningUsersThere+su.EarlierUsersThere {
+		t.Errorf("app-02 served %d users, want its new, joining and earlier ones: %+v", got, su)
+	}
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"container/heap"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -316,8 +317,16 @@ func (g *generator) newTransport(gw netip.Addr) *http.Transport {
 		Control:   bindAddressNoPort,
 	}
 	return &http.Transport{
-		Proxy:                 nil,
-		DialContext:           d.DialContext,
+		Proxy:       nil,
+		DialContext: d.DialContext,
+		// An https:// front door: a TLS-terminating lbctl or --target.
+		// The lab measures sessions, not certificates, so it takes any
+		// (a test certificate, typically), and resumes sessions per
+		// source address as browsers do per browser.
+		TLSClientConfig: &tls.Config{
+			InsecureSkipVerify: true,
+			ClientSessionCache: tls.NewLRUClientSessionCache(0),
+		},
 		DisableKeepAlives:     !g.keepAlive,
 		DisableCompression:    true,
 		MaxIdleConnsPerHost:   1,

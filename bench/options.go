@@ -143,10 +143,17 @@ type Options struct {
 	// folder, so that a restart keeps the admin states and (in L4) pins.
 	StateFile bool
 	// Targets, when set, are external load balancers to measure instead
-	// of lbctl, by mode; the lab's backends then listen on TargetBackends,
+	// of lbctl, by mode: each an ADDR (plain HTTP) or https://ADDR (a
+	// load balancer that terminates TLS), several when the load balancer
+	// runs as several instances, over which connections are spread as
+	// with Instances. The lab's backends then listen on TargetBackends,
 	// the addresses those load balancers are configured with.
-	Targets        map[Mode]string
+	Targets        map[Mode][]string
 	TargetBackends []string
+	// TargetReloadCmd and TargetRestartCmd are shell commands that reload
+	// or restart the target; with a target, --reload@ and --restart@ run
+	// them at their times and wait for them to exit.
+	TargetReloadCmd, TargetRestartCmd string
 	// TargetSettle is how long the lab waits, with its backends up,
 	// before each run against a target, so that the target's health
 	// checks have seen them all; lbctl's own instances are waited for
@@ -301,7 +308,7 @@ func (o *Options) Validate() error {
 // processes reports whether the run's lbctl instances are child
 // processes.
 func (o *Options) processes() bool {
-	return o.Binary != "" && (len(o.Restarts) > 0 || len(o.Upgrades) > 0 || o.Cluster)
+	return o.Binary != "" && len(o.Targets) == 0 && (len(o.Restarts) > 0 || len(o.Upgrades) > 0 || o.Cluster)
 }
 
 // MaxInstances is the most lbctl instances a run plays against.
@@ -320,18 +327,27 @@ func (o *Options) checkTargets() []error {
 		if len(o.TargetBackends) > 0 {
 			errs = append(errs, errors.New("--target-backends: only with --target"))
 		}
+		if o.TargetReloadCmd != "" || o.TargetRestartCmd != "" {
+			errs = append(errs, errors.New("--target-reload-cmd and --target-restart-cmd: only with --target (lbctl's own instances are reloaded and restarted by the lab)"))
+		}
 		return errs
 	}
-	for m, addr := range o.Targets {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			errs = append(errs, fmt.Errorf("--target %s=%s: %w", m, addr, err))
+	for _, m := range []Mode{L4, L7} {
+		addrs := o.Targets[m]
+		for _, addr := range addrs {
+			if _, err := targetURL(addr); err != nil {
+				errs = append(errs, fmt.Errorf("--target %s=%s: %w", m, addr, err))
+			}
 		}
-		if !slices.Contains(o.Modes, m) {
-			errs = append(errs, fmt.Errorf("--target %s=%s: --mode does not run %s", m, addr, m))
+		if len(addrs) > MaxInstances {
+			errs = append(errs, fmt.Errorf("--target: %d addresses for mode %s, at most %d instances", len(addrs), m, MaxInstances))
+		}
+		if len(addrs) > 0 && !slices.Contains(o.Modes, m) {
+			errs = append(errs, fmt.Errorf("--target %s=%s: --mode does not run %s", m, addrs[0], m))
 		}
 	}
 	for _, m := range o.Modes {
-		if o.Targets[m] == "" {
+		if len(o.Targets[m]) == 0 {
 			errs = append(errs, fmt.Errorf("--target: no address for mode %s", m))
 		}
 	}
@@ -347,27 +363,53 @@ func (o *Options) checkTargets() []error {
 		flag string
 		n    int
 	}{{"--add", len(o.Adds)}, {"--drain", len(o.Drains)}, {"--maint", len(o.Maints)},
-		{"--ready", len(o.Readies)}, {"--reload@", len(o.Reloads)}, {"--restart@", len(o.Restarts)},
-		{"--upgrade@", len(o.Upgrades)}} {
+		{"--ready", len(o.Readies)}, {"--upgrade@", len(o.Upgrades)}} {
 		if g.n > 0 {
 			errs = append(errs, fmt.Errorf("%s: acts on lbctl's own instances, not on a --target", g.flag))
 		}
 	}
-	if o.instances() > 1 || o.StateFile || o.Cluster {
-		errs = append(errs, errors.New("--instances, --cluster and --state-file: lbctl's own instances, not a --target"))
+	if len(o.Reloads) > 0 && o.TargetReloadCmd == "" {
+		errs = append(errs, errors.New("--reload@: with a --target, give --target-reload-cmd, the command that reloads it"))
+	}
+	if len(o.Restarts) > 0 && o.TargetRestartCmd == "" {
+		errs = append(errs, errors.New("--restart@: with a --target, give --target-restart-cmd, the command that restarts it"))
+	}
+	if o.instances() > 1 {
+		errs = append(errs, errors.New("--instances: with a --target, name each of its instances (l4=ADDR,l4=ADDR)"))
+	}
+	if o.StateFile || o.Cluster {
+		errs = append(errs, errors.New("--cluster and --state-file: lbctl's own instances, not a --target"))
 	}
 	return errs
 }
 
-// ParseTargets parses --target's "l4=ADDR,l7=ADDR" (either part alone).
-func ParseTargets(s string) (map[Mode]string, error) {
-	t := make(map[Mode]string)
+// targetURL returns the URL of a --target address: ADDR or http://ADDR
+// for plain HTTP, https://ADDR for a load balancer that terminates TLS.
+func targetURL(addr string) (string, error) {
+	scheme, hostPort, ok := strings.Cut(addr, "://")
+	if !ok {
+		scheme, hostPort = "http", addr
+	}
+	if scheme != "http" && scheme != "https" {
+		return "", fmt.Errorf("%q is not http or https", scheme)
+	}
+	if _, _, err := net.SplitHostPort(hostPort); err != nil {
+		return "", err
+	}
+	return scheme + "://" + hostPort + "/", nil
+}
+
+// ParseTargets parses --target's "l4=ADDR,l7=ADDR" (either part alone);
+// a mode named again adds an instance of that load balancer, and an ADDR
+// may be https://ADDR.
+func ParseTargets(s string) (map[Mode][]string, error) {
+	t := make(map[Mode][]string)
 	for part := range strings.SplitSeq(s, ",") {
 		m, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
 		if !ok || (Mode(m) != L4 && Mode(m) != L7) || addr == "" {
 			return nil, fmt.Errorf("%q is not l4=ADDR or l7=ADDR", part)
 		}
-		t[Mode(m)] = addr
+		t[Mode(m)] = append(t[Mode(m)], addr)
 	}
 	return t, nil
 }

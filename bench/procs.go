@@ -274,7 +274,7 @@ func (p *proc) stop() error {
 func (ps *procs) urls() []string {
 	var us []string
 	for _, p := range ps.all {
-		us = append(us, "http://"+p.addr+"/")
+		us = append(us, frontURL(ps.cfg, p.addr))
 	}
 	return us
 }

@@ -154,13 +154,21 @@ type Broken struct {
 type ScaleUp struct {
 	Backend string  `json:"backend"`
 	AtMS    float64 `json:"at_ms"`
+	// ReloadedMS is when the reload that added it ended: a user whose
+	// first request began then or later is a new user.
+	ReloadedMS float64 `json:"reloaded_ms"`
 	// NewUsers arrived after the reload that added the backend;
 	// NewUsersThere of them reached it, a share of NewUsersShare.
 	NewUsers      int     `json:"new_users"`
 	NewUsersThere int     `json:"new_users_there"`
 	NewUsersShare float64 `json:"new_users_share"`
-	// EarlierUsersThere arrived before it and still reached it: moved
-	// sessions, which lbctl should not cause.
+	// JoiningUsersThere are the users whose first request was in flight
+	// during the reload and went to the new backend: routed once the new
+	// pool was in place, they did not move.
+	JoiningUsersThere int `json:"joining_users_there"`
+	// EarlierUsersThere arrived before it and reached it after another
+	// backend had served them: moved sessions, which lbctl should not
+	// cause.
 	EarlierUsersThere int `json:"earlier_users_there"`
 	// ToMeanMS is how long after the add the backend's requests in a
 	// bucket of the timeline first reached the mean; null if never.
@@ -430,8 +438,12 @@ func writeEventResults(b *strings.Builder, run *RunResult) {
 		if su.ToMeanMS != nil {
 			toMean = "after " + fmtDuration(*su.ToMeanMS)
 		}
-		fmt.Fprintf(b, "%s: --add %s at %s: %d of %d new users (%.0f%%) reached it, %d earlier users did; its load reached the mean %s\n",
-			run.Mode, su.Backend, fmtDuration(su.AtMS), su.NewUsersThere, su.NewUsers, 100*su.NewUsersShare, su.EarlierUsersThere, toMean)
+		joining := ""
+		if su.JoiningUsersThere > 0 {
+			joining = fmt.Sprintf(" (and %d whose first request was in flight during the reload)", su.JoiningUsersThere)
+		}
+		fmt.Fprintf(b, "%s: --add %s at %s: %d of %d new users (%.0f%%) reached it%s, %d earlier users moved there; its load reached the mean %s\n",
+			run.Mode, su.Backend, fmtDuration(su.AtMS), su.NewUsersThere, su.NewUsers, 100*su.NewUsersShare, joining, su.EarlierUsersThere, toMean)
 	}
 	for _, d := range run.Drains {
 		end := "still serving when the next state came"

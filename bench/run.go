@@ -17,7 +17,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
@@ -134,14 +136,23 @@ func runMode(ctx context.Context, mode Mode, o *Options, pop *Population, set *b
 	}
 	var d fleet
 	var urls []string
-	if target := o.Targets[mode]; target != "" {
-		urls = []string{"http://" + target + "/"}
+	if targets := o.Targets[mode]; len(targets) > 0 {
+		for _, t := range targets {
+			u, err := targetURL(t)
+			if err != nil {
+				return RunResult{}, fmt.Errorf("--target %s=%s: %w", mode, t, err)
+			}
+			urls = append(urls, u)
+		}
 		if err := settle(ctx, o.TargetSettle); err != nil {
 			return RunResult{}, err
 		}
 	} else {
 		modeCfg := *cfg
 		modeCfg.Mode = string(mode)
+		if mode == L4 {
+			modeCfg.TLS.Certificates = nil // TLS terminates at L7 only
+		}
 		if d, err = startFleet(ctx, o, &modeCfg, stateDir, log); err != nil {
 			return RunResult{}, err
 		}
@@ -207,6 +218,26 @@ type fleet interface {
 	close() error
 }
 
+// commandWait bounds a --target-reload-cmd or --target-restart-cmd: a
+// restart on a loaded machine may take seconds.
+const commandWait = time.Minute
+
+// runCommand runs an operator's shell command that reloads or restarts a
+// target, and waits for it to exit. Its output goes into the error when it
+// fails. A daemon it starts must leave its standard output and error (as
+// daemons do): the wait for the output ends 5 s after the command exits.
+func runCommand(ctx context.Context, command string) error {
+	ctx, cancel := context.WithTimeout(ctx, commandWait)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%q: %w: %s", command, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // settle waits d, or until ctx ends.
 func settle(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
@@ -231,6 +262,15 @@ func actions(ctx context.Context, o *Options, set *backendSet, d fleet) []action
 	on("--fail", o.Failures, func(b *labBackend) error { b.kill(); return nil })
 	on("--recover", o.Recoveries, func(b *labBackend) error { return b.restart() })
 	if d == nil {
+		// A target: its own commands reload and restart it.
+		for _, g := range []struct {
+			flag, cmd string
+			at        []time.Duration
+		}{{"--reload@", o.TargetReloadCmd, o.Reloads}, {"--restart@", o.TargetRestartCmd, o.Restarts}} {
+			for _, at := range g.at {
+				as = append(as, action{flag: g.flag, event: Event{At: at}, backend: -1, apply: func() error { return runCommand(ctx, g.cmd) }})
+			}
+		}
 		return as
 	}
 	on("--add", o.Adds, func(b *labBackend) error { return d.add(ctx, b.id, b.addr) })
@@ -297,13 +337,14 @@ func scenario(o *Options, pop *Population, cfg *config.Config) Scenario {
 	}
 	s.PoolSize, s.IPChurn, s.IPChurnEveryMS = max(o.PoolSize, 1), o.IPChurn, ms(o.IPChurnEvery)
 	s.Instances, s.StateFile = o.instances(), o.StateFile
+	if len(o.Targets) > 0 {
+		s.Instances = 0
+	}
 	for _, m := range o.Modes {
-		if t := o.Targets[m]; t != "" {
+		for _, t := range o.Targets[m] {
 			s.Target += fmt.Sprintf(", target %s=%s", m, t)
 		}
-	}
-	if s.Target != "" {
-		s.Instances = 0
+		s.Instances = max(s.Instances, len(o.Targets[m]))
 	}
 	for _, g := range []struct {
 		flag string

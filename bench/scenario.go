@@ -25,13 +25,14 @@ import (
 //	[run]         backends, requests, mode, rate, duration, concurrency, keepalive, instances, cluster, state_file
 //	[events]      fail, recover, add, drain, maint, ready (lists of "ID@DURATION"),
 //	              drain_for, reload, restart, upgrade (lists of "DURATION")
-//	[target]      l4, l7, backends, settle
+//	[target]      l4, l7 (an address or a list: instances), backends, settle,
+//	              reload_cmd, restart_cmd
 var scenarioKeys = map[string][]string{
 	"":           {"name", "config", "population", "run", "events", "target"},
 	"population": {"users", "gateways", "skew", "zipf_s", "seed", "pool_size", "ip_churn", "ip_churn_every"},
 	"run":        {"backends", "requests", "mode", "rate", "duration", "concurrency", "keepalive", "instances", "cluster", "state_file"},
 	"events":     {"fail", "recover", "add", "drain", "maint", "ready", "drain_for", "reload", "restart", "upgrade"},
-	"target":     {"l4", "l7", "backends", "settle"},
+	"target":     {"l4", "l7", "backends", "settle", "reload_cmd", "restart_cmd"},
 }
 
 // flagKeys maps the flags Validate names to the keys of a scenario file,
@@ -44,6 +45,7 @@ var flagKeys = map[string]string{
 	"--instances": "run.instances", "--cluster": "run.cluster", "--fail": "events.fail", "--recover": "events.recover", "--add": "events.add",
 	"--drain": "events.drain", "--maint": "events.maint", "--ready": "events.ready", "--drain-for": "events.drain_for",
 	"--reload@": "events.reload", "--restart@": "events.restart", "--upgrade@": "events.upgrade", "--target": "target", "--target-backends": "target.backends", "--target-settle": "target.settle",
+	"--target-reload-cmd": "target.reload_cmd", "--target-restart-cmd": "target.restart_cmd",
 }
 
 // Scenario file is a loaded scenario: its name and the options it sets.
@@ -150,21 +152,31 @@ func ParseScenario(data []byte, path string) (*ScenarioFile, error) {
 		d.times(e, "events.upgrade", &o.Upgrades)
 	}
 	if t := d.sub(tree, "target"); t != nil {
-		o.Targets = make(map[Mode]string)
+		o.Targets = make(map[Mode][]string)
 		for _, m := range []Mode{L4, L7} {
-			var addr string
-			if d.str(t, "target."+string(m), &addr) {
-				o.Targets[m] = addr
+			key := "target." + string(m)
+			if v, ok := value(t, key); ok {
+				// An address, or a list of them: the instances of one
+				// load balancer.
+				if addr, one := v.(string); one {
+					o.Targets[m] = []string{addr}
+				} else {
+					var addrs []string
+					d.strs(t, key, &addrs)
+					o.Targets[m] = addrs
+				}
 			}
 		}
 		if _, set := d.lines["run.mode"]; !set {
 			o.Modes = nil
 			for _, m := range []Mode{L4, L7} {
-				if o.Targets[m] != "" {
+				if len(o.Targets[m]) > 0 {
 					o.Modes = append(o.Modes, m)
 				}
 			}
 		}
+		d.str(t, "target.reload_cmd", &o.TargetReloadCmd)
+		d.str(t, "target.restart_cmd", &o.TargetRestartCmd)
 		d.duration(t, "target.settle", &o.TargetSettle)
 		if d.strs(t, "target.backends", &o.TargetBackends) {
 			o.Backends = len(o.TargetBackends)

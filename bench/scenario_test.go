@@ -3,6 +3,7 @@ package bench
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,8 +90,46 @@ func TestScenarioTargetSetsModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o := sf.Options; len(o.Modes) != 1 || o.Modes[0] != L7 || o.Targets[L7] != "127.0.0.1:18080" || len(o.TargetBackends) != 2 {
+	if o := sf.Options; len(o.Modes) != 1 || o.Modes[0] != L7 || !slices.Equal(o.Targets[L7], []string{"127.0.0.1:18080"}) || len(o.TargetBackends) != 2 {
 		t.Errorf("options %+v", o)
+	}
+}
+
+// TestScenarioTargetInstancesAndCommands: a list of addresses is the
+// instances of one load balancer, and reload_cmd and restart_cmd let
+// events.reload and events.restart act on it; without them, or with a
+// value of the wrong type, the key and line are named.
+func TestScenarioTargetInstancesAndCommands(t *testing.T) {
+	doc := `[run]
+backends = 1
+duration = "2s"
+[events]
+reload = ["500ms"]
+restart = ["1s"]
+[target]
+l4 = ["127.0.0.41:18101", "127.0.0.42:18101"]
+l7 = "https://127.0.0.41:18443"
+backends = ["127.0.0.1:19001"]
+reload_cmd = "kill -HUP 1234"
+restart_cmd = "systemctl restart haproxy"
+`
+	sf, err := ParseScenario([]byte(doc), "t.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := sf.Options
+	if !slices.Equal(o.Targets[L4], []string{"127.0.0.41:18101", "127.0.0.42:18101"}) || !slices.Equal(o.Targets[L7], []string{"https://127.0.0.41:18443"}) ||
+		o.TargetReloadCmd != "kill -HUP 1234" || o.TargetRestartCmd != "systemctl restart haproxy" || len(o.Modes) != 2 {
+		t.Errorf("options %+v", o)
+	}
+	for bad, want := range map[string]string{
+		strings.Replace(doc, `l7 = "https://127.0.0.41:18443"`, "l7 = 3", 1):         "t.toml:9: target.l7: want a list of strings, got 3",
+		strings.Replace(doc, "restart_cmd = \"systemctl restart haproxy\"\n", "", 1): "t.toml:6: events.restart: with a --target, give --target-restart-cmd",
+		strings.Replace(doc, `l7 = "https://`, `l7 = "ftp://`, 1):                    "t.toml:7: target l7=ftp://127.0.0.41:18443: \"ftp\" is not http or https",
+	} {
+		if _, err := ParseScenario([]byte(bad), "t.toml"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q", err, want)
+		}
 	}
 }
 

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/internal/instance"
 	"github.com/lbctl/lbctl/internal/loopback"
+	"github.com/lbctl/lbctl/internal/selfsigned"
 )
 
 // freeAddrs returns n loopback addresses with ports free a moment ago
@@ -28,6 +32,13 @@ func freeAddrs(t *testing.T, n int) []string {
 // would run, on a port of its own, until the test ends.
 func serveExternal(t *testing.T, mode Mode, policy string, backends []string) string {
 	t.Helper()
+	return startExternal(t, externalConfig(t, mode, policy, backends), "127.0.0.1:0").addr
+}
+
+// externalConfig is the config of an lbctl that another load balancer
+// stands for: mode and policy over backends, no health checks.
+func externalConfig(t *testing.T, mode Mode, policy string, backends []string) *config.Config {
+	t.Helper()
 	c := config.Default()
 	c.Mode = string(mode)
 	c.Listen = "127.0.0.1:8080" // not used: the listener below is
@@ -39,26 +50,63 @@ func serveExternal(t *testing.T, mode Mode, policy string, backends []string) st
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	in, err := instance.New(&c, slog.New(slog.DiscardHandler))
+	return &c
+}
+
+// external is an lbctl that stands for another load balancer, serving
+// on addr until stopped; the test's cleanup stops it.
+type external struct {
+	addr   string
+	in     *instance.Instance
+	served chan error
+}
+
+// startExternal serves c on addr until the test ends (or stop).
+func startExternal(t *testing.T, c *config.Config, addr string) *external {
+	t.Helper()
+	e, err := newExternal(c, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := instance.Listen(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- in.Serve(ln) }()
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		in.Shutdown(ctx)
-		if err := <-served; err != nil && !errors.Is(err, instance.ErrClosed) {
-			t.Errorf("external %s: %v", mode, err)
+		if err := e.stop(); err != nil {
+			t.Errorf("external %s: %v", c.Mode, err)
 		}
-		in.Close()
 	})
-	return ln.Addr().String()
+	return e
+}
+
+// newExternal serves c on addr until stop.
+func newExternal(c *config.Config, addr string) (*external, error) {
+	in, err := instance.New(c, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	ln, err := instance.Listen(context.Background(), addr)
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	e := &external{addr: ln.Addr().String(), in: in, served: make(chan error, 1)}
+	go func() { e.served <- in.Serve(ln) }()
+	return e, nil
+}
+
+// stop shuts the instance down, once.
+func (e *external) stop() error {
+	if e.in == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e.in.Shutdown(ctx)
+	err := <-e.served
+	e.in.Close()
+	e.in = nil
+	if err != nil && !errors.Is(err, instance.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // TestTargetMeasuresWhatItMeasuresDirectly plays one scenario against
@@ -80,9 +128,9 @@ func TestTargetMeasuresWhatItMeasuresDirectly(t *testing.T) {
 
 	backends := freeAddrs(t, 3)
 	o.TargetBackends = backends
-	o.Targets = map[Mode]string{
-		L4: serveExternal(t, L4, "maglev", backends),
-		L7: serveExternal(t, L7, "maglev", backends),
+	o.Targets = map[Mode][]string{
+		L4: {serveExternal(t, L4, "maglev", backends)},
+		L7: {serveExternal(t, L7, "maglev", backends)},
 	}
 	o.TargetSettle = 0 // the second lbctl checks no health
 	through := run(t, o)
@@ -90,7 +138,7 @@ func TestTargetMeasuresWhatItMeasuresDirectly(t *testing.T) {
 	if err := through.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
-	if want := "front doors: target l4=" + o.Targets[L4] + ", target l7=" + o.Targets[L7]; !strings.Contains(text.String(), want) {
+	if want := "front doors: target l4=" + o.Targets[L4][0] + ", target l7=" + o.Targets[L7][0]; !strings.Contains(text.String(), want) {
 		t.Errorf("the report does not name the target (%q):\n%s", want, text.String())
 	}
 	for _, m := range o.Modes {
@@ -124,13 +172,13 @@ func TestTargetMeasuresWhatItMeasuresDirectly(t *testing.T) {
 
 func TestTargetValidation(t *testing.T) {
 	o := small()
-	o.Targets = map[Mode]string{L7: "127.0.0.1:1"}
+	o.Targets = map[Mode][]string{L7: {"127.0.0.1:1"}}
 	o.TargetBackends = []string{"127.0.0.1:2"}
 	o.Reloads = []time.Duration{time.Second}
 	o.TargetSettle = -time.Second
 	err := o.Validate()
 	for _, want := range []string{"--target-settle: -1s must not be negative", "--target: no address for mode l4", "--target-backends: 1 addresses for 3 --backends",
-		"--reload@: acts on lbctl's own instances"} {
+		"--reload@: with a --target, give --target-reload-cmd"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want %q", err, want)
 		}
@@ -138,7 +186,100 @@ func TestTargetValidation(t *testing.T) {
 	if _, err := ParseTargets("l4=127.0.0.1:1,l9=x"); err == nil {
 		t.Error("ParseTargets accepted l9")
 	}
-	if got, err := ParseTargets("l4=127.0.0.1:1,l7=127.0.0.1:2"); err != nil || got[L4] != "127.0.0.1:1" || got[L7] != "127.0.0.1:2" {
+	if got, err := ParseTargets("l4=127.0.0.1:1,l7=https://127.0.0.1:2,l4=127.0.0.2:1"); err != nil ||
+		!slices.Equal(got[L4], []string{"127.0.0.1:1", "127.0.0.2:1"}) || !slices.Equal(got[L7], []string{"https://127.0.0.1:2"}) {
 		t.Errorf("ParseTargets = %v, %v", got, err)
+	}
+}
+
+// tlsConfig returns a [tls] table with a self-signed certificate for
+// 127.0.0.1, its files in a folder of the test.
+func tlsConfig(t *testing.T) config.TLS {
+	t.Helper()
+	certPEM, keyPEM, err := selfsigned.PEM("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(cert, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tc := config.Default().TLS
+	tc.Certificates = []config.Certificate{{Cert: cert, Key: key}}
+	return tc
+}
+
+// TestTLS plays L7 against a TLS-terminating lbctl: the lab's own, from
+// a config with [tls] (its L4 door stays plain), and another one reached
+// as --target l7=https://ADDR. Every request is served (a plain request
+// to a TLS listener fails) and cookies keep every session, with the same
+// figures both ways.
+func TestTLS(t *testing.T) {
+	o := small()
+	o.Concurrency = 1
+	cfg := LabConfig()
+	cfg.Mode = "l7" // as the file would say: [tls] needs it
+	cfg.Balance.Policy = "maglev"
+	cfg.Health.Check = "none"
+	cfg.TLS = tlsConfig(t)
+	cfg.Cookie.Secure = true // what a TLS config file defaults to
+	o.Config = cfg
+	direct := run(t, o)
+
+	backends := freeAddrs(t, 3)
+	ext := externalConfig(t, L7, "maglev", backends)
+	ext.TLS, ext.Cookie.Secure = cfg.TLS, true
+	if err := ext.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	o.Modes = []Mode{L7}
+	o.TargetBackends = backends
+	o.Targets = map[Mode][]string{L7: {"https://" + startExternal(t, ext, "127.0.0.1:0").addr}}
+	o.TargetSettle = 0
+	through := run(t, o).Result(L7)
+	for _, res := range []*RunResult{direct.Result(L4), direct.Result(L7), through} {
+		checkAccounting(t, o, res)
+		if res.FailedRequests != 0 || res.BrokenSessions != 0 {
+			t.Errorf("%s: %d failed %v, %d broken; want none", res.Mode, res.FailedRequests, res.FailureReasons, res.BrokenSessions)
+		}
+	}
+	a := direct.Result(L7)
+	for i := range a.Backends {
+		if a.Backends[i].Users != through.Backends[i].Users || a.Backends[i].Requests != through.Backends[i].Requests {
+			t.Errorf("%s served %d users, %d requests directly; %d, %d through --target https",
+				a.Backends[i].ID, a.Backends[i].Users, a.Backends[i].Requests, through.Backends[i].Users, through.Backends[i].Requests)
+		}
+	}
+}
+
+// TestTargetInstances spreads connections over two instances of another
+// load balancer (--target l4=A,l4=B): under round robin each keeps its own
+// pins, so sessions break for cause instance_changed; under maglev both
+// compute the same backend and nobody moves.
+func TestTargetInstances(t *testing.T) {
+	t.Parallel() // paced runs that mostly wait: they share the machine well
+	for _, policy := range []string{"roundrobin", "maglev"} {
+		o := paced(600*time.Millisecond, 4)
+		o.Modes = []Mode{L4}
+		backends := freeAddrs(t, 3)
+		o.TargetBackends = backends
+		o.TargetSettle = 0
+		o.Targets = map[Mode][]string{L4: {serveExternal(t, L4, policy, backends), serveExternal(t, L4, policy, backends)}}
+		rep := run(t, o)
+		res := rep.Result(L4)
+		checkAccounting(t, o, res)
+		if rep.Scenario.Instances != 2 {
+			t.Errorf("%s: scenario instances %d, want 2", policy, rep.Scenario.Instances)
+		}
+		switch {
+		case policy == "maglev" && res.BrokenSessions != 0:
+			t.Errorf("maglev: broken %d %+v, want 0", res.BrokenSessions, res.Broken)
+		case policy == "roundrobin" && (res.BrokenSessions == 0 || res.Broken != Broken{InstanceChanged: res.BrokenSessions}):
+			t.Errorf("roundrobin: broken %d %+v, want some, all instance_changed", res.BrokenSessions, res.Broken)
+		}
 	}
 }

@@ -37,6 +37,7 @@ type benchFlags struct {
 	reloadAt, restartAt, targetBackends []string
 	upgradeAt                           []string
 	target                              string
+	targetReloadCmd, targetRestartCmd   string
 	stateFile, cluster                  bool
 	modeGiven                           bool // --mode was on the command line
 	scenarioFiles                       []string
@@ -69,7 +70,7 @@ latency, side by side.
   lbctl bench
   lbctl bench --users 5000 --gateways 200 --skew zipf --zipf-s 1.1 --backends 4 \
               --requests 20 --mode both --fail app-02@5s --json report.json --plot report.svg
-  lbctl bench --config lbctl.toml    # [balance], [affinity], [cookie], [health] from a config
+  lbctl bench --config lbctl.toml    # [balance], [affinity], [cookie], [health], [tls] from a config
 
 Each mode's requests are spread evenly over its run, which lasts
 users*requests/--rate seconds (or --duration): every user sends its requests
@@ -87,6 +88,8 @@ instance_changed, address_changed, and rebalanced (none of these).
   lbctl bench --instances 3 -c maglev.toml
   lbctl bench --instances 3 --cluster              # the instances share their pins
   lbctl bench --target l7=127.0.0.1:18080 --target-backends 127.0.0.1:19001,127.0.0.1:19002
+  lbctl bench --target l7=https://127.0.0.1:8443 --target-backends ... \
+              --restart@4s --target-restart-cmd 'systemctl restart haproxy'
   lbctl bench --scenario bench/scenarios/cgnat.toml`,
 		// Flags are parsed here, so that --reload@4s reads as --reload@=4s.
 		DisableFlagParsing: true,
@@ -190,7 +193,9 @@ instance_changed, address_changed, and rebalanced (none of these).
 	fl.BoolVar(&f.cluster, "cluster", false, "make the --instances one [cluster] that shares pins and admin states (lbctl as child processes)")
 	fl.BoolVar(&f.stateFile, "state-file", false, "give each instance an affinity state file, so that a restart keeps pins and admin states")
 	fl.StringArrayVar(&f.scenarioFiles, "scenario", nil, "run the scenario in this TOML `FILE` instead of the flags (repeatable: each in turn)")
-	fl.StringVar(&f.target, "target", "", "measure external load balancers instead of lbctl, as `l4=ADDR,l7=ADDR` (either alone)")
+	fl.StringVar(&f.target, "target", "", "measure external load balancers instead of lbctl, as `l4=ADDR,l7=ADDR` (either alone; a mode again adds an instance; https://ADDR for TLS)")
+	fl.StringVar(&f.targetReloadCmd, "target-reload-cmd", "", "with --target: the shell `COMMAND` that --reload@ runs to reload it")
+	fl.StringVar(&f.targetRestartCmd, "target-restart-cmd", "", "with --target: the shell `COMMAND` that --restart@ runs to restart it")
 	fl.DurationVar(&f.targetSettle, "target-settle", f.targetSettle, "with --target: wait this long with the backends up before each run, for the target's health checks")
 	fl.StringSliceVar(&f.targetBackends, "target-backends", nil, "with --target: the lab's backends listen on these `ADDR,...`, one per --backends")
 	return cmd
@@ -251,7 +256,7 @@ func (f *benchFlags) options() (bench.Options, error) {
 			// The modes are those the target names, l4 first.
 			o.Modes = nil
 			for _, m := range []bench.Mode{bench.L4, bench.L7} {
-				if o.Targets[m] != "" {
+				if len(o.Targets[m]) > 0 {
 					o.Modes = append(o.Modes, m)
 				}
 			}
@@ -261,6 +266,7 @@ func (f *benchFlags) options() (bench.Options, error) {
 		}
 	}
 	o.TargetBackends, o.TargetSettle = f.targetBackends, f.targetSettle
+	o.TargetReloadCmd, o.TargetRestartCmd = f.targetReloadCmd, f.targetRestartCmd
 	if err := o.Validate(); err != nil {
 		return o, err
 	}

@@ -152,6 +152,27 @@ func TestBenchTargetSetsModes(t *testing.T) {
 	}
 }
 
+// TestBenchTargetCommands: --target-restart-cmd reaches the options, and a
+// mode named twice in --target is two instances of the target.
+func TestBenchTargetCommands(t *testing.T) {
+	d := defaultBenchFlags()
+	d.target = "l4=127.0.0.41:80,l4=127.0.0.42:80"
+	d.targetBackends = []string{"127.0.0.1:19001"}
+	d.restartAt = []string{"1s"}
+	d.targetRestartCmd = "systemctl restart haproxy"
+	o, err := d.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Targets["l4"]) != 2 || o.TargetRestartCmd != d.targetRestartCmd || len(o.Restarts) != 1 {
+		t.Errorf("targets %v, restart command %q, restarts %v", o.Targets, o.TargetRestartCmd, o.Restarts)
+	}
+	d.targetRestartCmd = ""
+	if _, err := d.options(); err == nil || !strings.Contains(err.Error(), "--target-restart-cmd") {
+		t.Errorf("--restart@ with a target and no command: %v", err)
+	}
+}
+
 // TestBenchScenarios runs two scenario files in one bench: each report is
 // headed by the scenario's name, and each gets a JSON file of its own. A
 // flag that belongs in the file is refused, and a bad file is reported by
