@@ -312,8 +312,8 @@ func (w *Watcher[T]) Release() {
 }
 
 // Detach takes c's socket out of Go's runtime: it returns a duplicate of
-// c's descriptor and closes c, which ends c's poller registration and lets
-// the collector have its netFD, addresses and poller entry, while the
+// c's descriptor and closes c, which gives c's poller entry back to the
+// runtime and lets the collector have its netFD and addresses, while the
 // socket stays open on the duplicate, untouched (no FIN, no reset, unread
 // input kept). A connection parked through its raw descriptor costs no
 // more than that descriptor and a watcher slot. On failure c is left as
