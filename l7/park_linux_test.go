@@ -160,15 +160,36 @@ func TestStopClosesParkedConnections(t *testing.T) {
 }
 
 // A client that closes its parked connection has it closed by the proxy
-// too, and counted closed.
+// too, and counted closed; nothing of it is left (see parkThenLeave).
 func TestParkedConnectionClientCloses(t *testing.T) {
+	parkThenLeave(t, func(c *net.TCPConn) { c.Close() })
+}
+
+// parkThenLeave parks a connection, lets its client leave it as leave
+// does, and checks that the proxy closes it, counts it closed, and keeps
+// no goroutine or descriptor of it: the watcher's duplicate and the
+// socket made again to serve it are closed. A first connection, parked
+// and closed, starts the watcher and the backend connection beforehand.
+func parkThenLeave(t *testing.T, leave func(*net.TCPConn)) {
+	t.Helper()
 	f := newFixture(t, fixtureOpts{n: 1, configure: parkSoon})
-	k := openKeptAlive(t, f.addr)
-	k.get(t, "/", "")
-	eventually.True(t, "the idle connection is parked", func() bool { return parked(f.proxy) == 1 })
-	k.c.Close()
-	eventually.True(t, "the closed connection is counted closed", func() bool { return f.proxy.loop.Counts.Open() == 0 })
-	eventually.True(t, "the watcher lets it go", func() bool { return parked(f.proxy) == 0 })
+	once := func() {
+		c, err := dialDeadline(f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := &keptAlive{c: c, r: bufio.NewReader(c)}
+		k.get(t, "/", "")
+		eventually.True(t, "the idle connection is parked", func() bool { return parked(f.proxy) == 1 })
+		leave(c.(*net.TCPConn))
+		c.Close()
+		eventually.True(t, "the connection is counted closed", func() bool { return f.proxy.loop.Counts.Open() == 0 })
+		eventually.True(t, "the watcher lets it go", func() bool { return parked(f.proxy) == 0 })
+	}
+	once()
+	base := leakcheck.Take(t)
+	once()
+	base.Wait(t, 20*time.Second)
 }
 
 // Empty lines alone after a request keep the connection on its goroutine,
@@ -322,16 +343,10 @@ func TestParkedConnectionsHoldLittleHeap(t *testing.T) {
 }
 
 // A client that resets its parked connection has it closed by the proxy
-// and counted closed: the socket cannot be served again.
+// and counted closed: the socket cannot be served again, and nothing of
+// it is left.
 func TestParkedConnectionClientResets(t *testing.T) {
-	f := newFixture(t, fixtureOpts{n: 1, configure: parkSoon})
-	k := openKeptAlive(t, f.addr)
-	k.get(t, "/", "")
-	eventually.True(t, "the idle connection is parked", func() bool { return parked(f.proxy) == 1 })
-	k.c.(*net.TCPConn).SetLinger(0)
-	k.c.Close()
-	eventually.True(t, "the reset connection is counted closed", func() bool { return f.proxy.loop.Counts.Open() == 0 })
-	eventually.True(t, "the watcher lets it go", func() bool { return parked(f.proxy) == 0 })
+	parkThenLeave(t, func(c *net.TCPConn) { c.SetLinger(0) })
 }
 
 // A parked connection's record gives back the client its PROXY header
