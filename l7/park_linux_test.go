@@ -9,12 +9,17 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lbctl/lbctl/internal/eventually"
 	"github.com/lbctl/lbctl/internal/leakcheck"
+	"github.com/lbctl/lbctl/internal/park"
 	"github.com/lbctl/lbctl/internal/proxyproto"
 )
 
@@ -155,15 +160,36 @@ func TestStopClosesParkedConnections(t *testing.T) {
 }
 
 // A client that closes its parked connection has it closed by the proxy
-// too, and counted closed.
+// too, and counted closed; nothing of it is left (see parkThenLeave).
 func TestParkedConnectionClientCloses(t *testing.T) {
+	parkThenLeave(t, func(c *net.TCPConn) { c.Close() })
+}
+
+// parkThenLeave parks a connection, lets its client leave it as leave
+// does, and checks that the proxy closes it, counts it closed, and keeps
+// no goroutine or descriptor of it: the watcher's duplicate and the
+// socket made again to serve it are closed. A first connection, parked
+// and closed, starts the watcher and the backend connection beforehand.
+func parkThenLeave(t *testing.T, leave func(*net.TCPConn)) {
+	t.Helper()
 	f := newFixture(t, fixtureOpts{n: 1, configure: parkSoon})
-	k := openKeptAlive(t, f.addr)
-	k.get(t, "/", "")
-	eventually.True(t, "the idle connection is parked", func() bool { return parked(f.proxy) == 1 })
-	k.c.Close()
-	eventually.True(t, "the closed connection is counted closed", func() bool { return f.proxy.loop.Counts.Open() == 0 })
-	eventually.True(t, "the watcher lets it go", func() bool { return parked(f.proxy) == 0 })
+	once := func() {
+		c, err := dialDeadline(f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := &keptAlive{c: c, r: bufio.NewReader(c)}
+		k.get(t, "/", "")
+		eventually.True(t, "the idle connection is parked", func() bool { return parked(f.proxy) == 1 })
+		leave(c.(*net.TCPConn))
+		c.Close()
+		eventually.True(t, "the connection is counted closed", func() bool { return f.proxy.loop.Counts.Open() == 0 })
+		eventually.True(t, "the watcher lets it go", func() bool { return parked(f.proxy) == 0 })
+	}
+	once()
+	base := leakcheck.Take(t)
+	once()
+	base.Wait(t, 20*time.Second)
 }
 
 // Empty lines alone after a request keep the connection on its goroutine,
@@ -245,5 +271,94 @@ func TestParkedConnectionKeepsItsProxyClient(t *testing.T) {
 			t.Errorf("round %d: X-Forwarded-For %q, want the header's client 203.0.113.7", round, got)
 		}
 		eventually.True(t, "the idle connection is parked", func() bool { return parked(f.proxy) == 1 })
+	}
+}
+
+// A parked connection is its socket and a watcher slot: the Go heap keeps
+// no net.TCPConn, addresses, poller entry or accept record for it, where
+// those took several hundred bytes a connection. A first round of
+// connections, parked and closed, leaves what a burst costs once (the
+// watcher's slots, goroutine records, the sets' room); the second round's
+// must then add next to nothing. The clients' own sockets are detached
+// too, so that the heap holds the proxy's side alone.
+func TestParkedConnectionsHoldLittleHeap(t *testing.T) {
+	f := newFixture(t, fixtureOpts{n: 1, configure: parkSoon})
+	const n = 500
+	fds := make([]int, 0, n)
+	closeAll := func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		fds = fds[:0]
+	}
+	t.Cleanup(closeAll)
+	open := func() {
+		for range n {
+			c, err := dialDeadline(f.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+				c.Close()
+				t.Fatal(err)
+			}
+			if resp, _ := readResponse(t, bufio.NewReader(c), "GET"); resp.StatusCode != 200 {
+				c.Close()
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			fd, err := park.Detach(c.(*net.TCPConn))
+			if err != nil {
+				c.Close()
+				t.Fatal(err)
+			}
+			fds = append(fds, fd)
+		}
+		eventually.True(t, "every connection is parked", func() bool {
+			return parked(f.proxy) == n && !goroutineIn("(*connReader).waitByte")
+		})
+	}
+	heap := func() int64 {
+		// Three collections: pooled sessions survive two.
+		for range 3 {
+			runtime.GC()
+		}
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapAlloc)
+	}
+	for range 2 {
+		open()
+		closeAll()
+		eventually.True(t, "the closed connections are let go", func() bool {
+			return parked(f.proxy) == 0 && f.proxy.loop.Counts.Open() == 0
+		})
+	}
+	before := heap()
+	open()
+	per := (heap() - before) / n
+	t.Logf("Go heap per parked connection: %d bytes", per)
+	if per > 64 {
+		t.Errorf("the Go heap holds %d bytes per parked connection, want at most 64", per)
+	}
+}
+
+// A client that resets its parked connection has it closed by the proxy
+// and counted closed: the socket cannot be served again, and nothing of
+// it is left.
+func TestParkedConnectionClientResets(t *testing.T) {
+	parkThenLeave(t, func(c *net.TCPConn) { c.SetLinger(0) })
+}
+
+// A parked connection's record gives back the client its PROXY header
+// named, of either family, or none.
+func TestParkedConnPacksClient(t *testing.T) {
+	for _, s := range []string{"203.0.113.7:5000", "[2001:db8::7]:443", "[::ffff:203.0.113.7]:80", "0.0.0.0:0"} {
+		a := netip.MustParseAddrPort(s)
+		if got := packClient(a).client(); got != a {
+			t.Errorf("packed %v, got back %v", a, got)
+		}
+	}
+	if got := packClient(netip.AddrPort{}).client(); got.IsValid() {
+		t.Errorf("no client packed, got back %v", got)
 	}
 }

@@ -181,8 +181,10 @@ func (l *Loop) serveConn(c *Conn) {
 }
 
 // Unpark serves c, which the Park hook took, again: Handle runs for it in
-// a new goroutine, as for a connection just accepted. When the loop is
-// closing, Unpark closes c instead, counts it closed and reports false.
+// a new goroutine, as for a connection just accepted. c may be a new Conn
+// that the keeper made of the parked connection's socket, carrying its
+// Client. When the loop is closing, Unpark closes c instead, counts it
+// closed and reports false.
 func (l *Loop) Unpark(c *Conn) bool {
 	if !join(l, &l.conns, c, true) {
 		c.Close()

@@ -4,13 +4,20 @@
 // its buffers go back to their pools, and gets the connection back, to
 // serve on a fresh goroutine, when its client sends again. The watcher also
 // enforces the connections' idle deadlines and closes them all when it is
-// stopped, so that an idle connection costs the proxy its socket and a
+// stopped.
+//
+// A parked connection is its raw socket descriptor alone: Detach takes it
+// out of Go's runtime (the net.TCPConn, its addresses and its poller entry
+// are let go), the watcher keeps the descriptor and a small record in a
+// slot of one slice, and Attach makes a net.TCPConn of it again when it is
+// handed back. An idle connection then costs the proxy its socket and a
 // few dozen bytes.
 //
 // On Linux the watcher is an epoll set of its own, waited on through the
 // runtime's poller as the L4 event loop does, with one deadline heap for
-// every parked connection instead of a timer each. Elsewhere New reports
-// errors.ErrUnsupported and connections stay with their goroutines.
+// every parked connection instead of a timer each. Elsewhere New, Detach
+// and Attach report errors.ErrUnsupported and connections stay with their
+// goroutines.
 package park
 
 import (

@@ -5,6 +5,7 @@ package park
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -13,12 +14,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Watcher holds parked connections of type T (the caller's handle on each)
-// and gives each back exactly once: to ready when its client sends
-// something or hangs up, to expire when its deadline passes or the watcher
-// stops. Serve runs it; it implements the Server of internal/accept.
+// Watcher holds parked connections, each a socket descriptor and a record
+// of type T (what the caller needs to serve it again), and gives each back
+// exactly once: its descriptor and record to ready when its client sends
+// something or hangs up, its record to expire, the descriptor closed, when
+// its deadline passes or the watcher stops. Serve runs it; it implements
+// the Server of internal/accept.
 type Watcher[T any] struct {
-	ready, expire func(T)
+	ready  func(fd int, x T)
+	expire func(x T)
 
 	start   time.Time // the origin of the monotonic deadlines
 	epfd    int
@@ -38,20 +42,23 @@ type Watcher[T any] struct {
 	parked  int
 }
 
-// slot is one parked connection.
+// slot is one parked connection: its descriptor and record, stored in the
+// watcher's one slice of slots, so that parking allocates nothing per
+// connection. With a record free of pointers, the collector does not scan
+// the slots either.
 type slot[T any] struct {
-	x     T
 	until int64 // monotonic deadline; 0 means none
 	fd    int32
 	gen   uint32 // tags each parking, so that a stale event is dropped
 	pos   int32  // index in the heap, or -1
 	inUse bool
+	x     T
 }
 
 // New returns a watcher that hands woken connections to ready and expired
 // ones to expire; both run in Serve's goroutine (expire also in Stop's and
 // Release's) and must not block.
-func New[T any](ready, expire func(T)) (*Watcher[T], error) {
+func New[T any](ready func(fd int, x T), expire func(x T)) (*Watcher[T], error) {
 	w := &Watcher[T]{ready: ready, expire: expire, start: time.Now(), epfd: -1,
 		events: make([]unix.EpollEvent, 128)}
 	w.heap.until = func(i int32) int64 { return w.slots[i].until }
@@ -76,11 +83,11 @@ func New[T any](ready, expire func(T)) (*Watcher[T], error) {
 	return w, nil
 }
 
-// Park starts watching x, whose socket is fd, until its client sends
-// something or until passes (the zero time: no deadline). The caller must
-// keep fd open and leave it alone until x comes back through ready or
-// expire. Park reports false, keeping nothing, once the watcher has
-// stopped or when fd cannot be watched.
+// Park starts watching the socket fd, with its record x, until its client
+// sends something or until passes (the zero time: no deadline). From then
+// on the watcher owns fd: it hands it to ready, or closes it before it
+// hands x to expire. Park reports false, keeping nothing (fd stays the
+// caller's), once the watcher has stopped or when fd cannot be watched.
 func (w *Watcher[T]) Park(fd int, until time.Time, x T) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -116,6 +123,22 @@ func (w *Watcher[T]) Park(fd int, until time.Time, x T) bool {
 	return true
 }
 
+// ParkConn parks c's socket by its raw descriptor (see Detach): c is
+// closed, and the socket is the watcher's as with Park. When it reports
+// false, nothing is kept and the socket is closed, or, when it could not be
+// detached, c is left open for the caller to close.
+func (w *Watcher[T]) ParkConn(c *net.TCPConn, until time.Time, x T) bool {
+	fd, err := Detach(c)
+	if err != nil {
+		return false
+	}
+	if !w.Park(fd, until, x) {
+		unix.Close(fd)
+		return false
+	}
+	return true
+}
+
 // Parked returns how many connections the watcher holds.
 func (w *Watcher[T]) Parked() int {
 	w.mu.Lock()
@@ -134,19 +157,28 @@ func (w *Watcher[T]) setDeadline(until int64) {
 	w.poller.SetReadDeadline(t)
 }
 
+// parking is one connection taken out of the watcher, on its way to ready
+// or expire.
+type parking[T any] struct {
+	fd int
+	x  T
+}
+
 // take ends the parking in slot i and returns its connection: out of the
 // epoll set and the heap, the slot free for the next. The caller holds mu.
-func (w *Watcher[T]) take(i int32) T {
+func (w *Watcher[T]) take(i int32) parking[T] {
 	s := &w.slots[i]
-	x := s.x
+	p := parking[T]{fd: int(s.fd), x: s.x}
+	// The descriptor leaves the set explicitly: a socket that ready
+	// duplicates would otherwise stay in it after fd is closed.
 	ev := unix.EpollEvent{}
-	unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, int(s.fd), &ev)
+	unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, p.fd, &ev)
 	if s.pos >= 0 {
 		w.heap.remove(int(s.pos))
 	}
 	w.parked--
 	w.release(i)
-	return x
+	return p
 }
 
 // release frees slot i. The caller holds mu.
@@ -161,7 +193,7 @@ func (w *Watcher[T]) release(i int32) {
 // wakes or expires. On a failure of epoll it expires every connection and
 // returns the error.
 func (w *Watcher[T]) Serve() error {
-	var woke, due []T
+	var woke, due []parking[T]
 	for {
 		w.mu.Lock()
 		if w.stopped {
@@ -181,7 +213,7 @@ func (w *Watcher[T]) Serve() error {
 		}
 		w.mu.Unlock()
 		if len(due) > 0 {
-			w.handOn(w.expire, due)
+			w.expireAll(due)
 			due = due[:0]
 			continue
 		}
@@ -208,17 +240,23 @@ func (w *Watcher[T]) Serve() error {
 			}
 		}
 		w.mu.Unlock()
-		w.handOn(w.ready, woke)
+		var zero parking[T]
+		for i, p := range woke {
+			w.ready(p.fd, p.x)
+			woke[i] = zero
+		}
 		woke = woke[:0]
 	}
 }
 
-// handOn gives each of xs to fn and clears xs.
-func (w *Watcher[T]) handOn(fn func(T), xs []T) {
-	var zero T
-	for i, x := range xs {
-		fn(x)
-		xs[i] = zero
+// expireAll closes the descriptor of each of ps and hands its record to
+// expire.
+func (w *Watcher[T]) expireAll(ps []parking[T]) {
+	var zero parking[T]
+	for i, p := range ps {
+		unix.Close(p.fd)
+		w.expire(p.x)
+		ps[i] = zero
 	}
 }
 
@@ -253,7 +291,7 @@ func (w *Watcher[T]) pollOnce(uintptr) bool {
 func (w *Watcher[T]) Stop(abort bool) {
 	w.mu.Lock()
 	w.stopped = true
-	var all []T
+	var all []parking[T]
 	for i := range w.slots {
 		if w.slots[i].inUse {
 			all = append(all, w.take(int32(i)))
@@ -263,7 +301,7 @@ func (w *Watcher[T]) Stop(abort bool) {
 	w.waiting = 1
 	w.poller.SetReadDeadline(time.Unix(1, 0))
 	w.mu.Unlock()
-	w.handOn(w.expire, all)
+	w.expireAll(all)
 }
 
 // Release stops the watcher if Stop has not, and closes its epoll set.
@@ -271,4 +309,48 @@ func (w *Watcher[T]) Stop(abort bool) {
 func (w *Watcher[T]) Release() {
 	w.Stop(true)
 	w.poller.Close()
+}
+
+// Detach takes c's socket out of Go's runtime: it returns a duplicate of
+// c's descriptor and closes c, which gives c's poller entry back to the
+// runtime and lets the collector have its netFD and addresses, while the
+// socket stays open on the duplicate, untouched (no FIN, no reset, unread
+// input kept). A connection parked through its raw descriptor costs no
+// more than that descriptor and a watcher slot. On failure c is left as
+// it was.
+func Detach(c *net.TCPConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, fmt.Errorf("park: detach: %w", err)
+	}
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) {
+		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, fmt.Errorf("park: detach: %w", err)
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("park: detach: dup: %w", derr)
+	}
+	c.Close()
+	return fd, nil
+}
+
+// Attach makes a net.TCPConn of the socket fd, registered with Go's
+// runtime again, and closes fd (the connection gets a duplicate of it).
+// It fails, fd closed all the same, when the socket is no longer a
+// connected TCP socket, such as when its client reset it while parked.
+func Attach(fd int) (*net.TCPConn, error) {
+	f := os.NewFile(uintptr(fd), "parked")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("park: attach: %w", err)
+	}
+	tc, ok := c.(*net.TCPConn)
+	if a, isTCP := c.RemoteAddr().(*net.TCPAddr); !ok || !isTCP || a == nil {
+		c.Close()
+		return nil, fmt.Errorf("park: attach: %w", unix.ENOTCONN)
+	}
+	return tc, nil
 }
