@@ -2,6 +2,7 @@ package l7
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/eventually"
 	"github.com/lbctl/lbctl/internal/loopback"
 	"github.com/lbctl/lbctl/internal/proxyproto"
 )
@@ -175,5 +177,42 @@ func TestSendProxyL7(t *testing.T) {
 			}
 			c.Close()
 		}
+	}
+}
+
+// TestShutdownServesARequestAlreadySent: a connection accepted before
+// Shutdown whose request arrives as Shutdown begins (here, behind a PROXY
+// header that ends then) is served, with Connection: close, not closed
+// with the request unread: that resets it, and its client cannot tell
+// whether the request was served.
+func TestShutdownServesARequestAlreadySent(t *testing.T) {
+	f := behindBalancer(t, 10*time.Second)
+	hdr := proxyHeader(2, "203.0.113.7:5000")
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	c.Write(hdr[:7])
+	eventually.True(t, "the connection accepted and its PROXY header awaited", func() bool {
+		return goroutineIn("(*Proxy).proxyClient")
+	})
+	done := make(chan error, 1)
+	go func() { done <- f.proxy.Shutdown(context.Background()) }()
+	eventually.True(t, "the proxy shutting down", f.proxy.loop.Closing)
+	c.Write(append(hdr[7:], plainGet...))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("the request sent as Shutdown began got no answer: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !resp.Close {
+		t.Errorf("answer %d, close=%v; want 200 with Connection: close", resp.StatusCode, resp.Close)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown = %v", err)
 	}
 }

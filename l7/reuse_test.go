@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/internal/loopback"
+	"github.com/lbctl/lbctl/internal/peek"
 )
 
 // requestBackend serves raw HTTP/1.1 on loopback: for every request head it
@@ -166,7 +167,7 @@ func TestPoolTakesOnlyQuietConnections(t *testing.T) {
 	var u upstreamPool
 	for i := range conns {
 		conns[i], peers[i] = loopback.Pair(t)
-		if !quiet(conns[i]) {
+		if !peek.Quiet(conns[i]) {
 			t.Fatalf("connection %d is not quiet before anything was sent", i)
 		}
 		u.put(conns[i], 10, time.Hour)
@@ -178,7 +179,7 @@ func TestPoolTakesOnlyQuietConnections(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if quiet(conns[0]) || quiet(conns[2]) {
+	if peek.Quiet(conns[0]) || peek.Quiet(conns[2]) {
 		t.Fatal("a connection closed by its peer or with bytes pending is quiet")
 	}
 	buf := make([]byte, 16)
@@ -200,18 +201,6 @@ func TestPoolTakesOnlyQuietConnections(t *testing.T) {
 	for _, i := range []int{0, 2} {
 		if _, err := conns[i].Write([]byte("x")); err == nil {
 			t.Errorf("connection %d that stopped being quiet was not closed", i)
-		}
-	}
-}
-
-// BenchmarkQuiet is the price of the check that runs once per reuse of a
-// backend connection, when it is taken from the pool.
-func BenchmarkQuiet(b *testing.B) {
-	c, _ := loopback.Pair(b)
-	b.ReportAllocs()
-	for b.Loop() {
-		if !quiet(c) {
-			b.Fatal("an idle connection is not quiet")
 		}
 	}
 }

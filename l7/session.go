@@ -12,6 +12,7 @@ import (
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accept"
 	"github.com/lbctl/lbctl/internal/accesslog"
+	"github.com/lbctl/lbctl/internal/peek"
 )
 
 // session is the state of one client connection, reused across its
@@ -178,7 +179,11 @@ func (p *Proxy) handle(ac *accept.Conn) {
 		}
 		if s.in.buffered() == 0 {
 			ac.SetIdle(true)
-			if p.loop.Closing() {
+			// Shutting down, a connection with no request in sight is
+			// closed; one whose client has sent it already (the first
+			// request of a connection just accepted always has, see
+			// deferAccept) is served, with Connection: close.
+			if p.loop.Closing() && !peek.Sent(c) {
 				return
 			}
 			var err error

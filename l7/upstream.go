@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/peek"
 )
 
 // upstreamPool holds one backend's kept-alive connections to one address,
@@ -67,7 +68,7 @@ func (u *upstreamPool) get(maxIdle time.Duration) *net.TCPConn {
 		if !ok {
 			return nil
 		}
-		if maxIdle > 0 && time.Since(ic.since) > maxIdle || !quiet(ic.c) {
+		if maxIdle > 0 && time.Since(ic.since) > maxIdle || !peek.Quiet(ic.c) {
 			ic.c.Close()
 			continue
 		}

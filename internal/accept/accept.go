@@ -18,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/peek"
 )
 
 // ErrClosed is returned by Serve after Shutdown or Close.
@@ -341,12 +343,15 @@ func (l *Loop) stopAccepting() {
 }
 
 // closeConns closes the idle connections, or all of them; each handler then
-// sees an error and releases what it holds.
+// sees an error and releases what it holds. An idle connection whose
+// client has already sent its next request (or closed) is left to its
+// handler, which reads it: closing it with the request unread would reset
+// it, and the client could not tell whether the request was served.
 func (l *Loop) closeConns(idleOnly bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for c := range l.conns {
-		if !idleOnly || c.idle.Load() {
+		if !idleOnly || c.idle.Load() && !peek.Sent(c.TCPConn) {
 			c.Close()
 		}
 	}
