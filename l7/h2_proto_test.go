@@ -1,0 +1,262 @@
+package l7
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// rawHeaders sends a header block of exactly fields (name, value pairs,
+// pseudo-fields included) on stream id.
+func (h *h2Raw) rawHeaders(id uint32, end bool, fields ...string) error {
+	h.buf.Reset()
+	for i := 0; i+1 < len(fields); i += 2 {
+		h.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	return h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.buf.Bytes(), EndStream: end, EndHeaders: true})
+}
+
+// TestH2MalformedHeadsAreStreamErrors: request heads that RFC 9113 8.3
+// calls malformed (pseudo-fields missing, repeated, unknown, after a
+// regular field; a :path that is no path; Host differing from
+// :authority; a content-length that DATA does not match) reset their
+// stream with PROTOCOL_ERROR, reach no backend, and leave the connection
+// serving.
+func TestH2MalformedHeadsAreStreamErrors(t *testing.T) {
+	f, _ := tlsFixture(t, 1, h2Options(t), nil)
+	h := dialH2Raw(t, f.addr)
+	get := []string{":method", "GET", ":scheme", "https", ":authority", "lb.test"}
+	id := uint32(1)
+	for _, fields := range [][]string{
+		{":method", "GET", ":scheme", "https", ":authority", "lb.test"},                                   // no :path
+		{":scheme", "https", ":authority", "lb.test", ":path", "/"},                                       // no :method
+		{":method", "GET", ":authority", "lb.test", ":path", "/"},                                         // no :scheme
+		append(append([]string{}, get...), ":path", "/", ":path", "/"),                                    // twice
+		append(append([]string{}, get...), ":path", "/", ":status", "200"),                                // unknown
+		append(append([]string{}, get...), "accept", "*/*", ":path", "/"),                                 // after a field
+		append(append([]string{}, get...), ":path", "index.html"),                                         // not a path
+		append(append([]string{}, get...), ":path", "/", "host", "other.test"),                            // Host differs
+		append(append([]string{}, get...), ":path", "/", "x-value", " padded"),                            // whitespace
+		{":method", "CONNECT", ":scheme", "https", ":authority", "lb.test", ":path", "/"},                 // CONNECT with a path
+		append(append([]string{}, get...), ":path", "/", "content-length", "1", "content-length", "2"),    // two lengths
+		append(append([]string{}, get...), ":path", "/", "content-length", "-1"),                          // not a length
+		append(append([]string{}, get...), ":path", "/", "proxy-connection", "keep-alive", "accept", "*"), // hop-by-hop
+	} {
+		if err := h.rawHeaders(id, true, fields...); err != nil {
+			t.Fatal(err)
+		}
+		if status, code := h.streamEnd(t, id); code != http2.ErrCodeProtocol {
+			t.Errorf("%v: status %q, reset %v; want a reset with PROTOCOL_ERROR", fields, status, code)
+		}
+		id += 2
+	}
+	// A body shorter than its content-length.
+	if err := h.rawHeaders(id, false, ":method", "POST", ":scheme", "https", ":authority", "lb.test", ":path", "/sink", "content-length", "10"); err != nil {
+		t.Fatal(err)
+	}
+	h.fr.WriteData(id, true, []byte("12345"))
+	if status, code := h.streamEnd(t, id); code != http2.ErrCodeProtocol {
+		t.Errorf("5 bytes of a body of 10: status %q, reset %v; want a reset with PROTOCOL_ERROR", status, code)
+	}
+	id += 2
+	if n := f.backends[0].arrived("/"); n != 0 {
+		t.Errorf("backend served %d malformed requests", n)
+	}
+	if err := h.headers(id, "/", true, "host", "lb.test"); err != nil {
+		t.Fatal(err)
+	}
+	if status, code := h.streamEnd(t, id); status != "200" {
+		t.Errorf("a good request after them: status %q, reset %v", status, code)
+	}
+}
+
+// TestH2FlowControlHonoursTheClientsWindow: a client that gives a window
+// of 1000 bytes for each stream and for the connection gets a 60 KB body
+// in frames that never pass what it granted, and all of it once it grants
+// more, piece by piece.
+func TestH2FlowControlHonoursTheClientsWindow(t *testing.T) {
+	f, _ := tlsFixture(t, 1, h2Options(t), nil)
+	h := dialH2Raw(t, f.addr)
+	const window = 1000
+	if err := h.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: window}); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, 60000)
+	rand.Read(body)
+	if err := h.rawHeaders(1, false, ":method", "POST", ":scheme", "https", ":authority", "lb.test", ":path", "/echo",
+		"content-length", fmt.Sprint(len(body))); err != nil {
+		t.Fatal(err)
+	}
+	// The connection's window starts at 65535, the stream's at what lbctl
+	// announced: the whole body fits both.
+	for b := body; len(b) > 0; b = b[min(len(b), 16384):] {
+		if err := h.fr.WriteData(1, len(b) <= 16384, b[:min(len(b), 16384)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The connection's window for lbctl is 65535 less what it sends;
+	// the client holds it at window by granting only what it consumed.
+	connWin, streamWin := int64(65535), int64(window)
+	var got bytes.Buffer
+	granted := false
+	for {
+		fr, err := h.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading frames after %d bytes: %v", got.Len(), err)
+		}
+		switch fr := fr.(type) {
+		case *http2.SettingsFrame:
+			if !fr.IsAck() {
+				h.fr.WriteSettingsAck()
+			}
+		case *http2.DataFrame:
+			n := int64(len(fr.Data()))
+			connWin -= n
+			streamWin -= n
+			if connWin < 0 || streamWin < 0 {
+				t.Fatalf("a DATA frame of %d bytes passes the windows granted (connection %d, stream %d)", n, connWin+n, streamWin+n)
+			}
+			got.Write(fr.Data())
+			if fr.StreamEnded() {
+				if !bytes.Equal(got.Bytes(), body) {
+					t.Fatalf("echoed %d bytes, not the %d sent", got.Len(), len(body))
+				}
+				if !granted {
+					t.Error("the body came whole without the client granting more than its first window")
+				}
+				return
+			}
+			if streamWin == 0 {
+				// Give back what was read, in one grant per window.
+				granted = true
+				h.fr.WriteWindowUpdate(1, window)
+				h.fr.WriteWindowUpdate(0, window)
+				streamWin += window
+				connWin += window
+			}
+		case *http2.RSTStreamFrame:
+			t.Fatalf("stream reset: %v", fr.ErrCode)
+		case *http2.GoAwayFrame:
+			t.Fatalf("GOAWAY %v", fr.ErrCode)
+		}
+	}
+}
+
+// TestH2RapidResetGetsGoAway: a client that opens streams and resets them
+// at once beyond the allowance gets GOAWAY ENHANCE_YOUR_CALM
+// (CVE-2023-44487), while one that resets a few streams goes on being
+// served on its connection.
+func TestH2RapidResetGetsGoAway(t *testing.T) {
+	f, _ := tlsFixture(t, 1, h2Options(t), nil)
+	few := dialH2Raw(t, f.addr)
+	for i := range 50 {
+		id := uint32(2*i + 1)
+		if err := few.headers(id, "/", true); err != nil {
+			t.Fatal(err)
+		}
+		if err := few.fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := few.headers(101, "/", true); err != nil {
+		t.Fatal(err)
+	}
+	if status, code := few.streamEnd(t, 101); status != "200" {
+		t.Errorf("after 50 resets: status %q, reset %v; want 200", status, code)
+	}
+
+	h := dialH2Raw(t, f.addr)
+	goAway := make(chan http2.ErrCode, 1)
+	go func() {
+		defer close(goAway)
+		for {
+			fr, err := h.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if g, ok := fr.(*http2.GoAwayFrame); ok {
+				goAway <- g.ErrCode
+				return
+			}
+		}
+	}()
+	for i := range 5000 {
+		id := uint32(2*i + 1)
+		if h.headers(id, "/", true) != nil || h.fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+			break
+		}
+	}
+	code, ok := <-goAway
+	if !ok || code != http2.ErrCodeEnhanceYourCalm {
+		t.Errorf("rapid reset: GOAWAY %v (received: %v), want ENHANCE_YOUR_CALM", code, ok)
+	}
+}
+
+// TestH2Trailers: a chunked response's trailer reaches an HTTP/2 client as
+// trailers, and a request's trailers reach the backend after its chunked
+// body.
+func TestH2Trailers(t *testing.T) {
+	f, _ := tlsFixture(t, 1, h2Options(t), nil)
+	c, _ := h2Client(t)
+	body := strings.NewReader(strings.Repeat("x", 100000))
+	req, _ := http.NewRequest("POST", "https://"+f.addr+"/trailers", io.NopCloser(body))
+	req.Trailer = http.Header{"X-Request-Sum": nil}
+	req.ContentLength = -1
+	pr, pw := io.Pipe()
+	req.Body = pr
+	go func() {
+		io.Copy(pw, body)
+		req.Trailer.Set("X-Request-Sum", "req-42")
+		pw.Close()
+	}()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "app-01 100000 <nil> req-42\n"; string(got) != want {
+		t.Errorf("backend answered %q, want %q: the request's body and trailer", got, want)
+	}
+	if resp.ProtoMajor != 2 || resp.Trailer.Get("X-Checksum") != "sum-app-01" {
+		t.Errorf("over %s, trailers %v; want X-Checksum: sum-app-01 over HTTP/2", resp.Proto, resp.Trailer)
+	}
+}
+
+// TestH2InterimResponses: a 103 Early Hints from the backend reaches the
+// HTTP/2 client before the final response, with its fields.
+func TestH2InterimResponses(t *testing.T) {
+	f, _ := tlsFixture(t, 1, h2Options(t), nil)
+	c, _ := h2Client(t)
+	var hints []string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		hints = append(hints, fmt.Sprintf("%d %s", code, http.Header(h).Get("Link")))
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", "https://"+f.addr+"/early", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(got) != "app-01\n" {
+		t.Errorf("final response %d %q", resp.StatusCode, got)
+	}
+	if len(hints) != 1 || hints[0] != "103 </style.css>; rel=preload" {
+		t.Errorf("interim responses %q, want one 103 with its Link", hints)
+	}
+}
