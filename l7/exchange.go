@@ -53,40 +53,91 @@ func (s *session) exchange() bool {
 	}
 	s.st = p.current()
 	s.try = backend.NewAttempt(s.st.reg, s.cfg.sel, s.addrKey, s.pinned())
-	b := s.next()
-	if !s.try.Pinned() {
-		s.countSession()
+	s.keep = false
+	p.forward(s, &s.try, retryable)
+	return s.keep
+}
+
+// frontRequest is a request on its way to a backend, as forward sees it,
+// whichever front door it came through: an HTTP/1.1 session's request or
+// an HTTP/2 stream's.
+type frontRequest interface {
+	// next returns the backend to try next (see session.next).
+	next() *backend.Backend
+	// countSession counts a request that no cookie pinned as a new
+	// session of its client (see natview).
+	countSession()
+	// connect returns a connection to b: a kept-alive one if reuse and
+	// one is idle, else a new one (see Proxy.upstreamFor).
+	connect(b *backend.Backend, reuse bool) (up *net.TCPConn, reused bool, err error)
+	// attempt sends the request to b over up and relays the answer, and
+	// says how that went; it owns up.
+	attempt(b *backend.Backend, up *net.TCPConn, reused, retryable, setCookie bool) outcome
+	// refuse answers with a canned error: 503 when no backend is left to
+	// try, 502 when two failed the request.
+	refuse(status int)
+}
+
+// forward sends r to a backend and relays the answer, by the rules both
+// front doors share: the attempt try offers the backends in turn, the
+// cookie's first; one that cannot be connected to counts as failed and the
+// next is tried (nothing was sent: any request may move); a kept-alive
+// connection that turns out stale is retried once on a new one; a
+// retryable request that a backend fails goes to one other backend. With
+// no backend left the answer is 503, after two failures 502.
+func (p *Proxy) forward(r frontRequest, try *backend.Attempt, retryable bool) {
+	b := r.next()
+	if !try.Pinned() {
+		r.countSession()
 	}
 	retriedOther, retriedFresh := false, false
 	for {
 		if b == nil {
-			return s.answer(503, hasBody)
+			r.refuse(503)
+			return
 		}
-		up, reused, err := p.upstreamFor(s, b, retryable && !retriedFresh)
+		up, reused, err := r.connect(b, retryable && !retriedFresh)
 		if err != nil {
-			// Nothing was sent: any request may go to the next backend.
 			p.Health.ReportFailure(b, err)
 			p.logger().Debug("backend connect failed", "backend", b.ID, "error", err)
-			s.try.Fail(b)
-			b = s.next()
+			try.Fail(b)
+			b = r.next()
 			continue
 		}
-		keep, out := s.roundTrip(b, up, reused, retryable, !s.try.Pinned())
-		switch out {
+		switch r.attempt(b, up, reused, retryable, !try.Pinned()) {
 		case relayed:
 			b.CountServed()
-			return keep
+			return
 		case retryFresh:
 			retriedFresh = true
 		case retryOther:
 			if retriedOther {
-				return s.answer(502, hasBody)
+				r.refuse(502)
+				return
 			}
 			retriedOther, retriedFresh = true, false
-			s.try.Fail(b)
-			b = s.next()
+			try.Fail(b)
+			b = r.next()
 		}
 	}
+}
+
+// attempt is roundTrip for forward: whether the client connection can
+// carry another request is kept in s.keep.
+func (s *session) attempt(b *backend.Backend, up *net.TCPConn, reused, retryable, setCookie bool) outcome {
+	keep, out := s.roundTrip(b, up, reused, retryable, setCookie)
+	s.keep = keep
+	return out
+}
+
+// refuse answers with a canned error for forward.
+func (s *session) refuse(status int) {
+	s.keep = s.answer(status, s.req.chunked || s.req.contentLength > 0)
+}
+
+// connect is upstreamFor for forward.
+func (s *session) connect(b *backend.Backend, reuse bool) (*net.TCPConn, bool, error) {
+	return s.p.upstreamFor(s.st, s.cfg, b, reuse, s.from, s.client)
 }
 
 // pinned returns the backend the request's persistence cookie names, or

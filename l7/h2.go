@@ -47,7 +47,7 @@ func (h *h2front) goAway() {
 // connection never counts as idle for Shutdown: Shutdown sends GOAWAY,
 // and the connection ends once its streams have.
 func (p *Proxy) serveH2(ac *accept.Conn, sec *tls.Conn, client netip.AddrPort) {
-	c := &h2client{p: p, addr: client}
+	c := &h2client{p: p, addr: client, tcp: ac.TCPConn}
 	if a, ok := ac.RemoteAddr().(*net.TCPAddr); ok && !client.IsValid() {
 		c.addr = a.AddrPort()
 	}
@@ -73,6 +73,7 @@ type h2client struct {
 	ip      string         // the client's address, as X-Forwarded-For shows it
 	addrKey uint64         // see session.addrKey
 	pinKey  uint64         // see session.pinKey
+	tcp     *net.TCPConn   // the connection, under TLS
 	flights h2flights      // the exchanges in progress, for CloseConns
 	conn    h2conn
 }
@@ -101,54 +102,39 @@ func (s *h2stream) serve() {
 		x.answer(http.StatusMethodNotAllowed)
 		return
 	}
-	hasBody := s.contentLength != 0
-	retryable := !hasBody && idempotent(bytesOf(s.method))
-	pinned := x.pinned()
-	*try = backend.NewAttempt(x.st.reg, x.cfg.sel, cl.addrKey, pinned)
-	next := func() *backend.Backend {
-		b := try.Next()
-		if b != nil && try.Pinned() {
-			x.st.pins[b].add(cl.pinKey, pinMinute(time.Now()))
-		}
-		return b
+	retryable := s.contentLength == 0 && idempotent(bytesOf(s.method))
+	*try = backend.NewAttempt(x.st.reg, x.cfg.sel, cl.addrKey, x.pinned())
+	p.forward(x, try, retryable)
+}
+
+// next is session.next for a stream.
+func (x *h2exchange) next() *backend.Backend {
+	b := x.try.Next()
+	if b != nil && x.try.Pinned() {
+		x.st.pins[b].add(x.s.c.cl.pinKey, pinMinute(time.Now()))
 	}
-	b := next()
-	if !try.Pinned() {
-		p.NAT.Session(cl.addr) // see session.countSession
+	return b
+}
+
+// countSession is session.countSession for a stream.
+func (x *h2exchange) countSession() {
+	cl := x.s.c.cl
+	if cl.p.NAT == nil {
+		return
 	}
-	retriedOther, retriedFresh := false, false
-	for {
-		if b == nil {
-			x.answer(http.StatusServiceUnavailable)
-			return
-		}
-		up, reused, err := p.upstream(x.st, x.cfg, b, retryable && !retriedFresh)
-		if err != nil {
-			p.Health.ReportFailure(b, err)
-			p.logger().Debug("backend connect failed", "backend", b.ID, "error", err)
-			try.Fail(b)
-			b = next()
-			continue
-		}
-		switch x.roundTrip(b, up, reused, retryable, !try.Pinned()) {
-		case relayed:
-			if !x.cut {
-				b.CountServed()
-			}
-			return
-		case retryFresh:
-			retriedFresh = true
-		case retryOther:
-			if retriedOther {
-				x.answer(http.StatusBadGateway)
-				return
-			}
-			retriedOther, retriedFresh = true, false
-			try.Fail(b)
-			b = next()
-		}
+	if a, ok := cl.tcp.RemoteAddr().(*net.TCPAddr); ok {
+		cl.p.NAT.Session(a.AddrPort())
 	}
 }
+
+// connect is session.connect for a stream.
+func (x *h2exchange) connect(b *backend.Backend, reuse bool) (*net.TCPConn, bool, error) {
+	cl := x.s.c.cl
+	return cl.p.upstreamFor(x.st, x.cfg, b, reuse, cl.addr, cl.tcp)
+}
+
+// refuse is session.refuse for a stream.
+func (x *h2exchange) refuse(status int) { x.answer(status) }
 
 // pinned returns the backend the stream's persistence cookie names, or
 // nil. HTTP/2 may split Cookie into several fields (RFC 9113 8.2.3); each
@@ -228,7 +214,6 @@ type h2exchange struct {
 	// flight is the stream's slot for CloseConns; nil when the
 	// connection had none free.
 	flight *h2flight
-	cut    bool // CloseConns cut the exchange: the stream is reset
 
 	out      []byte      // the request head for the backend
 	cookie   []byte      // the Cookie field the backend gets
@@ -244,10 +229,10 @@ type h2exchange struct {
 // progress.
 func (x *h2exchange) wasCut() bool { return x.flight != nil && x.flight.wasCut() }
 
-// roundTrip sends the request to b over up and relays the answer, with
+// attempt sends the request to b over up and relays the answer, with
 // session.roundTrip's rules of who is answerable for a failure. It owns
 // up.
-func (x *h2exchange) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryable, setCookie bool) outcome {
+func (x *h2exchange) attempt(b *backend.Backend, up *net.TCPConn, reused, retryable, setCookie bool) outcome {
 	s := x.s
 	p := s.c.cl.p
 	b.Acquire()
@@ -348,8 +333,7 @@ func (x *h2exchange) failed(b *backend.Backend, err error, stale, retryable bool
 	if x.wasCut() {
 		// CloseConns cut the exchange: as an HTTP/1.1 client's connection
 		// is closed, the stream is reset, neither counted against the
-		// backend nor tried elsewhere.
-		x.cut = true
+		// backend nor tried elsewhere (see h2stream.finish).
 		return relayed
 	}
 	if stale && retryable {

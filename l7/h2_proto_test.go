@@ -1,19 +1,25 @@
 package l7
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/proxyproto"
 )
 
 // rawHeaders sends a header block of exactly fields (name, value pairs,
@@ -258,5 +264,41 @@ func TestH2InterimResponses(t *testing.T) {
 	}
 	if len(hints) != 1 || hints[0] != "103 </style.css>; rel=preload" {
 		t.Errorf("interim responses %q, want one 103 with its Link", hints)
+	}
+}
+
+// TestH2SendProxy: a backend with send_proxy gets its PROXY header naming
+// the client for an HTTP/2 stream too, on a connection of its own for
+// each stream, as for an HTTP/1.1 request.
+func TestH2SendProxy(t *testing.T) {
+	addr := rawBackend(t, func(c net.Conn) {
+		src, _, err := proxyproto.Read(c.(*net.TCPConn), time.Now().Add(5*time.Second))
+		r := bufio.NewReader(c)
+		for {
+			req, rerr := http.ReadRequest(r)
+			if rerr != nil {
+				return
+			}
+			body := fmt.Sprintf("%v %v", src.Addr(), err)
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			req.Body.Close()
+		}
+	})
+	reg, err := backend.NewRegistry([]*backend.Backend{backend.NewFromSpec(backend.Spec{ID: "app-01", Address: addr, Weight: 1, SendProxy: 2})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := tlsFixture(t, 0, h2Options(t), func(p *Proxy) { p.Pool = backend.NewPool(reg) })
+	c, _ := h2Client(t)
+	for range 3 {
+		resp, err := c.Get("https://" + f.addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || string(body) != "127.0.0.1 <nil>" {
+			t.Errorf("over %s the backend saw %q, want a PROXY header naming 127.0.0.1", resp.Proto, body)
+		}
 	}
 }
