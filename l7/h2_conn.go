@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -96,11 +95,74 @@ type h2conn struct {
 	idle        *time.Timer
 	workersDone sync.WaitGroup
 
-	wmu    sync.Mutex // guards the writing half of fr, bw, enc and encBuf
-	bw     *bufio.Writer
+	wmu    sync.Mutex // guards the writing half of fr, enc, encBuf and what follows
 	enc    *hpack.Encoder
 	encBuf bytes.Buffer
-	wfail  error // the first write error: the connection is done
+	pend   []byte    // frames written, for the writing goroutine to send
+	spare  []byte    // the buffer it sent last, for reuse
+	wake   sync.Cond // on wmu: frames are pending, or the writer is to stop
+	room   sync.Cond // on wmu: the writing goroutine took the pending frames
+	wstop  bool      // the connection ends: the writer sends what is pending and stops
+	wfail  error     // the first write error: the connection is done
+	wdone  chan struct{}
+}
+
+// h2MaxPending is how many bytes of frames may wait for the writing
+// goroutine before those who write more wait for it.
+const h2MaxPending = 64 << 10
+
+// h2pending is the Framer's writer: frames are appended to c.pend, with
+// c.wmu held, for the writing goroutine.
+type h2pending struct{ c *h2conn }
+
+func (w h2pending) Write(p []byte) (int, error) {
+	c := w.c
+	if c.wfail != nil {
+		return 0, c.wfail
+	}
+	c.pend = append(c.pend, p...)
+	return len(p), nil
+}
+
+// writeLoop is the connection's writing goroutine: it sends the frames
+// pending, all that have gathered while it sent the last batch in one go,
+// so that the responses of several streams share TLS records and system
+// calls. It stops once told to and nothing is pending, or a write fails.
+func (c *h2conn) writeLoop() {
+	defer close(c.wdone)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	for {
+		for len(c.pend) == 0 && !c.wstop {
+			c.wake.Wait()
+		}
+		if len(c.pend) == 0 {
+			return
+		}
+		batch := c.pend
+		c.pend = c.spare[:0]
+		stopping := c.wstop
+		c.wmu.Unlock()
+		// A client that stops reading is cut off after timeouts.idle,
+		// or a second once the connection ends.
+		switch {
+		case stopping:
+			c.nc.SetWriteDeadline(time.Now().Add(h2CloseLinger))
+		case c.cfg.idle > 0:
+			c.nc.SetWriteDeadline(time.Now().Add(c.cfg.idle))
+		}
+		_, err := c.nc.Write(batch)
+		c.wmu.Lock()
+		c.spare = batch[:0]
+		c.room.Broadcast()
+		if err != nil {
+			c.wfail = fmt.Errorf("writing frames: %w", err)
+			// The reading goroutine learns of it from the closed
+			// connection.
+			c.nc.Close()
+			return
+		}
+	}
 }
 
 // h2block is a header block being decoded: HEADERS and its CONTINUATION
@@ -126,8 +188,10 @@ func (c *h2conn) serve() {
 	c.sendable.L = &c.mu
 	c.streams = make(map[uint32]*h2stream)
 	c.peerWin, c.peerMax, c.sendWin = 65535, 16384, 65535
-	c.bw = bufio.NewWriterSize(c.nc, 16<<10)
-	c.fr = http2.NewFramer(c.bw, c.nc)
+	c.wake.L, c.room.L = &c.wmu, &c.wmu
+	c.wdone = make(chan struct{})
+	go c.writeLoop()
+	c.fr = http2.NewFramer(h2pending{c}, c.nc)
 	c.fr.SetMaxReadFrameSize(h2FrameSize)
 	c.enc = hpack.NewEncoder(&c.encBuf)
 	c.dec = hpack.NewDecoder(4096, c.emit)
@@ -237,7 +301,6 @@ func (c *h2conn) fail(code http2.ErrCode, reason string) {
 	c.goingAway = true
 	c.mu.Unlock()
 	c.wmu.Lock()
-	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 	c.fr.WriteGoAway(last, code, nil)
 	c.flushLocked()
 	c.wmu.Unlock()
@@ -257,9 +320,15 @@ func (c *h2conn) teardown() {
 	}
 	c.sendable.Broadcast()
 	c.mu.Unlock()
-	// A writer waiting for a client that does not read is let go.
-	c.nc.SetDeadline(time.Now())
+	// The writer sends what is pending (a GOAWAY, say) and stops; an
+	// exchange waiting for room is let go.
+	c.wmu.Lock()
+	c.wstop = true
+	c.wake.Signal()
+	c.room.Broadcast()
+	c.wmu.Unlock()
 	c.workersDone.Wait()
+	<-c.wdone
 	for _, s := range c.waiting {
 		s.recycle()
 	}
@@ -306,24 +375,22 @@ func (c *h2conn) linger() {
 	c.nc.SetReadDeadline(time.Now().Add(h2CloseLinger))
 }
 
-// flushLocked sends what the writer holds, under a write deadline of
-// timeouts.idle, so that a client that stops reading is cut off. It is
-// called with wmu held.
+// flushLocked hands the frames written to the writing goroutine, and
+// waits while more than h2MaxPending bytes of them wait to be sent. It is
+// called with wmu held, and returns the error that ended the connection's
+// writing, if one did.
 func (c *h2conn) flushLocked() error {
-	if c.wfail != nil {
+	if len(c.pend) > 0 {
+		c.wake.Signal()
+	}
+	for len(c.pend) > h2MaxPending && c.wfail == nil && !c.wstop {
+		c.room.Wait()
+	}
+	switch {
+	case c.wfail != nil:
 		return c.wfail
-	}
-	if c.bw.Buffered() == 0 {
-		return nil
-	}
-	if c.cfg.idle > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(c.cfg.idle))
-	}
-	if err := c.bw.Flush(); err != nil {
-		c.wfail = err
-		// The reader learns of it from the closed connection.
-		c.nc.Close()
-		return err
+	case c.wstop:
+		return errH2Gone
 	}
 	return nil
 }

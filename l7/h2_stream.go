@@ -466,7 +466,7 @@ func (s *h2stream) sendData(p []byte, end bool) error {
 		c.mu.Unlock()
 		c.wmu.Lock()
 		err := c.fr.WriteData(s.id, last, p[:n])
-		if err == nil && (last || int(n) == len(p) || c.bw.Available() < h2FrameSize) {
+		if err == nil {
 			err = c.flushLocked()
 		}
 		c.wmu.Unlock()
