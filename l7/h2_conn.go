@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -79,7 +80,7 @@ type h2conn struct {
 	resetTokens float64   // see h2ResetBurst
 	resetAt     time.Time // when resetTokens was last topped up
 	recvUnacked int       // DATA bytes received and not yet given back to the connection's window
-	lastID      uint32    // the highest stream id the client opened
+	lastID      uint32    // the highest stream id the client opened; written with mu held
 
 	mu          sync.Mutex // guards what follows and every stream's state
 	sendable    sync.Cond  // on mu: send windows grew, a stream was reset, or the connection ended
@@ -138,6 +139,14 @@ func (c *h2conn) writeLoop() {
 		}
 		if len(c.pend) == 0 {
 			return
+		}
+		if !c.wstop {
+			// The exchanges that are ready to run (their backends'
+			// answers came together) add their frames first, so that
+			// one write carries them all.
+			c.wmu.Unlock()
+			runtime.Gosched()
+			c.wmu.Lock()
 		}
 		batch := c.pend
 		c.pend = c.spare[:0]
@@ -661,7 +670,9 @@ func (c *h2conn) readHeaders(f *http2.HeadersFrame) error {
 		}
 		return connErr(http2.ErrCodeStreamClosed, "HEADERS on a closed stream")
 	}
+	c.mu.Lock() // goAway reads it from another goroutine
 	c.lastID = id
+	c.mu.Unlock()
 	s := newH2Stream(c, id)
 	b.stream = s
 	if f.HasPriority() && f.Priority.StreamDep == id {
