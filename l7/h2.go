@@ -500,10 +500,10 @@ func (x *h2exchange) headFields(b *backend.Backend, resp *responseHead, setCooki
 		if setCookie && asciiEqualFold(f.name, "cache-control") {
 			private = true
 			line := appendCacheControl(x.out[:0], f)
-			s.field(f.name, string(line[len(f.name)+2:len(line)-2]))
+			s.field(f.name, line[len(f.name)+2:len(line)-2])
 			continue
 		}
-		s.field(f.name, string(f.value))
+		s.field(f.name, f.value)
 	}
 	if setCookie {
 		line := x.st.codec.appendSetCookie(x.out[:0], b, time.Now())

@@ -45,6 +45,10 @@ type h2stream struct {
 	ended   bool // END_STREAM or RST_STREAM went out
 	res     []hpack.HeaderField
 	x       h2exchange
+	// seen holds response fields relayed before, kept across the
+	// streams that reuse this one (see field).
+	seen     [8]hpack.HeaderField
+	seenNext int
 }
 
 // The pseudo-fields of a request (RFC 9113 8.3.1), as bits.
@@ -89,7 +93,8 @@ func (s *h2stream) recycle() {
 	out, cookie, sizeLine, chunkTrailers := x.out[:0], x.cookie[:0], x.sizeLine[:0], x.chunks.trailers[:0]
 	clear(x.chunks.trailers[:cap(x.chunks.trailers)])
 	respFields := x.resp.fields[:0]
-	*s = h2stream{fields: fields, trailers: trailers, res: res}
+	seen, seenNext := s.seen, s.seenNext
+	*s = h2stream{fields: fields, trailers: trailers, res: res, seen: seen, seenNext: seenNext}
 	s.x.out, s.x.cookie, s.x.sizeLine, s.x.chunks.trailers = out, cookie, sizeLine, chunkTrailers
 	s.x.resp.fields = respFields
 	h2Streams.Put(s)
@@ -382,8 +387,30 @@ func (s *h2stream) bodyDone(n int) {
 }
 
 // field adds a response field, its name lower-cased as HTTP/2 wants it.
-func (s *h2stream) field(name []byte, value string) {
-	s.res = append(s.res, hpack.HeaderField{Name: h2FieldName(name), Value: value})
+// HPACK takes strings: a field that the stream relayed before (the same
+// backends send the same Server, ETag, Date for a second) is taken from
+// the stream's memory of them rather than copied again.
+func (s *h2stream) field(name, value []byte) {
+	var buf [32]byte
+	if len(name) <= len(buf) {
+		low := buf[:len(name)]
+		for i, c := range name {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			low[i] = c
+		}
+		for i := range s.seen {
+			if f := &s.seen[i]; f.Name == string(low) && f.Value == string(value) {
+				s.res = append(s.res, *f)
+				return
+			}
+		}
+	}
+	f := hpack.HeaderField{Name: h2FieldName(name), Value: string(value)}
+	s.seen[s.seenNext%len(s.seen)] = f
+	s.seenNext++
+	s.res = append(s.res, f)
 }
 
 // sendHead sends the response head: status and the fields in s.res.
