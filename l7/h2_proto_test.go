@@ -302,3 +302,86 @@ func TestH2SendProxy(t *testing.T) {
 		}
 	}
 }
+
+// TestH2StreamLimits: a stream beyond SETTINGS_MAX_CONCURRENT_STREAMS is
+// refused (REFUSED_STREAM: the client may try it again), a stream whose
+// DATA passes the window lbctl gave it is reset with FLOW_CONTROL_ERROR,
+// and both leave the connection serving.
+func TestH2StreamLimits(t *testing.T) {
+	f, _ := tlsFixture(t, 1, h2Options(t), nil)
+	h := dialH2Raw(t, f.addr)
+	// 100 streams held by the backend, then one more.
+	for i := range h2MaxStreams {
+		if err := h.headers(uint32(2*i+1), "/slow", true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	over := uint32(2*h2MaxStreams + 1)
+	if err := h.headers(over, "/", true); err != nil {
+		t.Fatal(err)
+	}
+	if status, code := h.streamEnd(t, over); code != http2.ErrCodeRefusedStream {
+		t.Errorf("stream %d of %d: status %q, reset %v; want REFUSED_STREAM", h2MaxStreams+1, h2MaxStreams, status, code)
+	}
+	if status, code := h.streamEnd(t, 1); status != "200" {
+		t.Errorf("a held stream: status %q, reset %v", status, code)
+	}
+
+	g := dialH2Raw(t, f.addr)
+	if err := g.rawHeaders(1, false, ":method", "POST", ":scheme", "https", ":authority", "lb.test", ":path", "/sink"); err != nil {
+		t.Fatal(err)
+	}
+	// The stream's window is h2StreamWindow; the connection's starts at
+	// 65535, which the client passes too, but lbctl bounds each stream.
+	chunk := make([]byte, 16384)
+	for range h2StreamWindow/len(chunk) + 1 {
+		if err := g.fr.WriteData(1, false, chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if status, code := g.streamEnd(t, 1); code != http2.ErrCodeFlowControl {
+		t.Errorf("DATA past the stream's window: status %q, reset %v; want FLOW_CONTROL_ERROR", status, code)
+	}
+	if err := g.headers(3, "/", true); err != nil {
+		t.Fatal(err)
+	}
+	if status, code := g.streamEnd(t, 3); status != "200" {
+		t.Errorf("a request after it: status %q, reset %v", status, code)
+	}
+}
+
+// TestH2EmptyContinuationFloodIsBounded: CONTINUATION frames without a
+// byte in them (CVE-2024-27316 at no cost to the client) end the
+// connection too, after at most h2MaxBlockFrames of them.
+func TestH2EmptyContinuationFloodIsBounded(t *testing.T) {
+	f, _ := tlsFixture(t, 1, h2Options(t), nil)
+	h := dialH2Raw(t, f.addr)
+	closed := make(chan http2.ErrCode, 1)
+	go func() {
+		defer close(closed)
+		for {
+			fr, err := h.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if g, ok := fr.(*http2.GoAwayFrame); ok {
+				closed <- g.ErrCode
+				return
+			}
+		}
+	}()
+	h.buf.Reset()
+	h.enc.WriteField(hpack.HeaderField{Name: ":method", Value: "GET"})
+	err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: h.buf.Bytes(), EndStream: true})
+	sent := 0
+	for ; err == nil && sent < 100000; sent++ {
+		err = h.fr.WriteContinuation(1, false, nil)
+	}
+	code, ok := <-closed
+	if !ok || code != http2.ErrCodeEnhanceYourCalm {
+		t.Errorf("after %d empty CONTINUATION frames (last write: %v): GOAWAY %v (received: %v), want ENHANCE_YOUR_CALM", sent, err, code, ok)
+	}
+	if n := f.backends[0].Served(); n != 0 {
+		t.Errorf("backend served %d requests", n)
+	}
+}
