@@ -616,12 +616,19 @@ func (c *h2conn) readData(f *http2.DataFrame) error {
 	}
 	c.mu.Lock()
 	s := c.streams[f.StreamID]
-	if s == nil || s.remoteDone {
+	switch {
+	case s == nil && f.StreamID > c.lastID:
 		c.mu.Unlock()
-		if f.StreamID > c.lastID {
-			return connErr(http2.ErrCodeProtocol, "DATA on an idle stream")
-		}
-		// A stream that ended, or whose request did (RFC 9113 5.1).
+		return connErr(http2.ErrCodeProtocol, "DATA on an idle stream")
+	case s == nil:
+		// A stream that lbctl closed or reset, whose client may have
+		// sent more of its body before it learnt of that: ignored
+		// (RFC 9113 5.1), its bytes counted against the connection's
+		// window above.
+		c.mu.Unlock()
+		return nil
+	case s.remoteDone:
+		c.mu.Unlock()
 		return c.streamError(f.StreamID, http2.ErrCodeStreamClosed)
 	}
 	pad := size - len(f.Data())
@@ -668,7 +675,10 @@ func (c *h2conn) readHeaders(f *http2.HeadersFrame) error {
 		case s != nil:
 			return c.decodeRest(f, func() error { return c.streamError(id, http2.ErrCodeProtocol) })
 		}
-		return connErr(http2.ErrCodeStreamClosed, "HEADERS on a closed stream")
+		// A stream that lbctl has closed or reset, whose client may
+		// have sent its trailers before it learnt of that: they are
+		// decoded, for HPACK's sake, and ignored (RFC 9113 5.1).
+		return c.decodeRest(f, func() error { return nil })
 	}
 	c.mu.Lock() // goAway reads it from another goroutine
 	c.lastID = id

@@ -306,7 +306,8 @@ func TestH2SendProxy(t *testing.T) {
 // TestH2StreamLimits: a stream beyond SETTINGS_MAX_CONCURRENT_STREAMS is
 // refused (REFUSED_STREAM: the client may try it again), a stream whose
 // DATA passes the window lbctl gave it is reset with FLOW_CONTROL_ERROR,
-// and both leave the connection serving.
+// and both leave the connection serving, even when the client goes on
+// sending on the reset stream.
 func TestH2StreamLimits(t *testing.T) {
 	f, _ := tlsFixture(t, 1, h2Options(t), nil)
 	h := dialH2Raw(t, f.addr)
@@ -341,6 +342,14 @@ func TestH2StreamLimits(t *testing.T) {
 	}
 	if status, code := g.streamEnd(t, 1); code != http2.ErrCodeFlowControl {
 		t.Errorf("DATA past the stream's window: status %q, reset %v; want FLOW_CONTROL_ERROR", status, code)
+	}
+	// What the client had sent on the stream before it learnt of the
+	// reset, more of the body and trailers, is ignored.
+	if err := g.fr.WriteData(1, false, chunk); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.rawHeaders(1, true, "x-sum", "1"); err != nil {
+		t.Fatal(err)
 	}
 	if err := g.headers(3, "/", true); err != nil {
 		t.Fatal(err)
