@@ -19,10 +19,11 @@ import (
 // golang.org/x/net/http2's Framer and hpack codec. One goroutine per
 // connection (the one that accepted it) reads frames and keeps the
 // protocol's state; each stream's exchange with a backend runs in a
-// goroutine of its own (reused for the next stream waiting, if any); all
-// of them write frames under one lock, which serialises them. There are no
-// queues of frames: a writer waits for the socket, so what a connection
-// holds is bounded by its streams and their windows.
+// goroutine of its own (reused for the next stream waiting, if any). Frames
+// are appended under one lock and a writing goroutine per connection sends
+// all that have gathered in one write; there is no queue beyond
+// h2MaxPending bytes, which writers wait for, so what a connection holds is
+// bounded by its streams and their windows.
 
 // Limits of one HTTP/2 connection.
 const (
@@ -781,6 +782,8 @@ func (c *h2conn) open(s *h2stream, ended bool) error {
 		s.recycle()
 		return c.streamError(id, http2.ErrCodeRefusedStream)
 	case b.bad != nil || b.tooLarge:
+	case ended && s.contentLength > 0:
+		b.bad = errH2Length // a body announced, and none to come
 	default:
 		b.bad = s.checkHead()
 	}
@@ -831,14 +834,14 @@ func (c *h2conn) work(s *h2stream) {
 		s.serve()
 		c.mu.Lock()
 		c.forgetLocked(s)
-		s.recycleLocked()
+		s.recycle()
 		s = nil
 		for len(c.waiting) > 0 && s == nil {
 			s = c.waiting[0]
 			c.waiting = c.waiting[1:]
 			if s.gone {
 				c.forgetLocked(s)
-				s.recycleLocked()
+				s.recycle()
 				s = nil
 			}
 		}
@@ -870,9 +873,10 @@ func (c *h2conn) endTrailers(id uint32) error {
 	return nil
 }
 
-// writeHeaders sends a header block on stream id from the fields encoded
-// in c.encBuf, split to the client's frame size, under wmu. flush sends
-// it at once; otherwise it waits for the body's first frame.
+// writeHeadersLocked writes a header block on stream id from the fields
+// encoded in c.encBuf, split to the client's frame size; wmu is held.
+// flush hands it to the writing goroutine at once; otherwise it goes with
+// the body's first frame.
 func (c *h2conn) writeHeadersLocked(id uint32, end, flush bool) error {
 	c.mu.Lock()
 	max := c.peerMax

@@ -79,7 +79,7 @@ func newH2Stream(c *h2conn, id uint32) *h2stream {
 
 // recycle returns s to the pool. Only its last owner calls it: the
 // reading goroutine for a stream never opened, the exchange's goroutine
-// (with c.mu held, recycleLocked) for one that was.
+// (with c.mu held, once the connection has forgotten it) for one that was.
 func (s *h2stream) recycle() {
 	if s.body != nil {
 		h2Bodies.Put(s.body)
@@ -99,8 +99,6 @@ func (s *h2stream) recycle() {
 	s.x.resp.fields = respFields
 	h2Streams.Put(s)
 }
-
-func (s *h2stream) recycleLocked() { s.recycle() }
 
 // resetLocked ends the stream from the client's side: its exchange stops,
 // its backend connection, if any, is closed. With c.mu held.
@@ -147,15 +145,15 @@ func (s *h2stream) detach() bool {
 }
 
 var (
-	errH2Pseudo      = errors.New("malformed pseudo-field")
-	errH2Name        = errors.New("field name not lower-case token characters")
-	errH2Value       = errors.New("field value with NUL, CR, LF or surrounding whitespace")
-	errH2ConnField   = errors.New("connection-specific field")
-	errH2Length      = errors.New("malformed or conflicting content-length")
-	errH2Missing     = errors.New("a pseudo-field missing")
-	errH2Path        = errors.New("malformed :path")
-	errH2Authority   = errors.New("malformed :authority, or Host differing from it")
-	errH2TrailerPseu = errors.New("pseudo-field in trailers")
+	errH2Pseudo        = errors.New("malformed pseudo-field")
+	errH2Name          = errors.New("field name not lower-case token characters")
+	errH2Value         = errors.New("field value with NUL, CR, LF or surrounding whitespace")
+	errH2ConnField     = errors.New("connection-specific field")
+	errH2Length        = errors.New("malformed or conflicting content-length")
+	errH2Missing       = errors.New("a pseudo-field missing")
+	errH2Path          = errors.New("malformed :path")
+	errH2Authority     = errors.New("malformed :authority, or Host differing from it")
+	errH2TrailerPseudo = errors.New("pseudo-field in trailers")
 )
 
 // takeField takes one field of the request head (RFC 9113 8.2, 8.3),
@@ -206,7 +204,7 @@ func (s *h2stream) takeField(hf hpack.HeaderField, b *h2block) error {
 // checkTrailer checks a field of a request's trailer section.
 func checkTrailer(hf hpack.HeaderField) error {
 	if len(hf.Name) > 0 && hf.Name[0] == ':' {
-		return errH2TrailerPseu
+		return errH2TrailerPseudo
 	}
 	return checkH2Field(hf.Name, hf.Value)
 }
