@@ -845,11 +845,27 @@ func (c *h2conn) work(s *h2stream) {
 				s = nil
 			}
 		}
+		quiet := false
 		if s == nil {
 			c.workers--
 			c.quietLocked()
+			quiet = c.workers == 0 && len(c.streams) == 0
 		}
 		c.mu.Unlock()
+		if quiet {
+			c.shrink()
+		}
+	}
+}
+
+// shrink lets the writer's buffers go once the connection has no stream
+// left, so that a connection kept open between a client's page loads
+// does not hold the frames of its last large answer.
+func (c *h2conn) shrink() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(c.pend) == 0 && cap(c.pend)+cap(c.spare) > 8<<10 {
+		c.pend, c.spare = nil, nil
 	}
 }
 
