@@ -58,6 +58,7 @@ func (p *Proxy) serveH2(ac *accept.Conn, sec *tls.Conn, client netip.AddrPort) {
 		c.pinKey = pinClientKey([]byte(c.ip))
 	}
 	c.conn = h2conn{cl: c, cfg: p.tuned.Load(), nc: sec}
+	c.conn.start()
 	p.h2.live.add(c)
 	defer p.h2.live.remove(c)
 	if p.loop.Closing() {

@@ -191,10 +191,10 @@ type h2block struct {
 	fields []hpack.HeaderField
 }
 
-// serve speaks HTTP/2 on the connection until it ends, and returns once
-// every stream's exchange has.
-func (c *h2conn) serve() {
-	defer c.teardown()
+// start readies the connection and queues lbctl's SETTINGS, its side of
+// the connection preface (RFC 9113 3.4), which may go before the client's;
+// from then on goAway may be called. serve must follow.
+func (c *h2conn) start() {
 	c.sendable.L = &c.mu
 	c.streams = make(map[uint32]*h2stream)
 	c.peerWin, c.peerMax, c.sendWin = 65535, 16384, 65535
@@ -211,16 +211,6 @@ func (c *h2conn) serve() {
 	if c.cfg.idle <= 0 {
 		c.idle.Stop() // no idle timeout
 	}
-
-	// The client's preface first, within the header timeout.
-	if c.cfg.header > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(c.cfg.header))
-	}
-	var preface [len(http2.ClientPreface)]byte
-	if _, err := io.ReadFull(c.nc, preface[:]); err != nil || string(preface[:]) != http2.ClientPreface {
-		return
-	}
-	c.nc.SetReadDeadline(time.Time{})
 	c.wmu.Lock()
 	c.fr.WriteSettings(
 		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
@@ -231,6 +221,21 @@ func (c *h2conn) serve() {
 	c.fr.WriteWindowUpdate(0, h2ConnWindow-65535)
 	c.flushLocked()
 	c.wmu.Unlock()
+}
+
+// serve speaks HTTP/2 on the connection that start readied until it ends,
+// and returns once every stream's exchange and the writing goroutine have.
+func (c *h2conn) serve() {
+	defer c.teardown()
+	// The client's preface first, within the header timeout.
+	if c.cfg.header > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(c.cfg.header))
+	}
+	var preface [len(http2.ClientPreface)]byte
+	if _, err := io.ReadFull(c.nc, preface[:]); err != nil || string(preface[:]) != http2.ClientPreface {
+		return
+	}
+	c.nc.SetReadDeadline(time.Time{})
 
 	first := true
 	for {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -409,5 +410,44 @@ func TestH2StreamWindowIsEnforced(t *testing.T) {
 	}
 	if s.bodyN != h2StreamWindow {
 		t.Errorf("%d bytes in the ring, want the window's %d", s.bodyN, h2StreamWindow)
+	}
+}
+
+// TestH2ShutdownReachesASilentConnection: a client that negotiated h2 but
+// has sent nothing yet gets lbctl's SETTINGS and, at Shutdown, GOAWAY, and
+// its connection closes without holding Shutdown up.
+func TestH2ShutdownReachesASilentConnection(t *testing.T) {
+	f, _ := tlsFixture(t, 1, h2Options(t), nil)
+	c, err := tls.Dial("tcp", f.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	fr := http2.NewFramer(c, c)
+	if first, err := fr.ReadFrame(); err != nil {
+		t.Fatal(err)
+	} else if s, ok := first.(*http2.SettingsFrame); !ok || s.IsAck() {
+		t.Fatalf("first frame %v, want lbctl's SETTINGS", first)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- f.proxy.Shutdown(ctx) }()
+	var goAway bool
+	for {
+		fr2, err := fr.ReadFrame()
+		if err != nil {
+			break // closed
+		}
+		if _, ok := fr2.(*http2.GoAwayFrame); ok {
+			goAway = true
+		}
+	}
+	if !goAway {
+		t.Error("the connection closed without GOAWAY")
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
 	}
 }
