@@ -451,3 +451,39 @@ func TestH2ShutdownReachesASilentConnection(t *testing.T) {
 		t.Errorf("Shutdown: %v", err)
 	}
 }
+
+// TestH2ClientFromProxyHeader: over HTTP/2 too, the client a trusted
+// balancer's PROXY header names is the one X-Forwarded-For gives the
+// backend.
+func TestH2ClientFromProxyHeader(t *testing.T) {
+	peers, _ := proxyproto.ParsePeers([]string{"127.0.0.2"})
+	f, _ := tlsFixture(t, 1, h2Options(t), func(p *Proxy) { p.ProxyProtocol = proxyproto.Policy{From: peers} })
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	raw, err := d.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := raw.Write(proxyHeader(2, "203.0.113.7:5000")); err != nil {
+		t.Fatal(err)
+	}
+	c := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, http2.ClientPreface)
+	h := &h2Raw{c: c, fr: http2.NewFramer(c, c)}
+	h.enc = hpack.NewEncoder(&h.buf)
+	h.dec = hpack.NewDecoder(4096, nil)
+	h.fr.WriteSettings()
+	if err := h.headers(1, "/", true); err != nil {
+		t.Fatal(err)
+	}
+	if status, code := h.streamEnd(t, 1); status != "200" {
+		t.Fatalf("status %q, reset %v", status, code)
+	}
+	if got := f.backends[0].lastHeader().Get("X-Forwarded-For"); got != "203.0.113.7" {
+		t.Errorf("X-Forwarded-For %q, want the PROXY header's client 203.0.113.7", got)
+	}
+}
