@@ -274,7 +274,7 @@ func (x *h2exchange) attempt(b *backend.Backend, up *net.TCPConn, reused, retrya
 		head, partial, err := x.rd.readHead()
 		if err != nil {
 			up.Close()
-			bodyErr := waitBody(bodyDone)
+			bodyErr := x.stopBody(bodyDone)
 			var gone *clientGone
 			if errors.As(bodyErr, &gone) || s.isGone() {
 				return relayed // the client reset the stream: nobody listens
@@ -295,7 +295,7 @@ func (x *h2exchange) attempt(b *backend.Backend, up *net.TCPConn, reused, retrya
 		}
 		if err := parseResponseHead(head, resp); err != nil || resp.status == 101 {
 			up.Close()
-			waitBody(bodyDone)
+			x.stopBody(bodyDone)
 			if err == nil {
 				err = errors.New("101 to a request that asked for no switch")
 			}
@@ -315,7 +315,7 @@ func (x *h2exchange) attempt(b *backend.Backend, up *net.TCPConn, reused, retrya
 		x.headFields(b, resp, false)
 		if err := s.sendHead(resp.status, false, true); err != nil {
 			up.Close()
-			waitBody(bodyDone)
+			x.stopBody(bodyDone)
 			return relayed
 		}
 		up.SetReadDeadline(time.Now().Add(x.cfg.server))
@@ -426,6 +426,10 @@ func (x *h2exchange) sendBody(up *net.TCPConn, done chan<- error) {
 	var err error
 	for {
 		p, rerr := s.bodyNext()
+		if errors.Is(rerr, errBodyStopped) {
+			err = rerr
+			break
+		}
 		if rerr != nil {
 			err = &clientGone{rerr}
 			break
@@ -477,12 +481,14 @@ func (x *h2exchange) sendLastChunk() error {
 	return err
 }
 
-// waitBody waits for the request body copy, if any, and returns how it
-// ended.
-func waitBody(done chan error) error {
+// stopBody stops the request body copy, if any, once up is closed (a
+// copy waiting for the client's next DATA would not notice), and returns
+// how it ended: errBodyStopped when it had to be stopped.
+func (x *h2exchange) stopBody(done chan error) error {
 	if done == nil {
 		return nil
 	}
+	x.s.stopBody()
 	return <-done
 }
 
@@ -528,7 +534,7 @@ func (x *h2exchange) relay(b *backend.Backend, up *net.TCPConn, resp *responseHe
 		// A coding other than chunked cannot be named over HTTP/2
 		// without the field that lbctl does not forward.
 		up.Close()
-		waitBody(bodyDone)
+		x.stopBody(bodyDone)
 		x.answer(http.StatusBadGateway)
 		return
 	}
@@ -595,7 +601,7 @@ func (x *h2exchange) joinBody(done chan error, up *net.TCPConn, failed bool) err
 	}
 	if failed {
 		up.Close()
-		return <-done
+		return x.stopBody(done)
 	}
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
@@ -604,7 +610,7 @@ func (x *h2exchange) joinBody(done chan error, up *net.TCPConn, failed bool) err
 		return err
 	case <-t.C:
 		up.Close()
-		<-done
+		x.stopBody(done)
 		return errBodyStopped
 	}
 }

@@ -487,3 +487,47 @@ func TestH2ClientFromProxyHeader(t *testing.T) {
 		t.Errorf("X-Forwarded-For %q, want the PROXY header's client 203.0.113.7", got)
 	}
 }
+
+// TestH2AnswerBeforeTheBodyEnds: a backend that answers while the client
+// still owes it the rest of the body (and sends nothing more) gets its
+// answer relayed whole; the exchange then stops waiting for the body and
+// tells the client to send no more of it (RST_STREAM NO_ERROR), rather
+// than holding the stream open for as long as the client keeps silent.
+func TestH2AnswerBeforeTheBodyEnds(t *testing.T) {
+	// A backend that answers as soon as it has the head.
+	addr := rawBackend(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
+		if _, err := http.ReadRequest(r); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+		io.Copy(io.Discard, r)
+	})
+	reg, err := backend.NewRegistry([]*backend.Backend{backend.New("app-01", addr, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := tlsFixture(t, 0, h2Options(t), func(p *Proxy) { p.Pool = backend.NewPool(reg) })
+	h := dialH2Raw(t, f.addr)
+	if err := h.rawHeaders(1, false, ":method", "POST", ":scheme", "https", ":authority", "lb.test", ":path", "/", "content-length", "1000"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.fr.WriteData(1, false, make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if status, code := h.streamEnd(t, 1); status != "200" {
+		t.Fatalf("status %q, reset %v; want the backend's 200", status, code)
+	}
+	for {
+		fr, err := h.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("waiting for the stream to be reset: %v", err)
+		}
+		if r, ok := fr.(*http2.RSTStreamFrame); ok && r.StreamID == 1 {
+			if r.ErrCode != http2.ErrCodeNo {
+				t.Errorf("stream reset with %v, want NO_ERROR", r.ErrCode)
+			}
+			return
+		}
+	}
+}

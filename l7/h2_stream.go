@@ -36,6 +36,7 @@ type h2stream struct {
 	bodyR      int     // where the unread body starts in the ring
 	bodyN      int     // unread body bytes
 	bodyCond   sync.Cond
+	bodyStop   bool                // the exchange stopped taking the body
 	trailers   []hpack.HeaderField // the request's trailer section
 	sendWin    int64               // what lbctl may still send
 	up         *net.TCPConn        // the backend connection, closed if the stream is reset
@@ -343,23 +344,35 @@ func (s *h2stream) takeData(data []byte, pad int, end bool) http2.ErrCode {
 }
 
 // bodyNext waits for request body bytes and returns those that lie
-// contiguous in the ring, to be given back with bodyDone; io.EOF-like
-// nil, nil at the end of the body; errH2Gone when the stream was reset.
+// contiguous in the ring, to be given back with bodyDone; nil, nil at the
+// end of the body; errH2Gone when the stream was reset, errBodyStopped when
+// the exchange stopped taking it (see stopBody).
 func (s *h2stream) bodyNext() ([]byte, error) {
 	c := s.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for s.bodyN == 0 && !s.remoteDone && !s.gone {
+	for s.bodyN == 0 && !s.remoteDone && !s.gone && !s.bodyStop {
 		s.bodyCond.Wait()
 	}
 	switch {
 	case s.gone:
 		return nil, errH2Gone
+	case s.bodyStop:
+		return nil, errBodyStopped
 	case s.bodyN == 0:
 		return nil, nil
 	}
 	ring := *s.body
 	return ring[s.bodyR:min(s.bodyR+s.bodyN, len(ring))], nil
+}
+
+// stopBody makes bodyNext return errBodyStopped: the exchange no longer
+// wants the request body.
+func (s *h2stream) stopBody() {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	s.bodyStop = true
+	s.bodyCond.Broadcast()
 }
 
 // bodyDone gives n bytes that bodyNext returned back to the ring, and
