@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/eventually"
 	"github.com/lbctl/lbctl/internal/proxyproto"
 )
 
@@ -530,4 +531,30 @@ func TestH2AnswerBeforeTheBodyEnds(t *testing.T) {
 			return
 		}
 	}
+}
+
+// TestH2ClientWithoutWindowIsCutOff: a client that gives no window gets
+// its response head, and after timeouts.idle without a window the stream
+// is reset and its backend connection let go, as an HTTP/1.1 client that
+// reads nothing is cut off.
+func TestH2ClientWithoutWindowIsCutOff(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	f, _ := tlsFixture(t, 1, h2Options(t), func(p *Proxy) { p.IdleTimeout = idle })
+	h := dialH2Raw(t, f.addr)
+	if err := h.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := h.headers(1, "/chunked", true); err != nil {
+		t.Fatal(err)
+	}
+	status, code := h.streamEnd(t, 1)
+	if status != "200" || code != http2.ErrCodeInternal {
+		t.Errorf("status %q, reset %v; want the head, then a reset", status, code)
+	}
+	if took := time.Since(start); took < idle {
+		t.Errorf("reset after %v, before the idle timeout of %v", took, idle)
+	}
+	b := f.pool.Registry().Get("app-01")
+	eventually.True(t, "the backend connection let go", func() bool { return b.Active() == 0 })
 }

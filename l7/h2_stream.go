@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -482,8 +483,11 @@ func (s *h2stream) sendData(p []byte, end bool) error {
 	c := s.c
 	for {
 		c.mu.Lock()
-		for len(p) > 0 && !s.gone && !c.closing && (c.sendWin <= 0 || s.sendWin <= 0) {
-			c.sendable.Wait()
+		if len(p) > 0 && s.blockedLocked() {
+			if err := s.waitWindowLocked(); err != nil {
+				c.mu.Unlock()
+				return err
+			}
 		}
 		if s.gone || c.closing {
 			c.mu.Unlock()
@@ -519,6 +523,43 @@ func (s *h2stream) sendData(p []byte, end bool) error {
 			return nil
 		}
 	}
+}
+
+// errH2Stalled is a response that could not go on because the client
+// gave no window for timeouts.idle.
+var errH2Stalled = errors.New("HTTP/2 client gave no window for the idle timeout")
+
+// blockedLocked reports whether the stream may send no DATA now: its
+// window or the connection's is spent, and it was not reset. With c.mu
+// held.
+func (s *h2stream) blockedLocked() bool {
+	c := s.c
+	return !s.gone && !c.closing && (c.sendWin <= 0 || s.sendWin <= 0)
+}
+
+// waitWindowLocked waits, with c.mu held, until the client's windows let
+// the stream send or it is reset, but no longer than timeouts.idle: a
+// client that reads nothing is cut off after it, as an HTTP/1.1 client
+// that reads nothing is (errH2Stalled).
+func (s *h2stream) waitWindowLocked() error {
+	c := s.c
+	expired := false
+	if c.cfg.idle > 0 {
+		t := time.AfterFunc(c.cfg.idle, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			expired = true
+			c.sendable.Broadcast()
+		})
+		defer t.Stop()
+	}
+	for s.blockedLocked() && !expired {
+		c.sendable.Wait()
+	}
+	if s.blockedLocked() {
+		return errH2Stalled
+	}
+	return nil
 }
 
 // finish settles the stream once its exchange is over: a response cut
