@@ -558,3 +558,28 @@ func TestH2ClientWithoutWindowIsCutOff(t *testing.T) {
 	b := f.pool.Registry().Get("app-01")
 	eventually.True(t, "the backend connection let go", func() bool { return b.Active() == 0 })
 }
+
+// TestH2StalledBodyIsGivenUp: a client that stops sending in the middle
+// of a request body is given up on after timeouts.idle, as an HTTP/1.1
+// client is: its stream is reset without an answer, and the backend
+// connection is let go.
+func TestH2StalledBodyIsGivenUp(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	f, _ := tlsFixture(t, 1, h2Options(t), func(p *Proxy) { p.IdleTimeout = idle })
+	h := dialH2Raw(t, f.addr)
+	if err := h.rawHeaders(1, false, ":method", "POST", ":scheme", "https", ":authority", "lb.test", ":path", "/sink", "content-length", "1000"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := h.fr.WriteData(1, false, make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if status, code := h.streamEnd(t, 1); status != "" || code == http2.ErrCodeNo {
+		t.Errorf("status %q, reset %v; want a reset without an answer", status, code)
+	}
+	if took := time.Since(start); took < idle {
+		t.Errorf("reset after %v, before the idle timeout of %v", took, idle)
+	}
+	b := f.pool.Registry().Get("app-01")
+	eventually.True(t, "the backend connection let go", func() bool { return b.Active() == 0 })
+}

@@ -352,8 +352,26 @@ func (s *h2stream) bodyNext() ([]byte, error) {
 	c := s.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for s.bodyN == 0 && !s.remoteDone && !s.gone && !s.bodyStop {
-		s.bodyCond.Wait()
+	waiting := func() bool { return s.bodyN == 0 && !s.remoteDone && !s.gone && !s.bodyStop }
+	if waiting() {
+		// A client that stalls mid-body is given up on after
+		// timeouts.idle, as an HTTP/1.1 client is.
+		expired := false
+		if c.cfg.idle > 0 {
+			t := time.AfterFunc(c.cfg.idle, func() {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				expired = true
+				s.bodyCond.Broadcast()
+			})
+			defer t.Stop()
+		}
+		for waiting() && !expired {
+			s.bodyCond.Wait()
+		}
+		if waiting() {
+			return nil, errH2BodyStalled
+		}
 	}
 	switch {
 	case s.gone:
@@ -524,6 +542,10 @@ func (s *h2stream) sendData(p []byte, end bool) error {
 		}
 	}
 }
+
+// errH2BodyStalled is a request body of which no byte came for
+// timeouts.idle.
+var errH2BodyStalled = errors.New("HTTP/2 request body stalled for the idle timeout")
 
 // errH2Stalled is a response that could not go on because the client
 // gave no window for timeouts.idle.
