@@ -324,36 +324,62 @@ func clientFailed(bodyErr error) bool {
 }
 
 // headFailed judges an exchange whose response head could not be read
-// (err), as roundTrip says who is answerable; it closes up. The body copy
-// is waited for before anything is judged: when it fails it closes up, so
-// a client's fault often shows here first as a failed read of the
-// response. retryFresh says whether the request may go again on a new
-// connection to b (a kept-alive connection that failed before any of the
-// response came).
+// (err), as roundTrip says who is answerable (see judgeHead); it closes
+// up. The body copy is waited for before anything is judged: when it
+// fails it closes up, so a client's fault often shows here first as a
+// failed read of the response. retryFresh says whether the request may go
+// again on a new connection to b (a kept-alive connection that failed
+// before any of the response came).
 func (s *session) headFailed(b *backend.Backend, up *net.TCPConn, bodyDone chan error, err error, retryFresh, retryable bool) (keep bool, out outcome) {
 	up.Close()
 	bodyErr := s.stopBody(bodyDone)
-	if s.clientFault(bodyErr) || s.flight.wasCut() {
+	switch v, why := judgeHead(err, bodyErr, s.clientFault(bodyErr) || s.flight.wasCut()); v {
+	case headClient:
 		return false, relayed
-	}
-	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		// Silence counts against the backend only once it had the whole
-		// request: while the body still flowed, a slow client may be what
-		// it waited for.
+	case headTimeout:
 		if bodyErr == nil {
-			s.backendFault(b, err)
+			s.backendFault(b, why)
 		}
 		return s.answer(504, bodyDone != nil), relayed
-	case errors.Is(err, errHeadTooLarge):
-		s.backendFault(b, err)
+	case headTooLarge:
+		s.backendFault(b, why)
 		return s.answer(502, bodyDone != nil), relayed
+	default:
+		return s.failed(b, why, retryFresh, retryable, true)
+	}
+}
+
+// headVerdict is what becomes of an exchange whose response head could
+// not be read, for both front doors.
+type headVerdict uint8
+
+const (
+	headClient   headVerdict = iota // the client failed or left, or CloseConns cut the exchange: no answer, nobody's fault
+	headTimeout                     // 504; the backend's fault only if it had the whole request
+	headTooLarge                    // 502, the backend's fault
+	headFailed                      // the backend failed: retried or 502, as failed says
+)
+
+// judgeHead returns the verdict on a response head that could not be read
+// (err) once the request body copy ended with bodyErr (nil when there was
+// none or it was sent whole), and the error that says why. clientGone
+// says the client is answerable, or gone. Silence counts against the
+// backend only once it had the whole request: while the body still flowed,
+// a slow client may be what it waited for (the caller checks bodyErr).
+func judgeHead(err, bodyErr error, clientGone bool) (headVerdict, error) {
+	switch {
+	case clientGone:
+		return headClient, nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return headTimeout, err
+	case errors.Is(err, errHeadTooLarge):
+		return headTooLarge, err
 	case errors.Is(err, net.ErrClosed) && bodyErr != nil && !errors.Is(bodyErr, errBodyStopped):
 		// The body copy closed up when writing to the backend failed: its
 		// error says what happened.
-		err = bodyErr
+		return headFailed, bodyErr
 	}
-	return s.failed(b, err, retryFresh, retryable, true)
+	return headFailed, err
 }
 
 // switchProtocols relays a 101 response and then the tunnel it opens, but

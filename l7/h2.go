@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strconv"
 	"time"
 	"unsafe"
@@ -273,25 +272,7 @@ func (x *h2exchange) attempt(b *backend.Backend, up *net.TCPConn, reused, retrya
 	for {
 		head, partial, err := x.rd.readHead()
 		if err != nil {
-			up.Close()
-			bodyErr := x.stopBody(bodyDone)
-			var gone *clientGone
-			if errors.As(bodyErr, &gone) || s.isGone() {
-				return relayed // the client reset the stream: nobody listens
-			}
-			switch {
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				if bodyErr == nil {
-					x.backendFault(b, err)
-				}
-				x.answer(http.StatusGatewayTimeout)
-				return relayed
-			case errors.Is(err, errHeadTooLarge):
-				x.backendFault(b, err)
-				x.answer(http.StatusBadGateway)
-				return relayed
-			}
-			return x.failed(b, err, reused && !partial, retryable)
+			return x.headFailed(b, up, bodyDone, err, reused && !partial, retryable)
 		}
 		if err := parseResponseHead(head, resp); err != nil || resp.status == 101 {
 			up.Close()
@@ -322,6 +303,30 @@ func (x *h2exchange) attempt(b *backend.Backend, up *net.TCPConn, reused, retrya
 	}
 	x.relay(b, up, resp, setCookie, bodyDone)
 	return relayed
+}
+
+// headFailed is session.headFailed for a stream: the same verdict
+// (judgeHead), a stream the client reset or CloseConns cut being the
+// client's.
+func (x *h2exchange) headFailed(b *backend.Backend, up *net.TCPConn, bodyDone chan error, err error, retryFresh, retryable bool) outcome {
+	up.Close()
+	bodyErr := x.stopBody(bodyDone)
+	switch v, why := judgeHead(err, bodyErr, clientFailed(bodyErr) || x.s.isGone() || x.wasCut()); v {
+	case headClient:
+		return relayed // nobody listens, or the stream is reset (see h2stream.finish)
+	case headTimeout:
+		if bodyErr == nil {
+			x.backendFault(b, why)
+		}
+		x.answer(http.StatusGatewayTimeout)
+		return relayed
+	case headTooLarge:
+		x.backendFault(b, why)
+		x.answer(http.StatusBadGateway)
+		return relayed
+	default:
+		return x.failed(b, why, retryFresh, retryable)
+	}
 }
 
 // failed is session.failed for a stream: a stale kept-alive connection is
