@@ -428,10 +428,8 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	reframe := framing == untilClose && !http10 && resp.te == nil
 	closeAfter := req.close || p.loop.Closing() || framing == untilClose && !reframe || dechunk
 	// The backend connection may carry another exchange only if this
-	// response ends where its framing says: a length, chunked, or no body
-	// by the rules of HEAD, 204 and 304. A 204 that announces a body is
-	// framed two ways: what follows it cannot be trusted.
-	endKnown := framing != untilClose && !(resp.status == 204 && (resp.contentLength > 0 || resp.chunked))
+	// response ends where its framing says.
+	endKnown := endsAsFramed(framing, resp)
 
 	var cookieFor *backend.Backend
 	if setCookie {
@@ -496,6 +494,15 @@ const (
 	chunkedBody                    // Transfer-Encoding ending in chunked
 	untilClose                     // neither: the body runs until the backend closes
 )
+
+// endsAsFramed reports whether a response of this framing ends exactly
+// where its framing says, so that its backend connection may carry
+// another exchange: a length, chunked, or no body by the rules of HEAD,
+// 204 and 304. A 204 that announces a body is framed two ways: what
+// follows it cannot be trusted.
+func endsAsFramed(framing bodyFraming, resp *responseHead) bool {
+	return framing != untilClose && !(resp.status == 204 && (resp.contentLength > 0 || resp.chunked))
+}
 
 // framingOf returns the framing of the body of resp, the answer to a HEAD
 // request when head (RFC 9112 6.3).

@@ -574,7 +574,7 @@ func (x *h2exchange) relay(b *backend.Backend, up *net.TCPConn, resp *responseHe
 	}
 	x.rd.idle = 0
 	bodyErr := x.joinBody(bodyDone, up, err != nil)
-	endKnown := framing != untilClose && !(resp.status == 204 && (resp.contentLength > 0 || resp.chunked))
+	endKnown := endsAsFramed(framing, resp)
 	// detach reports whether a reset of the stream closed up: only if
 	// not is up still open and ready for the pool.
 	if err == nil && bodyErr == nil && endKnown && !resp.close && x.rd.buffered() == 0 && s.detach() {
