@@ -53,40 +53,91 @@ func (s *session) exchange() bool {
 	}
 	s.st = p.current()
 	s.try = backend.NewAttempt(s.st.reg, s.cfg.sel, s.addrKey, s.pinned())
-	b := s.next()
-	if !s.try.Pinned() {
-		s.countSession()
+	s.keep = false
+	p.forward(s, &s.try, retryable)
+	return s.keep
+}
+
+// frontRequest is a request on its way to a backend, as forward sees it,
+// whichever front door it came through: an HTTP/1.1 session's request or
+// an HTTP/2 stream's.
+type frontRequest interface {
+	// next returns the backend to try next (see session.next).
+	next() *backend.Backend
+	// countSession counts a request that no cookie pinned as a new
+	// session of its client (see natview).
+	countSession()
+	// connect returns a connection to b: a kept-alive one if reuse and
+	// one is idle, else a new one (see Proxy.upstreamFor).
+	connect(b *backend.Backend, reuse bool) (up *net.TCPConn, reused bool, err error)
+	// attempt sends the request to b over up and relays the answer, and
+	// says how that went; it owns up.
+	attempt(b *backend.Backend, up *net.TCPConn, reused, retryable, setCookie bool) outcome
+	// refuse answers with a canned error: 503 when no backend is left to
+	// try, 502 when two failed the request.
+	refuse(status int)
+}
+
+// forward sends r to a backend and relays the answer, by the rules both
+// front doors share: the attempt try offers the backends in turn, the
+// cookie's first; one that cannot be connected to counts as failed and the
+// next is tried (nothing was sent: any request may move); a kept-alive
+// connection that turns out stale is retried once on a new one; a
+// retryable request that a backend fails goes to one other backend. With
+// no backend left the answer is 503, after two failures 502.
+func (p *Proxy) forward(r frontRequest, try *backend.Attempt, retryable bool) {
+	b := r.next()
+	if !try.Pinned() {
+		r.countSession()
 	}
 	retriedOther, retriedFresh := false, false
 	for {
 		if b == nil {
-			return s.answer(503, hasBody)
+			r.refuse(503)
+			return
 		}
-		up, reused, err := p.upstreamFor(s, b, retryable && !retriedFresh)
+		up, reused, err := r.connect(b, retryable && !retriedFresh)
 		if err != nil {
-			// Nothing was sent: any request may go to the next backend.
 			p.Health.ReportFailure(b, err)
 			p.logger().Debug("backend connect failed", "backend", b.ID, "error", err)
-			s.try.Fail(b)
-			b = s.next()
+			try.Fail(b)
+			b = r.next()
 			continue
 		}
-		keep, out := s.roundTrip(b, up, reused, retryable, !s.try.Pinned())
-		switch out {
+		switch r.attempt(b, up, reused, retryable, !try.Pinned()) {
 		case relayed:
 			b.CountServed()
-			return keep
+			return
 		case retryFresh:
 			retriedFresh = true
 		case retryOther:
 			if retriedOther {
-				return s.answer(502, hasBody)
+				r.refuse(502)
+				return
 			}
 			retriedOther, retriedFresh = true, false
-			s.try.Fail(b)
-			b = s.next()
+			try.Fail(b)
+			b = r.next()
 		}
 	}
+}
+
+// attempt is roundTrip for forward: whether the client connection can
+// carry another request is kept in s.keep.
+func (s *session) attempt(b *backend.Backend, up *net.TCPConn, reused, retryable, setCookie bool) outcome {
+	keep, out := s.roundTrip(b, up, reused, retryable, setCookie)
+	s.keep = keep
+	return out
+}
+
+// refuse answers with a canned error for forward.
+func (s *session) refuse(status int) {
+	s.keep = s.answer(status, s.req.chunked || s.req.contentLength > 0)
+}
+
+// connect is upstreamFor for forward.
+func (s *session) connect(b *backend.Backend, reuse bool) (*net.TCPConn, bool, error) {
+	return s.p.upstreamFor(s.st, s.cfg, b, reuse, s.from, s.client)
 }
 
 // pinned returns the backend the request's persistence cookie names, or
@@ -273,36 +324,62 @@ func clientFailed(bodyErr error) bool {
 }
 
 // headFailed judges an exchange whose response head could not be read
-// (err), as roundTrip says who is answerable; it closes up. The body copy
-// is waited for before anything is judged: when it fails it closes up, so
-// a client's fault often shows here first as a failed read of the
-// response. retryFresh says whether the request may go again on a new
-// connection to b (a kept-alive connection that failed before any of the
-// response came).
+// (err), as roundTrip says who is answerable (see judgeHead); it closes
+// up. The body copy is waited for before anything is judged: when it
+// fails it closes up, so a client's fault often shows here first as a
+// failed read of the response. retryFresh says whether the request may go
+// again on a new connection to b (a kept-alive connection that failed
+// before any of the response came).
 func (s *session) headFailed(b *backend.Backend, up *net.TCPConn, bodyDone chan error, err error, retryFresh, retryable bool) (keep bool, out outcome) {
 	up.Close()
 	bodyErr := s.stopBody(bodyDone)
-	if s.clientFault(bodyErr) || s.flight.wasCut() {
+	switch v, why := judgeHead(err, bodyErr, s.clientFault(bodyErr) || s.flight.wasCut()); v {
+	case headClient:
 		return false, relayed
-	}
-	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		// Silence counts against the backend only once it had the whole
-		// request: while the body still flowed, a slow client may be what
-		// it waited for.
+	case headTimeout:
 		if bodyErr == nil {
-			s.backendFault(b, err)
+			s.backendFault(b, why)
 		}
 		return s.answer(504, bodyDone != nil), relayed
-	case errors.Is(err, errHeadTooLarge):
-		s.backendFault(b, err)
+	case headTooLarge:
+		s.backendFault(b, why)
 		return s.answer(502, bodyDone != nil), relayed
+	default:
+		return s.failed(b, why, retryFresh, retryable, true)
+	}
+}
+
+// headVerdict is what becomes of an exchange whose response head could
+// not be read, for both front doors.
+type headVerdict uint8
+
+const (
+	headClient   headVerdict = iota // the client failed or left, or CloseConns cut the exchange: no answer, nobody's fault
+	headTimeout                     // 504; the backend's fault only if it had the whole request
+	headTooLarge                    // 502, the backend's fault
+	headFailed                      // the backend failed: retried or 502, as failed says
+)
+
+// judgeHead returns the verdict on a response head that could not be read
+// (err) once the request body copy ended with bodyErr (nil when there was
+// none or it was sent whole), and the error that says why. clientGone
+// says the client is answerable, or gone. Silence counts against the
+// backend only once it had the whole request: while the body still flowed,
+// a slow client may be what it waited for (the caller checks bodyErr).
+func judgeHead(err, bodyErr error, clientGone bool) (headVerdict, error) {
+	switch {
+	case clientGone:
+		return headClient, nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return headTimeout, err
+	case errors.Is(err, errHeadTooLarge):
+		return headTooLarge, err
 	case errors.Is(err, net.ErrClosed) && bodyErr != nil && !errors.Is(bodyErr, errBodyStopped):
 		// The body copy closed up when writing to the backend failed: its
 		// error says what happened.
-		err = bodyErr
+		return headFailed, bodyErr
 	}
-	return s.failed(b, err, retryFresh, retryable, true)
+	return headFailed, err
 }
 
 // switchProtocols relays a 101 response and then the tunnel it opens, but
@@ -351,10 +428,8 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	reframe := framing == untilClose && !http10 && resp.te == nil
 	closeAfter := req.close || p.loop.Closing() || framing == untilClose && !reframe || dechunk
 	// The backend connection may carry another exchange only if this
-	// response ends where its framing says: a length, chunked, or no body
-	// by the rules of HEAD, 204 and 304. A 204 that announces a body is
-	// framed two ways: what follows it cannot be trusted.
-	endKnown := framing != untilClose && !(resp.status == 204 && (resp.contentLength > 0 || resp.chunked))
+	// response ends where its framing says.
+	endKnown := endsAsFramed(framing, resp)
 
 	var cookieFor *backend.Backend
 	if setCookie {
@@ -419,6 +494,15 @@ const (
 	chunkedBody                    // Transfer-Encoding ending in chunked
 	untilClose                     // neither: the body runs until the backend closes
 )
+
+// endsAsFramed reports whether a response of this framing ends exactly
+// where its framing says, so that its backend connection may carry
+// another exchange: a length, chunked, or no body by the rules of HEAD,
+// 204 and 304. A 204 that announces a body is framed two ways: what
+// follows it cannot be trusted.
+func endsAsFramed(framing bodyFraming, resp *responseHead) bool {
+	return framing != untilClose && !(resp.status == 204 && (resp.contentLength > 0 || resp.chunked))
+}
 
 // framingOf returns the framing of the body of resp, the answer to a HEAD
 // request when head (RFC 9112 6.3).

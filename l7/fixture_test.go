@@ -125,6 +125,18 @@ func (hb *httpBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case hb.bigDone <- err:
 		default:
 		}
+	case "/trailers":
+		// A response with a trailer, which reports the body and the
+		// trailer of the request.
+		w.Header().Set("Trailer", "X-Checksum")
+		n, err := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%s %d %v %s\n", hb.id, n, err, r.Trailer.Get("X-Request-Sum"))
+		w.Header().Set("X-Checksum", "sum-"+hb.id)
+	case "/early":
+		// 103 Early Hints before the response.
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		fmt.Fprintln(w, hb.id)
 	case "/slow":
 		// A backend that takes its time, on purpose: the request stays
 		// in flight while a test acts on the proxy.

@@ -1,97 +1,44 @@
-//lint:file-ignore SA1019 x/net/http2 marks its Server deprecated in favour of net/http's, which owns its accept loop and offers no way to serve one connection that lbctl accepted and handshook itself: ServeConn does.
-
 package l7
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accept"
 	"github.com/lbctl/lbctl/internal/accesslog"
 )
 
-// HTTP/2 to clients is a bridge: golang.org/x/net/http2's server speaks
-// the protocol (framing, HPACK, flow control, stream limits, and the
-// mitigations of the rapid reset and CONTINUATION floods), and hands each
-// stream to serveStream as an http.Request. serveStream forwards it over
+// Each HTTP/2 stream (see h2_conn.go for the connection) is forwarded over
 // the same HTTP/1.1 kept-alive backend pool as the HTTP/1.1 front door,
 // with the same choice of backend (backend.Attempt over the same cookie
 // codec), the same rules of which fields are forwarded (notForwarded,
 // stripCookie), the same response parser and body copies (parseResponseHead,
 // copyFixed, copyChunked, copyUntilEOF), and the same failover and passive
 // health. What it does not share is the session: a stream's request is
-// already parsed by the HTTP/2 server, and its answer goes out as frames.
+// decoded from HPACK, and its answer goes out as frames.
 
-// h2MaxStreams is SETTINGS_MAX_CONCURRENT_STREAMS: the streams one client
-// connection may have open at once.
-const h2MaxStreams = 100
-
-// h2front holds the HTTP/2 servers of a proxy. Its zero value is ready.
-//
-// An http2.Server's idle timeout is read by its connections while they
-// run, so it cannot change; a connection is served by the server made for
-// the idle timeout in force when it starts, and a new one is made when
-// Reconfigure changes it.
+// h2front holds the HTTP/2 connections of a proxy. Its zero value is
+// ready.
 type h2front struct {
-	cur atomic.Pointer[h2server] // the server for the current idle timeout
-
-	mu  sync.Mutex  // guards all; taken only to make a server and at Shutdown
-	all []*h2server // every server made, for goAway
-
-	live h2clients // the connections being served, for CloseConns
-}
-
-type h2server struct {
-	idle time.Duration
-	srv  *http2.Server
-	// base exists for its shutdown hook: http2.ConfigureServer registers
-	// on it the GOAWAY that every connection of srv gets at Shutdown.
-	base *http.Server
-}
-
-// server returns the HTTP/2 server for connections whose idle timeout is
-// idle.
-func (h *h2front) server(idle time.Duration) *http2.Server {
-	if s := h.cur.Load(); s != nil && s.idle == idle {
-		return s.srv
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if s := h.cur.Load(); s != nil && s.idle == idle {
-		return s.srv
-	}
-	s := &h2server{idle: idle, srv: &http2.Server{MaxConcurrentStreams: h2MaxStreams, IdleTimeout: idle}, base: &http.Server{}}
-	http2.ConfigureServer(s.base, s.srv)
-	h.all = append(h.all, s)
-	h.cur.Store(s)
-	return s.srv
+	live h2clients // the connections being served, for CloseConns and Shutdown
 }
 
 // goAway tells every HTTP/2 client connection to start no new stream; each
 // closes once its streams have ended.
 func (h *h2front) goAway() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, s := range h.all {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel() // only the hooks are wanted: there is no listener to wait for
-		s.base.Shutdown(ctx)
-	}
+	h.live.each(func(c *h2client) { c.conn.goAway(http2.ErrCodeNo) })
 }
 
 // serveH2 serves a TLS connection that negotiated "h2" until it ends, for
@@ -99,8 +46,7 @@ func (h *h2front) goAway() {
 // connection never counts as idle for Shutdown: Shutdown sends GOAWAY,
 // and the connection ends once its streams have.
 func (p *Proxy) serveH2(ac *accept.Conn, sec *tls.Conn, client netip.AddrPort) {
-	cfg := p.tuned.Load()
-	c := &h2client{p: p, addr: client}
+	c := &h2client{p: p, addr: client, tcp: ac.TCPConn}
 	if a, ok := ac.RemoteAddr().(*net.TCPAddr); ok && !client.IsValid() {
 		c.addr = a.AddrPort()
 	}
@@ -110,19 +56,14 @@ func (p *Proxy) serveH2(ac *accept.Conn, sec *tls.Conn, client netip.AddrPort) {
 		c.addrKey = backend.AddrHash(addr)
 		c.pinKey = pinClientKey([]byte(c.ip))
 	}
+	c.conn = h2conn{cl: c, cfg: p.tuned.Load(), nc: sec}
+	c.conn.start()
 	p.h2.live.add(c)
 	defer p.h2.live.remove(c)
-	// A connection idle for timeouts.idle is closed.
-	srv := p.h2.server(cfg.idle)
-	srv.ServeConn(sec, &http2.ServeConnOpts{
-		Handler: c,
-		// The header list limit is limits.header_bytes (a larger list
-		// gets 431).
-		BaseConfig: &http.Server{MaxHeaderBytes: cfg.maxHead,
-			// What the HTTP/2 server reports (protocol errors of clients)
-			// is for debugging.
-			ErrorLog: slog.NewLogLogger(p.logger().Handler(), slog.LevelDebug)},
-	})
+	if p.loop.Closing() {
+		c.conn.goAway(http2.ErrCodeNo)
+	}
+	c.conn.serve()
 }
 
 // h2client is one HTTP/2 client connection: what its streams share.
@@ -132,82 +73,78 @@ type h2client struct {
 	ip      string         // the client's address, as X-Forwarded-For shows it
 	addrKey uint64         // see session.addrKey
 	pinKey  uint64         // see session.pinKey
+	tcp     *net.TCPConn   // the connection, under TLS
 	flights h2flights      // the exchanges in progress, for CloseConns
+	conn    h2conn
 }
 
-// ServeHTTP forwards one stream.
-func (c *h2client) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p := c.p
-	cfg := p.tuned.Load()
-	st := p.current()
-	x := &h2exchange{c: c, cfg: cfg, st: st, w: w, r: r, flight: c.flights.claim()}
+// serve forwards the stream's request to a backend and relays the answer.
+func (s *h2stream) serve() {
+	defer s.finish()
+	cl := s.c.cl
+	p := cl.p
+	x := &s.x
+	// The exchange starts afresh but for its buffers (see recycle).
+	x.s, x.cfg, x.st = s, p.tuned.Load(), p.current()
+	x.flight = cl.flights.claim()
 	if x.flight != nil {
 		defer x.flight.free()
 	}
-	var try backend.Attempt
+	try := &x.try
+	*try = backend.Attempt{}
 	if p.AccessLog != nil {
 		x.acct.start = time.Now()
 	}
-	defer x.endAccount(&try)
-	if r.Method == http.MethodConnect {
+	defer x.endAccount(try)
+	if s.method == "CONNECT" {
 		// Neither CONNECT nor the extended CONNECT of RFC 8441 is
 		// served over HTTP/2.
 		x.answer(http.StatusMethodNotAllowed)
 		return
 	}
-	hasBody := r.ContentLength != 0
-	retryable := !hasBody && idempotent([]byte(r.Method))
-	pinned := x.pinned()
-	try = backend.NewAttempt(st.reg, cfg.sel, c.addrKey, pinned)
-	next := func() *backend.Backend {
-		b := try.Next()
-		if b != nil && try.Pinned() {
-			st.pins[b].add(c.pinKey, pinMinute(time.Now()))
-		}
-		return b
+	retryable := s.contentLength == 0 && idempotent(bytesOf(s.method))
+	*try = backend.NewAttempt(x.st.reg, x.cfg.sel, cl.addrKey, x.pinned())
+	p.forward(x, try, retryable)
+}
+
+// next is session.next for a stream.
+func (x *h2exchange) next() *backend.Backend {
+	b := x.try.Next()
+	if b != nil && x.try.Pinned() {
+		x.st.pins[b].add(x.s.c.cl.pinKey, pinMinute(time.Now()))
 	}
-	b := next()
-	if !try.Pinned() {
-		p.NAT.Session(c.addr) // see session.countSession
+	return b
+}
+
+// countSession is session.countSession for a stream.
+func (x *h2exchange) countSession() {
+	cl := x.s.c.cl
+	if cl.p.NAT == nil {
+		return
 	}
-	retriedOther, retriedFresh := false, false
-	for {
-		if b == nil {
-			x.answer(http.StatusServiceUnavailable)
-			return
-		}
-		up, reused, err := p.upstream(st, cfg, b, retryable && !retriedFresh)
-		if err != nil {
-			p.Health.ReportFailure(b, err)
-			p.logger().Debug("backend connect failed", "backend", b.ID, "error", err)
-			try.Fail(b)
-			b = next()
-			continue
-		}
-		switch x.roundTrip(b, up, reused, retryable, !try.Pinned()) {
-		case relayed:
-			b.CountServed()
-			return
-		case retryFresh:
-			retriedFresh = true
-		case retryOther:
-			if retriedOther {
-				x.answer(http.StatusBadGateway)
-				return
-			}
-			retriedOther, retriedFresh = true, false
-			try.Fail(b)
-			b = next()
-		}
+	if a, ok := cl.tcp.RemoteAddr().(*net.TCPAddr); ok {
+		cl.p.NAT.Session(a.AddrPort())
 	}
 }
+
+// connect is session.connect for a stream.
+func (x *h2exchange) connect(b *backend.Backend, reuse bool) (*net.TCPConn, bool, error) {
+	cl := x.s.c.cl
+	return cl.p.upstreamFor(x.st, x.cfg, b, reuse, cl.addr, cl.tcp)
+}
+
+// refuse is session.refuse for a stream.
+func (x *h2exchange) refuse(status int) { x.answer(status) }
 
 // pinned returns the backend the stream's persistence cookie names, or
 // nil. HTTP/2 may split Cookie into several fields (RFC 9113 8.2.3); each
 // is looked at.
 func (x *h2exchange) pinned() *backend.Backend {
-	for _, v := range x.r.Header.Values("Cookie") {
-		if val, ok := findCookie([]byte(v), x.st.codec.name); ok {
+	for _, f := range x.s.fields {
+		if f.Name != "cookie" {
+			continue
+		}
+		if val, ok := findCookie(bytesOf(f.Value), x.st.codec.name); ok {
 			b := x.st.codec.backendFor(val)
 			x.acct.named, x.acct.cookieSent = b, true
 			return b
@@ -218,13 +155,23 @@ func (x *h2exchange) pinned() *backend.Backend {
 
 // answer ends the stream with a canned error.
 func (x *h2exchange) answer(status int) {
+	s := x.s
 	x.acct.status = status
-	h := x.w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	x.w.WriteHeader(status)
-	n, _ := io.WriteString(x.w, strconv.Itoa(status)+" "+http.StatusText(status)+"\n")
-	x.bytes += int64(n)
+	body := strconv.Itoa(status) + " " + http.StatusText(status) + "\n"
+	s.res = append(s.res[:0],
+		hpack.HeaderField{Name: "content-type", Value: "text/plain; charset=utf-8"},
+		hpack.HeaderField{Name: "cache-control", Value: "no-store"},
+		hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(body))})
+	if s.method == "HEAD" {
+		s.sendHead(status, true, true)
+		return
+	}
+	if s.sendHead(status, false, false) != nil {
+		return
+	}
+	if s.sendData([]byte(body), true) == nil {
+		x.bytes += int64(len(body))
+	}
 }
 
 // endAccount reports the stream as session.endAccount reports a request:
@@ -232,7 +179,7 @@ func (x *h2exchange) answer(status int) {
 // front door's request count, and to the access log (whose Bytes are the
 // body's: HTTP/2 heads are compressed per connection).
 func (x *h2exchange) endAccount(try *backend.Attempt) {
-	p, a := x.c.p, &x.acct
+	p, a := x.s.c.cl.p, &x.acct
 	outcome, why := a.cookie(try)
 	if a.b != nil {
 		a.b.CountResponse(a.status)
@@ -247,38 +194,47 @@ func (x *h2exchange) endAccount(try *backend.Attempt) {
 	r := new(accesslog.Record)
 	r.Time = time.Now()
 	r.Duration = r.Time.Sub(a.start)
-	r.Client = x.c.addr
+	r.Client = x.s.c.cl.addr
 	if a.b != nil {
 		r.Backend = a.b.ID
 	}
-	r.SetRequest([]byte(x.r.Method), []byte(x.r.URL.RequestURI()))
+	r.SetRequest([]byte(x.s.method), []byte(x.s.path))
 	r.Status, r.Bytes, r.Head, r.Cookie = a.status, x.bytes, a.head, outcome
 	p.AccessLog.Write(r)
 }
 
 // h2exchange is one stream's request on its way to a backend.
 type h2exchange struct {
-	c     *h2client
+	s     *h2stream
 	cfg   *settings
 	st    *poolState
-	w     http.ResponseWriter
-	r     *http.Request
-	acct  account // what the stream reports when it ends
-	bytes int64   // body bytes written to the stream
+	acct  account         // what the stream reports when it ends
+	try   backend.Attempt // the backends tried
+	bytes int64           // body bytes written to the stream
 	// flight is the stream's slot for CloseConns; nil when the
 	// connection had none free.
 	flight *h2flight
+
+	out      []byte      // the request head for the backend
+	cookie   []byte      // the Cookie field the backend gets
+	uw       timedWriter // writes to the backend
+	rd       connReader  // reads the backend's response
+	resp     responseHead
+	body     h2BodyWriter
+	chunks   h2ChunkSink
+	sizeLine []byte // a chunk-size line of the request body
 }
 
 // wasCut reports whether CloseConns cut the stream's exchange in
 // progress.
 func (x *h2exchange) wasCut() bool { return x.flight != nil && x.flight.wasCut() }
 
-// roundTrip sends the request to b over up and relays the answer, with
+// attempt sends the request to b over up and relays the answer, with
 // session.roundTrip's rules of who is answerable for a failure. It owns
 // up.
-func (x *h2exchange) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryable, setCookie bool) outcome {
-	p, r := x.c.p, x.r
+func (x *h2exchange) attempt(b *backend.Backend, up *net.TCPConn, reused, retryable, setCookie bool) outcome {
+	s := x.s
+	p := s.c.cl.p
 	b.Acquire()
 	defer b.Release()
 	x.acct.b = b
@@ -289,51 +245,38 @@ func (x *h2exchange) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retr
 	// A stream the client resets (or a connection that goes) stops the
 	// exchange at once: its backend connection is closed, which no one
 	// holds against the backend.
-	cut := context.AfterFunc(r.Context(), func() { up.Close() })
-	defer cut()
-	uw := &timedWriter{c: up, idle: x.cfg.server}
-	if _, err := uw.Write(x.appendHead(nil, b)); err != nil {
+	if !s.attach(up) {
+		return relayed
+	}
+	defer s.detach()
+	x.uw = timedWriter{c: up, idle: x.cfg.server}
+	x.out = x.appendHead(x.out[:0], b)
+	if _, err := x.uw.Write(x.out); err != nil {
 		up.Close()
 		return x.failed(b, err, reused, retryable)
 	}
 	var bodyDone chan error
-	if r.ContentLength != 0 {
+	if s.contentLength != 0 {
 		bodyDone = make(chan error, 1)
-		go x.sendBody(uw, up, bodyDone)
+		go x.sendBody(up, bodyDone)
 	}
 	upBuf := p.ups.Get().(*[]byte)
-	defer p.ups.Put(upBuf)
-	var rd connReader
-	rd.reset(up, *upBuf, nil)
-	var resp responseHead
+	defer func() {
+		x.rd.reset(nil, nil, nil)
+		p.ups.Put(upBuf)
+	}()
+	x.rd.reset(up, *upBuf, nil)
+	resp := &x.resp
 	x.acct.sent = time.Now()
 	up.SetReadDeadline(x.acct.sent.Add(x.cfg.server))
 	for {
-		head, partial, err := rd.readHead()
+		head, partial, err := x.rd.readHead()
 		if err != nil {
-			up.Close()
-			bodyErr := waitBody(bodyDone)
-			var gone *clientGone
-			if errors.As(bodyErr, &gone) || r.Context().Err() != nil {
-				return relayed // the client reset the stream: nobody listens
-			}
-			switch {
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				if bodyErr == nil {
-					x.backendFault(b, err)
-				}
-				x.answer(http.StatusGatewayTimeout)
-				return relayed
-			case errors.Is(err, errHeadTooLarge):
-				x.backendFault(b, err)
-				x.answer(http.StatusBadGateway)
-				return relayed
-			}
-			return x.failed(b, err, reused && !partial, retryable)
+			return x.headFailed(b, up, bodyDone, err, reused && !partial, retryable)
 		}
-		if err := parseResponseHead(head, &resp); err != nil || resp.status == 101 {
+		if err := parseResponseHead(head, resp); err != nil || resp.status == 101 {
 			up.Close()
-			waitBody(bodyDone)
+			x.stopBody(bodyDone)
 			if err == nil {
 				err = errors.New("101 to a request that asked for no switch")
 			}
@@ -347,25 +290,57 @@ func (x *h2exchange) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retr
 			b.ObserveResponseHead(x.acct.head)
 			break
 		}
-		// Interim responses (100, 103) are not relayed over HTTP/2.
+		// An interim response (100 Continue, 103 Early Hints) goes to
+		// the client as a HEADERS frame of its own; the final one
+		// follows.
+		x.headFields(b, resp, false)
+		if err := s.sendHead(resp.status, false, true); err != nil {
+			up.Close()
+			x.stopBody(bodyDone)
+			return relayed
+		}
 		up.SetReadDeadline(time.Now().Add(x.cfg.server))
 	}
-	x.relay(b, up, &rd, &resp, setCookie, bodyDone, cut)
+	x.relay(b, up, resp, setCookie, bodyDone)
 	return relayed
+}
+
+// headFailed is session.headFailed for a stream: the same verdict
+// (judgeHead), a stream the client reset or CloseConns cut being the
+// client's.
+func (x *h2exchange) headFailed(b *backend.Backend, up *net.TCPConn, bodyDone chan error, err error, retryFresh, retryable bool) outcome {
+	up.Close()
+	bodyErr := x.stopBody(bodyDone)
+	switch v, why := judgeHead(err, bodyErr, clientFailed(bodyErr) || x.s.isGone() || x.wasCut()); v {
+	case headClient:
+		return relayed // nobody listens, or the stream is reset (see h2stream.finish)
+	case headTimeout:
+		if bodyErr == nil {
+			x.backendFault(b, why)
+		}
+		x.answer(http.StatusGatewayTimeout)
+		return relayed
+	case headTooLarge:
+		x.backendFault(b, why)
+		x.answer(http.StatusBadGateway)
+		return relayed
+	default:
+		return x.failed(b, why, retryFresh, retryable)
+	}
 }
 
 // failed is session.failed for a stream: a stale kept-alive connection is
 // retried fresh, a retryable request goes to another backend, anything
 // else gets 502.
 func (x *h2exchange) failed(b *backend.Backend, err error, stale, retryable bool) outcome {
-	if x.r.Context().Err() != nil {
+	if x.s.isGone() {
 		return relayed // the client reset the stream, which closed up
 	}
 	if x.wasCut() {
 		// CloseConns cut the exchange: as an HTTP/1.1 client's connection
 		// is closed, the stream is reset, neither counted against the
-		// backend nor tried elsewhere.
-		panic(http.ErrAbortHandler)
+		// backend nor tried elsewhere (see h2stream.finish).
+		return relayed
 	}
 	if stale && retryable {
 		return retryFresh
@@ -379,8 +354,9 @@ func (x *h2exchange) failed(b *backend.Backend, err error, stale, retryable bool
 }
 
 func (x *h2exchange) backendFault(b *backend.Backend, err error) {
-	x.c.p.Health.ReportFailure(b, err)
-	x.c.p.logger().Debug("backend failed", "backend", b.ID, "error", err, "protocol", "h2")
+	p := x.s.c.cl.p
+	p.Health.ReportFailure(b, err)
+	p.logger().Debug("backend failed", "backend", b.ID, "error", err, "protocol", "h2")
 }
 
 // appendHead appends the HTTP/1.1 request head that b gets for the
@@ -388,101 +364,100 @@ func (x *h2exchange) backendFault(b *backend.Backend, err error) {
 // notForwarded lets through with the persistence cookie removed, the
 // framing lbctl sends, and the forwarding fields.
 func (x *h2exchange) appendHead(dst []byte, b *backend.Backend) []byte {
-	r := x.r
-	dst = append(dst, r.Method...)
+	s := x.s
+	dst = append(dst, s.method...)
 	dst = append(dst, ' ')
-	dst = append(dst, r.URL.RequestURI()...)
+	dst = append(dst, s.path...)
 	dst = append(dst, " HTTP/1.1\r\nHost: "...)
-	if r.Host != "" {
-		dst = append(dst, r.Host...)
+	if s.authority != "" {
+		dst = append(dst, s.authority...)
 	} else {
 		dst = append(dst, b.Address()...)
 	}
 	dst = append(dst, "\r\n"...)
-	var cookie []byte
-	for name, values := range r.Header {
-		n := []byte(name)
+	cookie := x.cookie[:0]
+	for _, f := range s.fields {
+		n := bytesOf(f.Name)
 		if notForwarded(n, true) {
 			continue
 		}
-		if asciiEqualFold(n, "cookie") {
+		if f.Name == "cookie" {
 			// The crumbs of an HTTP/2 Cookie go to HTTP/1.1 as one field
 			// (RFC 9113 8.2.3).
-			for _, v := range values {
-				stripped, removed := stripCookie(nil, []byte(v), x.st.codec.name)
-				if !removed {
-					stripped = []byte(v)
-				}
-				if len(stripped) == 0 {
-					continue
-				}
-				if len(cookie) > 0 {
-					cookie = append(cookie, "; "...)
-				}
-				cookie = append(cookie, stripped...)
+			if len(cookie) > 0 {
+				cookie = append(cookie, "; "...)
+			}
+			mark := len(cookie)
+			var removed bool
+			if cookie, removed = stripCookie(cookie, bytesOf(f.Value), x.st.codec.name); !removed {
+				cookie = append(cookie[:mark], f.Value...)
+			}
+			if len(cookie) == mark && mark > 0 {
+				cookie = cookie[:mark-2]
 			}
 			continue
 		}
-		for _, v := range values {
-			dst = appendField(dst, n, []byte(v))
-		}
+		dst = appendField(dst, n, bytesOf(f.Value))
 	}
+	x.cookie = cookie
 	if len(cookie) > 0 {
 		dst = appendField(dst, []byte("Cookie"), cookie)
 	}
 	switch {
-	case r.ContentLength > 0:
-		dst = appendContentLength(dst, r.ContentLength)
-	case r.ContentLength < 0:
+	case s.contentLength > 0:
+		dst = appendContentLength(dst, s.contentLength)
+	case s.contentLength < 0:
 		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
-	case r.Method == "POST" || r.Method == "PUT" || r.Method == "PATCH":
+	case s.method == "POST" || s.method == "PUT" || s.method == "PATCH":
 		dst = appendContentLength(dst, 0)
 	}
 	dst = append(dst, "X-Forwarded-For: "...)
-	dst = append(dst, x.c.ip...)
+	dst = append(dst, s.c.cl.ip...)
 	dst = append(dst, "\r\nX-Real-IP: "...)
-	dst = append(dst, x.c.ip...)
+	dst = append(dst, s.c.cl.ip...)
 	return append(dst, "\r\nX-Forwarded-Proto: https\r\n\r\n"...)
 }
 
 // sendBody streams the request body of the stream to the backend as it
-// arrives (HTTP/2 flow control holds the client back while the backend is
-// slow): as it is when its length is known, chunked otherwise. On failure
-// it closes up, so that the exchange waiting for the response learns of
-// it; a failed read of the client is a *clientGone.
-func (x *h2exchange) sendBody(uw *timedWriter, up *net.TCPConn, done chan<- error) {
-	chunked := x.r.ContentLength < 0
-	buf := x.c.p.ups.Get().(*[]byte)
-	defer x.c.p.ups.Put(buf)
-	var sizeLine []byte
+// arrives (the stream's window holds the client back while the backend is
+// slow): as it is when its length is known, chunked otherwise, with the
+// request's trailers after the last chunk. On failure it closes up, so
+// that the exchange waiting for the response learns of it; a failed read
+// of the client is a *clientGone.
+func (x *h2exchange) sendBody(up *net.TCPConn, done chan<- error) {
+	s := x.s
+	uw := &x.uw
+	chunked := s.contentLength < 0
 	var err error
 	for {
-		n, rerr := x.r.Body.Read((*buf)[:32<<10])
-		if n > 0 {
-			if chunked {
-				sizeLine = strconv.AppendInt(sizeLine[:0], int64(n), 16)
-				sizeLine = append(sizeLine, "\r\n"...)
-				if _, err = uw.Write(sizeLine); err != nil {
-					break
-				}
-			}
-			if _, err = uw.Write((*buf)[:n]); err != nil {
-				break
-			}
-			if chunked {
-				if _, err = uw.Write(crlfBytes); err != nil {
-					break
-				}
-			}
-		}
-		if rerr == io.EOF {
-			if chunked {
-				_, err = uw.Write(lastChunk)
-			}
+		p, rerr := s.bodyNext()
+		if errors.Is(rerr, errBodyStopped) {
+			err = rerr
 			break
 		}
 		if rerr != nil {
 			err = &clientGone{rerr}
+			break
+		}
+		if p == nil {
+			if chunked {
+				err = x.sendLastChunk()
+			}
+			break
+		}
+		if chunked {
+			x.sizeLine = strconv.AppendInt(x.sizeLine[:0], int64(len(p)), 16)
+			x.sizeLine = append(x.sizeLine, "\r\n"...)
+			_, err = uw.Write(x.sizeLine)
+		}
+		if err == nil {
+			_, err = uw.Write(p)
+		}
+		if chunked && err == nil {
+			_, err = uw.Write(crlfBytes)
+		}
+		s.bodyDone(len(p))
+		if err != nil {
 			break
 		}
 	}
@@ -492,21 +467,41 @@ func (x *h2exchange) sendBody(uw *timedWriter, up *net.TCPConn, done chan<- erro
 	done <- err
 }
 
-// waitBody waits for the request body copy, if any, and returns how it
-// ended.
-func waitBody(done chan error) error {
+// sendLastChunk ends a chunked request body, with the request's trailer
+// fields (those lbctl forwards at all).
+func (x *h2exchange) sendLastChunk() error {
+	if len(x.s.trailers) == 0 {
+		_, err := x.uw.Write(lastChunk)
+		return err
+	}
+	line := append(x.sizeLine[:0], "0\r\n"...)
+	for _, f := range x.s.trailers {
+		if n := bytesOf(f.Name); !notForwarded(n, true) {
+			line = appendField(line, n, bytesOf(f.Value))
+		}
+	}
+	line = append(line, "\r\n"...)
+	x.sizeLine = line
+	_, err := x.uw.Write(line)
+	return err
+}
+
+// stopBody stops the request body copy, if any, once up is closed (a
+// copy waiting for the client's next DATA would not notice), and returns
+// how it ended: errBodyStopped when it had to be stopped.
+func (x *h2exchange) stopBody(done chan error) error {
 	if done == nil {
 		return nil
 	}
+	x.s.stopBody()
 	return <-done
 }
 
-// relay writes the response in resp, read from up through rd, to the
-// stream: its end-to-end fields, the persistence cookie when setCookie,
-// and the body as it arrives. up goes back to the pool when the response
-// ended where its framing says.
-func (x *h2exchange) relay(b *backend.Backend, up *net.TCPConn, rd *connReader, resp *responseHead, setCookie bool, bodyDone chan error, cut func() bool) {
-	h := x.w.Header()
+// headFields puts the end-to-end fields of resp in the stream's response
+// head, and with setCookie the persistence cookie for b and the
+// Cache-Control that keeps it private.
+func (x *h2exchange) headFields(b *backend.Backend, resp *responseHead, setCookie bool) {
+	s := x.s
 	private := false
 	named := namesFields(resp.fields)
 	for i := range resp.fields {
@@ -516,59 +511,90 @@ func (x *h2exchange) relay(b *backend.Backend, up *net.TCPConn, rd *connReader, 
 		}
 		if setCookie && asciiEqualFold(f.name, "cache-control") {
 			private = true
-			line := appendCacheControl(nil, f)
-			h.Add(string(f.name), string(line[len(f.name)+2:len(line)-2]))
+			line := appendCacheControl(x.out[:0], f)
+			s.field(f.name, line[len(f.name)+2:len(line)-2])
 			continue
 		}
-		h.Add(string(f.name), string(f.value))
+		s.field(f.name, f.value)
 	}
 	if setCookie {
-		line := x.st.codec.appendSetCookie(nil, b, time.Now())
+		line := x.st.codec.appendSetCookie(x.out[:0], b, time.Now())
 		if v, ok := bytes.CutPrefix(line, []byte("Set-Cookie: ")); ok {
-			h.Add("Set-Cookie", string(bytes.TrimSuffix(v, crlfBytes)))
+			s.res = append(s.res, hpack.HeaderField{Name: "set-cookie", Value: string(bytes.TrimSuffix(v, crlfBytes))})
 		}
 		if !private {
-			h.Add("Cache-Control", "private")
+			s.res = append(s.res, hpack.HeaderField{Name: "cache-control", Value: "private"})
 		}
 	}
-	framing := framingOf(x.r.Method == "HEAD", resp)
-	if framing == fixedLength {
-		h.Set("Content-Length", strconv.FormatInt(resp.contentLength, 10))
-	}
+}
+
+// relay writes the response in resp, read from up, to the stream: its
+// end-to-end fields, the persistence cookie when setCookie, the body as it
+// arrives, and the trailers of a chunked body. up goes back to the pool
+// when the response ended where its framing says.
+func (x *h2exchange) relay(b *backend.Backend, up *net.TCPConn, resp *responseHead, setCookie bool, bodyDone chan error) {
+	s := x.s
+	framing := framingOf(s.method == "HEAD", resp)
 	if resp.te != nil && !resp.chunked && framing != noBody {
 		// A coding other than chunked cannot be named over HTTP/2
 		// without the field that lbctl does not forward.
 		up.Close()
-		waitBody(bodyDone)
+		x.stopBody(bodyDone)
 		x.answer(http.StatusBadGateway)
 		return
 	}
-	x.w.WriteHeader(resp.status)
-	fw := h2Flusher{w: x.w, rc: http.NewResponseController(x.w), n: &x.bytes}
-	rd.idle = x.cfg.server
-	var err error
-	switch framing {
-	case fixedLength:
-		err = copyFixed(fw, rd, resp.contentLength)
-	case chunkedBody:
-		err = copyChunked(fw, rd, false)
-	case untilClose:
-		err = copyUntilEOF(fw, rd, false)
+	x.headFields(b, resp, setCookie)
+	if framing == fixedLength {
+		s.res = append(s.res, hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(resp.contentLength, 10)})
 	}
-	rd.idle = 0
+	x.body = h2BodyWriter{s: s, left: -1, n: &x.bytes}
+	x.rd.idle = x.cfg.server
+	var err error
+	switch {
+	case framing == noBody || framing == fixedLength && resp.contentLength == 0:
+		err = s.sendHead(resp.status, true, true)
+	case framing == fixedLength:
+		if err = s.sendHead(resp.status, false, false); err == nil {
+			x.body.left = resp.contentLength
+			err = copyFixed(&x.body, &x.rd, resp.contentLength)
+		}
+	case framing == chunkedBody:
+		if err = s.sendHead(resp.status, false, false); err == nil {
+			x.chunks = h2ChunkSink{w: &x.body}
+			if err = copyChunked(&x.chunks, &x.rd, true); err == nil {
+				err = x.endChunked()
+			}
+		}
+	default: // untilClose
+		if err = s.sendHead(resp.status, false, false); err == nil {
+			if err = copyUntilEOF(&x.body, &x.rd, false); err == nil {
+				err = s.sendData(nil, true)
+			}
+		}
+	}
+	x.rd.idle = 0
 	bodyErr := x.joinBody(bodyDone, up, err != nil)
-	endKnown := framing != untilClose && !(resp.status == 204 && (resp.contentLength > 0 || resp.chunked))
-	// cut() reports whether it stopped the closing of up on a reset:
-	// only then is up still open and ready for the pool.
-	if err == nil && bodyErr == nil && endKnown && !resp.close && rd.buffered() == 0 && cut() {
-		x.c.p.release(x.st, x.cfg, b, up)
+	endKnown := endsAsFramed(framing, resp)
+	// detach reports whether a reset of the stream closed up: only if
+	// not is up still open and ready for the pool.
+	if err == nil && bodyErr == nil && endKnown && !resp.close && x.rd.buffered() == 0 && s.detach() {
+		s.c.cl.p.release(x.st, x.cfg, b, up)
 		return
 	}
+	// A response cut short leaves the stream without its end: it is
+	// reset when the exchange is over (see h2stream.finish).
 	up.Close()
-	if err != nil {
-		// The head has gone out: the stream can only be reset.
-		panic(http.ErrAbortHandler)
+}
+
+// endChunked ends a response whose body was chunked: with the backend's
+// trailer fields as a last HEADERS frame, or an empty last DATA frame.
+func (x *h2exchange) endChunked() error {
+	s := x.s
+	if len(x.chunks.trailers) == 0 {
+		return s.sendData(nil, true)
 	}
+	s.res = append(s.res[:0], x.chunks.trailers...)
+	return s.sendTrailers()
 }
 
 // joinBody waits for the request body after the response, as
@@ -580,7 +606,7 @@ func (x *h2exchange) joinBody(done chan error, up *net.TCPConn, failed bool) err
 	}
 	if failed {
 		up.Close()
-		return <-done
+		return x.stopBody(done)
 	}
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
@@ -589,24 +615,74 @@ func (x *h2exchange) joinBody(done chan error, up *net.TCPConn, failed bool) err
 		return err
 	case <-t.C:
 		up.Close()
-		<-done
+		x.stopBody(done)
 		return errBodyStopped
 	}
 }
 
-// h2Flusher writes a response body to a stream, each piece sent as it
-// comes, so that a streamed body is not held in the stream's buffer.
-type h2Flusher struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
-	n  *int64 // bytes written
+// h2BodyWriter writes a response body to a stream as DATA frames, each
+// piece as it comes, the last one (when the length is known) with
+// END_STREAM.
+type h2BodyWriter struct {
+	s    *h2stream
+	left int64  // bytes of the body still to come; -1 when not known
+	n    *int64 // bytes written
 }
 
-func (f h2Flusher) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	*f.n += int64(n)
-	if err == nil {
-		err = f.rc.Flush()
+func (w *h2BodyWriter) Write(p []byte) (int, error) {
+	end := false
+	if w.left >= 0 {
+		w.left -= int64(len(p))
+		end = w.left == 0
 	}
-	return n, err
+	if err := w.s.sendData(p, end); err != nil {
+		return 0, err
+	}
+	*w.n += int64(len(p))
+	return len(p), nil
 }
+
+// h2ChunkSink takes a chunked body as copyChunked writes it, checked and
+// in lbctl's own framing, and passes on the chunks' data, keeping the
+// trailer fields for the end of the stream. It follows copyChunked's
+// writes: each size line in one write, then the chunk's data in one or
+// more, then its CRLF in one; after the last chunk, each trailer line in
+// one write and the empty line.
+type h2ChunkSink struct {
+	w        io.Writer
+	state    uint8 // 0: a size line comes next; 1: data; 2: the CRLF after it; 3: trailers
+	left     int64 // data bytes of the chunk still to come
+	trailers []hpack.HeaderField
+}
+
+func (k *h2ChunkSink) Write(p []byte) (int, error) {
+	switch k.state {
+	case 0:
+		size, _ := parseChunkSize(p)
+		k.left = size
+		k.state = 1
+		if size == 0 {
+			k.state = 3
+		}
+	case 1:
+		if _, err := k.w.Write(p); err != nil {
+			return 0, err
+		}
+		if k.left -= int64(len(p)); k.left == 0 {
+			k.state = 2
+		}
+	case 2:
+		k.state = 0
+	case 3:
+		line := bytes.TrimSuffix(p, crlfBytes)
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if ok && !notForwarded(name, false) {
+			k.trailers = append(k.trailers, hpack.HeaderField{Name: h2FieldName(name), Value: string(bytes.Trim(value, " \t"))})
+		}
+	}
+	return len(p), nil
+}
+
+// bytesOf returns the bytes of v without copying them, for functions
+// that only read them while v lives.
+func bytesOf(v string) []byte { return unsafe.Slice(unsafe.StringData(v), len(v)) }

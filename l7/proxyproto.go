@@ -47,23 +47,24 @@ func (s *session) setClient(src netip.AddrPort) {
 	s.pinKey = pinClientKey(s.ip)
 }
 
-// upstreamFor is upstream for s's exchange with b. A backend with
-// send_proxy gets a new connection for each exchange, starting with a
-// header naming s's client: a header names one client, and a kept-alive
-// connection would carry the next exchange of any client (release closes
-// such connections rather than keep them).
-func (p *Proxy) upstreamFor(s *session, b *backend.Backend, reuse bool) (*net.TCPConn, bool, error) {
+// upstreamFor is upstream for an exchange with b of the client from,
+// whose connection to lbctl is client. A backend with send_proxy gets a
+// new connection for each exchange, starting with a header naming the
+// client: a header names one client, and a kept-alive connection would
+// carry the next exchange of any client (release closes such connections
+// rather than keep them).
+func (p *Proxy) upstreamFor(st *poolState, cfg *settings, b *backend.Backend, reuse bool, from netip.AddrPort, client *net.TCPConn) (*net.TCPConn, bool, error) {
 	v := b.SendProxy()
 	if v == 0 {
-		return p.upstream(s.st, s.cfg, b, reuse)
+		return p.upstream(st, cfg, b, reuse)
 	}
-	c, _, err := p.upstream(s.st, s.cfg, b, false)
+	c, _, err := p.upstream(st, cfg, b, false)
 	if err != nil {
 		return nil, false, err
 	}
 	var buf [proxyproto.MaxV1]byte
-	local, _ := s.client.LocalAddr().(*net.TCPAddr)
-	if _, err := c.Write(proxyproto.Append(buf[:0], v, s.from, local.AddrPort())); err != nil {
+	local, _ := client.LocalAddr().(*net.TCPAddr)
+	if _, err := c.Write(proxyproto.Append(buf[:0], v, from, local.AddrPort())); err != nil {
 		c.Close()
 		return nil, false, b.DialError(fmt.Errorf("PROXY protocol header: %w", err))
 	}

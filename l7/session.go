@@ -50,6 +50,7 @@ type session struct {
 	rec    *accesslog.Record // the access log's record, made with the first request it logs
 
 	isHead, http10 bool // facts of s.req that outlive its buffer
+	keep           bool // the exchange in progress leaves the connection open for another request
 
 	inBuf []byte // the client reader's small buffer, of smallHead bytes
 

@@ -1,0 +1,703 @@
+package l7
+
+import (
+	"errors"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2stream is one HTTP/2 stream: a request from the client, its body as
+// it arrives, and the response that goes back as frames. Streams are
+// pooled: one is recycled once its exchange has ended and the connection
+// has forgotten it.
+type h2stream struct {
+	c  *h2conn
+	id uint32
+
+	// The request head, as the reading goroutine decoded it; the
+	// exchange only reads it.
+	method, scheme, authority, path string
+	host                            string // a Host field, when the client sent one
+	fields                          []hpack.HeaderField
+	contentLength                   int64 // declared; -1 when not
+	pseudo                          uint8 // the pseudo-fields seen, see h2Pseudo
+
+	// Under c.mu.
+	gone       bool    // the client reset the stream, or the connection ended
+	localDone  bool    // the response has ended (END_STREAM went out)
+	remoteDone bool    // the request has ended (END_STREAM came)
+	received   int64   // DATA bytes of the request body
+	recvWin    int64   // what the client may still send before a WINDOW_UPDATE
+	body       *[]byte // a ring of h2StreamWindow bytes; nil until a body comes
+	bodyR      int     // where the unread body starts in the ring
+	bodyN      int     // unread body bytes
+	bodyCond   sync.Cond
+	bodyStop   bool                // the exchange stopped taking the body
+	trailers   []hpack.HeaderField // the request's trailer section
+	sendWin    int64               // what lbctl may still send
+	up         *net.TCPConn        // the backend connection, closed if the stream is reset
+
+	// The exchange's own.
+	unacked int  // body bytes consumed, not yet given back in WINDOW_UPDATE
+	ended   bool // END_STREAM or RST_STREAM went out
+	res     []hpack.HeaderField
+	x       h2exchange
+	// seen holds response fields relayed before, kept across the
+	// streams that reuse this one (see field).
+	seen     [8]hpack.HeaderField
+	seenNext int
+}
+
+// The pseudo-fields of a request (RFC 9113 8.3.1), as bits.
+const (
+	h2Method uint8 = 1 << iota
+	h2Scheme
+	h2Authority
+	h2Path
+)
+
+var (
+	h2Streams = sync.Pool{New: func() any { return new(h2stream) }}
+	// h2Bodies holds the rings of request bodies.
+	h2Bodies = sync.Pool{New: func() any { b := make([]byte, h2StreamWindow); return &b }}
+)
+
+func newH2Stream(c *h2conn, id uint32) *h2stream {
+	s := h2Streams.Get().(*h2stream)
+	s.c, s.id = c, id
+	s.contentLength = -1
+	s.bodyCond.L = &c.mu
+	s.recvWin = h2StreamWindow
+	c.mu.Lock()
+	s.sendWin = c.peerWin
+	c.mu.Unlock()
+	return s
+}
+
+// recycle returns s to the pool. Only its last owner calls it: the
+// reading goroutine for a stream never opened, the exchange's goroutine
+// (with c.mu held, once the connection has forgotten it) for one that was.
+func (s *h2stream) recycle() {
+	if s.body != nil {
+		h2Bodies.Put(s.body)
+	}
+	// The buffers stay, emptied, for the next stream.
+	fields, trailers, res := s.fields[:0], s.trailers[:0], s.res[:0]
+	clear(s.fields[:cap(s.fields)])
+	clear(s.trailers[:cap(s.trailers)])
+	clear(s.res[:cap(s.res)])
+	x := &s.x
+	out, cookie, sizeLine, chunkTrailers := x.out[:0], x.cookie[:0], x.sizeLine[:0], x.chunks.trailers[:0]
+	clear(x.chunks.trailers[:cap(x.chunks.trailers)])
+	respFields := x.resp.fields[:0]
+	seen, seenNext := s.seen, s.seenNext
+	*s = h2stream{fields: fields, trailers: trailers, res: res, seen: seen, seenNext: seenNext}
+	s.x.out, s.x.cookie, s.x.sizeLine, s.x.chunks.trailers = out, cookie, sizeLine, chunkTrailers
+	s.x.resp.fields = respFields
+	h2Streams.Put(s)
+}
+
+// resetLocked ends the stream from the client's side: its exchange stops,
+// its backend connection, if any, is closed. With c.mu held.
+func (s *h2stream) resetLocked() {
+	if s.gone {
+		return
+	}
+	s.gone = true
+	if s.up != nil {
+		s.up.Close()
+	}
+	s.bodyCond.Broadcast()
+	s.c.sendable.Broadcast()
+}
+
+// isGone reports whether the stream was reset or its connection ended.
+func (s *h2stream) isGone() bool {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	return s.gone
+}
+
+// attach makes up the backend connection that a reset of the stream
+// closes. It reports false, and closes up, when the stream is already
+// gone.
+func (s *h2stream) attach(up *net.TCPConn) bool {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	if s.gone {
+		up.Close()
+		return false
+	}
+	s.up = up
+	return true
+}
+
+// detach withdraws the backend connection from the reach of a reset, and
+// reports whether it is still open (no reset closed it).
+func (s *h2stream) detach() bool {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	s.up = nil
+	return !s.gone
+}
+
+var (
+	errH2Pseudo        = errors.New("malformed pseudo-field")
+	errH2Name          = errors.New("field name not lower-case token characters")
+	errH2Value         = errors.New("field value with NUL, CR, LF or surrounding whitespace")
+	errH2ConnField     = errors.New("connection-specific field")
+	errH2Length        = errors.New("malformed or conflicting content-length")
+	errH2Missing       = errors.New("a pseudo-field missing")
+	errH2Path          = errors.New("malformed :path")
+	errH2Authority     = errors.New("malformed :authority, or Host differing from it")
+	errH2TrailerPseudo = errors.New("pseudo-field in trailers")
+)
+
+// takeField takes one field of the request head (RFC 9113 8.2, 8.3),
+// or returns why it makes the request malformed.
+func (s *h2stream) takeField(hf hpack.HeaderField, b *h2block) error {
+	name, value := hf.Name, hf.Value
+	if len(name) > 0 && name[0] == ':' {
+		if b.sawField {
+			return errH2Pseudo
+		}
+		var bit uint8
+		switch name {
+		case ":method":
+			bit, s.method = h2Method, value
+		case ":scheme":
+			bit, s.scheme = h2Scheme, value
+		case ":authority":
+			bit, s.authority = h2Authority, value
+		case ":path":
+			bit, s.path = h2Path, value
+		default:
+			return errH2Pseudo
+		}
+		if s.pseudo&bit != 0 {
+			return errH2Pseudo
+		}
+		s.pseudo |= bit
+		return nil
+	}
+	b.sawField = true
+	if err := checkH2Field(name, value); err != nil {
+		return err
+	}
+	switch name {
+	case "content-length":
+		n, ok := parseH2Length(value)
+		if !ok || s.contentLength >= 0 && s.contentLength != n {
+			return errH2Length
+		}
+		s.contentLength = n
+	case "host":
+		s.host = value
+	}
+	s.fields = append(s.fields, hf)
+	return nil
+}
+
+// checkTrailer checks a field of a request's trailer section.
+func checkTrailer(hf hpack.HeaderField) error {
+	if len(hf.Name) > 0 && hf.Name[0] == ':' {
+		return errH2TrailerPseudo
+	}
+	return checkH2Field(hf.Name, hf.Value)
+}
+
+// checkH2Field checks a regular field: a lower-case token for a name, a
+// value without NUL, CR or LF and not starting or ending with whitespace,
+// and none of the connection-specific fields HTTP/2 has no use for (RFC
+// 9113 8.2.1, 8.2.2).
+func checkH2Field(name, value string) error {
+	if name == "" {
+		return errH2Name
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !headTchar[c] || 'A' <= c && c <= 'Z' {
+			return errH2Name
+		}
+	}
+	for i := 0; i < len(value); i++ {
+		if c := value[i]; c == 0 || c == '\r' || c == '\n' {
+			return errH2Value
+		}
+	}
+	if n := len(value); n > 0 && (value[0] == ' ' || value[0] == '\t' || value[n-1] == ' ' || value[n-1] == '\t') {
+		return errH2Value
+	}
+	switch name {
+	case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
+		return errH2ConnField
+	case "te":
+		if value != "trailers" {
+			return errH2ConnField
+		}
+	}
+	return nil
+}
+
+// parseH2Length parses a content-length value: decimal digits only.
+func parseH2Length(v string) (int64, bool) {
+	if v == "" || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(v[i]-'0')
+	}
+	return n, true
+}
+
+// checkHead checks the request head as a whole once it has been decoded:
+// the pseudo-fields a request must have, a :path lbctl can forward, and
+// an authority (from :authority or Host, which must then agree).
+func (s *h2stream) checkHead() error {
+	if s.pseudo&h2Method == 0 || s.method == "" {
+		return errH2Missing
+	}
+	for i := 0; i < len(s.method); i++ {
+		if !headTchar[s.method[i]] {
+			return errH2Pseudo
+		}
+	}
+	if s.method == "CONNECT" {
+		// Answered 405 (see serve), but only when well-formed.
+		if s.pseudo != h2Method|h2Authority {
+			return errH2Missing
+		}
+		return nil
+	}
+	if s.pseudo&(h2Scheme|h2Path) != h2Scheme|h2Path {
+		return errH2Missing
+	}
+	switch {
+	case s.path == "*" && s.method == "OPTIONS":
+	case s.path == "" || s.path[0] != '/':
+		return errH2Path
+	}
+	for i := 0; i < len(s.path); i++ {
+		if c := s.path[i]; c <= ' ' || c == 0x7f {
+			return errH2Path
+		}
+	}
+	switch {
+	case s.pseudo&h2Authority == 0:
+		s.authority = s.host
+	case s.host != "" && s.host != s.authority:
+		return errH2Authority
+	}
+	for i := 0; i < len(s.authority); i++ {
+		if c := s.authority[i]; c <= ' ' || c == 0x7f || c == '@' || c == '/' || c == '?' || c == '#' {
+			return errH2Authority
+		}
+	}
+	return nil
+}
+
+// takeData takes a DATA frame's payload (after pad bytes of padding) into
+// the body's ring, and the end of the request when end; with c.mu held.
+// It returns the stream error the frame is, or ErrCodeNo.
+func (s *h2stream) takeData(data []byte, pad int, end bool) http2.ErrCode {
+	if s.gone {
+		return http2.ErrCodeNo
+	}
+	s.recvWin -= int64(len(data) + pad)
+	if s.recvWin < 0 {
+		return http2.ErrCodeFlowControl
+	}
+	s.recvWin += int64(pad)
+	s.received += int64(len(data))
+	if s.contentLength >= 0 && s.received > s.contentLength {
+		return http2.ErrCodeProtocol
+	}
+	if len(data) > 0 {
+		if s.body == nil {
+			s.body = h2Bodies.Get().(*[]byte)
+		}
+		ring := *s.body
+		w := (s.bodyR + s.bodyN) % len(ring)
+		n := copy(ring[w:], data)
+		copy(ring, data[n:])
+		s.bodyN += len(data)
+	}
+	if end {
+		s.remoteDone = true
+		if s.contentLength >= 0 && s.received != s.contentLength {
+			return http2.ErrCodeProtocol
+		}
+		if s.localDone {
+			s.c.forgetLocked(s)
+		}
+	}
+	s.bodyCond.Broadcast()
+	return http2.ErrCodeNo
+}
+
+// bodyNext waits for request body bytes and returns those that lie
+// contiguous in the ring, to be given back with bodyDone; nil, nil at the
+// end of the body; errH2Gone when the stream was reset, errBodyStopped when
+// the exchange stopped taking it (see stopBody).
+func (s *h2stream) bodyNext() ([]byte, error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	waiting := func() bool { return s.bodyN == 0 && !s.remoteDone && !s.gone && !s.bodyStop }
+	if waiting() {
+		// A client that stalls mid-body is given up on after
+		// timeouts.idle, as an HTTP/1.1 client is.
+		expired := false
+		if c.cfg.idle > 0 {
+			t := time.AfterFunc(c.cfg.idle, func() {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				expired = true
+				s.bodyCond.Broadcast()
+			})
+			defer t.Stop()
+		}
+		for waiting() && !expired {
+			s.bodyCond.Wait()
+		}
+		if waiting() {
+			return nil, errH2BodyStalled
+		}
+	}
+	switch {
+	case s.gone:
+		return nil, errH2Gone
+	case s.bodyStop:
+		return nil, errBodyStopped
+	case s.bodyN == 0:
+		return nil, nil
+	}
+	ring := *s.body
+	return ring[s.bodyR:min(s.bodyR+s.bodyN, len(ring))], nil
+}
+
+// stopBody makes bodyNext return errBodyStopped: the exchange no longer
+// wants the request body.
+func (s *h2stream) stopBody() {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	s.bodyStop = true
+	s.bodyCond.Broadcast()
+}
+
+// bodyDone gives n bytes that bodyNext returned back to the ring, and
+// their share of the window back to the client once it is worth a frame.
+func (s *h2stream) bodyDone(n int) {
+	c := s.c
+	c.mu.Lock()
+	s.bodyR = (s.bodyR + n) % len(*s.body)
+	s.bodyN -= n
+	s.unacked += n
+	update := 0
+	if s.unacked >= h2StreamWindow/4 && !s.remoteDone && !s.gone {
+		update, s.unacked = s.unacked, 0
+		s.recvWin += int64(update)
+	}
+	c.mu.Unlock()
+	if update > 0 {
+		c.wmu.Lock()
+		c.fr.WriteWindowUpdate(s.id, uint32(update))
+		c.flushLocked()
+		c.wmu.Unlock()
+	}
+}
+
+// field adds a response field, its name lower-cased as HTTP/2 wants it.
+// HPACK takes strings: a field that the stream relayed before (the same
+// backends send the same Server, ETag, Date for a second) is taken from
+// the stream's memory of them rather than copied again.
+func (s *h2stream) field(name, value []byte) {
+	var buf [32]byte
+	if len(name) <= len(buf) {
+		low := buf[:len(name)]
+		for i, c := range name {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			low[i] = c
+		}
+		for i := range s.seen {
+			if f := &s.seen[i]; f.Name == string(low) && f.Value == string(value) {
+				s.res = append(s.res, *f)
+				return
+			}
+		}
+	}
+	f := hpack.HeaderField{Name: h2FieldName(name), Value: string(value)}
+	s.seen[s.seenNext%len(s.seen)] = f
+	s.seenNext++
+	s.res = append(s.res, f)
+}
+
+// sendHead sends the response head: status and the fields in s.res.
+// With end the response has no body. It is flushed at once when end or
+// flush; otherwise it goes out with the body's first frame.
+func (s *h2stream) sendHead(status int, end, flush bool) error {
+	c := s.c
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.encBuf.Reset()
+	c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: h2StatusText(status)})
+	for _, f := range s.res {
+		c.enc.WriteField(f)
+	}
+	s.res = s.res[:0]
+	if end {
+		s.sentEnd()
+	}
+	return c.writeHeadersLocked(s.id, end, end || flush)
+}
+
+// sendTrailers ends the response with the trailer fields in s.res.
+func (s *h2stream) sendTrailers() error {
+	c := s.c
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.encBuf.Reset()
+	for _, f := range s.res {
+		c.enc.WriteField(f)
+	}
+	s.res = s.res[:0]
+	s.sentEnd()
+	return c.writeHeadersLocked(s.id, true, true)
+}
+
+// sentEnd records that the response ends with the frame about to go
+// out: a stream whose request has ended too is closed (RFC 9113 5.1), and
+// no longer counts against SETTINGS_MAX_CONCURRENT_STREAMS, though its
+// exchange may still be settling its backend connection.
+func (s *h2stream) sentEnd() {
+	s.ended = true
+	s.c.mu.Lock()
+	s.endLocked()
+	s.c.mu.Unlock()
+}
+
+// endLocked is sentEnd with c.mu held.
+func (s *h2stream) endLocked() {
+	s.localDone = true
+	if s.remoteDone {
+		s.c.forgetLocked(s)
+	}
+}
+
+// sendData sends p as DATA frames, as the send windows and the client's
+// frame size allow, the last one with END_STREAM when end.
+func (s *h2stream) sendData(p []byte, end bool) error {
+	c := s.c
+	for {
+		c.mu.Lock()
+		if len(p) > 0 && s.blockedLocked() {
+			if err := s.waitWindowLocked(); err != nil {
+				c.mu.Unlock()
+				return err
+			}
+		}
+		if s.gone || c.closing {
+			c.mu.Unlock()
+			return errH2Gone
+		}
+		var n int64 // an empty last frame takes no window
+		if len(p) > 0 {
+			n = min(int64(len(p)), c.sendWin, s.sendWin, int64(c.peerMax))
+		}
+		c.sendWin -= n
+		s.sendWin -= n
+		last := end && int(n) == len(p)
+		if last {
+			// Before the frame goes: the client may open its next
+			// stream as soon as it has it.
+			s.endLocked()
+		}
+		c.mu.Unlock()
+		c.wmu.Lock()
+		err := c.fr.WriteData(s.id, last, p[:n])
+		if err == nil {
+			err = c.flushLocked()
+		}
+		c.wmu.Unlock()
+		if err != nil {
+			return err
+		}
+		if last {
+			s.ended = true
+		}
+		p = p[n:]
+		if len(p) == 0 {
+			return nil
+		}
+	}
+}
+
+// errH2BodyStalled is a request body of which no byte came for
+// timeouts.idle.
+var errH2BodyStalled = errors.New("HTTP/2 request body stalled for the idle timeout")
+
+// errH2Stalled is a response that could not go on because the client
+// gave no window for timeouts.idle.
+var errH2Stalled = errors.New("HTTP/2 client gave no window for the idle timeout")
+
+// blockedLocked reports whether the stream may send no DATA now: its
+// window or the connection's is spent, and it was not reset. With c.mu
+// held.
+func (s *h2stream) blockedLocked() bool {
+	c := s.c
+	return !s.gone && !c.closing && (c.sendWin <= 0 || s.sendWin <= 0)
+}
+
+// waitWindowLocked waits, with c.mu held, until the client's windows let
+// the stream send or it is reset, but no longer than timeouts.idle: a
+// client that reads nothing is cut off after it, as an HTTP/1.1 client
+// that reads nothing is (errH2Stalled).
+func (s *h2stream) waitWindowLocked() error {
+	c := s.c
+	expired := false
+	if c.cfg.idle > 0 {
+		t := time.AfterFunc(c.cfg.idle, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			expired = true
+			c.sendable.Broadcast()
+		})
+		defer t.Stop()
+	}
+	for s.blockedLocked() && !expired {
+		c.sendable.Wait()
+	}
+	if s.blockedLocked() {
+		return errH2Stalled
+	}
+	return nil
+}
+
+// finish settles the stream once its exchange is over: a response cut
+// short is reset (INTERNAL_ERROR), and a request whose body the client is
+// still sending after a whole response is told to stop (NO_ERROR, RFC
+// 9113 8.1).
+func (s *h2stream) finish() {
+	c := s.c
+	c.mu.Lock()
+	code, send := http2.ErrCodeInternal, !s.ended
+	if s.ended && !s.remoteDone {
+		code, send = http2.ErrCodeNo, true
+	}
+	if s.gone {
+		send = false
+	}
+	c.mu.Unlock()
+	if !send {
+		return
+	}
+	s.ended = true
+	c.wmu.Lock()
+	c.fr.WriteRSTStream(s.id, code)
+	c.flushLocked()
+	c.wmu.Unlock()
+}
+
+// h2StatusText returns the :status value for status.
+func h2StatusText(status int) string {
+	switch status {
+	case 200:
+		return "200"
+	case 204:
+		return "204"
+	case 206:
+		return "206"
+	case 301:
+		return "301"
+	case 302:
+		return "302"
+	case 304:
+		return "304"
+	case 400:
+		return "400"
+	case 403:
+		return "403"
+	case 404:
+		return "404"
+	case 500:
+		return "500"
+	case 502:
+		return "502"
+	case 503:
+		return "503"
+	case 504:
+		return "504"
+	}
+	return strconv.Itoa(status)
+}
+
+// h2FieldName returns name lower-cased, as a string: a constant for the
+// common names, so that relaying a response head allocates little.
+func h2FieldName(name []byte) string {
+	var buf [32]byte
+	if len(name) > len(buf) {
+		return lowerString(name)
+	}
+	low := buf[:len(name)]
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		low[i] = c
+	}
+	switch string(low) {
+	case "content-type":
+		return "content-type"
+	case "content-length":
+		return "content-length"
+	case "cache-control":
+		return "cache-control"
+	case "set-cookie":
+		return "set-cookie"
+	case "date":
+		return "date"
+	case "server":
+		return "server"
+	case "etag":
+		return "etag"
+	case "last-modified":
+		return "last-modified"
+	case "expires":
+		return "expires"
+	case "vary":
+		return "vary"
+	case "location":
+		return "location"
+	case "content-encoding":
+		return "content-encoding"
+	case "accept-ranges":
+		return "accept-ranges"
+	case "age":
+		return "age"
+	case "x-backend":
+		return "x-backend"
+	}
+	return string(low)
+}
+
+func lowerString(b []byte) string {
+	low := make([]byte, len(b))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		low[i] = c
+	}
+	return string(low)
+}
