@@ -137,6 +137,11 @@ func (hb *httpBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Link", "</style.css>; rel=preload")
 		w.WriteHeader(http.StatusEarlyHints)
 		fmt.Fprintln(w, hb.id)
+	case "/page":
+		// A page for a browser, whose icon is inline: a browser asks for
+		// /favicon.ico only when the page names none.
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, "<!doctype html><link rel=\"icon\" href=\"data:,\"><body>%s</body>\n", hb.id)
 	case "/slow":
 		// A backend that takes its time, on purpose: the request stays
 		// in flight while a test acts on the proxy.
