@@ -40,7 +40,8 @@ type Handler[S any] interface {
 	// Open returns how many connections the handler serves: a retired or
 	// stopped loop ends once it is zero.
 	Open() int
-	// CloseAll closes every connection at once.
+	// CloseAll closes every connection at once, and every socket the
+	// handler still holds: the loop calls it as it ends, however it ends.
 	CloseAll()
 }
 
@@ -219,6 +220,10 @@ func (l *Loop[S]) Clock() int64 { return int64(time.Since(l.start)) }
 // serves.
 func (l *Loop[S]) ListenerFD() int { return l.lnfd }
 
+// Stopping reports whether Stop has asked the loop to end: a handler
+// then closes its idle connections and lets the busy ones finish.
+func (l *Loop[S]) Stopping() bool { return l.stopping.Load() }
+
 // Accepted returns how many connections the loop has accepted.
 func (l *Loop[S]) Accepted() uint64 { return l.accepted.Load() }
 
@@ -326,6 +331,7 @@ func (l *Loop[S]) Serve() error {
 		}
 		l.next, l.busy = l.h.Expire()
 		if l.lnfd < 0 && l.h.Open() == 0 {
+			l.h.CloseAll()
 			if !l.stopping.Load() {
 				return fmt.Errorf("%s: %w", l.name, net.ErrClosed)
 			}
@@ -463,6 +469,20 @@ func (l *Loop[S]) Detach(ep *Endpoint[S]) int {
 	}
 	ep.Reset(-1, ep.Owner)
 	return fd
+}
+
+// Move makes dst the endpoint of src's socket, with what src's events
+// have told, and empties src: what a handler does to pass a socket from
+// one of its connections to another without closing it. dst keeps its
+// Owner.
+func (l *Loop[S]) Move(dst, src *Endpoint[S]) {
+	owner := dst.Owner
+	*dst = *src
+	dst.Owner = owner
+	if src.FD >= 0 && src.FD < len(l.eps) && l.eps[src.FD] == src {
+		l.eps[src.FD] = dst
+	}
+	src.Reset(-1, src.Owner)
 }
 
 // Forget closes ep's socket, which also drops it from the epoll set.
