@@ -147,6 +147,9 @@ type loopConn struct {
 	chunk                                         chunkPhase
 	trailers                                      int
 	closeAfter, endKnown, reframe                 bool
+	// waitCfg is the settings the wait for the next request takes: those
+	// in force as the answer went out, before the client could see it.
+	waitCfg *settings
 }
 
 // fdReader reads a loop socket for a connReader: it never blocks, and a
@@ -662,7 +665,12 @@ func handedOver(req *requestHead) bool {
 func (f *loopFront) awaitRequest(c *loopConn) step {
 	p, s := f.p, c.s
 	s.in.release()
-	if cfg := p.tuned.Load(); cfg != s.cfg {
+	cfg := c.waitCfg
+	if cfg == nil {
+		cfg = p.tuned.Load()
+	}
+	c.waitCfg = nil
+	if cfg != s.cfg {
 		s.tune(cfg)
 	}
 	if s.sized != s.cfg && s.in.resize(s.small(s.cfg), s.cfg.heads) {
@@ -939,6 +947,7 @@ func (f *loopFront) beginResponse(c *loopConn) step {
 		cookieFor = b
 	}
 	s.out = s.appendResponseHead(s.out[:0], cookieFor, c.closeAfter, framing == chunkedBody || c.reframe)
+	c.waitCfg = p.tuned.Load()
 	left := resp.contentLength
 	if framing == fixedLength && int64(s.up.buffered()) >= left && int(left) <= cap(s.out)-len(s.out) {
 		s.out = append(s.out, s.up.buf[s.up.r:s.up.r+int(left)]...)
@@ -1137,6 +1146,7 @@ func (f *loopFront) answer(c *loopConn, status int) {
 		msg = msg[:len(msg)-resp.bodyLen]
 	}
 	c.closeAfter = !keep
+	c.waitCfg = f.p.tuned.Load()
 	c.timer.Stop() // flushAnswer arms it for what comes next
 	s.endAccount()
 	if !f.writeClient(c, msg) {

@@ -47,6 +47,7 @@ func expectEOF(t *testing.T, k *keptAlive, what string) {
 // same connection, when its client sends its next request; then parks
 // again. The accept loop counts them open throughout.
 func TestParkedConnectionsServeAgain(t *testing.T) {
+	skipOnLoop(t)
 	f := newFixture(t, fixtureOpts{n: 2, configure: parkSoon})
 	const n = 20
 	ks := make([]*keptAlive, n)
@@ -75,6 +76,7 @@ func TestParkedConnectionsServeAgain(t *testing.T) {
 // A parked connection is closed by the watcher once the idle timeout has
 // passed since its last response, not before, and counted closed.
 func TestParkedConnectionIdleTimeout(t *testing.T) {
+	skipOnLoop(t)
 	const idle = 600 * time.Millisecond
 	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) {
 		parkSoon(p)
@@ -97,6 +99,7 @@ func TestParkedConnectionIdleTimeout(t *testing.T) {
 // A request head that starts on a parked connection and stops halfway gets
 // 408 after the header timeout, as on a connection that never parked.
 func TestParkedConnectionHeaderTimeout(t *testing.T) {
+	skipOnLoop(t)
 	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) {
 		parkSoon(p)
 		p.HeaderTimeout = 300 * time.Millisecond
@@ -117,6 +120,7 @@ func TestParkedConnectionHeaderTimeout(t *testing.T) {
 // ones, and leave no goroutine or descriptor behind, the watcher's
 // included.
 func TestStopClosesParkedConnections(t *testing.T) {
+	skipOnLoop(t)
 	for _, stop := range []string{"Shutdown", "Close"} {
 		t.Run(stop, func(t *testing.T) {
 			base := leakcheck.Take(t)
@@ -157,6 +161,7 @@ func TestStopClosesParkedConnections(t *testing.T) {
 // A client that closes its parked connection has it closed by the proxy
 // too, and counted closed.
 func TestParkedConnectionClientCloses(t *testing.T) {
+	skipOnLoop(t)
 	f := newFixture(t, fixtureOpts{n: 1, configure: parkSoon})
 	k := openKeptAlive(t, f.addr)
 	k.get(t, "/", "")
@@ -169,6 +174,7 @@ func TestParkedConnectionClientCloses(t *testing.T) {
 // Empty lines alone after a request keep the connection on its goroutine,
 // so that their count is not lost: the limit still answers 400.
 func TestBlankLinesDoNotPark(t *testing.T) {
+	skipOnLoop(t)
 	f := newFixture(t, fixtureOpts{n: 1, configure: parkSoon})
 	k := openKeptAlive(t, f.addr)
 	k.get(t, "/", "")

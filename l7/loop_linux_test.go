@@ -1,0 +1,82 @@
+//go:build linux
+
+package l7
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// loopFixture is a fixture whose proxy serves on the loop engine,
+// whatever engine the suites run on.
+func loopFixture(t *testing.T, n int) *fixture {
+	t.Helper()
+	return newFixture(t, fixtureOpts{n: n, configure: func(p *Proxy) {
+		p.Engine = EngineLoop
+		p.Loops = 2
+	}})
+}
+
+// On the loop engine a kept-alive connection waiting for its next request
+// costs no goroutine, from the moment its response has gone out (the
+// goroutine engine has one per connection until it parks it).
+func TestLoopEngineHoldsIdleConnectionsWithoutGoroutines(t *testing.T) {
+	f := loopFixture(t, 2)
+	before := runtime.NumGoroutine()
+	const n = 50
+	ks := make([]*keptAlive, n)
+	for i := range ks {
+		ks[i] = openKeptAlive(t, f.addr)
+		ks[i].c.SetDeadline(time.Now().Add(60 * time.Second))
+		if resp, id := ks[i].get(t, "/", ""); resp.StatusCode != 200 || !strings.HasPrefix(id, "app-") {
+			t.Fatalf("connection %d: status %d from %q", i, resp.StatusCode, id)
+		}
+	}
+	if g := runtime.NumGoroutine(); g >= before+n/2 {
+		t.Errorf("%d goroutines with %d idle kept-alive connections, %d before", g, n, before)
+	}
+	if open := f.proxy.Counts().Open(); open != n {
+		t.Errorf("%d connections counted open, want %d", open, n)
+	}
+	for i, k := range ks {
+		if resp, id := k.get(t, "/", ""); resp.StatusCode != 200 || !strings.HasPrefix(id, "app-") {
+			t.Fatalf("connection %d, second request: status %d from %q", i, resp.StatusCode, id)
+		}
+		k.c.Close()
+	}
+}
+
+// A request with a body reaches the loop engine, which hands its
+// connection over to the goroutine engine with the bytes it has read: the
+// body arrives whole, the connection is then served by a goroutine, and
+// its later requests still are answered on it.
+func TestLoopEngineHandsBodiesOver(t *testing.T) {
+	f := loopFixture(t, 1)
+	k := openKeptAlive(t, f.addr)
+	k.c.SetDeadline(time.Now().Add(60 * time.Second))
+	if resp, id := k.get(t, "/", ""); resp.StatusCode != 200 || id != "app-01" {
+		t.Fatalf("first request: status %d from %q", resp.StatusCode, id)
+	}
+	if goroutineIn("l7.(*Proxy).handle") {
+		t.Fatal("a goroutine serves the connection before any request had a body")
+	}
+	body := strings.Repeat("x", 100000)
+	req := fmt.Sprintf("POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if _, err := io.WriteString(k.c, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, got := readResponse(t, k.r, "POST")
+	if want := fmt.Sprintf("app-01 %d <nil>", len(body)); resp.StatusCode != 200 || strings.TrimSpace(got) != want {
+		t.Fatalf("POST: status %d, body %q, want %q", resp.StatusCode, got, want)
+	}
+	if !goroutineIn("l7.(*Proxy).handle") {
+		t.Error("no goroutine serves the connection after its request with a body")
+	}
+	if resp, id := k.get(t, "/", ""); resp.StatusCode != 200 || id != "app-01" {
+		t.Fatalf("request after the hand-over: status %d from %q", resp.StatusCode, id)
+	}
+}
