@@ -82,6 +82,7 @@ type loopFront struct {
 	targets map[*backend.Backend]*evloop.Target
 	reg     *backend.Registry // the pool targets was last pruned for
 	scratch []byte            // what a lingering client still sends is read here
+	spare   []*session        // sessions of connections that wait for a request
 
 	swept bool // the idle clients were closed once the proxy began closing
 
@@ -118,7 +119,17 @@ const (
 // loopConn is a client connection on a loop (or, in phIdleUp, a
 // kept-alive backend connection waiting for its next exchange).
 type loopConn struct {
-	s      *session
+	// s is the session while the connection is busy: from the first byte
+	// of a request until its answer has gone out. A connection waiting
+	// for its next request gives it back to the loop (see detach), so
+	// that an idle one holds a few hundred bytes, not a session's
+	// buffers; what a session needs of its client is kept here.
+	s       *session
+	from    netip.AddrPort // the client
+	addrKey uint64         // see session.addrKey
+	pinKey  uint64         // see session.pinKey
+	cfg     *settings      // the settings of the wait for the next request, while detached
+
 	client evloop.Endpoint[loopConn]
 	server evloop.Endpoint[loopConn]
 	timer  evloop.Timer[loopConn]
@@ -240,6 +251,11 @@ func (p *Proxy) serveLoops(ln net.Listener) (bool, error) {
 		fronts = append(fronts, f)
 	}
 	p.logger().Info("l7 engine: event loops serve the listener", "listener", name, "loops", n)
+	defer func() {
+		p.fronts.mu.Lock()
+		delete(p.fronts.retired, ln)
+		p.fronts.mu.Unlock()
+	}()
 	ended := make(chan error, len(fronts)-1)
 	for _, f := range fronts[1:] {
 		go func() { ended <- p.runFront(f) }()
@@ -270,8 +286,8 @@ func loopStopped(err error) bool {
 
 // retireLoops asks the loops of ln to stop accepting and end once their
 // connections have, and returns a channel per loop closed once it accepts
-// no more; loops of ln that start later are retired as they start. It
-// reports false when no loop serves ln.
+// no more; with the loop engine, loops of ln that start later are retired
+// as they start.
 func (p *Proxy) retireLoops(ln net.Listener) []<-chan struct{} {
 	p.fronts.mu.Lock()
 	defer p.fronts.mu.Unlock()
@@ -280,6 +296,9 @@ func (p *Proxy) retireLoops(ln net.Listener) []<-chan struct{} {
 		if f.ln == ln {
 			done = append(done, f.core.Retire())
 		}
+	}
+	if !p.loopEngine() {
+		return done
 	}
 	if p.fronts.retired == nil {
 		p.fronts.retired = make(map[net.Listener]struct{})
@@ -348,21 +367,57 @@ func (f *loopFront) Accepted(fd int, peer netip.AddrPort) {
 	evloop.SetNoDelay(fd)
 	p.loop.Counts.Opened()
 	f.conns++
-	s := c.s
-	cfg := p.tuned.Load()
+	addr := peer.Addr().Unmap()
+	c.from = peer
+	c.addrKey = backend.AddrHash(addr)
+	var ip [64]byte
+	c.pinKey = pinClientKey(addr.AppendTo(ip[:0]))
+	c.cfg = p.tuned.Load()
+	c.first, c.headTimed, c.blank = true, true, 0
+	c.phase = phHead
+	f.arm(c, c.cfg.header)
+	f.run(c)
+}
+
+// attach gives c a session for the request that comes, set up for its
+// client under the settings of its wait.
+func (f *loopFront) attach(c *loopConn) {
+	var s *session
+	if n := len(f.spare); n > 0 {
+		s, f.spare = f.spare[n-1], f.spare[:n-1]
+	} else {
+		s = f.p.newLoopSession()
+	}
+	cfg := c.cfg
 	s.in.reset(&c.cr, s.small(cfg), cfg.heads)
 	s.sized = cfg
 	s.tune(cfg)
-	addr := peer.Addr().Unmap()
-	s.from = peer
-	s.ip = addr.AppendTo(s.ip[:0])
-	s.addrKey = backend.AddrHash(addr)
-	s.pinKey = pinClientKey(s.ip)
-	c.first, c.headTimed, c.blank = true, true, 0
-	c.phase = phHead
-	f.arm(c, cfg.header)
-	f.run(c)
+	s.from = c.from
+	s.ip = c.from.Addr().Unmap().AppendTo(s.ip[:0])
+	s.addrKey, s.pinKey = c.addrKey, c.pinKey
+	c.s = s
 }
+
+// detach takes c's session back, once it holds nothing of c's: c waits
+// for its next request under the settings s has.
+func (f *loopFront) detach(c *loopConn) {
+	s := c.s
+	c.s = nil
+	c.cfg = s.cfg
+	s.in.reset(nil, s.inBuf, nil)
+	s.up.reset(nil, nil, nil)
+	s.req.reset()
+	s.resp.reset()
+	s.st, s.cfg, s.sized = nil, nil, nil
+	s.cw = timedWriter{}
+	if len(f.spare) < spareSessions {
+		f.spare = append(f.spare, s)
+	}
+}
+
+// spareSessions bounds the sessions a loop keeps for its next busy
+// connections; the spare buffers of each kind are bounded alike.
+const spareSessions = 64
 
 // Event acts on what an event told about one of the loop's sockets.
 func (f *loopFront) Event(ep *evloop.Endpoint[loopConn], ev uint32) {
@@ -399,7 +454,7 @@ func (f *loopFront) Work() {
 	if !f.swept && f.p.loop.Closing() {
 		f.swept = true
 		for _, c := range slices.Clone(f.all) {
-			if c.phase == phHead && c.s.in.buffered() == 0 || c.phase == phIdleUp {
+			if c.phase == phHead && (c.s == nil || c.s.in.buffered() == 0) || c.phase == phIdleUp {
 				f.drop(c)
 			}
 		}
@@ -466,7 +521,7 @@ func (f *loopFront) timedOut(c *loopConn) {
 	s := c.s
 	switch c.phase {
 	case phHead:
-		if c.headTimed && s.in.buffered() > 0 {
+		if c.headTimed && s != nil && s.in.buffered() > 0 {
 			f.reject(c, 408)
 			return
 		}
@@ -532,7 +587,6 @@ func (f *loopFront) newConn() *loopConn {
 		c, f.free = f.free[n-1], f.free[:n-1]
 	} else {
 		c = &loopConn{}
-		c.s = f.p.newLoopSession()
 	}
 	c.client.Reset(-1, c)
 	c.server.Reset(-1, c)
@@ -550,20 +604,16 @@ func (f *loopFront) freeConn(c *loopConn) {
 	f.all[c.slot], last.slot = last, c.slot
 	f.all[len(f.all)-1] = nil
 	f.all = f.all[:len(f.all)-1]
-	s := c.s
-	s.in.reset(nil, s.inBuf, nil)
-	s.up.reset(nil, nil, nil)
-	s.req.reset()
-	s.resp.reset()
-	s.st, s.cfg, s.sized = nil, nil, nil
-	s.cw = timedWriter{}
+	if c.s != nil {
+		f.detach(c)
+	}
 	if c.pend != nil {
 		f.putPend(c.pend)
 	}
 	if c.upBuf != nil {
-		f.upBufs = append(f.upBufs, c.upBuf)
+		f.putUpBuf(c.upBuf)
 	}
-	*c = loopConn{s: s}
+	*c = loopConn{}
 	if len(f.free) < 1024 {
 		f.free = append(f.free, c)
 	}
@@ -598,6 +648,12 @@ func (f *loopFront) drop(c *loopConn) {
 // readRequest reads the next request head and starts its exchange, as
 // the goroutine engine's handle does.
 func (f *loopFront) readRequest(c *loopConn) step {
+	if c.s == nil {
+		if !c.client.Readable {
+			return stepWait
+		}
+		f.attach(c)
+	}
 	s := c.s
 	if s.in.buffered() == 0 {
 		if !c.client.Readable {
@@ -692,6 +748,7 @@ func (f *loopFront) awaitRequest(c *loopConn) step {
 	}
 	c.headTimed = false
 	f.arm(c, s.cfg.idle)
+	f.detach(c)
 	return stepOn
 }
 
@@ -1330,9 +1387,11 @@ func (f *loopFront) endUse(c *loopConn) {
 		c.held = false
 	}
 	c.upOut = nil
-	c.s.up.reset(nil, nil, nil)
+	if c.s != nil {
+		c.s.up.reset(nil, nil, nil)
+	}
 	if c.upBuf != nil {
-		f.upBufs = append(f.upBufs, c.upBuf)
+		f.putUpBuf(c.upBuf)
 		c.upBuf = nil
 	}
 }
@@ -1346,6 +1405,12 @@ func (f *loopFront) getUpBuf() []byte {
 	return make([]byte, upBufSize)
 }
 
+func (f *loopFront) putUpBuf(b []byte) {
+	if len(f.upBufs) < spareSessions {
+		f.upBufs = append(f.upBufs, b)
+	}
+}
+
 func (f *loopFront) getPend() []byte {
 	if n := len(f.pends); n > 0 {
 		b := f.pends[n-1]
@@ -1356,7 +1421,7 @@ func (f *loopFront) getPend() []byte {
 }
 
 func (f *loopFront) putPend(b []byte) {
-	if len(f.pends) < 64 {
+	if len(f.pends) < spareSessions {
 		f.pends = append(f.pends, b[:0])
 	}
 }
@@ -1390,17 +1455,19 @@ func (f *loopFront) handOff(c *loopConn, from int) {
 
 // resumeHandoff puts the bytes an event loop read of ac, which it handed
 // over, in s's input buffer, so that the goroutine engine reads them
-// first.
-func (p *Proxy) resumeHandoff(ac *accept.Conn, s *session) {
+// first. It reports false when they do not fit (a Reconfigure lowered the
+// head limit meanwhile): the connection must close then.
+func (p *Proxy) resumeHandoff(ac *accept.Conn, s *session) bool {
 	v, ok := p.handoffs.LoadAndDelete(ac)
 	if !ok {
-		return
+		return true
 	}
 	pre := v.([]byte)
-	if len(pre) > len(s.in.buf) {
-		s.in.grow() // the loop's buffer held them: a large one does
+	if len(pre) > len(s.in.buf) && !s.in.grow() || len(pre) > len(s.in.buf) {
+		return false
 	}
 	s.in.r, s.in.w, s.in.scan = 0, copy(s.in.buf, pre), 0
+	return true
 }
 
 // sockaddrAddrPort converts a socket address to an address and port.

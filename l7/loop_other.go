@@ -27,4 +27,4 @@ func (p *Proxy) retireLoops(net.Listener) []<-chan struct{} { return nil }
 
 func (p *Proxy) closeLoopConns(string) {}
 
-func (p *Proxy) resumeHandoff(*accept.Conn, *session) {}
+func (p *Proxy) resumeHandoff(*accept.Conn, *session) bool { return true }

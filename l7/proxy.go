@@ -237,13 +237,18 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	if p.tuned.Load() == nil {
 		p.tuned.CompareAndSwap(nil, p.fields().resolve(nil))
 	}
-	if p.Engine == EngineLoop || p.Engine == "" && testHookEngine == EngineLoop {
+	if p.loopEngine() {
 		if served, err := p.serveLoops(ln); served {
 			return err
 		}
 	}
 	deferAccept(ln)
 	return p.loop.Serve(ln)
+}
+
+// loopEngine reports whether the loop engine is to serve.
+func (p *Proxy) loopEngine() bool {
+	return p.Engine == EngineLoop || p.Engine == "" && testHookEngine == EngineLoop
 }
 
 // testHookEngine, when set before Serve, is the engine of every proxy

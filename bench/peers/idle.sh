@@ -6,6 +6,7 @@
 #
 #   bench/peers/idle.sh                     # lbctl and HAProxy, 10,000 clients
 #   CONNS=5000 PROXIES="lbctl haproxy nginx" SETTLE=60 bench/peers/idle.sh
+#   L7_ENGINE=loop bench/peers/idle.sh      # lbctl's L7 on its event loops ([l7] engine)
 #
 # Every proxy runs with one thread (GOMAXPROCS=1, nbthread 1,
 # worker_processes 1), a keep-alive idle timeout far longer than the run,
@@ -40,8 +41,8 @@ fi
 . "$here/common.sh"
 start_work idle idleload
 
-BACKEND=127.0.0.1:19101
-FRONT=127.0.0.1:18100
+BACKEND=${BACKEND:-127.0.0.1:19101}
+FRONT=${FRONT:-127.0.0.1:18100}
 
 mkdir -p "$work/backend"
 cat >"$work/backend/nginx.conf" <<CONF
@@ -74,6 +75,8 @@ mode = "l7"
 listen = "$FRONT"
 [admin]
 listen = ""
+[l7]
+engine = "${L7_ENGINE:-goroutine}"
 [timeouts]
 idle = "1h"
 [health]

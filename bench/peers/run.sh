@@ -7,6 +7,7 @@
 #   WORKLOADS="l7-sticky l4-keepalive" bench/peers/run.sh
 #   WORKLOADS=l7-tls bench/peers/run.sh  # sticky requests over kept-alive TLS
 #   WORKLOADS="l7-tls-handshake l7-h2" bench/peers/run.sh  # new TLS handshakes; sticky h2 (h2load)
+#   L7_ENGINE=loop bench/peers/run.sh   # lbctl's L7 on its event loops ([l7] engine)
 #
 # Backends (two nginx servers and an iperf3 server) and the load tools (wrk,
 # iperf3, hey, lbctl's source-address generator) run on CPU 0; each proxy in
@@ -210,6 +211,7 @@ lbctl_conf() {
 		echo "listen = \"$FRONT\""
 		echo "[health]"
 		echo "check = \"none\""
+		[ -n "${L7_ENGINE:-}" ] && printf '[l7]\nengine = "%s"\n' "$L7_ENGINE"
 		if [ "$w" = l4-bulk ]; then
 			echo "[[backend]]"
 			echo "id = \"iperf\""
