@@ -83,6 +83,8 @@ type loopFront struct {
 	reg     *backend.Registry // the pool targets was last pruned for
 	scratch []byte            // what a lingering client still sends is read here
 	spare   []*session        // sessions of connections that wait for a request
+	ready   []*loopConn       // connections whose relay ran out of budget, run next
+	later   []*loopConn       // the other ready list, swapped each round
 
 	swept bool // the idle clients were closed once the proxy began closing
 
@@ -136,6 +138,7 @@ type loopConn struct {
 	cr, ur fdReader // s.in's and s.up's readers
 	slot   int      // in loopFront.all
 	phase  phase
+	queued bool // on the loop's ready list
 
 	first     bool // no request has been read yet
 	headTimed bool // the header timeout of the request being read runs
@@ -451,6 +454,18 @@ func (f *loopFront) Event(ep *evloop.Endpoint[loopConn], ev uint32) {
 // Work closes the idle clients once the proxy is closing, and cuts the
 // exchanges CloseConns asked to.
 func (f *loopFront) Work() {
+	if len(f.ready) > 0 {
+		ready := f.ready
+		f.ready = f.later[:0]
+		for _, c := range ready {
+			if c.queued {
+				c.queued = false
+				f.run(c)
+			}
+		}
+		clear(ready)
+		f.later = ready[:0]
+	}
 	if !f.swept && f.p.loop.Closing() {
 		f.swept = true
 		for _, c := range slices.Clone(f.all) {
@@ -496,7 +511,7 @@ func (f *loopFront) Expire() (int64, bool) {
 	if len(f.timers) > 8 {
 		f.timers.Prune(-1)
 	}
-	return f.timers.Next(), false
+	return f.timers.Next(), len(f.ready) > 0
 }
 
 // CloseAll closes every connection the loop holds.
@@ -1025,7 +1040,14 @@ func (f *loopFront) beginResponse(c *loopConn) step {
 // ends.
 func (f *loopFront) relayBody(c *loopConn) step {
 	s := c.s
-	for {
+	for steps := 0; ; steps++ {
+		if steps == relaySteps {
+			// A fast body must not starve the loop's other
+			// connections: the rest waits for the next round.
+			c.queued = true
+			f.ready = append(f.ready, c)
+			return stepWait
+		}
 		if c.pendOff < len(c.pend) {
 			if r := f.flush(c); r != stepOn {
 				return r
@@ -1083,6 +1105,10 @@ func (f *loopFront) relayBody(c *loopConn) step {
 		}
 	}
 }
+
+// relaySteps bounds the pieces of a body one connection relays before the
+// loop's other connections have their turn.
+const relaySteps = 32
 
 // writeChunkOf writes p as the client gets a body that runs until the
 // backend closes: as one chunk when it is re-framed, else as it is.
