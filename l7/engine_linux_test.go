@@ -35,10 +35,16 @@ func awaitLoops(t testing.TB, p *Proxy, ln net.Listener) {
 	if want <= 0 {
 		want = runtime.GOMAXPROCS(0)
 	}
+	awaitLoopsOf(t, p, want)
+}
+
+// awaitLoopsOf waits until n event loops of p serve.
+func awaitLoopsOf(t testing.TB, p *Proxy, n int) {
+	t.Helper()
 	eventually.True(t, "the event loops to serve", func() bool {
 		p.fronts.mu.Lock()
 		defer p.fronts.mu.Unlock()
-		return len(p.fronts.set) == want
+		return len(p.fronts.set) == n
 	})
 }
 

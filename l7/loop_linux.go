@@ -227,7 +227,6 @@ func (p *Proxy) serveLoops(ln net.Listener) (bool, error) {
 	if err != nil {
 		return true, fmt.Errorf("l7: event loop: %w", err)
 	}
-	defer evloop.Close(lnfd)
 	n := p.Loops
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
@@ -240,6 +239,7 @@ func (p *Proxy) serveLoops(ln net.Listener) (bool, error) {
 			for _, f := range fronts {
 				f.Release()
 			}
+			evloop.Close(lnfd)
 			return true, fmt.Errorf("l7: event loop: %w", err)
 		}
 		f := &loopFront{
@@ -253,6 +253,9 @@ func (p *Proxy) serveLoops(ln net.Listener) (bool, error) {
 		core.SetHandler(f)
 		fronts = append(fronts, f)
 	}
+	// Each loop holds a duplicate of its own: the socket closes once the
+	// last loop has closed its copy (retired, or ended).
+	evloop.Close(lnfd)
 	p.logger().Info("l7 engine: event loops serve the listener", "listener", name, "loops", n)
 	defer func() {
 		p.fronts.mu.Lock()

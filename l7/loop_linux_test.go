@@ -3,12 +3,16 @@
 package l7
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/backend"
 )
 
 // loopFixture is a fixture whose proxy serves on the loop engine,
@@ -78,5 +82,54 @@ func TestLoopEngineHandsBodiesOver(t *testing.T) {
 	}
 	if resp, id := k.get(t, "/", ""); resp.StatusCode != 200 || id != "app-01" {
 		t.Fatalf("request after the hand-over: status %d from %q", resp.StatusCode, id)
+	}
+}
+
+// StopAccepting on a listener the loops serve closes its socket before it
+// returns (every loop's copy of it), while the connections accepted there
+// are still served; Serve returns, with net.ErrClosed, once they have
+// ended.
+func TestLoopEngineStopAccepting(t *testing.T) {
+	hb := startHTTPBackend(t, "app-01")
+	reg, err := backend.NewRegistry([]*backend.Backend{backend.New(hb.id, hb.addr, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{Pool: backend.NewPool(reg), Selector: &backend.RoundRobin{}, Cookie: defaultCookie(), Engine: EngineLoop, Loops: 2}
+	defer p.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ln) }()
+	awaitLoopsOf(t, p, 2)
+	k := openKeptAlive(t, addr)
+	k.c.SetDeadline(time.Now().Add(60 * time.Second))
+	if resp, id := k.get(t, "/", ""); resp.StatusCode != 200 || id != "app-01" {
+		t.Fatalf("status %d from %q", resp.StatusCode, id)
+	}
+	p.StopAccepting(ln)
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Errorf("the listener %s still accepts after StopAccepting returned", addr)
+	}
+	if resp, id := k.get(t, "/", ""); resp.StatusCode != 200 || id != "app-01" {
+		t.Fatalf("after StopAccepting: status %d from %q", resp.StatusCode, id)
+	}
+	select {
+	case err := <-served:
+		t.Fatalf("Serve returned %v while a connection was open", err)
+	default:
+	}
+	k.c.Close()
+	select {
+	case err := <-served:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Serve = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve still running 20s after the last connection closed")
 	}
 }
