@@ -154,10 +154,11 @@ type L4 struct {
 // L7 is the [l7] table: the L7 front door's engine.
 type L7 struct {
 	// Engine is how plain HTTP/1.1 connections are served on Linux:
-	// "goroutine" gives each its own goroutine, "loop" serves them from
-	// event loops (one per core), handing a request with a body, an
-	// upgrade or an Expect, and HTTP/1.0, to the goroutine engine. TLS
-	// and PROXY protocol listeners keep the goroutine engine.
+	// "loop" (the default) serves them from event loops (one per core),
+	// handing a request with a body, an upgrade or an Expect, and
+	// HTTP/1.0, to the goroutine engine; "goroutine" gives each its own
+	// goroutine. TLS and PROXY protocol listeners, and backends named by
+	// host name, keep the goroutine engine.
 	Engine string `toml:"engine"`
 }
 
@@ -268,7 +269,7 @@ func Default() Config {
 		Limits: Limits{
 			HeaderBytes: 65536,
 		},
-		L7: L7{Engine: "goroutine"},
+		L7: L7{Engine: "loop"},
 		Cluster: Cluster{
 			Join:             []string{},
 			PushPullInterval: Duration(30 * time.Second),

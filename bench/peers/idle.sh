@@ -6,7 +6,7 @@
 #
 #   bench/peers/idle.sh                     # lbctl and HAProxy, 10,000 clients
 #   CONNS=5000 PROXIES="lbctl haproxy nginx" SETTLE=60 bench/peers/idle.sh
-#   L7_ENGINE=loop bench/peers/idle.sh      # lbctl's L7 on its event loops ([l7] engine)
+#   L7_ENGINE=goroutine bench/peers/idle.sh # lbctl's L7 on a goroutine per connection ([l7] engine)
 #
 # Every proxy runs with one thread (GOMAXPROCS=1, nbthread 1,
 # worker_processes 1), a keep-alive idle timeout far longer than the run,
@@ -76,7 +76,7 @@ listen = "$FRONT"
 [admin]
 listen = ""
 [l7]
-engine = "${L7_ENGINE:-goroutine}"
+engine = "${L7_ENGINE:-loop}"
 [timeouts]
 idle = "1h"
 [health]

@@ -7,7 +7,7 @@
 #   WORKLOADS="l7-sticky l4-keepalive" bench/peers/run.sh
 #   WORKLOADS=l7-tls bench/peers/run.sh  # sticky requests over kept-alive TLS
 #   WORKLOADS="l7-tls-handshake l7-h2" bench/peers/run.sh  # new TLS handshakes; sticky h2 (h2load)
-#   L7_ENGINE=loop bench/peers/run.sh   # lbctl's L7 on its event loops ([l7] engine)
+#   L7_ENGINE=goroutine bench/peers/run.sh  # lbctl's L7 engine ([l7] engine; the default is "loop")
 #
 # Backends (two nginx servers and an iperf3 server) and the load tools (wrk,
 # iperf3, hey, lbctl's source-address generator) run on CPU 0; each proxy in
