@@ -83,7 +83,7 @@ type loopFront struct {
 	reg     *backend.Registry // the pool targets was last pruned for
 	scratch []byte            // what a lingering client still sends is read here
 	spare   []*session        // sessions of connections that wait for a request
-	ready   []*loopConn       // connections whose relay ran out of budget, run next
+	ready   []*loopConn       // connections to run once the wake's events are seen, or whose relay ran out of budget
 	later   []*loopConn       // the other ready list, swapped each round
 
 	swept bool // the idle clients were closed once the proxy began closing
@@ -450,11 +450,23 @@ func (f *loopFront) Event(ep *evloop.Endpoint[loopConn], ev uint32) {
 		}
 		c.b.CountConnected()
 		f.send(c)
+	case ep == &c.client && c.phase == phHead:
+		// A request may take a kept-alive backend connection: it waits
+		// until every event of this wake has been seen, so that one on
+		// which the backend sent bytes or closed since it was kept is
+		// closed first (see Work), never given to the request.
+		if !c.queued {
+			c.queued = true
+			f.ready = append(f.ready, c)
+		}
+		return
 	}
 	f.run(c)
 }
 
-// Work closes the idle clients once the proxy is closing, and cuts the
+// Work runs the connections that wait for their turn (requests read once
+// every event of the wake has been seen, relays that ran out of budget),
+// closes the idle clients once the proxy is closing, and cuts the
 // exchanges CloseConns asked to.
 func (f *loopFront) Work() {
 	if len(f.ready) > 0 {
