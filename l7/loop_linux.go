@@ -99,6 +99,7 @@ type phase uint8
 
 const (
 	phHead     phase = iota // waiting for or reading a request head
+	phChoose                // a dial failed: the next backend is chosen in the loop's Work
 	phConnect               // dialling the backend
 	phSend                  // writing the request head to the backend
 	phRespHead              // waiting for the response head
@@ -601,6 +602,8 @@ func (f *loopFront) run(c *loopConn) {
 			r = f.flushAnswer(c)
 		case phLinger:
 			r = f.linger(c)
+		case phChoose:
+			f.connect(c, c.s.next())
 		default: // phConnect waits for its event
 			return
 		}
@@ -871,8 +874,15 @@ func (f *loopFront) dialFailed(c *loopConn, err error) {
 	p.logger().Debug("backend connect failed", "backend", b.ID, "error", err)
 	s.try.Fail(b)
 	c.b = nil
-	f.connect(c, s.next())
-	f.run(c)
+	// The next backend may be reached over a kept-alive connection: the
+	// choice waits for the loop's Work, once every event of the wake has
+	// been seen (see Event).
+	c.phase = phChoose
+	c.timer.Stop()
+	if !c.queued {
+		c.queued = true
+		f.ready = append(f.ready, c)
+	}
 }
 
 // errNotLiteral is the dial error of a backend that a reload gave a host
