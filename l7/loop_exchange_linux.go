@@ -86,11 +86,9 @@ func (f *loopFront) readRequest(c *loopConn) step {
 }
 
 // handedOver reports whether the goroutine engine serves req and the rest
-// of its connection: a request with a body, an upgrade or an Expect, or
-// an HTTP/1.0 one.
+// of its connection: a request with a body, an upgrade or an Expect.
 func handedOver(req *requestHead) bool {
-	return req.chunked || req.contentLength > 0 || req.upgrade || req.expectContinue ||
-		string(req.proto) == "HTTP/1.0"
+	return req.chunked || req.contentLength > 0 || req.upgrade || req.expectContinue
 }
 
 // awaitRequest readies c for its next request, after an answer went out
@@ -136,7 +134,7 @@ func (f *loopFront) startExchange(c *loopConn) {
 	req := &s.req
 	c.retryable = idempotent(req.method)
 	s.isHead = string(req.method) == "HEAD"
-	s.http10 = false
+	s.http10 = string(req.proto) == "HTTP/1.0"
 	if cfg := p.tuned.Load(); cfg != s.cfg {
 		s.tune(cfg)
 	}
@@ -338,12 +336,15 @@ func (f *loopFront) readResponse(c *loopConn) step {
 		f.answer(c, 502)
 		return stepOn
 	case s.resp.status < 200:
-		// An interim response goes to the client as it is; the final one
-		// follows within a fresh server timeout.
-		s.out = s.appendResponseHead(s.out[:0], nil, false, false)
-		if !f.writeClient(c, s.out) {
-			f.drop(c)
-			return stepGone
+		// An interim response goes to an HTTP/1.1 client as it is
+		// (HTTP/1.0 has none, RFC 9110 15.2); the final one follows
+		// within a fresh server timeout.
+		if !s.http10 {
+			s.out = s.appendResponseHead(s.out[:0], nil, false, false)
+			if !f.writeClient(c, s.out) {
+				f.drop(c)
+				return stepGone
+			}
 		}
 		f.arm(c, s.cfg.server)
 		return stepOn
@@ -379,15 +380,27 @@ func (f *loopFront) exchangeFailed(c *loopConn, err error, stale, sent bool) ste
 func (f *loopFront) beginResponse(c *loopConn) step {
 	p, s, b := f.p, c.s, c.b
 	req, resp := &s.req, &s.resp
+	http10 := s.http10
 	framing := framingOf(s.isHead, resp)
-	c.reframe = framing == untilClose && resp.te == nil
-	c.closeAfter = req.close || p.loop.Closing() || framing == untilClose && !c.reframe
+	c.dechunk = framing == chunkedBody && http10
+	if http10 && framing != noBody && resp.te != nil && !onlyChunked(resp.te) {
+		// An HTTP/1.0 client knows no transfer coding (RFC 9112 6.1):
+		// chunked is unwrapped for it, but gzip and the like cannot be
+		// passed on without the field that names them. Not the backend's
+		// fault: it answered an HTTP/1.1 request.
+		f.closeUp(c)
+		p.logger().Debug("transfer coding an HTTP/1.0 client cannot take", "backend", b.ID, "transfer_encoding", string(resp.te))
+		f.answer(c, 502)
+		return stepOn
+	}
+	c.reframe = framing == untilClose && !http10 && resp.te == nil
+	c.closeAfter = req.close || p.loop.Closing() || framing == untilClose && !c.reframe || c.dechunk
 	c.endKnown = framing != untilClose && !(resp.status == 204 && (resp.contentLength > 0 || resp.chunked))
 	var cookieFor *backend.Backend
 	if !s.try.Pinned() {
 		cookieFor = b
 	}
-	s.out = s.appendResponseHead(s.out[:0], cookieFor, c.closeAfter, framing == chunkedBody || c.reframe)
+	s.out = s.appendResponseHead(s.out[:0], cookieFor, c.closeAfter, framing == chunkedBody && !c.dechunk || c.reframe)
 	c.waitCfg = p.tuned.Load()
 	left := resp.contentLength
 	if framing == fixedLength && int64(s.up.buffered()) >= left && int(left) <= cap(s.out)-len(s.out) {
@@ -491,6 +504,8 @@ func (f *loopFront) writeChunkOf(c *loopConn, p []byte) bool {
 // relayChunk takes one step of a chunked body: a size line, a piece of a
 // chunk's data, its CRLF, or a trailer line; each is checked before it is
 // forwarded, with the size line written as lbctl's own (see copyChunked).
+// For an HTTP/1.0 client (dechunk) only the chunks' data is written, and
+// the response ends with the connection.
 func (f *loopFront) relayChunk(c *loopConn) (done bool, err error) {
 	src := &c.s.up
 	switch c.chunk {
@@ -503,7 +518,7 @@ func (f *loopFront) relayChunk(c *loopConn) (done bool, err error) {
 		if !ok {
 			return false, errBadChunk
 		}
-		if !f.writeClient(c, src.appendSizeLine(size)) {
+		if !c.dechunk && !f.writeClient(c, src.appendSizeLine(size)) {
 			return false, errClientWrite
 		}
 		if size == 0 {
@@ -531,7 +546,7 @@ func (f *loopFront) relayChunk(c *loopConn) (done bool, err error) {
 		if !bytes.Equal(crlf, crlfBytes) {
 			return false, errBadChunk
 		}
-		if !f.writeClient(c, crlf) {
+		if !c.dechunk && !f.writeClient(c, crlf) {
 			return false, errClientWrite
 		}
 		c.chunk = chunkSize
@@ -546,7 +561,7 @@ func (f *loopFront) relayChunk(c *loopConn) (done bool, err error) {
 		if !validTrailer(line) {
 			return false, errBadChunk
 		}
-		if !f.writeClient(c, line) {
+		if !c.dechunk && !f.writeClient(c, line) {
 			return false, errClientWrite
 		}
 		return len(line) == 2, nil

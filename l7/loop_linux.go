@@ -38,8 +38,8 @@ import (
 //
 // A request that is rare and complex on the loop is handed over, before
 // anything of it is forwarded, to the goroutine engine for the rest of
-// its connection's life (see handOff): one with a body, an upgrade, an
-// Expect, or from an HTTP/1.0 client. TLS listeners, PROXY protocol
+// its connection's life (see handOff): one with a body, an upgrade or an
+// Expect. TLS listeners, PROXY protocol
 // listeners and backends named by host name keep the goroutine engine
 // altogether (see serveLoops).
 
@@ -160,7 +160,7 @@ type loopConn struct {
 	left                                          int64
 	chunk                                         chunkPhase
 	trailers                                      int
-	closeAfter, endKnown, reframe                 bool
+	closeAfter, endKnown, reframe, dechunk        bool
 	// waitCfg is the settings the wait for the next request takes: those
 	// in force as the answer went out, before the client could see it.
 	waitCfg *settings

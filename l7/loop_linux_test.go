@@ -3,6 +3,7 @@
 package l7
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -131,5 +132,40 @@ func TestLoopEngineStopAccepting(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("Serve still running 20s after the last connection closed")
+	}
+}
+
+// The loop engine serves an HTTP/1.0 client itself: kept alive when it
+// asks, with no goroutine taking the connection over, and a chunked
+// response reaches it unwrapped, without Transfer-Encoding, ending with
+// the connection.
+func TestLoopEngineServesHTTP10(t *testing.T) {
+	f := loopFixture(t, 1)
+	c := dialProxy(t, f.addr)
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(c)
+	if _, err := io.WriteString(c, "GET / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := readResponse(t, r, "GET")
+	if resp.StatusCode != 200 || strings.TrimSpace(body) != "app-01" || resp.Header.Get("Connection") != "keep-alive" {
+		t.Fatalf("kept-alive HTTP/1.0 request: status %d, body %q, Connection %q", resp.StatusCode, body, resp.Header.Get("Connection"))
+	}
+	if goroutineIn("l7.(*Proxy).handle") {
+		t.Error("a goroutine serves the HTTP/1.0 connection")
+	}
+	if _, err := io.WriteString(c, "GET /chunked HTTP/1.0\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	head, rest, _ := strings.Cut(string(got), "\r\n\r\n")
+	if !strings.HasPrefix(head, "HTTP/1.1 200 ") || strings.Contains(strings.ToLower(head), "transfer-encoding") {
+		t.Errorf("head %q, want 200 without Transfer-Encoding", head)
+	}
+	if want := "app-01 part 0\napp-01 part 1\napp-01 part 2\n"; rest != want {
+		t.Errorf("body %q, want %q", rest, want)
 	}
 }
