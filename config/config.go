@@ -155,8 +155,9 @@ type L4 struct {
 type L7 struct {
 	// Engine is how plain HTTP/1.1 connections are served on Linux:
 	// "loop" (the default) serves them from event loops (one per core),
-	// handing a request with a body, an upgrade or an Expect to the
-	// goroutine engine; "goroutine" gives each its own goroutine. TLS and PROXY protocol listeners, and backends named by
+	// handing a request whose body did not all come with its head, a
+	// chunked body, an upgrade or an Expect to the goroutine engine;
+	// "goroutine" gives each its own goroutine. TLS and PROXY protocol listeners, and backends named by
 	// host name, keep the goroutine engine.
 	Engine string `toml:"engine"`
 }

@@ -75,7 +75,7 @@ func (f *loopFront) readRequest(c *loopConn) step {
 		f.reject(c, status)
 		return stepGone
 	}
-	if handedOver(&s.req) {
+	if handedOver(&s.req, s.in.buffered()) {
 		f.handOff(c, s.in.r-len(head))
 		return stepGone
 	}
@@ -86,9 +86,11 @@ func (f *loopFront) readRequest(c *loopConn) step {
 }
 
 // handedOver reports whether the goroutine engine serves req and the rest
-// of its connection: a request with a body, an upgrade or an Expect.
-func handedOver(req *requestHead) bool {
-	return req.chunked || req.contentLength > 0 || req.upgrade || req.expectContinue
+// of its connection: a request whose body has not all arrived with its
+// head (buffered bytes follow the head), a chunked one, an upgrade or an
+// Expect. A body that came whole with the head goes out with it.
+func handedOver(req *requestHead, buffered int) bool {
+	return req.chunked || req.contentLength > int64(buffered) || req.upgrade || req.expectContinue
 }
 
 // awaitRequest readies c for its next request, after an answer went out
@@ -132,7 +134,10 @@ func (f *loopFront) awaitRequest(c *loopConn) step {
 func (f *loopFront) startExchange(c *loopConn) {
 	p, s := f.p, c.s
 	req := &s.req
-	c.retryable = idempotent(req.method)
+	// A request with a body is sent once, on a new connection: a stale
+	// kept-alive one could have taken part of it before failing.
+	c.hasBody = req.contentLength > 0
+	c.retryable = !c.hasBody && idempotent(req.method)
 	s.isHead = string(req.method) == "HEAD"
 	s.http10 = string(req.proto) == "HTTP/1.0"
 	if cfg := p.tuned.Load(); cfg != s.cfg {
@@ -262,6 +267,14 @@ func (f *loopFront) send(c *loopConn) {
 	b.Acquire()
 	c.held = true
 	s.out = s.appendRequestHead(s.out[:0], b)
+	if c.hasBody {
+		// The body came whole with the head (see handedOver), and
+		// nothing sends it twice (see connect): it leaves the client's
+		// buffer with the head.
+		n := int(s.req.contentLength)
+		s.out = append(s.out, s.in.buf[s.in.r:s.in.r+n]...)
+		s.in.r += n
+	}
 	c.upOut = s.out
 	if v := b.SendProxy(); v != 0 {
 		var local netip.AddrPort
@@ -598,13 +611,13 @@ func (f *loopFront) endExchange(c *loopConn) step {
 }
 
 // answer writes a canned error as the answer to the request, as the
-// goroutine engine's answer does (the request has no body here), and ends
-// the exchange.
+// goroutine engine's answer does (the connection closes after it when the
+// request had a body, as there), and ends the exchange.
 func (f *loopFront) answer(c *loopConn, status int) {
 	s := c.s
 	resp := cannedFor(status)
 	s.acct.status = status
-	keep := !s.req.close && !f.p.loop.Closing()
+	keep := !c.hasBody && !s.req.close && !f.p.loop.Closing()
 	msg := resp.close
 	if keep {
 		msg = resp.keepAlive

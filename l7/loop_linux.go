@@ -38,8 +38,9 @@ import (
 //
 // A request that is rare and complex on the loop is handed over, before
 // anything of it is forwarded, to the goroutine engine for the rest of
-// its connection's life (see handOff): one with a body, an upgrade or an
-// Expect. TLS listeners, PROXY protocol
+// its connection's life (see handOff): one whose body did not all come
+// with its head (a body that did goes out with the head), a chunked body,
+// an upgrade or an Expect. TLS listeners, PROXY protocol
 // listeners and backends named by host name keep the goroutine engine
 // altogether (see serveLoops).
 
@@ -155,6 +156,7 @@ type loopConn struct {
 	upAddr string // the address b had when the backend connection was made
 	held   bool   // b.Acquire was called for the exchange
 
+	hasBody                                       bool // the request's body came whole with its head, and goes out with it
 	reused, retryable, retriedFresh, retriedOther bool
 	framing                                       bodyFraming
 	left                                          int64

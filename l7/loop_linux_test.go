@@ -169,3 +169,27 @@ func TestLoopEngineServesHTTP10(t *testing.T) {
 		t.Errorf("body %q, want %q", rest, want)
 	}
 }
+
+// A small body that comes whole with its head goes out with it from the
+// loop: it reaches the backend whole, the connection stays on the loop
+// and kept alive.
+func TestLoopEngineSendsABodyThatCameWithItsHead(t *testing.T) {
+	f := loopFixture(t, 1)
+	k := openKeptAlive(t, f.addr)
+	k.c.SetDeadline(time.Now().Add(60 * time.Second))
+	body := strings.Repeat("y", 1000)
+	req := fmt.Sprintf("POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if _, err := io.WriteString(k.c, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, got := readResponse(t, k.r, "POST")
+	if want := fmt.Sprintf("app-01 %d <nil>", len(body)); resp.StatusCode != 200 || strings.TrimSpace(got) != want {
+		t.Fatalf("POST: status %d, body %q, want %q", resp.StatusCode, got, want)
+	}
+	if goroutineIn("l7.(*Proxy).handle") {
+		t.Error("a goroutine took the connection over for a body that came with its head")
+	}
+	if resp, id := k.get(t, "/", ""); resp.StatusCode != 200 || id != "app-01" {
+		t.Fatalf("request after the POST: status %d from %q", resp.StatusCode, id)
+	}
+}
