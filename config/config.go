@@ -38,6 +38,7 @@ type Config struct {
 	Timeouts Timeouts `toml:"timeouts"`
 	Limits   Limits   `toml:"limits"`
 	L4       L4       `toml:"l4"`
+	L7       L7       `toml:"l7"`
 	Admin    Admin    `toml:"admin"`
 	Log      Log      `toml:"log"`
 	Cluster  Cluster  `toml:"cluster"`
@@ -150,6 +151,17 @@ type L4 struct {
 	Loops int `toml:"loops"`
 }
 
+// L7 is the [l7] table: the L7 front door's engine.
+type L7 struct {
+	// Engine is how plain HTTP/1.1 connections are served on Linux:
+	// "loop" (the default) serves them from event loops (one per core),
+	// handing a request whose body did not all come with its head, a
+	// chunked body, an upgrade or an Expect to the goroutine engine;
+	// "goroutine" gives each its own goroutine. TLS and PROXY protocol listeners, and backends named by
+	// host name, keep the goroutine engine.
+	Engine string `toml:"engine"`
+}
+
 // Admin is the [admin] table: the listener of the runtime API that the
 // operator commands (lbctl reload, lbctl backend, lbctl pin) talk to.
 type Admin struct {
@@ -257,6 +269,7 @@ func Default() Config {
 		Limits: Limits{
 			HeaderBytes: 65536,
 		},
+		L7: L7{Engine: "loop"},
 		Cluster: Cluster{
 			Join:             []string{},
 			PushPullInterval: Duration(30 * time.Second),

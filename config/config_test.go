@@ -71,6 +71,7 @@ func TestDefault(t *testing.T) {
 		{"timeouts.server", d.Timeouts.Server.D(), 60 * time.Second},
 		{"limits.header_bytes", d.Limits.HeaderBytes, 65536},
 		{"l4.loops", d.L4.Loops, 0},
+		{"l7.engine", d.L7.Engine, "loop"},
 		{"backends", d.Backends == nil, true},
 	}
 	for _, tt := range tests {

@@ -54,6 +54,8 @@ func (c *Config) Encode(w io.Writer) error {
 		"header_bytes", strconv.Itoa(c.Limits.HeaderBytes))
 	e.table("[l4]",
 		"loops", strconv.Itoa(c.L4.Loops))
+	e.table("[l7]",
+		"engine", quote(c.L7.Engine))
 	e.table("[admin]",
 		"listen", quote(c.Admin.Listen),
 		"token", quote(c.Admin.Token))

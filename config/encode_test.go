@@ -25,6 +25,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 	custom.Timeouts = Timeouts{Connect: Duration(time.Second), Idle: 0, Header: Duration(5 * time.Second), Server: Duration(2 * time.Minute)}
 	custom.Limits.HeaderBytes = 8192
 	custom.L4.Loops = 4
+	custom.L7.Engine = "goroutine"
 	custom.Admin = Admin{Listen: "0.0.0.0:9090", Token: "t0k3n~!"}
 	custom.Backends = append(custom.Backends, Backend{ID: "app-03", Address: "app-03.internal:80", Weight: 200})
 

@@ -300,6 +300,9 @@ var schema = map[string]map[string]field{
 	"l4": {
 		"loops": func(c *Config, v any) error { return setInt(&c.L4.Loops, v) },
 	},
+	"l7": {
+		"engine": func(c *Config, v any) error { return setString(&c.L7.Engine, v) },
+	},
 	"admin": {
 		"listen": func(c *Config, v any) error { return setString(&c.Admin.Listen, v) },
 		"token":  func(c *Config, v any) error { return setString(&c.Admin.Token, v) },

@@ -65,6 +65,8 @@ func (c *Config) validate(needBackends bool) error {
 		v.fail("l4.loops", "%d is out of range 0..%d (0 is one loop per core)", n, maxLoops)
 	}
 
+	v.oneOf("l7.engine", c.L7.Engine, "goroutine", "loop")
+
 	v.admin(&c.Admin)
 	v.log(&c.Log)
 	v.cluster(&c.Cluster)

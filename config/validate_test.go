@@ -69,6 +69,7 @@ func TestValidateRejects(t *testing.T) {
 		{"header bytes high", func(c *Config) { c.Limits.HeaderBytes = 1<<20 + 1 }, `limits.header_bytes: 1048577 is out of range 1024..1048576`},
 		{"loops negative", func(c *Config) { c.L4.Loops = -1 }, `l4.loops: -1 is out of range 0..1024 (0 is one loop per core)`},
 		{"loops high", func(c *Config) { c.L4.Loops = 1025 }, `l4.loops: 1025 is out of range 0..1024 (0 is one loop per core)`},
+		{"l7 engine", func(c *Config) { c.L7.Engine = "threads" }, `l7.engine: "threads" is not one of goroutine, loop`},
 		{"no backends", func(c *Config) { c.Backends = nil }, `backend: no backends configured`},
 		{"empty id", func(c *Config) { c.Backends[1].ID = "" }, `backend[1].id: "" must not be empty`},
 		{"bad id", func(c *Config) { c.Backends[0].ID = "app 01" }, `backend[0].id: "app 01" may only hold letters, digits, '-', '_' and '.'`},

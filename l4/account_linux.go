@@ -13,8 +13,8 @@ func (l *eventLoop) logSession(s *session) {
 		return
 	}
 	r := accesslog.Record{
-		L4: true, Time: l.start.Add(time.Duration(l.now)), Client: s.addr,
-		Duration: time.Duration(l.now - s.start),
+		L4: true, Time: l.core.Time(), Client: s.addr,
+		Duration: time.Duration(l.core.Now() - s.start),
 		BytesIn:  s.up.written, BytesOut: s.down.written,
 	}
 	if s.b != nil && s.relaying {

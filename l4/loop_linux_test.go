@@ -134,25 +134,6 @@ func TestStalledLogOutputDoesNotStallTraffic(t *testing.T) {
 	base.Wait(t, 5*time.Second)
 }
 
-// The loop's sleep is bounded even when no timer is due, so that an edge
-// that never comes cannot park it forever; a timer due sooner shortens it.
-func TestLoopWaitIsBounded(t *testing.T) {
-	l := &eventLoop{lnfd: -1, start: time.Now()}
-	if got := l.timeout(); got != maxWait {
-		t.Errorf("with no timer: wait %d ms, want %d", got, maxWait)
-	}
-	// An idle deadline an hour away.
-	l.active.of(int64(time.Hour)).pushBack(&session{})
-	if got := l.timeout(); got != maxWait {
-		t.Errorf("with the next timer in an hour: wait %d ms, want %d", got, maxWait)
-	}
-	// A connect deadline 200 ms away.
-	l.connecting.of(int64(time.Second)).pushBack(&session{deadline: int64(time.Since(l.start) + 200*time.Millisecond)})
-	if got := l.timeout(); got < 1 || got > 200 {
-		t.Errorf("with a connect deadline in 200 ms: wait %d ms, want 1..200", got)
-	}
-}
-
 // With GOMAXPROCS=2 and Loops left zero, two event loops serve the
 // listener, and both take connections from its one socket. Clients
 // connect one after another until each loop has accepted some; a loop
@@ -184,7 +165,7 @@ func (p *Proxy) loopAccepts() []uint64 {
 	defer p.mu.Unlock()
 	var n []uint64
 	for l := range p.loops {
-		n = append(n, l.accepted.Load())
+		n = append(n, l.accepted())
 	}
 	return n
 }
@@ -261,7 +242,7 @@ func TestOneFailedLoopRetiresTheOthers(t *testing.T) {
 		victim = l
 		break
 	}
-	lnfd := victim.lnfd // set before the loop registered, under p.mu
+	lnfd := victim.core.ListenerFD() // set before the loop registered, under p.mu
 	p.mu.Unlock()
 	r, w, err := os.Pipe()
 	if err != nil {

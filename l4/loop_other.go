@@ -2,17 +2,12 @@
 
 package l4
 
-import (
-	"net"
-	"sync/atomic"
-)
+import "net"
 
 // eventLoop exists on Linux only; elsewhere every connection has its own
 // goroutine.
 type eventLoop struct {
-	lnAddr   string
-	index    int
-	accepted atomic.Uint64
+	index int
 }
 
 func (p *Proxy) newEventLoops(net.Listener, int) ([]*eventLoop, string, error) {
@@ -26,6 +21,10 @@ func (l *eventLoop) Stop(bool) {}
 func (l *eventLoop) Release() {}
 
 func (l *eventLoop) wake() {}
+
+func (l *eventLoop) accepted() uint64 { return 0 }
+
+func (l *eventLoop) name() string { return "" }
 
 func (l *eventLoop) listener() net.Listener { return nil }
 

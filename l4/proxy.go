@@ -187,7 +187,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		}
 		if loops != nil {
 			// Through the loops' queue: Serve's goroutine is a loop's.
-			p.loopLog.Info("l4 engine: event loops serve the listener", "listener", loops[0].lnAddr, "loops", len(loops))
+			p.loopLog.Info("l4 engine: event loops serve the listener", "listener", loops[0].name(), "loops", len(loops))
 			return p.runLoops(loops)
 		}
 		why = reason
@@ -366,7 +366,7 @@ func (p *Proxy) removeLoop(l *eventLoop) {
 	defer p.mu.Unlock()
 	delete(p.loops, l)
 	p.loopBase = growTo(p.loopBase, l.index+1)
-	p.loopBase[l.index] += l.accepted.Load()
+	p.loopBase[l.index] += l.accepted()
 }
 
 // LoopAccepts returns how many connections each event loop has accepted
@@ -382,7 +382,7 @@ func (p *Proxy) LoopAccepts() []uint64 {
 	out := append([]uint64(nil), p.loopBase...)
 	for l := range p.loops {
 		out = growTo(out, l.index+1)
-		out[l.index] += l.accepted.Load()
+		out[l.index] += l.accepted()
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lbctl/lbctl/internal/evloop"
 	"github.com/lbctl/lbctl/internal/proxyproto"
 )
 
@@ -38,16 +39,14 @@ func (l *eventLoop) awaitHeader(s *session) bool {
 		l.refuse(s)
 		return true
 	}
-	if err := l.register(&s.client); err != 0 {
+	if err := l.core.Register(&s.client); err != 0 {
 		s.lastErr = err
 		l.refuse(s)
 		return true
 	}
 	s.header = headerReaders.Get().(*proxyproto.Reader)
 	s.header.Reset()
-	d := int64(pp.Wait())
-	s.deadline = l.now + d
-	l.connecting.of(d).pushBack(s)
+	l.connecting.Of(int64(pp.Wait())).Arm(&s.timer, l.core.Now())
 	l.readHeader(s) // it may all be there already
 	return true
 }
@@ -55,7 +54,7 @@ func (l *eventLoop) awaitHeader(s *session) bool {
 // readHeader moves s's header on and, once it is whole, starts the
 // session for the client it names.
 func (l *eventLoop) readHeader(s *session) {
-	src, ok, done, err := s.header.ReadFrom(s.client.fd)
+	src, ok, done, err := s.header.ReadFrom(s.client.FD)
 	if err != nil {
 		s.lastErr = err
 		l.p.loop.Counts.RefusedProxy()
@@ -65,14 +64,14 @@ func (l *eventLoop) readHeader(s *session) {
 	if !done {
 		return // the rest comes with the next readable event
 	}
-	unlink(s)
+	s.timer.Stop()
 	headerReaders.Put(s.header)
 	s.header = nil
 	if ok {
 		s.addr = src
 	}
 	l.place(s)
-	setNoDelay(s.client.fd)
+	evloop.SetNoDelay(s.client.FD)
 	l.dial(s)
 }
 
@@ -99,7 +98,7 @@ func (l *eventLoop) queueProxyHeader(s *session) {
 		return
 	}
 	var local netip.AddrPort
-	if sa, err := unix.Getsockname(s.client.fd); err == nil {
+	if sa, err := unix.Getsockname(s.client.FD); err == nil {
 		local = sockaddrPort(sa)
 	}
 	s.up.buf = l.getBuf()

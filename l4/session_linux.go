@@ -6,12 +6,12 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"slices"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/lbctl/lbctl/affinity"
 	"github.com/lbctl/lbctl/backend"
+	"github.com/lbctl/lbctl/internal/evloop"
 	"github.com/lbctl/lbctl/internal/proxyproto"
 )
 
@@ -33,27 +33,20 @@ type session struct {
 	start   int64            // loop time of the accept, for the access log
 	lastErr error            // the last failed dial
 
-	cfg        *settings // the proxy's settings when s was accepted
-	act        *queue    // the relaying queue of s's idle timeout
-	serial     uint64    // tells this use of the session from later ones
-	relaying   bool
-	queued     bool  // on the loop's ready list: pump stopped with work left
-	deadline   int64 // of the dial in progress
-	last       int64 // when bytes last moved, either way
-	prev, next *session
+	cfg      *settings // the proxy's settings when s was accepted
+	serial   uint64    // tells this use of the session from later ones
+	relaying bool
+	queued   bool // on the loop's ready list: pump stopped with work left
+	// timer is on a connecting queue from the dial's start (or the
+	// PROXY header's wait), then on the relaying queue of s's idle
+	// timeout since bytes last moved, either way.
+	timer evloop.Timer[session]
 
 	header *proxyproto.Reader // the PROXY header being read: see proxyproto_linux.go
 }
 
 // endpoint is one socket of a session with what its events have told.
-type endpoint struct {
-	fd       int
-	gen      uint32
-	s        *session
-	readable bool // may have data (or an end) to read
-	writable bool // may take more bytes
-	rdhup    bool // the peer has sent its FIN (or the socket hung up)
-}
+type endpoint = evloop.Endpoint[session]
 
 // direction moves the bytes one way.
 type direction struct {
@@ -73,20 +66,20 @@ type direction struct {
 // dials the backend.
 func (l *eventLoop) startSession(fd int, peer netip.AddrPort) {
 	s := l.newSession()
-	s.client.fd = fd
+	s.client.FD = fd
 	s.addr = peer
 	s.cfg = l.p.tuned.Load()
-	s.start = l.now
+	s.start = l.core.Now()
 	l.p.loop.Counts.Opened()
 	if l.awaitHeader(s) {
 		return
 	}
 	l.place(s)
-	setNoDelay(fd)
+	evloop.SetNoDelay(fd)
 	if testHookAccepted != nil {
 		testHookAccepted(fd)
 	}
-	if err := l.register(&s.client); err != 0 {
+	if err := l.core.Register(&s.client); err != 0 {
 		s.lastErr = err
 		l.refuse(s)
 		return
@@ -121,7 +114,7 @@ func (l *eventLoop) dial(s *session) {
 			s.try.Fail(b)
 			continue
 		}
-		fd, err := sysSocket(t.family)
+		fd, err := evloop.Socket(t.Family)
 		if err != 0 {
 			// Out of descriptors here says nothing of the backend.
 			s.lastErr = b.DialError(err)
@@ -132,24 +125,22 @@ func (l *eventLoop) dial(s *session) {
 			testHookDialing(uintptr(fd))
 		}
 		b.Acquire()
-		err = sysConnect(fd, t)
+		err = evloop.Connect(fd, t)
 		if err == 0 || err == unix.EINPROGRESS {
-			s.b, s.server.fd = b, fd
-			if err := l.register(&s.server); err != 0 {
-				sysClose(fd)
-				s.server.fd = -1
+			s.b, s.server.FD = b, fd
+			if err := l.core.Register(&s.server); err != 0 {
+				evloop.Close(fd)
+				s.server.FD = -1
 				s.b = nil
 				b.Release()
 				s.lastErr = err
 				l.refuse(s)
 				return
 			}
-			d := int64(s.cfg.dialer.Timeout)
-			s.deadline = l.now + d
-			l.connecting.of(d).pushBack(s)
+			l.connecting.Of(int64(s.cfg.dialer.Timeout)).Arm(&s.timer, l.core.Now())
 			return
 		}
-		sysClose(fd)
+		evloop.Close(fd)
 		b.Release()
 		l.failed(s, b, err)
 	}
@@ -162,8 +153,8 @@ func (l *eventLoop) dialFailed(s *session, err error) {
 		l.headerTimedOut(s)
 		return
 	}
-	unlink(s)
-	l.forget(&s.server)
+	s.timer.Stop()
+	l.core.Forget(&s.server)
 	b := s.b
 	s.b = nil
 	b.Release()
@@ -191,22 +182,10 @@ func (l *eventLoop) refuse(s *session) {
 	l.closeSession(s)
 }
 
-// event folds one epoll event into the endpoint's state and acts on it.
-func (l *eventLoop) event(fd int, gen uint32, ev uint32) {
-	if fd >= len(l.eps) || l.eps[fd] == nil || l.eps[fd].gen != gen {
-		return // the descriptor was closed (and perhaps reused) since
-	}
-	ep := l.eps[fd]
-	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		ep.readable = true
-	}
-	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
-		ep.rdhup = true
-	}
-	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		ep.writable = true
-	}
-	s := ep.s
+// Event acts on what an epoll event told about ep, a socket of one of the
+// loop's sessions.
+func (l *eventLoop) Event(ep *endpoint, ev uint32) {
+	s := ep.Owner
 	if s.relaying && ev&unix.EPOLLERR != 0 {
 		l.closeSession(s) // reset: nothing more can be delivered either way
 		return
@@ -223,7 +202,7 @@ func (l *eventLoop) event(fd int, gen uint32, ev uint32) {
 		}
 		if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 			err := unix.ECONNREFUSED
-			if n, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && n != 0 {
+			if n, gerr := unix.GetsockoptInt(ep.FD, unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && n != 0 {
 				err = unix.Errno(n)
 			}
 			l.dialFailed(s, err)
@@ -232,13 +211,10 @@ func (l *eventLoop) event(fd int, gen uint32, ev uint32) {
 		if ev&unix.EPOLLOUT == 0 {
 			return
 		}
-		unlink(s)
 		s.b.CountServed()
 		s.b.CountConnected()
 		s.relaying = true
-		s.last = l.now
-		s.act = l.active.of(int64(s.cfg.idle))
-		s.act.pushBack(s)
+		l.active.Of(int64(s.cfg.idle)).Arm(&s.timer, l.core.Now())
 		l.queueProxyHeader(s)
 	}
 	l.relay(s)
@@ -302,9 +278,9 @@ func (l *eventLoop) pump(s *session, d, other *direction) (more, ok bool) {
 			// session closes next, and close sends the FIN itself.
 			d.done = true
 			if !other.done {
-				sysShutdownWrite(d.dst.fd)
+				evloop.ShutdownWrite(d.dst.FD)
 			}
-		case !d.src.readable:
+		case !d.src.Readable:
 			return false, true
 		case d.bulk:
 			r = l.readPipe(s, d)
@@ -333,12 +309,12 @@ const (
 // writePending writes the bytes that d's destination could not take
 // before.
 func (l *eventLoop) writePending(s *session, d *direction) moved {
-	if !d.dst.writable {
+	if !d.dst.Writable {
 		return pumpBlocked
 	}
-	n, err := sysWrite(d.dst.fd, d.pending)
+	n, err := evloop.Write(d.dst.FD, d.pending)
 	if err == unix.EAGAIN {
-		d.dst.writable = false
+		d.dst.Writable = false
 		return pumpBlocked
 	} else if err != 0 {
 		return pumpFailed
@@ -346,7 +322,7 @@ func (l *eventLoop) writePending(s *session, d *direction) moved {
 	d.written += int64(n)
 	l.touch(s) // a slow reader that takes bytes is not idle
 	if d.pending = d.pending[n:]; len(d.pending) > 0 {
-		d.dst.writable = false // a short write: the socket is full
+		d.dst.Writable = false // a short write: the socket is full
 		return pumpBlocked
 	}
 	l.putBuf(d.buf)
@@ -356,12 +332,12 @@ func (l *eventLoop) writePending(s *session, d *direction) moved {
 
 // writePipe splices what d's pipe holds to its destination.
 func (l *eventLoop) writePipe(s *session, d *direction) moved {
-	if !d.dst.writable {
+	if !d.dst.Writable {
 		return pumpBlocked
 	}
-	n, err := sysSplice(d.pipe[0], d.dst.fd, d.inPipe)
+	n, err := evloop.Splice(d.pipe[0], d.dst.FD, d.inPipe)
 	if err == unix.EAGAIN {
-		d.dst.writable = false
+		d.dst.Writable = false
 		return pumpBlocked
 	} else if err != 0 {
 		return pumpFailed
@@ -378,10 +354,10 @@ func (l *eventLoop) readPipe(s *session, d *direction) moved {
 	if !d.piped && !l.getPipe(d) {
 		return pumpFailed
 	}
-	n, err := sysSplice(d.src.fd, d.pipe[1], pipeSize)
+	n, err := evloop.Splice(d.src.FD, d.pipe[1], pipeSize)
 	switch {
 	case err == unix.EAGAIN: // the pipe is empty, so the socket is
-		d.src.readable = false
+		d.src.Readable = false
 	case err != 0:
 		return pumpFailed
 	case n == 0:
@@ -397,10 +373,10 @@ func (l *eventLoop) readPipe(s *session, d *direction) moved {
 // writes it on at once, setting aside what the destination cannot take.
 // A read that fills the buffer marks the direction as bulk.
 func (l *eventLoop) readSmall(s *session, d *direction) moved {
-	n, err := sysRead(d.src.fd, l.scratch)
+	n, err := evloop.Read(d.src.FD, l.scratch)
 	switch {
 	case err == unix.EAGAIN:
-		d.src.readable = false
+		d.src.Readable = false
 		return pumpOn
 	case err != 0:
 		return pumpFailed
@@ -410,8 +386,8 @@ func (l *eventLoop) readSmall(s *session, d *direction) moved {
 	}
 	l.touch(s)
 	data := l.scratch[:n]
-	if d.dst.writable {
-		w, err := sysWrite(d.dst.fd, data)
+	if d.dst.Writable {
+		w, err := evloop.Write(d.dst.FD, data)
 		if err != 0 && err != unix.EAGAIN {
 			return pumpFailed
 		}
@@ -421,60 +397,25 @@ func (l *eventLoop) readSmall(s *session, d *direction) moved {
 		}
 	}
 	if len(data) > 0 {
-		d.dst.writable = false
+		d.dst.Writable = false
 		d.buf = l.getBuf()
 		d.pending = d.buf[:copy(d.buf, data)]
 	}
 	if n == len(l.scratch) {
 		d.bulk = true
-	} else if !d.src.rdhup {
+	} else if !d.src.RDHUP {
 		// A short read emptied the socket; more data brings another
 		// edge. After the peer's FIN, read on to see it.
-		d.src.readable = false
+		d.src.Readable = false
 	}
 	return pumpOn
 }
 
 // touch records that s moved bytes now, for the idle timeout.
 func (l *eventLoop) touch(s *session) {
-	if s.act.d > 0 && s.last != l.now {
-		s.last = l.now
-		unlink(s)
-		s.act.pushBack(s)
+	if q := s.timer.Queue(); q != nil {
+		q.Touch(&s.timer, l.core.Now())
 	}
-}
-
-// register adds ep's socket to the epoll set, edge-triggered.
-func (l *eventLoop) register(ep *endpoint) unix.Errno {
-	if l.gen++; l.gen == 0 {
-		l.gen = 1 // 0 marks the listener and the wake-up descriptor
-	}
-	ep.gen = l.gen
-	ev := unix.EpollEvent{
-		Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
-		Fd:     int32(ep.fd),
-		Pad:    int32(ep.gen),
-	}
-	if err := sysEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ep.fd, &ev); err != 0 {
-		return err
-	}
-	for ep.fd >= len(l.eps) {
-		l.eps = append(l.eps, make([]*endpoint, max(len(l.eps), 64))...)
-	}
-	l.eps[ep.fd] = ep
-	return 0
-}
-
-// forget closes ep's socket, which also drops it from the epoll set.
-func (l *eventLoop) forget(ep *endpoint) {
-	if ep.fd < 0 {
-		return
-	}
-	if ep.fd < len(l.eps) && l.eps[ep.fd] == ep {
-		l.eps[ep.fd] = nil
-	}
-	sysClose(ep.fd)
-	*ep = endpoint{fd: -1, s: ep.s}
 }
 
 func (l *eventLoop) newSession() *session {
@@ -484,8 +425,9 @@ func (l *eventLoop) newSession() *session {
 	} else {
 		s = new(session)
 	}
-	s.client = endpoint{fd: -1, s: s}
-	s.server = endpoint{fd: -1, s: s}
+	s.client.Reset(-1, s)
+	s.server.Reset(-1, s)
+	s.timer.Owner = s
 	s.up = direction{src: &s.client, dst: &s.server}
 	s.down = direction{src: &s.server, dst: &s.client}
 	l.serial++
@@ -497,10 +439,10 @@ func (l *eventLoop) newSession() *session {
 // closeSession closes both sockets, returns what s borrowed, and keeps s
 // for reuse.
 func (l *eventLoop) closeSession(s *session) {
-	unlink(s)
+	s.timer.Stop()
 	l.p.NAT.Closed(s.key)
-	l.forget(&s.client)
-	l.forget(&s.server)
+	l.core.Forget(&s.client)
+	l.core.Forget(&s.server)
 	if s.b != nil {
 		s.b.Release()
 	}
@@ -560,68 +502,8 @@ func (l *eventLoop) putPipe(d *direction) {
 	if d.inPipe == 0 && len(l.pipes) < spares {
 		l.pipes = append(l.pipes, d.pipe)
 	} else {
-		sysClose(d.pipe[0])
-		sysClose(d.pipe[1])
+		evloop.Close(d.pipe[0])
+		evloop.Close(d.pipe[1])
 	}
 	d.pipe, d.piped = [2]int{}, false
-}
-
-// list is an intrusive doubly linked list of sessions with a sentinel, so
-// that moving a session costs no allocation.
-type list struct{ root session }
-
-func (q *list) init() { q.root.next, q.root.prev = &q.root, &q.root }
-
-func (q *list) front() *session {
-	if q.root.next == &q.root {
-		return nil
-	}
-	return q.root.next
-}
-
-func (q *list) pushBack(s *session) {
-	s.prev, s.next = q.root.prev, &q.root
-	q.root.prev.next = s
-	q.root.prev = s
-}
-
-// queue is a list of sessions that share one timeout, d nanoseconds (0
-// for none), so that their deadlines come in list order. The loop keeps a
-// queue per timeout in use: a new timeout (see Proxy.Reconfigure) applies
-// to the sessions accepted after it, and sessions under the old one stay
-// in order in theirs.
-type queue struct {
-	d int64
-	list
-}
-
-// queues are the queues of one kind (dials, relays), one per timeout.
-type queues []*queue
-
-// of returns the queue of timeout d, adding one when there is none.
-func (qs *queues) of(d int64) *queue {
-	for _, q := range *qs {
-		if q.d == d {
-			return q
-		}
-	}
-	q := &queue{d: d}
-	q.init()
-	*qs = append(*qs, q)
-	return q
-}
-
-// prune drops the empty queues other than that of timeout keep, the one
-// new sessions use.
-func (qs *queues) prune(keep int64) {
-	*qs = slices.DeleteFunc(*qs, func(q *queue) bool { return q.d != keep && q.front() == nil })
-}
-
-// unlink takes s off whichever list it is on.
-func unlink(s *session) {
-	if s.prev == nil {
-		return
-	}
-	s.prev.next, s.next.prev = s.next, s.prev
-	s.prev, s.next = nil, nil
 }

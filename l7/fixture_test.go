@@ -223,6 +223,7 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 func serveOn(t testing.TB, p *Proxy, ln net.Listener) {
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(ln) }()
+	awaitLoops(t, p, ln)
 	t.Cleanup(func() {
 		p.Close()
 		if err := <-served; !errors.Is(err, ErrProxyClosed) {

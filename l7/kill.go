@@ -26,6 +26,7 @@ func (p *Proxy) CloseConns(id string) {
 	p.setup()
 	p.live.each(func(s *session) { s.flight.cut(id) })
 	p.h2.live.each(func(c *h2client) { c.flights.cut(id) })
+	p.closeLoopConns(id)
 	// Kept-alive connections go last, so that one an exchange released
 	// while the others were cut goes too.
 	for b, u := range p.current().ups {

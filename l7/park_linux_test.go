@@ -52,6 +52,7 @@ func expectEOF(t *testing.T, k *keptAlive, what string) {
 // same connection, when its client sends its next request; then parks
 // again. The accept loop counts them open throughout.
 func TestParkedConnectionsServeAgain(t *testing.T) {
+	skipOnLoop(t)
 	f := newFixture(t, fixtureOpts{n: 2, configure: parkSoon})
 	const n = 20
 	ks := make([]*keptAlive, n)
@@ -80,6 +81,7 @@ func TestParkedConnectionsServeAgain(t *testing.T) {
 // A parked connection is closed by the watcher once the idle timeout has
 // passed since its last response, not before, and counted closed.
 func TestParkedConnectionIdleTimeout(t *testing.T) {
+	skipOnLoop(t)
 	const idle = 600 * time.Millisecond
 	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) {
 		parkSoon(p)
@@ -102,6 +104,7 @@ func TestParkedConnectionIdleTimeout(t *testing.T) {
 // A request head that starts on a parked connection and stops halfway gets
 // 408 after the header timeout, as on a connection that never parked.
 func TestParkedConnectionHeaderTimeout(t *testing.T) {
+	skipOnLoop(t)
 	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) {
 		parkSoon(p)
 		p.HeaderTimeout = 300 * time.Millisecond
@@ -122,6 +125,7 @@ func TestParkedConnectionHeaderTimeout(t *testing.T) {
 // ones, and leave no goroutine or descriptor behind, the watcher's
 // included.
 func TestStopClosesParkedConnections(t *testing.T) {
+	skipOnLoop(t)
 	for _, stop := range []string{"Shutdown", "Close"} {
 		t.Run(stop, func(t *testing.T) {
 			base := leakcheck.Take(t)
@@ -172,6 +176,7 @@ func TestParkedConnectionClientCloses(t *testing.T) {
 // and closed, starts the watcher and the backend connection beforehand.
 func parkThenLeave(t *testing.T, leave func(*net.TCPConn)) {
 	t.Helper()
+	skipOnLoop(t)
 	f := newFixture(t, fixtureOpts{n: 1, configure: parkSoon})
 	once := func() {
 		c, err := dialDeadline(f.addr)
@@ -195,6 +200,7 @@ func parkThenLeave(t *testing.T, leave func(*net.TCPConn)) {
 // Empty lines alone after a request keep the connection on its goroutine,
 // so that their count is not lost: the limit still answers 400.
 func TestBlankLinesDoNotPark(t *testing.T) {
+	skipOnLoop(t)
 	f := newFixture(t, fixtureOpts{n: 1, configure: parkSoon})
 	k := openKeptAlive(t, f.addr)
 	k.get(t, "/", "")
@@ -282,6 +288,7 @@ func TestParkedConnectionKeepsItsProxyClient(t *testing.T) {
 // must then add next to nothing. The clients' own sockets are detached
 // too, so that the heap holds the proxy's side alone.
 func TestParkedConnectionsHoldLittleHeap(t *testing.T) {
+	skipOnLoop(t)
 	f := newFixture(t, fixtureOpts{n: 1, configure: parkSoon})
 	const n = 500
 	fds := make([]int, 0, n)

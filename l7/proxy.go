@@ -95,6 +95,14 @@ type Proxy struct {
 	// NAT counts each new persistence session by its source, for the NAT
 	// view; nil counts nothing.
 	NAT *natview.Tracker
+	// Engine is how plain HTTP/1.1 connections are served: EngineLoop
+	// serves them from event loops on Linux (see loop_linux.go);
+	// anything else, the zero value included, gives each connection its
+	// own goroutine.
+	Engine string
+	// Loops is how many event loops serve each listener with EngineLoop;
+	// zero means one per core the Go runtime uses (GOMAXPROCS).
+	Loops int
 
 	init     sync.Once
 	loop     accept.Loop
@@ -107,6 +115,8 @@ type Proxy struct {
 	live     liveSessions // the sessions serving a connection, for CloseConns
 	h2       h2front      // HTTP/2 over TLS (see h2.go)
 	parks    parking      // the watcher of idle connections (see park.go)
+	fronts   loopFronts   // the event loops serving, with EngineLoop
+	handoffs sync.Map     // *accept.Conn to the bytes a loop read of it before handing it over
 }
 
 // logger returns Logger, or slog.Default() when it is nil (once setup
@@ -227,9 +237,24 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	if p.tuned.Load() == nil {
 		p.tuned.CompareAndSwap(nil, p.fields().resolve(nil))
 	}
+	if p.loopEngine() {
+		if served, err := p.serveLoops(ln); served {
+			return err
+		}
+	}
 	deferAccept(ln)
 	return p.loop.Serve(ln)
 }
+
+// loopEngine reports whether the loop engine is to serve.
+func (p *Proxy) loopEngine() bool {
+	return p.Engine == EngineLoop || p.Engine == "" && testHookEngine == EngineLoop
+}
+
+// testHookEngine, when set before Serve, is the engine of every proxy
+// whose Engine is empty: the tests set it to run their suites on both
+// engines.
+var testHookEngine string
 
 // StopAccepting stops accepting on ln, a listener that Serve serves, and
 // leaves the connections accepted there to run on: the proxy keeps
@@ -237,8 +262,16 @@ func (p *Proxy) Serve(ln net.Listener) error {
 // connections. Serve(ln) returns at once, with an error wrapping
 // net.ErrClosed. A reload uses it to move the proxy to a new listen
 // address.
+//
+// With event loops, StopAccepting returns once every loop of ln has
+// closed its copy of the listening socket, and Serve(ln) returns once
+// their connections have ended.
 func (p *Proxy) StopAccepting(ln net.Listener) {
+	done := p.retireLoops(ln)
 	ln.Close()
+	for _, c := range done {
+		<-c
+	}
 }
 
 // Shutdown stops accepting, closes idle kept-alive connections, and lets

@@ -132,7 +132,7 @@ func TestReconfigureIdleTimeout(t *testing.T) {
 	// The wait for the next request takes the settings in force when it
 	// starts: it must have started before the change.
 	eventually.True(t, "the kept connection to wait for its next request", func() bool {
-		return goroutineIn("(*connReader).waitByte")
+		return waitingForRequest(f.proxy)
 	})
 
 	const idle = 200 * time.Millisecond

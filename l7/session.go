@@ -161,6 +161,9 @@ func (p *Proxy) handle(ac *accept.Conn) {
 	}
 	s := p.getSession(c, sec)
 	defer p.putSession(s)
+	if ac.Resumed() && !p.resumeHandoff(ac, s) { // what an event loop read before handing c over
+		return
+	}
 	s.setClient(client)
 	p.live.add(s)
 	defer p.live.remove(s)

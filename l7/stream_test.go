@@ -592,7 +592,7 @@ func TestShutdownClosesAConnectionThatSentNothing(t *testing.T) {
 	// The kernel hands the connection over after deferAcceptSeconds; its
 	// handler then waits for a first request.
 	eventually.True(t, "a handler waiting for its connection's first request", func() bool {
-		return goroutineIn("(*connReader).waitByte")
+		return waitingForRequest(f.proxy)
 	})
 	start := time.Now()
 	if err := f.proxy.Shutdown(context.Background()); err != nil {

@@ -7,6 +7,7 @@
 #   bench/peers/idle.sh                     # lbctl and HAProxy, 10,000 clients
 #   CONNS=5000 PROXIES="lbctl haproxy nginx" SETTLE=60 bench/peers/idle.sh
 #   FRONT=127.0.0.1:18200 BACKEND=127.0.0.1:19201 bench/peers/idle.sh   # beside another run
+#   L7_ENGINE=goroutine bench/peers/idle.sh # lbctl's L7 on a goroutine per connection ([l7] engine)
 #
 # Every proxy runs with one thread (GOMAXPROCS=1, nbthread 1,
 # worker_processes 1), a keep-alive idle timeout far longer than the run,
@@ -75,6 +76,8 @@ mode = "l7"
 listen = "$FRONT"
 [admin]
 listen = ""
+[l7]
+engine = "${L7_ENGINE:-loop}"
 [timeouts]
 idle = "1h"
 [health]

@@ -10,6 +10,7 @@
 #   TLS_GROUPS=mlkem,x25519 WORKLOADS=l7-tls-handshake bench/peers/run.sh  # a browser's key shares
 #   TLS_CURVES='"X25519", "P-256"' WORKLOADS=l7-tls-handshake bench/peers/run.sh  # lbctl's tls.curves
 #   LBCTL_BIN=/path/to/lbctl bench/peers/run.sh  # that lbctl binary instead of this tree's
+#   L7_ENGINE=goroutine bench/peers/run.sh  # lbctl's L7 engine ([l7] engine; the default is "loop")
 #
 # Backends (two nginx servers and an iperf3 server) and the load tools (wrk,
 # iperf3, hey, lbctl's source-address generator) run on CPU 0; each proxy in
@@ -216,6 +217,7 @@ lbctl_conf() {
 		echo "listen = \"$FRONT\""
 		echo "[health]"
 		echo "check = \"none\""
+		[ -n "${L7_ENGINE:-}" ] && printf '[l7]\nengine = "%s"\n' "$L7_ENGINE"
 		if [ "$w" = l4-bulk ]; then
 			echo "[[backend]]"
 			echo "id = \"iperf\""

@@ -446,6 +446,7 @@ func restartOnly(cur, next *config.Config) []string {
 	check("affinity.save_interval", cur.Affinity.SaveInterval, next.Affinity.SaveInterval)
 	check("log.access", cur.Log.Access, next.Log.Access)
 	check("l4.loops", cur.L4.Loops, next.L4.Loops)
+	check("l7.engine", cur.L7.Engine, next.L7.Engine)
 	msgs = append(msgs, tlsRestartOnly(cur, next)...)
 	return msgs
 }

@@ -140,6 +140,7 @@ func L7(cfg *config.Config, p *Pool, log *slog.Logger) *l7.Proxy {
 		MaxHeaderBytes: st.MaxHeaderBytes,
 		ProxyProtocol:  proxyPolicy(cfg),
 		Logger:         log,
+		Engine:         cfg.L7.Engine,
 		NAT:            &natview.Tracker{V4Prefix: cfg.Affinity.IPv4Prefix, V6Prefix: cfg.Affinity.IPv6Prefix},
 	}
 }

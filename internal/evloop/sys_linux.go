@@ -1,6 +1,6 @@
 //go:build linux
 
-package l4
+package evloop
 
 import (
 	"net/netip"
@@ -9,53 +9,62 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The event loop's system calls. Each of them returns at once (every socket
+// The event loops' system calls. Each of them returns at once (every socket
 // is non-blocking), so they go straight to the kernel as raw system calls:
 // the runtime's bookkeeping for a call that might block would make its
 // monitor thread wake every 20µs while the loop is busy, and hand the
 // loop's processor to another thread during a long connect or close.
 
-func sysRead(fd int, p []byte) (int, unix.Errno) {
+// Read reads from fd into p.
+func Read(fd int, p []byte) (int, unix.Errno) {
 	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	return int(n), e
 }
 
-func sysWrite(fd int, p []byte) (int, unix.Errno) {
+// Write writes p to fd.
+func Write(fd int, p []byte) (int, unix.Errno) {
 	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	return int(n), e
 }
 
-func sysClose(fd int) {
+// Close closes fd.
+func Close(fd int) {
 	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
 }
 
-func sysShutdownWrite(fd int) {
+// ShutdownWrite sends fd's FIN.
+func ShutdownWrite(fd int) {
 	unix.RawSyscall(unix.SYS_SHUTDOWN, uintptr(fd), unix.SHUT_WR, 0)
 }
 
-func sysSplice(in, out, n int) (int, unix.Errno) {
+// Splice moves up to n bytes from in to out without waiting, one of them
+// a pipe.
+func Splice(in, out, n int) (int, unix.Errno) {
 	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n),
 		unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 	return int(r), e
 }
 
-// sysSocket opens a non-blocking TCP socket with Nagle's algorithm off.
-func sysSocket(family int) (int, unix.Errno) {
+// Socket opens a non-blocking TCP socket with Nagle's algorithm off.
+func Socket(family int) (int, unix.Errno) {
 	fd, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(family), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if e != 0 {
 		return -1, e
 	}
-	setNoDelay(int(fd))
+	SetNoDelay(int(fd))
 	return int(fd), 0
 }
 
-func setNoDelay(fd int) {
+// SetNoDelay turns Nagle's algorithm off on fd.
+func SetNoDelay(fd int) {
 	one := int32(1)
 	unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY,
 		uintptr(unsafe.Pointer(&one)), 4, 0)
 }
 
-func sysConnect(fd int, t *target) unix.Errno {
+// Connect starts fd's connection to t; it returns EINPROGRESS while the
+// handshake is under way.
+func Connect(fd int, t *Target) unix.Errno {
 	_, _, e := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(t.ptr), uintptr(t.len))
 	return e
 }
@@ -87,35 +96,49 @@ func sysAccept(lnfd int) (int, netip.AddrPort, unix.Errno) {
 	switch rsa.Addr.Family {
 	case unix.AF_INET:
 		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&rsa))
-		peer = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), netPort(sa.Port))
+		peer = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), NetPort(sa.Port))
 	case unix.AF_INET6:
 		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&rsa))
-		peer = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), netPort(sa.Port))
+		peer = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), NetPort(sa.Port))
 	}
 	return int(fd), peer, 0
 }
 
-// target is a backend address in the form connect takes.
-type target struct {
-	address string // the backend address it was built from
-	family  int
+// Target is a backend address in the form connect takes.
+type Target struct {
+	Address string // the backend address it was built from
+	Family  int
 	ptr     unsafe.Pointer // a *unix.RawSockaddrInet4 or *unix.RawSockaddrInet6
 	len     uint32
 }
 
-func newTarget(ap netip.AddrPort) *target {
+// NewTarget returns the target of ap.
+func NewTarget(ap netip.AddrPort) *Target {
 	a := ap.Addr()
 	if a.Is4() || a.Is4In6() {
-		sa := &unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.Unmap().As4(), Port: netPort(ap.Port())}
-		return &target{family: unix.AF_INET, ptr: unsafe.Pointer(sa), len: unix.SizeofSockaddrInet4}
+		sa := &unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.Unmap().As4(), Port: NetPort(ap.Port())}
+		return &Target{Family: unix.AF_INET, ptr: unsafe.Pointer(sa), len: unix.SizeofSockaddrInet4}
 	}
-	sa := &unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16(), Port: netPort(ap.Port())}
-	return &target{family: unix.AF_INET6, ptr: unsafe.Pointer(sa), len: unix.SizeofSockaddrInet6}
+	sa := &unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16(), Port: NetPort(ap.Port())}
+	return &Target{Family: unix.AF_INET6, ptr: unsafe.Pointer(sa), len: unix.SizeofSockaddrInet6}
 }
 
-// netPort swaps a port between host and network byte order (the swap is
+// NetPort swaps a port between host and network byte order (the swap is
 // its own inverse).
-func netPort(p uint16) uint16 {
+func NetPort(p uint16) uint16 {
 	b := (*[2]byte)(unsafe.Pointer(&p))
 	return uint16(b[0])<<8 | uint16(b[1])
+}
+
+// TargetFor returns the target of addr, or nil when addr is not an IP
+// literal with a port (or carries an IPv6 zone): an event loop never
+// resolves names, which would block it.
+func TargetFor(addr string) *Target {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || ap.Addr().Zone() != "" {
+		return nil
+	}
+	t := NewTarget(ap)
+	t.Address = addr
+	return t
 }

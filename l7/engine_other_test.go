@@ -1,0 +1,11 @@
+//go:build !linux
+
+package l7
+
+import (
+	"net"
+	"testing"
+)
+
+// awaitLoops does nothing: event loops serve on Linux only.
+func awaitLoops(testing.TB, *Proxy, net.Listener) {}
