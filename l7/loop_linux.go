@@ -21,6 +21,7 @@ import (
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accept"
 	"github.com/lbctl/lbctl/internal/evloop"
+	"github.com/lbctl/lbctl/internal/peek"
 )
 
 // The loop engine (Engine = EngineLoop) serves plain HTTP/1.1 connections
@@ -485,8 +486,11 @@ func (f *loopFront) Work() {
 	}
 	if !f.swept && f.p.loop.Closing() {
 		f.swept = true
+		// A client that has sent its request already, though the loop
+		// has not read it yet, is served (with Connection: close), not
+		// reset with the request unread (see accept.Loop's closeConns).
 		for _, c := range slices.Clone(f.all) {
-			if c.phase == phHead && (c.s == nil || c.s.in.buffered() == 0) || c.phase == phIdleUp {
+			if c.phase == phHead && (c.s == nil || c.s.in.buffered() == 0) && !peek.SentFD(c.client.FD) || c.phase == phIdleUp {
 				f.drop(c)
 			}
 		}

@@ -9,21 +9,27 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// look peeks at c with a non-blocking recv and MSG_PEEK. It costs one
-// system call and, unlike unix.Recvfrom, allocates nothing.
+// look peeks at c (see lookFD).
 func look(c *net.TCPConn) state {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return unknown
 	}
-	var b [1]byte
-	var n uintptr
-	var errno unix.Errno
-	if err := rc.Control(func(fd uintptr) {
-		n, _, errno = unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
-			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-	}); err != nil {
+	s := unknown
+	if err := rc.Control(func(fd uintptr) { s = lookFD(int(fd)) }); err != nil {
 		return unknown
 	}
+	return s
+}
+
+// SentFD is Sent for a raw socket, such as one an event loop holds.
+func SentFD(fd int) bool { return lookFD(fd) == sent }
+
+// lookFD peeks at the socket fd with a non-blocking recv and MSG_PEEK. It
+// costs one system call and, unlike unix.Recvfrom, allocates nothing.
+func lookFD(fd int) state {
+	var b [1]byte
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
 	return verdict(int(n), errno)
 }
