@@ -335,6 +335,9 @@ func (n *Node) flush(changes []affinity.Change) {
 			}
 		}
 	}
+	// Counted before they go, so that no member can have received more
+	// of them than this one reports sent.
+	n.pinsSent.Add(uint64(len(changes)))
 	msg := make([]byte, 1, maxMessage)
 	msg[0] = wireVersion
 	for _, c := range changes {
@@ -346,7 +349,6 @@ func (n *Node) flush(changes []affinity.Change) {
 		msg = appendPin(msg, p)
 	}
 	send(msg)
-	n.pinsSent.Add(uint64(len(changes)))
 }
 
 // rejoinEvery retries the join addresses that are not live members, and

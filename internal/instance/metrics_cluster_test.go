@@ -48,7 +48,11 @@ func TestMetricsCluster(t *testing.T) {
 		echoOnce(t, c)
 		c.Close()
 	}
-	eventually.True(t, "b to apply a's pins", func() bool { return b.Stats().Cluster.PinsApplied >= clients })
+	// b may have a's pins by a state exchange before a's own sends of
+	// them go out (each 20 ms): wait for both.
+	eventually.True(t, "a to send its pins and b to apply them", func() bool {
+		return a.Stats().Cluster.PinsSent >= clients && b.Stats().Cluster.PinsApplied >= clients
+	})
 	ma, mb := scrape(t, baseA), scrape(t, baseB)
 	checkFamilies(t, ma, merge(commonFamilies, l4Families, clusterFamilies), nil)
 	checkFamilies(t, mb, merge(commonFamilies, l4Families, clusterFamilies), nil)
