@@ -54,7 +54,7 @@ func (p *Proxy) upstream(st *poolState, cfg *settings, b *backend.Backend, reuse
 // proxy is closing, or b wants PROXY headers (see upstreamFor).
 func (p *Proxy) release(st *poolState, cfg *settings, b *backend.Backend, c *net.TCPConn) {
 	u := st.upstreams(b)
-	if p.loop.Closing() || u == nil || b.SendProxy() != 0 || !u.put(c, p.maxIdle, cfg.idle) {
+	if p.loop.Closing() || u == nil || b.SendProxy() != 0 || !u.put(c, cfg.maxIdle, cfg.idle) {
 		c.Close()
 	}
 }
@@ -93,7 +93,11 @@ func (u *upstreamPool) pop() (idleConn, bool) {
 // put keeps c unless limit connections are already kept. It also closes
 // the least recently used connections once they have idled past maxIdle
 // (when positive), so that connections the backend has since closed do not
-// linger at the bottom of the stack while traffic goes on.
+// linger at the bottom of the stack while traffic goes on, and so that a
+// burst's connections are let go once the load that needed them has gone:
+// the stack is used from its top, so the ones a lower load no longer
+// needs sink to the bottom and age there. It closes those beyond limit as
+// well, when a reload lowered it.
 func (u *upstreamPool) put(c *net.TCPConn, limit int, maxIdle time.Duration) bool {
 	now := time.Now()
 	u.mu.Lock()
@@ -101,16 +105,18 @@ func (u *upstreamPool) put(c *net.TCPConn, limit int, maxIdle time.Duration) boo
 	if u.retired {
 		return false
 	}
+	n := max(len(u.idle)-limit, 0)
 	if maxIdle > 0 {
-		n := 0
 		for n < len(u.idle) && now.Sub(u.idle[n].since) > maxIdle {
-			u.idle[n].c.Close()
 			n++
 		}
-		if n > 0 {
-			u.idle = append(u.idle[:0], u.idle[n:]...)
-			clear(u.idle[len(u.idle):cap(u.idle)][:n])
+	}
+	if n > 0 {
+		for _, ic := range u.idle[:n] {
+			ic.c.Close()
 		}
+		u.idle = append(u.idle[:0], u.idle[n:]...)
+		clear(u.idle[len(u.idle):cap(u.idle)][:n])
 	}
 	if len(u.idle) >= limit {
 		return false
