@@ -15,9 +15,18 @@ import (
 type upstreamPool struct {
 	address string // the backend's address when the pool was made
 
-	mu      sync.Mutex // guards idle and retired
+	mu      sync.Mutex // guards the fields below
 	idle    []idleConn
 	retired bool // the backend left the pool or moved: keep nothing more
+
+	// sweep closes the connections that idled past age once traffic has
+	// stopped, when no put comes to close them: without it, a burst's
+	// connections would stay open, and the backend's closes of them
+	// would hold descriptors, until the next request. It is made at the
+	// first put and armed while connections are kept.
+	sweep    *time.Timer
+	sweeping bool          // sweep is armed
+	age      time.Duration // the idle timeout of the last put
 }
 
 type idleConn struct {
@@ -122,7 +131,41 @@ func (u *upstreamPool) put(c *net.TCPConn, limit int, maxIdle time.Duration) boo
 		return false
 	}
 	u.idle = append(u.idle, idleConn{c: c, since: now})
+	if u.age = maxIdle; maxIdle > 0 && !u.sweeping {
+		u.sweeping = true
+		if u.sweep == nil {
+			u.sweep = time.AfterFunc(maxIdle, u.purge)
+		} else {
+			u.sweep.Reset(maxIdle)
+		}
+	}
 	return true
+}
+
+// purge is sweep's work: it closes the connections that idled past age,
+// and arms sweep again for the oldest of the others, if any.
+func (u *upstreamPool) purge() {
+	now := time.Now()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.sweeping || u.age <= 0 {
+		// closeIdle stopped the sweep after it fired, or a reload
+		// lifted the idle timeout.
+		u.sweeping = false
+		return
+	}
+	n := 0
+	for n < len(u.idle) && now.Sub(u.idle[n].since) > u.age {
+		u.idle[n].c.Close()
+		n++
+	}
+	u.idle = append(u.idle[:0], u.idle[n:]...)
+	clear(u.idle[len(u.idle):cap(u.idle)][:n])
+	if len(u.idle) == 0 {
+		u.sweeping = false
+		return
+	}
+	u.sweep.Reset(u.age - now.Sub(u.idle[0].since) + time.Millisecond)
 }
 
 // closeIdleUpstreams closes every kept-alive backend connection.
@@ -146,4 +189,8 @@ func (u *upstreamPool) closeIdle(retire bool) {
 	}
 	u.idle = nil
 	u.retired = u.retired || retire
+	if u.sweep != nil {
+		u.sweep.Stop()
+	}
+	u.sweeping = false
 }

@@ -7,11 +7,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/config"
 	"github.com/lbctl/lbctl/internal/eventually"
+	"github.com/lbctl/lbctl/internal/loopback"
 )
 
 // heldBackend serves raw HTTP/1.1 on loopback and counts the
@@ -198,4 +200,63 @@ func TestConfigAgreesOnIdleConns(t *testing.T) {
 	if got := config.Default().Limits.BackendIdleConns; got != DefaultMaxIdlePerBackend {
 		t.Errorf("config's default limits.backend_idle_conns is %d, the proxy's DefaultMaxIdlePerBackend %d", got, DefaultMaxIdlePerBackend)
 	}
+}
+
+// Once traffic stops, the connections kept for it are closed when they
+// have idled past the idle timeout, with no request to trigger it; while
+// some are younger, the sweep comes back for them.
+func TestPoolSweepsWhenTrafficStops(t *testing.T) {
+	conns := make([]*net.TCPConn, 3)
+	for i := range conns {
+		conns[i], _ = loopback.Pair(t)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		var u upstreamPool
+		defer u.closeIdle(true)
+		u.put(conns[0], 10, time.Minute)
+		u.put(conns[1], 10, time.Minute)
+		time.Sleep(30 * time.Second)
+		u.put(conns[2], 10, time.Minute)
+		time.Sleep(31 * time.Second)
+		synctest.Wait()
+		if n := u.kept(); n != 1 {
+			t.Fatalf("a minute and a second after the first two came back, %d connections are kept, want the 30 s younger one", n)
+		}
+		for _, c := range conns[:2] {
+			if _, err := c.Write([]byte("x")); err == nil {
+				t.Error("a connection that idled past the timeout is still open")
+			}
+		}
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if n := u.kept(); n != 0 {
+			t.Fatalf("after the last one idled past the timeout, %d connections are kept, want none", n)
+		}
+		if _, err := conns[2].Write([]byte("x")); err == nil {
+			t.Error("the last connection is still open")
+		}
+	})
+}
+
+// A pool with no idle timeout keeps its connections however long they
+// wait.
+func TestPoolWithoutIdleTimeoutKeeps(t *testing.T) {
+	c, _ := loopback.Pair(t)
+	synctest.Test(t, func(t *testing.T) {
+		var u upstreamPool
+		defer u.closeIdle(true)
+		u.put(c, 10, 0)
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if n := u.kept(); n != 1 {
+			t.Fatalf("%d connections kept after an hour with no idle timeout, want 1", n)
+		}
+	})
+}
+
+// kept is how many connections u holds.
+func (u *upstreamPool) kept() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.idle)
 }
