@@ -141,6 +141,11 @@ type Limits struct {
 	// HeaderBytes is the largest request head accepted; larger ones get
 	// 431 (L7).
 	HeaderBytes int `toml:"header_bytes"`
+	// BackendIdleConns caps the kept-alive connections lbctl holds to
+	// each backend between requests (L7; per event loop with the loop
+	// engine); 0 keeps none, so every request dials. Those unused for
+	// timeouts.idle are closed.
+	BackendIdleConns int `toml:"backend_idle_conns"`
 }
 
 // L4 is the [l4] table: the L4 front door's engine.
@@ -267,7 +272,8 @@ func Default() Config {
 			Server:  Duration(60 * time.Second),
 		},
 		Limits: Limits{
-			HeaderBytes: 65536,
+			HeaderBytes:      65536,
+			BackendIdleConns: DefaultBackendIdleConns,
 		},
 		L7: L7{Engine: "loop"},
 		Cluster: Cluster{

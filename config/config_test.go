@@ -70,6 +70,7 @@ func TestDefault(t *testing.T) {
 		{"timeouts.header", d.Timeouts.Header.D(), 10 * time.Second},
 		{"timeouts.server", d.Timeouts.Server.D(), 60 * time.Second},
 		{"limits.header_bytes", d.Limits.HeaderBytes, 65536},
+		{"limits.backend_idle_conns", d.Limits.BackendIdleConns, 1024},
 		{"l4.loops", d.L4.Loops, 0},
 		{"l7.engine", d.L7.Engine, "loop"},
 		{"backends", d.Backends == nil, true},

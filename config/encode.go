@@ -51,7 +51,8 @@ func (c *Config) Encode(w io.Writer) error {
 		"header", quote(c.Timeouts.Header.String()),
 		"server", quote(c.Timeouts.Server.String()))
 	e.table("[limits]",
-		"header_bytes", strconv.Itoa(c.Limits.HeaderBytes))
+		"header_bytes", strconv.Itoa(c.Limits.HeaderBytes),
+		"backend_idle_conns", strconv.Itoa(c.Limits.BackendIdleConns))
 	e.table("[l4]",
 		"loops", strconv.Itoa(c.L4.Loops))
 	e.table("[l7]",

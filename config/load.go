@@ -295,7 +295,8 @@ var schema = map[string]map[string]field{
 		"server":  func(c *Config, v any) error { return setDuration(&c.Timeouts.Server, v) },
 	},
 	"limits": {
-		"header_bytes": func(c *Config, v any) error { return setInt(&c.Limits.HeaderBytes, v) },
+		"header_bytes":       func(c *Config, v any) error { return setInt(&c.Limits.HeaderBytes, v) },
+		"backend_idle_conns": func(c *Config, v any) error { return setInt(&c.Limits.BackendIdleConns, v) },
 	},
 	"l4": {
 		"loops": func(c *Config, v any) error { return setInt(&c.L4.Loops, v) },

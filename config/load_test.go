@@ -133,6 +133,16 @@ func TestParseRejects(t *testing.T) {
 			want: `lbctl.toml:2: affinity.ipv6_prefix: 0 is out of range 1..128`,
 		},
 		{
+			name: "backend idle conns negative",
+			file: "[limits]\nheader_bytes = 2048\nbackend_idle_conns = -5\n" + oneBackend,
+			want: `lbctl.toml:3: limits.backend_idle_conns: -5 is out of range 0..65536`,
+		},
+		{
+			name: "backend idle conns not an integer",
+			file: "[limits]\nbackend_idle_conns = \"many\"\n" + oneBackend,
+			want: `lbctl.toml:2: limits.backend_idle_conns: "many" must be an integer`,
+		},
+		{
 			name: "save interval not positive",
 			file: "[affinity]\nstate_file = \"/tmp/pins\"\nsave_interval = \"0s\"\n" + oneBackend,
 			want: `lbctl.toml:3: affinity.save_interval: "0s" must be positive`,

@@ -61,6 +61,7 @@ func (c *Config) validate(needBackends bool) error {
 	v.positive("timeouts.server", c.Timeouts.Server)
 
 	v.between("limits.header_bytes", c.Limits.HeaderBytes, 1024, 1<<20)
+	v.between("limits.backend_idle_conns", c.Limits.BackendIdleConns, 0, maxBackendIdleConns)
 	if n := c.L4.Loops; n < 0 || n > maxLoops {
 		v.fail("l4.loops", "%d is out of range 0..%d (0 is one loop per core)", n, maxLoops)
 	}
@@ -83,6 +84,15 @@ func (c *Config) validate(needBackends bool) error {
 // maxLoops bounds l4.loops: more loops than cores only share the cores,
 // and each holds descriptors and buffers of its own.
 const maxLoops = 1024
+
+// The default and largest limits.backend_idle_conns. The default is
+// package l7's DefaultMaxIdlePerBackend (a test there checks they agree);
+// the bound keeps a typo from letting one backend hold most of lbctl's
+// descriptors.
+const (
+	DefaultBackendIdleConns = 1024
+	maxBackendIdleConns     = 65536
+)
 
 // The Maglev table's default and largest size, as package backend has
 // them (DefaultTableSize, MaxTableSize; a test there checks they agree).

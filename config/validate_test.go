@@ -67,6 +67,8 @@ func TestValidateRejects(t *testing.T) {
 		{"server", func(c *Config) { c.Timeouts.Server = 0 }, `timeouts.server: "0s" must be positive`},
 		{"header bytes low", func(c *Config) { c.Limits.HeaderBytes = 1023 }, `limits.header_bytes: 1023 is out of range 1024..1048576`},
 		{"header bytes high", func(c *Config) { c.Limits.HeaderBytes = 1<<20 + 1 }, `limits.header_bytes: 1048577 is out of range 1024..1048576`},
+		{"backend idle conns negative", func(c *Config) { c.Limits.BackendIdleConns = -1 }, `limits.backend_idle_conns: -1 is out of range 0..65536`},
+		{"backend idle conns high", func(c *Config) { c.Limits.BackendIdleConns = 65537 }, `limits.backend_idle_conns: 65537 is out of range 0..65536`},
 		{"loops negative", func(c *Config) { c.L4.Loops = -1 }, `l4.loops: -1 is out of range 0..1024 (0 is one loop per core)`},
 		{"loops high", func(c *Config) { c.L4.Loops = 1025 }, `l4.loops: 1025 is out of range 0..1024 (0 is one loop per core)`},
 		{"l7 engine", func(c *Config) { c.L7.Engine = "threads" }, `l7.engine: "threads" is not one of goroutine, loop`},

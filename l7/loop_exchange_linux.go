@@ -751,7 +751,7 @@ func (f *loopFront) flush(c *loopConn) step {
 func (f *loopFront) keepUp(c *loopConn) {
 	p, b := f.p, c.b
 	ups := f.idleUps[b]
-	if p.loop.Closing() || b.SendProxy() != 0 || len(ups) >= p.maxIdle || b.Address() != c.upAddr {
+	if p.loop.Closing() || b.SendProxy() != 0 || len(ups) >= c.s.cfg.maxIdle || b.Address() != c.upAddr {
 		f.closeUp(c)
 		return
 	}

@@ -35,7 +35,7 @@ const (
 	DefaultHeaderTimeout     = 10 * time.Second
 	DefaultServerTimeout     = 60 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
-	DefaultMaxIdlePerBackend = 256
+	DefaultMaxIdlePerBackend = 1024
 )
 
 // Proxy is an HTTP/1.1 reverse proxy with cookie persistence. Pool and
@@ -81,7 +81,12 @@ type Proxy struct {
 	// 431. Zero means 64 KiB.
 	MaxHeaderBytes int
 	// MaxIdlePerBackend caps the kept-alive backend connections held per
-	// backend. Zero means 256; negative disables reuse.
+	// backend, by each event loop with EngineLoop (a loop's connections
+	// are its own, so it shares none and takes no lock for them). Zero
+	// means DefaultMaxIdlePerBackend; negative keeps none. Connections
+	// kept beyond what the load still uses are closed once they have idled
+	// past IdleTimeout, so a high cap holds a burst's connections only
+	// while they are needed.
 	MaxIdlePerBackend int
 	// AccessLog, when not nil, gets one record per request (see
 	// account.go); a full log drops records, never waits.
@@ -107,7 +112,6 @@ type Proxy struct {
 	init     sync.Once
 	loop     accept.Loop
 	tuned    atomic.Pointer[settings] // see Reconfigure
-	maxIdle  int                      // MaxIdlePerBackend, resolved
 	state    atomic.Pointer[poolState]
 	rebuild  sync.Mutex // serialises the building of state after a reload or Reconfigure
 	sessions sync.Pool
@@ -128,10 +132,6 @@ func (p *Proxy) setup() {
 		p.loop.Handle = p.handle
 		p.loop.Park = p.parkConn
 		p.loop.Logger = p.Logger
-		p.maxIdle = orDefault(p.MaxIdlePerBackend, DefaultMaxIdlePerBackend)
-		if p.MaxIdlePerBackend < 0 {
-			p.maxIdle = 0
-		}
 		cfg := p.fields().resolve(nil)
 		if cfg.sel != nil {
 			// Without a Selector, Serve refuses to start and the

@@ -21,6 +21,9 @@ type Settings struct {
 	HeaderTimeout  time.Duration
 	ServerTimeout  time.Duration
 	MaxHeaderBytes int
+	// MaxIdlePerBackend is the cap on kept-alive backend connections; see
+	// the Proxy field. A lower cap takes effect as connections come back.
+	MaxIdlePerBackend int
 }
 
 // settings are Settings with defaults resolved, as requests use them. They
@@ -30,6 +33,7 @@ type settings struct {
 	dialer               net.Dialer
 	header, server, idle time.Duration
 	maxHead              int
+	maxIdle              int // kept-alive backend connections per backend (per loop); 0 keeps none
 	// heads gives buffers of maxHead bytes, for heads that outgrow a
 	// session's own buffer; nil when that buffer holds the largest head.
 	heads  *sync.Pool
@@ -39,13 +43,14 @@ type settings struct {
 // fields returns the Proxy fields that Reconfigure replaces.
 func (p *Proxy) fields() Settings {
 	return Settings{
-		Selector:       p.Selector,
-		Cookie:         p.Cookie,
-		ConnectTimeout: p.ConnectTimeout,
-		IdleTimeout:    p.IdleTimeout,
-		HeaderTimeout:  p.HeaderTimeout,
-		ServerTimeout:  p.ServerTimeout,
-		MaxHeaderBytes: p.MaxHeaderBytes,
+		Selector:          p.Selector,
+		Cookie:            p.Cookie,
+		ConnectTimeout:    p.ConnectTimeout,
+		IdleTimeout:       p.IdleTimeout,
+		HeaderTimeout:     p.HeaderTimeout,
+		ServerTimeout:     p.ServerTimeout,
+		MaxHeaderBytes:    p.MaxHeaderBytes,
+		MaxIdlePerBackend: p.MaxIdlePerBackend,
 	}
 }
 
@@ -59,11 +64,15 @@ func (s Settings) resolve(old *settings) *settings {
 		server:  orDefault(s.ServerTimeout, DefaultServerTimeout),
 		idle:    max(s.IdleTimeout, 0),
 		maxHead: orDefault(s.MaxHeaderBytes, DefaultMaxHeaderBytes),
+		maxIdle: max(s.MaxIdlePerBackend, 0),
 		cookie:  s.Cookie,
 		dialer:  backend.Dialer(s.ConnectTimeout),
 	}
 	if r.cookie.Name == "" {
 		r.cookie.Name = "SERVERID"
+	}
+	if s.MaxIdlePerBackend == 0 {
+		r.maxIdle = DefaultMaxIdlePerBackend
 	}
 	r.cookie.Secrets = slices.Clone(s.Cookie.Secrets)
 	switch {

@@ -15,9 +15,18 @@ import (
 type upstreamPool struct {
 	address string // the backend's address when the pool was made
 
-	mu      sync.Mutex // guards idle and retired
+	mu      sync.Mutex // guards the fields below
 	idle    []idleConn
 	retired bool // the backend left the pool or moved: keep nothing more
+
+	// sweep closes the connections that idled past age once traffic has
+	// stopped, when no put comes to close them: without it, a burst's
+	// connections would stay open, and the backend's closes of them
+	// would hold descriptors, until the next request. It is made at the
+	// first put and armed while connections are kept.
+	sweep    *time.Timer
+	sweeping bool          // sweep is armed
+	age      time.Duration // the idle timeout of the last put
 }
 
 type idleConn struct {
@@ -54,7 +63,7 @@ func (p *Proxy) upstream(st *poolState, cfg *settings, b *backend.Backend, reuse
 // proxy is closing, or b wants PROXY headers (see upstreamFor).
 func (p *Proxy) release(st *poolState, cfg *settings, b *backend.Backend, c *net.TCPConn) {
 	u := st.upstreams(b)
-	if p.loop.Closing() || u == nil || b.SendProxy() != 0 || !u.put(c, p.maxIdle, cfg.idle) {
+	if p.loop.Closing() || u == nil || b.SendProxy() != 0 || !u.put(c, cfg.maxIdle, cfg.idle) {
 		c.Close()
 	}
 }
@@ -93,7 +102,11 @@ func (u *upstreamPool) pop() (idleConn, bool) {
 // put keeps c unless limit connections are already kept. It also closes
 // the least recently used connections once they have idled past maxIdle
 // (when positive), so that connections the backend has since closed do not
-// linger at the bottom of the stack while traffic goes on.
+// linger at the bottom of the stack while traffic goes on, and so that a
+// burst's connections are let go once the load that needed them has gone:
+// the stack is used from its top, so the ones a lower load no longer
+// needs sink to the bottom and age there. It closes those beyond limit as
+// well, when a reload lowered it.
 func (u *upstreamPool) put(c *net.TCPConn, limit int, maxIdle time.Duration) bool {
 	now := time.Now()
 	u.mu.Lock()
@@ -101,22 +114,58 @@ func (u *upstreamPool) put(c *net.TCPConn, limit int, maxIdle time.Duration) boo
 	if u.retired {
 		return false
 	}
+	n := max(len(u.idle)-limit, 0)
 	if maxIdle > 0 {
-		n := 0
 		for n < len(u.idle) && now.Sub(u.idle[n].since) > maxIdle {
-			u.idle[n].c.Close()
 			n++
 		}
-		if n > 0 {
-			u.idle = append(u.idle[:0], u.idle[n:]...)
-			clear(u.idle[len(u.idle):cap(u.idle)][:n])
+	}
+	if n > 0 {
+		for _, ic := range u.idle[:n] {
+			ic.c.Close()
 		}
+		u.idle = append(u.idle[:0], u.idle[n:]...)
+		clear(u.idle[len(u.idle):cap(u.idle)][:n])
 	}
 	if len(u.idle) >= limit {
 		return false
 	}
 	u.idle = append(u.idle, idleConn{c: c, since: now})
+	if u.age = maxIdle; maxIdle > 0 && !u.sweeping {
+		u.sweeping = true
+		if u.sweep == nil {
+			u.sweep = time.AfterFunc(maxIdle, u.purge)
+		} else {
+			u.sweep.Reset(maxIdle)
+		}
+	}
 	return true
+}
+
+// purge is sweep's work: it closes the connections that idled past age,
+// and arms sweep again for the oldest of the others, if any.
+func (u *upstreamPool) purge() {
+	now := time.Now()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.sweeping || u.age <= 0 {
+		// closeIdle stopped the sweep after it fired, or a reload
+		// lifted the idle timeout.
+		u.sweeping = false
+		return
+	}
+	n := 0
+	for n < len(u.idle) && now.Sub(u.idle[n].since) > u.age {
+		u.idle[n].c.Close()
+		n++
+	}
+	u.idle = append(u.idle[:0], u.idle[n:]...)
+	clear(u.idle[len(u.idle):cap(u.idle)][:n])
+	if len(u.idle) == 0 {
+		u.sweeping = false
+		return
+	}
+	u.sweep.Reset(u.age - now.Sub(u.idle[0].since) + time.Millisecond)
 }
 
 // closeIdleUpstreams closes every kept-alive backend connection.
@@ -140,4 +189,8 @@ func (u *upstreamPool) closeIdle(retire bool) {
 	}
 	u.idle = nil
 	u.retired = u.retired || retire
+	if u.sweep != nil {
+		u.sweep.Stop()
+	}
+	u.sweeping = false
 }

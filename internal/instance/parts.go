@@ -129,19 +129,20 @@ func L4Settings(cfg *config.Config, sel backend.Selector) l4.Settings {
 func L7(cfg *config.Config, p *Pool, log *slog.Logger) *l7.Proxy {
 	st := L7Settings(cfg, p.Selector)
 	return &l7.Proxy{
-		Pool:           p.Backends,
-		Selector:       st.Selector,
-		Health:         p.Prober,
-		Cookie:         st.Cookie,
-		ConnectTimeout: st.ConnectTimeout,
-		IdleTimeout:    st.IdleTimeout,
-		HeaderTimeout:  st.HeaderTimeout,
-		ServerTimeout:  st.ServerTimeout,
-		MaxHeaderBytes: st.MaxHeaderBytes,
-		ProxyProtocol:  proxyPolicy(cfg),
-		Logger:         log,
-		Engine:         cfg.L7.Engine,
-		NAT:            &natview.Tracker{V4Prefix: cfg.Affinity.IPv4Prefix, V6Prefix: cfg.Affinity.IPv6Prefix},
+		Pool:              p.Backends,
+		Selector:          st.Selector,
+		Health:            p.Prober,
+		Cookie:            st.Cookie,
+		ConnectTimeout:    st.ConnectTimeout,
+		IdleTimeout:       st.IdleTimeout,
+		HeaderTimeout:     st.HeaderTimeout,
+		ServerTimeout:     st.ServerTimeout,
+		MaxHeaderBytes:    st.MaxHeaderBytes,
+		MaxIdlePerBackend: st.MaxIdlePerBackend,
+		ProxyProtocol:     proxyPolicy(cfg),
+		Logger:            log,
+		Engine:            cfg.L7.Engine,
+		NAT:               &natview.Tracker{V4Prefix: cfg.Affinity.IPv4Prefix, V6Prefix: cfg.Affinity.IPv6Prefix},
 	}
 }
 
@@ -161,10 +162,20 @@ func L7Settings(cfg *config.Config, sel backend.Selector) l7.Settings {
 			SameSite: c.SameSite,
 			Secrets:  c.Secret,
 		},
-		ConnectTimeout: cfg.Timeouts.Connect.D(),
-		IdleTimeout:    cfg.Timeouts.Idle.D(),
-		HeaderTimeout:  cfg.Timeouts.Header.D(),
-		ServerTimeout:  cfg.Timeouts.Server.D(),
-		MaxHeaderBytes: cfg.Limits.HeaderBytes,
+		ConnectTimeout:    cfg.Timeouts.Connect.D(),
+		IdleTimeout:       cfg.Timeouts.Idle.D(),
+		HeaderTimeout:     cfg.Timeouts.Header.D(),
+		ServerTimeout:     cfg.Timeouts.Server.D(),
+		MaxHeaderBytes:    cfg.Limits.HeaderBytes,
+		MaxIdlePerBackend: idleConns(cfg.Limits.BackendIdleConns),
 	}
+}
+
+// idleConns turns limits.backend_idle_conns into the proxy's cap, whose
+// zero means its default: the key's 0 keeps no connection.
+func idleConns(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,12 +196,13 @@ func TestTuningChanges(t *testing.T) {
 	next.Timeouts.Connect = config.Duration(5 * time.Second)
 	next.Timeouts.Server = config.Duration(30 * time.Second)
 	next.Limits.HeaderBytes = 32 << 10
+	next.Limits.BackendIdleConns = 0
 	next.Cookie.Path = "/app"
 	next.Cookie.Secret = config.Secrets{"s3cret"}
 	want := []string{
 		"~balance(policy " + cur.Balance.Policy + "->leastconn)",
 		"~timeouts(connect " + cur.Timeouts.Connect.String() + "->5s, server " + cur.Timeouts.Server.String() + "->30s)",
-		fmt.Sprintf("~limits(header_bytes %d->32768)", cur.Limits.HeaderBytes),
+		fmt.Sprintf("~limits(header_bytes %d->32768, backend_idle_conns %d->0)", cur.Limits.HeaderBytes, cur.Limits.BackendIdleConns),
 		"~cookie(path " + cur.Cookie.Path + "->/app, secret changed)",
 	}
 	got := tuningChanges(&cur, &next)
@@ -258,4 +261,69 @@ func TestReloadMovesL7Listen(t *testing.T) {
 		t.Errorf("the old listener %s still accepts after the reload returned", oldAddr)
 	}
 	ask(t, c, r, "")
+}
+
+// A reload that changes limits.backend_idle_conns applies it to the
+// running proxy: with 0, a backend connection is closed after its
+// exchange instead of being kept for the next one.
+func TestReloadAppliesBackendIdleConns(t *testing.T) {
+	var dialed atomic.Int64
+	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "app-01\n")
+	}))
+	app.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dialed.Add(1)
+		}
+	}
+	app.Start()
+	t.Cleanup(app.Close)
+	parse := func(limits string) *config.Config {
+		t.Helper()
+		cfg, err := config.Parse(fmt.Appendf(nil, l7Config+limits, "60s", `"k"`, app.Listener.Addr().String()), "lbctl.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	in, err := New(parse(""), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := parse("[limits]\nbackend_idle_conns = 0\n")
+	in.Load = func() (*config.Config, error) { return next, nil }
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveUntilEnd(t, in, ln)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+
+	for range 3 {
+		ask(t, c, r, "")
+	}
+	if n := dialed.Load(); n != 1 {
+		t.Fatalf("three requests with the default cap made %d backend connections, want 1 kept alive", n)
+	}
+	res, err := in.Reload(context.Background())
+	if err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if want := fmt.Sprintf("~limits(backend_idle_conns %d->0)", config.DefaultBackendIdleConns); !strings.Contains(res.Summary, want) {
+		t.Errorf("summary %q lacks %q", res.Summary, want)
+	}
+	// The connection kept before the reload serves one more request;
+	// from then on each request dials.
+	for range 3 {
+		ask(t, c, r, "")
+	}
+	if n := dialed.Load(); n != 3 {
+		t.Errorf("three requests with backend_idle_conns = 0 made %d backend connections in all, want 3 (the kept one, then two dials)", n)
+	}
 }

@@ -35,7 +35,9 @@ func tuningChanges(cur, next *config.Config) []string {
 	t = diff(t, "server", cur.Timeouts.Server, next.Timeouts.Server)
 	section("timeouts", t, cur.Timeouts, next.Timeouts)
 
-	section("limits", diff(nil, "header_bytes", cur.Limits.HeaderBytes, next.Limits.HeaderBytes), cur.Limits, next.Limits)
+	lim := diff(nil, "header_bytes", cur.Limits.HeaderBytes, next.Limits.HeaderBytes)
+	lim = diff(lim, "backend_idle_conns", cur.Limits.BackendIdleConns, next.Limits.BackendIdleConns)
+	section("limits", lim, cur.Limits, next.Limits)
 
 	a, b := cur.Cookie, next.Cookie
 	var c []string
