@@ -94,7 +94,7 @@ type h2conn struct {
 	goingAway   bool        // GOAWAY sent: no new stream is served
 	closing     bool        // the connection ends: nothing is sent any more
 	idleFired   bool        // the idle timer cut the read in progress
-	idle        *time.Timer
+	idle        *time.Timer // nil without an idle timeout; see stopIdle
 	workersDone sync.WaitGroup
 
 	wmu    sync.Mutex // guards the writing half of fr, enc, encBuf and what follows
@@ -207,9 +207,11 @@ func (c *h2conn) start() {
 	c.dec = hpack.NewDecoder(4096, c.emit)
 	c.dec.SetMaxStringLength(c.cfg.maxHead)
 	c.resetTokens, c.resetAt = h2ResetBurst, time.Now()
-	c.idle = time.AfterFunc(c.cfg.idle, c.idleTimeout)
-	if c.cfg.idle <= 0 {
-		c.idle.Stop() // no idle timeout
+	if c.cfg.idle > 0 {
+		// Without an idle timeout there is no timer at all: one made
+		// for a zero duration may fire before it is stopped, and cut a
+		// connection that has just begun.
+		c.idle = time.AfterFunc(c.cfg.idle, c.idleTimeout)
 	}
 	c.wmu.Lock()
 	c.fr.WriteSettings(
@@ -324,7 +326,7 @@ func (c *h2conn) fail(code http2.ErrCode, reason string) {
 // teardown ends every stream, waits for their exchanges, and closes the
 // connection.
 func (c *h2conn) teardown() {
-	c.idle.Stop()
+	c.stopIdle()
 	c.mu.Lock()
 	c.closing = true
 	for _, s := range c.streams {
@@ -603,8 +605,15 @@ func (c *h2conn) quietLocked() {
 		c.linger()
 		return
 	}
-	if c.cfg.idle > 0 {
+	if c.idle != nil {
 		c.idle.Reset(c.cfg.idle)
+	}
+}
+
+// stopIdle stops the idle timer, if the connection has one.
+func (c *h2conn) stopIdle() {
+	if c.idle != nil {
+		c.idle.Stop()
 	}
 }
 
@@ -814,7 +823,7 @@ func (c *h2conn) open(s *h2stream, ended bool) error {
 	}
 	c.mu.Lock()
 	c.streams[s.id] = s
-	c.idle.Stop()
+	c.stopIdle()
 	if c.workers >= h2MaxStreams {
 		if len(c.waiting) >= h2MaxWaiting {
 			c.mu.Unlock()

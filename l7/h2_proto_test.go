@@ -583,3 +583,37 @@ func TestH2StalledBodyIsGivenUp(t *testing.T) {
 	b := f.pool.Registry().Get("app-01")
 	eventually.True(t, "the backend connection let go", func() bool { return b.Active() == 0 })
 }
+
+// TestH2NoIdleTimeoutNeverCutsAtStart: with timeouts.idle = 0 a
+// connection has no idle timer. A timer made for a zero duration and then
+// stopped fires now and then before the stop, which cut about one new
+// connection in a hundred as if it had been idle.
+func TestH2NoIdleTimeoutNeverCutsAtStart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := Settings{Selector: &backend.RoundRobin{}, IdleTimeout: 0}.resolve(nil)
+	for i := range 1000 {
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		server, err := ln.Accept()
+		if err != nil {
+			client.Close()
+			t.Fatal(err)
+		}
+		c := &h2conn{cfg: cfg, nc: server}
+		c.start()
+		c.teardown()
+		client.Close()
+		c.mu.Lock()
+		fired := c.idleFired
+		c.mu.Unlock()
+		if fired {
+			t.Fatalf("connection %d: the idle timeout fired with timeouts.idle = 0", i)
+		}
+	}
+}
