@@ -352,26 +352,10 @@ func (s *h2stream) bodyNext() ([]byte, error) {
 	c := s.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	waiting := func() bool { return s.bodyN == 0 && !s.remoteDone && !s.gone && !s.bodyStop }
-	if waiting() {
-		// A client that stalls mid-body is given up on after
-		// timeouts.idle, as an HTTP/1.1 client is.
-		expired := false
-		if c.cfg.idle > 0 {
-			t := time.AfterFunc(c.cfg.idle, func() {
-				c.mu.Lock()
-				defer c.mu.Unlock()
-				expired = true
-				s.bodyCond.Broadcast()
-			})
-			defer t.Stop()
-		}
-		for waiting() && !expired {
-			s.bodyCond.Wait()
-		}
-		if waiting() {
-			return nil, errH2BodyStalled
-		}
+	// A client that stalls mid-body is given up on after timeouts.idle,
+	// as an HTTP/1.1 client is.
+	if c.waitLocked(&s.bodyCond, func() bool { return s.bodyN == 0 && !s.remoteDone && !s.gone && !s.bodyStop }) {
+		return nil, errH2BodyStalled
 	}
 	switch {
 	case s.gone:
@@ -564,24 +548,33 @@ func (s *h2stream) blockedLocked() bool {
 // client that reads nothing is cut off after it, as an HTTP/1.1 client
 // that reads nothing is (errH2Stalled).
 func (s *h2stream) waitWindowLocked() error {
-	c := s.c
+	if s.c.waitLocked(&s.c.sendable, s.blockedLocked) {
+		return errH2Stalled
+	}
+	return nil
+}
+
+// waitLocked waits on cond, whose lock is c.mu, held, while blocked
+// reports true, but no longer than timeouts.idle (when positive); it
+// reports whether blocked still does, that is, whether the wait timed out.
+func (c *h2conn) waitLocked(cond *sync.Cond, blocked func() bool) bool {
+	if !blocked() {
+		return false
+	}
 	expired := false
 	if c.cfg.idle > 0 {
 		t := time.AfterFunc(c.cfg.idle, func() {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			expired = true
-			c.sendable.Broadcast()
+			cond.Broadcast()
 		})
 		defer t.Stop()
 	}
-	for s.blockedLocked() && !expired {
-		c.sendable.Wait()
+	for blocked() && !expired {
+		cond.Wait()
 	}
-	if s.blockedLocked() {
-		return errH2Stalled
-	}
-	return nil
+	return blocked()
 }
 
 // finish settles the stream once its exchange is over: a response cut
