@@ -253,7 +253,9 @@ func (c *h2conn) serve() {
 			continue
 		}
 		if err != nil {
-			c.readFailed(err)
+			if c.readFailed(err) {
+				continue
+			}
 			return
 		}
 		if first {
@@ -287,8 +289,12 @@ func (e h2ConnError) Error() string {
 
 func connErr(code http2.ErrCode, reason string) error { return h2ConnError{code, reason} }
 
-// readFailed ends the connection after ReadFrame failed with err.
-func (c *h2conn) readFailed(err error) {
+// readFailed acts on ReadFrame's failure with err, and reports whether
+// the connection reads on: it does after the idle timeout cut the read,
+// which says GOAWAY and then lingers like any connection that did, so
+// that a request the client sent meanwhile is refused in a frame it reads
+// rather than lost to a reset of the connection.
+func (c *h2conn) readFailed(err error) bool {
 	var ce http2.ConnectionError
 	switch {
 	case errors.As(err, &ce):
@@ -296,11 +302,19 @@ func (c *h2conn) readFailed(err error) {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.mu.Lock()
 		idle := c.idleFired
+		c.idleFired = false
+		if idle && !c.goingAway {
+			// The deadline that cut the read is lifted: goAway sets
+			// the linger's, or the end of the last stream does.
+			c.nc.SetReadDeadline(time.Time{})
+		}
 		c.mu.Unlock()
 		if idle {
 			c.goAway(http2.ErrCodeNo)
+			return true
 		}
 	}
+	return false
 }
 
 func (c *h2conn) frameDetail() string {
@@ -358,7 +372,7 @@ func (c *h2conn) teardown() {
 func (c *h2conn) idleTimeout() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.streams) == 0 && c.workers == 0 && !c.closing {
+	if len(c.streams) == 0 && c.workers == 0 && !c.closing && !c.goingAway {
 		c.idleFired = true
 		c.nc.SetReadDeadline(time.Now())
 	}
@@ -387,9 +401,10 @@ func (c *h2conn) goAway(code http2.ErrCode) {
 }
 
 // linger ends a connection that has nothing left to serve: the reading
-// goroutine reads for h2CloseLinger more, then stops.
+// goroutine reads for h2CloseLinger (see h2front.lingerOf) more, then
+// stops.
 func (c *h2conn) linger() {
-	c.nc.SetReadDeadline(time.Now().Add(h2CloseLinger))
+	c.nc.SetReadDeadline(time.Now().Add(c.cl.p.h2.lingerOf()))
 }
 
 // flushLocked hands the frames written to the writing goroutine, and
