@@ -21,6 +21,7 @@ import (
 
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/eventually"
+	"github.com/lbctl/lbctl/internal/loopback"
 	"github.com/lbctl/lbctl/internal/proxyproto"
 )
 
@@ -589,26 +590,12 @@ func TestH2StalledBodyIsGivenUp(t *testing.T) {
 // stopped fires now and then before the stop, which cut about one new
 // connection in a hundred as if it had been idle.
 func TestH2NoIdleTimeoutNeverCutsAtStart(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	cfg := Settings{Selector: &backend.RoundRobin{}, IdleTimeout: 0}.resolve(nil)
 	for i := range 1000 {
-		client, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		server, err := ln.Accept()
-		if err != nil {
-			client.Close()
-			t.Fatal(err)
-		}
+		_, server := loopback.Pair(t)
 		c := &h2conn{cfg: cfg, nc: server}
 		c.start()
 		c.teardown()
-		client.Close()
 		c.mu.Lock()
 		fired := c.idleFired
 		c.mu.Unlock()
