@@ -23,7 +23,8 @@ import (
 // are appended under one lock and a writing goroutine per connection sends
 // all that have gathered in one write; there is no queue beyond
 // h2MaxPending bytes, which writers wait for, so what a connection holds is
-// bounded by its streams and their windows.
+// bounded by its streams and their windows. A stream is in h2_stream.go,
+// its header blocks and fields in h2_fields.go, its exchange in h2.go.
 
 // Limits of one HTTP/2 connection.
 const (
@@ -173,22 +174,6 @@ func (c *h2conn) writeLoop() {
 			return
 		}
 	}
-}
-
-// h2block is a header block being decoded: HEADERS and its CONTINUATION
-// frames.
-type h2block struct {
-	stream   *h2stream // the stream whose fields these are
-	trailers bool      // the block is a request's trailer section
-	size     int       // bytes of the field list, as RFC 9113 6.5.2 counts them
-	encoded  int       // bytes of the encoded block
-	frames   int
-	tooLarge bool  // the list passed limits.header_bytes: its fields are dropped
-	bad      error // the first field that makes the request malformed
-	sawField bool  // a regular field came: no pseudo-field may follow
-	// fields holds a trailer section's fields until they are handed to
-	// their stream, if it is still open.
-	fields []hpack.HeaderField
 }
 
 // start readies the connection and queues lbctl's SETTINGS, its side of
@@ -678,125 +663,6 @@ func (c *h2conn) readData(f *http2.DataFrame) error {
 	return nil
 }
 
-// readHeaders reads a header block, HEADERS and its CONTINUATION
-// frames, and opens the stream it starts or ends the request it
-// carries the trailers of.
-func (c *h2conn) readHeaders(f *http2.HeadersFrame) error {
-	id := f.StreamID
-	if id%2 == 0 {
-		return connErr(http2.ErrCodeProtocol, "a client's stream with an even id")
-	}
-	c.block = h2block{fields: c.block.fields[:0]}
-	b := &c.block
-	if id <= c.lastID {
-		// Trailers of a stream whose request is open, which must end
-		// it; the stream may have ended meanwhile.
-		c.mu.Lock()
-		s := c.streams[id]
-		open := s != nil && !s.remoteDone
-		c.mu.Unlock()
-		switch {
-		case open && f.StreamEnded():
-			b.trailers = true
-			if err := c.decodeBlock(f); err != nil {
-				return err
-			}
-			return c.endTrailers(id)
-		case s != nil:
-			return c.decodeRest(f, func() error { return c.streamError(id, http2.ErrCodeProtocol) })
-		}
-		// A stream that lbctl has closed or reset, whose client may
-		// have sent its trailers before it learnt of that: they are
-		// decoded, for HPACK's sake, and ignored (RFC 9113 5.1).
-		return c.decodeRest(f, func() error { return nil })
-	}
-	c.mu.Lock() // goAway reads it from another goroutine
-	c.lastID = id
-	c.mu.Unlock()
-	s := newH2Stream(c, id)
-	b.stream = s
-	if f.HasPriority() && f.Priority.StreamDep == id {
-		s.recycle()
-		return c.decodeRest(f, func() error { return c.streamError(id, http2.ErrCodeProtocol) })
-	}
-	if err := c.decodeBlock(f); err != nil {
-		s.recycle()
-		return err
-	}
-	return c.open(s, f.StreamEnded())
-}
-
-// decodeRest decodes the rest of a block that is refused whatever it
-// holds (HPACK state must follow it), then calls then.
-func (c *h2conn) decodeRest(f *http2.HeadersFrame, then func() error) error {
-	c.block.tooLarge = true // keep no field
-	if err := c.decodeBlock(f); err != nil {
-		return err
-	}
-	return then()
-}
-
-// decodeBlock decodes HEADERS f and the CONTINUATION frames after it into
-// c.block, bounding the list at limits.header_bytes while it decodes: a
-// longer list keeps decoding (HPACK's table must follow it) but keeps no
-// field, and an encoded block much larger than the limit, or one of too
-// many frames, ends the connection (CVE-2024-27316).
-func (c *h2conn) decodeBlock(f *http2.HeadersFrame) error {
-	b := &c.block
-	frag, ended := f.HeaderBlockFragment(), f.HeadersEnded()
-	for {
-		b.frames++
-		b.encoded += len(frag)
-		if b.encoded > 2*c.cfg.maxHead+4096 || b.frames > h2MaxBlockFrames {
-			return connErr(http2.ErrCodeEnhanceYourCalm, "header block too large")
-		}
-		if _, err := c.dec.Write(frag); err != nil {
-			return connErr(http2.ErrCodeCompression, "HPACK: "+err.Error())
-		}
-		if ended {
-			break
-		}
-		next, err := c.fr.ReadFrame()
-		if err != nil {
-			var ce http2.ConnectionError
-			if errors.As(err, &ce) {
-				return connErr(http2.ErrCode(ce), c.frameDetail())
-			}
-			return err
-		}
-		cf, ok := next.(*http2.ContinuationFrame)
-		if !ok {
-			return connErr(http2.ErrCodeProtocol, "a header block cut by another frame")
-		}
-		frag, ended = cf.HeaderBlockFragment(), cf.HeadersEnded()
-	}
-	if err := c.dec.Close(); err != nil {
-		return connErr(http2.ErrCodeCompression, "HPACK: "+err.Error())
-	}
-	return nil
-}
-
-// emit takes one decoded field of the block in c.block.
-func (c *h2conn) emit(hf hpack.HeaderField) {
-	b := &c.block
-	if b.tooLarge || b.bad != nil {
-		return
-	}
-	b.size += len(hf.Name) + len(hf.Value) + 32
-	if b.size > c.cfg.maxHead {
-		b.tooLarge = true
-		return
-	}
-	if b.trailers {
-		b.bad = checkTrailer(hf)
-		if b.bad == nil {
-			b.fields = append(b.fields, hf)
-		}
-		return
-	}
-	b.bad = b.stream.takeField(hf, b)
-}
-
 // open starts serving a stream whose request head has been read.
 func (c *h2conn) open(s *h2stream, ended bool) error {
 	b := &c.block
@@ -895,67 +761,5 @@ func (c *h2conn) shrink() {
 	defer c.wmu.Unlock()
 	if len(c.pend) == 0 && cap(c.pend)+cap(c.spare) > 8<<10 {
 		c.pend, c.spare = nil, nil
-	}
-}
-
-// endTrailers hands the trailer section in c.block to stream id, whose
-// request it ends.
-func (c *h2conn) endTrailers(id uint32) error {
-	b := &c.block
-	if b.bad != nil || b.tooLarge {
-		return c.streamError(id, http2.ErrCodeProtocol)
-	}
-	c.mu.Lock()
-	code := http2.ErrCodeNo
-	if s := c.streams[id]; s != nil && !s.gone {
-		s.trailers = append(s.trailers[:0], b.fields...)
-		code = s.takeData(nil, 0, true)
-	}
-	c.mu.Unlock()
-	if code != http2.ErrCodeNo {
-		return c.streamError(id, code)
-	}
-	return nil
-}
-
-// writeHeadersLocked writes a header block on stream id from the fields
-// encoded in c.encBuf, split to the client's frame size; wmu is held.
-// flush hands it to the writing goroutine at once; otherwise it goes with
-// the body's first frame.
-func (c *h2conn) writeHeadersLocked(id uint32, end, flush bool) error {
-	c.mu.Lock()
-	max := c.peerMax
-	c.mu.Unlock()
-	block := c.encBuf.Bytes()
-	first := block[:min(len(block), max)]
-	block = block[len(first):]
-	err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: first, EndStream: end, EndHeaders: len(block) == 0})
-	for err == nil && len(block) > 0 {
-		frag := block[:min(len(block), max)]
-		block = block[len(frag):]
-		err = c.fr.WriteContinuation(id, len(block) == 0, frag)
-	}
-	if err == nil && flush {
-		err = c.flushLocked()
-	}
-	if err != nil {
-		return fmt.Errorf("writing HEADERS: %w", err)
-	}
-	return nil
-}
-
-// answerTooLarge answers 431 on stream id, whose header list passed
-// limits.header_bytes, and, when the request was not ended, resets it
-// with NO_ERROR so that its client sends no body (RFC 9113 8.1).
-func (c *h2conn) answerTooLarge(id uint32, ended bool) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.encBuf.Reset()
-	c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "431"})
-	c.enc.WriteField(hpack.HeaderField{Name: "content-length", Value: "0"})
-	c.writeHeadersLocked(id, true, ended)
-	if !ended {
-		c.fr.WriteRSTStream(id, http2.ErrCodeNo)
-		c.flushLocked()
 	}
 }
