@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -277,11 +276,7 @@ func (f *loopFront) send(c *loopConn) {
 	}
 	c.upOut = s.out
 	if v := b.SendProxy(); v != 0 {
-		var local netip.AddrPort
-		if sa, err := unix.Getsockname(c.client.FD); err == nil {
-			local = sockaddrAddrPort(sa)
-		}
-		hdr := proxyproto.Append(make([]byte, 0, proxyproto.MaxV1+len(s.out)), v, s.from, local)
+		hdr := proxyproto.Append(make([]byte, 0, proxyproto.MaxV1+len(s.out)), v, s.from, evloop.LocalAddr(c.client.FD))
 		c.upOut = append(hdr, s.out...)
 	}
 	s.acct.sent = time.Now()

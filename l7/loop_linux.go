@@ -726,14 +726,3 @@ func (p *Proxy) resumeHandoff(ac *accept.Conn, s *session) bool {
 	s.in.r, s.in.w, s.in.scan = 0, copy(s.in.buf, pre), 0
 	return true
 }
-
-// sockaddrAddrPort converts a socket address to an address and port.
-func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
-	}
-	return netip.AddrPort{}
-}
