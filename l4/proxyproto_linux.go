@@ -94,7 +94,7 @@ func (l *eventLoop) queueProxyHeader(s *session) {
 	if v == 0 {
 		return
 	}
-	s.up.buf = l.getBuf()
+	s.up.buf = l.bufs.Get()
 	s.up.pending = proxyproto.Append(s.up.buf[:0], v, s.addr, evloop.LocalAddr(s.client.FD))
 	// The header goes out as the first of the client's bytes, but it is
 	// not the client's: the access log's bytes_in leaves it out, as the
