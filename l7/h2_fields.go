@@ -54,7 +54,13 @@ func (c *h2conn) readHeaders(f *http2.HeadersFrame) error {
 				return err
 			}
 			return c.endTrailers(id)
+		case s != nil && !open:
+			// The request has ended: the stream is half-closed
+			// (remote), and takes no more frames of the client's
+			// (RFC 9113 5.1), as readData says too.
+			return c.decodeRest(f, func() error { return c.streamError(id, http2.ErrCodeStreamClosed) })
 		case s != nil:
+			// Trailers must end the request (RFC 9113 8.1).
 			return c.decodeRest(f, func() error { return c.streamError(id, http2.ErrCodeProtocol) })
 		}
 		// A stream that lbctl has closed or reset, whose client may

@@ -604,3 +604,39 @@ func TestH2NoIdleTimeoutNeverCutsAtStart(t *testing.T) {
 		}
 	}
 }
+
+// TestH2HeadersAfterTheRequestEnded: HEADERS on a stream whose request has
+// ended (half-closed, remote) is the stream error STREAM_CLOSED (RFC 9113
+// 5.1), as DATA there is.
+func TestH2HeadersAfterTheRequestEnded(t *testing.T) {
+	f, _ := tlsFixture(t, 1, h2Options(t), nil)
+	h := dialH2Raw(t, f.addr)
+	// /big outlasts the client's window: its answer waits for more, and
+	// the stream stays open on lbctl's side.
+	if err := h.headers(1, "/big", true); err != nil {
+		t.Fatal(err)
+	}
+	for answered := false; !answered; {
+		fr, err := h.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("waiting for the answer's head: %v", err)
+		}
+		switch fr := fr.(type) {
+		case *http2.SettingsFrame:
+			if !fr.IsAck() {
+				h.fr.WriteSettingsAck()
+			}
+		case *http2.HeadersFrame:
+			if _, err := h.dec.DecodeFull(fr.HeaderBlockFragment()); err != nil {
+				t.Fatal(err)
+			}
+			answered = fr.StreamID == 1
+		}
+	}
+	if err := h.headers(1, "/", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, code := h.streamEnd(t, 1); code != http2.ErrCodeStreamClosed {
+		t.Errorf("HEADERS after the request ended: reset %v, want STREAM_CLOSED", code)
+	}
+}
