@@ -45,7 +45,7 @@ type eventLoop struct {
 
 	sessions int // open sessions
 	free     []*session
-	bufs     [][]byte                     // spare pending-data buffers
+	bufs     evloop.Spares                // spare pending-data buffers, of bufSize
 	pipes    [][2]int                     // spare empty pipes
 	scratch  []byte                       // every read of the small-message path lands here
 	targets  map[*backend.Backend]*target // see target
@@ -119,6 +119,7 @@ func (p *Proxy) newEventLoops(ln net.Listener, n int) ([]*eventLoop, string, err
 			p:       p,
 			ln:      ln,
 			scratch: make([]byte, bufSize),
+			bufs:    evloop.Spares{Size: bufSize, Max: spares},
 			targets: make(map[*backend.Backend]*target, reg.Len()),
 			reg:     reg,
 		}

@@ -3,10 +3,7 @@
 package l4
 
 import (
-	"net/netip"
 	"sync"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/lbctl/lbctl/internal/evloop"
 	"github.com/lbctl/lbctl/internal/proxyproto"
@@ -97,25 +94,10 @@ func (l *eventLoop) queueProxyHeader(s *session) {
 	if v == 0 {
 		return
 	}
-	var local netip.AddrPort
-	if sa, err := unix.Getsockname(s.client.FD); err == nil {
-		local = sockaddrPort(sa)
-	}
-	s.up.buf = l.getBuf()
-	s.up.pending = proxyproto.Append(s.up.buf[:0], v, s.addr, local)
+	s.up.buf = l.bufs.Get()
+	s.up.pending = proxyproto.Append(s.up.buf[:0], v, s.addr, evloop.LocalAddr(s.client.FD))
 	// The header goes out as the first of the client's bytes, but it is
 	// not the client's: the access log's bytes_in leaves it out, as the
 	// goroutine engine's does.
 	s.up.written = -int64(len(s.up.pending))
-}
-
-// sockaddrPort converts a socket address to an address and port.
-func sockaddrPort(sa unix.Sockaddr) netip.AddrPort {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
-	}
-	return netip.AddrPort{}
 }

@@ -325,7 +325,7 @@ func (l *eventLoop) writePending(s *session, d *direction) moved {
 		d.dst.Writable = false // a short write: the socket is full
 		return pumpBlocked
 	}
-	l.putBuf(d.buf)
+	l.bufs.Put(d.buf)
 	d.buf, d.pending = nil, nil
 	return pumpOn
 }
@@ -398,7 +398,7 @@ func (l *eventLoop) readSmall(s *session, d *direction) moved {
 	}
 	if len(data) > 0 {
 		d.dst.Writable = false
-		d.buf = l.getBuf()
+		d.buf = l.bufs.Get()
 		d.pending = d.buf[:copy(d.buf, data)]
 	}
 	if n == len(l.scratch) {
@@ -448,7 +448,7 @@ func (l *eventLoop) closeSession(s *session) {
 	}
 	for _, d := range []*direction{&s.up, &s.down} {
 		if d.buf != nil {
-			l.putBuf(d.buf)
+			l.bufs.Put(d.buf)
 		}
 		l.putPipe(d)
 	}
@@ -458,21 +458,6 @@ func (l *eventLoop) closeSession(s *session) {
 	l.sessions--
 	if len(l.free) < 1024 {
 		l.free = append(l.free, s)
-	}
-}
-
-func (l *eventLoop) getBuf() []byte {
-	if n := len(l.bufs); n > 0 {
-		b := l.bufs[n-1]
-		l.bufs = l.bufs[:n-1]
-		return b
-	}
-	return make([]byte, bufSize)
-}
-
-func (l *eventLoop) putBuf(b []byte) {
-	if len(l.bufs) < spares {
-		l.bufs = append(l.bufs, b)
 	}
 }
 

@@ -33,6 +33,18 @@ import (
 // ready.
 type h2front struct {
 	live h2clients // the connections being served, for CloseConns and Shutdown
+	// linger, when positive, replaces h2CloseLinger: a test sets it
+	// before Serve.
+	linger time.Duration
+}
+
+// lingerOf returns how long a connection that said GOAWAY and has no
+// stream left reads on before it closes.
+func (h *h2front) lingerOf() time.Duration {
+	if h.linger > 0 {
+		return h.linger
+	}
+	return h2CloseLinger
 }
 
 // goAway tells every HTTP/2 client connection to start no new stream; each

@@ -23,7 +23,8 @@ import (
 // are appended under one lock and a writing goroutine per connection sends
 // all that have gathered in one write; there is no queue beyond
 // h2MaxPending bytes, which writers wait for, so what a connection holds is
-// bounded by its streams and their windows.
+// bounded by its streams and their windows. A stream is in h2_stream.go,
+// its header blocks and fields in h2_fields.go, its exchange in h2.go.
 
 // Limits of one HTTP/2 connection.
 const (
@@ -94,7 +95,7 @@ type h2conn struct {
 	goingAway   bool        // GOAWAY sent: no new stream is served
 	closing     bool        // the connection ends: nothing is sent any more
 	idleFired   bool        // the idle timer cut the read in progress
-	idle        *time.Timer
+	idle        *time.Timer // nil without an idle timeout; see stopIdle
 	workersDone sync.WaitGroup
 
 	wmu    sync.Mutex // guards the writing half of fr, enc, encBuf and what follows
@@ -175,22 +176,6 @@ func (c *h2conn) writeLoop() {
 	}
 }
 
-// h2block is a header block being decoded: HEADERS and its CONTINUATION
-// frames.
-type h2block struct {
-	stream   *h2stream // the stream whose fields these are
-	trailers bool      // the block is a request's trailer section
-	size     int       // bytes of the field list, as RFC 9113 6.5.2 counts them
-	encoded  int       // bytes of the encoded block
-	frames   int
-	tooLarge bool  // the list passed limits.header_bytes: its fields are dropped
-	bad      error // the first field that makes the request malformed
-	sawField bool  // a regular field came: no pseudo-field may follow
-	// fields holds a trailer section's fields until they are handed to
-	// their stream, if it is still open.
-	fields []hpack.HeaderField
-}
-
 // start readies the connection and queues lbctl's SETTINGS, its side of
 // the connection preface (RFC 9113 3.4), which may go before the client's;
 // from then on goAway may be called. serve must follow.
@@ -207,9 +192,11 @@ func (c *h2conn) start() {
 	c.dec = hpack.NewDecoder(4096, c.emit)
 	c.dec.SetMaxStringLength(c.cfg.maxHead)
 	c.resetTokens, c.resetAt = h2ResetBurst, time.Now()
-	c.idle = time.AfterFunc(c.cfg.idle, c.idleTimeout)
-	if c.cfg.idle <= 0 {
-		c.idle.Stop() // no idle timeout
+	if c.cfg.idle > 0 {
+		// Without an idle timeout there is no timer at all: one made
+		// for a zero duration may fire before it is stopped, and cut a
+		// connection that has just begun.
+		c.idle = time.AfterFunc(c.cfg.idle, c.idleTimeout)
 	}
 	c.wmu.Lock()
 	c.fr.WriteSettings(
@@ -251,7 +238,9 @@ func (c *h2conn) serve() {
 			continue
 		}
 		if err != nil {
-			c.readFailed(err)
+			if c.readFailed(err) {
+				continue
+			}
 			return
 		}
 		if first {
@@ -285,8 +274,12 @@ func (e h2ConnError) Error() string {
 
 func connErr(code http2.ErrCode, reason string) error { return h2ConnError{code, reason} }
 
-// readFailed ends the connection after ReadFrame failed with err.
-func (c *h2conn) readFailed(err error) {
+// readFailed acts on ReadFrame's failure with err, and reports whether
+// the connection reads on: it does after the idle timeout cut the read,
+// which says GOAWAY and then lingers like any connection that did, so
+// that a request the client sent meanwhile is refused in a frame it reads
+// rather than lost to a reset of the connection.
+func (c *h2conn) readFailed(err error) bool {
 	var ce http2.ConnectionError
 	switch {
 	case errors.As(err, &ce):
@@ -294,11 +287,19 @@ func (c *h2conn) readFailed(err error) {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.mu.Lock()
 		idle := c.idleFired
+		c.idleFired = false
+		if idle && !c.goingAway {
+			// The deadline that cut the read is lifted: goAway sets
+			// the linger's, or the end of the last stream does.
+			c.nc.SetReadDeadline(time.Time{})
+		}
 		c.mu.Unlock()
 		if idle {
 			c.goAway(http2.ErrCodeNo)
+			return true
 		}
 	}
+	return false
 }
 
 func (c *h2conn) frameDetail() string {
@@ -324,7 +325,7 @@ func (c *h2conn) fail(code http2.ErrCode, reason string) {
 // teardown ends every stream, waits for their exchanges, and closes the
 // connection.
 func (c *h2conn) teardown() {
-	c.idle.Stop()
+	c.stopIdle()
 	c.mu.Lock()
 	c.closing = true
 	for _, s := range c.streams {
@@ -356,7 +357,7 @@ func (c *h2conn) teardown() {
 func (c *h2conn) idleTimeout() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.streams) == 0 && c.workers == 0 && !c.closing {
+	if len(c.streams) == 0 && c.workers == 0 && !c.closing && !c.goingAway {
 		c.idleFired = true
 		c.nc.SetReadDeadline(time.Now())
 	}
@@ -385,9 +386,10 @@ func (c *h2conn) goAway(code http2.ErrCode) {
 }
 
 // linger ends a connection that has nothing left to serve: the reading
-// goroutine reads for h2CloseLinger more, then stops.
+// goroutine reads for h2CloseLinger (see h2front.lingerOf) more, then
+// stops.
 func (c *h2conn) linger() {
-	c.nc.SetReadDeadline(time.Now().Add(h2CloseLinger))
+	c.nc.SetReadDeadline(time.Now().Add(c.cl.p.h2.lingerOf()))
 }
 
 // flushLocked hands the frames written to the writing goroutine, and
@@ -603,8 +605,15 @@ func (c *h2conn) quietLocked() {
 		c.linger()
 		return
 	}
-	if c.cfg.idle > 0 {
+	if c.idle != nil {
 		c.idle.Reset(c.cfg.idle)
+	}
+}
+
+// stopIdle stops the idle timer, if the connection has one.
+func (c *h2conn) stopIdle() {
+	if c.idle != nil {
+		c.idle.Stop()
 	}
 }
 
@@ -654,125 +663,6 @@ func (c *h2conn) readData(f *http2.DataFrame) error {
 	return nil
 }
 
-// readHeaders reads a header block, HEADERS and its CONTINUATION
-// frames, and opens the stream it starts or ends the request it
-// carries the trailers of.
-func (c *h2conn) readHeaders(f *http2.HeadersFrame) error {
-	id := f.StreamID
-	if id%2 == 0 {
-		return connErr(http2.ErrCodeProtocol, "a client's stream with an even id")
-	}
-	c.block = h2block{fields: c.block.fields[:0]}
-	b := &c.block
-	if id <= c.lastID {
-		// Trailers of a stream whose request is open, which must end
-		// it; the stream may have ended meanwhile.
-		c.mu.Lock()
-		s := c.streams[id]
-		open := s != nil && !s.remoteDone
-		c.mu.Unlock()
-		switch {
-		case open && f.StreamEnded():
-			b.trailers = true
-			if err := c.decodeBlock(f); err != nil {
-				return err
-			}
-			return c.endTrailers(id)
-		case s != nil:
-			return c.decodeRest(f, func() error { return c.streamError(id, http2.ErrCodeProtocol) })
-		}
-		// A stream that lbctl has closed or reset, whose client may
-		// have sent its trailers before it learnt of that: they are
-		// decoded, for HPACK's sake, and ignored (RFC 9113 5.1).
-		return c.decodeRest(f, func() error { return nil })
-	}
-	c.mu.Lock() // goAway reads it from another goroutine
-	c.lastID = id
-	c.mu.Unlock()
-	s := newH2Stream(c, id)
-	b.stream = s
-	if f.HasPriority() && f.Priority.StreamDep == id {
-		s.recycle()
-		return c.decodeRest(f, func() error { return c.streamError(id, http2.ErrCodeProtocol) })
-	}
-	if err := c.decodeBlock(f); err != nil {
-		s.recycle()
-		return err
-	}
-	return c.open(s, f.StreamEnded())
-}
-
-// decodeRest decodes the rest of a block that is refused whatever it
-// holds (HPACK state must follow it), then calls then.
-func (c *h2conn) decodeRest(f *http2.HeadersFrame, then func() error) error {
-	c.block.tooLarge = true // keep no field
-	if err := c.decodeBlock(f); err != nil {
-		return err
-	}
-	return then()
-}
-
-// decodeBlock decodes HEADERS f and the CONTINUATION frames after it into
-// c.block, bounding the list at limits.header_bytes while it decodes: a
-// longer list keeps decoding (HPACK's table must follow it) but keeps no
-// field, and an encoded block much larger than the limit, or one of too
-// many frames, ends the connection (CVE-2024-27316).
-func (c *h2conn) decodeBlock(f *http2.HeadersFrame) error {
-	b := &c.block
-	frag, ended := f.HeaderBlockFragment(), f.HeadersEnded()
-	for {
-		b.frames++
-		b.encoded += len(frag)
-		if b.encoded > 2*c.cfg.maxHead+4096 || b.frames > h2MaxBlockFrames {
-			return connErr(http2.ErrCodeEnhanceYourCalm, "header block too large")
-		}
-		if _, err := c.dec.Write(frag); err != nil {
-			return connErr(http2.ErrCodeCompression, "HPACK: "+err.Error())
-		}
-		if ended {
-			break
-		}
-		next, err := c.fr.ReadFrame()
-		if err != nil {
-			var ce http2.ConnectionError
-			if errors.As(err, &ce) {
-				return connErr(http2.ErrCode(ce), c.frameDetail())
-			}
-			return err
-		}
-		cf, ok := next.(*http2.ContinuationFrame)
-		if !ok {
-			return connErr(http2.ErrCodeProtocol, "a header block cut by another frame")
-		}
-		frag, ended = cf.HeaderBlockFragment(), cf.HeadersEnded()
-	}
-	if err := c.dec.Close(); err != nil {
-		return connErr(http2.ErrCodeCompression, "HPACK: "+err.Error())
-	}
-	return nil
-}
-
-// emit takes one decoded field of the block in c.block.
-func (c *h2conn) emit(hf hpack.HeaderField) {
-	b := &c.block
-	if b.tooLarge || b.bad != nil {
-		return
-	}
-	b.size += len(hf.Name) + len(hf.Value) + 32
-	if b.size > c.cfg.maxHead {
-		b.tooLarge = true
-		return
-	}
-	if b.trailers {
-		b.bad = checkTrailer(hf)
-		if b.bad == nil {
-			b.fields = append(b.fields, hf)
-		}
-		return
-	}
-	b.bad = b.stream.takeField(hf, b)
-}
-
 // open starts serving a stream whose request head has been read.
 func (c *h2conn) open(s *h2stream, ended bool) error {
 	b := &c.block
@@ -814,7 +704,7 @@ func (c *h2conn) open(s *h2stream, ended bool) error {
 	}
 	c.mu.Lock()
 	c.streams[s.id] = s
-	c.idle.Stop()
+	c.stopIdle()
 	if c.workers >= h2MaxStreams {
 		if len(c.waiting) >= h2MaxWaiting {
 			c.mu.Unlock()
@@ -871,67 +761,5 @@ func (c *h2conn) shrink() {
 	defer c.wmu.Unlock()
 	if len(c.pend) == 0 && cap(c.pend)+cap(c.spare) > 8<<10 {
 		c.pend, c.spare = nil, nil
-	}
-}
-
-// endTrailers hands the trailer section in c.block to stream id, whose
-// request it ends.
-func (c *h2conn) endTrailers(id uint32) error {
-	b := &c.block
-	if b.bad != nil || b.tooLarge {
-		return c.streamError(id, http2.ErrCodeProtocol)
-	}
-	c.mu.Lock()
-	code := http2.ErrCodeNo
-	if s := c.streams[id]; s != nil && !s.gone {
-		s.trailers = append(s.trailers[:0], b.fields...)
-		code = s.takeData(nil, 0, true)
-	}
-	c.mu.Unlock()
-	if code != http2.ErrCodeNo {
-		return c.streamError(id, code)
-	}
-	return nil
-}
-
-// writeHeadersLocked writes a header block on stream id from the fields
-// encoded in c.encBuf, split to the client's frame size; wmu is held.
-// flush hands it to the writing goroutine at once; otherwise it goes with
-// the body's first frame.
-func (c *h2conn) writeHeadersLocked(id uint32, end, flush bool) error {
-	c.mu.Lock()
-	max := c.peerMax
-	c.mu.Unlock()
-	block := c.encBuf.Bytes()
-	first := block[:min(len(block), max)]
-	block = block[len(first):]
-	err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: first, EndStream: end, EndHeaders: len(block) == 0})
-	for err == nil && len(block) > 0 {
-		frag := block[:min(len(block), max)]
-		block = block[len(frag):]
-		err = c.fr.WriteContinuation(id, len(block) == 0, frag)
-	}
-	if err == nil && flush {
-		err = c.flushLocked()
-	}
-	if err != nil {
-		return fmt.Errorf("writing HEADERS: %w", err)
-	}
-	return nil
-}
-
-// answerTooLarge answers 431 on stream id, whose header list passed
-// limits.header_bytes, and, when the request was not ended, resets it
-// with NO_ERROR so that its client sends no body (RFC 9113 8.1).
-func (c *h2conn) answerTooLarge(id uint32, ended bool) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.encBuf.Reset()
-	c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "431"})
-	c.enc.WriteField(hpack.HeaderField{Name: "content-length", Value: "0"})
-	c.writeHeadersLocked(id, true, ended)
-	if !ended {
-		c.fr.WriteRSTStream(id, http2.ErrCodeNo)
-		c.flushLocked()
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/eventually"
+	"github.com/lbctl/lbctl/internal/loopback"
 	"github.com/lbctl/lbctl/internal/proxyproto"
 )
 
@@ -582,4 +583,60 @@ func TestH2StalledBodyIsGivenUp(t *testing.T) {
 	}
 	b := f.pool.Registry().Get("app-01")
 	eventually.True(t, "the backend connection let go", func() bool { return b.Active() == 0 })
+}
+
+// TestH2NoIdleTimeoutNeverCutsAtStart: with timeouts.idle = 0 a
+// connection has no idle timer. A timer made for a zero duration and then
+// stopped fires now and then before the stop, which cut about one new
+// connection in a hundred as if it had been idle.
+func TestH2NoIdleTimeoutNeverCutsAtStart(t *testing.T) {
+	cfg := Settings{Selector: &backend.RoundRobin{}, IdleTimeout: 0}.resolve(nil)
+	for i := range 1000 {
+		_, server := loopback.Pair(t)
+		c := &h2conn{cfg: cfg, nc: server}
+		c.start()
+		c.teardown()
+		c.mu.Lock()
+		fired := c.idleFired
+		c.mu.Unlock()
+		if fired {
+			t.Fatalf("connection %d: the idle timeout fired with timeouts.idle = 0", i)
+		}
+	}
+}
+
+// TestH2HeadersAfterTheRequestEnded: HEADERS on a stream whose request has
+// ended (half-closed, remote) is the stream error STREAM_CLOSED (RFC 9113
+// 5.1), as DATA there is.
+func TestH2HeadersAfterTheRequestEnded(t *testing.T) {
+	f, _ := tlsFixture(t, 1, h2Options(t), nil)
+	h := dialH2Raw(t, f.addr)
+	// /big outlasts the client's window: its answer waits for more, and
+	// the stream stays open on lbctl's side.
+	if err := h.headers(1, "/big", true); err != nil {
+		t.Fatal(err)
+	}
+	for answered := false; !answered; {
+		fr, err := h.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("waiting for the answer's head: %v", err)
+		}
+		switch fr := fr.(type) {
+		case *http2.SettingsFrame:
+			if !fr.IsAck() {
+				h.fr.WriteSettingsAck()
+			}
+		case *http2.HeadersFrame:
+			if _, err := h.dec.DecodeFull(fr.HeaderBlockFragment()); err != nil {
+				t.Fatal(err)
+			}
+			answered = fr.StreamID == 1
+		}
+	}
+	if err := h.headers(1, "/", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, code := h.streamEnd(t, 1); code != http2.ErrCodeStreamClosed {
+		t.Errorf("HEADERS after the request ended: reset %v, want STREAM_CLOSED", code)
+	}
 }

@@ -3,7 +3,6 @@ package l7
 import (
 	"errors"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -146,165 +145,6 @@ func (s *h2stream) detach() bool {
 	return !s.gone
 }
 
-var (
-	errH2Pseudo        = errors.New("malformed pseudo-field")
-	errH2Name          = errors.New("field name not lower-case token characters")
-	errH2Value         = errors.New("field value with NUL, CR, LF or surrounding whitespace")
-	errH2ConnField     = errors.New("connection-specific field")
-	errH2Length        = errors.New("malformed or conflicting content-length")
-	errH2Missing       = errors.New("a pseudo-field missing")
-	errH2Path          = errors.New("malformed :path")
-	errH2Authority     = errors.New("malformed :authority, or Host differing from it")
-	errH2TrailerPseudo = errors.New("pseudo-field in trailers")
-)
-
-// takeField takes one field of the request head (RFC 9113 8.2, 8.3),
-// or returns why it makes the request malformed.
-func (s *h2stream) takeField(hf hpack.HeaderField, b *h2block) error {
-	name, value := hf.Name, hf.Value
-	if len(name) > 0 && name[0] == ':' {
-		if b.sawField {
-			return errH2Pseudo
-		}
-		var bit uint8
-		switch name {
-		case ":method":
-			bit, s.method = h2Method, value
-		case ":scheme":
-			bit, s.scheme = h2Scheme, value
-		case ":authority":
-			bit, s.authority = h2Authority, value
-		case ":path":
-			bit, s.path = h2Path, value
-		default:
-			return errH2Pseudo
-		}
-		if s.pseudo&bit != 0 {
-			return errH2Pseudo
-		}
-		s.pseudo |= bit
-		return nil
-	}
-	b.sawField = true
-	if err := checkH2Field(name, value); err != nil {
-		return err
-	}
-	switch name {
-	case "content-length":
-		n, ok := parseH2Length(value)
-		if !ok || s.contentLength >= 0 && s.contentLength != n {
-			return errH2Length
-		}
-		s.contentLength = n
-	case "host":
-		s.host = value
-	}
-	s.fields = append(s.fields, hf)
-	return nil
-}
-
-// checkTrailer checks a field of a request's trailer section.
-func checkTrailer(hf hpack.HeaderField) error {
-	if len(hf.Name) > 0 && hf.Name[0] == ':' {
-		return errH2TrailerPseudo
-	}
-	return checkH2Field(hf.Name, hf.Value)
-}
-
-// checkH2Field checks a regular field: a lower-case token for a name, a
-// value without NUL, CR or LF and not starting or ending with whitespace,
-// and none of the connection-specific fields HTTP/2 has no use for (RFC
-// 9113 8.2.1, 8.2.2).
-func checkH2Field(name, value string) error {
-	if name == "" {
-		return errH2Name
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !headTchar[c] || 'A' <= c && c <= 'Z' {
-			return errH2Name
-		}
-	}
-	for i := 0; i < len(value); i++ {
-		if c := value[i]; c == 0 || c == '\r' || c == '\n' {
-			return errH2Value
-		}
-	}
-	if n := len(value); n > 0 && (value[0] == ' ' || value[0] == '\t' || value[n-1] == ' ' || value[n-1] == '\t') {
-		return errH2Value
-	}
-	switch name {
-	case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
-		return errH2ConnField
-	case "te":
-		if value != "trailers" {
-			return errH2ConnField
-		}
-	}
-	return nil
-}
-
-// parseH2Length parses a content-length value: decimal digits only.
-func parseH2Length(v string) (int64, bool) {
-	if v == "" || len(v) > 18 {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(v); i++ {
-		if v[i] < '0' || v[i] > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(v[i]-'0')
-	}
-	return n, true
-}
-
-// checkHead checks the request head as a whole once it has been decoded:
-// the pseudo-fields a request must have, a :path lbctl can forward, and
-// an authority (from :authority or Host, which must then agree).
-func (s *h2stream) checkHead() error {
-	if s.pseudo&h2Method == 0 || s.method == "" {
-		return errH2Missing
-	}
-	for i := 0; i < len(s.method); i++ {
-		if !headTchar[s.method[i]] {
-			return errH2Pseudo
-		}
-	}
-	if s.method == "CONNECT" {
-		// Answered 405 (see serve), but only when well-formed.
-		if s.pseudo != h2Method|h2Authority {
-			return errH2Missing
-		}
-		return nil
-	}
-	if s.pseudo&(h2Scheme|h2Path) != h2Scheme|h2Path {
-		return errH2Missing
-	}
-	switch {
-	case s.path == "*" && s.method == "OPTIONS":
-	case s.path == "" || s.path[0] != '/':
-		return errH2Path
-	}
-	for i := 0; i < len(s.path); i++ {
-		if c := s.path[i]; c <= ' ' || c == 0x7f {
-			return errH2Path
-		}
-	}
-	switch {
-	case s.pseudo&h2Authority == 0:
-		s.authority = s.host
-	case s.host != "" && s.host != s.authority:
-		return errH2Authority
-	}
-	for i := 0; i < len(s.authority); i++ {
-		if c := s.authority[i]; c <= ' ' || c == 0x7f || c == '@' || c == '/' || c == '?' || c == '#' {
-			return errH2Authority
-		}
-	}
-	return nil
-}
-
 // takeData takes a DATA frame's payload (after pad bytes of padding) into
 // the body's ring, and the end of the request when end; with c.mu held.
 // It returns the stream error the frame is, or ErrCodeNo.
@@ -352,26 +192,10 @@ func (s *h2stream) bodyNext() ([]byte, error) {
 	c := s.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	waiting := func() bool { return s.bodyN == 0 && !s.remoteDone && !s.gone && !s.bodyStop }
-	if waiting() {
-		// A client that stalls mid-body is given up on after
-		// timeouts.idle, as an HTTP/1.1 client is.
-		expired := false
-		if c.cfg.idle > 0 {
-			t := time.AfterFunc(c.cfg.idle, func() {
-				c.mu.Lock()
-				defer c.mu.Unlock()
-				expired = true
-				s.bodyCond.Broadcast()
-			})
-			defer t.Stop()
-		}
-		for waiting() && !expired {
-			s.bodyCond.Wait()
-		}
-		if waiting() {
-			return nil, errH2BodyStalled
-		}
+	// A client that stalls mid-body is given up on after timeouts.idle,
+	// as an HTTP/1.1 client is.
+	if c.waitLocked(&s.bodyCond, func() bool { return s.bodyN == 0 && !s.remoteDone && !s.gone && !s.bodyStop }) {
+		return nil, errH2BodyStalled
 	}
 	switch {
 	case s.gone:
@@ -414,33 +238,6 @@ func (s *h2stream) bodyDone(n int) {
 		c.flushLocked()
 		c.wmu.Unlock()
 	}
-}
-
-// field adds a response field, its name lower-cased as HTTP/2 wants it.
-// HPACK takes strings: a field that the stream relayed before (the same
-// backends send the same Server, ETag, Date for a second) is taken from
-// the stream's memory of them rather than copied again.
-func (s *h2stream) field(name, value []byte) {
-	var buf [32]byte
-	if len(name) <= len(buf) {
-		low := buf[:len(name)]
-		for i, c := range name {
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			low[i] = c
-		}
-		for i := range s.seen {
-			if f := &s.seen[i]; f.Name == string(low) && f.Value == string(value) {
-				s.res = append(s.res, *f)
-				return
-			}
-		}
-	}
-	f := hpack.HeaderField{Name: h2FieldName(name), Value: string(value)}
-	s.seen[s.seenNext%len(s.seen)] = f
-	s.seenNext++
-	s.res = append(s.res, f)
 }
 
 // sendHead sends the response head: status and the fields in s.res.
@@ -564,24 +361,33 @@ func (s *h2stream) blockedLocked() bool {
 // client that reads nothing is cut off after it, as an HTTP/1.1 client
 // that reads nothing is (errH2Stalled).
 func (s *h2stream) waitWindowLocked() error {
-	c := s.c
+	if s.c.waitLocked(&s.c.sendable, s.blockedLocked) {
+		return errH2Stalled
+	}
+	return nil
+}
+
+// waitLocked waits on cond, whose lock is c.mu, held, while blocked
+// reports true, but no longer than timeouts.idle (when positive); it
+// reports whether blocked still does, that is, whether the wait timed out.
+func (c *h2conn) waitLocked(cond *sync.Cond, blocked func() bool) bool {
+	if !blocked() {
+		return false
+	}
 	expired := false
 	if c.cfg.idle > 0 {
 		t := time.AfterFunc(c.cfg.idle, func() {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			expired = true
-			c.sendable.Broadcast()
+			cond.Broadcast()
 		})
 		defer t.Stop()
 	}
-	for s.blockedLocked() && !expired {
-		c.sendable.Wait()
+	for blocked() && !expired {
+		cond.Wait()
 	}
-	if s.blockedLocked() {
-		return errH2Stalled
-	}
-	return nil
+	return blocked()
 }
 
 // finish settles the stream once its exchange is over: a response cut
@@ -607,97 +413,4 @@ func (s *h2stream) finish() {
 	c.fr.WriteRSTStream(s.id, code)
 	c.flushLocked()
 	c.wmu.Unlock()
-}
-
-// h2StatusText returns the :status value for status.
-func h2StatusText(status int) string {
-	switch status {
-	case 200:
-		return "200"
-	case 204:
-		return "204"
-	case 206:
-		return "206"
-	case 301:
-		return "301"
-	case 302:
-		return "302"
-	case 304:
-		return "304"
-	case 400:
-		return "400"
-	case 403:
-		return "403"
-	case 404:
-		return "404"
-	case 500:
-		return "500"
-	case 502:
-		return "502"
-	case 503:
-		return "503"
-	case 504:
-		return "504"
-	}
-	return strconv.Itoa(status)
-}
-
-// h2FieldName returns name lower-cased, as a string: a constant for the
-// common names, so that relaying a response head allocates little.
-func h2FieldName(name []byte) string {
-	var buf [32]byte
-	if len(name) > len(buf) {
-		return lowerString(name)
-	}
-	low := buf[:len(name)]
-	for i, c := range name {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		low[i] = c
-	}
-	switch string(low) {
-	case "content-type":
-		return "content-type"
-	case "content-length":
-		return "content-length"
-	case "cache-control":
-		return "cache-control"
-	case "set-cookie":
-		return "set-cookie"
-	case "date":
-		return "date"
-	case "server":
-		return "server"
-	case "etag":
-		return "etag"
-	case "last-modified":
-		return "last-modified"
-	case "expires":
-		return "expires"
-	case "vary":
-		return "vary"
-	case "location":
-		return "location"
-	case "content-encoding":
-		return "content-encoding"
-	case "accept-ranges":
-		return "accept-ranges"
-	case "age":
-		return "age"
-	case "x-backend":
-		return "x-backend"
-	}
-	return string(low)
-}
-
-func lowerString(b []byte) string {
-	low := make([]byte, len(b))
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		low[i] = c
-	}
-	return string(low)
 }

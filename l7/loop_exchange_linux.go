@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -110,7 +109,7 @@ func (f *loopFront) awaitRequest(c *loopConn) step {
 		s.sized = s.cfg
 	}
 	if c.pend != nil {
-		f.putPend(c.pend)
+		f.pends.Put(c.pend)
 		c.pend, c.pendOff = nil, 0
 	}
 	c.phase = phHead
@@ -277,11 +276,7 @@ func (f *loopFront) send(c *loopConn) {
 	}
 	c.upOut = s.out
 	if v := b.SendProxy(); v != 0 {
-		var local netip.AddrPort
-		if sa, err := unix.Getsockname(c.client.FD); err == nil {
-			local = sockaddrAddrPort(sa)
-		}
-		hdr := proxyproto.Append(make([]byte, 0, proxyproto.MaxV1+len(s.out)), v, s.from, local)
+		hdr := proxyproto.Append(make([]byte, 0, proxyproto.MaxV1+len(s.out)), v, s.from, evloop.LocalAddr(c.client.FD))
 		c.upOut = append(hdr, s.out...)
 	}
 	s.acct.sent = time.Now()
@@ -308,7 +303,7 @@ func (f *loopFront) writeRequest(c *loopConn) step {
 	}
 	c.upOut = nil
 	if c.upBuf == nil {
-		c.upBuf = f.getUpBuf()
+		c.upBuf = f.upBufs.Get()
 	}
 	c.s.up.reset(&c.ur, c.upBuf, nil)
 	c.phase = phRespHead
@@ -708,7 +703,7 @@ func (f *loopFront) writeClient(c *loopConn, p []byte) bool {
 		c.client.Writable = false
 	}
 	if c.pend == nil {
-		c.pend = f.getPend()
+		c.pend = f.pends.Get()[:0]
 	}
 	if c.pendOff == len(c.pend) {
 		c.pend, c.pendOff = c.pend[:0], 0
@@ -814,37 +809,7 @@ func (f *loopFront) endUse(c *loopConn) {
 		c.s.up.reset(nil, nil, nil)
 	}
 	if c.upBuf != nil {
-		f.putUpBuf(c.upBuf)
+		f.upBufs.Put(c.upBuf)
 		c.upBuf = nil
-	}
-}
-
-func (f *loopFront) getUpBuf() []byte {
-	if n := len(f.upBufs); n > 0 {
-		b := f.upBufs[n-1]
-		f.upBufs = f.upBufs[:n-1]
-		return b
-	}
-	return make([]byte, upBufSize)
-}
-
-func (f *loopFront) putUpBuf(b []byte) {
-	if len(f.upBufs) < spareSessions {
-		f.upBufs = append(f.upBufs, b)
-	}
-}
-
-func (f *loopFront) getPend() []byte {
-	if n := len(f.pends); n > 0 {
-		b := f.pends[n-1]
-		f.pends = f.pends[:n-1]
-		return b
-	}
-	return make([]byte, 0, 16<<10)
-}
-
-func (f *loopFront) putPend(b []byte) {
-	if len(f.pends) < spareSessions {
-		f.pends = append(f.pends, b[:0])
 	}
 }

@@ -78,8 +78,8 @@ type loopFront struct {
 	all     []*loopConn // every connection held, clients and idle backend ones, by slot
 	free    []*loopConn
 	idleUps map[*backend.Backend][]*loopConn // kept-alive backend connections, most recently used last
-	upBufs  [][]byte                         // spare response buffers, of upBufSize
-	pends   [][]byte                         // spare client output buffers
+	upBufs  evloop.Spares                    // spare response buffers, of upBufSize
+	pends   evloop.Spares                    // spare client output buffers
 	targets map[*backend.Backend]*evloop.Target
 	reg     *backend.Registry // the pool targets was last pruned for
 	scratch []byte            // what a lingering client still sends is read here
@@ -252,6 +252,8 @@ func (p *Proxy) serveLoops(ln net.Listener) (bool, error) {
 			idleUps: make(map[*backend.Backend][]*loopConn),
 			targets: make(map[*backend.Backend]*evloop.Target),
 			scratch: make([]byte, 4096),
+			upBufs:  evloop.Spares{Size: upBufSize, Max: spareSessions},
+			pends:   evloop.Spares{Size: 16 << 10, Max: spareSessions},
 		}
 		core.SetHandler(f)
 		fronts = append(fronts, f)
@@ -646,10 +648,10 @@ func (f *loopFront) freeConn(c *loopConn) {
 		f.detach(c)
 	}
 	if c.pend != nil {
-		f.putPend(c.pend)
+		f.pends.Put(c.pend)
 	}
 	if c.upBuf != nil {
-		f.putUpBuf(c.upBuf)
+		f.upBufs.Put(c.upBuf)
 	}
 	*c = loopConn{}
 	if len(f.free) < 1024 {
@@ -725,15 +727,4 @@ func (p *Proxy) resumeHandoff(ac *accept.Conn, s *session) bool {
 	}
 	s.in.r, s.in.w, s.in.scan = 0, copy(s.in.buf, pre), 0
 	return true
-}
-
-// sockaddrAddrPort converts a socket address to an address and port.
-func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
-	}
-	return netip.AddrPort{}
 }

@@ -142,3 +142,20 @@ func TargetFor(addr string) *Target {
 	t.Address = addr
 	return t
 }
+
+// LocalAddr returns the local address and port of the socket fd, the zero
+// AddrPort when it cannot be told: what a PROXY header sent for a client
+// names as the destination.
+func LocalAddr(fd int) netip.AddrPort {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
+	}
+	return netip.AddrPort{}
+}
