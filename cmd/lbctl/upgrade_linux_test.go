@@ -170,12 +170,33 @@ func (u *upgradable) stop() {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for _, pid := range u.pids {
-		for !exited(pid) {
-			if time.Now().After(deadline) {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-			time.Sleep(5 * time.Millisecond)
+		if !awaitExit(pid, time.Until(deadline)) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			awaitExit(pid, 20*time.Second)
 		}
+	}
+}
+
+// awaitExit waits up to d for process pid, which need not be a child of
+// the test, to exit, and reports whether it has: a pidfd becomes readable
+// when its process ends, so nothing polls on a clock.
+func awaitExit(pid int, d time.Duration) bool {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return exited(pid) // gone already (ESRCH), or no pidfd here
+	}
+	defer unix.Close(fd)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for until := time.Now().Add(d); ; {
+		left := time.Until(until)
+		if left <= 0 {
+			return exited(pid)
+		}
+		n, err := unix.Poll(fds, int(left.Milliseconds())+1)
+		if err == unix.EINTR {
+			continue
+		}
+		return n > 0 || exited(pid)
 	}
 }
 
