@@ -275,19 +275,7 @@ func TestH2InterimResponses(t *testing.T) {
 // the client for an HTTP/2 stream too, on a connection of its own for
 // each stream, as for an HTTP/1.1 request.
 func TestH2SendProxy(t *testing.T) {
-	addr := rawBackend(t, func(c net.Conn) {
-		src, _, err := proxyproto.Read(c.(*net.TCPConn), time.Now().Add(5*time.Second))
-		r := bufio.NewReader(c)
-		for {
-			req, rerr := http.ReadRequest(r)
-			if rerr != nil {
-				return
-			}
-			body := fmt.Sprintf("%v %v", src.Addr(), err)
-			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-			req.Body.Close()
-		}
-	})
+	addr := proxyHeaderBackend(t)
 	reg, err := backend.NewRegistry([]*backend.Backend{backend.NewFromSpec(backend.Spec{ID: "app-01", Address: addr, Weight: 1, SendProxy: 2})})
 	if err != nil {
 		t.Fatal(err)

@@ -131,19 +131,7 @@ func TestProxyProtocolRefusesWithoutAResponse(t *testing.T) {
 // client a balancer's header named.
 func TestSendProxyL7(t *testing.T) {
 	for _, version := range []byte{1, 2} {
-		addr := rawBackend(t, func(c net.Conn) {
-			src, _, err := proxyproto.Read(c.(*net.TCPConn), time.Now().Add(5*time.Second))
-			r := bufio.NewReader(c)
-			for {
-				req, rerr := http.ReadRequest(r)
-				if rerr != nil {
-					return
-				}
-				body := fmt.Sprintf("%v %v", src.Addr(), err)
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-				req.Body.Close()
-			}
-		})
+		addr := proxyHeaderBackend(t)
 		reg, err := backend.NewRegistry([]*backend.Backend{backend.NewFromSpec(backend.Spec{ID: "app-01", Address: addr, Weight: 1, SendProxy: version})})
 		if err != nil {
 			t.Fatal(err)
@@ -215,4 +203,24 @@ func TestShutdownServesARequestAlreadySent(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Shutdown = %v", err)
 	}
+}
+
+// proxyHeaderBackend starts a backend that reads a PROXY header from each
+// connection and answers every request on it with the client the header
+// named and the error reading it gave, as "ADDR ERR".
+func proxyHeaderBackend(t *testing.T) string {
+	t.Helper()
+	return rawBackend(t, func(c net.Conn) {
+		src, _, err := proxyproto.Read(c.(*net.TCPConn), time.Now().Add(5*time.Second))
+		r := bufio.NewReader(c)
+		for {
+			req, rerr := http.ReadRequest(r)
+			if rerr != nil {
+				return
+			}
+			body := fmt.Sprintf("%v %v", src.Addr(), err)
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			req.Body.Close()
+		}
+	})
 }
