@@ -35,6 +35,10 @@ func NewRegistry(backends []*Backend) (*Registry, error) {
 	return r, nil
 }
 
+// Holds reports whether b is one of r's backends: the same *Backend, not
+// only the same id.
+func (r *Registry) Holds(b *Backend) bool { return r.Get(b.ID) == b }
+
 // Get returns the backend with the given id, or nil when there is none.
 func (r *Registry) Get(id string) *Backend {
 	if r == nil {

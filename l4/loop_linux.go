@@ -45,11 +45,10 @@ type eventLoop struct {
 
 	sessions int // open sessions
 	free     []*session
-	bufs     evloop.Spares                // spare pending-data buffers, of bufSize
-	pipes    [][2]int                     // spare empty pipes
-	scratch  []byte                       // every read of the small-message path lands here
-	targets  map[*backend.Backend]*target // see target
-	reg      *backend.Registry            // the pool targets was last pruned for
+	bufs     evloop.Spares // spare pending-data buffers, of bufSize
+	pipes    [][2]int      // spare empty pipes
+	scratch  []byte        // every read of the small-message path lands here
+	targets  evloop.Targets[*backend.Backend, *backend.Registry]
 
 	ready      []readyRef // sessions whose pump left work, run next
 	spare      []readyRef // the other ready buffer, swapped each round
@@ -120,44 +119,20 @@ func (p *Proxy) newEventLoops(ln net.Listener, n int) ([]*eventLoop, string, err
 			ln:      ln,
 			scratch: make([]byte, bufSize),
 			bufs:    evloop.Spares{Size: bufSize, Max: spares},
-			targets: make(map[*backend.Backend]*target, reg.Len()),
-			reg:     reg,
 		}
 		core.SetHandler(l)
 		for _, b := range reg.All() {
-			l.targets[b] = evloop.TargetFor(b.Address())
+			l.targets.Get(b, b.Address(), reg)
 		}
 		loops = append(loops, l)
 	}
 	return loops, "", nil
 }
 
-// errNotLiteral is the dial error of a backend that a reload gave a host
-// name while an event loop serves: the loop dials IP literals only.
-var errNotLiteral = errors.New("address is not an IP literal, which the event loop needs (a restart serves names)")
-
-// target returns b's address in the form connect takes, built on first use
-// (b joined with a reload) and again when a reload changed b's address. It
-// returns nil for an address that is not an IP literal. On a miss after a
-// reload it also forgets the targets of backends the reload removed.
+// target returns b's address in the form connect takes, or nil when it
+// is not an IP literal (see evloop.Targets).
 func (l *eventLoop) target(b *backend.Backend) *target {
-	addr := b.Address()
-	if t := l.targets[b]; t != nil && t.Address == addr {
-		return t
-	}
-	if reg := l.p.Pool.Registry(); reg != l.reg {
-		l.reg = reg
-		for old := range l.targets {
-			if reg.Get(old.ID) != old {
-				delete(l.targets, old)
-			}
-		}
-	}
-	t := evloop.TargetFor(addr)
-	if t != nil {
-		l.targets[b] = t
-	}
-	return t
+	return l.targets.Get(b, b.Address(), l.p.Pool.Registry())
 }
 
 // Serve serves until the proxy is shut down (returning ErrProxyClosed),

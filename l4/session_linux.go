@@ -110,7 +110,7 @@ func (l *eventLoop) dial(s *session) {
 		t := l.target(b)
 		if t == nil {
 			// Not the backend's fault: passive health is not told.
-			s.lastErr = b.DialError(errNotLiteral)
+			s.lastErr = b.DialError(evloop.ErrNotLiteral)
 			s.try.Fail(b)
 			continue
 		}

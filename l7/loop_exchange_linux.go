@@ -172,7 +172,7 @@ func (f *loopFront) connect(c *loopConn, b *backend.Backend) {
 		t := f.target(b)
 		if t == nil {
 			// Not the backend's fault: passive health is not told.
-			p.logger().Debug("backend connect failed", "backend", b.ID, "error", errNotLiteral)
+			p.logger().Debug("backend connect failed", "backend", b.ID, "error", evloop.ErrNotLiteral)
 			s.try.Fail(b)
 			b = s.next()
 			continue
@@ -231,30 +231,10 @@ func (f *loopFront) dialFailed(c *loopConn, err error) {
 	}
 }
 
-// errNotLiteral is the dial error of a backend that a reload gave a host
-// name while an event loop serves: the loop dials IP literals only.
-var errNotLiteral = errors.New("address is not an IP literal, which the event loop needs (a restart serves names)")
-
-// target returns b's address in the form connect takes (see the L4
-// loop's, which this follows), or nil when it is not an IP literal.
+// target returns b's address in the form connect takes, or nil when it
+// is not an IP literal (see evloop.Targets).
 func (f *loopFront) target(b *backend.Backend) *evloop.Target {
-	addr := b.Address()
-	if t := f.targets[b]; t != nil && t.Address == addr {
-		return t
-	}
-	if reg := f.p.Pool.Registry(); reg != f.reg {
-		f.reg = reg
-		for old := range f.targets {
-			if reg.Get(old.ID) != old {
-				delete(f.targets, old)
-			}
-		}
-	}
-	t := evloop.TargetFor(addr)
-	if t != nil {
-		f.targets[b] = t
-	}
-	return t
+	return f.targets.Get(b, b.Address(), f.p.Pool.Registry())
 }
 
 // send begins the exchange with c.b over c's backend connection: the

@@ -80,12 +80,11 @@ type loopFront struct {
 	idleUps map[*backend.Backend][]*loopConn // kept-alive backend connections, most recently used last
 	upBufs  evloop.Spares                    // spare response buffers, of upBufSize
 	pends   evloop.Spares                    // spare client output buffers
-	targets map[*backend.Backend]*evloop.Target
-	reg     *backend.Registry // the pool targets was last pruned for
-	scratch []byte            // what a lingering client still sends is read here
-	spare   []*session        // sessions of connections that wait for a request
-	ready   []*loopConn       // connections to run once the wake's events are seen, or whose relay ran out of budget
-	later   []*loopConn       // the other ready list, swapped each round
+	targets evloop.Targets[*backend.Backend, *backend.Registry]
+	scratch []byte      // what a lingering client still sends is read here
+	spare   []*session  // sessions of connections that wait for a request
+	ready   []*loopConn // connections to run once the wake's events are seen, or whose relay ran out of budget
+	later   []*loopConn // the other ready list, swapped each round
 
 	swept bool // the idle clients were closed once the proxy began closing
 
@@ -250,7 +249,6 @@ func (p *Proxy) serveLoops(ln net.Listener) (bool, error) {
 			p:       p,
 			ln:      ln,
 			idleUps: make(map[*backend.Backend][]*loopConn),
-			targets: make(map[*backend.Backend]*evloop.Target),
 			scratch: make([]byte, 4096),
 			upBufs:  evloop.Spares{Size: upBufSize, Max: spareSessions},
 			pends:   evloop.Spares{Size: 16 << 10, Max: spareSessions},
