@@ -444,6 +444,16 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 		s.up.r += int(bodyLeft)
 		bodyLeft = 0
 	}
+	if bodyDone == nil && endKnown && !resp.close && s.up.buffered() == 0 &&
+		(framing == noBody || framing == fixedLength && bodyLeft == 0) {
+		// The whole response is in s.out and the backend connection owes
+		// nothing more: it goes back before the answer goes out, so that
+		// the client's next request, which may follow the answer at
+		// once, finds it kept rather than dialling a second one.
+		p.release(s.st, s.cfg, b, up)
+		_, err := s.cw.Write(s.out)
+		return err == nil && !closeAfter
+	}
 	if _, err := s.cw.Write(s.out); err != nil {
 		up.Close()
 		s.stopBody(bodyDone)

@@ -61,9 +61,15 @@ func (p *Proxy) upstream(st *poolState, cfg *settings, b *backend.Backend, reuse
 // release returns c to b's pool in st for reuse, or closes it when the pool
 // is full or retired (a reload removed or moved b since st was taken), the
 // proxy is closing, or b wants PROXY headers (see upstreamFor).
+//
+// The cap is the one in force now, not the one of the exchange that used
+// c: an exchange that began before a reload lowered the cap can come back
+// after exchanges under the new cap have trimmed the pool, and keeping its
+// connection under the old cap would leave the pool above the new one
+// until the next put.
 func (p *Proxy) release(st *poolState, cfg *settings, b *backend.Backend, c *net.TCPConn) {
 	u := st.upstreams(b)
-	if p.loop.Closing() || u == nil || b.SendProxy() != 0 || !u.put(c, cfg.maxIdle, cfg.idle) {
+	if p.loop.Closing() || u == nil || b.SendProxy() != 0 || !u.put(c, p.tuned.Load().maxIdle, cfg.idle) {
 		c.Close()
 	}
 }
