@@ -28,6 +28,7 @@ var errBadChunk = errors.New("malformed chunked body")
 type timedWriter struct {
 	c     *net.TCPConn
 	sec   *tls.Conn // when set, writes go through it, over c
+	up    *upIO     // when set, writes go through it: c is a backend's
 	idle  time.Duration
 	until time.Time // the deadline now set on c, zero when none
 	err   error     // the first write error, so callers can tell write from read failures
@@ -50,10 +51,13 @@ func (w *timedWriter) Write(p []byte) (int, error) {
 }
 
 // write writes p to the connection as it is, through TLS when there is
-// TLS.
+// TLS, and through upIO to a backend.
 func (w *timedWriter) write(p []byte) (int, error) {
-	if w.sec != nil {
+	switch {
+	case w.sec != nil:
 		return w.sec.Write(p)
+	case w.up != nil:
+		return w.up.Write(p)
 	}
 	return w.c.Write(p)
 }

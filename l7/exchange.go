@@ -211,15 +211,17 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 	s.flight.begin(b, up)
 	defer s.flight.end()
 
-	s.uw = timedWriter{c: up, idle: s.cfg.server}
+	armUp(&s.uw, &s.upIO, up, s.cfg.server)
 	s.out = s.appendRequestHead(s.out[:0], b)
-	if _, err := s.uw.Write(s.out); err != nil {
+	hasBody := req.chunked || req.contentLength > 0
+	s.acct.sent = time.Now()
+	if err := s.sendHead(hasBody); err != nil {
 		up.Close()
 		return s.failed(b, err, reused, retryable, false)
 	}
 
 	var bodyDone chan error
-	if req.chunked || req.contentLength > 0 {
+	if hasBody {
 		bodyDone = make(chan error, 1)
 		s.client.SetReadDeadline(deadline(s.cfg.idle))
 		s.in.idle = s.cfg.idle
@@ -233,9 +235,7 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 		s.up.reset(nil, nil, nil)
 		p.ups.Put(upBuf)
 	}()
-	s.up.reset(up, *upBuf, nil)
-	s.acct.sent = time.Now()
-	up.SetReadDeadline(s.acct.sent.Add(s.cfg.server))
+	s.up.reset(&s.upIO, *upBuf, nil)
 	for {
 		head, partial, err := s.up.readHead()
 		if err != nil {
@@ -380,6 +380,18 @@ func judgeHead(err, bodyErr error, clientGone bool) (headVerdict, error) {
 		return headFailed, bodyErr
 	}
 	return headFailed, err
+}
+
+// sendHead writes the request head in s.out to the backend. Without a
+// body to follow, it returns once the answer can be read (see upIO.send).
+func (s *session) sendHead(hasBody bool) error {
+	var err error
+	if hasBody {
+		_, err = s.uw.Write(s.out)
+	} else {
+		_, err = s.upIO.send(s.out)
+	}
+	return err
 }
 
 // switchProtocols relays a 101 response and then the tunnel it opens, but

@@ -235,6 +235,7 @@ type h2exchange struct {
 	body     h2BodyWriter
 	chunks   h2ChunkSink
 	sizeLine []byte // a chunk-size line of the request body
+	upIO     upIO   // reads and writes the backend connection
 }
 
 // wasCut reports whether CloseConns cut the stream's exchange in
@@ -261,9 +262,16 @@ func (x *h2exchange) attempt(b *backend.Backend, up *net.TCPConn, reused, retrya
 		return relayed
 	}
 	defer s.detach()
-	x.uw = timedWriter{c: up, idle: x.cfg.server}
+	armUp(&x.uw, &x.upIO, up, x.cfg.server)
 	x.out = x.appendHead(x.out[:0], b)
-	if _, err := x.uw.Write(x.out); err != nil {
+	x.acct.sent = time.Now()
+	var err error
+	if s.contentLength != 0 {
+		_, err = x.uw.Write(x.out)
+	} else {
+		_, err = x.upIO.send(x.out) // returns once the answer can be read
+	}
+	if err != nil {
 		up.Close()
 		return x.failed(b, err, reused, retryable)
 	}
@@ -277,10 +285,8 @@ func (x *h2exchange) attempt(b *backend.Backend, up *net.TCPConn, reused, retrya
 		x.rd.reset(nil, nil, nil)
 		p.ups.Put(upBuf)
 	}()
-	x.rd.reset(up, *upBuf, nil)
+	x.rd.reset(&x.upIO, *upBuf, nil)
 	resp := &x.resp
-	x.acct.sent = time.Now()
-	up.SetReadDeadline(x.acct.sent.Add(x.cfg.server))
 	for {
 		head, partial, err := x.rd.readHead()
 		if err != nil {

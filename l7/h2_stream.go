@@ -93,11 +93,11 @@ func (s *h2stream) recycle() {
 	x := &s.x
 	out, cookie, sizeLine, chunkTrailers := x.out[:0], x.cookie[:0], x.sizeLine[:0], x.chunks.trailers[:0]
 	clear(x.chunks.trailers[:cap(x.chunks.trailers)])
-	respFields := x.resp.fields[:0]
+	respFields, upIO := x.resp.fields[:0], x.upIO
 	seen, seenNext := s.seen, s.seenNext
 	*s = h2stream{fields: fields, trailers: trailers, res: res, seen: seen, seenNext: seenNext}
 	s.x.out, s.x.cookie, s.x.sizeLine, s.x.chunks.trailers = out, cookie, sizeLine, chunkTrailers
-	s.x.resp.fields = respFields
+	s.x.resp.fields, s.x.upIO = respFields, upIO
 	h2Streams.Put(s)
 }
 

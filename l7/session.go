@@ -29,12 +29,13 @@ type session struct {
 	// for the Maglev policy (see backend.AddrHash).
 	addrKey uint64
 
-	in  connReader  // client input; holds whole request heads
-	up  connReader  // backend input; holds whole response heads
-	cw  timedWriter // client output
-	uw  timedWriter // backend output, for the exchange in progress
-	out []byte      // heads being written
-	tmp []byte      // a Cookie value with the persistence cookie removed
+	in   connReader  // client input; holds whole request heads
+	up   connReader  // backend input; holds whole response heads
+	cw   timedWriter // client output
+	uw   timedWriter // backend output, for the exchange in progress
+	upIO upIO        // reads and writes the backend connection
+	out  []byte      // heads being written
+	tmp  []byte      // a Cookie value with the persistence cookie removed
 
 	req  requestHead
 	resp responseHead

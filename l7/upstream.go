@@ -200,3 +200,14 @@ func (u *upstreamPool) closeIdle(retire bool) {
 	}
 	u.sweeping = false
 }
+
+// armUp points io at up and readies w to write an exchange's request
+// through it, and sets one deadline, timeouts.server ahead, for that write
+// and for the wait for the answer's head. One call sets both directions,
+// for which the runtime then keeps one timer; w knows the deadline, so the
+// request's write does not move it again.
+func armUp(w *timedWriter, io *upIO, up *net.TCPConn, server time.Duration) {
+	io.use(up)
+	*w = timedWriter{c: up, up: io, idle: server, until: time.Now().Add(server)}
+	up.SetDeadline(w.until)
+}

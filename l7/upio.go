@@ -1,0 +1,88 @@
+package l7
+
+import (
+	"net"
+	"syscall"
+	"time"
+)
+
+// upIO reads and writes the backend connection of an exchange of the
+// goroutine engine (HTTP/1.1 and TLS sessions, HTTP/2 streams). On Linux
+// it makes the system calls itself on the runtime's poller (see
+// upio_linux.go), which saves two costs of net.Conn's methods:
+//
+//   - A read or write on a non-blocking socket never blocks, so it goes
+//     without the scheduler's bookkeeping of a call that may block, which
+//     costs about as much as the call.
+//   - send writes a request head and then waits on the poller for the
+//     answer, within one raw read: a read right after the request is sent
+//     nearly always finds nothing yet, and would cost a system call only
+//     to learn that. The wait cannot come first on its own: readying a
+//     raw read forgets what the poller reported before it, so an answer
+//     that came in between would not wake it. Within the raw read, the
+//     request goes out after that point, and so does its answer.
+//
+// Its zero value is ready; use points it at a connection. Read and Write
+// may run at once on two goroutines (the request body's copy writes while
+// the exchange reads the answer): their state is apart.
+type upIO struct {
+	conn *net.TCPConn
+	raw  syscall.RawConn
+
+	// The steps of the raw calls, made once (see use), so that a call
+	// allocates nothing.
+	readStep, writeStep, sendStep func(uintptr) bool
+
+	rbuf []byte
+	rn   int
+	rerr error
+
+	wbuf []byte
+	wn   int
+	werr error
+	sent bool // send's step has written
+}
+
+// use points u at c. It keeps c's raw handle while c stays the same, so
+// that the next exchange on a kept-alive connection allocates nothing.
+func (u *upIO) use(c *net.TCPConn) {
+	if u.readStep == nil {
+		u.readStep, u.writeStep, u.sendStep = u.readOnce, u.writeAll, u.sendThenWait
+	}
+	if u.conn == c && u.raw != nil {
+		return
+	}
+	u.conn, u.raw = c, nil
+	if raw, err := c.SyscallConn(); err == nil {
+		u.raw = raw
+	}
+}
+
+// send writes p, a request without a body to come, and returns once the
+// connection has something to read (the answer, or its end), the read
+// deadline has passed, or the connection was closed: the read that
+// follows meets the last two. Its error is the write's.
+func (u *upIO) send(p []byte) (int, error) {
+	if u.raw == nil {
+		return u.conn.Write(p)
+	}
+	u.wbuf, u.wn, u.werr, u.sent = p, 0, nil, false
+	err := u.raw.Read(u.sendStep)
+	n := u.wn
+	u.wbuf = nil
+	switch {
+	case u.werr != nil:
+		return n, u.werr
+	case n == len(p):
+		return n, nil
+	case err != nil && !u.sent:
+		return n, err // closed, or past the deadline, before the write
+	}
+	// The socket took only part of the head: the rest goes as any
+	// write, and the read that follows waits as any read.
+	m, err := u.Write(p[n:])
+	return n + m, err
+}
+
+// SetReadDeadline sets the connection's read deadline, for connReader.
+func (u *upIO) SetReadDeadline(t time.Time) error { return u.conn.SetReadDeadline(t) }

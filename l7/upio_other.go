@@ -1,0 +1,13 @@
+//go:build !linux
+
+package l7
+
+// Read reads into p through the connection's own Read.
+func (u *upIO) Read(p []byte) (int, error) { return u.conn.Read(p) }
+
+// Write writes p through the connection's own Write.
+func (u *upIO) Write(p []byte) (int, error) { return u.conn.Write(p) }
+
+func (u *upIO) readOnce(uintptr) bool     { return true }
+func (u *upIO) writeAll(uintptr) bool     { return true }
+func (u *upIO) sendThenWait(uintptr) bool { return true }
