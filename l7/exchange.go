@@ -137,7 +137,7 @@ func (s *session) refuse(status int) {
 
 // connect is upstreamFor for forward.
 func (s *session) connect(b *backend.Backend, reuse bool) (*net.TCPConn, bool, error) {
-	return s.p.upstreamFor(s.st, s.cfg, b, reuse, s.from, s.client)
+	return s.p.upstreamFor(s.st, s.cfg, b, reuse, s.from, s.client, &s.upIO)
 }
 
 // pinned returns the backend the request's persistence cookie names, or
@@ -462,7 +462,7 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 		// nothing more: it goes back before the answer goes out, so that
 		// the client's next request, which may follow the answer at
 		// once, finds it kept rather than dialling a second one.
-		p.release(s.st, s.cfg, b, up)
+		p.release(s.st, s.cfg, b, up, s.upIO.until)
 		_, err := s.cw.Write(s.out)
 		return err == nil && !closeAfter
 	}
@@ -499,7 +499,7 @@ func (s *session) relayResponse(b *backend.Backend, up *net.TCPConn, setCookie b
 	if bodyOK && endKnown && !resp.close && s.up.buffered() == 0 {
 		// The read deadline stays: nothing reads a kept connection until
 		// its next exchange sets a fresh one.
-		p.release(s.st, s.cfg, b, up)
+		p.release(s.st, s.cfg, b, up, s.upIO.until)
 	} else {
 		up.Close()
 	}

@@ -142,7 +142,7 @@ func (x *h2exchange) countSession() {
 // connect is session.connect for a stream.
 func (x *h2exchange) connect(b *backend.Backend, reuse bool) (*net.TCPConn, bool, error) {
 	cl := x.s.c.cl
-	return cl.p.upstreamFor(x.st, x.cfg, b, reuse, cl.addr, cl.tcp)
+	return cl.p.upstreamFor(x.st, x.cfg, b, reuse, cl.addr, cl.tcp, &x.upIO)
 }
 
 // refuse is session.refuse for a stream.
@@ -596,7 +596,7 @@ func (x *h2exchange) relay(b *backend.Backend, up *net.TCPConn, resp *responseHe
 	// detach reports whether a reset of the stream closed up: only if
 	// not is up still open and ready for the pool.
 	if err == nil && bodyErr == nil && endKnown && !resp.close && x.rd.buffered() == 0 && s.detach() {
-		s.c.cl.p.release(x.st, x.cfg, b, up)
+		s.c.cl.p.release(x.st, x.cfg, b, up, x.upIO.until)
 		return
 	}
 	// A response cut short leaves the stream without its end: it is

@@ -53,12 +53,12 @@ func (s *session) setClient(src netip.AddrPort) {
 // client: a header names one client, and a kept-alive connection would
 // carry the next exchange of any client (release closes such connections
 // rather than keep them).
-func (p *Proxy) upstreamFor(st *poolState, cfg *settings, b *backend.Backend, reuse bool, from netip.AddrPort, client *net.TCPConn) (*net.TCPConn, bool, error) {
+func (p *Proxy) upstreamFor(st *poolState, cfg *settings, b *backend.Backend, reuse bool, from netip.AddrPort, client *net.TCPConn, io *upIO) (*net.TCPConn, bool, error) {
 	v := b.SendProxy()
 	if v == 0 {
-		return p.upstream(st, cfg, b, reuse)
+		return p.upstream(st, cfg, b, reuse, io)
 	}
-	c, _, err := p.upstream(st, cfg, b, false)
+	c, _, err := p.upstream(st, cfg, b, false, io)
 	if err != nil {
 		return nil, false, err
 	}

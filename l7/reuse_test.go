@@ -170,7 +170,7 @@ func TestPoolTakesOnlyQuietConnections(t *testing.T) {
 		if !peek.Quiet(conns[i]) {
 			t.Fatalf("connection %d is not quiet before anything was sent", i)
 		}
-		u.put(conns[i], 10, time.Hour)
+		u.put(conns[i], 10, time.Hour, time.Time{})
 	}
 	peers[0].CloseWrite()
 	peers[2].Write([]byte("unasked"))
@@ -192,10 +192,10 @@ func TestPoolTakesOnlyQuietConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if got := u.get(time.Hour); got != conns[1] {
+	if got, _ := u.get(time.Hour); got != conns[1] {
 		t.Errorf("get returned %v, want the one connection still quiet", got)
 	}
-	if got := u.get(time.Hour); got != nil || len(u.idle) != 0 {
+	if got, _ := u.get(time.Hour); got != nil || len(u.idle) != 0 {
 		t.Errorf("second get returned %v with %d left, want none: the others closed", got, len(u.idle))
 	}
 	for _, i := range []int{0, 2} {

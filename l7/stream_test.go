@@ -484,19 +484,19 @@ func TestUpstreamPoolDropsStaleConnections(t *testing.T) {
 		conns[i] = c.(*net.TCPConn)
 		defer c.Close()
 	}
-	u.put(conns[0], 10, time.Hour)
+	u.put(conns[0], 10, time.Hour, time.Time{})
 	u.idle[0].since = time.Now().Add(-2 * time.Hour) // idled past the limit
-	u.put(conns[1], 10, time.Hour)
+	u.put(conns[1], 10, time.Hour, time.Time{})
 	if len(u.idle) != 1 || u.idle[0].c != conns[1] {
 		t.Fatalf("pool holds %d connections, want only the fresh one", len(u.idle))
 	}
 	if _, err := conns[0].Write([]byte("x")); err == nil {
 		t.Error("stale connection was not closed")
 	}
-	if !u.put(conns[2], 2, time.Hour) || u.put(conns[0], 2, time.Hour) {
+	if !u.put(conns[2], 2, time.Hour, time.Time{}) || u.put(conns[0], 2, time.Hour, time.Time{}) {
 		t.Error("limit of 2 not enforced")
 	}
-	if got := u.get(time.Hour); got != conns[2] {
+	if got, _ := u.get(time.Hour); got != conns[2] {
 		t.Error("get did not return the most recently used connection")
 	}
 }

@@ -28,6 +28,10 @@ import (
 type upIO struct {
 	conn *net.TCPConn
 	raw  syscall.RawConn
+	// until is no later than either of conn's deadlines: what armUp set,
+	// or the pool kept with a kept-alive connection. Moving a deadline
+	// later (timedWriter, connReader's idle) keeps it true.
+	until time.Time
 
 	// The steps of the raw calls, made once (see use), so that a call
 	// allocates nothing.

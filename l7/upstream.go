@@ -32,6 +32,7 @@ type upstreamPool struct {
 type idleConn struct {
 	c     *net.TCPConn
 	since time.Time
+	until time.Time // the earliest of c's deadlines (see upIO.until)
 }
 
 // upstream returns a connection to b: a kept-alive one when reuse is
@@ -48,12 +49,17 @@ type idleConn struct {
 // it came. Anything else is closed. Checking quiet when the connection
 // goes back as well would cost a second system call per request and catch
 // nothing that the check on the way out misses.
-func (p *Proxy) upstream(st *poolState, cfg *settings, b *backend.Backend, reuse bool) (c *net.TCPConn, reused bool, err error) {
+//
+// io learns the deadline the connection carries (see upIO.until), so that
+// armUp moves it only when it must.
+func (p *Proxy) upstream(st *poolState, cfg *settings, b *backend.Backend, reuse bool, io *upIO) (c *net.TCPConn, reused bool, err error) {
 	if u := st.upstreams(b); reuse && u != nil {
-		if c := u.get(cfg.idle); c != nil {
+		if c, until := u.get(cfg.idle); c != nil {
+			io.until = until
 			return c, true, nil
 		}
 	}
+	io.until = time.Time{}
 	c, err = b.Dial(context.Background(), &cfg.dialer)
 	return c, false, err
 }
@@ -66,28 +72,30 @@ func (p *Proxy) upstream(st *poolState, cfg *settings, b *backend.Backend, reuse
 // c: an exchange that began before a reload lowered the cap can come back
 // after exchanges under the new cap have trimmed the pool, and keeping its
 // connection under the old cap would leave the pool above the new one
-// until the next put.
-func (p *Proxy) release(st *poolState, cfg *settings, b *backend.Backend, c *net.TCPConn) {
+// until the next put. until is what the exchange's upIO knows of c's
+// deadlines.
+func (p *Proxy) release(st *poolState, cfg *settings, b *backend.Backend, c *net.TCPConn, until time.Time) {
 	u := st.upstreams(b)
-	if p.loop.Closing() || u == nil || b.SendProxy() != 0 || !u.put(c, p.tuned.Load().maxIdle, cfg.idle) {
+	if p.loop.Closing() || u == nil || b.SendProxy() != 0 || !u.put(c, p.tuned.Load().maxIdle, cfg.idle, until) {
 		c.Close()
 	}
 }
 
 // get pops the most recently used connection that is still quiet, closing
 // any that idled past maxIdle (when positive) or that the backend has
-// written to or closed since.
-func (u *upstreamPool) get(maxIdle time.Duration) *net.TCPConn {
+// written to or closed since. It returns the connection's deadline as
+// put was told it.
+func (u *upstreamPool) get(maxIdle time.Duration) (*net.TCPConn, time.Time) {
 	for {
 		ic, ok := u.pop()
 		if !ok {
-			return nil
+			return nil, time.Time{}
 		}
 		if maxIdle > 0 && time.Since(ic.since) > maxIdle || !peek.Quiet(ic.c) {
 			ic.c.Close()
 			continue
 		}
-		return ic.c
+		return ic.c, ic.until
 	}
 }
 
@@ -113,7 +121,7 @@ func (u *upstreamPool) pop() (idleConn, bool) {
 // the stack is used from its top, so the ones a lower load no longer
 // needs sink to the bottom and age there. It closes those beyond limit as
 // well, when a reload lowered it.
-func (u *upstreamPool) put(c *net.TCPConn, limit int, maxIdle time.Duration) bool {
+func (u *upstreamPool) put(c *net.TCPConn, limit int, maxIdle time.Duration, until time.Time) bool {
 	now := time.Now()
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -136,7 +144,7 @@ func (u *upstreamPool) put(c *net.TCPConn, limit int, maxIdle time.Duration) boo
 	if len(u.idle) >= limit {
 		return false
 	}
-	u.idle = append(u.idle, idleConn{c: c, since: now})
+	u.idle = append(u.idle, idleConn{c: c, since: now, until: until})
 	if u.age = maxIdle; maxIdle > 0 && !u.sweeping {
 		u.sweeping = true
 		if u.sweep == nil {
@@ -202,12 +210,17 @@ func (u *upstreamPool) closeIdle(retire bool) {
 }
 
 // armUp points io at up and readies w to write an exchange's request
-// through it, and sets one deadline, timeouts.server ahead, for that write
-// and for the wait for the answer's head. One call sets both directions,
-// for which the runtime then keeps one timer; w knows the deadline, so the
-// request's write does not move it again.
+// through it, with a deadline timeouts.server ahead for that write and
+// for the wait for the answer's head. The deadline is set only when the
+// one up carries (io.until) is less than seven eighths of timeouts.server
+// ahead, as timedWriter moves its own: most exchanges on a kept-alive
+// connection then set none. One call sets both directions, for which the
+// runtime then keeps one timer.
 func armUp(w *timedWriter, io *upIO, up *net.TCPConn, server time.Duration) {
 	io.use(up)
-	*w = timedWriter{c: up, up: io, idle: server, until: time.Now().Add(server)}
-	up.SetDeadline(w.until)
+	if now := time.Now(); io.until.Sub(now) < server-server/8 {
+		io.until = now.Add(server)
+		up.SetDeadline(io.until)
+	}
+	*w = timedWriter{c: up, up: io, idle: server, until: io.until}
 }

@@ -2,7 +2,10 @@ package l7
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -213,10 +216,10 @@ func TestPoolSweepsWhenTrafficStops(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var u upstreamPool
 		defer u.closeIdle(true)
-		u.put(conns[0], 10, time.Minute)
-		u.put(conns[1], 10, time.Minute)
+		u.put(conns[0], 10, time.Minute, time.Time{})
+		u.put(conns[1], 10, time.Minute, time.Time{})
 		time.Sleep(30 * time.Second)
-		u.put(conns[2], 10, time.Minute)
+		u.put(conns[2], 10, time.Minute, time.Time{})
 		time.Sleep(31 * time.Second)
 		synctest.Wait()
 		if n := u.kept(); n != 1 {
@@ -245,7 +248,7 @@ func TestPoolWithoutIdleTimeoutKeeps(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var u upstreamPool
 		defer u.closeIdle(true)
-		u.put(c, 10, 0)
+		u.put(c, 10, 0, time.Time{})
 		time.Sleep(time.Hour)
 		synctest.Wait()
 		if n := u.kept(); n != 1 {
@@ -259,4 +262,82 @@ func (u *upstreamPool) kept() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return len(u.idle)
+}
+
+// armUp moves a backend connection's deadline only when the one it
+// carries is less than seven eighths of timeouts.server ahead, and the
+// deadline it keeps is in force.
+func TestArmUpMovesTheDeadlineOnlyWhenDue(t *testing.T) {
+	up, _ := loopback.Pair(t)
+	var io upIO
+	var w timedWriter
+	const server = time.Hour
+	armUp(&w, &io, up, server)
+	first := io.until
+	if d := time.Until(first); d <= server-server/8 || d > server {
+		t.Fatalf("a connection without a deadline got one %v ahead, want about %v", d, server)
+	}
+	if armUp(&w, &io, up, server); !io.until.Equal(first) || !w.until.Equal(first) {
+		t.Fatalf("the deadline moved from %v to %v (writer: %v) although it was far enough", first, io.until, w.until)
+	}
+	io.until = time.Now().Add(server / 2)
+	if armUp(&w, &io, up, server); !io.until.After(first) {
+		t.Fatalf("a deadline half the timeout ahead stayed at %v", io.until)
+	}
+
+	io.until = time.Time{}
+	armUp(&w, &io, up, 50*time.Millisecond)
+	short := io.until
+	armUp(&w, &io, up, 50*time.Millisecond)
+	if !io.until.Equal(short) {
+		t.Fatalf("the deadline moved again at once")
+	}
+	if _, err := io.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a read of a silent connection past its deadline returned %v, want a timeout", err)
+	}
+}
+
+// upIO.send writes the request and returns once the answer can be read,
+// whether it comes before or after send has begun to wait (many rounds
+// take both turns), or never: then the deadline ends the read that
+// follows. The bytes read are the answer's.
+func TestUpIOSendWaitsForTheAnswer(t *testing.T) {
+	up, peer := loopback.Pair(t)
+	var io upIO
+	var w timedWriter
+	answered := make(chan error, 1)
+	for range 200 {
+		armUp(&w, &io, up, 10*time.Second)
+		go func() {
+			buf := make([]byte, 64)
+			n, err := peer.Read(buf)
+			if err == nil && string(buf[:n]) != "GET / HTTP/1.1\r\n\r\n" {
+				err = fmt.Errorf("the backend read %q", buf[:n])
+			}
+			if err == nil {
+				_, err = peer.Write([]byte("HTTP/1.1 204 No Content\r\n\r\n"))
+			}
+			answered <- err
+		}()
+		if n, err := io.send([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil || n != 18 {
+			t.Fatalf("send wrote %d bytes, %v", n, err)
+		}
+		if err := <-answered; err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		n, err := io.Read(buf)
+		if err != nil || string(buf[:n]) != "HTTP/1.1 204 No Content\r\n\r\n" {
+			t.Fatalf("read %q, %v after send, want the answer", buf[:n], err)
+		}
+	}
+
+	io.until = time.Time{}
+	armUp(&w, &io, up, 50*time.Millisecond)
+	if _, err := io.send([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
+		t.Fatalf("send to a silent backend: %v, want the write to succeed", err)
+	}
+	if _, err := io.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the read after send to a silent backend returned %v, want a timeout", err)
+	}
 }
