@@ -211,10 +211,9 @@ func (s *session) roundTrip(b *backend.Backend, up *net.TCPConn, reused, retryab
 	s.flight.begin(b, up)
 	defer s.flight.end()
 
-	armUp(&s.uw, &s.upIO, up, s.cfg.server)
+	s.acct.sent = armUp(&s.uw, &s.upIO, up, s.cfg.server)
 	s.out = s.appendRequestHead(s.out[:0], b)
 	hasBody := req.chunked || req.contentLength > 0
-	s.acct.sent = time.Now()
 	if err := s.sendHead(hasBody); err != nil {
 		up.Close()
 		return s.failed(b, err, reused, retryable, false)

@@ -262,9 +262,8 @@ func (x *h2exchange) attempt(b *backend.Backend, up *net.TCPConn, reused, retrya
 		return relayed
 	}
 	defer s.detach()
-	armUp(&x.uw, &x.upIO, up, x.cfg.server)
+	x.acct.sent = armUp(&x.uw, &x.upIO, up, x.cfg.server)
 	x.out = x.appendHead(x.out[:0], b)
-	x.acct.sent = time.Now()
 	var err error
 	if s.contentLength != 0 {
 		_, err = x.uw.Write(x.out)

@@ -390,16 +390,21 @@ func (s *h2stream) field(name, value []byte) {
 			}
 			low[i] = c
 		}
-		for i := range s.seen {
+		// Backends send their fields in the same order each time: the
+		// search starts after the last one found.
+		for k := range len(s.seen) {
+			i := (s.seenHint + k) % len(s.seen)
 			if f := &s.seen[i]; f.Name == string(low) && f.Value == string(value) {
+				s.seenHint = i + 1
 				s.res = append(s.res, *f)
 				return
 			}
 		}
 	}
 	f := hpack.HeaderField{Name: h2FieldName(name), Value: string(value)}
-	s.seen[s.seenNext%len(s.seen)] = f
-	s.seenNext++
+	i := s.seenNext % len(s.seen)
+	s.seen[i] = f
+	s.seenNext, s.seenHint = i+1, i+1
 	s.res = append(s.res, f)
 }
 

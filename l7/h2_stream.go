@@ -49,7 +49,8 @@ type h2stream struct {
 	// seen holds response fields relayed before, kept across the
 	// streams that reuse this one (see field).
 	seen     [8]hpack.HeaderField
-	seenNext int
+	seenNext int // where the next field goes in seen
+	seenHint int // where field's search in seen starts
 }
 
 // The pseudo-fields of a request (RFC 9113 8.3.1), as bits.
@@ -94,8 +95,8 @@ func (s *h2stream) recycle() {
 	out, cookie, sizeLine, chunkTrailers := x.out[:0], x.cookie[:0], x.sizeLine[:0], x.chunks.trailers[:0]
 	clear(x.chunks.trailers[:cap(x.chunks.trailers)])
 	respFields, upIO := x.resp.fields[:0], x.upIO
-	seen, seenNext := s.seen, s.seenNext
-	*s = h2stream{fields: fields, trailers: trailers, res: res, seen: seen, seenNext: seenNext}
+	seen, seenNext, seenHint := s.seen, s.seenNext, s.seenHint
+	*s = h2stream{fields: fields, trailers: trailers, res: res, seen: seen, seenNext: seenNext, seenHint: seenHint}
 	s.x.out, s.x.cookie, s.x.sizeLine, s.x.chunks.trailers = out, cookie, sizeLine, chunkTrailers
 	s.x.resp.fields, s.x.upIO = respFields, upIO
 	h2Streams.Put(s)

@@ -215,12 +215,15 @@ func (u *upstreamPool) closeIdle(retire bool) {
 // one up carries (io.until) is less than seven eighths of timeouts.server
 // ahead, as timedWriter moves its own: most exchanges on a kept-alive
 // connection then set none. One call sets both directions, for which the
-// runtime then keeps one timer.
-func armUp(w *timedWriter, io *upIO, up *net.TCPConn, server time.Duration) {
+// runtime then keeps one timer. It returns the time it read, for the
+// exchange's account of when the request went.
+func armUp(w *timedWriter, io *upIO, up *net.TCPConn, server time.Duration) time.Time {
 	io.use(up)
-	if now := time.Now(); io.until.Sub(now) < server-server/8 {
+	now := time.Now()
+	if io.until.Sub(now) < server-server/8 {
 		io.until = now.Add(server)
 		up.SetDeadline(io.until)
 	}
 	*w = timedWriter{c: up, up: io, idle: server, until: io.until}
+	return now
 }
