@@ -213,14 +213,15 @@ func (u *upstreamPool) closeIdle(retire bool) {
 // through it, with a deadline timeouts.server ahead for that write and
 // for the wait for the answer's head. The deadline is set only when the
 // one up carries (io.until) is less than seven eighths of timeouts.server
-// ahead, as timedWriter moves its own: most exchanges on a kept-alive
-// connection then set none. One call sets both directions, for which the
-// runtime then keeps one timer. It returns the time it read, for the
-// exchange's account of when the request went.
+// ahead, as timedWriter moves its own, or further than timeouts.server (a
+// reload shortened it): most exchanges on a kept-alive connection then set
+// none. One call sets both directions, for which the runtime then keeps
+// one timer. It returns the time it read, for the exchange's account of
+// when the request went.
 func armUp(w *timedWriter, io *upIO, up *net.TCPConn, server time.Duration) time.Time {
 	io.use(up)
 	now := time.Now()
-	if io.until.Sub(now) < server-server/8 {
+	if ahead := io.until.Sub(now); ahead < server-server/8 || ahead > server {
 		io.until = now.Add(server)
 		up.SetDeadline(io.until)
 	}

@@ -265,8 +265,8 @@ func (u *upstreamPool) kept() int {
 }
 
 // armUp moves a backend connection's deadline only when the one it
-// carries is less than seven eighths of timeouts.server ahead, and the
-// deadline it keeps is in force.
+// carries is less than seven eighths of timeouts.server ahead or further
+// than timeouts.server, and the deadline it keeps is in force.
 func TestArmUpMovesTheDeadlineOnlyWhenDue(t *testing.T) {
 	up, _ := loopback.Pair(t)
 	var io upIO
@@ -283,6 +283,11 @@ func TestArmUpMovesTheDeadlineOnlyWhenDue(t *testing.T) {
 	io.until = time.Now().Add(server / 2)
 	if armUp(&w, &io, up, server); !io.until.After(first) {
 		t.Fatalf("a deadline half the timeout ahead stayed at %v", io.until)
+	}
+	// A reload that shortens the timeout brings a deadline set under the
+	// longer one back within it.
+	if armUp(&w, &io, up, time.Minute); time.Until(io.until) > time.Minute {
+		t.Fatalf("under a one-minute timeout the deadline stayed %v ahead", time.Until(io.until))
 	}
 
 	io.until = time.Time{}
