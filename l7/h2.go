@@ -12,7 +12,6 @@ import (
 	"time"
 	"unsafe"
 
-	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/lbctl/lbctl/backend"
@@ -33,9 +32,10 @@ import (
 // ready.
 type h2front struct {
 	live h2clients // the connections being served, for CloseConns and Shutdown
-	// linger, when positive, replaces h2CloseLinger: a test sets it
-	// before Serve.
+	// linger and round, when positive, replace h2CloseLinger and
+	// h2GoAwayRound: a test sets them before Serve.
 	linger time.Duration
+	round  time.Duration
 }
 
 // lingerOf returns how long a connection that said GOAWAY and has no
@@ -47,10 +47,20 @@ func (h *h2front) lingerOf() time.Duration {
 	return h2CloseLinger
 }
 
-// goAway tells every HTTP/2 client connection to start no new stream; each
-// closes once its streams have ended.
+// roundOf returns how long a graceful close waits for its client to
+// acknowledge the PING after the first GOAWAY before it sends the second.
+func (h *h2front) roundOf() time.Duration {
+	if h.round > 0 {
+		return h.round
+	}
+	return h2GoAwayRound
+}
+
+// goAway closes every HTTP/2 client connection gracefully (see
+// h2conn.goAway): after two GOAWAY frames a round trip apart, each starts
+// no new stream, and closes once its streams have ended.
 func (h *h2front) goAway() {
-	h.live.each(func(c *h2client) { c.conn.goAway(http2.ErrCodeNo) })
+	h.live.each(func(c *h2client) { c.conn.goAway() })
 }
 
 // serveH2 serves a TLS connection that negotiated "h2" until it ends, for
@@ -73,7 +83,7 @@ func (p *Proxy) serveH2(ac *accept.Conn, sec *tls.Conn, client netip.AddrPort) {
 	p.h2.live.add(c)
 	defer p.h2.live.remove(c)
 	if p.loop.Closing() {
-		c.conn.goAway(http2.ErrCodeNo)
+		c.conn.goAway()
 	}
 	c.conn.serve()
 }

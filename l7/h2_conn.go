@@ -63,7 +63,16 @@ const (
 	// reading after its last stream, so that the client reads the end
 	// of its answers before the connection closes under it.
 	h2CloseLinger = time.Second
+	// h2GoAwayRound bounds the round trip a graceful close waits for
+	// between its two GOAWAY frames (see goAway) when the client does
+	// not acknowledge the PING that measures it.
+	h2GoAwayRound = time.Second
 )
+
+// h2GoAwayPing is the payload of the PING that goAway sends after its
+// first GOAWAY: its acknowledgement, and no other PING's, says that the
+// client has read that GOAWAY.
+var h2GoAwayPing = [8]byte{'l', 'b', 'c', 't', 'l', 'b', 'y', 'e'}
 
 // errH2Gone is the error of a stream whose client reset it or whose
 // connection ended.
@@ -87,15 +96,19 @@ type h2conn struct {
 	mu          sync.Mutex // guards what follows and every stream's state
 	sendable    sync.Cond  // on mu: send windows grew, a stream was reset, or the connection ended
 	streams     map[uint32]*h2stream
-	workers     int         // goroutines running exchanges
-	waiting     []*h2stream // opened streams waiting for a worker
-	sendWin     int64       // the connection's send window
-	peerWin     int64       // the client's SETTINGS_INITIAL_WINDOW_SIZE
-	peerMax     int         // the client's SETTINGS_MAX_FRAME_SIZE
-	goingAway   bool        // GOAWAY sent: no new stream is served
-	closing     bool        // the connection ends: nothing is sent any more
-	idleFired   bool        // the idle timer cut the read in progress
-	idle        *time.Timer // nil without an idle timeout; see stopIdle
+	workers     int            // goroutines running exchanges
+	waiting     []*h2stream    // opened streams waiting for a worker
+	sendWin     int64          // the connection's send window
+	peerWin     int64          // the client's SETTINGS_INITIAL_WINDOW_SIZE
+	peerMax     int            // the client's SETTINGS_MAX_FRAME_SIZE
+	draining    bool           // the first GOAWAY of a graceful close sent (see goAway)
+	goingAway   bool           // the GOAWAY naming goAwayID sent: no stream above it is served
+	goAwayID    uint32         // the last stream id that GOAWAY named
+	goAwayRound *time.Timer    // while draining, the bound on the wait for the PING's ACK
+	roundDone   sync.WaitGroup // goAwayRound's function, from when it is set until it has run or been stopped
+	closing     bool           // the connection ends: nothing is sent any more
+	idleFired   bool           // the idle timer cut the read in progress
+	idle        *time.Timer    // nil without an idle timeout; see stopIdle
 	workersDone sync.WaitGroup
 
 	wmu    sync.Mutex // guards the writing half of fr, enc, encBuf and what follows
@@ -295,7 +308,7 @@ func (c *h2conn) readFailed(err error) bool {
 		}
 		c.mu.Unlock()
 		if idle {
-			c.goAway(http2.ErrCodeNo)
+			c.goAway()
 			return true
 		}
 	}
@@ -309,12 +322,13 @@ func (c *h2conn) frameDetail() string {
 	return "malformed"
 }
 
-// fail answers a connection error: GOAWAY with code, then the end.
+// fail answers a connection error: GOAWAY with code, at once and in one
+// step, then the end.
 func (c *h2conn) fail(code http2.ErrCode, reason string) {
 	c.cl.p.logger().Debug("HTTP/2 connection error", "client", c.cl.addr, "code", code.String(), "reason", reason)
 	c.mu.Lock()
 	last := c.lastID
-	c.goingAway = true
+	c.goingAway, c.goAwayID = true, last
 	c.mu.Unlock()
 	c.wmu.Lock()
 	c.fr.WriteGoAway(last, code, nil)
@@ -328,6 +342,7 @@ func (c *h2conn) teardown() {
 	c.stopIdle()
 	c.mu.Lock()
 	c.closing = true
+	c.stopRoundLocked()
 	for _, s := range c.streams {
 		s.resetLocked()
 	}
@@ -344,6 +359,7 @@ func (c *h2conn) teardown() {
 	c.room.Broadcast()
 	c.wmu.Unlock()
 	c.workersDone.Wait()
+	c.roundDone.Wait()
 	<-c.wdone
 	for _, s := range c.waiting {
 		s.recycle()
@@ -357,32 +373,75 @@ func (c *h2conn) teardown() {
 func (c *h2conn) idleTimeout() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.streams) == 0 && c.workers == 0 && !c.closing && !c.goingAway {
+	if len(c.streams) == 0 && c.workers == 0 && !c.closing && !c.draining && !c.goingAway {
 		c.idleFired = true
 		c.nc.SetReadDeadline(time.Now())
 	}
 }
 
-// goAway sends GOAWAY with code, naming the last stream opened, and lets
-// the streams opened run to their end; then the connection closes (see
-// streamDone). Nothing new is served.
-func (c *h2conn) goAway(code http2.ErrCode) {
+// goAway closes the connection gracefully, in the two steps of RFC 9113
+// 6.8. The first GOAWAY names stream 2^31-1, so that a request the client
+// sends as it goes is still served, and a PING follows it. Once the
+// client has acknowledged that PING, or h2GoAwayRound (h2front.roundOf)
+// later when it does not, secondGoAway names the last stream opened: the client has read the
+// first GOAWAY by then, so no request of its is in flight that would be
+// lost to the second. Streams opened run to their end; then the
+// connection closes (see quietLocked).
+func (c *h2conn) goAway() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.mu.Lock()
-	if c.goingAway || c.closing {
+	if c.draining || c.goingAway || c.closing {
 		c.mu.Unlock()
 		return
 	}
-	c.goingAway = true
-	last := c.lastID
-	drained := len(c.streams) == 0 && c.workers == 0
+	c.draining = true
 	c.mu.Unlock()
-	c.wmu.Lock()
-	c.fr.WriteGoAway(last, code, nil)
+	c.fr.WriteGoAway(1<<31-1, http2.ErrCodeNo, nil)
+	c.fr.WritePing(false, h2GoAwayPing)
 	c.flushLocked()
-	c.wmu.Unlock()
-	if drained {
-		c.linger()
+	// The bound is set once the frames are written (and before they
+	// can go out, wmu being held): the second GOAWAY never precedes the
+	// first.
+	c.mu.Lock()
+	if !c.goingAway && !c.closing {
+		c.roundDone.Add(1)
+		c.goAwayRound = time.AfterFunc(c.cl.p.h2.roundOf(), func() {
+			defer c.roundDone.Done()
+			c.secondGoAway()
+		})
 	}
+	c.mu.Unlock()
+}
+
+// secondGoAway is goAway's second step: GOAWAY naming the last stream
+// opened, after which no stream above it is served.
+func (c *h2conn) secondGoAway() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	if !c.draining || c.goingAway || c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.stopRoundLocked()
+	c.goingAway, c.goAwayID = true, c.lastID
+	last := c.lastID
+	c.mu.Unlock()
+	c.fr.WriteGoAway(last, http2.ErrCodeNo, nil)
+	c.flushLocked()
+	c.mu.Lock()
+	c.quietLocked()
+	c.mu.Unlock()
+}
+
+// stopRoundLocked stops goAway's bound on the round trip, if it is set
+// and has not fired. With c.mu held.
+func (c *h2conn) stopRoundLocked() {
+	if c.goAwayRound != nil && c.goAwayRound.Stop() {
+		c.roundDone.Done()
+	}
+	c.goAwayRound = nil
 }
 
 // linger ends a connection that has nothing left to serve: the reading
@@ -440,6 +499,10 @@ func (c *h2conn) handle(f http2.Frame) error {
 		return c.settings(f)
 	case *http2.PingFrame:
 		if f.IsAck() {
+			// Another payload acknowledges no PING of lbctl's.
+			if f.Data == h2GoAwayPing {
+				c.secondGoAway()
+			}
 			return nil
 		}
 		c.wmu.Lock()
@@ -605,6 +668,9 @@ func (c *h2conn) quietLocked() {
 		c.linger()
 		return
 	}
+	if c.draining {
+		return // secondGoAway comes
+	}
 	if c.idle != nil {
 		c.idle.Reset(c.cfg.idle)
 	}
@@ -667,7 +733,7 @@ func (c *h2conn) readData(f *http2.DataFrame) error {
 func (c *h2conn) open(s *h2stream, ended bool) error {
 	b := &c.block
 	c.mu.Lock()
-	refuse := c.goingAway || len(c.streams) >= h2MaxStreams
+	refuse := (c.goingAway && s.id > c.goAwayID) || len(c.streams) >= h2MaxStreams
 	c.mu.Unlock()
 	switch {
 	case refuse:
@@ -705,6 +771,12 @@ func (c *h2conn) open(s *h2stream, ended bool) error {
 	c.mu.Lock()
 	c.streams[s.id] = s
 	c.stopIdle()
+	if c.goingAway {
+		// A stream that the second GOAWAY named as it opened, which
+		// may have found the connection without streams and set the
+		// linger's deadline: lifted until the last stream ends.
+		c.nc.SetReadDeadline(time.Time{})
+	}
 	if c.workers >= h2MaxStreams {
 		if len(c.waiting) >= h2MaxWaiting {
 			c.mu.Unlock()

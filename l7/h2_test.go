@@ -487,38 +487,45 @@ func TestH2StreamsAreAccounted(t *testing.T) {
 }
 
 // TestH2IdleGoAwayLingers: a connection closed for idleness says GOAWAY
-// and reads on for a while, as one that Shutdown closes does: a request
-// that the client sent as the GOAWAY went is refused in a frame it reads
+// in two steps, as one that Shutdown closes does, and reads on for a
+// while: a request the client sent before it read the second GOAWAY is
+// served, and one sent after is refused in a frame it reads
 // (REFUSED_STREAM, safe to send again), not lost to a reset connection.
 func TestH2IdleGoAwayLingers(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	f, _ := tlsFixture(t, 1, h2Options(t), func(p *Proxy) {
 		p.IdleTimeout = idle
 		p.h2.linger = 30 * time.Second // longer than any pause of a busy machine
+		p.h2.round = 30 * time.Second  // only the PING's ACK brings the second GOAWAY
 	})
 	h := dialH2Raw(t, f.addr)
-	for {
-		fr, err := h.fr.ReadFrame()
-		if err != nil {
-			t.Fatalf("the connection ended before its GOAWAY: %v", err)
-		}
-		if s, ok := fr.(*http2.SettingsFrame); ok && !s.IsAck() {
-			h.fr.WriteSettingsAck()
-		}
-		if g, ok := fr.(*http2.GoAwayFrame); ok {
-			if g.ErrCode != http2.ErrCodeNo || g.LastStreamID != 0 {
-				t.Errorf("GOAWAY %v naming stream %d, want NO_ERROR naming 0", g.ErrCode, g.LastStreamID)
-			}
-			break
-		}
+	var seen h2Seen
+	h.readUntil(t, &seen, "the idle GOAWAY and its PING", func() bool { return len(seen.pings) == 1 })
+	if g := seen.goAways[0]; g != (h2GoAway{1<<31 - 1, http2.ErrCodeNo}) {
+		t.Errorf("first GOAWAY %v naming stream %d, want NO_ERROR naming 2^31-1", g.code, g.last)
 	}
 	if err := h.headers(1, "/", true); err != nil {
 		t.Fatal(err)
 	}
-	if status, code := h.streamEnd(t, 1); code != http2.ErrCodeRefusedStream {
-		t.Errorf("a request after the idle GOAWAY: status %q, reset %v; want REFUSED_STREAM", status, code)
+	h.readUntil(t, &seen, "the answer to stream 1", func() bool { _, ok := seen.ended[1]; return ok })
+	if !seen.answered(1) {
+		t.Errorf("a request between the idle GOAWAYs: status %q, end %v; want 200", seen.status[1], seen.ended[1])
 	}
-	if n := f.backends[0].Served(); n != 0 {
-		t.Errorf("backend served %d requests", n)
+	if err := h.fr.WritePing(true, seen.pings[0]); err != nil {
+		t.Fatal(err)
+	}
+	h.readUntil(t, &seen, "the second idle GOAWAY", func() bool { return len(seen.goAways) == 2 })
+	if g := seen.goAways[1]; g != (h2GoAway{1, http2.ErrCodeNo}) {
+		t.Errorf("second GOAWAY %v naming stream %d, want NO_ERROR naming 1", g.code, g.last)
+	}
+	if err := h.headers(3, "/", true); err != nil {
+		t.Fatal(err)
+	}
+	h.readUntil(t, &seen, "stream 3 to end", func() bool { _, ok := seen.ended[3]; return ok })
+	if code := seen.ended[3]; code != http2.ErrCodeRefusedStream {
+		t.Errorf("a request after the idle GOAWAY: status %q, end %v; want REFUSED_STREAM", seen.status[3], code)
+	}
+	if n := f.backends[0].Served(); n != 1 {
+		t.Errorf("backend served %d requests, want 1", n)
 	}
 }
