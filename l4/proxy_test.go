@@ -477,18 +477,14 @@ func TestShutdownWaitsForOpenConnections(t *testing.T) {
 	shut := make(chan error, 1)
 	go func() { shut <- f.proxy.Shutdown(context.Background()) }()
 	// New connections are refused once the listener is closed.
-	deadline := time.Now().Add(2 * time.Second)
-	for {
+	eventually.True(t, "the proxy to refuse clients after Shutdown", func() bool {
 		nc, err := net.DialTimeout("tcp", f.addr, time.Second)
 		if err != nil {
-			break
+			return true
 		}
 		nc.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("proxy still accepting after Shutdown")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false
+	})
 	// The open connection still works.
 	c.Write([]byte("x"))
 	if b, err := r.ReadByte(); err != nil || b != 'x' {
