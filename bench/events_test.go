@@ -98,17 +98,20 @@ func TestScaleUpReachesNewUsersOnly(t *testing.T) {
 	}
 }
 
-// TestDrainKeepsSessionsUntilItsDeadline drains app-01 at 300ms for 500ms,
-// in a run of 1.6s where every user sends 4 requests, its last at 1.2s or
-// later: a drain longer than the 400ms between a user's requests, so that
-// each of app-01's users comes back during it. Until the deadline app-01 keeps its users; after it they all
-// move, each for cause drain_deadline, and no request that starts 100ms
-// after the deadline reaches app-01. Nothing else breaks a session.
+// TestDrainKeepsSessionsUntilItsDeadline drains app-01 at 300ms for 1s, in
+// a run of 2s where every user sends 5 requests 400ms apart, its last at
+// 1.6s or later. The drain is 600ms longer than the time between a user's
+// requests, so that app-01's users come back during it even when a busy
+// machine holds the load generator back for a while (a request is only
+// ever late, never early). Until the deadline app-01 keeps its users; after
+// it they all move, each for cause drain_deadline, and no request that
+// starts 100ms after the deadline reaches app-01. Nothing else breaks a
+// session.
 func TestDrainKeepsSessionsUntilItsDeadline(t *testing.T) {
 	t.Parallel() // paced runs that mostly wait: they share the machine well
-	o := paced(1600*time.Millisecond, 4)
+	o := paced(2*time.Second, 5)
 	o.Drains = []Event{{Backend: "app-01", At: 300 * time.Millisecond}}
-	o.DrainFor = 500 * time.Millisecond
+	o.DrainFor = time.Second
 	rep := run(t, o)
 	checkClean(t, o, rep)
 	for i := range rep.Runs {

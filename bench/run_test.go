@@ -4,10 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/leakcheck"
 )
 
 // small is a scenario that runs in about a second per mode, even under the
@@ -300,11 +301,11 @@ func TestParseEventAndModes(t *testing.T) {
 	}
 }
 
-// TestRunLeavesNothingRunning checks that every goroutine Run starts
-// (backends, front doors, prober, schedule, generator) is gone when it
-// returns, and that an event after the end of a run is reported.
+// TestRunLeavesNothingRunning checks that every goroutine and descriptor
+// Run starts (backends, front doors, prober, schedule, generator) is gone
+// when it returns, and that an event after the end of a run is reported.
 func TestRunLeavesNothingRunning(t *testing.T) {
-	before := runtime.NumGoroutine()
+	base := leakcheck.Take(t)
 	o := small()
 	o.Users = 40
 	o.Duration = 300 * time.Millisecond
@@ -315,14 +316,7 @@ func TestRunLeavesNothingRunning(t *testing.T) {
 	for i := range rep.Runs {
 		checkAccounting(t, o, &rep.Runs[i])
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines after Run, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	base.Wait(t, 10*time.Second)
 }
 
 func TestEventAfterTheRunIsAWarning(t *testing.T) {

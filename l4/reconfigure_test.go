@@ -31,13 +31,13 @@ func TestReconfigureIdleTimeoutAppliesToNewConnections(t *testing.T) {
 	if err := f.proxy.Reconfigure(Settings{Selector: &backend.RoundRobin{}, ConnectTimeout: time.Second, IdleTimeout: idle}); err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now() // before the greeting the idle timeout runs from
 	c := dialFrom(t, "127.0.0.32", f.addr)
 	defer c.Close()
 	r := bufio.NewReader(c)
 	if _, err := r.ReadString('\n'); err != nil {
 		t.Fatalf("greeting after the change: %v", err)
 	}
-	start := time.Now()
 	if _, err := r.ReadByte(); err != io.EOF {
 		t.Fatalf("read on an idle connection accepted after the change: %v, want EOF from the proxy", err)
 	}

@@ -31,17 +31,24 @@ type httpBackend struct {
 	last     http.Header
 	arrivals map[string]int // requests that reached the handler, by target
 	arrival  chan struct{}  // closed and replaced on every arrival
+
+	held        chan struct{} // closed by releaseHeld: /hold answers then
+	releaseHeld func()
 }
 
 // startHTTPBackend starts an httpBackend, killed when the test ends.
 func startHTTPBackend(t testing.TB, id string) *httpBackend {
 	t.Helper()
-	hb := &httpBackend{id: id, bigDone: make(chan error, 1), arrivals: map[string]int{}, arrival: make(chan struct{})}
+	hb := &httpBackend{id: id, bigDone: make(chan error, 1), arrivals: map[string]int{}, arrival: make(chan struct{}), held: make(chan struct{})}
+	hb.releaseHeld = sync.OnceFunc(func() { close(hb.held) })
 	b, err := testbackend.StartHTTP(id, hb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Kill() })
+	t.Cleanup(func() {
+		hb.releaseHeld()
+		b.Kill()
+	})
 	hb.Backend, hb.addr = b, b.Addr()
 	return hb
 }
@@ -142,6 +149,14 @@ func (hb *httpBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// /favicon.ico only when the page names none.
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, "<!doctype html><link rel=\"icon\" href=\"data:,\"><body>%s</body>\n", hb.id)
+	case "/hold":
+		// A request that stays in flight until the test calls
+		// releaseHeld, or the client goes.
+		select {
+		case <-hb.held:
+		case <-r.Context().Done():
+		}
+		fmt.Fprintln(w, hb.id)
 	case "/slow":
 		// A backend that takes its time, on purpose: the request stays
 		// in flight while a test acts on the proxy.

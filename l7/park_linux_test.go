@@ -88,8 +88,8 @@ func TestParkedConnectionIdleTimeout(t *testing.T) {
 		p.IdleTimeout = idle
 	}})
 	k := openKeptAlive(t, f.addr)
+	start := time.Now() // before the response the idle timeout runs from
 	k.get(t, "/", "")
-	start := time.Now()
 	eventually.True(t, "the idle connection is parked", func() bool { return parked(f.proxy) == 1 })
 	expectEOF(t, k, "a parked connection past its idle timeout")
 	if took := time.Since(start); took < idle-50*time.Millisecond || took > idle+5*time.Second {

@@ -143,8 +143,8 @@ func TestReconfigureIdleTimeout(t *testing.T) {
 	}
 	closedAfterIdle := func(k *keptAlive, what string) {
 		t.Helper()
+		start := time.Now() // before the response the idle timeout runs from
 		k.get(t, "/", "")
-		start := time.Now()
 		if _, err := k.r.ReadByte(); err != io.EOF {
 			t.Fatalf("read on %s: %v, want EOF from the proxy", what, err)
 		}

@@ -319,9 +319,9 @@ func TestShutdownClosesIdleAndFinishesInFlight(t *testing.T) {
 	readResponse(t, bufio.NewReader(idle), "GET")
 
 	busy := dialProxy(t, f.addr)
-	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-	// In flight once the backend has it; it answers 2 s later.
-	if err := f.backends[0].awaitArrivals("/slow", 1, 10*time.Second); err != nil {
+	io.WriteString(busy, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+	// In flight once the backend has it; it answers when released.
+	if err := f.backends[0].awaitArrivals("/hold", 1, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 
@@ -330,6 +330,9 @@ func TestShutdownClosesIdleAndFinishesInFlight(t *testing.T) {
 	if got, _ := io.ReadAll(idle); len(got) != 0 {
 		t.Errorf("idle connection got %q at shutdown, want a plain close", got)
 	}
+	// The idle connection closed: the shutdown is under way, and only now
+	// does the request in flight get its answer.
+	f.backends[0].releaseHeld()
 	resp, body := readResponse(t, bufio.NewReader(busy), "GET")
 	if body != "app-01\n" || !resp.Close {
 		t.Errorf("in-flight request: %q, close=%v; want its answer with Connection: close", body, resp.Close)
@@ -613,12 +616,15 @@ func TestKeptAliveClientIsClosedAfterIdleTimeout(t *testing.T) {
 	const idle = 200 * time.Millisecond
 	f := newFixture(t, fixtureOpts{n: 1, configure: func(p *Proxy) { p.IdleTimeout = idle }})
 	c := dialProxy(t, f.addr)
+	// The idle timeout runs from the response, which the proxy writes
+	// before this goroutine reads it, however late it runs: the time is
+	// taken before the request.
+	start := time.Now()
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	r := bufio.NewReader(c)
 	if resp, _ := readResponse(t, r, "GET"); resp.Close {
 		t.Fatal("the first response closed the connection")
 	}
-	start := time.Now()
 	if b, err := r.ReadByte(); err != io.EOF {
 		t.Fatalf("waiting on the idle connection: %q, %v; want the proxy to close it", b, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lbctl/lbctl/internal/eventually"
 	"github.com/lbctl/lbctl/internal/logtest"
 	"github.com/lbctl/lbctl/internal/loopback"
 	"github.com/lbctl/lbctl/internal/testbackend"
@@ -177,25 +178,10 @@ address = %q
 id = "app-02"
 address = %q
 `, listen, echoBackend(t, "app-01"), echoBackend(t, "app-02")))
-	cmd := lbctl(t, "serve", "--config", path, "--grace", "5s")
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-
-	var c net.Conn
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var err error
-		if c, err = net.DialTimeout("tcp", listen, time.Second); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lbctl never listened on %s: %v\n%s", listen, err, stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	cmd, stderr := startServe(t, "--config", path, "--grace", "5s")
+	c, err := net.DialTimeout("tcp", listen, 5*time.Second)
+	if err != nil {
+		t.Fatalf("lbctl serving does not take a client on %s: %v\n%s", listen, err, stderr.String())
 	}
 	defer c.Close()
 	r := bufio.NewReader(c)
@@ -214,7 +200,7 @@ address = %q
 	c.(*net.TCPConn).CloseWrite()
 	io.Copy(io.Discard, r)
 
-	waitExit(t, waitFor(cmd), "after SIGTERM", &stderr)
+	waitExit(t, waitFor(cmd), "after SIGTERM", stderr)
 	if !strings.Contains(stderr.String(), "shutting down") {
 		t.Errorf("log lacks the shutdown line:\n%s", stderr.String())
 	}
@@ -272,20 +258,21 @@ address = %q
 		c.SetDeadline(time.Time{})
 		return c, nil
 	}
-	// servedWithin fails the test unless a client is served within d.
+	// servedWithin waits until a client is served, and fails the test
+	// unless that took at most d.
 	servedWithin := func(d time.Duration, when string) {
 		t.Helper()
-		deadline := time.Now().Add(d)
-		for {
+		start := time.Now()
+		eventually.True(t, fmt.Sprintf("a client served on %s %s", listen, when), func() bool {
 			c, err := greet()
-			if err == nil {
-				c.Close()
-				return
+			if err != nil {
+				return false
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no client served on %s %s: %v\n%s", listen, when, err, stderr.String())
-			}
-			time.Sleep(20 * time.Millisecond)
+			c.Close()
+			return true
+		})
+		if took := time.Since(start); took > d {
+			t.Fatalf("the first client served on %s %s took %v, want at most %v\n%s", listen, when, took, d, stderr.String())
 		}
 	}
 	servedWithin(10*time.Second, "after start")
@@ -338,22 +325,17 @@ func TestServeDemo(t *testing.T) {
 	go func() {
 		errc <- runServe(ctx, serveOptions{demo: true, listen: listen, grace: time.Second, logLevel: "warn"})
 	}()
-	var resp string
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", listen, time.Second)
-		if err == nil {
-			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n")
-			b, _ := io.ReadAll(c)
-			c.Close()
-			resp = string(b)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("demo never listened: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var c net.Conn
+	eventually.True(t, "the demo to listen on "+listen, func() bool {
+		var err error
+		c, err = net.DialTimeout("tcp", listen, time.Second)
+		return err == nil
+	})
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, _ := io.ReadAll(c)
+	c.Close()
+	resp := string(b)
 	if !strings.HasPrefix(resp, "HTTP/1.1 200") || !strings.Contains(resp, "app-0") {
 		t.Errorf("demo response:\n%s", resp)
 	}
