@@ -251,12 +251,15 @@ func TestTLSBadHandshakesNeverReachABackend(t *testing.T) {
 		"garbage":             "\x00\x01\x02\x03garbage\r\n\r\n",
 	} {
 		t.Run(name, func(t *testing.T) {
+			// The clock starts before the dial: the header timeout runs
+			// from the accept, which a test held up after its dial (past
+			// the listener's deferred accept) would otherwise precede.
+			start := time.Now()
 			c, err := net.Dial("tcp", f.addr)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			start := time.Now()
 			io.WriteString(c, send)
 			c.SetReadDeadline(time.Now().Add(20 * time.Second))
 			got, err := io.ReadAll(c)
