@@ -13,7 +13,8 @@ import (
 //
 //   - A read or write on a non-blocking socket never blocks, so it goes
 //     without the scheduler's bookkeeping of a call that may block, which
-//     costs about as much as the call.
+//     adds to each call and, with many exchanges on one core, keeps the
+//     runtime's monitor thread waking to look at them.
 //   - send writes a request head and then waits on the poller for the
 //     answer, within one raw read: a read right after the request is sent
 //     nearly always finds nothing yet, and would cost a system call only
