@@ -13,69 +13,6 @@ import (
 	"github.com/lbctl/lbctl/internal/leakcheck"
 )
 
-// h2Seen is what a raw client has read of its connection so far.
-type h2Seen struct {
-	goAways []h2GoAway               // in the order read
-	pings   [][8]byte                // the payloads of lbctl's PINGs (not ACKs)
-	status  map[uint32]string        // a stream's response status
-	ended   map[uint32]http2.ErrCode // a stream's end: NO_ERROR for END_STREAM, else the reset's code
-}
-
-// h2GoAway is what a GOAWAY frame said.
-type h2GoAway struct {
-	last uint32
-	code http2.ErrCode
-}
-
-// readUntil reads frames into seen until cond holds, acknowledging
-// lbctl's SETTINGS but not its PINGs, which a test answers itself. The
-// connection's deadline (see dialH2Raw) bounds the wait: a read that
-// fails is fatal, naming what was awaited.
-func (h *h2Raw) readUntil(t *testing.T, seen *h2Seen, what string, cond func() bool) {
-	t.Helper()
-	if seen.status == nil {
-		seen.status, seen.ended = map[uint32]string{}, map[uint32]http2.ErrCode{}
-	}
-	for !cond() {
-		f, err := h.fr.ReadFrame()
-		if err != nil {
-			t.Fatalf("reading frames, awaiting %s: %v", what, err)
-		}
-		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				h.fr.WriteSettingsAck()
-			}
-		case *http2.PingFrame:
-			if !f.IsAck() {
-				seen.pings = append(seen.pings, f.Data)
-			}
-		case *http2.GoAwayFrame:
-			seen.goAways = append(seen.goAways, h2GoAway{f.LastStreamID, f.ErrCode})
-		case *http2.HeadersFrame:
-			// Every block is decoded, for HPACK's sake.
-			fields, err := h.dec.DecodeFull(f.HeaderBlockFragment())
-			if err != nil {
-				t.Fatalf("decoding a response head: %v", err)
-			}
-			for _, hf := range fields {
-				if hf.Name == ":status" {
-					seen.status[f.StreamID] = hf.Value
-				}
-			}
-			if f.StreamEnded() {
-				seen.ended[f.StreamID] = http2.ErrCodeNo
-			}
-		case *http2.DataFrame:
-			if f.StreamEnded() {
-				seen.ended[f.StreamID] = http2.ErrCodeNo
-			}
-		case *http2.RSTStreamFrame:
-			seen.ended[f.StreamID] = f.ErrCode
-		}
-	}
-}
-
 // readToEnd reads frames until lbctl closes the connection, and fails the
 // test if the connection's own deadline ends the reading instead.
 func (h *h2Raw) readToEnd(t *testing.T) {
