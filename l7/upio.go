@@ -63,31 +63,5 @@ func (u *upIO) use(c *net.TCPConn) {
 	}
 }
 
-// send writes p, a request without a body to come, and returns once the
-// connection has something to read (the answer, or its end), the read
-// deadline has passed, or the connection was closed: the read that
-// follows meets the last two. Its error is the write's.
-func (u *upIO) send(p []byte) (int, error) {
-	if u.raw == nil {
-		return u.conn.Write(p)
-	}
-	u.wbuf, u.wn, u.werr, u.sent = p, 0, nil, false
-	err := u.raw.Read(u.sendStep)
-	n := u.wn
-	u.wbuf = nil
-	switch {
-	case u.werr != nil:
-		return n, u.werr
-	case n == len(p):
-		return n, nil
-	case err != nil && !u.sent:
-		return n, err // closed, or past the deadline, before the write
-	}
-	// The socket took only part of the head: the rest goes as any
-	// write, and the read that follows waits as any read.
-	m, err := u.Write(p[n:])
-	return n + m, err
-}
-
 // SetReadDeadline sets the connection's read deadline, for connReader.
 func (u *upIO) SetReadDeadline(t time.Time) error { return u.conn.SetReadDeadline(t) }

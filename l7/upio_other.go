@@ -8,6 +8,10 @@ func (u *upIO) Read(p []byte) (int, error) { return u.conn.Read(p) }
 // Write writes p through the connection's own Write.
 func (u *upIO) Write(p []byte) (int, error) { return u.conn.Write(p) }
 
+// send writes p through the connection's own Write; the read that follows
+// waits for the answer as any read does.
+func (u *upIO) send(p []byte) (int, error) { return u.conn.Write(p) }
+
 func (u *upIO) readOnce(uintptr) bool     { return true }
 func (u *upIO) writeAll(uintptr) bool     { return true }
 func (u *upIO) sendThenWait(uintptr) bool { return true }
