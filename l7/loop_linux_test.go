@@ -70,14 +70,7 @@ func TestLoopEngineHandsBodiesOver(t *testing.T) {
 		t.Fatal("a goroutine serves the connection before any request had a body")
 	}
 	body := strings.Repeat("x", 100000)
-	req := fmt.Sprintf("POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-	if _, err := io.WriteString(k.c, req); err != nil {
-		t.Fatal(err)
-	}
-	resp, got := readResponse(t, k.r, "POST")
-	if want := fmt.Sprintf("app-01 %d <nil>", len(body)); resp.StatusCode != 200 || strings.TrimSpace(got) != want {
-		t.Fatalf("POST: status %d, body %q, want %q", resp.StatusCode, got, want)
-	}
+	postSink(t, k, body)
 	if !goroutineIn("l7.(*Proxy).handle") {
 		t.Error("no goroutine serves the connection after its request with a body")
 	}
@@ -178,6 +171,19 @@ func TestLoopEngineSendsABodyThatCameWithItsHead(t *testing.T) {
 	k := openKeptAlive(t, f.addr)
 	k.c.SetDeadline(time.Now().Add(60 * time.Second))
 	body := strings.Repeat("y", 1000)
+	postSink(t, k, body)
+	if goroutineIn("l7.(*Proxy).handle") {
+		t.Error("a goroutine took the connection over for a body that came with its head")
+	}
+	if resp, id := k.get(t, "/", ""); resp.StatusCode != 200 || id != "app-01" {
+		t.Fatalf("request after the POST: status %d from %q", resp.StatusCode, id)
+	}
+}
+
+// postSink sends body to the fixture's /sink on k, and fails the test
+// unless app-01 answers that it read all of it.
+func postSink(t *testing.T, k *keptAlive, body string) {
+	t.Helper()
 	req := fmt.Sprintf("POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 	if _, err := io.WriteString(k.c, req); err != nil {
 		t.Fatal(err)
@@ -185,11 +191,5 @@ func TestLoopEngineSendsABodyThatCameWithItsHead(t *testing.T) {
 	resp, got := readResponse(t, k.r, "POST")
 	if want := fmt.Sprintf("app-01 %d <nil>", len(body)); resp.StatusCode != 200 || strings.TrimSpace(got) != want {
 		t.Fatalf("POST: status %d, body %q, want %q", resp.StatusCode, got, want)
-	}
-	if goroutineIn("l7.(*Proxy).handle") {
-		t.Error("a goroutine took the connection over for a body that came with its head")
-	}
-	if resp, id := k.get(t, "/", ""); resp.StatusCode != 200 || id != "app-01" {
-		t.Fatalf("request after the POST: status %d from %q", resp.StatusCode, id)
 	}
 }
