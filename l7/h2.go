@@ -12,8 +12,6 @@ import (
 	"time"
 	"unsafe"
 
-	"golang.org/x/net/http2/hpack"
-
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/internal/accept"
 	"github.com/lbctl/lbctl/internal/accesslog"
@@ -180,15 +178,15 @@ func (x *h2exchange) answer(status int) {
 	s := x.s
 	x.acct.status = status
 	body := strconv.Itoa(status) + " " + http.StatusText(status) + "\n"
-	s.res = append(s.res[:0],
-		hpack.HeaderField{Name: "content-type", Value: "text/plain; charset=utf-8"},
-		hpack.HeaderField{Name: "cache-control", Value: "no-store"},
-		hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(body))})
+	s.startHead(status)
+	s.head = appendH2FieldString(s.head, "content-type", "text/plain; charset=utf-8")
+	s.head = appendH2FieldString(s.head, "cache-control", "no-store")
+	s.head = appendH2FieldString(s.head, "content-length", strconv.Itoa(len(body)))
 	if s.method == "HEAD" {
-		s.sendHead(status, true, true)
+		s.sendHead(true, true)
 		return
 	}
-	if s.sendHead(status, false, false) != nil {
+	if s.sendHead(false, false) != nil {
 		return
 	}
 	if s.sendData([]byte(body), true) == nil {
@@ -321,7 +319,7 @@ func (x *h2exchange) attempt(b *backend.Backend, up *net.TCPConn, reused, retrya
 		// the client as a HEADERS frame of its own; the final one
 		// follows.
 		x.headFields(b, resp, false)
-		if err := s.sendHead(resp.status, false, true); err != nil {
+		if err := s.sendHead(false, true); err != nil {
 			up.Close()
 			x.stopBody(bodyDone)
 			return relayed
@@ -524,11 +522,12 @@ func (x *h2exchange) stopBody(done chan error) error {
 	return <-done
 }
 
-// headFields puts the end-to-end fields of resp in the stream's response
-// head, and with setCookie the persistence cookie for b and the
-// Cache-Control that keeps it private.
+// headFields begins the stream's response head with the status and the
+// end-to-end fields of resp, and with setCookie the persistence cookie for
+// b and the Cache-Control that keeps it private.
 func (x *h2exchange) headFields(b *backend.Backend, resp *responseHead, setCookie bool) {
 	s := x.s
+	s.startHead(resp.status)
 	private := false
 	named := namesFields(resp.fields)
 	for i := range resp.fields {
@@ -539,18 +538,18 @@ func (x *h2exchange) headFields(b *backend.Backend, resp *responseHead, setCooki
 		if setCookie && asciiEqualFold(f.name, "cache-control") {
 			private = true
 			line := appendCacheControl(x.out[:0], f)
-			s.field(f.name, line[len(f.name)+2:len(line)-2])
+			s.addField(f.name, line[len(f.name)+2:len(line)-2])
 			continue
 		}
-		s.field(f.name, f.value)
+		s.addField(f.name, f.value)
 	}
 	if setCookie {
 		line := x.st.codec.appendSetCookie(x.out[:0], b, time.Now())
 		if v, ok := bytes.CutPrefix(line, []byte("Set-Cookie: ")); ok {
-			s.res = append(s.res, hpack.HeaderField{Name: "set-cookie", Value: string(bytes.TrimSuffix(v, crlfBytes))})
+			s.head = appendH2Field(s.head, []byte("set-cookie"), bytes.TrimSuffix(v, crlfBytes))
 		}
 		if !private {
-			s.res = append(s.res, hpack.HeaderField{Name: "cache-control", Value: "private"})
+			s.head = appendH2FieldString(s.head, "cache-control", "private")
 		}
 	}
 }
@@ -572,28 +571,28 @@ func (x *h2exchange) relay(b *backend.Backend, up *net.TCPConn, resp *responseHe
 	}
 	x.headFields(b, resp, setCookie)
 	if framing == fixedLength {
-		s.res = append(s.res, hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(resp.contentLength, 10)})
+		s.head = appendH2Field(s.head, bytesOf("content-length"), strconv.AppendInt(x.out[:0], resp.contentLength, 10))
 	}
 	x.body = h2BodyWriter{s: s, left: -1, n: &x.bytes}
 	x.rd.idle = x.cfg.server
 	var err error
 	switch {
 	case framing == noBody || framing == fixedLength && resp.contentLength == 0:
-		err = s.sendHead(resp.status, true, true)
+		err = s.sendHead(true, true)
 	case framing == fixedLength:
-		if err = s.sendHead(resp.status, false, false); err == nil {
+		if err = s.sendHead(false, false); err == nil {
 			x.body.left = resp.contentLength
 			err = copyFixed(&x.body, &x.rd, resp.contentLength)
 		}
 	case framing == chunkedBody:
-		if err = s.sendHead(resp.status, false, false); err == nil {
-			x.chunks = h2ChunkSink{w: &x.body}
+		if err = s.sendHead(false, false); err == nil {
+			x.chunks = h2ChunkSink{w: &x.body, trailers: x.chunks.trailers[:0]}
 			if err = copyChunked(&x.chunks, &x.rd, true); err == nil {
 				err = x.endChunked()
 			}
 		}
 	default: // untilClose
-		if err = s.sendHead(resp.status, false, false); err == nil {
+		if err = s.sendHead(false, false); err == nil {
 			if err = copyUntilEOF(&x.body, &x.rd, false); err == nil {
 				err = s.sendData(nil, true)
 			}
@@ -620,7 +619,8 @@ func (x *h2exchange) endChunked() error {
 	if len(x.chunks.trailers) == 0 {
 		return s.sendData(nil, true)
 	}
-	s.res = append(s.res[:0], x.chunks.trailers...)
+	s.startTrailers()
+	s.head = append(s.head, x.chunks.trailers...)
 	return s.sendTrailers()
 }
 
@@ -677,9 +677,9 @@ func (w *h2BodyWriter) Write(p []byte) (int, error) {
 // one write and the empty line.
 type h2ChunkSink struct {
 	w        io.Writer
-	state    uint8 // 0: a size line comes next; 1: data; 2: the CRLF after it; 3: trailers
-	left     int64 // data bytes of the chunk still to come
-	trailers []hpack.HeaderField
+	state    uint8  // 0: a size line comes next; 1: data; 2: the CRLF after it; 3: trailers
+	left     int64  // data bytes of the chunk still to come
+	trailers []byte // the trailer fields, encoded (see appendH2Field)
 }
 
 func (k *h2ChunkSink) Write(p []byte) (int, error) {
@@ -704,7 +704,7 @@ func (k *h2ChunkSink) Write(p []byte) (int, error) {
 		line := bytes.TrimSuffix(p, crlfBytes)
 		name, value, ok := bytes.Cut(line, []byte(":"))
 		if ok && !notForwarded(name, false) {
-			k.trailers = append(k.trailers, hpack.HeaderField{Name: h2FieldName(name), Value: string(bytes.Trim(value, " \t"))})
+			k.trailers = appendH2Field(k.trailers, name, bytes.Trim(value, " \t"))
 		}
 	}
 	return len(p), nil

@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,8 @@ import (
 )
 
 // HTTP/2 to clients is lbctl's own server side of the protocol over
-// golang.org/x/net/http2's Framer and hpack codec. One goroutine per
+// golang.org/x/net/http2's Framer and hpack decoder (the header blocks
+// lbctl sends need none of a table's state: see h2_hpack.go). One goroutine per
 // connection (the one that accepted it) reads frames and keeps the
 // protocol's state; each stream's exchange with a backend runs in a
 // goroutine of its own (reused for the next stream waiting, if any). Frames
@@ -24,7 +24,8 @@ import (
 // all that have gathered in one write; there is no queue beyond
 // h2MaxPending bytes, which writers wait for, so what a connection holds is
 // bounded by its streams and their windows. A stream is in h2_stream.go,
-// its header blocks and fields in h2_fields.go, its exchange in h2.go.
+// its header blocks and fields in h2_fields.go and h2_hpack.go, its
+// exchange in h2.go.
 
 // Limits of one HTTP/2 connection.
 const (
@@ -111,16 +112,15 @@ type h2conn struct {
 	idle        *time.Timer    // nil without an idle timeout; see stopIdle
 	workersDone sync.WaitGroup
 
-	wmu    sync.Mutex // guards the writing half of fr, enc, encBuf and what follows
-	enc    *hpack.Encoder
-	encBuf bytes.Buffer
-	pend   []byte    // frames written, for the writing goroutine to send
-	spare  []byte    // the buffer it sent last, for reuse
-	wake   sync.Cond // on wmu: frames are pending, or the writer is to stop
-	room   sync.Cond // on wmu: the writing goroutine took the pending frames
-	wstop  bool      // the connection ends: the writer sends what is pending and stops
-	wfail  error     // the first write error: the connection is done
-	wdone  chan struct{}
+	wmu        sync.Mutex // guards the writing half of fr and what follows
+	sizeUpdate bool       // a table size update is owed (see h2_hpack.go)
+	pend       []byte     // frames written, for the writing goroutine to send
+	spare      []byte     // the buffer it sent last, for reuse
+	wake       sync.Cond  // on wmu: frames are pending, or the writer is to stop
+	room       sync.Cond  // on wmu: the writing goroutine took the pending frames
+	wstop      bool       // the connection ends: the writer sends what is pending and stops
+	wfail      error      // the first write error: the connection is done
+	wdone      chan struct{}
 }
 
 // h2MaxPending is how many bytes of frames may wait for the writing
@@ -201,7 +201,6 @@ func (c *h2conn) start() {
 	go c.writeLoop()
 	c.fr = http2.NewFramer(h2pending{c}, c.nc)
 	c.fr.SetMaxReadFrameSize(h2FrameSize)
-	c.enc = hpack.NewEncoder(&c.encBuf)
 	c.dec = hpack.NewDecoder(4096, c.emit)
 	c.dec.SetMaxStringLength(c.cfg.maxHead)
 	c.resetTokens, c.resetAt = h2ResetBurst, time.Now()
@@ -535,7 +534,8 @@ func (c *h2conn) settings(f *http2.SettingsFrame) error {
 	f.ForeachSetting(func(s http2.Setting) error {
 		switch s.ID {
 		case http2.SettingHeaderTableSize:
-			c.enc.SetMaxDynamicTableSizeLimit(s.Val)
+			// Owed from the first block after the ACK below.
+			c.sizeUpdate = true
 		case http2.SettingInitialWindowSize:
 			c.mu.Lock()
 			delta := int64(s.Val) - c.peerWin

@@ -3,7 +3,7 @@ package l7
 import (
 	"errors"
 	"fmt"
-	"strconv"
+	"net/http"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -11,8 +11,8 @@ import (
 
 // An HTTP/2 stream's fields: the header block of a request, HEADERS and
 // its CONTINUATION frames, decoded by the connection's reading goroutine
-// and checked as RFC 9113 8.2-8.3 says; and the fields of its answer,
-// encoded for the client.
+// and checked as RFC 9113 8.2-8.3 says; and the frames that carry its
+// answer's header block, which h2_hpack.go encodes.
 
 // h2block is a header block being decoded: HEADERS and its CONTINUATION
 // frames.
@@ -175,15 +175,21 @@ func (c *h2conn) endTrailers(id uint32) error {
 	return nil
 }
 
-// writeHeadersLocked writes a header block on stream id from the fields
-// encoded in c.encBuf, split to the client's frame size; wmu is held.
-// flush hands it to the writing goroutine at once; otherwise it goes with
-// the body's first frame.
-func (c *h2conn) writeHeadersLocked(id uint32, end, flush bool) error {
+// writeHeadersLocked writes the header block in block on stream id, split
+// to the client's frame size; wmu is held. block's first byte is room for
+// a table size update, sent when the client is owed one (see
+// h2_hpack.go). flush hands it to the writing goroutine at once;
+// otherwise it goes with the body's first frame.
+func (c *h2conn) writeHeadersLocked(id uint32, block []byte, end, flush bool) error {
 	c.mu.Lock()
 	max := c.peerMax
 	c.mu.Unlock()
-	block := c.encBuf.Bytes()
+	if c.sizeUpdate {
+		c.sizeUpdate = false
+		block[0] = h2SizeUpdate
+	} else {
+		block = block[1:]
+	}
 	first := block[:min(len(block), max)]
 	block = block[len(first):]
 	err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: first, EndStream: end, EndHeaders: len(block) == 0})
@@ -207,10 +213,10 @@ func (c *h2conn) writeHeadersLocked(id uint32, end, flush bool) error {
 func (c *h2conn) answerTooLarge(id uint32, ended bool) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.encBuf.Reset()
-	c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "431"})
-	c.enc.WriteField(hpack.HeaderField{Name: "content-length", Value: "0"})
-	c.writeHeadersLocked(id, true, ended)
+	var buf [32]byte
+	block := appendH2Status(append(buf[:0], h2SizeUpdate), http.StatusRequestHeaderFieldsTooLarge)
+	block = appendH2FieldString(block, "content-length", "0")
+	c.writeHeadersLocked(id, block, true, ended)
 	if !ended {
 		c.fr.WriteRSTStream(id, http2.ErrCodeNo)
 		c.flushLocked()
@@ -374,129 +380,4 @@ func (s *h2stream) checkHead() error {
 		}
 	}
 	return nil
-}
-
-// field adds a response field, its name lower-cased as HTTP/2 wants it.
-// HPACK takes strings: a field that the stream relayed before (the same
-// backends send the same Server, ETag, Date for a second) is taken from
-// the stream's memory of them rather than copied again.
-func (s *h2stream) field(name, value []byte) {
-	var buf [32]byte
-	if len(name) <= len(buf) {
-		low := buf[:len(name)]
-		for i, c := range name {
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			low[i] = c
-		}
-		// Backends send their fields in the same order each time: the
-		// search starts after the last one found.
-		for k := range len(s.seen) {
-			i := (s.seenHint + k) % len(s.seen)
-			if f := &s.seen[i]; f.Name == string(low) && f.Value == string(value) {
-				s.seenHint = i + 1
-				s.res = append(s.res, *f)
-				return
-			}
-		}
-	}
-	f := hpack.HeaderField{Name: h2FieldName(name), Value: string(value)}
-	i := s.seenNext % len(s.seen)
-	s.seen[i] = f
-	s.seenNext, s.seenHint = i+1, i+1
-	s.res = append(s.res, f)
-}
-
-// h2StatusText returns the :status value for status.
-func h2StatusText(status int) string {
-	switch status {
-	case 200:
-		return "200"
-	case 204:
-		return "204"
-	case 206:
-		return "206"
-	case 301:
-		return "301"
-	case 302:
-		return "302"
-	case 304:
-		return "304"
-	case 400:
-		return "400"
-	case 403:
-		return "403"
-	case 404:
-		return "404"
-	case 500:
-		return "500"
-	case 502:
-		return "502"
-	case 503:
-		return "503"
-	case 504:
-		return "504"
-	}
-	return strconv.Itoa(status)
-}
-
-// h2FieldName returns name lower-cased, as a string: a constant for the
-// common names, so that relaying a response head allocates little.
-func h2FieldName(name []byte) string {
-	var buf [32]byte
-	if len(name) > len(buf) {
-		return lowerString(name)
-	}
-	low := buf[:len(name)]
-	for i, c := range name {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		low[i] = c
-	}
-	switch string(low) {
-	case "content-type":
-		return "content-type"
-	case "content-length":
-		return "content-length"
-	case "cache-control":
-		return "cache-control"
-	case "set-cookie":
-		return "set-cookie"
-	case "date":
-		return "date"
-	case "server":
-		return "server"
-	case "etag":
-		return "etag"
-	case "last-modified":
-		return "last-modified"
-	case "expires":
-		return "expires"
-	case "vary":
-		return "vary"
-	case "location":
-		return "location"
-	case "content-encoding":
-		return "content-encoding"
-	case "accept-ranges":
-		return "accept-ranges"
-	case "age":
-		return "age"
-	case "x-backend":
-		return "x-backend"
-	}
-	return string(low)
-}
-
-func lowerString(b []byte) string {
-	low := make([]byte, len(b))
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		low[i] = c
-	}
-	return string(low)
 }

@@ -44,13 +44,11 @@ type h2stream struct {
 	// The exchange's own.
 	unacked int  // body bytes consumed, not yet given back in WINDOW_UPDATE
 	ended   bool // END_STREAM or RST_STREAM went out
-	res     []hpack.HeaderField
-	x       h2exchange
-	// seen holds response fields relayed before, kept across the
-	// streams that reuse this one (see field).
-	seen     [8]hpack.HeaderField
-	seenNext int // where the next field goes in seen
-	seenHint int // where field's search in seen starts
+	// head is the header block of the response or its trailers as it is
+	// built, after a byte kept for a table size update (see
+	// h2_hpack.go).
+	head []byte
+	x    h2exchange
 }
 
 // The pseudo-fields of a request (RFC 9113 8.3.1), as bits.
@@ -87,16 +85,13 @@ func (s *h2stream) recycle() {
 		h2Bodies.Put(s.body)
 	}
 	// The buffers stay, emptied, for the next stream.
-	fields, trailers, res := s.fields[:0], s.trailers[:0], s.res[:0]
+	fields, trailers, head := s.fields[:0], s.trailers[:0], s.head[:0]
 	clear(s.fields[:cap(s.fields)])
 	clear(s.trailers[:cap(s.trailers)])
-	clear(s.res[:cap(s.res)])
 	x := &s.x
 	out, cookie, sizeLine, chunkTrailers := x.out[:0], x.cookie[:0], x.sizeLine[:0], x.chunks.trailers[:0]
-	clear(x.chunks.trailers[:cap(x.chunks.trailers)])
 	respFields, upIO := x.resp.fields[:0], x.upIO
-	seen, seenNext, seenHint := s.seen, s.seenNext, s.seenHint
-	*s = h2stream{fields: fields, trailers: trailers, res: res, seen: seen, seenNext: seenNext, seenHint: seenHint}
+	*s = h2stream{fields: fields, trailers: trailers, head: head}
 	s.x.out, s.x.cookie, s.x.sizeLine, s.x.chunks.trailers = out, cookie, sizeLine, chunkTrailers
 	s.x.resp.fields, s.x.upIO = respFields, upIO
 	h2Streams.Put(s)
@@ -241,37 +236,41 @@ func (s *h2stream) bodyDone(n int) {
 	}
 }
 
-// sendHead sends the response head: status and the fields in s.res.
-// With end the response has no body. It is flushed at once when end or
-// flush; otherwise it goes out with the body's first frame.
-func (s *h2stream) sendHead(status int, end, flush bool) error {
+// startHead begins the response head with its status; addField adds
+// its fields, and sendHead sends it.
+func (s *h2stream) startHead(status int) {
+	s.head = appendH2Status(append(s.head[:0], h2SizeUpdate), status)
+}
+
+// startTrailers begins the trailer section that ends the response; its
+// fields follow as the head's do, and sendTrailers sends it.
+func (s *h2stream) startTrailers() { s.head = append(s.head[:0], h2SizeUpdate) }
+
+// addField adds a field to the head or trailers being built, its name
+// lower-cased as HTTP/2 wants it.
+func (s *h2stream) addField(name, value []byte) { s.head = appendH2Field(s.head, name, value) }
+
+// sendHead sends the response head that startHead began. With end the
+// response has no body. It is flushed at once when end or flush;
+// otherwise it goes out with the body's first frame.
+func (s *h2stream) sendHead(end, flush bool) error {
 	c := s.c
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.encBuf.Reset()
-	c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: h2StatusText(status)})
-	for _, f := range s.res {
-		c.enc.WriteField(f)
-	}
-	s.res = s.res[:0]
 	if end {
 		s.sentEnd()
 	}
-	return c.writeHeadersLocked(s.id, end, end || flush)
+	return c.writeHeadersLocked(s.id, s.head, end, end || flush)
 }
 
-// sendTrailers ends the response with the trailer fields in s.res.
+// sendTrailers ends the response with the trailers that startTrailers
+// began.
 func (s *h2stream) sendTrailers() error {
 	c := s.c
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.encBuf.Reset()
-	for _, f := range s.res {
-		c.enc.WriteField(f)
-	}
-	s.res = s.res[:0]
 	s.sentEnd()
-	return c.writeHeadersLocked(s.id, true, true)
+	return c.writeHeadersLocked(s.id, s.head, true, true)
 }
 
 // sentEnd records that the response ends with the frame about to go

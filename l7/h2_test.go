@@ -297,6 +297,7 @@ type h2Seen struct {
 	goAways []h2GoAway               // in the order read
 	pings   [][8]byte                // the payloads of lbctl's PINGs (not ACKs)
 	status  map[uint32]string        // a stream's response status
+	blocks  map[uint32][]byte        // a stream's first header block fragment, as it came
 	ended   map[uint32]http2.ErrCode // a stream's end: NO_ERROR for END_STREAM, else the reset's code
 }
 
@@ -313,7 +314,7 @@ type h2GoAway struct {
 func (h *h2Raw) readUntil(t *testing.T, seen *h2Seen, what string, cond func() bool) {
 	t.Helper()
 	if seen.status == nil {
-		seen.status, seen.ended = map[uint32]string{}, map[uint32]http2.ErrCode{}
+		seen.status, seen.blocks, seen.ended = map[uint32]string{}, map[uint32][]byte{}, map[uint32]http2.ErrCode{}
 	}
 	for !cond() {
 		f, err := h.fr.ReadFrame()
@@ -332,6 +333,9 @@ func (h *h2Raw) readUntil(t *testing.T, seen *h2Seen, what string, cond func() b
 		case *http2.GoAwayFrame:
 			seen.goAways = append(seen.goAways, h2GoAway{f.LastStreamID, f.ErrCode})
 		case *http2.HeadersFrame:
+			if _, ok := seen.blocks[f.StreamID]; !ok {
+				seen.blocks[f.StreamID] = bytes.Clone(f.HeaderBlockFragment())
+			}
 			// Every block is decoded, for HPACK's sake.
 			fields, err := h.dec.DecodeFull(f.HeaderBlockFragment())
 			if err != nil {
