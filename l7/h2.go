@@ -197,7 +197,7 @@ func (x *h2exchange) answer(status int) {
 // endAccount reports the stream as session.endAccount reports a request:
 // to its backend's counts by status class, to the re-pin counts, to the
 // front door's request count, and to the access log (whose Bytes are the
-// body's: HTTP/2 heads are compressed per connection).
+// body's: an HTTP/2 head is not the bytes of the HTTP/1.1 head it came from).
 func (x *h2exchange) endAccount(try *backend.Attempt) {
 	p, a := x.s.c.cl.p, &x.acct
 	outcome, why := a.cookie(try)
