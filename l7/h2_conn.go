@@ -16,8 +16,8 @@ import (
 
 // HTTP/2 to clients is lbctl's own server side of the protocol over
 // golang.org/x/net/http2's Framer and hpack decoder (the header blocks
-// lbctl sends need none of a table's state: see h2_hpack.go). One goroutine per
-// connection (the one that accepted it) reads frames and keeps the
+// lbctl sends need no encoder's state: see h2_hpack.go). One goroutine
+// per connection (the one that accepted it) reads frames and keeps the
 // protocol's state; each stream's exchange with a backend runs in a
 // goroutine of its own (reused for the next stream waiting, if any). Frames
 // are appended under one lock and a writing goroutine per connection sends

@@ -77,28 +77,23 @@ func appendH2Status(dst []byte, status int) []byte {
 func appendH2Field(dst, name, value []byte) []byte {
 	var buf [32]byte // longer than every name in the static table
 	if len(name) <= len(buf) {
-		low := buf[:len(name)]
-		for i, c := range name {
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			low[i] = c
+		if i := h2StaticName(appendLower(buf[:0], name)); i > 0 {
+			return appendHpackString(appendHpackInt(dst, 0, 4, uint64(i)), value)
 		}
-		if i := h2StaticName(low); i > 0 {
-			dst = appendHpackInt(dst, 0, 4, uint64(i))
-			return appendHpackString(dst, value)
-		}
-		dst = append(dst, 0)
-		return appendHpackString(appendHpackString(dst, low), value)
 	}
 	dst = appendHpackInt(append(dst, 0), 0, 7, uint64(len(name)))
-	for _, c := range name {
+	return appendHpackString(appendLower(dst, name), value)
+}
+
+// appendLower appends b with its ASCII letters lower-cased.
+func appendLower(dst, b []byte) []byte {
+	for _, c := range b {
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
 		dst = append(dst, c)
 	}
-	return appendHpackString(dst, value)
+	return dst
 }
 
 // appendH2FieldString is appendH2Field for fields lbctl writes itself.

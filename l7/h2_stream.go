@@ -86,6 +86,9 @@ func (s *h2stream) recycle() {
 	}
 	// The buffers stay, emptied, for the next stream.
 	fields, trailers, head := s.fields[:0], s.trailers[:0], s.head[:0]
+	if cap(head) > h2FrameSize {
+		head = nil // a large head is rare: its buffer is not kept
+	}
 	clear(s.fields[:cap(s.fields)])
 	clear(s.trailers[:cap(s.trailers)])
 	x := &s.x
