@@ -94,7 +94,10 @@ func (s *h2stream) recycle() {
 	x := &s.x
 	out, cookie, sizeLine, chunkTrailers := x.out[:0], x.cookie[:0], x.sizeLine[:0], x.chunks.trailers[:0]
 	respFields, upIO := x.resp.fields[:0], x.upIO
-	*s = h2stream{fields: fields, trailers: trailers, head: head}
+	// Cleared in place: a literal with fields would be built on the
+	// stack first and copied, twice the work on a large struct.
+	*s = h2stream{}
+	s.fields, s.trailers, s.head = fields, trailers, head
 	s.x.out, s.x.cookie, s.x.sizeLine, s.x.chunks.trailers = out, cookie, sizeLine, chunkTrailers
 	s.x.resp.fields, s.x.upIO = respFields, upIO
 	h2Streams.Put(s)
