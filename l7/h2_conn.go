@@ -100,8 +100,8 @@ type h2conn struct {
 	workers     int            // goroutines running exchanges
 	waiting     []*h2stream    // opened streams waiting for a worker
 	sendWin     int64          // the connection's send window
-	peerWin     int64          // the client's SETTINGS_INITIAL_WINDOW_SIZE
-	peerMax     int            // the client's SETTINGS_MAX_FRAME_SIZE
+	peerWin     int64          // the client's SETTINGS_INITIAL_WINDOW_SIZE; the reading goroutine writes it
+	peerMax     int            // the client's SETTINGS_MAX_FRAME_SIZE; written with wmu held too, so read under either
 	draining    bool           // the first GOAWAY of a graceful close sent (see goAway)
 	goingAway   bool           // the GOAWAY naming goAwayID sent: no stream above it is served
 	goAwayID    uint32         // the last stream id that GOAWAY named

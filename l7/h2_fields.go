@@ -181,9 +181,7 @@ func (c *h2conn) endTrailers(id uint32) error {
 // h2_hpack.go). flush hands it to the writing goroutine at once;
 // otherwise it goes with the body's first frame.
 func (c *h2conn) writeHeadersLocked(id uint32, block []byte, end, flush bool) error {
-	c.mu.Lock()
 	max := c.peerMax
-	c.mu.Unlock()
 	if c.sizeUpdate {
 		c.sizeUpdate = false
 		block[0] = h2SizeUpdate

@@ -65,15 +65,16 @@ var (
 	h2Bodies = sync.Pool{New: func() any { b := make([]byte, h2StreamWindow); return &b }}
 )
 
+// newH2Stream returns stream id of c, not yet open. Only c's reading
+// goroutine calls it, the one that writes c.peerWin: it reads that
+// without the lock.
 func newH2Stream(c *h2conn, id uint32) *h2stream {
 	s := h2Streams.Get().(*h2stream)
 	s.c, s.id = c, id
 	s.contentLength = -1
 	s.bodyCond.L = &c.mu
 	s.recvWin = h2StreamWindow
-	c.mu.Lock()
 	s.sendWin = c.peerWin
-	c.mu.Unlock()
 	return s
 }
 
