@@ -281,7 +281,7 @@ func (s *session) failed(b *backend.Backend, err error, stale, retryable, sent b
 		// the backend's failure, and the client's connection closes.
 		return false, relayed
 	}
-	if stale && retryable {
+	if stale && retryable || errors.Is(err, errIdleStale) {
 		return false, retryFresh
 	}
 	s.backendFault(b, err, "request_sent", sent)

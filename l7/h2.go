@@ -367,7 +367,7 @@ func (x *h2exchange) failed(b *backend.Backend, err error, stale, retryable bool
 		// backend nor tried elsewhere (see h2stream.finish).
 		return relayed
 	}
-	if stale && retryable {
+	if stale && retryable || errors.Is(err, errIdleStale) {
 		return retryFresh
 	}
 	x.backendFault(b, err)

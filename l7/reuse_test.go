@@ -2,6 +2,7 @@ package l7
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -157,50 +158,105 @@ func TestNoContentThatAnnouncesABodyIsNotPooled(t *testing.T) {
 	}
 }
 
-// TestPoolTakesOnlyQuietConnections: a connection the backend wrote to or
-// closed while it waited in the pool is closed when its turn comes, and
-// the next one is taken; the check peeks, so a reader still gets every
-// byte.
-func TestPoolTakesOnlyQuietConnections(t *testing.T) {
-	conns := make([]*net.TCPConn, 3) // closed, quiet, written to
-	peers := make([]*net.TCPConn, 3)
-	var u upstreamPool
-	for i := range conns {
-		conns[i], peers[i] = loopback.Pair(t)
-		if !peek.Quiet(conns[i]) {
-			t.Fatalf("connection %d is not quiet before anything was sent", i)
-		}
-		u.put(conns[i], 10, time.Hour, time.Time{})
+// TestReusedConnectionIsLookedAtFirst: a connection from the pool that
+// the backend wrote to or closed while it waited is found out before the
+// request's first byte goes, by the write that would send it (send for a
+// request without a body, Write for one with), and nothing is sent on it
+// (errIdleStale); a quiet one carries the request. The look peeks, so a
+// reader still gets every byte, and it is made once per use.
+func TestReusedConnectionIsLookedAtFirst(t *testing.T) {
+	for _, write := range []struct {
+		name string
+		call func(u *upIO, p []byte) (int, error)
+	}{
+		{"send", (*upIO).send},
+		{"Write", (*upIO).Write},
+	} {
+		t.Run(write.name, func(t *testing.T) {
+			conns := make([]*net.TCPConn, 3) // closed, quiet, written to
+			peers := make([]*net.TCPConn, 3)
+			for i := range conns {
+				conns[i], peers[i] = loopback.Pair(t)
+				if !peek.Quiet(conns[i]) {
+					t.Fatalf("connection %d is not quiet before anything was sent", i)
+				}
+			}
+			peers[0].CloseWrite()
+			peers[2].Write([]byte("unasked"))
+			for _, c := range []*net.TCPConn{peers[0], peers[2]} {
+				if err := loopback.WaitAcked(c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			req := []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			// The quiet connection's backend reads the request and
+			// answers, which is what send waits for.
+			received := make(chan string, 1)
+			go func() {
+				got := make([]byte, len(req))
+				peers[1].SetReadDeadline(time.Now().Add(5 * time.Second))
+				_, err := io.ReadFull(peers[1], got)
+				if err == nil {
+					_, err = io.WriteString(peers[1], "HTTP/1.1 204 No Content\r\n\r\n")
+				}
+				received <- fmt.Sprint(string(got), err)
+			}()
+			for i, c := range conns {
+				var u upIO
+				u.use(c)
+				u.check = true
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				n, err := write.call(&u, req)
+				if i == 1 {
+					if err != nil || n != len(req) {
+						t.Fatalf("quiet connection: wrote %d, %v; want the request", n, err)
+					}
+					continue
+				}
+				if !errors.Is(err, errIdleStale) || n != 0 {
+					t.Errorf("connection %d: wrote %d, %v; want nothing and errIdleStale", i, n, err)
+				}
+				if u.check {
+					t.Errorf("connection %d: still to be looked at after the look", i)
+				}
+			}
+			buf := make([]byte, 64)
+			if n, err := conns[2].Read(buf); string(buf[:n]) != "unasked" {
+				t.Errorf("after the peek, read %q, %v; want the bytes", buf[:n], err)
+			}
+			// What reached the backends: the quiet one's request, and
+			// nothing on the two others.
+			if got, want := <-received, fmt.Sprint(string(req), nil); got != want {
+				t.Errorf("quiet connection's backend received %q, want %q", got, want)
+			}
+			for _, i := range []int{0, 2} {
+				conns[i].Close()
+				peers[i].SetReadDeadline(time.Now().Add(5 * time.Second))
+				if got, err := io.ReadAll(peers[i]); len(got) != 0 || err != nil {
+					t.Errorf("backend %d received %q (%v), want nothing", i, got, err)
+				}
+			}
+		})
 	}
-	peers[0].CloseWrite()
-	peers[2].Write([]byte("unasked"))
-	for _, c := range []*net.TCPConn{peers[0], peers[2]} {
-		if err := loopback.WaitAcked(c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if peek.Quiet(conns[0]) || peek.Quiet(conns[2]) {
-		t.Fatal("a connection closed by its peer or with bytes pending is quiet")
-	}
-	buf := make([]byte, 16)
-	conns[2].SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := conns[2].Read(buf); string(buf[:n]) != "unasked" {
-		t.Fatalf("after the peek, read %q, %v; want the bytes", buf[:n], err)
-	}
-	peers[2].Write([]byte("more"))
-	if err := loopback.WaitAcked(peers[2]); err != nil {
-		t.Fatal(err)
-	}
+}
 
-	if got, _ := u.get(time.Hour); got != conns[1] {
-		t.Errorf("get returned %v, want the one connection still quiet", got)
+// TestPoolGetTakesTheLastIdledAndDropsTheOld: get pops the most recently
+// returned connection, and closes those that idled past the idle timeout
+// on the way.
+func TestPoolGetTakesTheLastIdledAndDropsTheOld(t *testing.T) {
+	var u upstreamPool
+	old, _ := loopback.Pair(t)
+	recent, _ := loopback.Pair(t)
+	u.put(old, 10, time.Hour, time.Time{})
+	u.idle[0].since = time.Now().Add(-time.Minute)
+	u.put(recent, 10, time.Hour, time.Time{})
+	if got, _ := u.get(30 * time.Second); got != recent {
+		t.Fatalf("get returned %v, want the connection returned last", got)
 	}
-	if got, _ := u.get(time.Hour); got != nil || len(u.idle) != 0 {
-		t.Errorf("second get returned %v with %d left, want none: the others closed", got, len(u.idle))
+	if got, _ := u.get(30 * time.Second); got != nil || len(u.idle) != 0 {
+		t.Fatalf("get returned %v with %d left, want none: the old one is past the idle timeout", got, len(u.idle))
 	}
-	for _, i := range []int{0, 2} {
-		if _, err := conns[i].Write([]byte("x")); err == nil {
-			t.Errorf("connection %d that stopped being quiet was not closed", i)
-		}
+	if _, err := old.Write([]byte("x")); err == nil {
+		t.Error("the connection past the idle timeout was not closed")
 	}
 }

@@ -1,9 +1,12 @@
 package l7
 
 import (
+	"errors"
 	"net"
 	"syscall"
 	"time"
+
+	"github.com/lbctl/lbctl/internal/peek"
 )
 
 // upIO reads and writes the backend connection of an exchange of the
@@ -46,7 +49,19 @@ type upIO struct {
 	wn   int
 	werr error
 	sent bool // send's step has written
+
+	// check says that conn came from the pool: before the first byte of
+	// the request goes, a peek makes sure the backend has neither written
+	// to it nor closed it while it idled (see upstream). The peek is made
+	// within the raw write, at the last moment, and costs nothing more
+	// than its system call.
+	check bool
 }
+
+// errIdleStale is a kept-alive backend connection that the backend wrote
+// to or closed while it idled in the pool, found before the request was
+// written: nothing was sent, so any request may go again on a new one.
+var errIdleStale = errors.New("kept-alive backend connection written to or closed while idle")
 
 // use points u at c. It keeps c's raw handle while c stays the same, so
 // that the next exchange on a kept-alive connection allocates nothing.
@@ -61,6 +76,17 @@ func (u *upIO) use(c *net.TCPConn) {
 	if raw, err := c.SyscallConn(); err == nil {
 		u.raw = raw
 	}
+}
+
+// stale reports whether conn, taken from the pool, has been written to or
+// closed since, when check asks for the look; without a raw handle, as
+// the raw calls make it within their own.
+func (u *upIO) stale() bool {
+	if !u.check {
+		return false
+	}
+	u.check = false
+	return !peek.Quiet(u.conn)
 }
 
 // SetReadDeadline sets the connection's read deadline, for connReader.

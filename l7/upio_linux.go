@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lbctl/lbctl/internal/evloop"
+	"github.com/lbctl/lbctl/internal/peek"
 )
 
 // Read reads into p as net.Conn's Read does, with its errors: io.EOF at
@@ -58,6 +59,9 @@ func (u *upIO) readOnce(fd uintptr) bool {
 // the socket's buffer under the write deadline.
 func (u *upIO) Write(p []byte) (int, error) {
 	if u.raw == nil {
+		if u.stale() {
+			return 0, errIdleStale
+		}
 		return u.conn.Write(p)
 	}
 	u.wbuf, u.wn, u.werr = p, 0, nil
@@ -74,8 +78,16 @@ func (u *upIO) Write(p []byte) (int, error) {
 }
 
 // writeAll is Write's step: it writes what the socket takes, and returns
-// false to wait for the poller when it takes no more before the end.
+// false to wait for the poller when it takes no more before the end. A
+// connection from the pool is looked at first (see check).
 func (u *upIO) writeAll(fd uintptr) bool {
+	if u.check {
+		u.check = false
+		if !peek.QuietFD(int(fd)) {
+			u.werr = errIdleStale
+			return true
+		}
+	}
 	for u.wn < len(u.wbuf) {
 		n, e := evloop.Write(int(fd), u.wbuf[u.wn:])
 		switch e {
@@ -99,6 +111,9 @@ func (u *upIO) writeAll(fd uintptr) bool {
 // follows meets the last two. Its error is the write's.
 func (u *upIO) send(p []byte) (int, error) {
 	if u.raw == nil {
+		if u.stale() {
+			return 0, errIdleStale
+		}
 		return u.conn.Write(p)
 	}
 	u.wbuf, u.wn, u.werr, u.sent = p, 0, nil, false

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/lbctl/lbctl/backend"
-	"github.com/lbctl/lbctl/internal/peek"
 )
 
 // upstreamPool holds one backend's kept-alive connections to one address,
@@ -44,22 +43,25 @@ type idleConn struct {
 // no request that lbctl sent, and would reach whichever client's request
 // is sent next. So a connection goes back to the pool only after a
 // response that ended exactly where its framing says, with nothing more
-// buffered and no close (relayResponse checks that), and it is taken out
-// only while quiet (get): no byte and no EOF has arrived since, whenever
-// it came. Anything else is closed. Checking quiet when the connection
-// goes back as well would cost a second system call per request and catch
-// nothing that the check on the way out misses.
+// buffered and no close (relayResponse checks that), and the request that
+// reuses it is written only while it is quiet: no byte and no EOF has
+// arrived since, whenever it came. io makes that check (upIO.check), with
+// a peek just before the request's first byte goes, within the same raw
+// write, at the last moment it can be made; a connection that fails it is
+// closed, and the request goes on a new one (errIdleStale). Checking quiet
+// when the connection goes back as well would cost a second system call
+// per request and catch nothing that the check on the way out misses.
 //
 // io learns the deadline the connection carries (see upIO.until), so that
 // armUp moves it only when it must.
 func (p *Proxy) upstream(st *poolState, cfg *settings, b *backend.Backend, reuse bool, io *upIO) (c *net.TCPConn, reused bool, err error) {
 	if u := st.upstreams(b); reuse && u != nil {
 		if c, until := u.get(cfg.idle); c != nil {
-			io.until = until
+			io.until, io.check = until, true
 			return c, true, nil
 		}
 	}
-	io.until = time.Time{}
+	io.until, io.check = time.Time{}, false
 	c, err = b.Dial(context.Background(), &cfg.dialer)
 	return c, false, err
 }
@@ -81,17 +83,17 @@ func (p *Proxy) release(st *poolState, cfg *settings, b *backend.Backend, c *net
 	}
 }
 
-// get pops the most recently used connection that is still quiet, closing
-// any that idled past maxIdle (when positive) or that the backend has
-// written to or closed since. It returns the connection's deadline as
-// put was told it.
+// get pops the most recently used connection, closing any that idled past
+// maxIdle (when positive). Whether the backend has written to it or closed
+// it since is for its user to check (see upstream). It returns the
+// connection's deadline as put was told it.
 func (u *upstreamPool) get(maxIdle time.Duration) (*net.TCPConn, time.Time) {
 	for {
 		ic, ok := u.pop()
 		if !ok {
 			return nil, time.Time{}
 		}
-		if maxIdle > 0 && time.Since(ic.since) > maxIdle || !peek.Quiet(ic.c) {
+		if maxIdle > 0 && time.Since(ic.since) > maxIdle {
 			ic.c.Close()
 			continue
 		}

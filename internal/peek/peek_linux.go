@@ -25,6 +25,9 @@ func look(c *net.TCPConn) state {
 // SentFD is Sent for a raw socket, such as one an event loop holds.
 func SentFD(fd int) bool { return lookFD(fd) == sent }
 
+// QuietFD is Quiet for a raw socket, such as a raw write's callback has.
+func QuietFD(fd int) bool { return lookFD(fd) == quiet }
+
 // lookFD peeks at the socket fd with a non-blocking recv and MSG_PEEK. It
 // costs one system call and, unlike unix.Recvfrom, allocates nothing. The
 // call never blocks, so it goes without telling the Go scheduler, which
