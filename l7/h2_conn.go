@@ -382,9 +382,9 @@ func (c *h2conn) idleTimeout() {
 // 6.8. The first GOAWAY names stream 2^31-1, so that a request the client
 // sends as it goes is still served, and a PING follows it. Once the
 // client has acknowledged that PING, or h2GoAwayRound (h2front.roundOf)
-// later when it does not, secondGoAway names the last stream opened: the client has read the
-// first GOAWAY by then, so no request of its is in flight that would be
-// lost to the second. Streams opened run to their end; then the
+// later when it does not, secondGoAway names the last stream opened: the
+// client has read the first GOAWAY by then, so no request of its is in
+// flight that would be lost to the second. Streams opened run to their end; then the
 // connection closes (see quietLocked).
 func (c *h2conn) goAway() {
 	c.wmu.Lock()

@@ -111,10 +111,7 @@ func (u *upIO) writeAll(fd uintptr) bool {
 // follows meets the last two. Its error is the write's.
 func (u *upIO) send(p []byte) (int, error) {
 	if u.raw == nil {
-		if u.stale() {
-			return 0, errIdleStale
-		}
-		return u.conn.Write(p)
+		return u.Write(p)
 	}
 	u.wbuf, u.wn, u.werr, u.sent = p, 0, nil, false
 	err := u.raw.Read(u.sendStep)
