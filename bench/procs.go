@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"github.com/lbctl/lbctl/admin"
 	"github.com/lbctl/lbctl/backend"
 	"github.com/lbctl/lbctl/config"
+	"github.com/lbctl/lbctl/internal/loopback"
 )
 
 // procs are the lbctl instances of a run with --restart@ or --upgrade@:
@@ -72,11 +72,12 @@ func startProcs(ctx context.Context, bin string, cfg *config.Config, n int, dir 
 			cfgPath: filepath.Join(dir, fmt.Sprintf("lab-%d.toml", i+1)),
 			pidFile: filepath.Join(dir, fmt.Sprintf("lab-%d.pid", i+1)),
 			logPath: filepath.Join(dir, fmt.Sprintf("lab-%d.log", i+1))}
-		host := fmt.Sprintf("127.0.0.%d:0", 2+i)
+		ip := fmt.Sprintf("127.0.0.%d", 2+i)
 		var err error
 		for _, a := range []*string{&p.addr, &p.admin, &p.member} {
-			if *a, err = freeAddr(host); err != nil {
-				return nil, err
+			// A member gossips on UDP as well as TCP.
+			if *a, err = loopback.FreePort(ip, a == &p.member); err != nil {
+				return nil, fmt.Errorf("instance %d: finding a port: %w", i+1, err)
 			}
 		}
 		ps.all = append(ps.all, p)
@@ -155,18 +156,6 @@ func (ps *procs) writeConfig(p *proc) error {
 		return fmt.Errorf("instance %d: config: %w", p.index+1, err)
 	}
 	return nil
-}
-
-// freeAddr returns a port of host that is free now, for a process to
-// listen on it again and again.
-func freeAddr(hostPort string) (string, error) {
-	ln, err := net.Listen("tcp", hostPort)
-	if err != nil {
-		return "", fmt.Errorf("finding a port: %w", err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr, nil
 }
 
 // start runs p's process and waits until it logs that it serves.

@@ -1,8 +1,9 @@
 // Package loopback owns the connected TCP pair of the tests that need
 // both ends of a real socket on loopback: a splice or a PROXY header read
 // off a raw descriptor, a deadline raced by an interrupt; and the free
-// loopback address of a test that hands a listen address to a config. A
-// backend that accepts many connections is package testbackend's.
+// loopback address of a test, or of the lab, that hands a listen address
+// to a config. A backend that accepts many connections is package
+// testbackend's.
 package loopback
 
 import (
@@ -59,15 +60,24 @@ func FreeAddr(t testing.TB) string {
 // FreeAddrOn can, one time in many thousands.
 func FreeAddrOn(t testing.TB, ip string, udp bool) string {
 	t.Helper()
+	addr, err := FreePort(ip, udp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// FreePort is FreeAddrOn for a caller that is not a test: the lab, which
+// hands the processes it starts their listen addresses.
+func FreePort(ip string, udp bool) (string, error) {
 	low := ephemeralLow()
 	for range 100 {
 		addr := net.JoinHostPort(ip, fmt.Sprint(freeBase+rand.IntN(low-freeBase)))
 		if free(addr, udp) {
-			return addr
+			return addr, nil
 		}
 	}
-	t.Fatalf("no port free on %s below %d", ip, low)
-	return ""
+	return "", fmt.Errorf("no port free on %s below %d", ip, low)
 }
 
 // freeBase is the lowest port FreeAddrOn hands out: above the well-known
